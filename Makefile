@@ -1,0 +1,44 @@
+# One-command set-up for a fresh Debian / Raspberry Pi OS machine with Python 3.11.
+#   make demo   set up, then run the virtual store
+#   make test   set up, then run every test
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: all setup venv mosquitto test demo bench clean model-smoke
+
+all: test
+
+setup: venv mosquitto
+
+# pip installs only when the requirement files changed since the last install.
+venv: $(STAMP)
+$(STAMP): pyproject.toml gateway/pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install python3.11 and python3.11-venv" >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "error: cannot create $(VENV); install python3.11-venv" >&2; exit 1; }
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e ./gateway -e '.[model]'
+	@touch $(STAMP)
+
+# Mosquitto comes from Debian. Install it when missing and we may (root or sudo).
+mosquitto:
+	@if command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; \
+	else echo "error: Mosquitto is missing. Install it: sudo apt-get install mosquitto" >&2; exit 1; fi; \
+	echo "installing mosquitto with apt-get"; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto >/dev/null
+
+# pytest exits 5 when a selection collects nothing; that is not a failure here.
+test: setup
+	$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+demo: setup
+	$(VENV)/bin/cart-sim demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache
