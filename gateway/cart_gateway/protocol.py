@@ -1,0 +1,428 @@
+"""Decoders for docs/protocol.md (version 1).
+
+Every decoder takes the raw MQTT topic and payload and returns a typed
+message, or raises ProtocolError whose text names the topic part or the
+field that was wrong. Nothing here does I/O.
+"""
+from __future__ import annotations
+
+import binascii
+import json
+import re
+import struct
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PROTOCOL_VERSION = 1
+
+# §15 size limits
+MAX_JSON_BYTES = 1024
+MAX_COMMAND_BYTES = 4096
+MAX_CHUNK_PAYLOAD = 4096
+MAX_FRAME_BYTES = 131072
+MAX_FRAME_CHUNKS = 64
+
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+BOARDS = ("scale", "cam")
+
+
+class ProtocolError(ValueError):
+    """A message that does not follow docs/protocol.md. The text names the field."""
+
+
+# ---------------------------------------------------------------- topics (§2)
+
+@dataclass(frozen=True)
+class Topic:
+    kind: str            # status, evt, frame, tele, cmd, cmd/res, basket, prompt, ...
+    cart: str | None = None
+    board: str | None = None
+    gw: str | None = None
+
+
+_CART_BOARD_KINDS = {"status", "evt", "frame", "tele", "cmd", "cmd/res"}
+_CART_KINDS = {"basket", "screen/prompt", "screen/state", "screen/answer", "checkout", "receipt"}
+_GW_KINDS = {"status", "review/new", "review/queue", "review/verdict"}
+
+
+def parse_topic(topic: str) -> Topic:
+    parts = topic.split("/")
+    if len(parts) >= 3 and parts[0] == "carts":
+        cart = parts[1]
+        if not ID_RE.match(cart):
+            raise ProtocolError(f"topic {topic!r}: cart id {cart!r} is not [a-z0-9][a-z0-9-]{{0,31}}")
+        rest = "/".join(parts[2:])
+        if rest in _CART_KINDS:
+            return Topic(rest, cart=cart)
+        board, kind = parts[2], "/".join(parts[3:])
+        if board not in BOARDS:
+            raise ProtocolError(f"topic {topic!r}: board {board!r} is not one of {BOARDS}")
+        if kind not in _CART_BOARD_KINDS or (kind == "frame" and board != "cam"):
+            raise ProtocolError(f"topic {topic!r}: unknown message kind {kind!r}")
+        return Topic(kind, cart=cart, board=board)
+    if len(parts) >= 3 and parts[0] == "gateway":
+        gw, kind = parts[1], "/".join(parts[2:])
+        if not ID_RE.match(gw):
+            raise ProtocolError(f"topic {topic!r}: gateway id {gw!r} is not valid")
+        if kind in _GW_KINDS:
+            return Topic(kind, gw=gw)
+    raise ProtocolError(f"topic {topic!r}: not in the protocol's topic tree")
+
+
+# -------------------------------------------------------- JSON payloads (§3-13)
+
+class _Msg(BaseModel):
+    # Unknown fields are ignored so that optional additions do not break old
+    # gateways (§ intro); required fields and types are strict.
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=False)
+    v: Literal[1]
+
+
+class BoardHeader(_Msg):
+    cart: str
+    board: Literal["scale", "cam"]
+    epoch: int = Field(ge=1, lt=2**32)
+    mono_ms: int = Field(ge=0)
+    wall_ms: int | None = Field(default=None, ge=0)
+    synced: bool
+
+    @model_validator(mode="after")
+    def _clock_flags(self):
+        if not self.synced and self.wall_ms is not None:
+            raise ValueError("wall_ms must be null when synced is false")
+        if self.synced and self.wall_ms is None:
+            raise ValueError("wall_ms is required when synced is true")
+        return self
+
+
+class Status(BoardHeader):
+    state: Literal["online", "offline"]
+    fw: str
+    mode: Literal["normal", "safe"] = "normal"
+    reason: str | None = None
+
+
+class Window(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    n: int = Field(ge=0)
+    pre_g: float
+    post_g: float
+    min_g: float
+    max_g: float
+    std_g: float = Field(ge=0)
+    dur_ms: int = Field(ge=0)
+    unsettled_seq: int | None = Field(default=None, ge=1)
+
+
+class _Event(BoardHeader):
+    seq: int = Field(ge=1, lt=2**32)
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.cart}/{self.board}/{self.epoch}/{self.seq}"
+
+
+class WeightEvent(_Event):
+    type: Literal["weight"]
+    delta_g: float
+    total_g: float
+    noise_g: float = Field(ge=0)
+    settle_ms: int = Field(ge=0)
+    window: Window
+
+
+class UnsettledEvent(_Event):
+    type: Literal["unsettled"]
+    total_g: float
+
+
+class CaptureEvent(_Event):
+    type: Literal["capture"]
+    trigger: Literal["unsettled", "motion", "command"]
+    ref: str | None = None
+    frames: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, max_length=8)
+    frame_ms: list[Annotated[int, Field(ge=0)]]
+
+    @model_validator(mode="after")
+    def _same_length(self):
+        if len(self.frame_ms) != len(self.frames):
+            raise ValueError("frame_ms must have one entry per frame")
+        return self
+
+
+class ErrorEvent(_Event):
+    type: Literal["error"]
+    code: str = Field(min_length=1, max_length=40)
+    detail: str = Field(default="", max_length=200)
+
+
+Event = Annotated[Union[WeightEvent, UnsettledEvent, CaptureEvent, ErrorEvent], Field(discriminator="type")]
+
+
+class Telemetry(BoardHeader):
+    heap_free: int = Field(ge=0)
+    heap_peak: int | None = Field(default=None, ge=0)
+    uptime_s: int = Field(ge=0)
+    rssi: int | None = None
+    journal_depth: int = Field(ge=0)
+    journal_dropped: int = Field(ge=0)
+    reconnects: int = Field(ge=0)
+    reset_cause: str
+    fw: str
+
+
+class Command(_Msg):
+    id: str = Field(min_length=1, max_length=40)
+    cmd: str = Field(min_length=1, max_length=20)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class CommandResult(_Msg):
+    id: str = Field(min_length=1, max_length=40)
+    ok: bool
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class Choice(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    sku: str | None = None
+    barcode: str | None = None
+    personal: Literal[True] | None = None
+    none: Literal[True] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        given = [k for k in ("sku", "barcode", "personal", "none") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("choice must hold exactly one of sku, barcode, personal, none")
+        return self
+
+
+class Answer(_Msg):
+    prompt_id: str = Field(min_length=1, max_length=64)
+    answer_id: str = Field(min_length=1, max_length=64)
+    choice: Choice
+
+
+class CheckoutRequest(_Msg):
+    req_id: str = Field(min_length=1, max_length=64)
+
+
+class Verdict(_Msg):
+    review_id: str = Field(min_length=1, max_length=64)
+    verdict_id: str = Field(min_length=1, max_length=64)
+    sku: str | None
+    qty: int = Field(ge=0, le=1000)
+
+
+def _field_error(what: str, err: ValidationError) -> ProtocolError:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(payload)"
+    return ProtocolError(f"{what}: field {loc!r}: {first['msg']}")
+
+
+def _json(what: str, payload: bytes, limit: int) -> dict:
+    if len(payload) > limit:
+        raise ProtocolError(f"{what}: payload is {len(payload)} bytes, over the {limit}-byte limit")
+    try:
+        obj = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ProtocolError(f"{what}: payload is not JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"{what}: payload must be a JSON object, got {type(obj).__name__}")
+    if "v" not in obj:
+        raise ProtocolError(f"{what}: field 'v': missing (protocol version)")
+    return obj
+
+
+def _validate(model, what: str, obj: dict):
+    try:
+        return model.model_validate(obj)
+    except ValidationError as e:
+        raise _field_error(what, e) from None
+
+
+def _check_identity(what: str, msg: BoardHeader, topic: Topic) -> None:
+    if msg.cart != topic.cart:
+        raise ProtocolError(f"{what}: field 'cart': {msg.cart!r} differs from the topic's {topic.cart!r}")
+    if msg.board != topic.board:
+        raise ProtocolError(f"{what}: field 'board': {msg.board!r} differs from the topic's {topic.board!r}")
+
+
+_EVENT_TYPES = {"weight": WeightEvent, "unsettled": UnsettledEvent, "capture": CaptureEvent, "error": ErrorEvent}
+
+
+def decode_event(topic: Topic, payload: bytes):
+    what = "event"
+    obj = _json(what, payload, MAX_JSON_BYTES)
+    kind = obj.get("type")
+    model = _EVENT_TYPES.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise ProtocolError(f"{what}: field 'type': {kind!r} is not one of {sorted(_EVENT_TYPES)}")
+    msg = _validate(model, f"{kind} event", obj)
+    _check_identity(f"{kind} event", msg, topic)
+    return msg
+
+
+def decode_status(topic: Topic, payload: bytes) -> Status:
+    msg = _validate(Status, "status", _json("status", payload, MAX_JSON_BYTES))
+    _check_identity("status", msg, topic)
+    return msg
+
+
+def decode_telemetry(topic: Topic, payload: bytes) -> Telemetry:
+    msg = _validate(Telemetry, "telemetry", _json("telemetry", payload, MAX_JSON_BYTES))
+    _check_identity("telemetry", msg, topic)
+    return msg
+
+
+def decode_command(payload: bytes) -> Command:
+    return _validate(Command, "command", _json("command", payload, MAX_COMMAND_BYTES))
+
+
+def decode_command_result(payload: bytes) -> CommandResult:
+    return _validate(CommandResult, "command result", _json("command result", payload, MAX_JSON_BYTES))
+
+
+def decode_answer(payload: bytes) -> Answer:
+    return _validate(Answer, "answer", _json("answer", payload, MAX_JSON_BYTES))
+
+
+def decode_checkout(payload: bytes) -> CheckoutRequest:
+    return _validate(CheckoutRequest, "checkout", _json("checkout", payload, MAX_JSON_BYTES))
+
+
+def decode_verdict(payload: bytes) -> Verdict:
+    return _validate(Verdict, "verdict", _json("verdict", payload, MAX_JSON_BYTES))
+
+
+# ------------------------------------------------------------ frames (§7)
+
+CHUNK_HEADER = struct.Struct(">2sBBIIHHII")
+assert CHUNK_HEADER.size == 24
+
+
+@dataclass(frozen=True)
+class FrameChunk:
+    epoch: int
+    frame: int
+    index: int
+    count: int
+    size: int
+    crc32: int
+    data: bytes
+
+
+def decode_frame_chunk(payload: bytes) -> FrameChunk:
+    what = "frame chunk"
+    if len(payload) < CHUNK_HEADER.size + 1:
+        raise ProtocolError(f"{what}: {len(payload)} bytes is shorter than the 24-byte header plus data")
+    if len(payload) > CHUNK_HEADER.size + MAX_CHUNK_PAYLOAD:
+        raise ProtocolError(f"{what}: data of {len(payload) - 24} bytes is over the {MAX_CHUNK_PAYLOAD}-byte limit")
+    magic, ver, fmt, epoch, frame, index, count, size, crc = CHUNK_HEADER.unpack_from(payload)
+    checks = (
+        ("magic", magic == b"CF", f"{magic!r} is not b'CF'"),
+        ("ver", ver == 1, f"{ver} is not 1"),
+        ("fmt", fmt == 1, f"{fmt} is not 1 (JPEG)"),
+        ("epoch", epoch >= 1, "must be ≥ 1"),
+        ("frame", frame >= 1, "must be ≥ 1"),
+        ("count", 1 <= count <= MAX_FRAME_CHUNKS, f"{count} is not in 1..{MAX_FRAME_CHUNKS}"),
+        ("index", index < count, f"{index} is not below count {count}"),
+        ("size", 1 <= size <= MAX_FRAME_BYTES, f"{size} is not in 1..{MAX_FRAME_BYTES}"),
+    )
+    for field, ok, why in checks:
+        if not ok:
+            raise ProtocolError(f"{what}: field {field!r}: {why}")
+    return FrameChunk(epoch, frame, index, count, size, crc, bytes(payload[CHUNK_HEADER.size:]))
+
+
+class FrameAssembler:
+    """Reassembles one frame's chunks (§7); bounded by the header's size."""
+
+    def __init__(self, first: FrameChunk, started: float):
+        self.epoch, self.frame, self.count, self.size, self.crc32 = (
+            first.epoch, first.frame, first.count, first.size, first.crc32)
+        self.started = started
+        self._parts: dict[int, bytes] = {}
+        self._bytes = 0
+
+    def add(self, chunk: FrameChunk) -> bytes | None:
+        """Add a chunk; return the whole frame once complete and verified."""
+        if (chunk.count, chunk.size, chunk.crc32) != (self.count, self.size, self.crc32):
+            raise ProtocolError(f"frame chunk: field 'count/size/crc32' disagrees with the frame's first chunk")
+        if chunk.index in self._parts:
+            return None  # duplicate chunk (QoS 1 redelivery)
+        self._bytes += len(chunk.data)
+        if self._bytes > self.size:
+            raise ProtocolError(f"frame chunk: chunks add up to more than field 'size' {self.size}")
+        self._parts[chunk.index] = chunk.data
+        if len(self._parts) < self.count:
+            return None
+        frame = b"".join(self._parts[i] for i in range(self.count))
+        if len(frame) != self.size:
+            raise ProtocolError(f"frame: field 'size' says {self.size} bytes, chunks hold {len(frame)}")
+        if binascii.crc32(frame) & 0xFFFFFFFF != self.crc32:
+            raise ProtocolError("frame: field 'crc32' does not match the frame's bytes")
+        return frame
+
+
+# ------------------------------------------------------------ traces (§14)
+
+def trace_line(t_ms: int, topic: str, qos: int, retain: bool, payload: bytes) -> str:
+    rec: dict[str, Any] = {"t_ms": int(t_ms), "topic": topic, "qos": int(qos), "retain": bool(retain)}
+    try:
+        text = payload.decode("utf-8")
+        json.loads(text)
+        rec["payload"] = text
+    except (UnicodeDecodeError, ValueError):
+        rec["payload_b64"] = binascii.b2a_base64(payload, newline=False).decode()
+    return json.dumps(rec, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class TraceRecord:
+    t_ms: int
+    topic: str
+    qos: int
+    retain: bool
+    payload: bytes
+
+
+def read_trace(lines) -> tuple[dict, list[TraceRecord]]:
+    """Parse a trace (an iterable of lines). Returns (header, records)."""
+    header: dict | None = None
+    records: list[TraceRecord] = []
+    for n, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as e:
+            raise ProtocolError(f"trace line {n}: not JSON ({e})") from None
+        if not isinstance(obj, dict):
+            raise ProtocolError(f"trace line {n}: must be a JSON object")
+        if header is None:
+            if obj.get("trace") != 1:
+                raise ProtocolError(f"trace line {n}: field 'trace': the header must say 1")
+            header = obj
+            continue
+        for field, typ in (("t_ms", int), ("topic", str), ("qos", int), ("retain", bool)):
+            if not isinstance(obj.get(field), typ):
+                raise ProtocolError(f"trace line {n}: field {field!r}: missing or not {typ.__name__}")
+        if "payload" in obj and isinstance(obj["payload"], str):
+            payload = obj["payload"].encode("utf-8")
+        elif "payload_b64" in obj and isinstance(obj["payload_b64"], str):
+            try:
+                payload = binascii.a2b_base64(obj["payload_b64"])
+            except binascii.Error as e:
+                raise ProtocolError(f"trace line {n}: field 'payload_b64': {e}") from None
+        else:
+            raise ProtocolError(f"trace line {n}: field 'payload' or 'payload_b64': missing")
+        records.append(TraceRecord(obj["t_ms"], obj["topic"], obj["qos"], obj["retain"], payload))
+    if header is None:
+        raise ProtocolError("trace: empty, no header line")
+    return header, records
