@@ -3,12 +3,6 @@
 import gc
 import time
 
-try:
-    import micropython
-except ImportError:  # pragma: no cover
-    micropython = None
-
-
 class Heap:
     # Tracks the lowest free heap seen (the high-water mark of use).
     def __init__(self):
@@ -24,16 +18,12 @@ class Heap:
         return gc.mem_free() + gc.mem_alloc()
 
     def peak(self):
-        # bytes in use at the high-water mark; mem_peak() where the port has it
-        # counts all allocations ever live at once, which is what we want.
-        p = None
-        if micropython is not None and hasattr(micropython, "mem_peak"):
-            try:
-                p = micropython.mem_peak()
-            except Exception:
-                p = None
-        hw = self.total() - self.min_free if self.min_free is not None else 0
-        return max(p or 0, hw)
+        # Bytes in use at the high-water mark, from the lowest free heap seen
+        # (sampled every second and at every telemetry). micropython.mem_peak()
+        # is not used: on the unix port it counts more than the GC heap.
+        if self.min_free is None:
+            self.sample()
+        return self.total() - self.min_free
 
 
 def fields(rt):
