@@ -271,6 +271,7 @@ class Proxy:
         self.drop_pubacks = False
         self.dropped = 0
         self.conns = []
+        self.frozen = set()
         self.accepts = 0
         self.ls = socket.socket()
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -309,7 +310,7 @@ class Proxy:
                     except OSError:
                         pass
                 return
-            if self.mode == "blackhole":
+            if self.mode == "blackhole" or a in self.frozen or b in self.frozen:
                 continue  # swallow: the peer sees silence, not a close
             if down and self.drop_pubacks:
                 buf += d
@@ -330,6 +331,12 @@ class Proxy:
                     b.sendall(d)
             except OSError:
                 return
+
+    def freeze(self):
+        """Half-open: the current connections stop forwarding but stay open;
+        new connections work."""
+        for c, u in self.conns:
+            self.frozen.update((c, u))
 
     def inject(self, data):
         for c, u in list(self.conns):

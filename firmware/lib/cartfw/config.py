@@ -44,6 +44,7 @@ _BROKER = {
     "tls_verify": (bool, False, True, None, None),
     "ca_file": (str, False, None, None, None),
     "keepalive_s": (int, False, 30, lambda v: 2 <= v <= 600, "2..600"),
+    "ack_ms": (int, False, 5000, lambda v: 200 <= v <= 60000, "200..60000"),
 }
 _WIFI = {
     "ssid": (str, True, None, lambda v: 0 < len(v) <= 32, "1..32 characters"),

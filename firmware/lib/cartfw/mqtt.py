@@ -257,7 +257,9 @@ class MQTTClient:
         n = len(mv)
         while got < n:
             k = await asyncio.wait_for_ms(r.readinto(mv[got:]), timeout_ms)
-            if not k:
+            if k is None:
+                continue  # spurious readiness (EAGAIN): wait again
+            if k == 0:
                 raise OSError(-2)  # EOF: the broker closed the connection
             got += k
 
@@ -275,6 +277,7 @@ class MQTTClient:
             if not b & 0x80:
                 return typ, n
             mul <<= 7
+        self.stats["protocol_errors"] += 1
         raise MQTTProtocolError("remaining length longer than 4 bytes")
 
     # ---- the connected phase

@@ -65,7 +65,7 @@ class Runtime:
         ctx = self.hal.ssl_context(self.cfg) if b["tls"] else None
         c = MQTTClient(proto.client_id(self.cart, self.board), b["host"], b["port"],
                        user=b["user"], password=b["password"], keepalive=b["keepalive_s"],
-                       ssl=ctx, clean_session=False,
+                       ssl=ctx, clean_session=False, ack_ms=b["ack_ms"],
                        backoff_max_ms=self.cfg["backoff_max_s"] * 1000,
                        net_up=self._net_up, log=log)
         c.set_last_will(proto.topic(self.cart, self.board, "status"),

@@ -4,26 +4,25 @@ import gc
 import time
 
 class Heap:
-    # Tracks the lowest free heap seen (the high-water mark of use).
+    # High-water mark of live heap: the most bytes still allocated right after
+    # a collection, sampled every second (runtime watchdog loop) and at each
+    # telemetry. Sampling without a collection would count garbage.
     def __init__(self):
-        self.min_free = None
+        self.peak_alloc = 0
 
-    def sample(self):
-        f = gc.mem_free()
-        if self.min_free is None or f < self.min_free:
-            self.min_free = f
-        return f
+    def sample(self, collect=True):
+        if collect:
+            gc.collect()
+        a = gc.mem_alloc()
+        if a > self.peak_alloc:
+            self.peak_alloc = a
+        return gc.mem_free()
 
     def total(self):
         return gc.mem_free() + gc.mem_alloc()
 
     def peak(self):
-        # Bytes in use at the high-water mark, from the lowest free heap seen
-        # (sampled every second and at every telemetry). micropython.mem_peak()
-        # is not used: on the unix port it counts more than the GC heap.
-        if self.min_free is None:
-            self.sample()
-        return self.total() - self.min_free
+        return self.peak_alloc
 
 
 def fields(rt):
@@ -57,7 +56,6 @@ async def run(rt):
         import uasyncio as asyncio
     while True:
         await asyncio.sleep_ms(rt.cfg["tele_s"] * 1000)
-        gc.collect()
         d = fields(rt)
         try:
             await rt.publish("tele", rt.encode_tele(d), qos=0)
