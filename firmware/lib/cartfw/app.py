@@ -90,10 +90,10 @@ async def main(hal):
             for _ in range(10):
                 wdt.feed()
                 await asyncio.sleep_ms(1000)
-    safe, reason = safemode.begin(cfg["crash_limit"])
+    cause = safemode.take_reset_note() or hal.reset_cause()
+    safe, reason = safemode.begin(cfg["crash_limit"], cause)
     if err is not None:
         safe, reason = True, err
-    cause = safemode.take_reset_note() or hal.reset_cause()
     rt = Runtime(cfg, hal, "safe" if safe else "normal", reason, raw, cause)
     _rt = rt
     print("runtime: cart %s board %s epoch %d mode %s reset %s" % (rt.cart, rt.board, rt.epoch, rt.mode, cause))

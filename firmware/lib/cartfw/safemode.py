@@ -37,10 +37,15 @@ def _remove(path):
         pass
 
 
-def begin(limit):
+# Resets that are not the firmware's fault start the count again: a power
+# cycle (a person or a power cut) and an operator's reboot command.
+CLEAN_CAUSES = ("power_on", "cmd_reboot")
+
+
+def begin(limit, cause):
     """Called once at boot, before anything risky. Returns (safe, reason)."""
     _ensure_dir()
-    n = read_int(CRASHES, 0)
+    n = 0 if cause in CLEAN_CAUSES else read_int(CRASHES, 0)
     write_atomic(CRASHES, b"%d\n" % (n + 1))
     if n >= limit:
         last = _read(LASTERR) or "no error recorded (watchdog or power)"

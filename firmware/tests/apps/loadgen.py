@@ -13,6 +13,7 @@ async def start(rt):
     rate = a.get("rate_hz", 5)
     count = a.get("count", 0)  # 0: forever
     burst = a.get("burst", 1)
+    echo = a.get("echo", False)  # print "J <epoch> <seq>" once an event is journaled
     period = int(1000 * burst / rate) if rate else 1000
     total = 0.0
     n = 0
@@ -25,9 +26,11 @@ async def start(rt):
             n += 1
             d = 100.0 + (n % 7)
             total += d
-            rt.event("weight", {"delta_g": d, "total_g": total, "noise_g": 0.8, "settle_ms": 420,
+            seq = rt.event("weight", {"delta_g": d, "total_g": total, "noise_g": 0.8, "settle_ms": 420,
                                 "window": {"n": 40, "pre_g": total - d, "post_g": total, "min_g": total - d,
                                            "max_g": total + 1.5, "std_g": 0.7, "dur_ms": 500,
                                            "unsettled_seq": None}})
+            if echo and seq:
+                print("J %d %d" % (rt.epoch, seq))
         await asyncio.sleep_ms(period)
     print("loadgen: done %d" % n)
