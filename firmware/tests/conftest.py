@@ -228,7 +228,13 @@ class Subscriber:
         return [json.loads(p) for t, p, r in self.on("/evt")]
 
     def publish(self, topic, payload, qos=1):
-        self.c.publish(topic, payload, qos).wait_for_publish(5)
+        """True once sent; False while this client is reconnecting."""
+        info = self.c.publish(topic, payload, qos)
+        try:
+            info.wait_for_publish(5)
+        except (RuntimeError, ValueError):
+            return False
+        return info.is_published()
 
     def wait(self, pred, timeout=10.0):
         deadline = time.time() + timeout

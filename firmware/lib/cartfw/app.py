@@ -10,7 +10,7 @@ try:
 except ImportError:  # pragma: no cover
     import uasyncio as asyncio
 
-from cartfw import config as cfgmod
+import cartfw
 from cartfw import safemode
 
 _rt = None
@@ -28,9 +28,18 @@ def _handler(loop, context):
 
 
 def _load_config(hal):
+    try:
+        return _load_config2(hal)
+    finally:
+        # only needed at boot (and by the config command, which reloads it)
+        cartfw.unload("config")
+
+
+def _load_config2(hal):
     """(cfg, raw, error): cfg validated, or the last good config plus the error
     that sends us to safe mode, or (None, raw, error) when there is nothing to
     connect with."""
+    from cartfw import config as cfgmod
     need_wifi = hal.FAMILY != "sim"
     raw = cfgmod.load_raw(cfgmod.PATH)
     try:

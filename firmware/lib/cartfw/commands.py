@@ -9,7 +9,6 @@ except ImportError:  # pragma: no cover
     import uasyncio as asyncio
 
 from cartfw import proto
-from cartfw import config as cfgmod
 from cartfw import telemetry
 from cartfw import safemode
 
@@ -99,6 +98,14 @@ class Commands:
         self.rt.reset("cmd_reboot")
 
     def _config(self, args):
+        import cartfw
+        from cartfw import config as cfgmod  # loaded on demand: RAM
+        try:
+            return self._config2(cfgmod, args)
+        finally:
+            cartfw.unload("config")
+
+    def _config2(self, cfgmod, args):
         upd = args.get("set")
         raw = cfgmod.load_raw(cfgmod.PATH) or self.rt.raw_cfg or {}
         try:

@@ -253,6 +253,8 @@ class MQTTClient:
 
     async def _readexact(self, mv, timeout_ms):
         r = self._r
+        if r is None:
+            raise OSError(-1)  # closed under us (a publisher declared it dead)
         got = 0
         n = len(mv)
         while got < n:
