@@ -278,6 +278,7 @@ class Proxy:
         self.dropped = 0
         self.conns = []
         self.frozen = set()
+        self.events = []  # why connections ended, for failure messages
         self.accepts = 0
         self.ls = socket.socket()
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -297,6 +298,7 @@ class Proxy:
             except OSError:
                 c.close()
                 continue
+            u.settimeout(None)  # a frozen link must stay silent, not time out here
             self.accepts += 1
             self.conns.append((c, u))
             threading.Thread(target=self._pump, args=(c, u, False), daemon=True).start()
@@ -307,9 +309,11 @@ class Proxy:
         while True:
             try:
                 d = a.recv(65536)
-            except OSError:
+            except OSError as e:
+                self.events.append(f"recv error {e!r} down={down}")
                 d = b""
             if not d:
+                self.events.append(f"eof down={down}")
                 for s in (a, b):
                     try:
                         s.shutdown(socket.SHUT_RDWR)

@@ -39,7 +39,7 @@ def test_half_open_connection_detected_by_keepalive(mosquitto, proxy_factory, bo
     assert sub.wait(lambda: len(sub.events()) >= 30, 15), b.text()
     t0 = time.time()
     proxy.freeze()  # the peer stops answering; nothing is closed
-    assert b.wait_console("keepalive", 15), b.text()
+    assert b.wait_console("keepalive", 15), (b.text(), proxy.events)
     detect_s = time.time() - t0
     assert sub.wait(lambda: all_delivered(sub, n), 30), b.text()[-2000:]
     dups = check_identities(sub, n)
