@@ -98,12 +98,5 @@ def camera(cfg):
 
 
 def ssl_context(cfg):
-    import ssl
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    b = cfg["broker"]
-    if b.get("ca_file"):
-        ctx.load_verify_locations(cafile=b["ca_file"])
-        ctx.verify_mode = ssl.CERT_REQUIRED
-    else:
-        ctx.verify_mode = ssl.CERT_REQUIRED if b.get("tls_verify") else ssl.CERT_NONE
-    return ctx
+    from cartfw.tls import context
+    return context(cfg)

@@ -128,6 +128,8 @@ def validate(d, need_wifi=False):
     b = cfg["broker"]
     if b["ca_file"] is not None and not b["tls"]:
         raise ConfigError("broker.ca_file", "set but broker.tls is false")
+    if b["tls"] and b["tls_verify"] and b["ca_file"] is None:
+        raise ConfigError("broker.ca_file", "required when broker.tls and broker.tls_verify are true")
     return cfg
 
 
