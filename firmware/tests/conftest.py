@@ -54,6 +54,10 @@ class Broker:
                 "max_inflight_messages 0\nmax_queued_messages 100000\n")
         if self.persistence:  # as on the gateway Pi: sessions survive a restart
             text += f"persistence true\npersistence_location {self.tmp}/\n"
+            if os.geteuid() == 0:
+                # as root mosquitto drops to its own user, which cannot write
+                # into pytest's private tmp dir: the session store would be lost
+                text += "user root\n"
         else:
             text += "persistence false\n"
         conf.write_text(text)

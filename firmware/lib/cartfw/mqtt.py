@@ -225,6 +225,7 @@ class MQTTClient:
         self.last_rx_ms = _ms()
         self._set_state(UP)
         self.stats["connects"] += 1
+        self.log("mqtt: connected to %s:%d (session present %d)" % (self.server, self.port, self._buf[0] & 1))
         gen = self._gen
         for t, q in self.subs:
             await self._send_subscribe(gen, t, q)

@@ -185,11 +185,10 @@ class Runtime:
             return False
         if time.ticks_diff(now, self._tick_ms) > 5 * TICK_MS + FEED_MS:
             return False
-        if time.ticks_diff(now, self._pump_ms) > 5000 and self.mqtt.isconnected():
-            # connected but the publisher is stuck (publish waits are bounded
-            # by ack_ms * (max_retrans + 1) < 20 s)
-            if time.ticks_diff(now, self._pump_ms) > 20000:
-                return False
+        if self.mqtt.isconnected() and time.ticks_diff(now, self._pump_ms) > 20000:
+            # connected but the publisher is stuck (each publish wait is
+            # bounded by ack_ms * (max_retrans + 1) = 15 s by default)
+            return False
         return self.mqtt.healthy()
 
     async def _ticker(self):
