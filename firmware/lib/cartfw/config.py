@@ -56,7 +56,8 @@ _CAL = {
 }
 _JOURNAL = {
     "max_bytes": (int, False, 65536, lambda v: v >= 4096, ">= 4096"),
-    "segment_bytes": (int, False, 8192, lambda v: 1024 <= v <= 65536, "1024..65536"),
+    # a segment is read whole at boot (repair, depth count): keep it small for a 96 KB heap
+    "segment_bytes": (int, False, 8192, lambda v: 1024 <= v <= 16384, "1024..16384"),
 }
 SPEC = {
     "cart": (str, True, None, valid_id, "[a-z0-9][a-z0-9-]{0,31}"),
