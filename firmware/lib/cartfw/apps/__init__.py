@@ -1,0 +1,1 @@
+# Board apps: cartfw.apps.<role> with async def start(rt).

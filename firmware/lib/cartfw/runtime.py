@@ -1,0 +1,250 @@
+# The runtime a board app sees (docs/architecture.md "Firmware component API"):
+# identity, the journaled event outbox, non-journaled publishes, subscriptions,
+# commands, clock, telemetry providers, the watchdog rule.
+import gc
+import time
+
+try:
+    import asyncio
+except ImportError:  # pragma: no cover
+    import uasyncio as asyncio
+
+from cartfw import proto
+from cartfw import journal as jmod
+from cartfw.mqtt import MQTTClient
+from cartfw import telemetry
+from cartfw import safemode
+
+EPOCH_PATH = "state/epoch"
+FEED_MS = 1000  # watchdog check period
+TICK_MS = 200  # loop heartbeat
+
+
+def log(msg):
+    print(msg)
+
+
+class Runtime:
+    def __init__(self, cfg, hal, mode="normal", reason=None, raw_cfg=None, reset_cause=None):
+        self.cfg = cfg
+        self.raw_cfg = raw_cfg
+        self.hal = hal
+        self.mode = mode
+        self.reason = reason
+        self.cart = cfg["cart"]
+        self.board = cfg["board"]
+        self.log = log
+        self.boot_ms = time.ticks_ms()
+        self.heap = telemetry.Heap()
+        self.tele_providers = []
+        self.reset_cause = reset_cause or hal.reset_cause()
+        self._subs = {}  # topic -> cb
+        self._wake = asyncio.Event()  # the publisher has work
+        self._tick_ms = time.ticks_ms()
+        self._pump_ms = time.ticks_ms()
+        self._full = False  # inside a journal-full episode
+        self.fatal = None
+        self.seq = 0
+        # Boot epoch: incremented and written (atomically) before anything is
+        # published or journaled in this boot (protocol §3, §5).
+        safemode._ensure_dir()
+        self.epoch = jmod.read_int(EPOCH_PATH, 0) + 1
+        jmod.write_atomic(EPOCH_PATH, b"%d\n" % self.epoch)
+        j = cfg["journal"]
+        self.journal = jmod.Journal("journal", j["max_bytes"], j["segment_bytes"])
+        if self.journal.torn:
+            log("journal: dropped a torn last record (power cut mid-write)")
+        self.evt_topic = proto.topic(self.cart, self.board, "evt")
+        self.mqtt = self._make_client()
+        from cartfw.commands import Commands
+        self.commands = Commands(self)
+        self.subscribe(proto.topic(self.cart, self.board, "cmd"), self.commands.on_message)
+
+    def _make_client(self):
+        b = self.cfg["broker"]
+        ctx = self.hal.ssl_context(self.cfg) if b["tls"] else None
+        c = MQTTClient(proto.client_id(self.cart, self.board), b["host"], b["port"],
+                       user=b["user"], password=b["password"], keepalive=b["keepalive_s"],
+                       ssl=ctx, clean_session=False, ack_ms=b["ack_ms"],
+                       backoff_max_ms=self.cfg["backoff_max_s"] * 1000,
+                       net_up=self._net_up, log=log)
+        c.set_last_will(proto.topic(self.cart, self.board, "status"),
+                        proto.encode_status(self.cart, self.board, self.epoch, self.clock(),
+                                            False, self.mode, self.reason), True, 1)
+        c.on_message = self._on_message
+        c.on_connect = self._on_connect
+        return c
+
+    async def _net_up(self):
+        await self.hal.net_up(self.cfg)
+
+    # ---- API for board apps
+    def clock(self):
+        # (mono_ms, wall_ms or None, synced). No NTP yet: never synced.
+        return time.ticks_diff(time.ticks_ms(), self.boot_ms), None, False
+
+    def event(self, typ, fields):
+        """Journal an event and queue it for QoS 1 publish. Synchronous.
+        Returns its seq, or None when the journal is full (counted)."""
+        seq = self.seq + 1
+        payload = proto.encode_event(self.cart, self.board, self.epoch, seq, typ, fields, self.clock())
+        try:
+            self.journal.append(payload)
+        except jmod.JournalFull:
+            if not self._full:
+                self._full = True
+                log("journal: full, refusing new events")
+                seq2 = self.seq + 1
+                p = proto.encode_error(self.cart, self.board, self.epoch, seq2, "journal_full",
+                                       "journal at %d bytes; new events refused" % self.journal.total,
+                                       self.clock())
+                try:
+                    self.journal.append(p, reserve_ok=True)
+                    self.seq = seq2
+                except jmod.JournalFull:
+                    pass
+                self._wake.set()
+            return None
+        self._full = False
+        self.seq = seq
+        self._wake.set()
+        return seq
+
+    async def publish(self, suffix, payload, qos=0, retain=False):
+        if isinstance(payload, str):
+            payload = payload.encode()
+        return await self.mqtt.publish(proto.topic(self.cart, self.board, suffix),
+                                       payload, retain=retain, qos=qos)
+
+    async def publish_frame_chunk(self, buf, timeout_ms=5000):
+        return await self.mqtt.publish(proto.topic(self.cart, "cam", "frame"), buf,
+                                       qos=1, timeout_ms=timeout_ms)
+
+    def subscribe(self, topic, cb):
+        self._subs[topic] = cb
+        self.mqtt.subscribe(topic, 1)
+
+    def command(self, name, handler):
+        self.commands.register(name, handler)
+
+    def tele_provider(self, fn):
+        self.tele_providers.append(fn)
+
+    def encode_tele(self, fields):
+        return proto.encode_tele(self.cart, self.board, self.epoch, self.clock(), fields)
+
+    # ---- MQTT plumbing
+    def _on_message(self, topic, msg):
+        cb = self._subs.get(topic)
+        if cb is None:
+            return
+        cb(topic, msg)
+
+    async def _on_connect(self):
+        # Birth (retained), then let the publisher replay the journal.
+        st = proto.encode_status(self.cart, self.board, self.epoch, self.clock(), True,
+                                 self.mode, self.reason)
+        await self.mqtt.publish(proto.topic(self.cart, self.board, "status"), st, retain=True, qos=1)
+        self.journal.rewind()
+        self._wake.set()
+
+    async def _pump(self):
+        # The outbox publisher: one event in flight, in journal order; the
+        # cursor moves on PUBACK. After a lost connection the same record is
+        # sent again (maybe with a new packet id, same identity: protocol §5).
+        j = self.journal
+        while True:
+            self._pump_ms = time.ticks_ms()
+            if not self.mqtt.isconnected():
+                await asyncio.sleep_ms(100)
+                continue
+            r = j.peek()
+            if r is None:
+                j.flush()
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for_ms(self._wake.wait(), 1000)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            pos, payload = r
+            if await self.mqtt.publish(self.evt_topic, payload, qos=1):
+                j.ack(pos)
+            else:
+                j.rewind()
+                await asyncio.sleep_ms(100)
+
+    # ---- health and the watchdog
+    def healthy(self):
+        """The watchdog rule: feed only if the loop ticked recently, the
+        publisher is alive, and the MQTT client is healthy (connected and
+        hearing the broker, or on schedule in connect/backoff: a dead broker
+        must not reboot the board)."""
+        now = time.ticks_ms()
+        if self.fatal is not None:
+            return False
+        if time.ticks_diff(now, self._tick_ms) > 5 * TICK_MS + FEED_MS:
+            return False
+        if self.mqtt.isconnected() and time.ticks_diff(now, self._pump_ms) > 20000:
+            # connected but the publisher is stuck (each publish wait is
+            # bounded by ack_ms * (max_retrans + 1) = 15 s by default)
+            return False
+        return self.mqtt.healthy()
+
+    async def _ticker(self):
+        while True:
+            self._tick_ms = time.ticks_ms()
+            await asyncio.sleep_ms(TICK_MS)
+
+    async def _watchdog(self):
+        wdt = self.hal.WDT(self.cfg["wdt_ms"])
+        stable_done = False
+        while True:
+            self.heap.sample()
+            if self.healthy():
+                wdt.feed()
+            else:
+                log("wdt: unhealthy, not feeding")
+            if not stable_done and time.ticks_diff(time.ticks_ms(), self.boot_ms) >= self.cfg["stable_s"] * 1000:
+                stable_done = True
+                if self.mode == "normal":
+                    safemode.stable()
+            await asyncio.sleep_ms(FEED_MS)
+
+    def reset(self, cause):
+        try:
+            self.journal.flush()
+        except Exception:
+            pass
+        safemode.note_reset(cause)
+        self.hal.reset(cause)
+
+    def crash(self, exc):
+        # A task died: record why, journal an error event, reset soon.
+        text = "%s: %s" % (type(exc).__name__, exc)
+        log("runtime: fatal: %s" % text)
+        if self.fatal is not None:
+            return
+        self.fatal = text
+        try:
+            safemode.note_error(text)
+            self.event("error", {"code": "crash", "detail": text[:200]})
+        except Exception:
+            pass
+        asyncio.create_task(self._crash_reset())
+
+    async def _crash_reset(self):
+        await asyncio.sleep_ms(1000)  # a moment for the error event to leave
+        self.reset("crash")
+
+    def start(self):
+        # Background tasks of the runtime itself.
+        self.hal.hello(self.board, self.cart)
+        for coro in self.hal.tasks():
+            asyncio.create_task(coro)
+        asyncio.create_task(self._ticker())
+        asyncio.create_task(self._watchdog())
+        asyncio.create_task(self.mqtt.run())
+        asyncio.create_task(self._pump())
+        asyncio.create_task(telemetry.run(self))
+        gc.collect()
