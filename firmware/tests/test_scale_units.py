@@ -218,3 +218,30 @@ def test_firmware_file_compiles_with_mpy_cross(path, tmp_path):
         cmd.insert(1, f"-march={FW_FILES[path]}")
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def _detector(long_n):
+    from cartfw.scale import settle as s
+    det = s.SettleDetector(half=10, trigger=20, min_delta=30, track_step=1,
+                           quiet_n=8, hold_n=12, trig_n=2, long_n=long_n)
+    assert [det.push(0) for _ in range(12)][-1] == s.FIRST
+    det.max_var = 1  # learned: a very quiet scale
+    return det, s
+
+
+def test_rough_hold_waits_for_long_hold_then_settles():
+    det, s = _detector(long_n=80)
+    out = [det.push(1000 + (5 if k % 2 else -5)) for k in range(200)]
+    assert out[1] == s.BEGIN
+    first = out.index(s.CHANGED)
+    assert 80 <= first <= 95 and det.rough > 10   # rough until long_n passed
+    assert det.level == 1000
+
+
+def test_rough_hold_never_settles_without_the_long_hold():
+    det, s = _detector(long_n=10 ** 6)
+    out = [det.push(1000 + (5 if k % 2 else -5)) for k in range(500)]
+    assert s.CHANGED not in out and det.state != s.SETTLED
+    # ... but a quiet one does at once.
+    out = [det.push(1000) for _ in range(20)]
+    assert s.CHANGED in out

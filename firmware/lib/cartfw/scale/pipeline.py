@@ -16,15 +16,16 @@ PARAMS = {
     "rate_hz": (80, 1, 1000),          # HX711 RATE pin high: 80 SPS
     "stable_g": (3.0, 0.1, 1000.0),    # quiet: within this of the mean
     "trigger_g": (5.0, 0.1, 5000.0),   # change starts beyond this
-    "min_delta_g": (8.0, 0.1, 50000.0),  # smallest item event
-    "noise_k": (6.0, 0.0, 100.0),      # ... and at least noise_k x noise
+    "min_delta_g": (12.0, 0.1, 50000.0),  # smallest item event (items >= 20 g)
+    "noise_k": (8.0, 0.0, 100.0),      # ... and at least noise_k x noise
     "quiet_ms": (100, 10, 5000),       # quiet window to start the hold
     "hold_ms": (150, 10, 10000),       # total quiet time before settled
     "trig_ms": (25, 1, 1000),          # time beyond trigger to unsettle
+    "long_hold_ms": (1000, 10, 60000),  # quiet this long settles even if rough
     "track_g_per_s": (0.2, 0.001, 100.0),  # drift followed while settled
     "zero_band_g": (5.0, 0.0, 1000.0),  # auto-zero only within this of tare
-    "rough_k": (2.5, 1.0, 100.0),      # hold rms must be <= rough_k x settled rms
-    "rough_floor_g": (0.8, 0.0, 100.0),  # ... or <= this, whichever is larger
+    "rough_k": (2.0, 1.0, 100.0),      # hold rms must be <= rough_k x settled rms
+    "rough_floor_g": (0.4, 0.0, 100.0),  # ... or <= this, whichever is larger
     "timeout_ms": (1000, 50, 600000),  # no sample this long: hx711_timeout
 }
 
@@ -80,7 +81,8 @@ class ScalePipeline:
             track_step=max(1, int(p["track_g_per_s"] * c * q / self.rate + 0.5)),
             quiet_n=q,
             hold_n=max(q, _ms_to_n(p["hold_ms"], self.rate)),
-            trig_n=_ms_to_n(p["trig_ms"], self.rate))
+            trig_n=_ms_to_n(p["trig_ms"], self.rate),
+            long_n=_ms_to_n(p["long_hold_ms"], self.rate))
         self._zero_band = int(p["zero_band_g"] * c + 0.5)
         self._floor_var = int((p["rough_floor_g"] * c) ** 2)
         self._k2x64 = int(p["rough_k"] * p["rough_k"] * 64 + 0.5)  # int math per window

@@ -36,7 +36,7 @@ TRACKED = const(5)    # settled, a quiet window passed (drift tracked)
 
 class SettleDetector:
     def __init__(self, half, trigger, min_delta, track_step,
-                 quiet_n=8, hold_n=12, trig_n=2):
+                 quiet_n=8, hold_n=12, trig_n=2, long_n=80):
         if half < 1 or trigger < 1 or min_delta < 1 or track_step < 1:
             raise ValueError("settle thresholds must be >= 1 count")
         if not 2 <= quiet_n <= hold_n:
@@ -50,6 +50,8 @@ class SettleDetector:
         self.quiet_n = quiet_n
         self.hold_n = hold_n
         self.trig_n = trig_n
+        self.long_n = long_n      # quiet this long settles even if rough
+        self._quiet_since = -1    # start of the current quiet stretch
         self._ring = array("i", [0] * quiet_n)
         self._ri = 0
         self._rn = 0
@@ -155,6 +157,7 @@ class SettleDetector:
             lim = self.half * self.hn
             if dev > lim or dev < -lim:
                 self.state = UNSETTLED
+                self._quiet_since = -1
                 return NONE
             d = y - self.h0
             self.hn += 1
@@ -162,18 +165,25 @@ class SettleDetector:
             self.hss += d * d
             if self.hn >= self.hold_n:
                 if self.max_var and not self._first and \
-                        self.hss * self.hn - self.hs * self.hs > self.max_var * self.hn * self.hn:
-                    # Quiet by range but too rough against the settled noise:
-                    # keep looking (the ring re-arms the hold at once).
+                        self.hss * self.hn - self.hs * self.hs > self.max_var * self.hn * self.hn \
+                        and self.n - self._quiet_since < self.long_n:
+                    # Quiet by range but rough against the settled noise (a
+                    # hand's tremor): keep looking; the ring re-arms the hold
+                    # at once. Quiet by range for long_n settles anyway, so a
+                    # noisier place cannot block settling for good.
                     self.state = UNSETTLED
                     self.rough += 1
                     return NONE
                 return self._settle()
             return NONE
         # START or UNSETTLED: wait for quiet_n quiet samples.
-        if self._rn >= self.quiet_n and self._ring_quiet():
+        if self._rn < self.quiet_n or not self._ring_quiet():
+            self._quiet_since = -1
+        else:
             self.state = SETTLING
             self.t_rest = self.n - self.quiet_n
+            if self._quiet_since < 0:
+                self._quiet_since = self.t_rest
             self.h0 = self._ring_mean()
             self.hn = 0
             self.hs = 0
