@@ -186,16 +186,25 @@ for i in range(N):
         v = -152000 + load + (x >> 8) % 171 - 85   # ~1 g rms uniform noise
     src.v = v
     loop.step(i * 25 // 2)
-print(n_ev[0], n_ev[1], n_ev[2], micropython.mem_peak(), gc.mem_free(), time.ticks_diff(time.ticks_ms(), t0))
+    if i == 80 * 60:
+        gc.collect()
+        live1 = gc.mem_alloc()
+gc.collect()
+print(n_ev[0], n_ev[1], n_ev[2], micropython.mem_peak(), live1, gc.mem_alloc(), time.ticks_diff(time.ticks_ms(), t0))
 """
 
 
 @pytest.mark.micropython
 def test_ten_minutes_of_samples_in_a_96k_heap():
-    w, u, e, peak, free, ms = map(int, _mpy(SOAK).split())
-    print(f"soak: weight={w} unsettled={u} error={e} mem_peak={peak} free={free} ms={ms}")
+    # No MemoryError (_mpy checks the exit code), and the live heap after a
+    # collection is the same at 1 and at 10 minutes: nothing accumulates.
+    # mem_peak counts bytes handed out and not explicitly freed, garbage
+    # included, so it is reported, not compared with the heap size.
+    w, u, e, peak, live1, live10, ms = map(int, _mpy(SOAK).split())
+    print(f"soak: weight={w} unsettled={u} error={e} mem_peak={peak} "
+          f"live_1min={live1} live_10min={live10} ms={ms}")
     assert w == 60 and u == 60 and e == 0   # 60 changes in 600 s, each one event
-    assert peak < 96 * 1024
+    assert abs(live10 - live1) <= 256
 
 
 FW_FILES = {
@@ -245,3 +254,29 @@ def test_rough_hold_never_settles_without_the_long_hold():
     # ... but a quiet one does at once.
     out = [det.push(1000) for _ in range(20)]
     assert s.CHANGED in out
+
+
+def test_app_build_wires_config_into_the_pipeline():
+    from cartfw.apps.scale import build
+    got = []
+    cfg = {"calibration": {"offset": -152000, "scale": 86.0},
+           "app": {"scale": {"min_delta_g": 20.0}}}
+    vals = [-152000] * 40 + [-152000 + 86 * 15] * 40 + [-152000 + 86 * 40] * 40
+    loop = build(cfg, _sim(vals), lambda t, f: got.append((t, f)) or len(got))
+    for _ in range(10):
+        loop.step(0)
+    # 15 g is below the configured 20 g; the further 25 g is an event.
+    w = [f for t, f in got if t == "weight"]
+    assert len(w) == 1 and w[0]["delta_g"] == pytest.approx(25.0, abs=0.1)
+    assert loop.pipe.offset == -152000
+    with pytest.raises(ValueError, match="hold_s"):
+        build({"app": {"scale": {"hold_s": 1}}}, _sim([]), None)
+
+
+def _sim(vals):
+    sys.path.insert(0, str(ROOT / "firmware/hal/sim"))
+    try:
+        from hx711 import SimHX711
+    finally:
+        sys.path.pop(0)
+    return SimHX711(ListSource(vals))
