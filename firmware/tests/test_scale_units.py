@@ -280,3 +280,24 @@ def _sim(vals):
     finally:
         sys.path.pop(0)
     return SimHX711(ListSource(vals))
+
+
+def _feed(p, value, n):
+    return [e for e in (p.feed(value) for _ in range(n)) if e]
+
+
+@pytest.mark.parametrize("motion_ms, expect", [(0, ["unsettled"]), (3000, [])])
+def test_motion_ms_holds_back_unsettled_right_after_a_wobble(motion_ms, expect):
+    p = ScalePipeline(86.0, 0, motion_ms=motion_ms)
+    _feed(p, 0, 40)
+    assert [e[0] for e in _feed(p, 86 * 50, 3) + _feed(p, 0, 40)] == ["unsettled"]  # a knock
+    # 1 s later another wobble: held back when motion_ms covers it ...
+    _feed(p, 0, 80)
+    assert [e[0] for e in _feed(p, 86 * 50, 3) + _feed(p, 0, 40)] == expect
+    # ... a real change still gives its weight event (unsettled_seq stays null).
+    evs = _feed(p, 86 * 200, 60)
+    assert [e[0] for e in evs] == expect + ["weight"]
+    # Long after the last wobble, unsettled is back.
+    _feed(p, 86 * 200, 400)
+    assert [e[0] for e in _feed(p, 0, 40)] == ["unsettled", "weight"]
+    assert p.quiet_unsettled == (2 if motion_ms else 0)

@@ -26,6 +26,7 @@ PARAMS = {
     "zero_band_g": (5.0, 0.0, 1000.0),  # auto-zero only within this of tare
     "rough_k": (2.0, 1.0, 100.0),      # hold rms must be <= rough_k x settled rms
     "rough_floor_g": (0.4, 0.0, 100.0),  # ... or <= this, whichever is larger
+    "motion_ms": (0, 0, 60000),        # 0: off. See docs/scale.md "unsettled"
     "timeout_ms": (1000, 50, 600000),  # no sample this long: hx711_timeout
 }
 
@@ -63,6 +64,8 @@ class ScalePipeline:
         self.median = Median5()
         self._last_ms = None
         self._timed_out = False
+        self._same_at = -(1 << 30)  # sample index of the last SAME settle
+        self.quiet_unsettled = 0    # unsettled events held back in motion
         self.set_scale(counts_per_g)
 
     def set_scale(self, counts_per_g):
@@ -84,6 +87,7 @@ class ScalePipeline:
             trig_n=_ms_to_n(p["trig_ms"], self.rate),
             long_n=_ms_to_n(p["long_hold_ms"], self.rate))
         self._zero_band = int(p["zero_band_g"] * c + 0.5)
+        self._motion_n = _ms_to_n(p["motion_ms"], self.rate) if p["motion_ms"] else -1
         self._floor_var = int((p["rough_floor_g"] * c) ** 2)
         self._k2x64 = int(p["rough_k"] * p["rough_k"] * 64 + 0.5)  # int math per window
         self._base_var = 0  # EMA of quiet-window variance while settled
@@ -161,7 +165,15 @@ class ScalePipeline:
                 self.offset += s if d > s else (-s if d < -s else d)
             return None
         if r == _s.BEGIN:
+            if det.n - self._same_at <= self._motion_n:
+                # The last change came back to the same level moments ago:
+                # the cart is moving. No camera burst per wobble; a real
+                # change still gives its `weight` (unsettled_seq null).
+                self.quiet_unsettled += 1
+                return None
             return ("unsettled", {"total_g": round(self.grams(det.pre), 1)})
+        if r == _s.SAME:
+            self._same_at = det.n
         if r == _s.CHANGED:
             f = self._weight_fields()
             return None if f is None else ("weight", f)
