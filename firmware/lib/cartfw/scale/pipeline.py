@@ -16,8 +16,8 @@ PARAMS = {
     "rate_hz": (80, 1, 1000),          # HX711 RATE pin high: 80 SPS
     "stable_g": (3.0, 0.1, 1000.0),    # quiet: within this of the mean
     "trigger_g": (5.0, 0.1, 5000.0),   # change starts beyond this
-    "min_delta_g": (12.0, 0.1, 50000.0),  # smallest item event (items >= 20 g)
-    "noise_k": (8.0, 0.0, 100.0),      # ... and at least noise_k x noise
+    "min_delta_g": (15.0, 0.1, 50000.0),  # smallest item event (items >= 20 g)
+    "noise_k": (10.0, 0.0, 100.0),     # ... and at least noise_k x noise
     "quiet_ms": (100, 10, 5000),       # quiet window to start the hold
     "hold_ms": (150, 10, 10000),       # total quiet time before settled
     "trig_ms": (25, 1, 1000),          # time beyond trigger to unsettle
