@@ -1,0 +1,238 @@
+# Raw HX711 counts in, protocol events out (docs/protocol.md §6.1, §6.2, §6.4).
+#
+# ScalePipeline.feed(raw) takes one conversion and returns None or
+# (type, fields) for rt.event(); poll(now_ms) reports a sensor that stopped
+# answering. Thresholds are given in grams, converted to counts once.
+# Defaults and their sources: docs/scale.md "Parameters".
+try:
+    from micropython import const
+except ImportError:
+    const = lambda x: x  # noqa: E731
+from cartfw.scale.spike import is_glitch, Median5
+from cartfw.scale import settle as _s
+
+# name: (default, lo, hi). Checked by ScalePipeline; errors name the key.
+PARAMS = {
+    "rate_hz": (80, 1, 1000),          # HX711 RATE pin high: 80 SPS
+    "stable_g": (3.0, 0.1, 1000.0),    # quiet: within this of the mean
+    "trigger_g": (5.0, 0.1, 5000.0),   # change starts beyond this
+    "min_delta_g": (15.0, 0.1, 50000.0),  # smallest item event (items >= 20 g)
+    "noise_k": (10.0, 0.0, 100.0),     # ... and at least noise_k x noise
+    "quiet_ms": (100, 10, 5000),       # quiet window to start the hold
+    "hold_ms": (150, 10, 10000),       # total quiet time before settled
+    "trig_ms": (25, 1, 1000),          # time beyond trigger to unsettle
+    "long_hold_ms": (1000, 10, 60000),  # quiet this long settles even if rough
+    "track_g_per_s": (0.2, 0.001, 100.0),  # drift followed while settled
+    "zero_band_g": (5.0, 0.0, 1000.0),  # auto-zero only within this of tare
+    "rough_k": (2.0, 1.0, 100.0),      # hold rms must be <= rough_k x settled rms
+    "rough_floor_g": (0.4, 0.0, 100.0),  # ... or <= this, whichever is larger
+    "motion_ms": (0, 0, 60000),        # 0: off. See docs/scale.md "unsettled"
+    "timeout_ms": (1000, 50, 600000),  # no sample this long: hx711_timeout
+}
+
+
+def check_params(p):
+    """Return a full parameter dict; ValueError names a bad key or value."""
+    out = {}
+    for k in p:
+        if k not in PARAMS:
+            raise ValueError("scale param %s: unknown key" % k)
+    for k in PARAMS:
+        dflt, lo, hi = PARAMS[k]
+        v = p.get(k, dflt)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError("scale param %s: must be a number" % k)
+        if not lo <= v <= hi:
+            raise ValueError("scale param %s: %r not in %r..%r" % (k, v, lo, hi))
+        out[k] = v
+    return out
+
+
+def _ms_to_n(ms, rate):
+    n = (ms * rate + 999) // 1000
+    return int(n) if n >= 1 else 1
+
+
+class ScalePipeline:
+    def __init__(self, counts_per_g, offset=0, **params):
+        p = check_params(params)
+        self.p = p
+        self.rate = int(p["rate_hz"])
+        self.offset = int(offset)    # tare, counts
+        self.glitches = 0
+        self.samples = 0
+        self.median = Median5()
+        self._last_ms = None
+        self._timed_out = False
+        self._same_at = -(1 << 30)  # sample index of the last SAME settle
+        self.quiet_unsettled = 0    # unsettled events held back in motion
+        self.set_scale(counts_per_g)
+
+    def set_scale(self, counts_per_g):
+        if isinstance(counts_per_g, bool) or not isinstance(counts_per_g, (int, float)) \
+                or counts_per_g == 0:
+            raise ValueError("counts_per_g: must be a non-zero number")
+        self.cpg = float(counts_per_g)
+        p = self.p
+        c = abs(self.cpg)
+        q = _ms_to_n(p["quiet_ms"], self.rate)
+        old = getattr(self, "det", None)
+        self.det = _s.SettleDetector(
+            half=max(1, int(p["stable_g"] * c + 0.5)),
+            trigger=max(1, int(p["trigger_g"] * c + 0.5)),
+            min_delta=max(1, int(p["min_delta_g"] * c + 0.5)),
+            track_step=max(1, int(p["track_g_per_s"] * c * q / self.rate + 0.5)),
+            quiet_n=q,
+            hold_n=max(q, _ms_to_n(p["hold_ms"], self.rate)),
+            trig_n=_ms_to_n(p["trig_ms"], self.rate),
+            long_n=_ms_to_n(p["long_hold_ms"], self.rate))
+        self._zero_band = int(p["zero_band_g"] * c + 0.5)
+        self._motion_n = _ms_to_n(p["motion_ms"], self.rate) if p["motion_ms"] else -1
+        self._floor_var = int((p["rough_floor_g"] * c) ** 2)
+        self._k2x64 = int(p["rough_k"] * p["rough_k"] * 64 + 0.5)  # int math per window
+        self._base_var = 0  # EMA of quiet-window variance while settled
+        if old is not None and old.state == _s.SETTLED:
+            # Recalibrated: keep the known level, not the thresholds.
+            self.det.level = old.level
+            self.det.state = _s.SETTLED
+            self.det._first = False
+            self.det.n = old.n
+
+    # -- conversions ---------------------------------------------------
+    def grams(self, counts):
+        return (counts - self.offset) / self.cpg
+
+    def ms(self, n):
+        return n * 1000 // self.rate
+
+    @property
+    def state(self):
+        return _s.STATE_NAMES[self.det.state]
+
+    @property
+    def total_g(self):
+        # Last settled total, None before the first settle.
+        if self.det._first:
+            return None
+        return self.grams(self.det.level)
+
+    # -- commands (protocol §9) ---------------------------------------
+    def tare(self):
+        """Zero at the settled level; ValueError when not settled."""
+        if self.det.state != _s.SETTLED:
+            raise ValueError("tare: load not settled (%s)" % self.state)
+        self.offset = self.det.level
+        return self.offset
+
+    def calibrate(self, known_g):
+        """counts/gram from a known weight on the settled scale."""
+        if isinstance(known_g, bool) or not isinstance(known_g, (int, float)) or not known_g > 0:
+            raise ValueError("calibrate: known_g must be a number > 0")
+        if self.det.state != _s.SETTLED:
+            raise ValueError("calibrate: load not settled (%s)" % self.state)
+        span = self.det.level - self.offset
+        if span == 0:
+            raise ValueError("calibrate: no load above the tare")
+        self.set_scale(span / known_g)
+        return self.cpg
+
+    # -- the hot path ----------------------------------------------------
+    def feed(self, raw, now_ms=None):
+        """One conversion. Returns None or (type, fields)."""
+        if now_ms is not None:
+            self._last_ms = now_ms
+        self._timed_out = False
+        self.samples += 1
+        if is_glitch(raw):
+            self.glitches += 1
+            return None
+        det = self.det
+        r = det.push(self.median.push(raw))
+        if r == _s.NONE:
+            return None
+        if r == _s.TRACKED:
+            # Noise while settled: EMA over quiet windows (1/16 per window).
+            bv = self._base_var
+            bv = det.quiet_var if bv == 0 else bv + (det.quiet_var - bv) // 16
+            self._base_var = bv
+            lim = (bv * self._k2x64) >> 6
+            det.max_var = lim if lim > self._floor_var else self._floor_var
+            # Auto-zero: follow drift only while the basket is empty and
+            # settled (within zero_band of the tare), at the tracking rate.
+            d = det.level - self.offset
+            if d and -self._zero_band <= d <= self._zero_band:
+                s = det.track_step
+                self.offset += s if d > s else (-s if d < -s else d)
+            return None
+        if r == _s.BEGIN:
+            if det.n - self._same_at <= self._motion_n:
+                # The last change came back to the same level moments ago:
+                # the cart is moving. No camera burst per wobble; a real
+                # change still gives its `weight` (unsettled_seq null).
+                self.quiet_unsettled += 1
+                return None
+            return ("unsettled", {"total_g": round(self.grams(det.pre), 1)})
+        if r == _s.SAME:
+            self._same_at = det.n
+        if r == _s.CHANGED:
+            f = self._weight_fields()
+            return None if f is None else ("weight", f)
+        return None  # FIRST, SAME
+
+    def _weight_fields(self):
+        det = self.det
+        c = abs(self.cpg)
+        hn = det.hn
+        hm = det.hs / hn
+        noise = (max(0.0, det.hss / hn - hm * hm)) ** 0.5 / c
+        delta = (det.level - det.pre) / self.cpg
+        # Relative to noise too: a wide wobble needs a wider step.
+        if abs(delta) < self.p["noise_k"] * noise:
+            return None
+        n = det.cn
+        cm = det.cs / n
+        std = (max(0.0, det.css / n - cm * cm)) ** 0.5 / c
+        lo = self.grams(det.cmin)
+        hi = self.grams(det.cmax)
+        if lo > hi:  # negative counts_per_g (a cell mounted the other way)
+            lo, hi = hi, lo
+        t_end = det.n - 1
+        return {
+            "delta_g": round(delta, 1),
+            "total_g": round(self.grams(det.level), 1),
+            "noise_g": round(noise, 2),
+            "settle_ms": self.ms(t_end - det.t_start),
+            "window": {
+                "n": n,
+                "pre_g": round(self.grams(det.pre), 1),
+                "post_g": round(self.grams(det.level), 1),
+                "min_g": round(lo, 1),
+                "max_g": round(hi, 1),
+                "std_g": round(std, 2),
+                "dur_ms": self.ms(det.t_rest - det.t_start),
+                "unsettled_seq": None,
+            },
+        }
+
+    def poll(self, now_ms):
+        """Call when the driver had no sample. Returns an error event once
+        per outage (protocol §6.4), then None until samples return."""
+        if self._last_ms is None:
+            self._last_ms = now_ms
+            return None
+        gap = now_ms - self._last_ms
+        if gap > self.p["timeout_ms"] and not self._timed_out:
+            self._timed_out = True
+            self.median.reset()
+            self.det.restart()
+            return ("error", {"code": "hx711_timeout",
+                              "detail": "no HX711 sample for %d ms" % gap})
+        return None
+
+    def tele(self):
+        t = self.total_g
+        return {"scale_state": self.state,
+                "scale_total_g": None if t is None else round(t, 1),
+                "scale_samples": self.samples,
+                "scale_glitches": self.glitches,
+                "hx711_ok": not self._timed_out}

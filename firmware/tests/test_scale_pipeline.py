@@ -1,0 +1,264 @@
+"""The scale pipeline on synthetic HX711 streams, inside the real
+`micropython` binary and under CPython, with identical results required.
+
+Streams come from the load-cell model (cart_sim.physics), seeded."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cart_sim.physics import LoadCellModel
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNNER = Path(__file__).with_name("scale_runner.py")
+MPY = Path(sys.executable).with_name("micropython")
+CPG = 86.0
+OFFSET = -152_000  # a non-zero tare, as a real cell has
+
+
+def run_stream(interp, stream, tmp_path, cpg=CPG, offset=OFFSET):
+    """Run scale_runner.py on `stream` under "mpy" or "cpy"; parse JSON lines."""
+    path = tmp_path / "stream.txt"
+    path.write_text("\n".join(str(s) for s in stream) + "\n")
+    env = dict(os.environ)
+    if interp == "mpy":
+        cmd = [str(MPY), "-X", "heapsize=96k", str(RUNNER)]
+        env["MICROPYPATH"] = f"{ROOT}/firmware/lib:{ROOT}/firmware/hal/sim"
+    else:
+        cmd = [sys.executable, str(RUNNER)]
+        env["PYTHONPATH"] = f"{ROOT}/firmware/lib:{ROOT}/firmware/hal/sim"
+    out = subprocess.run(cmd + [str(path), str(cpg), str(offset)], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(x) for x in out.stdout.splitlines()]
+    assert "end" in lines[-1], out.stdout[-500:]
+    return lines[:-1], lines[-1]["end"]
+
+
+def _close(a, b, path=""):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, float) or isinstance(b, float):
+        assert abs(a - b) <= 0.011, f"{path}: {a} != {b}"
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+def both(stream, tmp_path, **kw):
+    """Run under both interpreters; they must agree. Returns the events."""
+    ev_m, end_m = run_stream("mpy", stream, tmp_path, **kw)
+    ev_c, end_c = run_stream("cpy", stream, tmp_path, **kw)
+    assert len(ev_m) == len(ev_c), (ev_m, ev_c)
+    for a, b in zip(ev_m, ev_c):
+        _close(a, b)
+    _close(end_m, end_c)
+    return ev_c, end_c
+
+
+class Script:
+    """Drive a LoadCellModel and record its conversions ("-" when dead)."""
+
+    def __init__(self, seed, **kw):
+        kw.setdefault("offset", OFFSET)
+        kw.setdefault("counts_per_g", CPG)
+        self.m = LoadCellModel(seed, **kw)
+        self.out = []
+
+    def run(self, ms):
+        end = self.m.t_ms + ms
+        while self.m.t_ms < end:
+            r = self.m.next_raw()
+            self.out.append("-" if r is None else r)
+        return self
+
+
+def weights(evs):
+    return [e["fields"] for e in evs if e["type"] == "weight"]
+
+
+def types(evs):
+    return [e["type"] for e in evs]
+
+
+@pytest.mark.micropython
+def test_place_one_item(tmp_path):
+    s = Script(1).run(2000)
+    s.m.ramp_to(500, 300)
+    s.run(3000)
+    evs, end = both(s.out, tmp_path)
+    assert types(evs) == ["unsettled", "weight"]
+    w = weights(evs)[0]
+    assert abs(w["delta_g"] - 500) < 2
+    assert abs(w["total_g"] - 500) < 2
+    assert 0 <= w["noise_g"] < 1.5
+    win = w["window"]
+    assert win["unsettled_seq"] == evs[0]["seq"]
+    assert abs(win["pre_g"]) < 2 and win["post_g"] == w["total_g"]
+    assert win["min_g"] <= win["post_g"] <= win["max_g"] + 0.05
+    assert win["n"] > 10 and 0 < win["dur_ms"] <= w["settle_ms"]
+    # Rest at 2300 ms; the event must come within 300 ms of it.
+    assert evs[1]["i"] * 12.5 - 2300 <= 300
+
+
+@pytest.mark.micropython
+def test_spikes_are_not_events(tmp_path):
+    s = Script(2, spike_rate=0.05).run(60_000)  # 5% spikes: top of figures.md
+    s.m.ramp_to(250, 200)
+    s.run(2000)
+    evs, end = both(s.out, tmp_path)
+    assert types(evs) == ["unsettled", "weight"]
+    assert abs(weights(evs)[0]["delta_g"] - 250) < 2
+    assert end["scale_glitches"] > 0.03 * 0.75 * len(s.out)
+
+
+@pytest.mark.micropython
+def test_drift_is_tracked_not_reported(tmp_path):
+    # 120 g/h for 5 minutes: 10 g of drift, four times figures.md's worst rate.
+    s = Script(3, drift_g_per_h=120.0).run(300_000)
+    drift = s.m.drift_g_per_ms * s.m.t_ms
+    s.m.ramp_to(100, 200)
+    s.run(2000)
+    evs, end = both(s.out, tmp_path)
+    assert abs(drift) > 9
+    assert types(evs) == ["unsettled", "weight"], evs
+    w = weights(evs)[0]
+    assert abs(w["delta_g"] - 100) < 2
+    # Auto-zero kept the empty basket at zero, so the total is the item.
+    assert abs(w["total_g"] - 100) < 3
+
+
+@pytest.mark.micropython
+def test_pushing_and_bumps_make_no_item_events(tmp_path):
+    s = Script(4).run(1000)
+    s.m.ramp_to(1800, 300)
+    s.run(2000)
+    n_before = len(s.out)
+    for k in range(6):
+        s.m.vibration(60, 11, 4000)
+        s.run(1500)
+        s.m.bump(300, 60)
+        s.run(3000)
+        s.m.bump(-150, 40)
+        s.run(1500)
+    evs, end = both(s.out, tmp_path)
+    later = [e for e in evs if e["i"] >= n_before]
+    assert len(weights(evs)) == 1 and abs(weights(evs)[0]["delta_g"] - 1800) < 3
+    assert weights(later) == []
+    assert "unsettled" in types(later)  # it did see them: no blind spot
+    assert end["scale_state"] == "settled" and abs(end["scale_total_g"] - 1800) < 3
+
+
+@pytest.mark.micropython
+def test_two_items_at_once_and_in_a_row(tmp_path):
+    s = Script(5).run(1000)
+    s.m.ramp_to(300 + 700, 250)   # both together: one change
+    s.run(2000)
+    s.m.ramp_to(1000 + 120, 150)  # then one more ...
+    s.run(700)
+    s.m.ramp_to(1120 + 45, 150)   # ... and another soon after
+    s.run(2000)
+    evs, _ = both(s.out, tmp_path)
+    d = [w["delta_g"] for w in weights(evs)]
+    assert len(d) == 3, evs
+    assert abs(d[0] - 1000) < 3 and abs(d[1] - 120) < 2 and abs(d[2] - 45) < 2
+
+
+@pytest.mark.micropython
+def test_item_removed(tmp_path):
+    s = Script(6).run(1000)
+    s.m.ramp_to(640, 300)
+    s.run(2000)
+    s.m.ramp_to(0, 400)
+    s.run(2000)
+    evs, _ = both(s.out, tmp_path)
+    d = [w["delta_g"] for w in weights(evs)]
+    assert len(d) == 2 and abs(d[0] - 640) < 2 and abs(d[1] + 640) < 2
+    assert abs(weights(evs)[1]["total_g"]) < 2
+
+
+@pytest.mark.micropython
+def test_hand_resting_then_released_is_not_an_item(tmp_path):
+    s = Script(7).run(1000)
+    s.m.ramp_to(900, 300)
+    s.run(2000)
+    s.m.hand(400, 5000)   # pressing, wandering, then letting go
+    s.run(6000)
+    s.m.hand(250, 3000)
+    s.run(4000)
+    evs, _ = both(s.out, tmp_path)
+    assert len(weights(evs)) == 1 and abs(weights(evs)[0]["delta_g"] - 900) < 2
+
+
+@pytest.mark.micropython
+def test_hand_then_item_reports_only_the_item(tmp_path):
+    s = Script(8).run(1000)
+    s.m.hand(300, 1500)   # a hand comes in with the item ...
+    s.m.ramp_to(420, 300)  # ... and leaves it there
+    s.run(3000)
+    evs, _ = both(s.out, tmp_path)
+    d = [w["delta_g"] for w in weights(evs)]
+    assert len(d) == 1 and abs(d[0] - 420) < 2
+
+
+@pytest.mark.micropython
+def test_dead_sensor_reports_timeout_once_and_recovers(tmp_path):
+    s = Script(9).run(2000)
+    s.m.dead(True)
+    s.run(3000)
+    s.m.ramp_to(200, 200)   # the load changed while the sensor was dead
+    s.run(500)
+    s.m.dead(False)
+    s.run(2000)
+    evs, end = both(s.out, tmp_path)
+    errs = [e for e in evs if e["type"] == "error"]
+    assert len(errs) == 1 and errs[0]["fields"]["code"] == "hx711_timeout"
+    assert len(errs[0]["fields"]["detail"]) <= 200
+    # Timeout after 1000 ms of silence (default timeout_ms), not before.
+    last = 2000 - 12.5  # the last conversion before the outage
+    assert last + 1000 < errs[0]["i"] * 12.5 <= last + 1100
+    d = [w["delta_g"] for w in weights(evs)]
+    assert len(d) == 1 and abs(d[0] - 200) < 2  # the change is still seen
+    assert end["hx711_ok"] is True
+
+
+@pytest.mark.micropython
+def test_malformed_link_values_are_counted_not_fatal(tmp_path):
+    s = Script(10).run(1500)
+    s.out[700:703] = ["x", "x", "x"]
+    s.m.ramp_to(80, 200)
+    s.run(2000)
+    evs, end = both(s.out, tmp_path)
+    assert end["scale_bad_samples"] == 3
+    assert [round(w["delta_g"]) for w in weights(evs)] in ([80], [79], [81])
+
+
+@pytest.mark.micropython
+def test_negative_scale_cell_mounted_upside_down(tmp_path):
+    s = Script(11, counts_per_g=-86.0).run(1500)
+    s.m.ramp_to(330, 250)
+    s.run(2000)
+    evs, _ = both(s.out, tmp_path, cpg=-86.0)
+    w = weights(evs)
+    assert len(w) == 1 and abs(w[0]["delta_g"] - 330) < 2
+    assert w[0]["window"]["min_g"] <= w[0]["window"]["max_g"]
+
+
+@pytest.mark.micropython
+def test_rougher_surroundings_do_not_block_settling(tmp_path):
+    # Noise learned while quiet (0.5 g), then the cart stands by a humming
+    # fridge (a 15 Hz wobble) when an item goes in: the hold is rough against
+    # the learned noise, yet quiet by range, so it settles after long_hold_ms.
+    s = Script(12, noise_g=0.5).run(5000)
+    n0 = len(s.out)
+    s.m.vibration(6, 9, 20_000)
+    s.m.ramp_to(700, 300)
+    s.run(4000)
+    evs, _ = both(s.out, tmp_path)
+    w = [e for e in evs if e["type"] == "weight"]
+    assert len(w) == 1 and abs(w[0]["fields"]["delta_g"] - 700) < 3
+    assert (w[0]["i"] - n0) * 12.5 - 300 <= 1300
