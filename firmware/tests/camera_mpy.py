@@ -1,0 +1,44 @@
+# Run a script inside the real `micropython` binary with the firmware staged as
+# on a sim board: <dir>/lib/cartfw (firmware/lib/cartfw) and <dir>/lib/hal
+# (firmware/hal/sim). Small local helper for the camera/framing tests until the
+# generic runner in tools/cart_testing exists.
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def micropython_bin():
+    cand = Path(sys.executable).with_name("micropython")
+    if cand.exists():
+        return str(cand)
+    found = shutil.which("micropython")
+    if not found:
+        raise RuntimeError("micropython binary not found next to %s or on PATH" % sys.executable)
+    return found
+
+
+def stage(dest):
+    lib = Path(dest) / "lib"
+    if not (lib / "cartfw").exists():
+        shutil.copytree(ROOT / "firmware/lib/cartfw", lib / "cartfw")
+        shutil.copytree(ROOT / "firmware/hal/sim", lib / "hal")
+    return lib
+
+
+def run_mpy(script, workdir, heap="1M", timeout=120):
+    """Run `script` (source text) under micropython in workdir; return stdout.
+    A non-zero exit raises AssertionError carrying stderr/stdout."""
+    lib = stage(workdir)
+    path = Path(workdir) / "script.py"
+    path.write_text(script)
+    env = dict(os.environ, MICROPYPATH=".frozen:%s" % lib)
+    p = subprocess.run([micropython_bin(), "-X", "heapsize=%s" % heap, str(path)], cwd=workdir,
+                       env=env, capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise AssertionError("micropython exit %d\nstdout:\n%s\nstderr:\n%s"
+                             % (p.returncode, p.stdout, p.stderr))
+    return p.stdout
