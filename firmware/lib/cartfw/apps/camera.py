@@ -21,7 +21,7 @@ class CameraApp:
                                in_flight=s["in_flight"], gap_ms=s["burst_gap_ms"],
                                chunk_timeout_ms=s["chunk_timeout_ms"],
                                capture_timeout_ms=s["capture_timeout_ms"])
-        self.change = ChangeDetector(s["motion_pct"], s["motion_min_bytes"], s["cooldown_ms"])
+        self.change = ChangeDetector(s["motion_k"], s["motion_min_bytes"], s["cooldown_ms"])
         self.unsettled = UnsettledFilter(rt.cart, s["stale_ms"])
         self.pending = None  # (trigger, ref): at most one burst waits
         self.coalesced = 0

@@ -16,8 +16,8 @@ SPEC = {
     "capture_timeout_ms": (1000, 50, 10000, "wait for the sensor to deliver a frame"),
     "motion": (True, None, None, "local frame-change trigger on/off"),
     "motion_ms": (500, 50, 60000, "frame-change check period"),
-    "motion_pct": (12, 1, 100, "relative JPEG size change that counts as a change"),
-    "motion_min_bytes": (400, 0, FRAME_MAX, "absolute size change floor"),
+    "motion_k": (6, 1, 100, "size change, in mean deviations of the noise, that counts"),
+    "motion_min_bytes": (100, 1, FRAME_MAX, "absolute JPEG size change floor, bytes"),
     "cooldown_ms": (2000, 0, 600000, "no motion trigger this soon after a burst"),
     "stale_ms": (5000, 0, 600000, "drop an unsettled event older than this (synced clocks)"),
 }
