@@ -1,7 +1,7 @@
 # Run a script inside the real `micropython` binary with the firmware staged as
-# on a sim board: <dir>/lib/cartfw (firmware/lib/cartfw) and <dir>/lib/hal
-# (firmware/hal/sim). Small local helper for the camera/framing tests until the
-# generic runner in tools/cart_testing exists.
+# on a sim board: <dir>/lib/cartfw (firmware/lib/cartfw) and the sim HAL's
+# files flat in <dir>/lib (firmware/hal/sim/*.py). A small local helper for the
+# camera/framing tests until the generic runner in tools/cart_testing exists.
 import os
 import shutil
 import subprocess
@@ -25,7 +25,8 @@ def stage(dest):
     lib = Path(dest) / "lib"
     if not (lib / "cartfw").exists():
         shutil.copytree(ROOT / "firmware/lib/cartfw", lib / "cartfw")
-        shutil.copytree(ROOT / "firmware/hal/sim", lib / "hal")
+        for f in (ROOT / "firmware/hal/sim").glob("*.py"):
+            shutil.copy(f, lib / f.name)
     return lib
 
 

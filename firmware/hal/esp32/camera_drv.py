@@ -1,4 +1,7 @@
-# ESP32-S3 camera on cnadler86/micropython-camera-API (firmware built with the
+# ESP32-S3 camera driver (module camera_drv of the esp32 HAL; hal.camera(cfg)
+# opens it). Not named camera.py: in the board's flat /lib that would shadow
+# the firmware's built-in `camera` module, which acamera imports.
+# Built on cnadler86/micropython-camera-API (firmware built with the
 # `camera` user module; `acamera` is its asyncio wrapper).
 #
 # JPEG, QVGA, two frame buffers, GrabMode.LATEST. The module always places its
@@ -42,5 +45,6 @@ class Esp32Camera:
         self.cam.deinit()
 
 
-def camera(cfg=None):
+def open(cfg=None):
+    # hal.camera(cfg) calls this.
     return Esp32Camera(cfg)

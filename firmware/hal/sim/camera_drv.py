@@ -1,4 +1,4 @@
-# Simulated camera: JPEG frames arrive over the hardware link (`f <n>` lines,
+# Simulated camera (module camera_drv of the sim HAL; hal.camera(cfg) opens it): JPEG frames arrive over the hardware link (`f <n>` lines,
 # docs/architecture.md), pushed by the supervisor, which renders them.
 #
 # `link` is any object with take_frame() -> bytes or None (hal/sim/hwlink.py):
@@ -58,5 +58,11 @@ class SimCamera:
         self.last = None
 
 
-def camera(link):
+def open(cfg=None, link=None):
+    # hal.camera(cfg) calls this. The link is the HAL's hardware-link client.
+    if link is None:
+        import hal
+        link = hal.link()
+    if link is None:
+        raise OSError("camera: no hardware link (CART_SIM_HW is not set)")
     return SimCamera(link)
