@@ -89,11 +89,17 @@ async def main():
     b.publish = net2.publish
     b.capture = Cam([b"a" * 3000, b"b" * 3000, b"c" * 3000]).capture
     f, ms, ok = await b.run(3)
-    out["fail"] = {"frames": f, "ok": ok, "free": len(b.free), "stats": b.stats}
+    out["fail"] = {"frames": f, "ok": ok, "free": len(b.free), "stats": dict(b.stats)}
     # 3. Oversized frame rejected (number not consumed), then the sensor goes silent.
     b.capture = Cam([b"x" * 5000, b"y" * 100]).capture
     f, ms, ok = await b.run(4)
-    out["reject"] = {"frames": f, "ok": ok, "err": b.last_error, "stats": b.stats, "free": len(b.free)}
+    out["reject"] = {"frames": f, "ok": ok, "err": b.last_error, "stats": dict(b.stats), "free": len(b.free)}
+    # 3b. A driver that raises: the burst ends, the slot is not lost.
+    async def broken(timeout_ms):
+        raise OSError(5)
+    b.capture = broken
+    f, ms, ok = await b.run(2)
+    out["raise"] = {"frames": f, "err": b.last_error, "free": len(b.free)}
     # 4. Spacing: 3 frames 100 ms apart with prompt acks.
     b.gap_ms = 100
     b.capture = Cam([b"p" * 500] * 3).capture
@@ -143,6 +149,12 @@ def test_oversize_rejected_and_silent_sensor_ends_burst(result):
     assert "no frame within" in r["err"]
     assert r["stats"]["frames_rejected"] == 1 and r["stats"]["capture_fail"] == 1
     assert r["free"] == 3
+
+
+def test_driver_exception_ends_burst_without_leaking_a_slot(result):
+    r = result["raise"]
+    assert r["frames"] == [] and r["free"] == 3
+    assert r["err"].startswith("camera: OSError(5")
 
 
 def test_frames_spaced_by_gap(result):

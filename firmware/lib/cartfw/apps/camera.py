@@ -99,12 +99,15 @@ class CameraApp:
             await asyncio.sleep(period)
             if self.burster.busy() or self.pending is not None:
                 continue
-            buf = await self.cam.capture(self.s["capture_timeout_ms"])
-            if buf is None:
-                continue
-            size = len(buf)
-            buf = None
-            if self.change.check(size, self._mono()):
+            # Under the burst lock: a burst never shares the camera with a check.
+            async with self.burster.lock:
+                try:
+                    buf = await self.cam.capture(self.s["capture_timeout_ms"])
+                except Exception:  # counted by the burst that next fails
+                    buf = None
+                size = 0 if buf is None else len(buf)
+                buf = None
+            if size and self.change.check(size, self._mono()):
                 self._request("motion", None)
 
     def tele(self):

@@ -91,13 +91,17 @@ class Burster:
                 await _sleep_ms(t0 + k * self.gap_ms - self.clock())
                 await self._until(lambda: self.free)
                 slot = self.free.pop()
-                buf = await self.capture(self.capture_timeout_ms)
+                try:
+                    buf = await self.capture(self.capture_timeout_ms)
+                    why = "camera gave no frame within %d ms" % self.capture_timeout_ms
+                except Exception as e:  # a driver error must not leak the slot
+                    buf, why = None, "camera: %r" % (e,)
                 t = self.clock()
                 if buf is None:
                     self.free.append(slot)
                     self.stats["capture_fail"] += 1
-                    self.last_error = "camera gave no frame within %d ms" % self.capture_timeout_ms
-                    break  # a silent sensor: the rest of the burst would fail too
+                    self.last_error = why
+                    break  # a failing sensor: the rest of the burst would fail too
                 try:
                     slot.load(buf, self.epoch, self.next_frame)
                 except FramingError as e:
