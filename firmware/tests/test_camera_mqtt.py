@@ -99,7 +99,7 @@ def test_unsettled_and_command_bursts_over_mosquitto(tmp_path):
     (flash / "config.json").write_text(json.dumps({
         "cart": "c001", "board": "cam",
         "broker": {"host": "127.0.0.1", "port": port, "keepalive_s": 10},
-        "app": {"motion": False}}))
+        "tele_s": 1, "app": {"motion": False}}))
 
     msgs = []
     lock = threading.Lock()
@@ -147,6 +147,12 @@ def test_unsettled_and_command_bursts_over_mosquitto(tmp_path):
         t, p = wait_for(lambda m: m[0] == "carts/c001/cam/cmd/res" and b'"cap-1"' in m[1], 20)
         res = json.loads(p)
         assert res["ok"] is True and res["result"] == {"burst": [4, 5]}
+        # §8 telemetry carries the camera counters and stays within 1024 bytes.
+        t, p = wait_for(lambda m: m[0] == "carts/c001/cam/tele"
+                        and b'"frames_sent":5' in m[1], 10)
+        assert len(p) <= 1024
+        cam = json.loads(p)["cam"]
+        assert cam["bursts"] == 2 and 1 <= cam["peak_in_flight"] <= 2 and cam["frames_failed"] == 0
         with got:
             chunks = [p for t, p in msgs if t == "carts/c001/cam/frame"]
         frames = reassemble(chunks)
