@@ -1,0 +1,136 @@
+# The camera board app (docs/camera.md): bursts of JPEG frames on the scale's
+# `unsettled` event (§6.2), on a local frame change, or on a `capture` command
+# (§9); frames published as §7 chunks, then a `capture` event (§6.3) journaled.
+import asyncio
+
+from cartfw.camera import settings
+from cartfw.camera.burst import Burster
+from cartfw.camera.change import ChangeDetector
+from cartfw.camera.trigger import UnsettledFilter
+
+_PRIORITY = {"motion": 0, "unsettled": 1}
+
+
+class CameraApp:
+    def __init__(self, rt, cam, s):
+        self.rt = rt
+        self.cam = cam
+        self.s = s
+        self.burster = Burster(cam.capture, rt.publish_frame_chunk, self._mono, rt.epoch,
+                               chunk_size=s["chunk_size"], frame_max=s["frame_max"],
+                               in_flight=s["in_flight"], gap_ms=s["burst_gap_ms"],
+                               chunk_timeout_ms=s["chunk_timeout_ms"],
+                               capture_timeout_ms=s["capture_timeout_ms"])
+        self.change = ChangeDetector(s["motion_k"], s["motion_min_bytes"], s["cooldown_ms"])
+        self.unsettled = UnsettledFilter(rt.cart, s["stale_ms"])
+        self.pending = None  # (trigger, ref): at most one burst waits
+        self.coalesced = 0
+        self._wake = asyncio.Event()
+
+    def _mono(self):
+        return self.rt.clock()[0]
+
+    # ---- triggers
+    def _request(self, trigger, ref):
+        p = self.pending
+        if p is not None:
+            self.coalesced += 1
+            if _PRIORITY[trigger] < _PRIORITY[p[0]]:
+                return  # an unsettled request outranks a motion one
+        self.pending = (trigger, ref)
+        self._wake.set()
+
+    def on_scale_event(self, topic, msg):
+        ref = self.unsettled.feed(msg, self.rt.clock()[1])
+        if ref is not None:
+            self._request("unsettled", ref)
+
+    async def cmd_capture(self, args):
+        n = self.s["burst_frames"]
+        if args:
+            if not isinstance(args, dict):
+                raise ValueError("args: must be an object")
+            for k in args:
+                if k != "frames":
+                    raise ValueError("args.%s: unknown key" % k)
+            n = args.get("frames", n)
+            if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 8:
+                raise ValueError("args.frames: must be an integer 1..8, got %r" % (n,))
+        sent = await self._burst("command", None, n)
+        if not sent:
+            raise RuntimeError("no frame published: %s" % (self.burster.last_error,))
+        return {"burst": sent}
+
+    # ---- bursts
+    async def _burst(self, trigger, ref, n):
+        frames, frame_ms, ok = await self.burster.run(n)
+        self.change.hold(self._mono())  # the scene at this time is captured
+        sent, sent_ms = [], []
+        for i in range(len(frames)):
+            if ok[i]:
+                sent.append(frames[i])
+                sent_ms.append(frame_ms[i])
+        if sent:
+            self.rt.event("capture", {"trigger": trigger, "ref": ref, "frames": sent,
+                                      "frame_ms": sent_ms})
+        else:
+            code = "camera_fail" if not frames else "frame_unsent"
+            detail = "%s burst: %d of %d frames captured, none published; %s" % (
+                trigger, len(frames), n, self.burster.last_error)
+            self.rt.event("error", {"code": code, "detail": detail[:200]})
+        return sent
+
+    async def trigger_loop(self):
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.pending is not None:
+                trigger, ref = self.pending
+                self.pending = None
+                try:
+                    await self._burst(trigger, ref, self.s["burst_frames"])
+                except Exception as e:  # keep serving triggers
+                    self.rt.event("error", {"code": "camera_fail",
+                                            "detail": ("burst: %r" % (e,))[:200]})
+
+    async def motion_loop(self):
+        period = self.s["motion_ms"] / 1000
+        while True:
+            await asyncio.sleep(period)
+            if self.burster.busy() or self.pending is not None:
+                continue
+            # Under the burst lock: a burst never shares the camera with a check.
+            async with self.burster.lock:
+                try:
+                    buf = await self.cam.capture(self.s["capture_timeout_ms"])
+                except Exception:  # counted by the burst that next fails
+                    buf = None
+                size = 0 if buf is None else len(buf)
+                buf = None
+            if size and self.change.check(size, self._mono()):
+                self._request("motion", None)
+
+    def tele(self):
+        st = self.burster.stats
+        return {"cam": {"bursts": st["bursts"], "frames_sent": st["frames_sent"],
+                        "frames_failed": st["frames_failed"], "rejected": st["frames_rejected"],
+                        "capture_fail": st["capture_fail"], "peak_in_flight": self.burster.peak_inflight,
+                        "coalesced": self.coalesced, "motion": self.change.triggers,
+                        "bad_events": self.unsettled.bad}}
+
+
+async def start(rt):
+    s = settings.load(rt.cfg.get("app"))  # ValueError names the bad key
+    try:
+        cam = rt.hal.camera(rt.cfg)
+    except Exception as e:
+        rt.event("error", {"code": "camera_fail", "detail": ("init: %r" % (e,))[:200]})
+        raise
+    app = CameraApp(rt, cam, s)
+    rt.subscribe("carts/%s/scale/evt" % rt.cart, app.on_scale_event)
+    rt.command("capture", app.cmd_capture)
+    rt.tele_provider(app.tele)
+    asyncio.create_task(app.trigger_loop())
+    if s["motion"]:
+        asyncio.create_task(app.motion_loop())
+    return app

@@ -1,0 +1,74 @@
+# Run a script inside the real `micropython` binary with the firmware staged as
+# on a sim board: <dir>/lib/cartfw (firmware/lib/cartfw) and the sim HAL's
+# files flat in <dir>/lib (firmware/hal/sim/*.py). A small local helper for the
+# camera/framing tests until the generic runner in tools/cart_testing exists.
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def micropython_bin():
+    cand = Path(sys.executable).with_name("micropython")
+    if cand.exists():
+        return str(cand)
+    found = shutil.which("micropython")
+    if not found:
+        raise RuntimeError("micropython binary not found next to %s or on PATH" % sys.executable)
+    return found
+
+
+def stage(dest):
+    lib = Path(dest) / "lib"
+    if not (lib / "cartfw").exists():
+        shutil.copytree(ROOT / "firmware/lib/cartfw", lib / "cartfw")
+        for f in (ROOT / "firmware/hal/sim").glob("*.py"):
+            shutil.copy(f, lib / f.name)
+    return lib
+
+
+def run_mpy(script, workdir, heap="1M", timeout=120):
+    """Run `script` (source text) under micropython in workdir; return stdout.
+    A non-zero exit raises AssertionError carrying stderr/stdout."""
+    lib = stage(workdir)
+    path = Path(workdir) / "script.py"
+    path.write_text(script)
+    env = dict(os.environ, MICROPYPATH=".frozen:%s" % lib)
+    p = subprocess.run([micropython_bin(), "-X", "heapsize=%s" % heap, str(path)], cwd=workdir,
+                       env=env, capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise AssertionError("micropython exit %d\nstdout:\n%s\nstderr:\n%s"
+                             % (p.returncode, p.stdout, p.stderr))
+    return p.stdout
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start_mosquitto(tmp, port):
+    """A private broker on a loopback port; returns the Popen (caller stops it)."""
+    import socket
+    import time
+    conf = Path(tmp) / "mosquitto.conf"
+    conf.write_text("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n" % port)
+    log = open(Path(tmp) / "mosquitto.log", "ab")
+    proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(conf)], stdout=log,
+                            stderr=subprocess.STDOUT)
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("mosquitto did not start on port %d" % port)
