@@ -18,6 +18,8 @@ class ReconcileConfig(BaseModel):
     # --- context priors (relative)
     prior_swap: float = Field(0.03, ge=0, description="remove A + add B in one movement")
     prior_personal: float = Field(0.02, ge=0, description="a personal (non-product) item added")
+    prior_produce: float = Field(0.1, gt=0, description="one loose-produce SKU relative to one packaged SKU")
+    produce_max_g: float = Field(5000.0, gt=0, description="sold-by-weight items: uniform weight range")
     personal_max_g: float = Field(3000.0, gt=0, description="personal item weight range (uniform)")
     # --- vision / barcode
     vision_floor: float = Field(0.05, ge=0, le=1, description="mixing weight of a uniform floor")

@@ -250,6 +250,9 @@ class CartReconciler:
             if top["posterior"] >= cfg.learn_min_posterior:
                 self._learn(mv, top)
             return
+        if abs(top["z"]) > cfg.accept_max_z and not personal:
+            self._open_review(mv, sc, "weight change fits no item")
+            return
         top_k = hyps[: cfg.ask_top_k]
         cover = sum(h["posterior"] for h in top_k)
         if cover >= cfg.ask_cover or personal:

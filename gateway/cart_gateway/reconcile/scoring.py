@@ -107,10 +107,11 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
             lp = math.log(cfg.unit_prior_of(k)) - log_n + logv[units] + logb[units] + ll
             add_part(lp, mu, s, "add", units, k, -1, -1)
         if len(produce):
-            mu = mean[produce]
-            s = np.sqrt(sd[produce] ** 2 + sn * sn)
-            ll = np.maximum(_normal_logpdf(delta_g, mu, s), floor)
-            lp = -log_n + logv[produce] + logb[produce] + ll
+            # any quantity of loose produce: the weight says little, vision names it
+            mu = np.full(len(produce), delta_g)
+            s = np.full(len(produce), cfg.produce_max_g / math.sqrt(12))
+            ll = -math.log(cfg.produce_max_g) if delta_g <= cfg.produce_max_g else floor
+            lp = math.log(cfg.prior_produce) - log_n + logv[produce] + logb[produce] + ll
             add_part(lp, mu, s, "add", produce, 1, -1, -1)
         if cfg.prior_personal > 0:
             ll = -math.log(cfg.personal_max_g) if delta_g <= cfg.personal_max_g else floor
