@@ -22,7 +22,7 @@ class ReconcileConfig(BaseModel):
     produce_max_g: float = Field(5000.0, gt=0, description="sold-by-weight items: uniform weight range")
     personal_max_g: float = Field(3000.0, gt=0, description="personal item weight range (uniform)")
     # --- vision / barcode
-    vision_floor: float = Field(0.05, ge=0, le=1, description="mixing weight of a uniform floor")
+    vision_floor: float = Field(0.01, ge=0, le=1, description="mixing weight of a uniform floor")
     barcode_other: float = Field(1e-4, gt=0, le=1, description="likelihood of a read for another SKU")
     # --- timing (event time)
     evidence_window_ms: int = Field(1500, ge=0, description="wait this long for vision after a weight event")
