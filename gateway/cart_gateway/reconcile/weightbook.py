@@ -76,11 +76,12 @@ class WeightBook:
         """Restore learned statistics; SKUs no longer in the catalogue are kept but unused."""
         if not isinstance(d, dict) or d.get("v") != 1 or not isinstance(d.get("stats"), dict):
             raise ValueError("WeightBook state: expected {'v': 1, 'stats': {...}}")
-        self.stats = {}
+        stats = {}
         for k, st in d["stats"].items():
-            if not (isinstance(st, list) and len(st) == 3):
-                raise ValueError(f"WeightBook state: stats[{k!r}] must be [n, mean, m2]")
-            self.stats[k] = [float(x) for x in st]
+            if not (isinstance(st, list) and len(st) == 3 and st[0] >= 0 and st[2] >= 0):
+                raise ValueError(f"WeightBook state: stats[{k!r}] must be [n >= 0, mean, m2 >= 0]")
+            stats[k] = [float(x) for x in st]
+        self.stats = stats   # validated first: a bad state changes nothing
         self.mean = self.prior_mean.copy()
         self.sd = self.prior_sd.copy()
         for k in self.stats:
