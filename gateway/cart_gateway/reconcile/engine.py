@@ -63,24 +63,18 @@ class CartReconciler:
         fx = {"basket_changed": False, "prompts_opened": [], "prompts_closed": [],
               "reviews_opened": [], "reviews_closed": [], "decisions": []}
         self._fx = fx
+        vs = self._validate(item)      # before any change: bad input loses nothing
+        self._tick(item.mono_ms)
         if isinstance(item, Unsettled):
-            self._tick(item.mono_ms)
             self._on_unsettled(item)
         elif isinstance(item, WeightChange):
-            self._tick(item.mono_ms)
             self._on_weight(item)
         elif isinstance(item, Vision):
-            vs = self._summary(item)
-            self._tick(item.mono_ms)
             self._on_vision(vs)
         elif isinstance(item, Answer):
-            self._tick(item.mono_ms)
             self._on_answer(item)
-        elif isinstance(item, Verdict):
-            self._tick(item.mono_ms)
-            self._on_verdict(item)
         else:
-            raise ReconcileError(f"step: unsupported input type {type(item).__name__}")
+            self._on_verdict(item)
         self._flush()
         if fx["basket_changed"]:
             self.s["version"] += 1
@@ -102,6 +96,34 @@ class CartReconciler:
             raise ReconcileError(f"mono_ms must be an int >= 0, got {mono_ms!r}")
         self.s["now_ms"] = max(self.s["now_ms"], mono_ms)
 
+    def _validate(self, item) -> VisionSummary | None:
+        """Reject a malformed input with a message naming the field; returns a Vision's summary."""
+        name = type(item).__name__
+        if not isinstance(item, (Unsettled, WeightChange, Vision, Answer, Verdict)):
+            raise ReconcileError(f"step: unsupported input type {name}")
+        m = item.mono_ms
+        if not isinstance(m, int) or isinstance(m, bool) or m < 0:
+            raise ReconcileError(f"{name}.mono_ms must be an int >= 0, got {m!r}")
+        if isinstance(item, WeightChange):
+            for f in ("delta_g", "total_g", "noise_g"):
+                x = getattr(item, f)
+                if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+                    raise ReconcileError(f"WeightChange.{f} must be a finite number, got {x!r}")
+            if item.noise_g < 0:
+                raise ReconcileError(f"WeightChange.noise_g must be >= 0, got {item.noise_g!r}")
+        elif isinstance(item, Vision):
+            return self._summary(item)
+        elif isinstance(item, Answer):
+            chosen = [item.sku is not None, item.barcode is not None, bool(item.personal), bool(item.none)]
+            if sum(chosen) != 1:
+                raise ReconcileError("Answer: exactly one of sku, barcode, personal, none must be set")
+        elif isinstance(item, Verdict):
+            if isinstance(item.qty, bool) or not isinstance(item.qty, int) or item.qty < 0:
+                raise ReconcileError(f"Verdict.qty must be an int >= 0, got {item.qty!r}")
+            if item.sku is not None and item.sku not in self.cat.idx:
+                raise ReconcileError(f"Verdict.sku {item.sku!r} is not in the catalogue")
+        return None
+
     @staticmethod
     def _summary(v: Vision) -> VisionSummary:
         try:
@@ -117,12 +139,6 @@ class CartReconciler:
         self.s["unsettled"][key] = {"mono_ms": u.mono_ms, "total_g": float(u.total_g)}
 
     def _on_weight(self, w: WeightChange) -> None:
-        for name in ("delta_g", "total_g", "noise_g"):
-            x = getattr(w, name)
-            if not isinstance(x, (int, float)) or not math.isfinite(x):
-                raise ReconcileError(f"WeightChange.{name} must be a finite number, got {x!r}")
-        if w.noise_g < 0:
-            raise ReconcileError(f"WeightChange.noise_g must be >= 0, got {w.noise_g!r}")
         s = self.s
         ukey = f"{w.epoch}/{w.unsettled_seq}" if w.unsettled_seq is not None else None
         start = w.mono_ms
@@ -373,9 +389,6 @@ class CartReconciler:
             self._log("ignored", "answer to a closed or unknown prompt",
                       extra={"answer_id": a.answer_id, "prompt_id": a.prompt_id})
             return
-        chosen = [a.sku is not None, a.barcode is not None, bool(a.personal), bool(a.none)]
-        if sum(chosen) != 1:
-            raise ReconcileError("Answer: exactly one of sku, barcode, personal, none must be set")
         s["answers_seen"] = (s["answers_seen"] + [a.answer_id])[-256:]
         mv = s["moves"][s["prompts"][a.prompt_id]["move_id"]]
         self._close_prompt(a.prompt_id)
@@ -455,10 +468,6 @@ class CartReconciler:
             self._log("ignored", "verdict for a closed or unknown review",
                       extra={"verdict_id": v.verdict_id, "review_id": v.review_id})
             return
-        if not isinstance(v.qty, int) or v.qty < 0:
-            raise ReconcileError(f"Verdict.qty must be an int >= 0, got {v.qty!r}")
-        if v.sku is not None and v.sku not in self.cat.idx:
-            raise ReconcileError(f"Verdict.sku {v.sku!r} is not in the catalogue")
         s["verdicts_seen"] = (s["verdicts_seen"] + [v.verdict_id])[-256:]
         mv = s["moves"][s["reviews"].pop(v.review_id)["move_id"]]
         self._fx["reviews_closed"].append(v.review_id)

@@ -119,41 +119,57 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
             add_part(lp, np.array([delta_g]), np.array([cfg.personal_max_g / math.sqrt(12)]),
                      "personal", np.array([-1]), 1, -1, -1)
 
-    targets = [ln for ln in lines if ln["status"] == "accepted" and ln["sku"] in cat.idx]
-    n_t = len(targets) + len(personal)
+    pos = [p for p, ln in enumerate(lines) if ln["status"] == "accepted" and ln["sku"] in cat.idx]
+    n_t = len(pos) + len(personal)
     if n_t:
         log_nt = math.log(n_t)
-        for pos, ln in enumerate(lines):
-            if ln["status"] != "accepted" or ln["sku"] not in cat.idx:
-                continue
-            i = cat.idx[ln["sku"]]
-            if ln["by_weight"]:
-                ks, mus, sds = [1], [-ln["weight_g"]], [sn * math.sqrt(2.0)]
-            else:
-                ks = list(range(1, min(ln["qty"], cfg.max_units) + 1))
-                mus = [-k * mean[i] for k in ks]
-                sds = [math.sqrt(k * sd[i] ** 2 + sn * sn) for k in ks]
-            for k, mu, s in zip(ks, mus, sds):
-                ll = max(float(_normal_logpdf(delta_g, np.array([mu]), np.array([s]))[0]), floor)
-                lp = math.log(cfg.unit_prior_of(k)) - log_nt + logv[i] + logb[i] + ll
-                add_part(np.array([lp]), np.array([mu]), np.array([s]), "remove", np.array([i]), k, pos, -1)
-            # swap: one unit of this line out, one unit of another SKU in
-            if cfg.prior_swap > 0 and not ln["by_weight"] and len(units):
-                others = units[units != i]
-                mu = mean[others] - mean[i]
-                s = np.sqrt(sd[others] ** 2 + sd[i] ** 2 + sn * sn)
+        lpos = np.array(pos, dtype=int)
+        li = np.array([cat.idx[lines[p]["sku"]] for p in pos], dtype=int)
+        lq = np.array([lines[p]["qty"] for p in pos], dtype=int)
+        lbw = np.array([bool(lines[p]["by_weight"]) for p in pos], dtype=bool)
+        lw = np.array([float(lines[p]["weight_g"]) for p in pos])
+        if len(pos):
+            # whole produce lines out
+            m = lbw
+            if m.any():
+                mu = -lw[m]
+                s = np.full(int(m.sum()), sn * math.sqrt(2.0))
                 ll = np.maximum(_normal_logpdf(delta_g, mu, s), floor)
-                lv = np.log(0.5 * (vis[others] + vis[i]))
-                lb = np.maximum(logb[others], logb[i])
+                lp = -log_nt + logv[li[m]] + logb[li[m]] + ll
+                add_part(lp, mu, s, "remove", li[m], 1, lpos[m], -1)
+            # k units out of a packaged line
+            for k in range(1, cfg.max_units + 1):
+                m = ~lbw & (lq >= k)
+                if not m.any():
+                    break
+                mu = -k * mean[li[m]]
+                s = np.sqrt(k * sd[li[m]] ** 2 + sn * sn)
+                ll = np.maximum(_normal_logpdf(delta_g, mu, s), floor)
+                lp = math.log(cfg.unit_prior_of(k)) - log_nt + logv[li[m]] + logb[li[m]] + ll
+                add_part(lp, mu, s, "remove", li[m], k, lpos[m], -1)
+            # swap: one unit of a packaged line out, one unit of another SKU in (lines x SKUs)
+            m = ~lbw
+            if cfg.prior_swap > 0 and m.any() and len(units):
+                a_i, a_pos = li[m], lpos[m]
+                mu = mean[units][None, :] - mean[a_i][:, None]
+                s = np.sqrt(sd[units][None, :] ** 2 + sd[a_i][:, None] ** 2 + sn * sn)
+                ll = np.maximum(_normal_logpdf(delta_g, mu, s), floor)
+                lv = np.log(0.5 * (vis[units][None, :] + vis[a_i][:, None]))
+                lb = np.maximum(logb[units][None, :], logb[a_i][:, None])
                 lp = math.log(cfg.prior_swap) - log_n - log_nt + lv + lb + ll
-                add_part(lp, mu, s, "swap", others, 1, pos, i)
-        for pos, p in enumerate(personal):
-            if delta_g < 0:
+                same = units[None, :] == a_i[:, None]
+                lp = np.where(same, -np.inf, lp)          # a swap for the same SKU is no swap
+                shape = lp.shape
+                add_part(lp.ravel(), mu.ravel(), s.ravel(), "swap", np.broadcast_to(units[None, :], shape).ravel(),
+                         1, np.broadcast_to(a_pos[:, None], shape).ravel(),
+                         np.broadcast_to(a_i[:, None], shape).ravel())
+        if delta_g < 0:
+            for p, it in enumerate(personal):
                 s = sn * math.sqrt(2.0)
-                ll = max(float(_normal_logpdf(delta_g, np.array([-p["weight_g"]]), np.array([s]))[0]), floor)
+                ll = max(float(_normal_logpdf(delta_g, np.array([-it["weight_g"]]), np.array([s]))[0]), floor)
                 lp = -log_nt + logv[n] + ll
-                add_part(np.array([lp]), np.array([-p["weight_g"]]), np.array([s]), "personal_remove",
-                         np.array([-1]), 1, pos, -1)
+                add_part(np.array([lp]), np.array([-it["weight_g"]]), np.array([s]), "personal_remove",
+                         np.array([-1]), 1, p, -1)
 
     if not parts:
         return Scored([], evidence, math.inf, unknown, {})
@@ -163,7 +179,12 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
     top = float(lp.max())
     post = np.exp(lp - top)
     post /= post.sum()
-    order = np.argsort(-post, kind="stable")[: max(cfg.ask_top_k, 5)]
+    m_top = max(cfg.ask_top_k, 5)
+    if len(post) > 4 * m_top:   # partial sort first; ties resolved by index so the order is deterministic
+        cand = np.argpartition(-post, m_top)[: m_top]
+        order = cand[np.lexsort((cand, -post[cand]))]
+    else:
+        order = np.argsort(-post, kind="stable")[:m_top]
     product = kind != KINDS.index("personal")
     best_fit = float(np.abs(z[product]).min()) if product.any() else math.inf
     hyps = []
