@@ -295,3 +295,17 @@ def test_checkout_refusals_and_receipt():
     e.step(Answer(p["prompt_id"], "a1", c.t + 4000, sku="soup"))
     r = e.checkout("q4")
     assert r["ok"] and r["total_cents"] == 129 + 199 and [ln["sku"] for ln in r["lines"]] == ["cola", "soup"]
+
+
+def test_shopper_answer_picks_plain_add_over_a_better_fitting_swap():
+    skus = SKUS + [sku("jar", 778.0, 5.0, 599)]
+    c = Cart(skus=skus)
+    c.move(355.0, [("cola", 0.9)])
+    c.move(423.0)                                   # soup / beans / (cola out + jar in)
+    (p,) = c.e.open_prompts()
+    c.e.step(Answer(p["prompt_id"], "a1", c.t, sku="soup"))
+    assert c.lines() == {"cola": (1, 129, "accepted"), "soup": (1, 199, "accepted")}
+    c.move(423.0)
+    (p,) = c.e.open_prompts()
+    c.e.step(Answer(p["prompt_id"], "a2", c.t, sku="jar"))   # only the swap explains "jar"
+    assert c.lines() == {"soup": (1, 199, "accepted"), "jar": (1, 599, "accepted")}

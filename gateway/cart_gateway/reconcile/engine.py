@@ -227,6 +227,10 @@ class CartReconciler:
             if mv["vision"] is None and now < mv["deadline_ms"]:
                 break  # later movements wait for this one: removals need the adds before them
             self._decide(mv)
+        # a decided movement is kept only while late vision may still arrive for it
+        for mid in [m["id"] for m in s["moves"].values()
+                    if m["state"] == "done" and now - m["mono_ms"] > self.cfg.vision_max_wait_ms]:
+            del s["moves"][mid]
         keep = []
         for d in s["visions"]:
             age = now - d["mono_ms"]
@@ -429,7 +433,7 @@ class CartReconciler:
         if sku not in self.cat.idx:
             self._open_review(mv, sc, f"shopper chose unknown sku {sku!r}", ev)
             return
-        h = best_with_sku(sc, self.cat, sku, removal=mv["delta_g"] < 0)
+        h = best_with_sku(sc, self.cat, sku, removal=mv["delta_g"] < 0, max_z=self.cfg.contradict_z)
         if h is None or abs(h["z"]) > self.cfg.contradict_z:
             self._open_review(mv, sc, f"shopper's choice {sku} does not fit the weight change"
                               f" (z={h['z'] if h else 'n/a'})", ev)
@@ -516,7 +520,7 @@ class CartReconciler:
                 rec["hypothesis"] = sc.hyps[0]
                 rec["posterior"] = sc.hyps[0]["posterior"]
                 rec["runner_up"] = sc.hyps[1] if len(sc.hyps) > 1 else None
-                rec["candidates"] = sc.hyps[:5]
+                rec["candidates"] = sc.hyps[:3]
         elif evidence is not None:
             rec["evidence"] = evidence
         if extra:

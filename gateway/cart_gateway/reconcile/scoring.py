@@ -201,8 +201,9 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
     return Scored(hyps, evidence, best_fit, unknown, arrays)
 
 
-def best_with_sku(sc: Scored, cat: CatalogueIndex, sku: str, removal: bool) -> dict | None:
-    """The most likely hypothesis that adds (or, for a removal, removes) `sku`, and its weight z."""
+def best_with_sku(sc: Scored, cat: CatalogueIndex, sku: str, removal: bool, max_z: float = math.inf) -> dict | None:
+    """The most likely hypothesis that adds (or, for a removal, removes) `sku` and fits the
+    weight within `max_z`; if none fits, the best-fitting one (its z says by how much)."""
     a = sc.arrays
     if not a or sku not in cat.idx:
         return None
@@ -211,9 +212,12 @@ def best_with_sku(sc: Scored, cat: CatalogueIndex, sku: str, removal: bool) -> d
     m = np.isin(a["kind"], kinds) & (a["ski"] == i)
     if not m.any():
         return None
-    # weight fit decides among k / swap partners: vision is what the shopper overrides
     cand = np.flatnonzero(m)
-    j = int(cand[np.argmin(np.abs(a["z"][cand]) - 1e-9 * a["post"][cand])])
+    fits = cand[np.abs(a["z"][cand]) <= max_z]
+    if len(fits):   # the shopper names the item; the posterior picks k, or add vs swap
+        j = int(fits[np.argmax(a["post"][fits])])
+    else:
+        j = int(cand[np.argmin(np.abs(a["z"][cand]))])
     kd = KINDS[int(a["kind"][j])]
     h = {"kind": kd, "sku": sku, "k": int(a["k"][j]), "target": _target(kd, int(a["line"][j]), a["lines"], a["personal"]),
          "posterior": float(a["post"][j]), "mu_g": round(float(a["mu"][j]), 3),
