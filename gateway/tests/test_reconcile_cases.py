@@ -309,3 +309,28 @@ def test_shopper_answer_picks_plain_add_over_a_better_fitting_swap():
     (p,) = c.e.open_prompts()
     c.e.step(Answer(p["prompt_id"], "a2", c.t, sku="jar"))   # only the swap explains "jar"
     assert c.lines() == {"soup": (1, 199, "accepted"), "jar": (1, 599, "accepted")}
+
+
+def test_vision_for_a_tiny_change_arriving_after_it_is_recorded_as_put_back():
+    c = Cart()
+    e = c.e
+    e.step(Unsettled(1, 1, 1000, 0.0))
+    e.step(WeightChange(1, 2, 1800, 1.2, 1.2, 0.7, 1))
+    fx = e.step(c.vision([("cola", 0.9)], useq=1, t=1900))
+    assert [d["outcome"] for d in fx["decisions"]] == ["no_change"] and "put back" in fx["decisions"][0]["reason"]
+    assert e.basket()["lines"] == []
+
+
+def test_removal_waits_for_the_earlier_add_still_waiting_for_vision():
+    c = Cart()
+    e = c.e
+    e.step(Unsettled(1, 1, 1000, 0.0))
+    e.step(WeightChange(1, 2, 1800, 424.0, 424.0, 0.7, 1))       # add, no vision yet
+    e.step(Unsettled(1, 3, 2000, 424.0))
+    e.step(c.vision([("soup", 0.9)], useq=3, t=2100))           # the removal's vision first
+    fx = e.step(WeightChange(1, 4, 2600, -424.0, 0.0, 0.7, 3))
+    assert fx["decisions"] == []                                 # the removal waits for the add
+    fx = e.step(c.vision([("soup", 0.95)], useq=1, t=2700))     # the add's vision, late but in window
+    assert [d["outcome"] for d in fx["decisions"]] == ["accept", "accept"]
+    assert [d["hypothesis"]["kind"] for d in fx["decisions"]] == ["add", "remove"]
+    assert e.basket()["lines"] == [] and e.checkout("q")["ok"]

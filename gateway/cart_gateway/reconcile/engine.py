@@ -38,7 +38,7 @@ class CartReconciler:
     def _fresh(self) -> dict:
         return {"v": STATE_VERSION, "cart": self.cart, "version": 0, "now_ms": 0,
                 "n": {"line": 0, "prompt": 0, "review": 0, "move": 0, "decision": 0, "personal": 0},
-                "lines": [], "personal": [], "unsettled": {}, "settled_refs": [], "moves": {},
+                "lines": [], "personal": [], "unsettled": {}, "settled_refs": [], "nochange_refs": [], "moves": {},
                 "visions": [], "prompts": {}, "reviews": {}, "answers_seen": [], "verdicts_seen": [],
                 "log": [], "receipt": None}
 
@@ -148,6 +148,8 @@ class CartReconciler:
                 start = u["mono_ms"]
             s["settled_refs"] = (s["settled_refs"] + [ukey])[-_SETTLED_KEEP:]
         if abs(w.delta_g) < self.cfg.min_delta_g:
+            if ukey:
+                s["nochange_refs"] = (s["nochange_refs"] + [ukey])[-_SETTLED_KEEP:]
             vis = self._take_visions(w.epoch, w.unsettled_seq, start, w.mono_ms)
             why = ("vision without a weight change: item lifted and put back" if vis
                    else "weight change below min_delta_g")
@@ -206,8 +208,13 @@ class CartReconciler:
                         best = (d, mv)
             target = best[1] if best else None
         if target is None:
-            if v.ref is not None and f"{v.ref[0]}/{v.ref[1]}" in s["settled_refs"]:
+            key = f"{v.ref[0]}/{v.ref[1]}" if v.ref is not None else None
+            if key in s["nochange_refs"]:
                 self._log("no_change", "vision without a weight change: item lifted and put back",
+                          evidence=["vision"], extra={"frames": v.frame_ids})
+                return
+            if key in s["settled_refs"]:
+                self._log("late_vision", "vision for a movement decided long ago; kept for the record",
                           evidence=["vision"], extra={"frames": v.frame_ids})
                 return
             s["visions"].append(v.to_dict())

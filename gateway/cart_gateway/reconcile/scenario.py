@@ -14,12 +14,18 @@ import numpy as np
 from .inputs import Answer, Unsettled, Verdict, Vision, WeightChange
 
 
-@dataclass(frozen=True)
-class Cand:  # the fields of cart_gateway.detectors.api.Candidate
-    sku: str | None
-    score: float
-    cx: float = 0.5
-    cy: float = 0.5
+try:
+    from cart_gateway.detectors.api import Candidate as _Candidate
+
+    def Cand(sku, score):
+        return _Candidate(sku=sku, score=score, cx=0.5, cy=0.5)
+except ImportError:  # detectors package not merged yet: same fields
+    @dataclass(frozen=True)
+    class Cand:  # type: ignore[no-redef]
+        sku: str | None
+        score: float
+        cx: float = 0.5
+        cy: float = 0.5
 
 
 class Session:
