@@ -34,10 +34,11 @@ def test_state_round_trips_through_json_mid_stream():
 
     def restart(eng, _ev):
         count["n"] += 1
-        state = json.loads(json.dumps(eng.to_dict()))
         book = WeightBook.for_catalogue(SKUS, eng.cfg.learn_prior_strength, eng.cfg.min_sd_g)
         book.load_dict(json.loads(json.dumps(eng.book.to_dict())))
-        return CartReconciler.from_dict(state, SKUS, eng.cfg, book)
+        if count["n"] % 2:
+            return CartReconciler.from_dict(json.loads(json.dumps(eng.to_dict())), SKUS, eng.cfg, book)
+        return CartReconciler.from_json(eng.to_json(), SKUS, eng.cfg, book)
 
     resumed = run(21, on_step=restart)
     assert count["n"] > 100
@@ -64,6 +65,8 @@ def test_bad_input_is_named_and_loses_nothing():
         eng.step(Verdict("c1-r1", "v-x", eng.s["now_ms"] + 1, "nope", 1))
     with pytest.raises(ReconcileError, match="unsupported input"):
         eng.step({"type": "weight"})
+    with pytest.raises(ReconcileError, match="not JSON"):
+        CartReconciler.from_json("{", SKUS)
     with pytest.raises(ReconcileError, match="expected v=1"):
         CartReconciler.from_dict({"v": 99}, SKUS)
     assert json.dumps(eng.to_dict(), sort_keys=True) == before

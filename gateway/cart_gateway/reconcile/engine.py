@@ -8,6 +8,7 @@ decision waits up to `evidence_window_ms` for its vision evidence).
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 from .config import ReconcileConfig
@@ -45,6 +46,19 @@ class CartReconciler:
     # ------------------------------------------------------------------ state
     def to_dict(self) -> dict:
         return copy.deepcopy(self.s)
+
+    def to_json(self) -> str:
+        """The state as compact JSON (no deep copy: cheaper to persist after every step)."""
+        return json.dumps(self.s, separators=(",", ":"), allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str, catalogue, config: ReconcileConfig | None = None,
+                  book: WeightBook | None = None, *, index: CatalogueIndex | None = None) -> "CartReconciler":
+        try:
+            d = json.loads(text)
+        except ValueError as e:
+            raise ReconcileError(f"reconciler state: not JSON ({e})") from e
+        return cls.from_dict(d, catalogue, config, book, index=index)
 
     @classmethod
     def from_dict(cls, d: dict, catalogue, config: ReconcileConfig | None = None,
