@@ -334,3 +334,11 @@ def test_removal_waits_for_the_earlier_add_still_waiting_for_vision():
     assert [d["outcome"] for d in fx["decisions"]] == ["accept", "accept"]
     assert [d["hypothesis"]["kind"] for d in fx["decisions"]] == ["add", "remove"]
     assert e.basket()["lines"] == [] and e.checkout("q")["ok"]
+
+
+def test_accept_margin_is_a_separate_threshold():
+    dets = [("soup", 0.6), ("beans", 0.35)]
+    d = Cart(ReconcileConfig(accept_posterior=0.5, accept_margin=0.9)).move(423.0, dets)
+    assert d[0]["outcome"] == "ask" and d[0]["posterior"] >= 0.5
+    d = Cart(ReconcileConfig(accept_posterior=0.5, accept_margin=0.1)).move(423.0, dets)
+    assert d[0]["outcome"] == "accept" and d[0]["hypothesis"]["sku"] == "soup"
