@@ -1,0 +1,56 @@
+"""Thresholds and model constants of the reconciliation engine (docs/reconciliation.md)."""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ReconcileConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # --- weight model
+    max_units: int = Field(4, ge=1, le=12, description="K: most units of one SKU in one movement")
+    unit_prior: list[float] = Field([1.0, 0.12, 0.04, 0.015],
+                                    description="relative prior of k=1..K units; last value repeats")
+    sensor_noise_g: float = Field(1.5, gt=0, description="sd of a settled delta from the load cell")
+    min_sd_g: float = Field(1.0, gt=0, description="floor on any weight sd")
+    weight_lik_floor: float = Field(1e-12, ge=0, description="floor on a weight likelihood (per g)")
+    min_delta_g: float = Field(6.0, gt=0, description="smaller settled deltas change nothing")
+    # --- context priors (relative)
+    prior_swap: float = Field(0.03, ge=0, description="remove A + add B in one movement")
+    prior_personal: float = Field(0.02, ge=0, description="a personal (non-product) item added")
+    prior_produce: float = Field(0.1, gt=0, description="one loose-produce SKU relative to one packaged SKU")
+    produce_max_g: float = Field(5000.0, gt=0, description="sold-by-weight items: uniform weight range")
+    personal_max_g: float = Field(3000.0, gt=0, description="personal item weight range (uniform)")
+    # --- vision / barcode
+    vision_floor: float = Field(0.01, ge=0, le=1, description="mixing weight of a uniform floor")
+    barcode_other: float = Field(1e-4, gt=0, le=1, description="likelihood of a read for another SKU")
+    # --- timing (event time)
+    evidence_window_ms: int = Field(1500, ge=0, description="wait this long for vision after a weight event")
+    vision_max_wait_ms: int = Field(10000, ge=0, description="drop unmatched vision after this")
+    # --- decision thresholds
+    accept_posterior: float = Field(0.97, gt=0, le=1)
+    accept_margin: float = Field(0.9, ge=0, le=1, description="top minus runner-up")
+    accept_weight_only_posterior: float = Field(0.995, gt=0, le=1,
+                                                description="accept without vision only above this")
+    accept_max_z: float = Field(4.0, gt=0, description="accept only if the weight fits within z sd")
+    ask_top_k: int = Field(3, ge=1, le=8)
+    ask_cover: float = Field(0.9, gt=0, le=1, description="ask if the top-k hypotheses cover this")
+    ask_scan: bool = Field(True, description="ask for a barcode scan when the weight fits but identity is open")
+    accept_personal: bool = Field(False, description="never auto-accept a personal item: ask")
+    contradict_z: float = Field(4.0, gt=0, description="an answer whose weight misfits beyond this goes to review")
+    # --- learned weights
+    learn_min_posterior: float = Field(0.99, gt=0, le=1)
+    learn_max_z: float = Field(3.5, gt=0)
+    learn_prior_strength: float = Field(4.0, gt=0, description="pseudo-observations behind the catalogue weight")
+    # --- bookkeeping
+    log_limit: int = Field(2000, ge=10, description="decisions kept per cart")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ReconcileConfig":
+        if not self.unit_prior or any(p <= 0 for p in self.unit_prior):
+            raise ValueError("unit_prior must be a non-empty list of positive numbers")
+        return self
+
+    def unit_prior_of(self, k: int) -> float:
+        up = self.unit_prior
+        return up[k - 1] if k <= len(up) else up[-1]

@@ -1,0 +1,597 @@
+"""The per-cart reconciliation state machine: events in, basket / prompts / reviews out.
+
+Pure and deterministic: no clock, no I/O. `step(input)` applies one decoded
+input and returns what changed; `advance(mono_ms)` lets event time pass (a
+decision waits up to `evidence_window_ms` for its vision evidence).
+`to_dict()` / `from_dict()` round-trip the whole state through JSON types.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+from .config import ReconcileConfig
+from .inputs import Answer, Unsettled, Verdict, Vision, VisionSummary, WeightChange
+from .scoring import CatalogueIndex, Scored, best_with_sku, score
+from .weightbook import WeightBook
+
+STATE_VERSION = 1
+_SETTLED_KEEP = 64  # recent settled unsettled-ids, to ignore a late `unsettled`
+
+
+class ReconcileError(ValueError):
+    """An input the engine cannot apply; the message names the field."""
+
+
+class CartReconciler:
+    def __init__(self, cart: str, catalogue, config: ReconcileConfig | None = None,
+                 book: WeightBook | None = None, *, index: CatalogueIndex | None = None):
+        self.cart = cart
+        self.cfg = config or ReconcileConfig()
+        self.cat = index or CatalogueIndex(catalogue)
+        self.book = book or WeightBook.for_catalogue(
+            (self.cat.items[s] for s in self.cat.skus), self.cfg.learn_prior_strength, self.cfg.min_sd_g)
+        if self.book.skus != self.cat.skus:
+            raise ReconcileError("WeightBook and catalogue list different SKUs (build the book from the catalogue)")
+        self.s = self._fresh()
+
+    def _fresh(self) -> dict:
+        return {"v": STATE_VERSION, "cart": self.cart, "version": 0, "now_ms": 0,
+                "n": {"line": 0, "prompt": 0, "review": 0, "move": 0, "decision": 0, "personal": 0},
+                "lines": [], "personal": [], "unsettled": {}, "settled_refs": [], "nochange_refs": [], "moves": {},
+                "visions": [], "prompts": {}, "reviews": {}, "answers_seen": [], "verdicts_seen": [],
+                "log": [], "receipt": None}
+
+    # ------------------------------------------------------------------ state
+    def to_dict(self) -> dict:
+        return copy.deepcopy(self.s)
+
+    def to_json(self) -> str:
+        """The state as compact JSON (no deep copy: cheaper to persist after every step)."""
+        return json.dumps(self.s, separators=(",", ":"), allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str, catalogue, config: ReconcileConfig | None = None,
+                  book: WeightBook | None = None, *, index: CatalogueIndex | None = None) -> "CartReconciler":
+        try:
+            d = json.loads(text)
+        except ValueError as e:
+            raise ReconcileError(f"reconciler state: not JSON ({e})") from e
+        return cls.from_dict(d, catalogue, config, book, index=index)
+
+    @classmethod
+    def from_dict(cls, d: dict, catalogue, config: ReconcileConfig | None = None,
+                  book: WeightBook | None = None, *, index: CatalogueIndex | None = None) -> "CartReconciler":
+        if not isinstance(d, dict) or d.get("v") != STATE_VERSION:
+            raise ReconcileError(f"reconciler state: expected v={STATE_VERSION}, got {d.get('v') if isinstance(d, dict) else d!r}")
+        eng = cls(d["cart"], catalogue, config, book, index=index)
+        missing = set(eng.s) - set(d)
+        if missing:
+            raise ReconcileError(f"reconciler state: missing keys {sorted(missing)}")
+        eng.s = copy.deepcopy(d)
+        return eng
+
+    # ------------------------------------------------------------------ inputs
+    def step(self, item) -> dict:
+        fx = {"basket_changed": False, "prompts_opened": [], "prompts_closed": [],
+              "reviews_opened": [], "reviews_closed": [], "decisions": []}
+        self._fx = fx
+        vs = self._validate(item)      # before any change: bad input loses nothing
+        self._tick(item.mono_ms)
+        if isinstance(item, Unsettled):
+            self._on_unsettled(item)
+        elif isinstance(item, WeightChange):
+            self._on_weight(item)
+        elif isinstance(item, Vision):
+            self._on_vision(vs)
+        elif isinstance(item, Answer):
+            self._on_answer(item)
+        else:
+            self._on_verdict(item)
+        self._flush()
+        if fx["basket_changed"]:
+            self.s["version"] += 1
+        return fx
+
+    def advance(self, mono_ms: int) -> dict:
+        """Event time has reached `mono_ms` (e.g. a later event of this cart)."""
+        fx = {"basket_changed": False, "prompts_opened": [], "prompts_closed": [],
+              "reviews_opened": [], "reviews_closed": [], "decisions": []}
+        self._fx = fx
+        self._tick(mono_ms)
+        self._flush()
+        if fx["basket_changed"]:
+            self.s["version"] += 1
+        return fx
+
+    def _tick(self, mono_ms) -> None:
+        if not isinstance(mono_ms, int) or isinstance(mono_ms, bool) or mono_ms < 0:
+            raise ReconcileError(f"mono_ms must be an int >= 0, got {mono_ms!r}")
+        self.s["now_ms"] = max(self.s["now_ms"], mono_ms)
+
+    def _validate(self, item) -> VisionSummary | None:
+        """Reject a malformed input with a message naming the field; returns a Vision's summary."""
+        name = type(item).__name__
+        if not isinstance(item, (Unsettled, WeightChange, Vision, Answer, Verdict)):
+            raise ReconcileError(f"step: unsupported input type {name}")
+        m = item.mono_ms
+        if not isinstance(m, int) or isinstance(m, bool) or m < 0:
+            raise ReconcileError(f"{name}.mono_ms must be an int >= 0, got {m!r}")
+        if isinstance(item, WeightChange):
+            for f in ("delta_g", "total_g", "noise_g"):
+                x = getattr(item, f)
+                if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+                    raise ReconcileError(f"WeightChange.{f} must be a finite number, got {x!r}")
+            if item.noise_g < 0:
+                raise ReconcileError(f"WeightChange.noise_g must be >= 0, got {item.noise_g!r}")
+        elif isinstance(item, Vision):
+            return self._summary(item)
+        elif isinstance(item, Answer):
+            chosen = [item.sku is not None, item.barcode is not None, bool(item.personal), bool(item.none)]
+            if sum(chosen) != 1:
+                raise ReconcileError("Answer: exactly one of sku, barcode, personal, none must be set")
+        elif isinstance(item, Verdict):
+            if isinstance(item.qty, bool) or not isinstance(item.qty, int) or item.qty < 0:
+                raise ReconcileError(f"Verdict.qty must be an int >= 0, got {item.qty!r}")
+            if item.sku is not None and item.sku not in self.cat.idx:
+                raise ReconcileError(f"Verdict.sku {item.sku!r} is not in the catalogue")
+        return None
+
+    @staticmethod
+    def _summary(v: Vision) -> VisionSummary:
+        try:
+            return VisionSummary.of(v)
+        except (ValueError, AttributeError, TypeError) as e:
+            raise ReconcileError(f"Vision: {e}") from e
+
+    # ------------------------------------------------------------------ scale
+    def _on_unsettled(self, u: Unsettled) -> None:
+        key = f"{u.epoch}/{u.seq}"
+        if key in self.s["settled_refs"]:
+            return  # its weight event came first
+        self.s["unsettled"][key] = {"mono_ms": u.mono_ms, "total_g": float(u.total_g)}
+
+    def _on_weight(self, w: WeightChange) -> None:
+        s = self.s
+        ukey = f"{w.epoch}/{w.unsettled_seq}" if w.unsettled_seq is not None else None
+        start = w.mono_ms
+        if ukey:
+            u = s["unsettled"].pop(ukey, None)
+            if u:
+                start = u["mono_ms"]
+            s["settled_refs"] = (s["settled_refs"] + [ukey])[-_SETTLED_KEEP:]
+        if abs(w.delta_g) < self.cfg.min_delta_g:
+            if ukey:
+                s["nochange_refs"] = (s["nochange_refs"] + [ukey])[-_SETTLED_KEEP:]
+            vis = self._take_visions(w.epoch, w.unsettled_seq, start, w.mono_ms)
+            why = ("vision without a weight change: item lifted and put back" if vis
+                   else "weight change below min_delta_g")
+            self._log("no_change", why, evidence=["weight", "vision"] if vis else ["weight"],
+                      extra={"delta_g": w.delta_g, "frames": [f for v in vis for f in v.frame_ids]})
+            return
+        s["n"]["move"] += 1
+        mid = f"m{s['n']['move']}"
+        s["moves"][mid] = {"id": mid, "epoch": w.epoch, "seq": w.seq, "unsettled_seq": w.unsettled_seq,
+                           "start_ms": start, "mono_ms": w.mono_ms, "delta_g": float(w.delta_g),
+                           "total_g": float(w.total_g), "noise_g": float(w.noise_g),
+                           "deadline_ms": w.mono_ms + self.cfg.evidence_window_ms,
+                           "vision": None, "state": "waiting", "prompt_id": None, "review_id": None}
+        vis = self._take_visions(w.epoch, w.unsettled_seq, start, w.mono_ms)
+        for v in vis:
+            self._attach(s["moves"][mid], v)
+        self._fx["basket_changed"] = w.delta_g > 0   # a pending line shows until decided
+
+    def _take_visions(self, epoch, useq, start_ms, end_ms) -> list[VisionSummary]:
+        """Buffered vision for this movement: by ref, else by time proximity."""
+        win = self.cfg.evidence_window_ms
+        keep, took = [], []
+        for d in self.s["visions"]:
+            v = VisionSummary.from_dict(d)
+            if v.ref is not None:
+                hit = useq is not None and v.ref == [epoch, useq]
+            else:
+                hit = start_ms - win <= v.mono_ms <= end_ms + win
+            (took if hit else keep).append(d if not hit else v)
+        self.s["visions"] = keep
+        return took
+
+    def _attach(self, mv: dict, v: VisionSummary) -> None:
+        if mv["vision"] is None:
+            mv["vision"] = v.to_dict()
+        else:
+            cur = VisionSummary.from_dict(mv["vision"])
+            cur.merge(v)
+            mv["vision"] = cur.to_dict()
+
+    # ------------------------------------------------------------------ vision
+    def _on_vision(self, v: VisionSummary) -> None:
+        s, win = self.s, self.cfg.evidence_window_ms
+        target = None
+        if v.ref is not None:
+            for mv in s["moves"].values():
+                if mv["unsettled_seq"] is not None and [mv["epoch"], mv["unsettled_seq"]] == v.ref:
+                    target = mv
+                    break
+        else:
+            best = None
+            for mv in s["moves"].values():
+                if mv["start_ms"] - win <= v.mono_ms <= mv["mono_ms"] + win:
+                    d = abs(v.mono_ms - mv["mono_ms"])
+                    if mv["state"] == "waiting" and (best is None or d < best[0]):
+                        best = (d, mv)
+            target = best[1] if best else None
+        if target is None:
+            key = f"{v.ref[0]}/{v.ref[1]}" if v.ref is not None else None
+            if key in s["nochange_refs"]:
+                self._log("no_change", "vision without a weight change: item lifted and put back",
+                          evidence=["vision"], extra={"frames": v.frame_ids})
+                return
+            if key in s["settled_refs"]:
+                self._log("late_vision", "vision for a movement decided long ago; kept for the record",
+                          evidence=["vision"], extra={"frames": v.frame_ids})
+                return
+            s["visions"].append(v.to_dict())
+            return
+        if target["state"] == "waiting":
+            self._attach(target, v)
+        else:
+            self._log("late_vision", "vision arrived after the decision; kept for the record",
+                      move=target["id"], evidence=["vision"], extra={"frames": v.frame_ids})
+
+    # ------------------------------------------------------------------ flush
+    def _flush(self) -> None:
+        s, now = self.s, self.s["now_ms"]
+        waiting = sorted((m for m in s["moves"].values() if m["state"] == "waiting"),
+                         key=lambda m: (m["mono_ms"], m["id"]))
+        for mv in waiting:
+            if mv["vision"] is None and now < mv["deadline_ms"]:
+                break  # later movements wait for this one: removals need the adds before them
+            self._decide(mv)
+        # a decided movement is kept only while late vision may still arrive for it
+        for mid in [m["id"] for m in s["moves"].values()
+                    if m["state"] == "done" and now - m["mono_ms"] > self.cfg.vision_max_wait_ms]:
+            del s["moves"][mid]
+        keep = []
+        for d in s["visions"]:
+            age = now - d["mono_ms"]
+            open_ref = d["ref"] is not None and f"{d['ref'][0]}/{d['ref'][1]}" in s["unsettled"]
+            if age > self.cfg.vision_max_wait_ms or (age > self.cfg.evidence_window_ms and not open_ref):
+                self._log("no_change", "vision without a weight change: item lifted and put back",
+                          evidence=["vision"], extra={"frames": d["frame_ids"], "scores": d["scores"]})
+            else:
+                keep.append(d)
+        s["visions"] = keep
+
+    # ------------------------------------------------------------------ decide
+    def _score(self, mv: dict) -> Scored:
+        vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
+        return score(mv["delta_g"], mv["noise_g"], self.cat, self.book, self.s["lines"],
+                     self.s["personal"], vis, self.cfg)
+
+    def _decide(self, mv: dict) -> None:
+        cfg = self.cfg
+        sc = self._score(mv)
+        hyps = sc.hyps
+        extra = {"delta_g": mv["delta_g"], "unknown_barcodes": sc.unknown_barcodes} if sc.unknown_barcodes else None
+        if not hyps:
+            self._open_review(mv, sc, "no hypothesis explains this weight change")
+            return
+        top = hyps[0]
+        p2 = hyps[1]["posterior"] if len(hyps) > 1 else 0.0
+        weight_only = "vision" not in sc.evidence and "barcode" not in sc.evidence
+        need = cfg.accept_weight_only_posterior if weight_only else cfg.accept_posterior
+        personal = top["kind"] == "personal"
+        if (top["posterior"] >= need and top["posterior"] - p2 >= cfg.accept_margin
+                and abs(top["z"]) <= cfg.accept_max_z and (not personal or cfg.accept_personal)):
+            self._apply(mv, top)
+            mv["state"] = "done"
+            self._log("accept", "weight-only posterior above threshold" if weight_only else "posterior above threshold",
+                      move=mv["id"], sc=sc, extra=extra)
+            if top["posterior"] >= cfg.learn_min_posterior:
+                self._learn(mv, top)
+            return
+        if abs(top["z"]) > cfg.accept_max_z and not personal:
+            self._open_review(mv, sc, "weight change fits no item")
+            return
+        top_k = hyps[: cfg.ask_top_k]
+        cover = sum(h["posterior"] for h in top_k)
+        if cover >= cfg.ask_cover or personal:
+            kind = "personal" if personal else ("removal" if mv["delta_g"] < 0 else "pick")
+            self._open_prompt(mv, sc, kind, top_k)
+            return
+        if mv["delta_g"] > 0 and cfg.ask_scan and sc.best_fit_z <= cfg.accept_max_z:
+            self._open_prompt(mv, sc, "scan", hyps[: max(cfg.ask_top_k, 5)])
+            return
+        self._open_review(mv, sc, "evidence does not single out an item"
+                          if sc.best_fit_z <= cfg.accept_max_z else "weight change fits no item")
+
+    # ------------------------------------------------------------------ apply
+    def _line_by_id(self, line_id):
+        for ln in self.s["lines"]:
+            if ln["line_id"] == line_id:
+                return ln
+        return None
+
+    def _add_units(self, sku: str, qty: int, weight_g: float, move_id: str) -> None:
+        item = self.cat.items[sku]
+        if item.sold_by_weight:
+            self._new_line(sku, 1, weight_g, move_id)
+            return
+        for ln in self.s["lines"]:
+            if ln["sku"] == sku and ln["status"] == "accepted" and not ln["by_weight"]:
+                ln["qty"] += qty
+                ln["weight_g"] = round(ln["weight_g"] + weight_g, 1)
+                ln["price_cents"] = ln["qty"] * ln["unit_price_cents"]
+                return
+        self._new_line(sku, qty, weight_g, move_id)
+
+    def _new_line(self, sku: str, qty: int, weight_g: float, move_id: str) -> None:
+        item = self.cat.items[sku]
+        self.s["n"]["line"] += 1
+        price = (round(weight_g * item.price_cents / 1000.0) if item.sold_by_weight
+                 else qty * item.price_cents)
+        self.s["lines"].append({"line_id": f"L{self.s['n']['line']}", "sku": sku, "name": item.name,
+                                "qty": qty, "weight_g": round(float(weight_g), 1),
+                                "unit_price_cents": int(item.price_cents), "price_cents": int(price),
+                                "status": "accepted", "by_weight": bool(item.sold_by_weight),
+                                "move_id": move_id})
+
+    def _remove_units(self, ln: dict, qty: int, weight_g: float) -> None:
+        if ln["by_weight"] or qty >= ln["qty"]:
+            self.s["lines"].remove(ln)
+            return
+        ln["qty"] -= qty
+        ln["weight_g"] = round(max(0.0, ln["weight_g"] - abs(weight_g)), 1)
+        ln["price_cents"] = ln["qty"] * ln["unit_price_cents"]
+
+    def _apply(self, mv: dict, h: dict) -> None:
+        """Apply an accepted hypothesis to the basket."""
+        d, kind = mv["delta_g"], h["kind"]
+        if kind == "add":
+            self._add_units(h["sku"], h["k"], d, mv["id"])
+        elif kind == "remove":
+            ln = self._line_by_id(h["target"])
+            if ln is None:
+                raise ReconcileError(f"remove: line {h['target']} is gone")
+            self._remove_units(ln, h["k"], d)
+        elif kind == "swap":
+            ln = self._line_by_id(h["target"])
+            if ln is None:
+                raise ReconcileError(f"swap: line {h['target']} is gone")
+            out_w = self.book.params(h["remove_sku"])[0]
+            self._remove_units(ln, 1, out_w)
+            self._add_units(h["sku"], 1, d + out_w, mv["id"])
+        elif kind == "personal":
+            self.s["n"]["personal"] += 1
+            self.s["personal"].append({"pid": f"P{self.s['n']['personal']}", "weight_g": round(d, 1),
+                                       "move_id": mv["id"]})
+        elif kind == "personal_remove":
+            self.s["personal"] = [p for p in self.s["personal"] if p["pid"] != h["target"]]
+        self._fx["basket_changed"] = True
+        mv["applied"] = {k: h[k] for k in ("kind", "sku", "k", "target") if k in h}
+
+    def _learn(self, mv: dict, h: dict) -> None:
+        """A confirmed single unit refines that SKU's weight distribution."""
+        if h["kind"] not in ("add", "remove") or h["k"] != 1 or h["sku"] is None:
+            return
+        if self.cat.items[h["sku"]].sold_by_weight or abs(h["z"]) > self.cfg.learn_max_z:
+            return
+        self.book.observe(h["sku"], abs(mv["delta_g"]))
+
+    # ------------------------------------------------------------------ prompts
+    def _open_prompt(self, mv: dict, sc: Scored, kind: str, hyps: list[dict]) -> None:
+        s = self.s
+        s["n"]["prompt"] += 1
+        pid = f"{self.cart}-p{s['n']['prompt']}"
+        opts, seen = [], set()
+        for h in hyps:
+            if h["sku"] and h["sku"] not in seen:
+                seen.add(h["sku"])
+                opts.append({"sku": h["sku"], "name": self.cat.items[h["sku"]].name})
+        text = {"pick": "Which item did you just put in the cart?",
+                "scan": "Please scan the barcode of the item you just put in the cart.",
+                "personal": "Is this a personal item (bag, phone...)?",
+                "removal": "Which item did you just take out of the cart?"}[kind]
+        prompt = {"v": 1, "prompt_id": pid, "kind": kind, "text": text, "options": opts,
+                  "created_ms": s["now_ms"]}
+        s["prompts"][pid] = {"prompt": prompt, "move_id": mv["id"]}
+        mv["state"], mv["prompt_id"] = "prompt", pid
+        self._fx["prompts_opened"].append(prompt)
+        self._fx["basket_changed"] = True   # a pending line appears
+        self._log("ask", f"ask the shopper ({kind})", move=mv["id"], sc=sc, extra={"prompt_id": pid})
+
+    def _close_prompt(self, pid: str) -> None:
+        self.s["prompts"].pop(pid, None)
+        self._fx["prompts_closed"].append(pid)
+
+    def _on_answer(self, a: Answer) -> None:
+        s = self.s
+        if a.answer_id in s["answers_seen"]:
+            self._log("ignored", "duplicate answer_id", extra={"answer_id": a.answer_id})
+            return
+        if a.prompt_id not in s["prompts"]:
+            self._log("ignored", "answer to a closed or unknown prompt",
+                      extra={"answer_id": a.answer_id, "prompt_id": a.prompt_id})
+            return
+        s["answers_seen"] = (s["answers_seen"] + [a.answer_id])[-256:]
+        mv = s["moves"][s["prompts"][a.prompt_id]["move_id"]]
+        self._close_prompt(a.prompt_id)
+        mv["state"], mv["prompt_id"] = "answered", None
+        self._fx["basket_changed"] = True
+        sc = self._score(mv)
+        ev = ["answer", "weight"]
+        info = {"answer_id": a.answer_id, "prompt_id": a.prompt_id}
+        if a.none:
+            self._open_review(mv, sc, "shopper chose none of the options", ev)
+            return
+        if a.personal:
+            if mv["delta_g"] > 0:
+                strong = [h for h in sc.hyps if h["kind"] != "personal" and abs(h["z"]) <= self.cfg.accept_max_z
+                          and h["posterior"] >= 0.5 and ("vision" in sc.evidence or "barcode" in sc.evidence)]
+                if strong or mv["delta_g"] > self.cfg.personal_max_g:
+                    self._open_review(mv, sc, "shopper says personal item but the evidence says product", ev)
+                    return
+                h = {"kind": "personal", "sku": None, "k": 1, "target": None, "posterior": 1.0, "z": 0.0}
+            else:
+                cands = [h for h in sc.hyps if h["kind"] == "personal_remove" and abs(h["z"]) <= self.cfg.contradict_z]
+                if not cands:
+                    self._open_review(mv, sc, "no personal item of this weight in the cart", ev)
+                    return
+                h = cands[0]
+            self._apply(mv, h)
+            mv["state"] = "done"
+            self._log("answer", "shopper confirmed a personal item", move=mv["id"], evidence=ev,
+                      extra=dict(info, hypothesis=h))
+            return
+        sku = a.sku
+        if a.barcode is not None:
+            sku = self.cat.sku_of_barcode(a.barcode)
+            ev = ["answer", "barcode", "weight"]
+            if sku is None:
+                self._open_review(mv, sc, f"scanned barcode {a.barcode} is not in the catalogue", ev)
+                return
+        if sku not in self.cat.idx:
+            self._open_review(mv, sc, f"shopper chose unknown sku {sku!r}", ev)
+            return
+        h = best_with_sku(sc, self.cat, sku, removal=mv["delta_g"] < 0, max_z=self.cfg.contradict_z)
+        if h is None or abs(h["z"]) > self.cfg.contradict_z:
+            self._open_review(mv, sc, f"shopper's choice {sku} does not fit the weight change"
+                              f" (z={h['z'] if h else 'n/a'})", ev)
+            return
+        self._apply(mv, h)
+        mv["state"] = "done"
+        self._learn(mv, h)
+        self._log("answer", "shopper's choice fits the weight", move=mv["id"], evidence=ev,
+                  extra=dict(info, hypothesis=h))
+
+    # ------------------------------------------------------------------ reviews
+    def _open_review(self, mv: dict, sc: Scored, reason: str, evidence: list[str] | None = None) -> None:
+        s = self.s
+        s["n"]["review"] += 1
+        rid = f"{self.cart}-r{s['n']['review']}"
+        vis = mv["vision"] or {}
+        req = {"v": 1, "review_id": rid, "cart": self.cart, "created_ms": s["now_ms"],
+               "candidates": [{"sku": h["sku"], "score": round(h["posterior"], 6), "kind": h["kind"]}
+                              for h in sc.hyps if h["sku"]],
+               "weight": {"delta_g": mv["delta_g"], "total_g": mv["total_g"], "noise_g": mv["noise_g"],
+                          "unsettled_seq": mv["unsettled_seq"], "seq": mv["seq"], "epoch": mv["epoch"]},
+               "frames": list(vis.get("frame_ids", [])), "barcodes": list(vis.get("barcodes", [])),
+               "reason": reason}
+        s["reviews"][rid] = {"request": req, "move_id": mv["id"]}
+        mv["state"], mv["review_id"] = "review", rid
+        self._fx["reviews_opened"].append(req)
+        self._fx["basket_changed"] = True
+        self._log("review", reason, move=mv["id"], sc=sc, evidence=evidence, extra={"review_id": rid})
+
+    def _on_verdict(self, v: Verdict) -> None:
+        s = self.s
+        if v.verdict_id in s["verdicts_seen"]:
+            self._log("ignored", "duplicate verdict_id", extra={"verdict_id": v.verdict_id})
+            return
+        if v.review_id not in s["reviews"]:
+            self._log("ignored", "verdict for a closed or unknown review",
+                      extra={"verdict_id": v.verdict_id, "review_id": v.review_id})
+            return
+        s["verdicts_seen"] = (s["verdicts_seen"] + [v.verdict_id])[-256:]
+        mv = s["moves"][s["reviews"].pop(v.review_id)["move_id"]]
+        self._fx["reviews_closed"].append(v.review_id)
+        self._fx["basket_changed"] = True
+        mv["state"], mv["review_id"] = "done", None
+        d = mv["delta_g"]
+        info = {"verdict_id": v.verdict_id, "review_id": v.review_id, "sku": v.sku, "qty": v.qty}
+        if v.qty == 0:
+            self._log("verdict", "reviewer: no basket change", move=mv["id"], evidence=["verdict"], extra=info)
+            return
+        if v.sku is None:
+            if d > 0:
+                self._apply(mv, {"kind": "personal", "sku": None, "k": 1, "target": None})
+            else:
+                cands = sorted(s["personal"], key=lambda p: abs(p["weight_g"] + d))
+                if cands:
+                    self._apply(mv, {"kind": "personal_remove", "sku": None, "k": 1, "target": cands[0]["pid"]})
+            self._log("verdict", "reviewer: not a product", move=mv["id"], evidence=["verdict"], extra=info)
+            return
+        if d > 0:
+            self._add_units(v.sku, v.qty, d, mv["id"])
+        else:
+            lines = [ln for ln in s["lines"] if ln["sku"] == v.sku and ln["status"] == "accepted"]
+            if not lines:
+                self._log("verdict", f"reviewer removed {v.sku} but it is not in the basket",
+                          move=mv["id"], evidence=["verdict"], extra=info)
+                return
+            self._remove_units(lines[0], v.qty, d)
+        mv["applied"] = {"kind": "add" if d > 0 else "remove", "sku": v.sku, "k": v.qty}
+        if v.qty == 1 and not self.cat.items[v.sku].sold_by_weight:
+            mean, sd = self.book.params(v.sku)
+            z = (abs(d) - mean) / math.sqrt(sd * sd + self.cfg.sensor_noise_g ** 2)
+            self._learn(mv, {"kind": "add", "sku": v.sku, "k": 1, "z": z})
+        self._log("verdict", "reviewer decided", move=mv["id"], evidence=["verdict"], extra=info)
+
+    # ------------------------------------------------------------------ log
+    def _log(self, outcome: str, reason: str, move: str | None = None, sc: Scored | None = None,
+             evidence: list[str] | None = None, extra: dict | None = None) -> None:
+        s = self.s
+        s["n"]["decision"] += 1
+        rec = {"id": f"d{s['n']['decision']}", "mono_ms": s["now_ms"], "move_id": move,
+               "outcome": outcome, "reason": reason}
+        if sc is not None:
+            rec["evidence"] = evidence or list(sc.evidence)
+            if sc.hyps:
+                rec["hypothesis"] = sc.hyps[0]
+                rec["posterior"] = sc.hyps[0]["posterior"]
+                rec["runner_up"] = sc.hyps[1] if len(sc.hyps) > 1 else None
+                rec["candidates"] = sc.hyps[:3]
+        elif evidence is not None:
+            rec["evidence"] = evidence
+        if extra:
+            rec.update(extra)
+        s["log"] = (s["log"] + [rec])[-self.cfg.log_limit:]
+        self._fx["decisions"].append(rec)
+
+    # ------------------------------------------------------------------ outputs
+    def basket(self) -> dict:
+        """§10 basket payload (without transport fields the service adds)."""
+        s = self.s
+        lines = [{k: ln[k] for k in ("line_id", "sku", "name", "qty", "weight_g", "unit_price_cents",
+                                     "price_cents", "status")} for ln in s["lines"]]
+        for mv in sorted(s["moves"].values(), key=lambda m: m["id"]):
+            if mv["state"] in ("prompt", "review", "answered", "waiting") and mv["delta_g"] > 0:
+                lines.append({"line_id": f"P-{mv['id']}", "sku": None, "name": "Unconfirmed item", "qty": 1,
+                              "weight_g": round(mv["delta_g"], 1), "unit_price_cents": 0, "price_cents": 0,
+                              "status": "review" if mv["state"] == "review" else "pending"})
+        return {"v": 1, "cart": self.cart, "version": s["version"], "updated_ms": s["now_ms"], "lines": lines,
+                "total_cents": sum(ln["price_cents"] for ln in lines if ln["status"] == "accepted"),
+                "open_prompts": len(s["prompts"]), "open_reviews": len(s["reviews"])}
+
+    def open_prompts(self) -> list[dict]:
+        return [self.s["prompts"][k]["prompt"] for k in sorted(self.s["prompts"], key=_natural)]
+
+    def open_reviews(self) -> list[dict]:
+        return [self.s["reviews"][k]["request"] for k in sorted(self.s["reviews"], key=_natural)]
+
+    def decisions(self) -> list[dict]:
+        return list(self.s["log"])
+
+    def checkout(self, req_id: str, mono_ms: int | None = None) -> dict:
+        """§12 receipt, or a refusal with the reason."""
+        s = self.s
+        if mono_ms is not None:
+            self.advance(mono_ms)
+        if s["unsettled"] or any(m["state"] == "waiting" for m in s["moves"].values()):
+            return {"v": 1, "req_id": req_id, "ok": False, "reason": "unsettled"}
+        if s["prompts"]:
+            return {"v": 1, "req_id": req_id, "ok": False, "reason": "open_prompts"}
+        if s["reviews"]:
+            return {"v": 1, "req_id": req_id, "ok": False, "reason": "open_reviews"}
+        b = self.basket()
+        receipt = {"v": 1, "req_id": req_id, "ok": True, "receipt_id": f"{self.cart}-{s['version']}",
+                   "lines": b["lines"], "total_cents": b["total_cents"], "issued_ms": s["now_ms"]}
+        s["receipt"] = receipt
+        return receipt
+
+
+def _natural(key: str):
+    """`c1-p10` after `c1-p9`."""
+    digits = len(key) - len(key.rstrip("0123456789"))
+    return (key[: len(key) - digits], int(key[len(key) - digits:] or 0))
