@@ -196,6 +196,11 @@ def _place(canvas: Image.Image, pkg: Image.Image, cx: float, cy: float, scale: f
     return (x0, y0, x0 + p.width, y0 + p.height)
 
 
+def _rect(d, box, fill) -> None:
+    x0, y0, x1, y1 = box
+    d.rectangle([min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)], fill=fill)
+
+
 def _hand(canvas: Image.Image, rng: random.Random, bbox, occlusion: float) -> None:
     """A hand covering roughly `occlusion` of the item's box, coming in from a frame edge."""
     x0, y0, x1, y1 = bbox
@@ -208,18 +213,18 @@ def _hand(canvas: Image.Image, rng: random.Random, bbox, occlusion: float) -> No
     palm_w, palm_h = bw * 0.9, bh * depth
     if side == "bottom":
         px0, py0 = x0 + bw * rng.uniform(-0.1, 0.2), y1 - palm_h
-        d.rectangle([px0, py0, px0 + palm_w, canvas.height + 10], fill=skin)  # palm + wrist to the edge
+        _rect(d, [px0, py0, px0 + palm_w, canvas.height + 10], skin)  # palm + wrist to the edge
         for k in range(4):
             fx = px0 + palm_w * (0.1 + 0.22 * k)
-            d.rounded_rectangle([fx, py0 - bh * 0.25, fx + palm_w * 0.16, py0 + 5], radius=6, fill=skin)
+            _rect(d, [fx, py0 - bh * 0.25, fx + palm_w * 0.16, py0 + 5], skin)
     else:
         palm_w, palm_h = bw * depth, bh * 0.9
         if side == "left":
             px0 = x0 + palm_w * 0.0
-            d.rectangle([-10, y0 + bh * 0.05, px0 + palm_w, y0 + bh * 0.05 + palm_h], fill=skin)
+            _rect(d, [-10, y0 + bh * 0.05, px0 + palm_w, y0 + bh * 0.05 + palm_h], skin)
         else:
             px0 = x1 - palm_w
-            d.rectangle([px0, y0 + bh * 0.05, canvas.width + 10, y0 + bh * 0.05 + palm_h], fill=skin)
+            _rect(d, [px0, y0 + bh * 0.05, canvas.width + 10, y0 + bh * 0.05 + palm_h], skin)
     canvas.paste(layer, (0, 0), layer)
 
 
