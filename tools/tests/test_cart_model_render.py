@@ -70,3 +70,14 @@ def test_item_partly_out_of_view_has_clipped_truth(cat):
     _, t = render_scene(cat, cat.skus()[0], 7, [], out_of_view=0.4, scale=1.3)
     x0, y0, x1, y1 = t["bbox"]
     assert x0 == 0 or y0 == 0 or x1 == 1 or y1 == 1
+
+
+def test_gateway_and_cli_import_without_tensorflow():
+    import subprocess
+    import sys
+    code = ("import sys, cart_gateway.detectors, cart_gateway.catalogue, cart_model.cli, cart_model.evaluate, "
+            "cart_model.render, cart_model.dataset; assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    import os
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
