@@ -77,7 +77,7 @@ def evaluate(model_dir: Path, catalogue_path=None, scenes: int = 1000, seed: int
         "model_bytes": (Path(model_dir) / "detector.tflite").stat().st_size,
         "scenes": scenes, "classes": n, "seed0": dataset.TEST_SEED0 + seed,
         "top1": round(top1, 4), "top3": round(top3, 4),
-        "centroid_f1": round(f1, 4), "centroid_median_err": round(float(np.median(cerr)), 4) if len(cerr) else None,
+        "centroid_f1": round(float(f1), 4), "centroid_median_err": round(float(np.median(cerr)), 4) if len(cerr) else None,
         "none_recall": round(float((top[~has, 0] == 0).mean()), 4) if (~has).any() else None,
         "ece": round(ece(probs, y), 4),
         "ece_uncalibrated": round(ece(softmax(raw[:, :n].astype(np.float64)), y), 4),
