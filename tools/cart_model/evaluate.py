@@ -83,6 +83,8 @@ def evaluate(model_dir: Path, catalogue_path=None, scenes: int = 1000, seed: int
         "ece_uncalibrated": round(ece(softmax(raw[:, :n].astype(np.float64)), y), 4),
         "temperature": det.temperature,
         "errors": int(len(wrong)), "errors_same_family": int(same_family),
+        # Right family (look-alike group) or right "no product": what weight then has to settle.
+        "family_top1": round(1 - (len(wrong) - int(same_family)) / scenes, 4),
         "top1_by_family_kind": by_kind,
         "confusion": [{"true": a, "pred": b, "count": c,
                        "true_name": cat[a].name if a != NONE_LABEL else a,
