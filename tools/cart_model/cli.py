@@ -44,12 +44,19 @@ def _render(args) -> int:
 
 
 def _train(args) -> int:
+    import numpy as np
+
     from . import dataset
     from .train import train
     if args.photos:
         tr, va = dataset.split_photos(dataset.load_photo_folders(Path(args.photos)))
     else:
-        tr, va = dataset.load(Path(args.data)), dataset.load(Path(args.val))
+        parts = [dataset.load(Path(d)) for d in args.data]
+        if any(list(p["labels"]) != list(parts[0]["labels"]) for p in parts):
+            print("error: the --data files have different labels", file=sys.stderr)
+            return 2
+        tr = {k: (np.concatenate([p[k] for p in parts]) if k != "labels" else parts[0][k]) for k in parts[0]}
+        va = dataset.load(Path(args.val))
         if list(tr["labels"]) != list(va["labels"]):
             print("error: train and val datasets have different labels", file=sys.stderr)
             return 2
@@ -87,7 +94,7 @@ def main(argv=None) -> int:
     r.add_argument("--sheet", default=None, help="also save a PNG contact sheet of the first 48 scenes")
     r.set_defaults(fn=_render)
     t = sub.add_parser("train", help="train, convert to int8 TFLite, fit the temperature")
-    t.add_argument("--data", help="train .npz from `render`")
+    t.add_argument("--data", nargs="+", help="train .npz file(s) from `render` (concatenated)")
     t.add_argument("--val", help="validation .npz from `render --split val`")
     t.add_argument("--photos", help="instead: a folder per SKU of real photos")
     t.add_argument("--out-dir", default=str(DATA_DIR))
