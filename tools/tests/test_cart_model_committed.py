@@ -15,8 +15,8 @@ def test_committed_model_meets_floors():
     assert res["ece"] <= FLOORS["ece_max"], res
 
 
-# Measured on these 100 scenes with the committed model (2026-11-24): top1 0.43, top3 0.79,
-# centroid F1 0.359, ECE 0.128 (15 bins on 100 scenes: noisy; 0.043 on 1000 scenes).
+# Measured on these 100 scenes with the committed model (2026-11-24): top1 0.50, top3 0.84,
+# centroid F1 0.462, ECE 0.137 (15 bins on 100 scenes: noisy; 0.040 on 1000 scenes).
 # The scenes and the model are fixed, so the figures are deterministic up to the int8 kernels;
 # the floors leave room for other LiteRT / XNNPACK builds only.
-FLOORS = {"top1": 0.38, "top3": 0.72, "centroid_f1": 0.30, "ece_max": 0.18}
+FLOORS = {"top1": 0.44, "top3": 0.77, "centroid_f1": 0.38, "ece_max": 0.19}
