@@ -1,0 +1,1 @@
+"""Smart-cart store gateway."""

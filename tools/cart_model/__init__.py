@@ -1,0 +1,1 @@
+"""Catalogue, renderer, training and evaluation of the cart detector (`cart-model`)."""

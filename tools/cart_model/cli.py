@@ -1,0 +1,122 @@
+"""cart-model: catalogue, render, train, eval. TensorFlow is imported only by `train`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "gateway" / "cart_gateway" / "data"
+
+
+def _catalogue(args) -> int:
+    from .catalogue_gen import generate, weight_alike_pairs
+    cat = generate(args.seed)
+    Path(args.out).write_text(cat.to_json() + "\n", encoding="utf-8")
+    produce = sum(s.sold_by_weight for s in cat)
+    print(json.dumps({"out": str(args.out), "skus": len(cat), "produce": produce,
+                      "families": len({s.family for s in cat}), "weight_alike_pairs": len(weight_alike_pairs(cat))}))
+    return 0
+
+
+def _skus(cat, limit: int | None) -> list[str]:
+    skus = cat.skus()
+    return skus[:limit] if limit else skus
+
+
+def _render(args) -> int:
+    from cart_gateway.catalogue import Catalogue
+    from . import dataset
+    cat = Catalogue.load(args.catalogue)
+    skus = _skus(cat, args.limit_skus)
+    seed0 = {"train": dataset.TRAIN_SEED0, "val": dataset.VAL_SEED0, "test": dataset.TEST_SEED0}[args.split] + args.seed
+    t0 = time.time()
+    data = dataset.render_split(args.catalogue, skus, args.scenes, seed0, workers=args.workers)
+    dataset.save(Path(args.out), data)
+    if args.sheet:
+        from PIL import Image
+        from .render import contact_sheet
+        contact_sheet([Image.fromarray(a) for a in data["x"][:48]]).save(args.sheet)
+    print(json.dumps({"out": str(args.out), "scenes": len(data["y"]), "classes": len(data["labels"]),
+                      "seconds": round(time.time() - t0, 1)}))
+    return 0
+
+
+def _train(args) -> int:
+    import numpy as np
+
+    from . import dataset
+    from .train import train
+    if args.photos:
+        tr, va = dataset.split_photos(dataset.load_photo_folders(Path(args.photos)))
+    else:
+        parts = [dataset.load(Path(d)) for d in args.data]
+        if any(list(p["labels"]) != list(parts[0]["labels"]) for p in parts):
+            print("error: the --data files have different labels", file=sys.stderr)
+            return 2
+        tr = {k: (np.concatenate([p[k] for p in parts]) if k != "labels" else parts[0][k]) for k in parts[0]}
+        va = dataset.load(Path(args.val))
+        if list(tr["labels"]) != list(va["labels"]):
+            print("error: train and val datasets have different labels", file=sys.stderr)
+            return 2
+    train(tr, va, Path(args.out_dir), epochs=args.epochs, batch=args.batch, threads=args.threads,
+          width=args.width, seed=args.seed)
+    return 0
+
+
+def _eval(args) -> int:
+    from .evaluate import evaluate
+    res = evaluate(Path(args.model_dir), args.catalogue, args.scenes, args.seed, latency_frames=args.latency_frames)
+    if not args.json:
+        for k, v in res.items():
+            if k != "confusion":
+                print(f"{k}: {v}")
+    print(json.dumps(res))
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="cart-model", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("catalogue", help="write the generated store catalogue")
+    c.add_argument("--out", default=str(DATA_DIR / "catalogue.json"))
+    c.add_argument("--seed", type=int, default=1)
+    c.set_defaults(fn=_catalogue)
+    r = sub.add_parser("render", help="render a seeded scene dataset (.npz at the model's input size)")
+    r.add_argument("--out", required=True)
+    r.add_argument("--catalogue", default=None)
+    r.add_argument("--split", choices=["train", "val", "test"], default="train")
+    r.add_argument("--scenes", type=int, default=1000)
+    r.add_argument("--seed", type=int, default=0, help="offset inside the split's seed range")
+    r.add_argument("--limit-skus", type=int, default=None, help="only the first N SKUs (smoke runs)")
+    r.add_argument("--workers", type=int, default=2)
+    r.add_argument("--sheet", default=None, help="also save a PNG contact sheet of the first 48 scenes")
+    r.set_defaults(fn=_render)
+    t = sub.add_parser("train", help="train, convert to int8 TFLite, fit the temperature")
+    t.add_argument("--data", nargs="+", help="train .npz file(s) from `render` (concatenated)")
+    t.add_argument("--val", help="validation .npz from `render --split val`")
+    t.add_argument("--photos", help="instead: a folder per SKU of real photos")
+    t.add_argument("--out-dir", default=str(DATA_DIR))
+    t.add_argument("--epochs", type=int, default=20)
+    t.add_argument("--batch", type=int, default=64)
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--width", type=float, default=1.0)
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(fn=_train)
+    e = sub.add_parser("eval", help="evaluate on held-out seeded scenes; last line is one JSON object")
+    e.add_argument("--model-dir", default=str(DATA_DIR))
+    e.add_argument("--catalogue", default=None)
+    e.add_argument("--scenes", type=int, default=1000)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--latency-frames", type=int, default=200)
+    e.add_argument("--json", action="store_true", help="print only the JSON line")
+    e.set_defaults(fn=_eval)
+    args = p.parse_args(argv)
+    if getattr(args, "fn", None) is _train and not args.photos and not (args.data and args.val):
+        p.error("train needs --data and --val, or --photos")
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

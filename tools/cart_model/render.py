@@ -1,0 +1,327 @@
+"""Procedural renders of catalogue packages and cart-camera scenes (Pillow only).
+
+`render_scene` draws one frame as the cart camera (QVGA, looking down into the
+basket) sees it: cart interior, items already in the basket, the new item at
+some angle and scale (maybe partly out of view), a hand covering part of it,
+lighting and motion blur. Everything is drawn from `rng_seed`, so a seed gives
+the same image on every run.
+"""
+from __future__ import annotations
+
+import io
+import math
+import random
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
+
+CAMERA_SIZE = (320, 240)  # QVGA, the cart camera's resolution
+
+
+@lru_cache(maxsize=16)
+def _font(size: int):
+    return ImageFont.load_default(size=size)
+
+
+@lru_cache(maxsize=512)
+def _barcode(ean13: str) -> Image.Image:
+    """The SKU's real EAN-13 symbol (python-barcode), as a small RGB image."""
+    import barcode
+    from barcode.writer import ImageWriter
+    img = barcode.EAN13(ean13, writer=ImageWriter()).render(
+        {"module_width": 0.2, "module_height": 6.0, "quiet_zone": 1.0, "font_size": 2,
+         "text_distance": 1.0, "dpi": 254, "write_text": False})
+    return img.convert("RGB")
+
+
+def _tuple(c) -> tuple[int, int, int]:
+    return tuple(int(v) for v in c)
+
+
+def _logo(d: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float, colour) -> None:
+    col = _tuple(colour)
+    if kind == "circle":
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=col)
+    elif kind == "ring":
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], outline=col, width=max(2, int(r / 3)))
+    elif kind == "square":
+        d.rectangle([cx - r, cy - r, cx + r, cy + r], fill=col)
+    elif kind == "triangle":
+        d.polygon([(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)], fill=col)
+    elif kind == "diamond":
+        d.polygon([(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)], fill=col)
+    else:  # star
+        pts = []
+        for i in range(10):
+            a = math.pi / 5 * i - math.pi / 2
+            rr = r if i % 2 == 0 else r * 0.45
+            pts.append((cx + rr * math.cos(a), cy + rr * math.sin(a)))
+        d.polygon(pts, fill=col)
+
+
+def _package_size(sku) -> tuple[int, int]:
+    """Pixel size of the package at scale 1 in a QVGA frame: grows with the cube root of its weight."""
+    if sku.shape == "produce":  # a handful of loose items, not one
+        h = 80 + 30 * (sku.weight_mean_g / 500.0) ** (1 / 3)
+        return int(h * 1.2), int(h)
+    h = 55 + 70 * (sku.net_g / 500.0) ** (1 / 3)
+    aspect = (sku.look or {}).get("aspect", 0.7)
+    if sku.shape == "bottle":
+        aspect = 0.42
+    elif sku.shape == "can":
+        aspect = 0.62
+    return max(16, int(h * aspect)), int(h)
+
+
+def _label(d, sku, look, box, scale_text: float) -> None:
+    """Brand band, logo, flavour text and size on a label area."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    d.rectangle([x0, y0, x1, y0 + h * 0.22], fill=_tuple(look["band"]))
+    d.text((x0 + 3, y0 + 2), sku.brand, fill=_tuple(look["text"]), font=_font(max(6, int(h * 0.14 * scale_text))))
+    _logo(d, look["logo"], x0 + w * 0.5, y0 + h * 0.45, min(w, h) * 0.17, look["logo_colour"])
+    d.text((x0 + 3, y0 + h * 0.63), sku.variant.rsplit(" ", 2)[0], fill=_tuple(look["text"]),
+           font=_font(max(6, int(h * 0.12 * scale_text))))
+    d.text((x0 + 3, y0 + h * 0.78), f"{sku.net_g:g} g", fill=_tuple(look["text"]), font=_font(max(6, int(h * 0.09))))
+
+
+_PACKAGES: dict[tuple[str, str], Image.Image] = {}
+
+
+def package_image(sku) -> Image.Image:
+    """RGBA image of one package, unrotated, at QVGA scale 1 (deterministic per SKU)."""
+    key = (sku.sku, sku.ean13)
+    if key not in _PACKAGES:
+        _PACKAGES[key] = _draw_package(sku)
+    return _PACKAGES[key]
+
+
+def _paste_barcode(img: Image.Image, sku, box) -> None:
+    x0, y0, x1, y1 = (int(v) for v in box)
+    bc = _barcode(sku.ean13).resize((max(8, x1 - x0), max(4, y1 - y0)), Image.BILINEAR)
+    img.paste(bc, (x0, y0))
+
+
+def _draw_package(sku) -> Image.Image:
+    look = sku.look or {}
+    w, h = _package_size(sku)
+    ss = 3  # draw supersampled, then shrink: smooth edges and small text
+    W, H = w * ss, h * ss
+    img = Image.new("RGBA", (W, H), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    bg = _tuple(look.get("bg", (128, 128, 128)))
+    if sku.shape == "produce":
+        rng = random.Random(sku.ean13)
+        count, elong = look.get("count", 1), look.get("elong", 0.8)
+        for _ in range(count):
+            rw = W * (0.5 if count > 1 else 0.9) * rng.uniform(0.85, 1.0)
+            rh = rw * elong if elong > 0.5 else rw * 0.35
+            cx, cy = rng.uniform(rw / 2, W - rw / 2), rng.uniform(rh / 2, H - rh / 2)
+            for k in range(6):  # shading: darker rim, lighter centre
+                f = 0.65 + 0.08 * k
+                sh = 1 - k * 0.12
+                d.ellipse([cx - rw / 2 * sh, cy - rh / 2 * sh, cx + rw / 2 * sh, cy + rh / 2 * sh],
+                          fill=tuple(min(255, int(c * f)) for c in bg) + (255,))
+            d.line([cx, cy - rh / 2, cx + rw * 0.05, cy - rh / 2 - H * 0.06], fill=(90, 60, 30, 255), width=ss * 2)
+    elif sku.shape == "box":
+        d.rectangle([0, 0, W - 1, H - 1], fill=bg + (255,), outline=(30, 30, 30, 255), width=ss)
+        _label(d, sku, look, (ss * 2, ss * 2, W - ss * 2, H * 0.82), 1.0)
+        _paste_barcode(img, sku, (W * 0.45, H * 0.84, W * 0.95, H * 0.97))
+    elif sku.shape == "bottle":
+        neck_w = W * 0.38
+        d.rectangle([W / 2 - neck_w / 2, 0, W / 2 + neck_w / 2, H * 0.08], fill=_tuple(look["logo_colour"]) + (255,))
+        d.polygon([(W / 2 - neck_w / 2, H * 0.08), (W / 2 + neck_w / 2, H * 0.08), (W, H * 0.25), (0, H * 0.25)],
+                  fill=tuple(int(c * 0.6 + 90) for c in bg) + (230,))
+        d.rounded_rectangle([0, H * 0.22, W - 1, H - 1], radius=W * 0.15,
+                            fill=tuple(int(c * 0.6 + 90) for c in bg) + (230,))
+        d.rectangle([0, H * 0.38, W - 1, H * 0.86], fill=bg + (255,))
+        _label(d, sku, look, (ss, H * 0.38, W - ss, H * 0.78), 0.8)
+        _paste_barcode(img, sku, (W * 0.1, H * 0.79, W * 0.9, H * 0.86))
+    elif sku.shape == "can":
+        d.rectangle([0, H * 0.06, W - 1, H * 0.94], fill=bg + (255,))
+        for y in (H * 0.06, H * 0.94):
+            d.ellipse([0, y - H * 0.06, W - 1, y + H * 0.06], fill=(185, 185, 190, 255), outline=(120, 120, 125, 255))
+        for x in range(0, W, max(1, W // 12)):  # cylinder shading
+            a = abs(x / W - 0.35)
+            d.line([x, H * 0.1, x, H * 0.9], fill=(0, 0, 0, int(90 * a)), width=1)
+        _label(d, sku, look, (ss * 2, H * 0.14, W - ss * 2, H * 0.8), 0.9)
+        _paste_barcode(img, sku, (W * 0.2, H * 0.8, W * 0.8, H * 0.88))
+    else:  # bag: crimped top and bottom, pillow sides
+        pts = []
+        teeth = 8
+        for i in range(teeth + 1):
+            pts.append((W * i / teeth, H * (0.0 if i % 2 else 0.04)))
+        pts += [(W * 0.97, H * 0.5)]
+        for i in range(teeth, -1, -1):
+            pts.append((W * i / teeth, H * (1.0 if i % 2 else 0.96)))
+        pts += [(W * 0.03, H * 0.5)]
+        d.polygon(pts, fill=bg + (255,))
+        _label(d, sku, look, (ss * 4, H * 0.1, W - ss * 4, H * 0.8), 1.0)
+        _paste_barcode(img, sku, (W * 0.5, H * 0.82, W * 0.92, H * 0.92))
+    return img.resize((w, h), Image.LANCZOS)
+
+
+def _background(rng: random.Random, size) -> Image.Image:
+    """Cart interior: a tinted floor with a wire mesh seen from above."""
+    W, H = size
+    base = [rng.randint(60, 170)] * 3
+    tint = rng.randint(-25, 25)
+    base = (base[0] + tint, base[1], base[2] - tint)
+    img = Image.new("RGB", size, _tuple(base))
+    d = ImageDraw.Draw(img)
+    pitch = rng.randint(14, 30)
+    wire = _tuple(min(255, c + rng.randint(40, 80)) for c in base)
+    off = rng.randint(0, pitch)
+    skew = rng.uniform(-0.3, 0.3)
+    for x in range(-W, 2 * W, pitch):
+        d.line([(x + off, 0), (x + off + skew * H, H)], fill=wire, width=2)
+    for y in range(-pitch + off, H + pitch, pitch):
+        d.line([(0, y), (W, y - skew * W * 0.2)], fill=wire, width=2)
+    return img
+
+
+def _place(canvas: Image.Image, pkg: Image.Image, cx: float, cy: float, scale: float, angle: float,
+           brightness: float = 1.0) -> tuple[float, float, float, float]:
+    """Paste a package centred at (cx, cy) px; returns its bbox in px (unclipped)."""
+    w, h = pkg.size
+    p = pkg.resize((max(2, int(w * scale)), max(2, int(h * scale))), Image.BILINEAR)
+    p = p.rotate(angle, resample=Image.BILINEAR, expand=True)
+    if brightness != 1.0:
+        rgb = ImageEnhance.Brightness(p.convert("RGB")).enhance(brightness)
+        rgb.putalpha(p.getchannel("A"))
+        p = rgb
+    x0, y0 = int(cx - p.width / 2), int(cy - p.height / 2)
+    canvas.paste(p, (x0, y0), p)
+    return (x0, y0, x0 + p.width, y0 + p.height)
+
+
+def _rect(d, box, fill) -> None:
+    x0, y0, x1, y1 = box
+    d.rectangle([min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)], fill=fill)
+
+
+def _hand(canvas: Image.Image, rng: random.Random, bbox, occlusion: float) -> None:
+    """A hand covering roughly `occlusion` of the item's box, coming in from a frame edge."""
+    x0, y0, x1, y1 = bbox
+    bw, bh = x1 - x0, y1 - y0
+    skin = _tuple(c * rng.uniform(0.55, 1.0) for c in (235, 190, 160))
+    layer = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
+    d = ImageDraw.Draw(layer)
+    side = rng.choice(["left", "right", "bottom"])
+    depth = max(0.05, min(0.9, occlusion))
+    palm_w, palm_h = bw * 0.9, bh * depth
+    if side == "bottom":
+        px0, py0 = x0 + bw * rng.uniform(-0.1, 0.2), y1 - palm_h
+        _rect(d, [px0, py0, px0 + palm_w, canvas.height + 10], skin)  # palm + wrist to the edge
+        for k in range(4):
+            fx = px0 + palm_w * (0.1 + 0.22 * k)
+            _rect(d, [fx, py0 - bh * 0.25, fx + palm_w * 0.16, py0 + 5], skin)
+    else:
+        palm_w, palm_h = bw * depth, bh * 0.9
+        if side == "left":
+            px0 = x0 + palm_w * 0.0
+            _rect(d, [-10, y0 + bh * 0.05, px0 + palm_w, y0 + bh * 0.05 + palm_h], skin)
+        else:
+            px0 = x1 - palm_w
+            _rect(d, [px0, y0 + bh * 0.05, canvas.width + 10, y0 + bh * 0.05 + palm_h], skin)
+    canvas.paste(layer, (0, 0), layer)
+
+
+def _motion_blur(img: Image.Image, length: int, angle: float) -> Image.Image:
+    if length < 2:
+        return img
+    a = np.asarray(img, dtype=np.float32)
+    acc = np.zeros_like(a)
+    dx, dy = math.cos(angle), math.sin(angle)
+    for i in range(length):
+        t = i - (length - 1) / 2
+        acc += np.roll(a, (int(round(t * dy)), int(round(t * dx))), axis=(0, 1))
+    return Image.fromarray((acc / length).astype(np.uint8))
+
+
+def _lighting(img: Image.Image, rng: random.Random) -> Image.Image:
+    a = np.asarray(img, dtype=np.float32)
+    H, W = a.shape[:2]
+    gain = rng.uniform(0.6, 1.3)
+    temp = np.array([rng.uniform(0.88, 1.12), 1.0, rng.uniform(0.88, 1.12)], dtype=np.float32)
+    gx, gy = rng.uniform(-0.4, 0.4), rng.uniform(-0.4, 0.4)  # light falls off across the basket
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
+    grad = 1.0 + gx * (xs / W - 0.5) + gy * (ys / H - 0.5)
+    a = a * gain * temp[None, None, :] * grad[:, :, None]
+    a += np.random.default_rng(rng.randrange(2**32)).normal(0, rng.uniform(1, 6), a.shape)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def render_scene(catalogue, sku: str | None, rng_seed: int, basket_skus: list[str] | None = None,
+                 occlusion: float = 0.0, blur: float = 0.0, size=CAMERA_SIZE, scale: float | None = None,
+                 out_of_view: float | None = None) -> tuple[Image.Image, dict]:
+    """One cart-camera frame.
+
+    sku: the new item (None: no new item, only the basket and maybe a hand).
+    basket_skus: items already in the basket, drawn deeper (smaller, darker).
+    occlusion: 0..1 share of the item's box a hand covers. blur: 0..1 motion blur strength.
+    scale: item scale (None: random 0.8..1.4). out_of_view: 0..0.5 share pushed past a frame edge
+    (None: random, mostly 0).
+    Returns (RGB image, truth) where truth = {"sku", "cx", "cy", "bbox"} (normalised 0..1).
+    """
+    rng = random.Random(rng_seed)
+    W, H = CAMERA_SIZE
+    canvas = _background(rng, CAMERA_SIZE).convert("RGBA")
+    for b in basket_skus or []:
+        pkg = package_image(catalogue[b])
+        # Basket items lie deeper, toward the frame's edges.
+        edge = rng.choice(["top", "bottom", "left", "right"])
+        bx = rng.uniform(0, W) if edge in ("top", "bottom") else (rng.uniform(-10, 60) if edge == "left" else rng.uniform(W - 60, W + 10))
+        by = rng.uniform(0, H) if edge in ("left", "right") else (rng.uniform(-10, 50) if edge == "top" else rng.uniform(H - 50, H + 10))
+        _place(canvas, pkg, bx, by, rng.uniform(0.5, 0.8), rng.uniform(0, 360), brightness=rng.uniform(0.55, 0.8))
+    truth = {"sku": sku, "cx": 0.5, "cy": 0.5, "bbox": None}
+    if sku is not None:
+        pkg = package_image(catalogue[sku])
+        s = scale if scale is not None else rng.uniform(0.8, 1.4)
+        ang = rng.uniform(-45, 45) + rng.choice([0, 0, 90, 180])
+        oov = out_of_view if out_of_view is not None else (rng.uniform(0.1, 0.4) if rng.random() < 0.15 else 0.0)
+        cx, cy = rng.uniform(0.3 * W, 0.7 * W), rng.uniform(0.3 * H, 0.7 * H)
+        if oov > 0:  # push the item so that part of it is past an edge
+            edge = rng.choice(["left", "right", "top", "bottom"])
+            half_w, half_h = pkg.width * s / 2, pkg.height * s / 2
+            shift = (0.5 - oov) * 2
+            if edge == "left":
+                cx = half_w * shift
+            elif edge == "right":
+                cx = W - half_w * shift
+            elif edge == "top":
+                cy = half_h * shift
+            else:
+                cy = H - half_h * shift
+        bbox = _place(canvas, pkg, cx, cy, s, ang)
+        if occlusion > 0:
+            _hand(canvas, rng, bbox, occlusion)
+        vis = (max(0, bbox[0]), max(0, bbox[1]), min(W, bbox[2]), min(H, bbox[3]))
+        truth.update(cx=round(min(1, max(0, (vis[0] + vis[2]) / 2 / W)), 4),
+                     cy=round(min(1, max(0, (vis[1] + vis[3]) / 2 / H)), 4),
+                     bbox=[round(vis[0] / W, 4), round(vis[1] / H, 4), round(vis[2] / W, 4), round(vis[3] / H, 4)])
+    elif occlusion > 0:  # an empty hand reaching in
+        _hand(canvas, rng, (W * 0.3, H * 0.3, W * 0.7, H * 0.7), occlusion)
+    img = canvas.convert("RGB")
+    img = _lighting(img, rng)
+    img = _motion_blur(img, int(round(blur * 14)), rng.uniform(0, math.pi))
+    if size != CAMERA_SIZE:
+        img = img.resize(size, Image.BILINEAR)
+    return img, truth
+
+
+def encode_jpeg(img: Image.Image, quality: int = 80) -> bytes:
+    """Encode as the camera board does (baseline JPEG, 4:2:0)."""
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def contact_sheet(images: list[Image.Image], cols: int = 8) -> Image.Image:
+    w, h = images[0].size
+    rows = (len(images) + cols - 1) // cols
+    sheet = Image.new("RGB", (cols * w, rows * h), (0, 0, 0))
+    for i, im in enumerate(images):
+        sheet.paste(im, ((i % cols) * w, (i // cols) * h))
+    return sheet

@@ -1,0 +1,120 @@
+"""Train the detector from scratch (TensorFlow/Keras, imported lazily), convert it to
+full-integer int8 TFLite, and fit the temperature on the validation split with the
+converted model, which is what the gateway runs."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .calibrate import ece, fit_temperature
+
+
+def _tf(threads: int):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    return tf
+
+
+def build_model(tf, n_classes: int, input_hw=(96, 128), width: float = 1.0):
+    """A small MobileNet-like trunk (depthwise-separable blocks, ReLU6, BN) with two heads:
+    class logits (n_classes, index 0 = no product) from global pooling, and the item's
+    centroid (cx, cy in 0..1) from a flattened 1x1-conv map, which keeps where things are."""
+    L = tf.keras.layers
+    ch = lambda c: max(8, int(c * width))
+    x_in = L.Input((*input_hw, 3), name="image")
+    x = L.Rescaling(1 / 255.0)(x_in)
+    x = L.Conv2D(ch(16), 3, strides=2, padding="same", use_bias=False)(x)
+    x = L.BatchNormalization()(x)
+    x = L.ReLU(6.0)(x)
+    for filters, stride in [(32, 2), (48, 2), (48, 1), (96, 2), (96, 1), (160, 2)]:
+        x = L.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)
+        x = L.BatchNormalization()(x)
+        x = L.ReLU(6.0)(x)
+        x = L.Conv2D(ch(filters), 1, use_bias=False)(x)
+        x = L.BatchNormalization()(x)
+        x = L.ReLU(6.0)(x)
+    g = L.GlobalAveragePooling2D()(x)
+    g = L.Dropout(0.2)(g)
+    logits = L.Dense(n_classes, name="logits")(g)
+    m = L.Conv2D(8, 1, activation="relu")(x)
+    m = L.Flatten()(m)
+    centroid = L.Dense(2, activation="sigmoid", name="centroid")(m)
+    return tf.keras.Model(x_in, {"logits": logits, "centroid": centroid})
+
+
+def _centroid_loss(tf):
+    def loss(y_true, y_pred):  # y_true: cx, cy, has_product; no centroid for "no product"
+        err = tf.reduce_sum(tf.square(y_true[:, :2] - y_pred), axis=-1)
+        return tf.reduce_mean(err * y_true[:, 2])
+    return loss
+
+
+def convert_int8(tf, model, rep_x: np.ndarray) -> bytes:
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+
+    def rep():
+        for i in range(len(rep_x)):
+            yield [rep_x[i:i + 1].astype(np.float32)]
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def tflite_outputs(model_path: Path, labels_path: Path, x: np.ndarray, threads: int = 2) -> np.ndarray:
+    """Raw outputs (logits..., cx, cy) of a converted model, through the gateway's own detector."""
+    from cart_gateway.detectors import create_detector
+    det = create_detector({"type": "cpu", "model_path": model_path, "labels_path": labels_path,
+                           "num_threads": threads, "calibration_path": model_path.with_suffix(".none.json")})
+    return np.stack([det.detect_raw(xi) for xi in x])
+
+
+def train(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 20, batch: int = 64,
+          threads: int = 2, width: float = 1.0, seed: int = 0, lr: float = 3e-3, log=print) -> dict:
+    tf = _tf(threads)
+    tf.keras.utils.set_random_seed(seed)
+    labels = [str(s) for s in train_data["labels"]]
+    x, y, c = train_data["x"], train_data["y"], train_data["c"]
+    model = build_model(tf, len(labels), x.shape[1:3], width)
+    steps = epochs * int(np.ceil(len(x) / batch))
+    sched = tf.keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.02)
+    model.compile(optimizer=tf.keras.optimizers.Adam(sched),
+                  loss={"logits": tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                        "centroid": _centroid_loss(tf)},
+                  loss_weights={"logits": 1.0, "centroid": 5.0},
+                  metrics={"logits": ["accuracy"]})
+    t0 = time.time()
+    hist = model.fit(x.astype(np.float32), {"logits": y, "centroid": c}, batch_size=batch, epochs=epochs,
+                     validation_data=(val_data["x"].astype(np.float32), {"logits": val_data["y"], "centroid": val_data["c"]}),
+                     verbose=2, shuffle=True)
+    train_s = time.time() - t0
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_path, labels_path = out_dir / "detector.tflite", out_dir / "detector_labels.txt"
+    rng = np.random.default_rng(seed)
+    rep = x[rng.choice(len(x), min(300, len(x)), replace=False)]
+    model_path.write_bytes(convert_int8(tf, model, rep))
+    labels_path.write_text("\n".join(labels) + "\n", encoding="utf-8")
+    # Temperature from the int8 model's own logits on the validation split.
+    raw = tflite_outputs(model_path, labels_path, val_data["x"], threads)
+    logits = raw[:, :len(labels)]
+    t = fit_temperature(logits, val_data["y"])
+    from cart_gateway.detectors.api import softmax
+    info = {"temperature": round(t, 4),
+            "val_top1_int8": float((logits.argmax(1) == val_data["y"]).mean()),
+            "val_ece_before": round(ece(softmax(logits), val_data["y"]), 4),
+            "val_ece_after": round(ece(softmax(logits / t), val_data["y"]), 4),
+            "val_n": int(len(val_data["y"])), "train_n": int(len(y)), "epochs": epochs,
+            "train_seconds": round(train_s, 1), "model_bytes": model_path.stat().st_size,
+            "keras_val_acc": [round(float(v), 4) for v in hist.history.get("val_logits_accuracy", [])]}
+    model_path.with_suffix(".calib.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+    log(json.dumps(info))
+    return info
