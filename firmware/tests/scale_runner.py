@@ -6,7 +6,7 @@
 # "x" (a malformed value from the link).
 import sys
 import json
-from hx711 import SimHX711
+from hx711_drv import SimHX711
 from cartfw.scale.pipeline import ScalePipeline
 from cartfw.scale.loop import ScaleLoop
 

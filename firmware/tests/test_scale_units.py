@@ -90,7 +90,7 @@ class ListSource:
 def test_loop_bounds_work_per_step_and_links_unsettled_seq():
     sys.path.insert(0, str(ROOT / "firmware/hal/sim"))
     try:
-        from hx711 import SimHX711
+        from hx711_drv import SimHX711
     finally:
         sys.path.pop(0)
     seqs = []
@@ -110,7 +110,7 @@ def test_loop_bounds_work_per_step_and_links_unsettled_seq():
 def test_sim_driver_names_bad_values():
     sys.path.insert(0, str(ROOT / "firmware/hal/sim"))
     try:
-        from hx711 import SimHX711
+        from hx711_drv import SimHX711
     finally:
         sys.path.pop(0)
     with pytest.raises(ValueError, match="out of 24-bit range: 8388608"):
@@ -208,9 +208,9 @@ def test_ten_minutes_of_samples_in_a_96k_heap():
 
 
 FW_FILES = {
-    "firmware/hal/esp32/hx711.py": "xtensawin",
-    "firmware/hal/rp2040/hx711.py": "armv6m",
-    "firmware/hal/sim/hx711.py": None,
+    "firmware/hal/esp32/hx711_drv.py": "xtensawin",
+    "firmware/hal/rp2040/hx711_drv.py": "armv6m",
+    "firmware/hal/sim/hx711_drv.py": None,
     "firmware/lib/cartfw/apps/scale.py": None,
     "firmware/lib/cartfw/scale/__init__.py": None,
     "firmware/lib/cartfw/scale/spike.py": None,
@@ -276,7 +276,7 @@ def test_app_build_wires_config_into_the_pipeline():
 def _sim(vals):
     sys.path.insert(0, str(ROOT / "firmware/hal/sim"))
     try:
-        from hx711 import SimHX711
+        from hx711_drv import SimHX711
     finally:
         sys.path.pop(0)
     return SimHX711(ListSource(vals))
