@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from cart_flash.errors import FlashError
+from cart_flash.fsimage import BoardError
 
 REQUIRED = ("cart", "board", "target")
 
@@ -40,7 +41,7 @@ def run_batch(rows: list[dict], flash_one: Callable[[dict], dict], log: Callable
         try:
             res = flash_one(row)
             reports.append({**row, "ok": True, "error": None, "online_s": res.get("online_s")})
-        except FlashError as e:
+        except (FlashError, BoardError) as e:
             log(f"    FAILED: {e}")
             reports.append({**row, "ok": False, "error": str(e), "online_s": None})
     log("=== summary")

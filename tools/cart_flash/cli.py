@@ -16,6 +16,7 @@ from pathlib import Path
 from cart_flash import batch, boardconfig, provision
 from cart_flash.errors import FlashError
 from cart_flash.flash import Flasher, Job
+from cart_flash.fsimage import BoardError
 
 
 def _flash_args(p: argparse.ArgumentParser, single: bool) -> None:
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
     try:
         return a.fn(a)
-    except FlashError as e:
+    except (FlashError, BoardError) as e:
         print(f"cart-flash: error: {e}", file=sys.stderr)
         return 2
 
