@@ -119,7 +119,8 @@ class BasketRun:
         self.shopper = Shopper(self.sc, self.cat, self.rng)
         self.res = BasketResult(self.cart, self.shopper.dishonest, 0)
         self.first_decision: dict[str, int] = {}
-        self.answered: set = set()
+        self.move_action: dict = {}      # engine move id -> (action, delta_g), for diagnosis
+        self.log: list = []
 
     # --- message plumbing -------------------------------------------------------
     def _clock(self):
@@ -211,6 +212,9 @@ class BasketRun:
                 mv = eng.s["moves"].get(m)
                 if mv:
                     self.first_decision[m] = d["mono_ms"] - mv["mono_ms"]
+                    self.move_action[m] = (self.by_useq.get(mv["unsettled_seq"]), round(mv["delta_g"], 1))
+            if m:
+                self.log.append(d)
         shop = self.sc["shopper"]
         for p in fx.get("prompts_opened", []):
             self.res.prompts += 1
