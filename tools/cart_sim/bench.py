@@ -19,9 +19,10 @@ def summarise(results, store: Store, wall_s: float) -> dict:
     honest = [r for r in results if not r.dishonest]
     cheaters = [r for r in results if r.dishonest and r.cheats]
     lat = sorted(x for r in results for x in r.latencies_ms)
+    mlat = sorted(x for r in results for x in r.move_latencies_ms)
 
-    def pct(q):
-        return lat[min(len(lat) - 1, int(q * len(lat)))] if lat else None
+    def pct(q, a=lat):
+        return round(a[min(len(a) - 1, int(q * len(a)))], 1) if a else None
 
     per_k = 1000.0 / n if n else 0.0
     loss = [r for r in cheaters if r.under_cents > 0]
@@ -40,9 +41,11 @@ def summarise(results, store: Store, wall_s: float) -> dict:
         "dishonest_acts_by_kind": dict(sorted(Counter(c for r in cheaters for c in r.cheats).items())),
         "checkout_refused_baskets": sum(1 for r in results if not r.receipt_ok),
         "p50_decision_latency_ms": pct(0.5), "p95_decision_latency_ms": pct(0.95),
+        "p95_movement_to_decision_ms": pct(0.95, mlat),
         "stale_unsettled_dropped": store.feed.stale_unsettled_dropped,
         "pool_scenes_rendered": store.pool.rendered,
-        "engine_s": round(store.engine_s, 2), "wall_s": round(wall_s, 2),
+        "gateway_s": round(store.engine_s, 2), "pool_render_s": round(store.pool.render_s, 2),
+        "wall_s": round(wall_s, 2),
     }
 
 

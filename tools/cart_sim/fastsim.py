@@ -63,6 +63,7 @@ class BasketResult:
     charged_cents: int = 0
     cheats: list = field(default_factory=list)
     latencies_ms: list = field(default_factory=list)
+    move_latencies_ms: list = field(default_factory=list)
     refusals: int = 0
     detail: dict = field(default_factory=dict)
 
@@ -119,6 +120,7 @@ class BasketRun:
         self.shopper = Shopper(self.sc, self.cat, self.rng)
         self.res = BasketResult(self.cart, self.shopper.dishonest, 0)
         self.first_decision: dict[str, int] = {}
+        self.move_latency: dict = {}     # movement start (unsettled) -> decision
         self.move_action: dict = {}      # engine move id -> (action, delta_g), for diagnosis
         self.log: list = []
 
@@ -130,11 +132,13 @@ class BasketRun:
         t_ms = self.wall0 + (self.now if t is None else t)
         if self.st.sink is not None:
             self.st.sink(t_ms, topic, qos, retain, payload)
+        r0 = self.st.pool.render_s
         t0 = time.perf_counter()
         fx = self.st.feed.handle(topic, payload, t_ms)
-        self.st.engine_s += time.perf_counter() - t0
+        dt = time.perf_counter() - t0 - (self.st.pool.render_s - r0)   # first-time scene renders are not the gateway's
+        self.st.engine_s += dt
         if fx:
-            self._effects(fx)
+            self._effects(fx, dt * 1000.0)
         return fx
 
     def _emit_scale(self, typ, fields):
@@ -202,7 +206,7 @@ class BasketRun:
                    proto.encode_event(self.cart, "cam", 1, self.seq["cam"], "capture", fields, self._clock()))
 
     # --- the gateway's outputs, answered by the shopper and the reviewer --------
-    def _effects(self, fx: dict):
+    def _effects(self, fx: dict, step_ms: float = 0.0):
         if "receipt" in fx:
             return
         eng = self.st.feed.engine(self.cart)
@@ -211,7 +215,9 @@ class BasketRun:
             if m and m not in self.first_decision and d["outcome"] in ("accept", "ask", "review"):
                 mv = eng.s["moves"].get(m)
                 if mv:
-                    self.first_decision[m] = d["mono_ms"] - mv["mono_ms"]
+                    # settle -> decision: event time waited for evidence plus the engine's compute time
+                    self.first_decision[m] = d["mono_ms"] - mv["mono_ms"] + step_ms
+                    self.move_latency[m] = d["mono_ms"] - mv["start_ms"] + step_ms
                     self.move_action[m] = (self.by_useq.get(mv["unsettled_seq"]), round(mv["delta_g"], 1))
             if m:
                 self.log.append(d)
@@ -251,8 +257,9 @@ class BasketRun:
     def _tick(self):
         t0 = time.perf_counter()
         fx = self.st.feed.tick(self.cart, self.wall0 + self.now)
-        self.st.engine_s += time.perf_counter() - t0
-        self._effects(fx)
+        dt = time.perf_counter() - t0
+        self.st.engine_s += dt
+        self._effects(fx, dt * 1000.0)
 
     def _idle(self, ms: int):
         """Walking the aisle: no samples, but queued answers and verdicts go out."""
@@ -323,6 +330,7 @@ class BasketRun:
             self._idle(2000)
         self._score(receipt)
         self.res.latencies_ms = sorted(self.first_decision.values())
+        self.res.move_latencies_ms = sorted(self.move_latency.values())
         return self.res
 
     def _score(self, receipt):

@@ -40,6 +40,7 @@ class ScenePool:
         self._det = detector
         self.n = int(camera["pool_per_condition"])
         self.rendered = 0
+        self.render_s = 0.0
         tag = json.dumps({"occ": camera["occlusion_max"], "blur": camera["blur_max"], "seed": seed},
                          sort_keys=True)
         from cart_gateway.detectors import DEFAULT_MODEL
@@ -99,7 +100,10 @@ class ScenePool:
         """The real detector's output on that pool scene: [[sku|None, score, cx, cy], ...]."""
         c = self.cache.get(key)
         if c is None:
+            import time
+            t0 = time.perf_counter()
             c = detect_list(self.detector, self.jpeg(key))
+            self.render_s += time.perf_counter() - t0
             self.cache[key] = c
             self.rendered += 1
             self._dirty = True
