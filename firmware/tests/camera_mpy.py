@@ -11,14 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def micropython_bin():
-    cand = Path(sys.executable).with_name("micropython")
-    if cand.exists():
-        return str(cand)
-    found = shutil.which("micropython")
-    if not found:
-        raise RuntimeError("micropython binary not found next to %s or on PATH" % sys.executable)
-    return found
+from cart_testing.mpy import micropython_bin  # noqa: E402
 
 
 def stage(dest):

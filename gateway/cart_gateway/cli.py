@@ -1,0 +1,71 @@
+"""`cart-gateway`: run the service, check a config, replay a trace."""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+from .config import ConfigError, load_config
+
+
+def _run(args) -> int:
+    from . import logs
+    from .mqtt_client import Runner
+    cfg = load_config(args.config)
+    logs.setup(cfg.log_level)
+    detector = None
+    if cfg.detector.enabled:
+        from .vision import BurstDetector
+        detector = BurstDetector.from_config(cfg.detector)
+    runner = Runner(cfg, detector=detector)
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    signal.signal(signal.SIGINT, lambda *_: runner.stop())
+    runner.run()
+    return 0
+
+
+def _check(args) -> int:
+    cfg = load_config(args.file)
+    print(f"{args.file}: OK (gateway {cfg.gateway_id}, broker {cfg.mqtt.host}:{cfg.mqtt.port}, "
+          f"state {cfg.state_dir})")
+    return 0
+
+
+def _replay(args) -> int:
+    from .replay import replay_file
+    result = replay_file(args.trace, load_config(args.config), args.state_dir)
+    text = json.dumps(result, indent=1, sort_keys=True)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="cart-gateway", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("run", help="run the gateway service")
+    p.add_argument("--config", default="/etc/cart-gateway/gateway.toml")
+    p.set_defaults(fn=_run)
+    p = sub.add_parser("check-config", help="validate a config file and exit")
+    p.add_argument("file")
+    p.set_defaults(fn=_check)
+    p = sub.add_parser("replay", help="run the handlers on a recorded trace (protocol §14), no broker")
+    p.add_argument("trace")
+    p.add_argument("--config", required=True)
+    p.add_argument("--out", help="RESULT.json (default: stdout)")
+    p.add_argument("--state-dir", help="state directory for the replay (default: a temporary one)")
+    p.set_defaults(fn=_replay)
+    args = ap.parse_args(argv)
+    try:
+        return args.fn(args)
+    except ConfigError as e:
+        print(f"cart-gateway: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

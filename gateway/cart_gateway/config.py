@@ -1,0 +1,140 @@
+"""Gateway configuration (TOML), validated with pydantic; unknown keys are rejected.
+
+`load_config(path)` raises ConfigError whose text names the file, the key
+path and what was wrong (see gateway/systemd/gateway.toml for an example).
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .protocol import ID_RE
+from .reconcile import ReconcileConfig
+
+
+class ConfigError(ValueError):
+    """The gateway config file is missing, not TOML, or has a bad key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str | None = Field(None, description="default gateway-<id> (protocol §1)")
+    keepalive_s: int = Field(30, ge=5, le=600)
+    session_expiry_s: int = Field(3600, ge=60, description="broker keeps our QoS 1 queue this long while we are away")
+    username: str | None = None
+    password: str | None = None
+    reconnect_max_s: int = Field(10, ge=1, le=300)
+
+
+class CartsConfig(_Strict):
+    known: list[str] = Field(default_factory=list, description="cart ids accepted; empty = use pattern only")
+    pattern: str | None = Field(None, description="regex a cart id must fully match (in addition to `known`)")
+
+    @field_validator("known")
+    @classmethod
+    def _ids(cls, v: list[str]) -> list[str]:
+        for c in v:
+            if not ID_RE.match(c):
+                raise ValueError(f"cart id {c!r} is not [a-z0-9][a-z0-9-]{{0,31}}")
+        return v
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as e:
+                raise ValueError(f"not a regular expression: {e}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _some(self):
+        if not self.known and self.pattern is None:
+            raise ValueError("give `known` cart ids or a `pattern` (an empty list would accept no cart)")
+        return self
+
+    def accepts(self, cart: str) -> bool:
+        if cart in self.known:
+            return True
+        return self.pattern is not None and re.fullmatch(self.pattern, cart) is not None
+
+
+class FramesConfig(_Strict):
+    max_in_progress: int = Field(16, ge=1, le=1024, description="frames being reassembled at once (all carts)")
+    assembly_timeout_s: float = Field(5.0, gt=0, description="§7: drop a frame incomplete this long after its first chunk")
+    burst_timeout_s: float = Field(5.0, gt=0, description="run detection with what arrived this long after the capture event")
+    retention_s: float = Field(3600.0, gt=0, description="delete a frame this old unless an open review needs it")
+
+
+class DetectorSection(_Strict):
+    enabled: bool = True
+    queue_size: int = Field(8, ge=1, le=256, description="capture bursts waiting for inference; a full queue drops (counted)")
+    barcodes: bool = Field(True, description="read EAN-13 barcodes in frames with zxing-cpp")
+    plugin: dict[str, Any] | None = Field(None, description="detector plugin config; default: the committed model on CPU")
+
+
+class GatewayConfig(_Strict):
+    gateway_id: str = Field("gw1", description="<gw> in gateway/<gw>/...")
+    state_dir: Path = Field(Path("/var/lib/cart-gateway"), description="SQLite database and frames")
+    catalogue: Path | None = Field(None, description="catalogue JSON; default: the packaged one")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    carts: CartsConfig = Field(default_factory=lambda: CartsConfig(pattern=r"[a-z0-9][a-z0-9-]{0,31}"))
+    frames: FramesConfig = Field(default_factory=FramesConfig)
+    detector: DetectorSection = Field(default_factory=DetectorSection)
+    reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus HTTP port; 0 = off")
+    metrics_host: str = "127.0.0.1"
+    tick_ms: int = Field(200, ge=10, le=5000, description="timer: lets event time pass, expires frames")
+    batch_max: int = Field(64, ge=1, le=10000, description="messages per SQLite transaction (group commit)")
+    sqlite_synchronous: str = Field("FULL", pattern="^(FULL|NORMAL)$")
+    log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
+
+    @field_validator("gateway_id")
+    @classmethod
+    def _gw(cls, v: str) -> str:
+        if not ID_RE.match(v):
+            raise ValueError(f"{v!r} is not [a-z0-9][a-z0-9-]{{0,31}}")
+        return v
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"gateway-{self.gateway_id}"
+
+
+def _format(err: ValidationError, where: str) -> str:
+    lines = [f"{where}: invalid configuration"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict, where: str = "<config>") -> GatewayConfig:
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format(e, where)) from None
+
+
+def load_config(path) -> GatewayConfig:
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    return parse_config(data, str(p))

@@ -1,0 +1,90 @@
+"""Frame reassembly (protocol §7) and frame files on disk.
+
+Chunks are reassembled with protocol.FrameAssembler, bounded in count and
+age. A complete, CRC-checked frame is written under <state>/frames/<cart>/
+(atomically: temp file, fsync, rename) and indexed in SQLite; the service
+deletes it after checkout, review resolution or retention expiry. Frames
+never leave the gateway.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .protocol import FrameAssembler, FrameChunk, ProtocolError
+
+
+class Assemblies:
+    """In-progress frames keyed by (cart, epoch, frame); at most `max_in_progress` at once."""
+
+    def __init__(self, max_in_progress: int, timeout_ms: int):
+        self.max = max_in_progress
+        self.timeout_ms = timeout_ms
+        self._open: dict[tuple[str, int, int], FrameAssembler] = {}
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(self, cart: str, chunk: FrameChunk, t_ms: int) -> tuple[str, bytes | None]:
+        """Returns ("partial"|"complete"|"full", frame bytes when complete).
+
+        Raises ProtocolError for a chunk that disagrees with its frame, or a
+        frame whose size or CRC is wrong (the frame is dropped).
+        """
+        key = (cart, chunk.epoch, chunk.frame)
+        asm = self._open.get(key)
+        if asm is None:
+            if len(self._open) >= self.max:
+                return "full", None
+            asm = self._open[key] = FrameAssembler(chunk, t_ms)
+        try:
+            frame = asm.add(chunk)
+        except ProtocolError:
+            self._open.pop(key, None)
+            raise
+        if frame is None:
+            return "partial", None
+        del self._open[key]
+        return "complete", frame
+
+    def expire(self, t_ms: int) -> list[tuple[str, int, int]]:
+        """Drop frames still incomplete `timeout_ms` after their first chunk."""
+        old = [k for k, a in self._open.items() if t_ms - a.started > self.timeout_ms]
+        for k in old:
+            del self._open[k]
+        return old
+
+
+def frame_id(cart: str, epoch: int, frame: int) -> str:
+    return f"{cart}/{epoch}/{frame}"
+
+
+class FrameFiles:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def write(self, cart: str, epoch: int, frame: int, data: bytes) -> str:
+        d = self.root / cart
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / f"{epoch}-{frame}.jpg"
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return str(path)
+
+    @staticmethod
+    def read(path: str) -> bytes | None:
+        try:
+            return Path(path).read_bytes()
+        except OSError:
+            return None
+
+    @staticmethod
+    def delete(path: str) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,219 @@
+"""The live service: paho-mqtt (v2 API, MQTT 5) as an adapter around service.Gateway.
+
+Threads: paho's network thread only queues what arrives; the core thread
+(the caller of `run()`) owns SQLite and the reconcilers: it takes a batch of
+messages, handles each, commits once (group commit), then acknowledges them
+(`manual_ack`) and publishes the outputs. A message is acknowledged only
+after what it changed is committed, so after a kill -9 the broker redelivers
+it and the event log drops it if it was already stored. Inference runs on
+the detector thread (vision.DetectorWorker).
+
+Frame chunks are acknowledged after they are handled (assembled in memory,
+complete frames written to disk and indexed in the same commit): a chunk
+alone changes no durable state, and holding their PUBACKs would stall the
+broker's in-flight window while a 64-chunk frame is still arriving.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from .config import GatewayConfig
+from .logs import event
+from .notify import sd_notify, watchdog_interval_s
+from .service import VERSION, Gateway, dumps
+
+INFO, WARN = logging.INFO, logging.WARNING
+
+
+def subscriptions(gw: str) -> list[str]:
+    return ["carts/+/+/evt", "carts/+/cam/frame", "carts/+/+/status", "carts/+/+/tele",
+            "carts/+/screen/answer", "carts/+/checkout", f"gateway/{gw}/review/verdict"]
+
+
+class Runner:
+    def __init__(self, cfg: GatewayConfig, gateway: Gateway | None = None, detector=None):
+        self.cfg = cfg
+        self.q: queue.Queue = queue.Queue()
+        self.worker = None
+        if detector is not None:
+            from .vision import DetectorWorker
+            self.worker = DetectorWorker(detector, cfg.detector.queue_size, self._vision_done)
+        self.gw = gateway or Gateway(cfg, submit_burst=self.worker.submit if self.worker else None)
+        if self.worker is not None:
+            self.gw.submit_burst = self.worker.submit
+            self.worker.metrics = self.gw.metrics
+        self.metrics = self.gw.metrics
+        self.status_topic = f"gateway/{cfg.gateway_id}/status"
+        self._stop = threading.Event()
+        self._inflight: dict[int, int] = {}    # publish mid -> outbox id
+        self._done_ids: list[int] = []
+        self._ready = False
+        self._first_connect = True
+        self.client = self._make_client()
+
+    # ------------------------------------------------------------ paho side (network thread)
+    def _make_client(self) -> mqtt.Client:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.cfg.client_id,
+                        protocol=mqtt.MQTTv5, manual_ack=True)
+        m = self.cfg.mqtt
+        if m.username:
+            c.username_pw_set(m.username, m.password)
+        c.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
+        c.reconnect_delay_set(1, m.reconnect_max_s)
+        c.max_queued_messages_set(0)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_publish = self._on_publish
+        return c
+
+    def _status(self, state: str) -> bytes:
+        return dumps({"v": 1, "gw": self.cfg.gateway_id, "state": state, "version": VERSION})
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            event(WARN, "mqtt_connect_failed", f"broker refused: {reason_code}")
+            return
+        client.subscribe([(t, mqtt.SubscribeOptions(qos=1)) for t in subscriptions(self.cfg.gateway_id)])
+        client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
+        self.q.put(("connected", flags.session_present))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self.metrics.connected.set(0)
+        event(WARN, "mqtt_disconnected", f"disconnected: {reason_code}")
+
+    def _on_message(self, client, userdata, msg):
+        self.q.put(("msg", msg.mid, msg.qos, msg.topic, msg.payload, int(time.time() * 1000)))
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        self.q.put(("puback", mid))
+
+    def _vision_done(self, burst_id, frames, codes, seconds):
+        self.metrics.inference_latency.observe(seconds)
+        self.q.put(("vision", burst_id, frames, codes))
+
+    # ------------------------------------------------------------ core thread
+    def start(self) -> None:
+        m = self.cfg.mqtt
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = m.session_expiry_s
+        # a 64-chunk frame plus events must fit in flight without waiting for our acks
+        props.ReceiveMaximum = 1000
+        self.client.connect_async(m.host, m.port, keepalive=m.keepalive_s, clean_start=False, properties=props)
+        self.client.loop_start()
+        if self.worker is not None:
+            self.worker.start()
+        self.metrics.serve(self.cfg.metrics_port, self.cfg.metrics_host)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        """The main loop: until stop(); sends READY=1 once connected and WATCHDOG=1 at half the interval."""
+        self.start()
+        wd = watchdog_interval_s()
+        next_wd = time.monotonic()
+        tick_s = self.cfg.tick_ms / 1000.0
+        next_tick = time.monotonic() + tick_s
+        try:
+            while not self._stop.is_set():
+                timeout = max(0.0, min(next_tick, next_wd if wd else next_tick) - time.monotonic())
+                batch = self._take(timeout)
+                self._process(batch)
+                now = time.monotonic()
+                if now >= next_tick:
+                    self.gw.store.begin()
+                    self._commit_publish([], self.gw.tick(int(time.time() * 1000)))
+                    next_tick = now + tick_s
+                if wd and now >= next_wd:
+                    sd_notify("WATCHDOG=1")
+                    next_wd = now + wd
+                self.metrics.ingest_queue.set(self.q.qsize())
+                if self.worker is not None:
+                    self.metrics.detector_queue.set(self.worker.depth())
+        finally:
+            self._shutdown()
+
+    def _take(self, timeout: float) -> list:
+        try:
+            first = self.q.get(timeout=timeout) if timeout > 0 else self.q.get_nowait()
+        except queue.Empty:
+            return []
+        batch = [first]
+        while len(batch) < self.cfg.batch_max:
+            try:
+                batch.append(self.q.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _process(self, batch: list) -> None:
+        if not batch:
+            return
+        store = self.gw.store
+        acks, outs = [], []
+        store.begin()
+        if self._done_ids:
+            store.outbox_done(self._done_ids)
+            self._done_ids = []
+        for item in batch:
+            kind = item[0]
+            if kind == "msg":
+                _, mid, qos, topic, payload, t_ms = item
+                outs += self.gw.handle(topic, payload, t_ms)
+                acks.append((mid, qos))
+            elif kind == "vision":
+                _, burst_id, frames, codes = item
+                outs += self.gw.apply_vision(burst_id, frames, codes, int(time.time() * 1000))
+            elif kind == "puback":
+                oid = self._inflight.pop(item[1], None)
+                if oid is not None:
+                    store.outbox_done([oid])
+            elif kind == "connected":
+                outs += self._connected(item[1])
+        self._commit_publish(acks, outs)
+
+    def _connected(self, session_present: bool) -> list:
+        self.metrics.connected.set(1)
+        event(INFO, "mqtt_connected", "connected to the broker", session_present=session_present)
+        outs = self.gw.republish() if self._first_connect else \
+            [p for p in self.gw.republish() if p.retain]
+        self._first_connect = False
+        if not self._ready:
+            self._ready = True
+            sd_notify("READY=1\nSTATUS=connected")
+        return outs
+
+    def _commit_publish(self, acks: list, outs: list) -> None:
+        store = self.gw.store
+        t0 = time.perf_counter()
+        store.begin()
+        store.commit()
+        self.metrics.commit_latency.observe(time.perf_counter() - t0)
+        for mid, qos in acks:          # durable now: the broker may forget them
+            if qos:
+                self.client.ack(mid, qos)
+        for p in outs:
+            info = self.client.publish(p.topic, p.payload, qos=p.qos, retain=p.retain)
+            if p.outbox_id is not None:
+                self._inflight[info.mid] = p.outbox_id
+
+    def _shutdown(self) -> None:
+        try:
+            info = self.client.publish(self.status_topic, self._status("offline"), qos=1, retain=True)
+            info.wait_for_publish(2)
+        except Exception:
+            pass
+        self.client.disconnect()
+        self.client.loop_stop()
+        if self.worker is not None:
+            self.worker.stop()
+        self.gw.store.close()

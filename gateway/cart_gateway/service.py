@@ -1,0 +1,456 @@
+"""The gateway's message handlers: one function for the live service and replay.
+
+`Gateway.handle(topic, payload, t_ms)` decodes one MQTT message, updates the
+durable state (SQLite, in the caller's transaction) and returns the
+publishes it causes. `tick(t_ms)` lets time pass (the reconciler's vision
+wait, frame expiry, retention). `apply_vision(...)` applies a burst's
+detections. The MQTT adapter (mqtt_client.py) and replay (replay.py) call
+exactly these; neither holds any logic of its own.
+
+Time: each cart's reconciler runs on the gateway's receive clock (Unix ms).
+A board's `mono_ms` is mapped onto it with a per-(board, epoch) offset, the
+largest `mono_ms - t_ms` seen (the least-delayed message), so the scale's
+and the camera's events share one timeline as docs/reconciliation.md asks.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import protocol as P
+from .catalogue import Catalogue
+from .config import GatewayConfig
+from .frames import Assemblies, FrameFiles, frame_id
+from .logs import event
+from .metrics import Metrics
+from .reconcile import (Answer, CartReconciler, CatalogueIndex, ReconcileError, Unsettled, Verdict, Vision,
+                        WeightBook, WeightChange)
+from .store import Store
+
+VERSION = "0.1.0"
+INFO, WARN = logging.INFO, logging.WARNING
+
+
+@dataclass
+class Publish:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+    outbox_id: int | None = None
+
+
+def dumps(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+@dataclass
+class CartRt:
+    cart: str
+    session: int
+    version_base: int
+    engine: CartReconciler
+    clock: dict = field(default_factory=dict)   # "<board>/<epoch>" -> offset ms
+
+    def time_of(self, board: str, epoch: int, mono_ms: int, t_ms: int) -> int:
+        key = f"{board}/{epoch}"
+        off = max(self.clock.get(key, mono_ms - t_ms), mono_ms - t_ms)
+        self.clock[key] = off
+        return max(0, mono_ms - off)
+
+    def version(self) -> int:
+        return self.version_base + self.engine.s["version"]
+
+
+class Gateway:
+    def __init__(self, cfg: GatewayConfig, store: Store | None = None, metrics: Metrics | None = None,
+                 catalogue: Catalogue | None = None, submit_burst=None):
+        self.cfg = cfg
+        self.gw = cfg.gateway_id
+        state = Path(cfg.state_dir)
+        self.store = store or Store(state / "gateway.sqlite3", cfg.sqlite_synchronous)
+        self.metrics = metrics or Metrics()
+        self.catalogue = catalogue or Catalogue.load(cfg.catalogue)
+        self.index = CatalogueIndex(self.catalogue)
+        rc = cfg.reconcile
+        self.book = WeightBook.for_catalogue(self.catalogue, rc.learn_prior_strength, rc.min_sd_g)
+        saved = self.store.load_book()
+        if saved:
+            self.book.load_dict(saved)
+        self._book_json = json.dumps(self.book.to_dict(), sort_keys=True)
+        self.files = FrameFiles(state / "frames")
+        self.asm = Assemblies(cfg.frames.max_in_progress, int(cfg.frames.assembly_timeout_s * 1000))
+        # submit_burst(burst_id, jpegs) -> bool; None = no detector (bursts carry barcodes only if any)
+        self.submit_burst = submit_burst
+        self.carts: dict[str, CartRt] = {}
+        for cart, session, vbase, st, clock in self.store.load_carts():
+            eng = CartReconciler.from_json(st, self.catalogue, rc, self.book, index=self.index)
+            self.carts[cart] = CartRt(cart, session, vbase, eng, clock)
+        # bursts queued for inference when we stopped: the queue is gone, run them again
+        for b in self.store.bursts("queued"):
+            self.store.set_burst_state(b["burst_id"], "waiting")
+        self._out: list[Publish] = []
+        self._dirty: set[str] = set()
+        self.decision_times: list[dict] = []   # replay's per-decision processing time
+        self._t0 = 0.0
+
+    # ================================================================ entry points
+    def handle(self, topic: str, payload: bytes, t_ms: int) -> list[Publish]:
+        """One MQTT message. Runs inside the caller's transaction; returns publishes (already in the outbox)."""
+        self._t0 = time.perf_counter()
+        kind = "unknown"
+        try:
+            with self.store.savepoint():
+                kind = self._dispatch(topic, payload, t_ms)
+                self._persist()
+        except P.ProtocolError as e:
+            self._reject("malformed", topic, str(e))
+            self._reset()
+        except ReconcileError as e:
+            self._reject("rejected_by_engine", topic, str(e))
+            self._reset()
+        self.metrics.messages.labels(kind).inc()
+        self.metrics.handle_latency.labels(kind).observe(time.perf_counter() - self._t0)
+        return self._flush_out()
+
+    def tick(self, t_ms: int) -> list[Publish]:
+        """Time passes: decide movements whose vision wait expired, expire frames, enforce retention."""
+        self._t0 = time.perf_counter()
+        with self.store.savepoint():
+            for cart, epoch, frame in self.asm.expire(t_ms):
+                self.metrics.frames.labels("incomplete").inc()
+                event(WARN, "frame_incomplete", "frame dropped: incomplete after the §7 timeout",
+                      cart=cart, epoch=epoch, frame=frame)
+            self._burst_timeouts(t_ms)
+            for rt in self.carts.values():
+                s = rt.engine.s
+                if s["unsettled"] or s["visions"] or any(m["state"] == "waiting" for m in s["moves"].values()):
+                    if t_ms > s["now_ms"]:
+                        self._after(rt, rt.engine.advance(t_ms), t_ms)
+            self._retention(t_ms)
+            self._persist()
+        self.metrics.frames_in_progress.set(len(self.asm))
+        return self._flush_out()
+
+    def apply_vision(self, burst_id: str, frames: list[list], barcodes: list[str], t_ms: int) -> list[Publish]:
+        """A burst's detections are ready: feed them to the cart's reconciler."""
+        self._t0 = time.perf_counter()
+        try:
+            with self.store.savepoint():
+                b = next((x for x in self.store.bursts() if x["burst_id"] == burst_id), None)
+                if b is None:
+                    return []
+                self.store.delete_burst(burst_id)
+                rt = self._cart(b["cart"])
+                ids = [frame_id(b["cart"], b["epoch"], n) for n in b["frames"]]
+                present = [i for i in ids if self.store.frame_path(i)]
+                v = Vision(mono_ms=b["engine_ms"], frames=frames, barcodes=barcodes, ref=b["ref"],
+                           frame_ids=present)
+                self._after(rt, rt.engine.step(v), t_ms)
+                self._persist()
+        except ReconcileError as e:
+            self._reject("rejected_by_engine", f"burst {burst_id}", str(e))
+            self._reset()
+        return self._flush_out()
+
+    def republish(self) -> list[Publish]:
+        """On every (re)connect: retained state (the broker may have lost it) and undelivered publishes."""
+        out = [Publish(t, p, 1, True) for t, p in self.store.retained()]
+        out += [Publish(t, p, q, r, i) for i, t, p, q, r in self.store.outbox() if not r]
+        return out
+
+    # ================================================================ dispatch
+    def _dispatch(self, topic: str, payload: bytes, t_ms: int) -> str:
+        tp = P.parse_topic(topic)
+        if tp.cart is not None and not self.cfg.carts.accepts(tp.cart):
+            self._reject("unknown_cart", topic, f"cart {tp.cart!r} is not in carts.known / carts.pattern")
+            return "unknown_cart"
+        if tp.kind == "evt":
+            self._on_event(tp, payload, t_ms)
+        elif tp.kind == "frame":
+            self._on_chunk(tp, payload, t_ms)
+        elif tp.kind == "screen/answer":
+            self._on_answer(tp, payload, t_ms)
+        elif tp.kind == "checkout":
+            self._on_checkout(tp, payload, t_ms)
+        elif tp.kind == "review/verdict":
+            if tp.gw != self.gw:
+                self._reject("other_gateway", topic, f"verdict for gateway {tp.gw!r}")
+            else:
+                self._on_verdict(payload, t_ms)
+        elif tp.kind == "status" and tp.cart:
+            st = P.decode_status(tp, payload)
+            event(INFO, "board_status", f"{tp.cart}/{tp.board} is {st.state}", cart=tp.cart, board=tp.board,
+                  state=st.state, mode=st.mode, epoch=st.epoch, reason=st.reason or "")
+        elif tp.kind == "tele":
+            P.decode_telemetry(tp, payload)
+        else:
+            return "ignored"   # our own outputs, commands, results: not ours to handle
+        return tp.kind
+
+    # ---------------------------------------------------------------- events §5, §6
+    def _on_event(self, tp: P.Topic, payload: bytes, t_ms: int) -> None:
+        ev = P.decode_event(tp, payload)
+        eid = ev.event_id
+        if not self.store.add_event(eid, ev.cart, ev.board, ev.epoch, ev.seq, ev.type, t_ms, payload):
+            self.metrics.duplicates.inc()
+            event(INFO, "duplicate", "event already stored: dropped", id=eid)
+            return
+        self.metrics.events.labels(ev.type).inc()
+        status, rng = self.store.note_seq(ev.cart, ev.board, ev.epoch, ev.seq, t_ms)
+        if status == "gap":
+            self.metrics.gaps.inc()
+            self.metrics.gap_events.inc(rng[1] - rng[0] + 1)
+            event(WARN, "gap", f"events {rng[0]}..{rng[1]} missing", cart=ev.cart, board=ev.board,
+                  epoch=ev.epoch, lo=rng[0], hi=rng[1])
+        elif status == "late":
+            self.metrics.late.inc()
+            event(INFO, "late_event", "event below the highest seq (fills a gap or out of order)", id=eid)
+        rt = self._cart(ev.cart)
+        now = rt.time_of(ev.board, ev.epoch, ev.mono_ms, t_ms)
+        self._dirty.add(ev.cart)
+        if ev.type == "weight":
+            w = WeightChange(ev.epoch, ev.seq, now, ev.delta_g, ev.total_g, ev.noise_g, ev.window.unsettled_seq)
+            self._after(rt, rt.engine.step(w), t_ms)
+        elif ev.type == "unsettled":
+            self._after(rt, rt.engine.step(Unsettled(ev.epoch, ev.seq, now, ev.total_g)), t_ms)
+        elif ev.type == "capture":
+            self.store.add_burst(eid, ev.cart, ev.epoch, list(ev.frames), ev.ref, now, t_ms)
+            self._maybe_run_burst(eid, t_ms)
+        else:
+            event(WARN, "board_error", f"{ev.cart}/{ev.board}: {ev.code}", id=eid, code=ev.code, detail=ev.detail)
+
+    # ---------------------------------------------------------------- frames §7
+    def _on_chunk(self, tp: P.Topic, payload: bytes, t_ms: int) -> None:
+        if len(payload) > P.CHUNK_HEADER.size + P.MAX_CHUNK_PAYLOAD:
+            self.metrics.frames.labels("oversized").inc()
+        chunk = P.decode_frame_chunk(payload)
+        fid = frame_id(tp.cart, chunk.epoch, chunk.frame)
+        if self.store.frame_path(fid):
+            return   # redelivered chunk of a frame we already stored
+        state, frame = self.asm.add(tp.cart, chunk, t_ms)
+        if state == "full":
+            self._reject("frames_full", fid, f"{self.cfg.frames.max_in_progress} frames already in progress")
+            return
+        if frame is None:
+            return
+        rt = self._cart(tp.cart)
+        path = self.files.write(tp.cart, chunk.epoch, chunk.frame, frame)
+        self.store.add_frame(fid, tp.cart, rt.session, path, t_ms)
+        self.metrics.frames.labels("complete").inc()
+        for b in self.store.bursts("waiting"):
+            if b["cart"] == tp.cart and b["epoch"] == chunk.epoch and chunk.frame in b["frames"]:
+                self._maybe_run_burst(b["burst_id"], t_ms)
+
+    def _maybe_run_burst(self, burst_id: str, t_ms: int, timed_out: bool = False) -> None:
+        b = next((x for x in self.store.bursts("waiting") if x["burst_id"] == burst_id), None)
+        if b is None:
+            return
+        paths = [self.store.frame_path(frame_id(b["cart"], b["epoch"], n)) for n in b["frames"]]
+        have = [p for p in paths if p]
+        if len(have) < len(paths) and not timed_out:
+            return
+        if not have:
+            self.store.delete_burst(burst_id)
+            event(WARN, "burst_no_frames", "capture burst: no frame arrived in time", burst=burst_id)
+            return
+        jpegs = [j for j in (self.files.read(p) for p in have) if j is not None]
+        if self.submit_burst is None:
+            self.store.delete_burst(burst_id)   # no detector configured: the movement is decided by weight
+            return
+        if self.submit_burst(burst_id, jpegs):
+            self.store.set_burst_state(burst_id, "queued")
+        else:
+            self.store.delete_burst(burst_id)
+            self.metrics.detector_dropped.inc()
+            event(WARN, "detector_full", "detector queue full: burst not run", burst=burst_id)
+
+    def _burst_timeouts(self, t_ms: int) -> None:
+        limit = int(self.cfg.frames.burst_timeout_s * 1000)
+        for b in self.store.bursts("waiting"):
+            if t_ms - b["t_ms"] > limit:
+                self._maybe_run_burst(b["burst_id"], t_ms, timed_out=True)
+
+    def _retention(self, t_ms: int) -> None:
+        keep = self._review_frames()
+        limit = int(self.cfg.frames.retention_s * 1000)
+        for fid, cart, session, path, ft in self.store.frames():
+            if t_ms - ft > limit and fid not in keep:
+                self._delete_frame(fid, path, "retention")
+
+    def _review_frames(self) -> set[str]:
+        return {f for r in self.store.open_reviews() for f in r.get("frames", [])}
+
+    def _delete_frame(self, fid: str, path: str, why: str) -> None:
+        self.store.delete_frame(fid)
+        self.files.delete(path)
+        self.metrics.frames.labels(f"deleted_{why}").inc()
+
+    # ---------------------------------------------------------------- answers §11, verdicts §13
+    def _on_answer(self, tp: P.Topic, payload: bytes, t_ms: int) -> None:
+        a = P.decode_answer(payload)
+        rt = self._cart(tp.cart)
+        c = a.choice
+        ans = Answer(a.prompt_id, a.answer_id, self._now(rt, t_ms), sku=c.sku, barcode=c.barcode,
+                     personal=bool(c.personal), none=bool(c.none))
+        self._dirty.add(tp.cart)
+        self._after(rt, rt.engine.step(ans), t_ms)
+
+    def _on_verdict(self, payload: bytes, t_ms: int) -> None:
+        v = P.decode_verdict(payload)
+        cart = self.store.review_cart(v.review_id)
+        if cart is None or cart not in self.carts:
+            event(WARN, "verdict_unknown", "verdict for an unknown review: ignored", review=v.review_id)
+            return
+        rt = self.carts[cart]
+        self._dirty.add(cart)
+        fx = rt.engine.step(Verdict(v.review_id, v.verdict_id, self._now(rt, t_ms), v.sku, v.qty))
+        if v.review_id in fx["reviews_closed"]:
+            self.store.close_review(v.review_id, {"verdict_id": v.verdict_id, "sku": v.sku, "qty": v.qty})
+        self._after(rt, fx, t_ms)
+
+    # ---------------------------------------------------------------- checkout §12
+    def _on_checkout(self, tp: P.Topic, payload: bytes, t_ms: int) -> None:
+        req = P.decode_checkout(payload)
+        cart = tp.cart
+        topic = f"carts/{cart}/receipt"
+        done = self.store.get_receipt(cart, req.req_id)
+        if done is not None:   # the same request again: the same receipt
+            self._emit(topic, done, retain=True)
+            return
+        rt = self._cart(cart)
+        self._dirty.add(cart)
+        before = json.dumps(rt.engine.s["version"])
+        res = rt.engine.checkout(req.req_id, self._now(rt, t_ms))
+        if json.dumps(rt.engine.s["version"]) != before:
+            self._publish_basket(rt)
+        if not res["ok"]:
+            event(INFO, "checkout_refused", f"checkout refused: {res['reason']}", cart=cart, req=req.req_id,
+                  reason=res["reason"])
+            self._emit(topic, res, retain=True)
+            return
+        res = dict(res, receipt_id=f"{cart}-{rt.session}-{rt.engine.s['version']}")
+        self.store.add_receipt(cart, req.req_id, res, t_ms)
+        self._emit(topic, res, retain=True)
+        event(INFO, "receipt", "receipt issued", cart=cart, req=req.req_id, receipt=res["receipt_id"],
+              total_cents=res["total_cents"])
+        # a fresh basket for the next shopper; this session's frames are no longer needed
+        keep = self._review_frames()
+        for fid, fcart, session, path, _ in self.store.frames():
+            if fcart == cart and fid not in keep:
+                self._delete_frame(fid, path, "checkout")
+        old = rt
+        eng = CartReconciler(cart, self.catalogue, self.cfg.reconcile, self.book, index=self.index)
+        new = CartRt(cart, old.session + 1, old.version() + 1, eng, dict(old.clock))
+        eng.s["now_ms"] = old.engine.s["now_ms"]
+        self.carts[cart] = new
+        self._publish_basket(new)
+        self._emit(f"carts/{cart}/screen/state", {"v": 1, "prompts": []}, retain=True)
+
+    # ================================================================ effects
+    def _after(self, rt: CartRt, fx: dict, t_ms: int) -> None:
+        """Turn the reconciler's effects into stored reviews and publishes."""
+        self._dirty.add(rt.cart)
+        elapsed_ms = (time.perf_counter() - self._t0) * 1000.0
+        for d in fx["decisions"]:
+            self.metrics.decisions.labels(d["outcome"]).inc()
+            event(INFO, "decision", d["reason"], cart=rt.cart, outcome=d["outcome"], id=d["id"],
+                  move=d.get("move_id") or "", posterior=round(d.get("posterior", 0.0) or 0.0, 4))
+            self.decision_times.append({"cart": rt.cart, "session": rt.session, "decision": d["id"],
+                                        "outcome": d["outcome"], "processing_ms": round(elapsed_ms, 3)})
+        cart = rt.cart
+        for p in fx["prompts_opened"]:
+            self._emit(f"carts/{cart}/screen/prompt", p)
+        if fx["prompts_opened"] or fx["prompts_closed"]:
+            self._emit(f"carts/{cart}/screen/state", {"v": 1, "prompts": rt.engine.open_prompts()}, retain=True)
+        for r in fx["reviews_opened"]:
+            self.store.add_review(r, t_ms)
+            self._emit(f"gateway/{self.gw}/review/new", r)
+        for rid in fx["reviews_closed"]:
+            self.store.close_review(rid, None)
+            keep = self._review_frames()
+            req = next((x for x in self.store.all_reviews() if x["review_id"] == rid), None)
+            for fid in (req or {}).get("frames", []):
+                path = self.store.frame_path(fid)
+                if path and fid not in keep:
+                    self._delete_frame(fid, path, "review")
+        if fx["reviews_opened"] or fx["reviews_closed"]:
+            q = [{"review_id": r["review_id"], "cart": r["cart"], "created_ms": r["created_ms"]}
+                 for r in self.store.open_reviews()]
+            self._emit(f"gateway/{self.gw}/review/queue", {"v": 1, "reviews": q}, retain=True)
+            self.metrics.open_reviews.set(len(q))
+        if fx["basket_changed"] or fx["prompts_opened"] or fx["prompts_closed"] or fx["reviews_opened"] \
+                or fx["reviews_closed"]:
+            self._publish_basket(rt)
+
+    def _publish_basket(self, rt: CartRt) -> None:
+        b = rt.engine.basket()
+        b["version"] = rt.version()
+        self._emit(f"carts/{rt.cart}/basket", b, retain=True)
+
+    def _emit(self, topic: str, obj: dict, retain: bool = False) -> None:
+        if retain:   # only the last state of a retained topic matters
+            self._out = [p for p in self._out if not (p.retain and p.topic == topic)]
+        self._out.append(Publish(topic, dumps(obj), 1, retain))
+
+    def _flush_out(self) -> list[Publish]:
+        out, self._out = self._out, []
+        for p in out:
+            p.outbox_id = self.store.outbox_add(p.topic, p.payload, p.qos, p.retain)
+        return out
+
+    def _reset(self) -> None:
+        """A message failed: its savepoint was rolled back, so drop its effects and reload touched carts."""
+        self._out = []
+        for cart in self._dirty:
+            row = next((r for r in self.store.load_carts() if r[0] == cart), None)
+            if row is None:
+                self.carts.pop(cart, None)
+            else:
+                _, session, vbase, st, clock = row
+                eng = CartReconciler.from_json(st, self.catalogue, self.cfg.reconcile, self.book, index=self.index)
+                self.carts[cart] = CartRt(cart, session, vbase, eng, clock)
+        self._dirty.clear()
+
+    def _persist(self) -> None:
+        for cart in sorted(self._dirty):
+            rt = self.carts.get(cart)
+            if rt is not None:
+                self.store.save_cart(cart, rt.session, rt.version_base, rt.engine.to_json(), rt.clock)
+        self._dirty.clear()
+        bj = json.dumps(self.book.to_dict(), sort_keys=True)
+        if bj != self._book_json:
+            self.store.save_book(self.book.to_dict())
+            self._book_json = bj
+
+    def _reject(self, reason: str, what: str, detail: str) -> None:
+        self.metrics.bad.labels(reason).inc()
+        event(WARN, "bad_input", detail, reason=reason, topic=what)
+
+    # ================================================================ helpers
+    def _cart(self, cart: str) -> CartRt:
+        rt = self.carts.get(cart)
+        if rt is None:
+            eng = CartReconciler(cart, self.catalogue, self.cfg.reconcile, self.book, index=self.index)
+            rt = self.carts[cart] = CartRt(cart, 1, 0, eng)
+            self._dirty.add(cart)
+        return rt
+
+    @staticmethod
+    def _now(rt: CartRt, t_ms: int) -> int:
+        """Gateway-side inputs (answers, verdicts, checkout) happen at receive time."""
+        return max(t_ms, rt.engine.s["now_ms"])
+
+    # ================================================================ results (replay, tests)
+    def snapshot(self) -> dict:
+        baskets = {}
+        for cart, rt in sorted(self.carts.items()):
+            b = rt.engine.basket()
+            b["version"] = rt.version()
+            baskets[cart] = b
+        return {"baskets": baskets, "receipts": self.store.receipts(),
+                "prompts": {c: rt.engine.open_prompts() for c, rt in sorted(self.carts.items())},
+                "reviews": self.store.all_reviews(), "gaps": self.store.open_gaps()}

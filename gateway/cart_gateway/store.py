@@ -1,0 +1,252 @@
+"""Durable gateway state in SQLite (WAL).
+
+One database under the state directory holds the event log (duplicates
+dropped by event identity, protocol §5), sequence gaps, each cart's
+reconciler state, the store-wide WeightBook, the review queue, receipts,
+stored frames, pending capture bursts and an outbox of publishes not yet
+acknowledged by the broker.
+
+Durability: `synchronous=FULL` by default. In WAL mode NORMAL already
+survives a process crash (kill -9), but a power cut may lose the last
+transactions; the gateway acknowledges MQTT messages right after the
+commit, so a lost commit would be a lost event the broker will not resend.
+FULL fsyncs the WAL on every commit; the service groups many messages in
+one transaction (group commit) so the fsync cost is shared.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+  event_id TEXT PRIMARY KEY, cart TEXT NOT NULL, board TEXT NOT NULL, epoch INTEGER NOT NULL,
+  seq INTEGER NOT NULL, type TEXT NOT NULL, t_ms INTEGER NOT NULL, payload BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS seqs (
+  cart TEXT, board TEXT, epoch INTEGER, high INTEGER NOT NULL, PRIMARY KEY (cart, board, epoch));
+CREATE TABLE IF NOT EXISTS gaps (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, cart TEXT, board TEXT, epoch INTEGER,
+  lo INTEGER NOT NULL, hi INTEGER NOT NULL, t_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS carts (
+  cart TEXT PRIMARY KEY, session INTEGER NOT NULL, version_base INTEGER NOT NULL,
+  state TEXT NOT NULL, clock TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS book (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS reviews (
+  review_id TEXT PRIMARY KEY, cart TEXT NOT NULL, request TEXT NOT NULL, status TEXT NOT NULL,
+  verdict TEXT, t_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS receipts (
+  cart TEXT, req_id TEXT, receipt TEXT NOT NULL, t_ms INTEGER NOT NULL, PRIMARY KEY (cart, req_id));
+CREATE TABLE IF NOT EXISTS frames (
+  frame_id TEXT PRIMARY KEY, cart TEXT NOT NULL, session INTEGER NOT NULL, path TEXT NOT NULL,
+  t_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS bursts (
+  burst_id TEXT PRIMARY KEY, cart TEXT NOT NULL, epoch INTEGER NOT NULL, frames TEXT NOT NULL,
+  ref TEXT, engine_ms INTEGER NOT NULL, t_ms INTEGER NOT NULL, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
+  qos INTEGER NOT NULL, retain INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, payload BLOB NOT NULL);
+"""
+
+
+class Store:
+    def __init__(self, path: Path | str, synchronous: str = "FULL"):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # check_same_thread=False: the connection is used by one thread at a
+        # time (the service's core thread), but created on the main thread.
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(f"PRAGMA synchronous={synchronous}")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.executescript(SCHEMA)
+        self._in_tx = False
+
+    # ---------------------------------------------------------- transactions
+    def begin(self) -> None:
+        if not self._in_tx:
+            self.db.execute("BEGIN IMMEDIATE")
+            self._in_tx = True
+
+    def commit(self) -> None:
+        if self._in_tx:
+            self.db.execute("COMMIT")
+            self._in_tx = False
+
+    def rollback(self) -> None:
+        if self._in_tx:
+            self.db.execute("ROLLBACK")
+            self._in_tx = False
+
+    def close(self) -> None:
+        self.rollback()
+        self.db.close()
+
+    def savepoint(self):
+        return _Savepoint(self.db)
+
+    # ---------------------------------------------------------- event log (§5)
+    def add_event(self, event_id, cart, board, epoch, seq, type_, t_ms, payload) -> bool:
+        """Store an event; False if its identity is already stored (a duplicate)."""
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?)",
+            (event_id, cart, board, epoch, seq, type_, t_ms, payload))
+        return cur.rowcount == 1
+
+    def note_seq(self, cart, board, epoch, seq, t_ms) -> tuple[str, tuple[int, int] | None]:
+        """Track the highest seq per (cart, board, epoch).
+
+        Returns ("next"|"gap"|"late", range): "gap" with the missing range
+        recorded; "late" when the seq is below the highest (a gap is closed).
+        """
+        row = self.db.execute("SELECT high FROM seqs WHERE cart=? AND board=? AND epoch=?",
+                              (cart, board, epoch)).fetchone()
+        high = row[0] if row else 0
+        if seq > high:
+            self.db.execute("INSERT OR REPLACE INTO seqs VALUES (?,?,?,?)", (cart, board, epoch, seq))
+            if seq > high + 1:
+                rng = (high + 1, seq - 1)
+                self.db.execute("INSERT INTO gaps (cart, board, epoch, lo, hi, t_ms) VALUES (?,?,?,?,?,?)",
+                                (cart, board, epoch, rng[0], rng[1], t_ms))
+                return "gap", rng
+            return "next", None
+        self._close_gap(cart, board, epoch, seq)
+        return "late", None
+
+    def _close_gap(self, cart, board, epoch, seq) -> None:
+        row = self.db.execute("SELECT id, lo, hi, t_ms FROM gaps WHERE cart=? AND board=? AND epoch=? "
+                              "AND lo<=? AND hi>=?", (cart, board, epoch, seq, seq)).fetchone()
+        if not row:
+            return
+        gid, lo, hi, t = row
+        self.db.execute("DELETE FROM gaps WHERE id=?", (gid,))
+        for a, b in ((lo, seq - 1), (seq + 1, hi)):
+            if a <= b:
+                self.db.execute("INSERT INTO gaps (cart, board, epoch, lo, hi, t_ms) VALUES (?,?,?,?,?,?)",
+                                (cart, board, epoch, a, b, t))
+
+    def open_gaps(self) -> list[dict]:
+        rows = self.db.execute("SELECT cart, board, epoch, lo, hi FROM gaps ORDER BY id").fetchall()
+        return [{"cart": c, "board": b, "epoch": e, "lo": lo, "hi": hi} for c, b, e, lo, hi in rows]
+
+    def event_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+
+    # ---------------------------------------------------------- carts and book
+    def load_carts(self) -> list[tuple[str, int, int, str, dict]]:
+        rows = self.db.execute("SELECT cart, session, version_base, state, clock FROM carts ORDER BY cart")
+        return [(c, s, vb, st, json.loads(ck)) for c, s, vb, st, ck in rows]
+
+    def save_cart(self, cart, session, version_base, state_json, clock) -> None:
+        self.db.execute("INSERT OR REPLACE INTO carts VALUES (?,?,?,?,?)",
+                        (cart, session, version_base, state_json, json.dumps(clock, sort_keys=True)))
+
+    def load_book(self) -> dict | None:
+        row = self.db.execute("SELECT state FROM book WHERE id=1").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def save_book(self, state: dict) -> None:
+        self.db.execute("INSERT OR REPLACE INTO book VALUES (1, ?)", (json.dumps(state, sort_keys=True),))
+
+    # ---------------------------------------------------------- reviews, receipts
+    def add_review(self, request: dict, t_ms: int) -> None:
+        self.db.execute("INSERT OR REPLACE INTO reviews VALUES (?,?,?,?,?,?)",
+                        (request["review_id"], request["cart"], json.dumps(request), "open", None, t_ms))
+
+    def close_review(self, review_id: str, verdict: dict | None) -> None:
+        self.db.execute("UPDATE reviews SET status='closed', verdict=COALESCE(?, verdict) WHERE review_id=?",
+                        (json.dumps(verdict) if verdict is not None else None, review_id))
+
+    def review_cart(self, review_id: str) -> str | None:
+        row = self.db.execute("SELECT cart FROM reviews WHERE review_id=?", (review_id,)).fetchone()
+        return row[0] if row else None
+
+    def open_reviews(self) -> list[dict]:
+        rows = self.db.execute("SELECT request FROM reviews WHERE status='open' ORDER BY t_ms, review_id")
+        return [json.loads(r[0]) for r in rows]
+
+    def all_reviews(self) -> list[dict]:
+        rows = self.db.execute("SELECT request, status, verdict FROM reviews ORDER BY t_ms, review_id")
+        return [dict(json.loads(r), status=s, verdict=json.loads(v) if v else None) for r, s, v in rows]
+
+    def get_receipt(self, cart, req_id) -> dict | None:
+        row = self.db.execute("SELECT receipt FROM receipts WHERE cart=? AND req_id=?", (cart, req_id)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def add_receipt(self, cart, req_id, receipt: dict, t_ms: int) -> None:
+        self.db.execute("INSERT OR REPLACE INTO receipts VALUES (?,?,?,?)", (cart, req_id, json.dumps(receipt), t_ms))
+
+    def receipts(self) -> list[dict]:
+        rows = self.db.execute("SELECT cart, receipt FROM receipts ORDER BY t_ms, cart, req_id")
+        return [dict(json.loads(r), cart=c) for c, r in rows]
+
+    # ---------------------------------------------------------- frames, bursts
+    def add_frame(self, frame_id, cart, session, path, t_ms) -> None:
+        self.db.execute("INSERT OR REPLACE INTO frames VALUES (?,?,?,?,?)", (frame_id, cart, session, path, t_ms))
+
+    def frame_path(self, frame_id) -> str | None:
+        row = self.db.execute("SELECT path FROM frames WHERE frame_id=?", (frame_id,)).fetchone()
+        return row[0] if row else None
+
+    def frames(self) -> list[tuple[str, str, int, str, int]]:
+        return self.db.execute("SELECT frame_id, cart, session, path, t_ms FROM frames ORDER BY t_ms").fetchall()
+
+    def delete_frame(self, frame_id) -> None:
+        self.db.execute("DELETE FROM frames WHERE frame_id=?", (frame_id,))
+
+    def add_burst(self, burst_id, cart, epoch, frames, ref, engine_ms, t_ms) -> None:
+        self.db.execute("INSERT OR IGNORE INTO bursts VALUES (?,?,?,?,?,?,?,?)",
+                        (burst_id, cart, epoch, json.dumps(frames), ref, engine_ms, t_ms, "waiting"))
+
+    def bursts(self, state: str | None = None) -> list[dict]:
+        q = "SELECT burst_id, cart, epoch, frames, ref, engine_ms, t_ms, state FROM bursts"
+        rows = self.db.execute(q + (" WHERE state=?" if state else "") + " ORDER BY t_ms, burst_id",
+                               (state,) if state else ())
+        return [{"burst_id": b, "cart": c, "epoch": e, "frames": json.loads(f), "ref": r, "engine_ms": m,
+                 "t_ms": t, "state": s} for b, c, e, f, r, m, t, s in rows]
+
+    def set_burst_state(self, burst_id, state) -> None:
+        self.db.execute("UPDATE bursts SET state=? WHERE burst_id=?", (state, burst_id))
+
+    def delete_burst(self, burst_id) -> None:
+        self.db.execute("DELETE FROM bursts WHERE burst_id=?", (burst_id,))
+
+    # ---------------------------------------------------------- outbox, retained
+    def outbox_add(self, topic, payload: bytes, qos, retain) -> int:
+        cur = self.db.execute("INSERT INTO outbox (topic, payload, qos, retain) VALUES (?,?,?,?)",
+                              (topic, payload, qos, int(retain)))
+        if retain:
+            self.db.execute("INSERT OR REPLACE INTO retained VALUES (?,?)", (topic, payload))
+        return cur.lastrowid
+
+    def outbox(self) -> list[tuple[int, str, bytes, int, bool]]:
+        rows = self.db.execute("SELECT id, topic, payload, qos, retain FROM outbox ORDER BY id").fetchall()
+        return [(i, t, bytes(p), q, bool(r)) for i, t, p, q, r in rows]
+
+    def outbox_done(self, ids) -> None:
+        self.db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
+
+    def retained(self) -> list[tuple[str, bytes]]:
+        return [(t, bytes(p)) for t, p in self.db.execute("SELECT topic, payload FROM retained ORDER BY topic")]
+
+
+class _Savepoint:
+    """Undo one message's changes if its handler fails, keep the rest of the batch."""
+    _n = 0
+
+    def __init__(self, db):
+        self.db = db
+        _Savepoint._n += 1
+        self.name = f"sp{_Savepoint._n}"
+
+    def __enter__(self):
+        self.db.execute(f"SAVEPOINT {self.name}")
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.db.execute(f"ROLLBACK TO {self.name}")
+        self.db.execute(f"RELEASE {self.name}")
+        return False

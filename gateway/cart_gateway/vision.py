@@ -1,0 +1,99 @@
+"""Detection of a capture burst: the product detector plus zxing-cpp barcodes.
+
+`BurstDetector.run(jpegs)` -> (per-frame candidate lists, EAN-13 strings).
+`DetectorWorker` runs it on its own thread with a bounded queue, so MQTT
+ingest never waits for inference; results go back through a callback.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import queue
+import threading
+import time
+
+from .logs import event
+
+
+class BurstDetector:
+    def __init__(self, detector=None, barcodes: bool = True):
+        self.detector = detector      # a detectors.DetectionApi, or None (barcodes only)
+        self.barcodes = barcodes
+
+    @classmethod
+    def from_config(cls, section) -> "BurstDetector":
+        from .detectors import create_detector, default_detector_config
+        det = create_detector(section.plugin if section.plugin is not None else default_detector_config())
+        return cls(det, section.barcodes)
+
+    def run(self, jpegs: list[bytes]) -> tuple[list[list], list[str]]:
+        frames, codes = [], []
+        for jpeg in jpegs:
+            frames.append(self.detector.detect(jpeg) if self.detector is not None else [])
+            if self.barcodes:
+                for c in read_ean13(jpeg):
+                    if c not in codes:
+                        codes.append(c)
+        return frames, codes
+
+
+def read_ean13(jpeg: bytes) -> list[str]:
+    """EAN-13 codes zxing-cpp reads in a JPEG (near-certain evidence)."""
+    import zxingcpp
+    from PIL import Image
+    try:
+        img = Image.open(io.BytesIO(jpeg))
+        img.load()
+    except Exception:
+        return []
+    out = []
+    for r in zxingcpp.read_barcodes(img, formats=zxingcpp.BarcodeFormat.EAN13):
+        if r.valid and len(r.text) == 13 and r.text.isdigit():
+            out.append(r.text)
+    return out
+
+
+class DetectorWorker:
+    """One inference thread fed by a bounded queue of (burst_id, jpegs)."""
+
+    def __init__(self, det: BurstDetector, size: int, on_result, metrics=None):
+        self.det = det
+        self.q: queue.Queue = queue.Queue(maxsize=size)
+        self.on_result = on_result      # on_result(burst_id, frames, codes, seconds)
+        self.metrics = metrics
+        self._thread = threading.Thread(target=self._run, name="detector", daemon=True)
+        self._stop = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, burst_id: str, jpegs: list[bytes]) -> bool:
+        try:
+            self.q.put_nowait((burst_id, jpegs))
+        except queue.Full:
+            return False
+        return True
+
+    def depth(self) -> int:
+        return self.q.qsize()
+
+    def stop(self) -> None:
+        self._stop = True
+        try:
+            self.q.put_nowait(None)
+        except queue.Full:
+            pass
+
+    def _run(self) -> None:
+        while not self._stop:
+            item = self.q.get()
+            if item is None:
+                return
+            burst_id, jpegs = item
+            t0 = time.perf_counter()
+            try:
+                frames, codes = self.det.run(jpegs)
+            except Exception as e:   # a bad frame must not kill the worker
+                event(logging.ERROR, "detector_error", f"detection failed: {e}", burst=burst_id)
+                frames, codes = [[] for _ in jpegs], []
+            self.on_result(burst_id, frames, codes, time.perf_counter() - t0)

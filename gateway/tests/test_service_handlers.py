@@ -1,0 +1,120 @@
+"""The handler (`Gateway.handle`) without a broker: baskets, prompts, reviews, checkout, frames."""
+import json
+
+from gwcore import JPEG, JUICE, KETCHUP, Harness
+
+from cart_gateway.service import Gateway
+from cart_gateway.testkit import answer, checkout, verdict
+
+
+def frame_files(h):
+    return sorted(p.name for p in (h.gw.files.root / "c001").glob("*.jpg")) if (h.gw.files.root / "c001").exists() else []
+
+
+def test_vision_backed_items_are_accepted_and_checkout_issues_receipt_then_fresh_basket(tmp_path):
+    h = Harness(tmp_path)
+    h.move(JUICE[1], JUICE[0])
+    h.move(KETCHUP[1], KETCHUP[0])
+    b = h.basket()
+    assert [(ln["sku"], ln["status"]) for ln in b["lines"]] == [(JUICE[0], "accepted"), (KETCHUP[0], "accepted")]
+    assert b["total_cents"] == 279 + 229
+    assert len(frame_files(h)) == 4          # frames kept while the basket is open
+    h.send("carts/c001/checkout", checkout("r1"))
+    rec = h.last("carts/c001/receipt")
+    assert rec["ok"] and rec["total_cents"] == 508 and rec["req_id"] == "r1"
+    fresh = h.basket()
+    assert fresh["lines"] == [] and fresh["version"] > b["version"]
+    assert frame_files(h) == [] and h.gw.store.frames() == []   # deleted after checkout
+    # the same request again gets the same receipt, not a second (empty) one
+    h.send("carts/c001/checkout", checkout("r1"))
+    assert h.last("carts/c001/receipt") == rec
+    assert len(h.gw.store.receipts()) == 1
+    retained = [p for p in h.out if p.topic == "carts/c001/receipt"]
+    assert all(p.retain for p in retained)
+
+
+def test_weight_only_movement_waits_for_vision_then_decides_on_the_timer(tmp_path):
+    h = Harness(tmp_path)
+    h.move(KETCHUP[1])                        # no burst
+    assert h.basket()["lines"][0]["status"] == "pending"
+    h.send("carts/c001/checkout", checkout("early"))
+    assert h.last("carts/c001/receipt") == {"v": 1, "req_id": "early", "ok": False, "reason": "unsettled"}
+    n = len(h.out)
+    h.tick(500)
+    assert not [p for p in h.out[n:] if p.topic.endswith("/screen/prompt")]   # still inside the 1.5 s wait
+    h.tick(1500)
+    decided = h.gw.carts["c001"].engine.decisions()
+    assert decided and decided[-1]["outcome"] in ("accept", "ask", "review")
+
+
+def test_prompt_answer_is_applied_once_and_unknown_prompt_ignored(tmp_path):
+    h = Harness(tmp_path)
+    h.move(JUICE[1])
+    h.tick(2000)
+    prompt = h.last("carts/c001/screen/prompt")
+    assert prompt is not None and h.last("carts/c001/screen/state")["prompts"][0]["prompt_id"] == prompt["prompt_id"]
+    assert [p for p in h.out if p.topic == "carts/c001/screen/state"][-1].retain
+    h.send("carts/c001/screen/answer", answer(prompt["prompt_id"], "a1", sku=JUICE[0]))
+    b = h.basket()
+    assert [(ln["sku"], ln["qty"]) for ln in b["lines"]] == [(JUICE[0], 1)] and b["open_prompts"] == 0
+    assert h.last("carts/c001/screen/state") == {"v": 1, "prompts": []}
+    h.send("carts/c001/screen/answer", answer(prompt["prompt_id"], "a1", sku=JUICE[0]))
+    h.send("carts/c001/screen/answer", answer("c001-p99", "a2", sku=JUICE[0]))
+    assert h.gw.carts["c001"].engine.basket()["lines"][0]["qty"] == 1
+    outcomes = [d["outcome"] for d in h.gw.carts["c001"].engine.decisions()]
+    assert outcomes.count("ignored") == 2
+
+
+def test_review_is_queued_verdict_applied_and_its_frames_deleted(tmp_path):
+    h = Harness(tmp_path)
+    h.move(7000.0, KETCHUP[0])                # fits no item: human review
+    new = h.last("gateway/gw1/review/new")
+    assert new is not None and new["cart"] == "c001" and len(new["frames"]) == 2
+    assert all(f.startswith("c001/") for f in new["frames"])          # ids only, never bytes
+    q = h.last("gateway/gw1/review/queue")
+    assert [r["review_id"] for r in q["reviews"]] == [new["review_id"]]
+    assert h.basket()["open_reviews"] == 1
+    # retention does not delete frames a pending review needs
+    h.tick(5000)
+    assert len(frame_files(h)) == 2
+    h.send("gateway/gw1/review/verdict", verdict(new["review_id"], "v1", KETCHUP[0], 1))
+    b = h.basket()
+    assert b["open_reviews"] == 0 and [ln["sku"] for ln in b["lines"]] == [KETCHUP[0]]
+    assert h.last("gateway/gw1/review/queue") == {"v": 1, "reviews": []}
+    assert frame_files(h) == []
+    rv = h.gw.store.all_reviews()
+    assert rv[0]["status"] == "closed" and rv[0]["verdict"]["verdict_id"] == "v1"
+    # a repeated verdict changes nothing
+    h.send("gateway/gw1/review/verdict", verdict(new["review_id"], "v1", KETCHUP[0], 1))
+    assert h.gw.carts["c001"].engine.basket()["lines"][0]["qty"] == 1
+
+
+def test_frames_expire_after_retention(tmp_path):
+    h = Harness(tmp_path, frames={"retention_s": 2.0})
+    h.move(JUICE[1], JUICE[0])
+    assert len(frame_files(h)) == 2
+    h.tick(1000)
+    assert len(frame_files(h)) == 2
+    h.tick(2500)
+    assert frame_files(h) == [] and h.gw.store.frames() == []
+
+
+def test_state_survives_a_restart_of_the_gateway_object(tmp_path):
+    h = Harness(tmp_path)
+    h.move(JUICE[1], JUICE[0])
+    h.move(KETCHUP[1])                        # still waiting for vision
+    before = h.gw.carts["c001"].engine.to_json()
+    h.gw.store.close()
+    gw2 = Gateway(h.cfg, submit_burst=h._submit)
+    assert gw2.carts["c001"].engine.to_json() == before
+    h.gw = gw2
+    h.tick(2000)
+    assert h.gw.carts["c001"].engine.s["moves"]["m2"]["state"] != "waiting"
+
+
+def test_camera_clock_is_mapped_onto_the_cart_timeline(tmp_path):
+    h = Harness(tmp_path)
+    h.cam.mono = 10_000_000                  # the camera booted long before the scale
+    h.move(JUICE[1], JUICE[0])
+    b = h.basket()
+    assert b["lines"][0]["sku"] == JUICE[0] and b["lines"][0]["status"] == "accepted"
