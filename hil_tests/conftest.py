@@ -29,9 +29,10 @@ def _spec(config):
 
 
 def pytest_generate_tests(metafunc):
-    if "any_board" in metafunc.fixturenames:
-        names = [f"{b.cart}/{b.name}" for b in _spec(metafunc.config).boards]
-        metafunc.parametrize("any_board", names, indirect=True, ids=names)
+    for fx in ("board", "any_board"):
+        if fx in metafunc.fixturenames:
+            names = [f"{b.cart}/{b.name}" for b in _spec(metafunc.config).boards]
+            metafunc.parametrize(fx, names, indirect=True, ids=names)
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +72,15 @@ def cam(rig, request):
 
 
 @pytest.fixture
+def board(rig, request):
+    """Each board of the rig in turn (parametrised), online: `.console.expect()`,
+    `.power.cycle()`, `.reset()`, `.flash(config)`, `.cmd()`, `.events()`."""
+    yield from _online(rig, rig.boards[request.param], request)
+
+
+@pytest.fixture
 def any_board(rig, request):
+    """Same as `board`."""
     yield from _online(rig, rig.boards[request.param], request)
 
 
