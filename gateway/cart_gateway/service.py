@@ -358,6 +358,7 @@ class Gateway:
         self._dirty.add(rt.cart)
         elapsed_ms = (time.perf_counter() - self._t0) * 1000.0
         for d in fx["decisions"]:
+            self.store.add_decision(rt.cart, rt.session, d, t_ms)
             self.metrics.decisions.labels(d["outcome"]).inc()
             event(INFO, "decision", d["reason"], cart=rt.cart, outcome=d["outcome"], id=d["id"],
                   move=d.get("move_id") or "", posterior=round(d.get("posterior", 0.0) or 0.0, 4))
