@@ -94,7 +94,9 @@ class Gateway:
             self.store.set_burst_state(b["burst_id"], "waiting")
         self._out: list[Publish] = []
         self._dirty: set[str] = set()
-        self.decision_times: list[dict] = []   # replay's per-decision processing time
+        self.keep_decisions = False             # replay: keep every decision (all sessions) and its time
+        self.decision_times: list[dict] = []
+        self.decision_log: list[dict] = []
         self._t0 = 0.0
 
     # ================================================================ entry points
@@ -356,11 +358,14 @@ class Gateway:
         self._dirty.add(rt.cart)
         elapsed_ms = (time.perf_counter() - self._t0) * 1000.0
         for d in fx["decisions"]:
+            self.store.add_decision(rt.cart, rt.session, d, t_ms)
             self.metrics.decisions.labels(d["outcome"]).inc()
             event(INFO, "decision", d["reason"], cart=rt.cart, outcome=d["outcome"], id=d["id"],
                   move=d.get("move_id") or "", posterior=round(d.get("posterior", 0.0) or 0.0, 4))
-            self.decision_times.append({"cart": rt.cart, "session": rt.session, "decision": d["id"],
-                                        "outcome": d["outcome"], "processing_ms": round(elapsed_ms, 3)})
+            if self.keep_decisions:
+                self.decision_log.append(dict(d, cart=rt.cart, session=rt.session))
+                self.decision_times.append({"cart": rt.cart, "session": rt.session, "decision": d["id"],
+                                            "outcome": d["outcome"], "processing_ms": round(elapsed_ms, 3)})
         cart = rt.cart
         for p in fx["prompts_opened"]:
             self._emit(f"carts/{cart}/screen/prompt", p)
