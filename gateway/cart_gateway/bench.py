@@ -58,7 +58,7 @@ class Env:
         if port is None:
             conf = tmp / "mosquitto.conf"
             conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                            "max_inflight_messages 0\nmax_queued_messages 1000000\n")
+                            "max_inflight_messages 0\nmax_queued_messages 1000000\nset_tcp_nodelay true\n")
             self.broker = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                            stderr=subprocess.DEVNULL)
         self._wait_port(self.port)
@@ -136,6 +136,8 @@ class Env:
 def client(port: int, cid: str, on_message=None) -> mqtt.Client:
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid)
     c.max_inflight_messages_set(1000)
+    from .mqtt_client import _nodelay
+    c.on_socket_open = _nodelay
     if on_message:
         c.on_message = on_message
     c.connect("127.0.0.1", port)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
 import time
 
@@ -31,6 +32,14 @@ from .notify import sd_notify, watchdog_interval_s
 from .service import VERSION, Gateway, dumps
 
 INFO, WARN = logging.INFO, logging.WARNING
+
+
+def _nodelay(client, userdata, sock) -> None:
+    """No Nagle delay: a basket update is one small packet that should leave now."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass   # not a TCP socket (e.g. websockets wrapper)
 
 
 def subscriptions(gw: str) -> list[str]:
@@ -69,6 +78,7 @@ class Runner:
         c.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
         c.reconnect_delay_set(1, m.reconnect_max_s)
         c.max_queued_messages_set(0)
+        c.on_socket_open = _nodelay
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
