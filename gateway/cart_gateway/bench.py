@@ -271,8 +271,10 @@ def _handler_latency(n: int) -> dict:
 
 # ------------------------------------------------------------------ ingest
 def bench_ingest(n: int = 6000) -> dict:
+    """n events (unsettled + weight pairs) from 50 carts, published as fast as QoS 1 allows."""
     with tempfile.TemporaryDirectory() as d:
-        env = Env(Path(d))
+        carts = [f"c{i:03d}" for i in range(50)]    # one store's carts
+        env = Env(Path(d), carts=carts)
         try:
             env.start_gateway()
             env.wait_online()
@@ -285,12 +287,27 @@ def bench_ingest(n: int = 6000) -> dict:
             sub = client(env.port, "bench-bare", on_bare)
             sub.subscribe("carts/+/+/evt", qos=1)
             pub = client(env.port, "bench-pub")
+            truth: dict[str, list] = {}
+
+            def on_prompt(c, u, m):   # the shoppers answer their prompts (truthfully), as in a store
+                p = json.loads(m.payload)
+                cart = m.topic.split("/")[1]
+                # weight-only movements all ask, so the n-th prompt is the n-th movement
+                n = int(p["prompt_id"].rsplit("-p", 1)[1])
+                sku = truth[cart][min(n, len(truth[cart])) - 1]
+                c.publish(f"carts/{cart}/screen/answer", json.dumps(
+                    {"v": 1, "prompt_id": p["prompt_id"], "answer_id": "a-" + p["prompt_id"],
+                     "choice": {"sku": sku}}), qos=1)
+            screen = client(env.port, "bench-screens", on_prompt)
+            screen.subscribe("carts/+/screen/prompt", qos=1)
             time.sleep(0.5)
-            boards = [Board("c001"), Board("c002")]
+            boards = [Board(c) for c in carts]
             msgs = []
-            for i in range(n // 2):
-                for b in boards:
-                    msgs.append((b.topic, b.unsettled() if i % 2 == 0 else b.weight(50.0 + i % 97, unsettled_seq=b.seq)))
+            shop = _shop(n // 2)
+            for k in range(n // 2):
+                b = boards[k % len(boards)]
+                truth.setdefault(b.cart, []).append(shop[k][1])
+                msgs += b.movement(shop[k][2])
             t0 = time.perf_counter()
             infos = [pub.publish(t, p, qos=1) for t, p in msgs]
             for i in infos:
@@ -306,7 +323,7 @@ def bench_ingest(n: int = 6000) -> dict:
                 time.sleep(0.02)
             while bare["t_end"] is None and time.time() < deadline:
                 time.sleep(0.02)
-            sub.loop_stop(); pub.loop_stop()
+            sub.loop_stop(); pub.loop_stop(); screen.loop_stop()
             m = env.metrics()
         finally:
             env.stop()
