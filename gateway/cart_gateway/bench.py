@@ -342,8 +342,12 @@ def bench_ingest(n: int = 6000) -> dict:
 
 # ------------------------------------------------------------------ frames
 def _test_jpeg(i: int) -> bytes:
+    import numpy as np
     from PIL import Image
-    img = Image.new("RGB", (320, 240), ((i * 37) % 255, 120, 200))
+    # textured like a camera frame (noise compresses badly): ~20-30 kB at 320x240
+    rng = np.random.default_rng(i)
+    base = np.linspace(0, 255, 320, dtype=np.float32)[None, :, None].repeat(240, 0).repeat(3, 2)
+    img = Image.fromarray(np.clip(base + rng.normal(0, 25, (240, 320, 3)), 0, 255).astype(np.uint8))
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=80)
     return buf.getvalue()
