@@ -347,7 +347,7 @@ class BasketRun:
                 produce[sku] += round(g * cat[sku].price_cents / 1000)
             else:
                 truth[sku] += 1
-        res.items = sum(u for a in [] for u in a) or len(self.shopper.in_cart)
+        res.items = len(self.shopper.in_cart)     # units (a produce bag is one)
         res.truth_cents = sum(cat[s].price_cents * q for s, q in truth.items()) + sum(produce.values())
         if not receipt or not receipt.get("ok"):
             res.receipt_ok = False
