@@ -29,9 +29,10 @@ def _spec(config):
 
 
 def pytest_generate_tests(metafunc):
-    if "any_board" in metafunc.fixturenames:
-        names = [f"{b.cart}/{b.name}" for b in _spec(metafunc.config).boards]
-        metafunc.parametrize("any_board", names, indirect=True, ids=names)
+    for fx in ("board", "any_board"):
+        if fx in metafunc.fixturenames:
+            names = [f"{b.cart}/{b.name}" for b in _spec(metafunc.config).boards]
+            metafunc.parametrize(fx, names, indirect=True, ids=names)
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +72,15 @@ def cam(rig, request):
 
 
 @pytest.fixture
+def board(rig, request):
+    """Each board of the rig in turn (parametrised), online: `.console.expect()`,
+    `.power.cycle()`, `.reset()`, `.flash(config)`, `.cmd()`, `.events()`."""
+    yield from _online(rig, rig.boards[request.param], request)
+
+
+@pytest.fixture
 def any_board(rig, request):
+    """Same as `board`."""
     yield from _online(rig, rig.boards[request.param], request)
 
 
@@ -81,12 +90,13 @@ def strategy(rig):
 
 
 @pytest.fixture
-def figures(request, record_property):
+def figures(request, record_testsuite_property):
     """figures(board, name, value): shown in the per-board summary and stored
-    as a JUnit XML property."""
+    as a JUnit XML test-suite property `<board>: <name>` (the per-test
+    record_property is not allowed in pytest's default xunit2 format)."""
     def add(board, name, value):
         _FIGURES.setdefault(board.name, {})[name] = value
-        record_property(f"{board.name}:{name}", value)
+        record_testsuite_property(f"{board.name}: {name}", value)
     return add
 
 

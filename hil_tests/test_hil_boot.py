@@ -4,8 +4,8 @@ import time
 import cartfw
 
 
-def test_flash_boot_online(any_board, strategy, figures):
-    b = any_board
+def test_flash_boot_online(board, strategy, figures):
+    b = board
     st = strategy(b)
     b.flashed_config = None          # flash from scratch, whatever ran before
     t0 = time.monotonic()

@@ -18,6 +18,7 @@ def test_bench_example_parses(monkeypatch):
     assert isinstance(powers["b002/scale"], ManualPower)
     assert spec.boards[1].port.url.startswith("rfc2217://")
     assert spec.weights["1kg"] == 1000.0
+    assert spec.boards[0].calibration == (-152000, 86.0)
 
 
 def test_secret_from_a_missing_env_var_is_named(monkeypatch):

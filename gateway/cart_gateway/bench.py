@@ -58,7 +58,7 @@ class Env:
         if port is None:
             conf = tmp / "mosquitto.conf"
             conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                            "max_inflight_messages 0\nmax_queued_messages 1000000\n")
+                            "max_inflight_messages 0\nmax_queued_messages 1000000\nset_tcp_nodelay true\n")
             self.broker = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                            stderr=subprocess.DEVNULL)
         self._wait_port(self.port)
@@ -136,6 +136,8 @@ class Env:
 def client(port: int, cid: str, on_message=None) -> mqtt.Client:
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid)
     c.max_inflight_messages_set(1000)
+    from .mqtt_client import _nodelay
+    c.on_socket_open = _nodelay
     if on_message:
         c.on_message = on_message
     c.connect("127.0.0.1", port)
@@ -269,8 +271,10 @@ def _handler_latency(n: int) -> dict:
 
 # ------------------------------------------------------------------ ingest
 def bench_ingest(n: int = 6000) -> dict:
+    """n events (unsettled + weight pairs) from 50 carts, published as fast as QoS 1 allows."""
     with tempfile.TemporaryDirectory() as d:
-        env = Env(Path(d))
+        carts = [f"c{i:03d}" for i in range(50)]    # one store's carts
+        env = Env(Path(d), carts=carts)
         try:
             env.start_gateway()
             env.wait_online()
@@ -283,12 +287,27 @@ def bench_ingest(n: int = 6000) -> dict:
             sub = client(env.port, "bench-bare", on_bare)
             sub.subscribe("carts/+/+/evt", qos=1)
             pub = client(env.port, "bench-pub")
+            truth: dict[str, list] = {}
+
+            def on_prompt(c, u, m):   # the shoppers answer their prompts (truthfully), as in a store
+                p = json.loads(m.payload)
+                cart = m.topic.split("/")[1]
+                # weight-only movements all ask, so the n-th prompt is the n-th movement
+                n = int(p["prompt_id"].rsplit("-p", 1)[1])
+                sku = truth[cart][min(n, len(truth[cart])) - 1]
+                c.publish(f"carts/{cart}/screen/answer", json.dumps(
+                    {"v": 1, "prompt_id": p["prompt_id"], "answer_id": "a-" + p["prompt_id"],
+                     "choice": {"sku": sku}}), qos=1)
+            screen = client(env.port, "bench-screens", on_prompt)
+            screen.subscribe("carts/+/screen/prompt", qos=1)
             time.sleep(0.5)
-            boards = [Board("c001"), Board("c002")]
+            boards = [Board(c) for c in carts]
             msgs = []
-            for i in range(n // 2):
-                for b in boards:
-                    msgs.append((b.topic, b.unsettled() if i % 2 == 0 else b.weight(50.0 + i % 97, unsettled_seq=b.seq)))
+            shop = _shop(n // 2)
+            for k in range(n // 2):
+                b = boards[k % len(boards)]
+                truth.setdefault(b.cart, []).append(shop[k][1])
+                msgs += b.movement(shop[k][2])
             t0 = time.perf_counter()
             infos = [pub.publish(t, p, qos=1) for t, p in msgs]
             for i in infos:
@@ -304,7 +323,7 @@ def bench_ingest(n: int = 6000) -> dict:
                 time.sleep(0.02)
             while bare["t_end"] is None and time.time() < deadline:
                 time.sleep(0.02)
-            sub.loop_stop(); pub.loop_stop()
+            sub.loop_stop(); pub.loop_stop(); screen.loop_stop()
             m = env.metrics()
         finally:
             env.stop()
@@ -323,8 +342,12 @@ def bench_ingest(n: int = 6000) -> dict:
 
 # ------------------------------------------------------------------ frames
 def _test_jpeg(i: int) -> bytes:
+    import numpy as np
     from PIL import Image
-    img = Image.new("RGB", (320, 240), ((i * 37) % 255, 120, 200))
+    # textured like a camera frame (noise compresses badly): ~20-30 kB at 320x240
+    rng = np.random.default_rng(i)
+    base = np.linspace(0, 255, 320, dtype=np.float32)[None, :, None].repeat(240, 0).repeat(3, 2)
+    img = Image.fromarray(np.clip(base + rng.normal(0, 25, (240, 320, 3)), 0, 255).astype(np.uint8))
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=80)
     return buf.getvalue()

@@ -91,15 +91,15 @@ class GatewayConfig(_Strict):
     carts: CartsConfig = Field(default_factory=lambda: CartsConfig(pattern=r"[a-z0-9][a-z0-9-]{0,31}"))
     frames: FramesConfig = Field(default_factory=FramesConfig)
     detector: DetectorSection = Field(default_factory=DetectorSection)
-    # The engine keeps only recent decisions in its state (persisted after every
+    # The engine keeps only its 10 latest decisions in its state (persisted after every
     # message); the full decision log is the `decisions` table in SQLite.
-    reconcile: ReconcileConfig = Field(default_factory=lambda: ReconcileConfig(log_limit=20))
+    reconcile: ReconcileConfig = Field(default_factory=lambda: ReconcileConfig(log_limit=10))
 
     @field_validator("reconcile", mode="before")
     @classmethod
     def _reconcile_defaults(cls, v):
         if isinstance(v, dict) and "log_limit" not in v:
-            v = dict(v, log_limit=20)
+            v = dict(v, log_limit=10)
         return v
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus HTTP port; 0 = off")
     metrics_host: str = "127.0.0.1"

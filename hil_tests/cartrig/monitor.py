@@ -33,6 +33,9 @@ class Monitor:
         self.msgs: list[Msg] = []
         self._cond = threading.Condition()
         self.connects = 0
+        # Drop whatever session an earlier run left on a persistent broker, so
+        # its queued messages are not taken for this run's.
+        _wipe_session(host, port, client_id, user, password, ca_file)
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                              clean_session=False)
         if user:
@@ -114,6 +117,21 @@ class Monitor:
     def close(self) -> None:
         self.c.loop_stop()
         self.c.disconnect()
+
+
+def _wipe_session(host, port, client_id, user, password, ca_file) -> None:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    if user:
+        c.username_pw_set(user, password)
+    if ca_file:
+        c.tls_set(ca_certs=ca_file)
+    c.connect(host, port, keepalive=10)
+    c.loop_start()
+    deadline = time.monotonic() + 5
+    while not c.is_connected() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    c.disconnect()
+    c.loop_stop()
 
 
 class CommandFailed(AssertionError):

@@ -46,6 +46,7 @@ class BoardSpec:
     credentials: str | None = None
     ca_pem: str | None = None
     tls: bool | None = None
+    calibration: tuple[int, float] | None = None   # (offset, counts/g) from an earlier bench calibration
 
 
 @dataclass(frozen=True)

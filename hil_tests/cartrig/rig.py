@@ -99,7 +99,7 @@ class Rig:
         if definition["role"] == "scale":
             drivers.append(OperatorLoadDriver(name, self.prompt))
         board = Board(spec, definition, self.monitor, drivers)
-        board.base_config = self._config(spec, board)
+        board.base_config = self._config(spec, board, spec.calibration)
         return board
 
     def scale_boards(self) -> list[Board]:

@@ -65,6 +65,16 @@ def _secret(d: dict, key: str) -> str | None:
     return d.get(key)
 
 
+def _calibration(bd: dict, where: str):
+    cal = bd.get("calibration")
+    if cal is None:
+        return None
+    if not (isinstance(cal, list) and len(cal) == 2 and isinstance(cal[0], int)
+            and isinstance(cal[1], (int, float)) and cal[1] != 0):
+        raise RigFileError(f"{where}.calibration: expected [offset, counts_per_g], got {cal!r}")
+    return int(cal[0]), float(cal[1])
+
+
 def load(path: Path) -> RigSpec:
     try:
         data = tomllib.loads(path.read_text())
@@ -101,7 +111,8 @@ def load(path: Path) -> RigSpec:
                 port=None if virtual else SerialPort(port, int(bd.get("baud", 115200))),
                 power=_power(bd.get("power", {}), w, virtual),
                 load=bd.get("load", "virtual" if virtual else "operator"),
-                wifi=wifi, credentials=bd.get("credentials"), ca_pem=bd.get("ca_pem"), tls=bd.get("tls")))
+                wifi=wifi, credentials=bd.get("credentials"), ca_pem=bd.get("ca_pem"), tls=bd.get("tls"),
+                calibration=_calibration(bd, w)))
     if not boards:
         raise RigFileError(f"{path}: no [[carts]] with [[carts.boards]]")
     weights = {w["name"]: float(_req(w, "grams", f"{path.name}: weights", float)) for w in data.get("weights", [])}
