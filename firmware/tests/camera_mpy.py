@@ -36,32 +36,3 @@ def run_mpy(script, workdir, heap="1M", timeout=120):
         raise AssertionError("micropython exit %d\nstdout:\n%s\nstderr:\n%s"
                              % (p.returncode, p.stdout, p.stderr))
     return p.stdout
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def start_mosquitto(tmp, port):
-    """A private broker on a loopback port; returns the Popen (caller stops it)."""
-    import socket
-    import time
-    conf = Path(tmp) / "mosquitto.conf"
-    conf.write_text("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n" % port)
-    log = open(Path(tmp) / "mosquitto.log", "ab")
-    proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(conf)], stdout=log,
-                            stderr=subprocess.STDOUT)
-    deadline = time.time() + 5
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("mosquitto did not start on port %d" % port)

@@ -523,7 +523,7 @@ def read_trace(lines) -> tuple[dict, list[TraceRecord]]:
             payload = obj["payload"].encode("utf-8")
         elif "payload_b64" in obj and isinstance(obj["payload_b64"], str):
             try:
-                payload = binascii.a2b_base64(obj["payload_b64"])
+                payload = binascii.a2b_base64(obj["payload_b64"], strict_mode=True)
             except binascii.Error as e:
                 raise ProtocolError(f"trace line {n}: field 'payload_b64': {e}") from None
         else:

@@ -26,12 +26,16 @@ def summarise(results, store: Store, wall_s: float) -> dict:
 
     per_k = 1000.0 / n if n else 0.0
     loss = [r for r in cheaters if r.under_cents > 0]
+    simple = [r for r in honest if r.multi_sku_moves == 0]
     return {
         "scenario": store.sc["name"], "seed": store.seed, "baskets": n, "items": items,
         "human_reviews_per_1000_baskets": round(sum(r.reviews for r in results) * per_k, 2),
         "shopper_prompts_per_100_items": round(100.0 * sum(r.prompts for r in results) / items, 2) if items else 0.0,
         "wrong_baskets_per_1000": round(sum(1 for r in results if r.wrong and not r.dishonest) * per_k, 2),
         "wrong_baskets_all_per_1000": round(sum(1 for r in results if r.wrong) * per_k, 2),
+        "honest_baskets_without_multi_sku_moves": len(simple),
+        "wrong_baskets_without_multi_sku_moves_per_1000": round(
+            1000.0 * sum(1 for r in simple if r.wrong) / len(simple), 2) if simple else None,
         "overcharged_baskets_per_1000": round(sum(1 for r in results if r.over_cents > 0) * per_k, 2),
         "undercharged_honest_baskets_per_1000": round(sum(1 for r in honest if r.under_cents > 0) * per_k, 2),
         "undetected_loss_per_1000": round(len(loss) * per_k, 2),

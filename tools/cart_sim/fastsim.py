@@ -65,6 +65,7 @@ class BasketResult:
     latencies_ms: list = field(default_factory=list)
     move_latencies_ms: list = field(default_factory=list)
     refusals: int = 0
+    multi_sku_moves: int = 0      # movements no single-SKU verdict can describe
     detail: dict = field(default_factory=dict)
 
 
@@ -316,6 +317,10 @@ class BasketRun:
             self._do(a)
             if a.cheat:
                 self.res.cheats.append(a.cheat)
+            if sum(1 for sku, _, _ in a.adds if sku) > 1 and a.kind == "add":
+                self.res.multi_sku_moves += 1      # two different products in one movement
+            if a.kind == "swap":
+                self.res.multi_sku_moves += 1
         self._samples(2000)
         receipt = None
         for attempt in range(40):        # the shopper waits for answers and reviews
@@ -342,7 +347,7 @@ class BasketRun:
                 produce[sku] += round(g * cat[sku].price_cents / 1000)
             else:
                 truth[sku] += 1
-        res.items = sum(u for a in [] for u in a) or len(self.shopper.in_cart)
+        res.items = len(self.shopper.in_cart)     # units (a produce bag is one)
         res.truth_cents = sum(cat[s].price_cents * q for s, q in truth.items()) + sum(produce.values())
         if not receipt or not receipt.get("ok"):
             res.receipt_ok = False

