@@ -1,4 +1,12 @@
 # Board entry point: the whole firmware lives in cartfw (frozen or in /lib).
 import cartfw.app
 
-cartfw.app.run()
+try:
+    cartfw.app.run()
+except Exception as e:
+    # On a board an uncaught exception would leave it at the REPL, off the
+    # network for good; reset instead, so the boot-loop guard counts the crash.
+    import sys
+    import hal
+    sys.print_exception(e)
+    hal.reset("panic")
