@@ -4,6 +4,7 @@ Mosquitto; the gateway process updates that cart's basket and publishes it,
 retained, on carts/<cart>/basket."""
 import time
 
+from cart_gateway.protocol import decode_output
 from cart_testing.watch import Watcher
 
 
@@ -26,5 +27,7 @@ def test_weight_on_a_virtual_scale_reaches_the_retained_basket(mosquitto, gatewa
     try:
         retained = late.wait(lambda: late.json("carts/c001/basket"), what="retained basket")
         assert retained["cart"] == "c001" and retained["lines"]
+        basket = decode_output("basket", late.last["carts/c001/basket"])  # the screen's decoder accepts it
+        assert basket.lines[0].weight_g == retained["lines"][0]["weight_g"]
     finally:
         late.close()

@@ -91,7 +91,16 @@ class GatewayConfig(_Strict):
     carts: CartsConfig = Field(default_factory=lambda: CartsConfig(pattern=r"[a-z0-9][a-z0-9-]{0,31}"))
     frames: FramesConfig = Field(default_factory=FramesConfig)
     detector: DetectorSection = Field(default_factory=DetectorSection)
-    reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
+    # The engine keeps only its 10 latest decisions in its state (persisted after every
+    # message); the full decision log is the `decisions` table in SQLite.
+    reconcile: ReconcileConfig = Field(default_factory=lambda: ReconcileConfig(log_limit=10))
+
+    @field_validator("reconcile", mode="before")
+    @classmethod
+    def _reconcile_defaults(cls, v):
+        if isinstance(v, dict) and "log_limit" not in v:
+            v = dict(v, log_limit=10)
+        return v
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus HTTP port; 0 = off")
     metrics_host: str = "127.0.0.1"
     tick_ms: int = Field(200, ge=10, le=5000, description="timer: lets event time pass, expires frames")

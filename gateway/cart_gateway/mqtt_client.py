@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
 import time
 
@@ -28,9 +29,17 @@ from paho.mqtt.properties import Properties
 from .config import GatewayConfig
 from .logs import event
 from .notify import sd_notify, watchdog_interval_s
-from .service import VERSION, Gateway, dumps
+from .service import VERSION, BatchFailed, Gateway, dumps
 
 INFO, WARN = logging.INFO, logging.WARNING
+
+
+def _nodelay(client, userdata, sock) -> None:
+    """No Nagle delay: a basket update is one small packet that should leave now."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass   # not a TCP socket (e.g. websockets wrapper)
 
 
 def subscriptions(gw: str) -> list[str]:
@@ -69,6 +78,7 @@ class Runner:
         c.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
         c.reconnect_delay_set(1, m.reconnect_max_s)
         c.max_queued_messages_set(0)
+        c.on_socket_open = _nodelay
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -131,7 +141,7 @@ class Runner:
                 now = time.monotonic()
                 if now >= next_tick:
                     self.gw.store.begin()
-                    self._commit_publish([], self.gw.tick(int(time.time() * 1000)))
+                    self._commit_publish([], self.gw.handle_batch([("tick", int(time.time() * 1000))]))
                     next_tick = now + tick_s
                 if wd and now >= next_wd:
                     sd_notify("WATCHDOG=1")
@@ -159,26 +169,44 @@ class Runner:
         if not batch:
             return
         store = self.gw.store
-        acks, outs = [], []
+        acks, outs, work = [], [], []
         store.begin()
-        if self._done_ids:
-            store.outbox_done(self._done_ids)
-            self._done_ids = []
         for item in batch:
             kind = item[0]
             if kind == "msg":
                 _, mid, qos, topic, payload, t_ms = item
-                outs += self.gw.handle(topic, payload, t_ms)
+                work.append(("msg", topic, payload, t_ms))
                 acks.append((mid, qos))
             elif kind == "vision":
                 _, burst_id, frames, codes = item
-                outs += self.gw.apply_vision(burst_id, frames, codes, int(time.time() * 1000))
+                work.append(("vision", burst_id, frames, codes, int(time.time() * 1000)))
             elif kind == "puback":
                 oid = self._inflight.pop(item[1], None)
                 if oid is not None:
-                    store.outbox_done([oid])
+                    self._done_ids.append(oid)
             elif kind == "connected":
-                outs += self._connected(item[1])
+                outs += self._connected(item[1])   # stored publishes: not part of the batch's changes
+        if self._done_ids:
+            store.outbox_done(self._done_ids)
+        batch_outs: list = []
+        try:
+            batch_outs = self.gw.handle_batch(work)
+            outs += batch_outs
+        except BatchFailed as e:
+            # one message failed beyond decoding: redo the batch one message per savepoint
+            event(WARN, "batch_retry", f"batch of {len(work)} failed ({e}); handling one by one")
+            store.rollback()
+            self.gw.reload()
+            store.begin()
+            if self._done_ids:
+                store.outbox_done(self._done_ids)
+            outs = [p for p in outs if not any(p is q for q in batch_outs)]
+            for it in work:
+                if it[0] == "msg":
+                    outs += self.gw.handle(it[1], it[2], it[3])
+                else:
+                    outs += self.gw.apply_vision(it[1], it[2], it[3], it[4])
+        self._done_ids = []
         self._commit_publish(acks, outs)
 
     def _connected(self, session_present: bool) -> list:
@@ -202,7 +230,7 @@ class Runner:
             if qos:
                 self.client.ack(mid, qos)
         for p in outs:
-            info = self.client.publish(p.topic, p.payload, qos=p.qos, retain=p.retain)
+            info = self.client.publish(p.topic, p.encoded(), qos=p.qos, retain=p.retain)
             if p.outbox_id is not None:
                 self._inflight[info.mid] = p.outbox_id
 

@@ -24,6 +24,7 @@ class Replayer:
         self.detector = detector
         self._pending: list[tuple[str, list[bytes]]] = []
         self.gw = Gateway(cfg, submit_burst=self._submit)
+        self.gw.keep_decisions = True
         self.tick_ms = cfg.tick_ms
         self.prompts: list[dict] = []
         self.published: list[dict] = []
@@ -72,7 +73,7 @@ class Replayer:
         self._run_bursts(end)
         result = self.gw.snapshot()
         result["prompts_issued"] = self.prompts
-        result["decisions"] = {c: rt.engine.decisions() for c, rt in sorted(self.gw.carts.items())}
+        result["decisions"] = self.gw.decision_log   # every session's, in order
         result["timing"] = {"decisions": self.gw.decision_times,
                             "total_s": round(time.perf_counter() - t_start, 4)}
         return result

@@ -34,13 +34,23 @@ VERSION = "0.1.0"
 INFO, WARN = logging.INFO, logging.WARNING
 
 
+class BatchFailed(RuntimeError):
+    """A message in a batch failed beyond a decoding error: redo the batch one message at a time."""
+
+
 @dataclass
 class Publish:
     topic: str
-    payload: bytes
+    payload: bytes | None      # None until serialised (a batch serialises only the last retained state)
     qos: int = 1
     retain: bool = False
     outbox_id: int | None = None
+    obj: dict | None = None
+
+    def encoded(self) -> bytes:
+        if self.payload is None:
+            self.payload = dumps(self.obj)
+        return self.payload
 
 
 def dumps(obj) -> bytes:
@@ -94,10 +104,52 @@ class Gateway:
             self.store.set_burst_state(b["burst_id"], "waiting")
         self._out: list[Publish] = []
         self._dirty: set[str] = set()
-        self.decision_times: list[dict] = []   # replay's per-decision processing time
+        self.keep_decisions = False             # replay: keep every decision (all sessions) and its time
+        self.decision_times: list[dict] = []
+        self.decision_log: list[dict] = []
         self._t0 = 0.0
+        self._batch = False
 
     # ================================================================ entry points
+    def handle_batch(self, items: list[tuple]) -> list[Publish]:
+        """The live adapter's fast path: the same handlers for many messages in one transaction.
+
+        Items: ("msg", topic, payload, t_ms) | ("vision", burst_id, frames, codes, t_ms) | ("tick", t_ms).
+        Cart states are written and retained topics coalesced once per batch (group commit).
+        A message rejected by its decoder is dropped as in handle(); any other failure raises
+        BatchFailed: the caller rolls the transaction back, calls reload(), then handles the
+        items one by one with handle() / apply_vision() / tick(), which isolate the bad one.
+        """
+        self._batch = True
+        outs: list[Publish] = []
+        try:
+            for it in items:
+                if it[0] == "msg":
+                    outs += self.handle(it[1], it[2], it[3])
+                elif it[0] == "vision":
+                    outs += self.apply_vision(it[1], it[2], it[3], it[4])
+                else:
+                    outs += self.tick(it[1])
+        finally:
+            self._batch = False
+        self._persist()
+        last = {p.topic: i for i, p in enumerate(outs) if p.retain}
+        outs = [p for i, p in enumerate(outs) if not p.retain or last[p.topic] == i]
+        for p in outs:
+            p.outbox_id = self.store.outbox_add(p.topic, p.encoded(), p.qos, p.retain)
+        return outs
+
+    def reload(self) -> None:
+        """Forget in-memory state and load it again from the database (after a rolled-back batch)."""
+        self._out, self._dirty = [], set()
+        self.carts = {}
+        for cart, session, vbase, st, clock in self.store.load_carts():
+            eng = CartReconciler.from_json(st, self.catalogue, self.cfg.reconcile, self.book, index=self.index)
+            self.carts[cart] = CartRt(cart, session, vbase, eng, clock)
+        saved = self.store.load_book()
+        self.book.load_dict(saved or {"v": 1, "stats": {}})
+        self._book_json = json.dumps(self.book.to_dict(), sort_keys=True)
+
     def handle(self, topic: str, payload: bytes, t_ms: int) -> list[Publish]:
         """One MQTT message. Runs inside the caller's transaction; returns publishes (already in the outbox)."""
         self._t0 = time.perf_counter()
@@ -107,10 +159,21 @@ class Gateway:
                 kind = self._dispatch(topic, payload, t_ms)
                 self._persist()
         except P.ProtocolError as e:
+            # decoders and the frame assembler run before any state changes
             self._reject("malformed", topic, str(e))
-            self._reset()
+            self._out = []
+            if not self._batch:
+                self._reset()
         except ReconcileError as e:
+            if self._batch:
+                raise BatchFailed(str(e)) from e
             self._reject("rejected_by_engine", topic, str(e))
+            self._reset()
+        except Exception as e:   # a bug must not turn one message into a crash loop (it would be redelivered)
+            if self._batch:
+                raise BatchFailed(str(e)) from e
+            logging.getLogger("cart_gateway").exception("handler failed")
+            self._reject("internal_error", topic, f"{type(e).__name__}: {e}")
             self._reset()
         self.metrics.messages.labels(kind).inc()
         self.metrics.handle_latency.labels(kind).observe(time.perf_counter() - self._t0)
@@ -152,6 +215,8 @@ class Gateway:
                 self._after(rt, rt.engine.step(v), t_ms)
                 self._persist()
         except ReconcileError as e:
+            if self._batch:
+                raise BatchFailed(str(e)) from e
             self._reject("rejected_by_engine", f"burst {burst_id}", str(e))
             self._reset()
         return self._flush_out()
@@ -356,11 +421,14 @@ class Gateway:
         self._dirty.add(rt.cart)
         elapsed_ms = (time.perf_counter() - self._t0) * 1000.0
         for d in fx["decisions"]:
+            self.store.add_decision(rt.cart, rt.session, d, t_ms)
             self.metrics.decisions.labels(d["outcome"]).inc()
             event(INFO, "decision", d["reason"], cart=rt.cart, outcome=d["outcome"], id=d["id"],
                   move=d.get("move_id") or "", posterior=round(d.get("posterior", 0.0) or 0.0, 4))
-            self.decision_times.append({"cart": rt.cart, "session": rt.session, "decision": d["id"],
-                                        "outcome": d["outcome"], "processing_ms": round(elapsed_ms, 3)})
+            if self.keep_decisions:
+                self.decision_log.append(dict(d, cart=rt.cart, session=rt.session))
+                self.decision_times.append({"cart": rt.cart, "session": rt.session, "decision": d["id"],
+                                            "outcome": d["outcome"], "processing_ms": round(elapsed_ms, 3)})
         cart = rt.cart
         for p in fx["prompts_opened"]:
             self._emit(f"carts/{cart}/screen/prompt", p)
@@ -394,12 +462,14 @@ class Gateway:
     def _emit(self, topic: str, obj: dict, retain: bool = False) -> None:
         if retain:   # only the last state of a retained topic matters
             self._out = [p for p in self._out if not (p.retain and p.topic == topic)]
-        self._out.append(Publish(topic, dumps(obj), 1, retain))
+        self._out.append(Publish(topic, None, 1, retain, obj=obj))
 
     def _flush_out(self) -> list[Publish]:
         out, self._out = self._out, []
+        if self._batch:
+            return out    # handle_batch() coalesces and stores them at the end
         for p in out:
-            p.outbox_id = self.store.outbox_add(p.topic, p.payload, p.qos, p.retain)
+            p.outbox_id = self.store.outbox_add(p.topic, p.encoded(), p.qos, p.retain)
         return out
 
     def _reset(self) -> None:
@@ -416,6 +486,8 @@ class Gateway:
         self._dirty.clear()
 
     def _persist(self) -> None:
+        if self._batch:
+            return        # once at the end of handle_batch()
         for cart in sorted(self._dirty):
             rt = self.carts.get(cart)
             if rt is not None:

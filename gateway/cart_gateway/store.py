@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS bursts (
 CREATE TABLE IF NOT EXISTS outbox (
   id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
   qos INTEGER NOT NULL, retain INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS decisions (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, cart TEXT NOT NULL, session INTEGER NOT NULL,
+  outcome TEXT NOT NULL, record TEXT NOT NULL, t_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, payload BLOB NOT NULL);
 """
 
@@ -212,6 +215,15 @@ class Store:
 
     def delete_burst(self, burst_id) -> None:
         self.db.execute("DELETE FROM bursts WHERE burst_id=?", (burst_id,))
+
+    # ---------------------------------------------------------- decision log
+    def add_decision(self, cart, session, record: dict, t_ms: int) -> None:
+        self.db.execute("INSERT INTO decisions (cart, session, outcome, record, t_ms) VALUES (?,?,?,?,?)",
+                        (cart, session, record["outcome"], json.dumps(record, sort_keys=True), t_ms))
+
+    def decisions(self, cart: str | None = None) -> list[dict]:
+        q = "SELECT record FROM decisions" + (" WHERE cart=?" if cart else "") + " ORDER BY id"
+        return [json.loads(r[0]) for r in self.db.execute(q, (cart,) if cart else ())]
 
     # ---------------------------------------------------------- outbox, retained
     def outbox_add(self, topic, payload: bytes, qos, retain) -> int:

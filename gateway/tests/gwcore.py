@@ -88,3 +88,18 @@ class Harness:
     def count(self, metric, *labels) -> float:
         m = getattr(self.gw.metrics, metric)
         return (m.labels(*labels) if labels else m)._value.get()
+
+
+def barcode_jpeg(ean13: str) -> bytes:
+    """A JPEG photo-like frame holding an EAN-13 barcode (python-barcode + Pillow)."""
+    import io
+
+    import barcode
+    from barcode.writer import ImageWriter
+    from PIL import Image
+    buf = io.BytesIO()
+    barcode.get("ean13", ean13[:12], writer=ImageWriter()).write(buf)
+    img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=90)
+    return out.getvalue()

@@ -118,3 +118,43 @@ def test_camera_clock_is_mapped_onto_the_cart_timeline(tmp_path):
     h.move(JUICE[1], JUICE[0])
     b = h.basket()
     assert b["lines"][0]["sku"] == JUICE[0] and b["lines"][0]["status"] == "accepted"
+
+
+def test_batch_path_gives_the_same_state_as_one_message_at_a_time(tmp_path):
+    """The live adapter's group commit (handle_batch) and handle() per message end in the same state."""
+    from cart_gateway.service import BatchFailed
+    from cart_gateway.testkit import Board
+    import pytest
+    msgs = []
+    b = Board("c001")
+    for d in (JUICE[1], KETCHUP[1], -KETCHUP[1]):
+        msgs += b.movement(d)
+    msgs.append(("carts/c001/scale/evt", b"garbage"))
+    one, many = Harness(tmp_path / "a"), Harness(tmp_path / "b")
+    t = 1_700_000_000_000
+    for i, (topic, p) in enumerate(msgs):
+        one.gw.store.begin(); one.gw.handle(topic, p, t + 400 * i); one.gw.store.commit()
+    many.gw.store.begin()
+    outs = many.gw.handle_batch([("msg", topic, p, t + 400 * i) for i, (topic, p) in enumerate(msgs)])
+    many.gw.store.commit()
+    assert one.gw.carts["c001"].engine.to_json() == many.gw.carts["c001"].engine.to_json()
+    assert many.gw.store.load_carts() == one.gw.store.load_carts()
+    baskets = [p for p in outs if p.topic == "carts/c001/basket"]
+    assert len(baskets) == 1 and json.loads(baskets[0].payload)["version"] == one.gw.carts["c001"].version()
+    assert many.count("bad", "malformed") == 1
+    # a failure past decoding aborts the batch, so the adapter can redo it one message at a time
+    many.gw.store.begin()
+    with pytest.raises(BatchFailed):
+        many.gw.handle_batch(_engine_failure(many))
+    many.gw.store.rollback()
+    many.gw.reload()
+    assert many.gw.carts["c001"].engine.to_json() == one.gw.carts["c001"].engine.to_json()
+
+
+def _engine_failure(h):
+    """A batch whose second item makes the engine raise (a verdict naming an unknown SKU for an open review)."""
+    rid = "c001-r1"
+    h.gw.store.add_review({"review_id": rid, "cart": "c001", "frames": []}, 0)
+    h.gw.carts["c001"].engine.s["reviews"][rid] = {"request": {}, "move_id": "m1"}
+    from cart_gateway.testkit import verdict
+    return [("tick", 1_700_000_100_000), ("msg", "gateway/gw1/review/verdict", verdict(rid, "v9", "NOPE", 1), 1)]

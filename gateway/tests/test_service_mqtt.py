@@ -34,3 +34,37 @@ def test_weight_event_through_mosquitto_publishes_retained_basket(mosquitto, tmp
         stop(gw)
     assert gw.returncode == 0
     assert (tmp_path / "state" / "gateway.sqlite3").exists()
+
+
+def test_answer_then_checkout_gives_receipt_within_a_second_and_a_fresh_basket(mosquitto, tmp_path):
+    import time
+
+    from cart_gateway.testkit import answer
+    cfg = write_config(tmp_path, mosquitto.port)
+    gw = start_gateway(cfg, log=tmp_path / "gw.log")
+    w = Watcher(mosquitto.port)
+    pub = publisher(mosquitto.port)
+    try:
+        w.wait(lambda: (w.json("gateway/gw1/status") or {}).get("state") == "online", what="gateway online")
+        b = Board("c002")
+        for t, p in b.movement(ORANGE_JUICE):
+            pub.publish(t, p, qos=1).wait_for_publish(5)
+        prompt = w.wait(lambda: w.json("carts/c002/screen/prompt"), what="prompt after the vision wait")
+        assert w.json("carts/c002/screen/state")["prompts"][0]["prompt_id"] == prompt["prompt_id"]
+        pub.publish("carts/c002/screen/answer", answer(prompt["prompt_id"], "a1", sku="SKU0212"), qos=1)
+        w.wait(lambda: [ln for ln in (w.json("carts/c002/basket") or {"lines": []})["lines"]
+                        if ln["status"] == "accepted"], what="accepted line")
+        assert w.json("carts/c002/screen/state") == {"v": 1, "prompts": []}
+        t0 = time.monotonic()
+        pub.publish("carts/c002/checkout", checkout("r1"), qos=1)
+        rec = w.wait(lambda: w.json("carts/c002/receipt"), what="receipt")
+        elapsed = time.monotonic() - t0
+        assert rec["ok"] and rec["total_cents"] == 279 and [ln["sku"] for ln in rec["lines"]] == ["SKU0212"]
+        assert elapsed < 1.0, elapsed
+        fresh = w.wait(lambda: (w.json("carts/c002/basket") or {}).get("lines") == [] and w.json("carts/c002/basket"),
+                       what="fresh basket")
+        assert fresh["version"] > 0
+    finally:
+        pub.loop_stop()
+        w.close()
+        stop(gw)

@@ -19,13 +19,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--baskets", type=int, default=5)
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--out", required=True)
-    bo = sub.add_parser("board", help="run one virtual board in the foreground")
-    bo.add_argument("--board", required=True)
-    bo.add_argument("--cart", required=True)
-    bo.add_argument("--broker", required=True, help="HOST:PORT")
-    bo.add_argument("--fs", required=True, help="flash directory")
-    d = sub.add_parser("demo", help="live demo (cart_sim.demo)")
-    d.add_argument("rest", nargs=argparse.REMAINDER)
+    from .virtual_board import add_board_arguments
+    add_board_arguments(sub.add_parser("board", help="run one virtual board in the foreground"))
+    from .demo import add_arguments as add_demo_arguments
+    add_demo_arguments(sub.add_parser("demo", help="the live virtual store: real processes, a rich view, receipts"))
     return ap
 
 

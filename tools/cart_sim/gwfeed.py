@@ -35,13 +35,6 @@ class GatewayFeed:
         self.frame_source = frame_source         # fast mode: (cart, epoch, frame) -> candidates|None
         self.receipts: dict[str, dict] = {}
         self.errors: list[str] = []
-        # Workaround, counted: the scale firmware emits `unsettled` for a push or
-        # a knock that comes back to the same level and then emits nothing
-        # (docs/scale.md), so the engine would hold that window open and refuse
-        # every checkout with `unsettled`. The feed closes such windows once they
-        # are older than the engine's vision_max_wait_ms. See docs/simulation.md.
-        self.expire_unsettled = True
-        self.stale_unsettled_dropped = 0
 
     def engine(self, cart: str) -> CartReconciler:
         e = self.engines.get(cart)
@@ -55,17 +48,12 @@ class GatewayFeed:
 
     def tick(self, cart: str, t_ms: int) -> dict:
         """The service's timer: event time passes without a message."""
-        mono = self._mono(cart, t_ms)
-        self._expire(cart, mono)
-        return self.engine(cart).advance(mono)
+        return self.engine(cart).advance(self._mono(cart, t_ms))
 
-    def _expire(self, cart: str, mono: int) -> None:
-        if not self.expire_unsettled:
-            return
-        u = self.engine(cart).s["unsettled"]
-        for k in [k for k, v in u.items() if mono - v["mono_ms"] > self.cfg.vision_max_wait_ms]:
-            del u[k]
-            self.stale_unsettled_dropped += 1
+    @property
+    def stale_unsettled_dropped(self) -> int:
+        # Counted by the engine, which closes such windows (unsettled_expire_ms).
+        return sum(e.s.get("stale_unsettled", 0) for e in self.engines.values())
 
     def handle(self, topic: str, payload: bytes, t_ms: int) -> dict | None:
         tp = P.parse_topic(topic)
@@ -110,7 +98,6 @@ class GatewayFeed:
                                                   v.sku, v.qty))
         if tp.kind == "checkout":
             req = P.decode_checkout(payload)
-            self._expire(cart, self._mono(cart, t_ms))
             r = self.engine(cart).checkout(req.req_id, self._mono(cart, t_ms))
             self.receipts[cart] = r
             return {"receipt": r}

@@ -140,3 +140,40 @@ def test_unknown_board_is_a_clear_error(tmp_path):
     from cart_flash.fsimage import BoardError
     with pytest.raises(BoardError, match="unknown board 'sim-toaster'.*known boards: .*sim-scale"):
         VirtualBoard("sim-toaster", "c001", ("127.0.0.1", 1), tmp_path / "fs")
+
+
+def test_cart_sim_board_cli_runs_a_board_in_the_foreground_and_stops_cleanly(mosquitto, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    w = Watcher(mosquitto.port)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    p = subprocess.Popen([sys.executable, "-m", "cart_sim.cli", "board", "--board", "sim-scale", "--cart", "c007",
+                          "--broker", f"127.0.0.1:{mosquitto.port}", "--fs", str(tmp_path / "fs")],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    try:
+        assert w.wait(lambda: any(t == "carts/c007/scale/status" for t, _ in w.msgs), 20)
+        status = json.loads([pl for t, pl in w.msgs if t == "carts/c007/scale/status"][-1])
+        assert status["state"] == "online" and status["cart"] == "c007"
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out = p.communicate(timeout=10)[0].decode()
+        w.close()
+    assert p.returncode == 0
+    assert "virtual board sim-scale cart c007" in out and "/dev/pts/" in out
+    # the board process went with it: its last will says offline
+    w2 = Watcher(mosquitto.port)
+    try:
+        assert w2.wait(lambda: any(t == "carts/c007/scale/status" and json.loads(pl)["state"] == "offline"
+                                   for t, pl in w2.msgs), 45)
+    finally:
+        w2.close()
+
+
+def test_cart_sim_board_cli_rejects_a_bad_broker_address(tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "cart_sim.cli", "board", "--board", "sim-scale", "--cart", "c001",
+                        "--broker", "localhost", "--fs", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2 and "expected HOST:PORT" in r.stderr

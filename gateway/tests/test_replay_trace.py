@@ -1,0 +1,82 @@
+"""`cart-gateway replay`: the live handlers on a recorded trace, deterministic, no broker."""
+import json
+import subprocess
+import sys
+
+from gwcore import JPEG, JUICE, KETCHUP
+from gwhelp import ROOT
+
+from cart_gateway.protocol import trace_line
+from cart_gateway.testkit import Board, answer, checkout, frame_chunks
+
+
+def make_trace(path):
+    t = 1_700_000_000_000
+    lines = [json.dumps({"trace": 1, "created_ms": t, "source": "test"})]
+    scale, cam = Board("c001"), Board("c001", "cam", mono_ms=90_000)
+
+    def add(topic, payload, dt=60):
+        nonlocal t
+        t += dt
+        lines.append(trace_line(t, topic, 1, False, payload))
+
+    # 1: ketchup, weight only (decided on the timer after the 1.5 s wait)
+    for topic, p in scale.movement(KETCHUP[1]):
+        add(topic, p)
+    # 2: juice with a capture burst of 2 frames, then the weight
+    add(scale.topic, scale.unsettled(), 2000)
+    useq = scale.seq
+    add(cam.topic, cam.capture([1, 2], ref=f"c001/scale/1/{useq}"))
+    for n in (1, 2):
+        for ch in frame_chunks(cam.epoch, n, JPEG):
+            add("carts/c001/cam/frame", ch, 5)
+    w = scale.weight(JUICE[1], unsettled_seq=useq)
+    add(scale.topic, w)
+    add(scale.topic, w, 10)                            # QoS 1 redelivery: same identity
+    add("carts/c001/screen/answer", answer("c001-p1", "a1", sku=KETCHUP[0]), 3000)
+    add("carts/c001/screen/answer", answer("c001-p2", "a2", sku=JUICE[0]), 500)
+    add("carts/c001/checkout", checkout("r1"), 3000)
+    add("carts/c001/scale/evt", b"garbage", 10)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run_replay(tmp_path, trace, name):
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(f'state_dir = "{tmp_path / "unused"}"\n[carts]\nknown = ["c001"]\n[detector]\nenabled = false\n')
+    out = tmp_path / f"{name}.json"
+    r = subprocess.run([sys.executable, "-m", "cart_gateway.cli", "replay", str(trace), "--config", str(cfg),
+                        "--out", str(out)], cwd=ROOT, env={"PYTHONPATH": str(ROOT / "gateway")},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(out.read_text())
+
+
+def test_replay_is_deterministic_and_reports_baskets_receipts_prompts_reviews(tmp_path):
+    trace = tmp_path / "t.jsonl"
+    make_trace(trace)
+    a = run_replay(tmp_path, trace, "a")
+    b = run_replay(tmp_path, trace, "b")
+    ta, tb = a.pop("timing"), b.pop("timing")
+    assert a == b                                     # same trace, same result
+    assert ta["decisions"] and all("processing_ms" in d for d in ta["decisions"])
+    assert a["trace"]["records"] > 10
+    for key in ("baskets", "receipts", "prompts", "reviews", "prompts_issued", "decisions"):
+        assert key in a
+    assert not (tmp_path / "unused").exists()         # replay never touches the configured state dir
+
+
+def test_replay_result_content(tmp_path):
+    trace = tmp_path / "t.jsonl"
+    make_trace(trace)
+    res = run_replay(tmp_path, trace, "a")
+    (rec,) = res["receipts"]
+    assert rec["ok"] and rec["req_id"] == "r1" and rec["cart"] == "c001"
+    assert sorted(ln["sku"] for ln in rec["lines"]) == sorted([KETCHUP[0], JUICE[0]])
+    assert rec["total_cents"] == 279 + 229
+    assert [p["prompt_id"] for p in res["prompts_issued"]] == ["c001-p1", "c001-p2"]
+    assert res["baskets"]["c001"]["lines"] == []      # a fresh basket after checkout
+    assert res["reviews"] == []
+    outcomes = [d["outcome"] for d in res["decisions"]]
+    assert outcomes == ["ask", "ask", "answer", "answer"], outcomes
+    assert len(res["timing"]["decisions"]) == len(res["decisions"])
+    assert {d["outcome"] for d in res["timing"]["decisions"]} >= {"ask", "answer"}

@@ -1,0 +1,101 @@
+"""The SQLite store: WAL + synchronous, dedupe by identity, gaps, outbox, survives reopening."""
+import sqlite3
+
+import pytest
+
+from cart_gateway.store import Store
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "g.sqlite3")
+    yield s
+    s.close()
+
+
+def test_pragmas_wal_and_full_sync(tmp_path):
+    s = Store(tmp_path / "a.sqlite3")
+    assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert s.db.execute("PRAGMA synchronous").fetchone()[0] == 2     # FULL
+    s.close()
+    s = Store(tmp_path / "b.sqlite3", "NORMAL")
+    assert s.db.execute("PRAGMA synchronous").fetchone()[0] == 1
+    s.close()
+
+
+def test_event_identity_is_stored_once(store):
+    store.begin()
+    assert store.add_event("c1/scale/1/1", "c1", "scale", 1, 1, "weight", 5, b"{}")
+    assert not store.add_event("c1/scale/1/1", "c1", "scale", 1, 1, "weight", 9, b"{}")
+    store.commit()
+    assert store.event_count() == 1
+
+
+def test_gap_ranges_open_split_and_close(store):
+    store.begin()
+    assert store.note_seq("c1", "scale", 1, 1, 0) == ("next", None)
+    assert store.note_seq("c1", "scale", 1, 6, 0) == ("gap", (2, 5))
+    assert store.note_seq("c1", "scale", 1, 4, 0) == ("late", None)
+    assert [(g["lo"], g["hi"]) for g in store.open_gaps()] == [(2, 3), (5, 5)]
+    for seq in (2, 3, 5):
+        store.note_seq("c1", "scale", 1, seq, 0)
+    assert store.open_gaps() == []
+    # a new epoch starts a fresh sequence: no gap from the old epoch's numbers
+    assert store.note_seq("c1", "scale", 2, 1, 0) == ("next", None)
+    store.commit()
+
+
+def test_rolled_back_transaction_leaves_nothing(tmp_path):
+    s = Store(tmp_path / "g.sqlite3")
+    s.begin()
+    s.add_event("c1/scale/1/1", "c1", "scale", 1, 1, "weight", 5, b"{}")
+    s.rollback()
+    assert s.event_count() == 0
+    s.begin()
+    with pytest.raises(RuntimeError):
+        with s.savepoint():
+            s.add_event("c1/scale/1/2", "c1", "scale", 1, 2, "weight", 5, b"{}")
+            raise RuntimeError("handler failed")
+    s.add_event("c1/scale/1/3", "c1", "scale", 1, 3, "weight", 5, b"{}")
+    s.commit()
+    ids = [r[0] for r in s.db.execute("SELECT event_id FROM events")]
+    assert ids == ["c1/scale/1/3"]
+    s.close()
+
+
+def test_committed_state_is_visible_after_reopening_and_uncommitted_is_not(tmp_path):
+    p = tmp_path / "g.sqlite3"
+    s = Store(p)
+    s.begin()
+    s.save_cart("c1", 1, 0, '{"x":1}', {"scale/1": 5})
+    s.save_book({"v": 1, "stats": {}})
+    oid = s.outbox_add("carts/c1/basket", b"{}", 1, True)
+    s.commit()
+    s.begin()
+    s.save_cart("c1", 1, 0, '{"x":2}', {})
+    # a second connection (another process after a crash) sees only committed data
+    other = sqlite3.connect(str(p))
+    assert other.execute("SELECT state FROM carts").fetchone()[0] == '{"x":1}'
+    other.close()
+    s.rollback()
+    s.close()
+    s = Store(p)
+    assert s.load_carts() == [("c1", 1, 0, '{"x":1}', {"scale/1": 5})]
+    assert s.load_book() == {"v": 1, "stats": {}}
+    assert [r[0] for r in s.outbox()] == [oid] and s.retained() == [("carts/c1/basket", b"{}")]
+    s.begin()
+    s.outbox_done([oid])
+    s.commit()
+    assert s.outbox() == [] and s.retained() == [("carts/c1/basket", b"{}")]   # retained state stays
+    s.close()
+
+
+def test_reviews_keep_their_verdict(store):
+    store.begin()
+    store.add_review({"review_id": "c1-r1", "cart": "c1", "frames": ["c1/1/1"]}, 10)
+    assert [r["review_id"] for r in store.open_reviews()] == ["c1-r1"]
+    store.close_review("c1-r1", {"verdict_id": "v1"})
+    store.close_review("c1-r1", None)          # closing again keeps the verdict
+    store.commit()
+    assert store.open_reviews() == []
+    assert store.all_reviews()[0]["verdict"] == {"verdict_id": "v1"}
