@@ -440,7 +440,7 @@ class Gateway:
         for rid in fx["reviews_closed"]:
             self.store.close_review(rid, None)
             keep = self._review_frames()
-            req = next((x for x in self.store.all_reviews() if x["review_id"] == rid), None)
+            req = self.store.get_review(rid)
             for fid in (req or {}).get("frames", []):
                 path = self.store.frame_path(fid)
                 if path and fid not in keep:
