@@ -181,3 +181,44 @@ def test_trace_round_trip_and_bad_lines():
         P.read_trace([lines[0], '{"t_ms":1,"qos":1,"retain":false,"payload":"{}"}'])
     with pytest.raises(P.ProtocolError, match="header"):
         P.read_trace([lines[1]])
+
+
+# ------------------------------------------ what the gateway publishes
+
+def test_gateway_outputs_decode(tmp_path):
+    from cart_gateway.config import GatewayConfig
+    from cart_gateway.service import Gateway
+    from cart_gateway.testkit import Board, checkout
+    cfg = GatewayConfig(state_dir=tmp_path, detector={"enabled": False})
+    gw = Gateway(cfg)
+    outs = []
+    b = Board("c001")
+    t = 1000
+    for topic, payload in b.movement(1124.1):
+        t += 100
+        outs += gw.handle(topic, payload, t)
+    for _ in range(30):  # let the vision wait expire
+        t += 200
+        outs += gw.tick(t)
+    outs += gw.handle("carts/c001/checkout", checkout("r1"), t + 10)
+    kinds = {"carts/c001/basket": "basket", "carts/c001/screen/prompt": "prompt",
+             "carts/c001/screen/state": "screen state", "carts/c001/receipt": "receipt",
+             "gateway/gw1/review/new": "review request", "gateway/gw1/review/queue": "review queue"}
+    seen = set()
+    for o in outs:
+        if o.topic in kinds:
+            assert P.decode_output(kinds[o.topic], o.payload).v == 1
+            seen.add(kinds[o.topic])
+    assert {"basket", "receipt", "prompt", "screen state"} <= seen, seen
+
+
+def test_bad_gateway_outputs_are_rejected():
+    with pytest.raises(P.ProtocolError, match="'lines.0.status'"):
+        P.decode_output("basket", json.dumps({"v": 1, "cart": "c001", "version": 1, "updated_ms": 0,
+            "lines": [{"line_id": "L1", "sku": None, "name": "x", "qty": 1, "weight_g": 1.0,
+                       "unit_price_cents": 0, "price_cents": 0, "status": "stolen"}],
+            "total_cents": 0, "open_prompts": 0, "open_reviews": 0}).encode())
+    with pytest.raises(P.ProtocolError, match="needs a reason"):
+        P.decode_output("receipt", b'{"v":1,"req_id":"r","ok":false}')
+    with pytest.raises(P.ProtocolError, match="'kind'"):
+        P.decode_output("prompt", b'{"v":1,"prompt_id":"p","kind":"guess","text":"","options":[],"created_ms":0}')

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import LOADGEN, ROOT, Board, Broker, Subscriber, board_config, stage_lib  # noqa: E402
+from fwtest import LOADGEN, ROOT, Board, Broker, Subscriber, board_config, stage_lib  # noqa: E402
 
 
 def make_board(tmp, name, heap, cfg):

@@ -11,14 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def micropython_bin():
-    cand = Path(sys.executable).with_name("micropython")
-    if cand.exists():
-        return str(cand)
-    found = shutil.which("micropython")
-    if not found:
-        raise RuntimeError("micropython binary not found next to %s or on PATH" % sys.executable)
-    return found
+from cart_testing.mpy import micropython_bin  # noqa: E402
 
 
 def stage(dest):
@@ -43,32 +36,3 @@ def run_mpy(script, workdir, heap="1M", timeout=120):
         raise AssertionError("micropython exit %d\nstdout:\n%s\nstderr:\n%s"
                              % (p.returncode, p.stdout, p.stderr))
     return p.stdout
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def start_mosquitto(tmp, port):
-    """A private broker on a loopback port; returns the Popen (caller stops it)."""
-    import socket
-    import time
-    conf = Path(tmp) / "mosquitto.conf"
-    conf.write_text("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n" % port)
-    log = open(Path(tmp) / "mosquitto.log", "ab")
-    proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(conf)], stdout=log,
-                            stderr=subprocess.STDOUT)
-    deadline = time.time() + 5
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("mosquitto did not start on port %d" % port)

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import FW, micropython_bin
+from fwtest import FW, micropython_bin
 
 
 def run_mp(script: str, cwd: Path, heap="512k", timeout=120):

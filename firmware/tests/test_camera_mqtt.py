@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from camera_mpy import ROOT, free_port, micropython_bin, stage, start_mosquitto
+from camera_mpy import ROOT, micropython_bin, stage
 
 paho = pytest.importorskip("paho.mqtt.client")
 
@@ -84,9 +84,8 @@ def reassemble(chunks):
 
 @pytest.mark.skipif(not HAVE_RUNTIME, reason="the firmware runtime (cartfw.runtime, cartfw.app, "
                     "hal/sim/hal.py) is not in this tree yet")
-def test_unsettled_and_command_bursts_over_mosquitto(tmp_path):
-    port = free_port()
-    broker = start_mosquitto(tmp_path, port)
+def test_unsettled_and_command_bursts_over_mosquitto(tmp_path, mosquitto):
+    port = mosquitto.port
     flash = tmp_path / "flash"
     flash.mkdir()
     stage(flash)
@@ -164,7 +163,5 @@ def test_unsettled_and_command_bursts_over_mosquitto(tmp_path):
         board.wait()
         cli.loop_stop()
         cli.disconnect()
-        broker.terminate()
-        broker.wait()
         console.close()
         print((tmp_path / "console.log").read_text(errors="replace")[-3000:])

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import LOADGEN, board_config
+from fwtest import LOADGEN, board_config
 from mp import run_cpython, run_mp
 
 pytestmark = pytest.mark.micropython

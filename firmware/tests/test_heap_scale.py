@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import LOADGEN, Broker, board_config
+from fwtest import LOADGEN, Broker, board_config
 
 pytestmark = pytest.mark.micropython
 

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from conftest import LOADGEN, Broker, board_config, identities
+from fwtest import LOADGEN, Broker, board_config, identities
 
 pytestmark = pytest.mark.micropython
 

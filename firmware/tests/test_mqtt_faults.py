@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import LOADGEN, board_config, identities
+from fwtest import LOADGEN, board_config, identities
 
 pytestmark = pytest.mark.micropython
 

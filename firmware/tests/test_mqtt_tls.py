@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LOADGEN, MOSQUITTO, board_config, free_port, Subscriber
+from fwtest import LOADGEN, MOSQUITTO, board_config, free_port, Subscriber
 
 pytestmark = pytest.mark.micropython
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from fwtest import ROOT
 from mp import run_mp
 
 BOARDS = ROOT / "boards"

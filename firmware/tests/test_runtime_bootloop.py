@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import board_config
+from fwtest import board_config
 
 pytestmark = pytest.mark.micropython
 

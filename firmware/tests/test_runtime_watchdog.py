@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LOADGEN, Board, board_config, free_port
+from fwtest import LOADGEN, Board, board_config, free_port
 
 pytestmark = pytest.mark.micropython
 

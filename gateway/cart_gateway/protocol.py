@@ -299,6 +299,112 @@ def decode_verdict(payload: bytes) -> Verdict:
     return _validate(Verdict, "verdict", _json("verdict", payload, MAX_JSON_BYTES))
 
 
+# ------------------------------------------- what the gateway publishes (§4, §10-13)
+# Screens, exit gates, the review station and the tools decode these.
+
+class GatewayStatus(_Msg):
+    gw: str
+    state: Literal["online", "offline"]
+    version: str
+
+
+class BasketLine(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    line_id: str
+    sku: str | None
+    name: str
+    qty: int = Field(ge=0)
+    weight_g: float
+    unit_price_cents: int = Field(ge=0)
+    price_cents: int = Field(ge=0)
+    status: Literal["accepted", "pending", "review"]
+
+
+class Basket(_Msg):
+    cart: str
+    version: int = Field(ge=0)
+    updated_ms: int = Field(ge=0)
+    lines: list[BasketLine]
+    total_cents: int = Field(ge=0)
+    open_prompts: int = Field(ge=0)
+    open_reviews: int = Field(ge=0)
+
+
+class PromptOption(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    sku: str
+    name: str
+
+
+class Prompt(_Msg):
+    prompt_id: str = Field(min_length=1, max_length=64)
+    kind: Literal["pick", "scan", "personal", "removal"]
+    text: str
+    options: list[PromptOption]
+    created_ms: int = Field(ge=0)
+
+
+class ScreenState(_Msg):
+    prompts: list[Prompt]
+
+
+class Receipt(_Msg):
+    req_id: str
+    ok: bool
+    receipt_id: str | None = None
+    lines: list[BasketLine] | None = None
+    total_cents: int | None = Field(default=None, ge=0)
+    issued_ms: int | None = Field(default=None, ge=0)
+    reason: str | None = None
+
+    @model_validator(mode="after")
+    def _shape(self):
+        if self.ok and (self.receipt_id is None or self.lines is None or self.total_cents is None):
+            raise ValueError("a receipt with ok=true needs receipt_id, lines and total_cents")
+        if not self.ok and not self.reason:
+            raise ValueError("a refusal (ok=false) needs a reason")
+        return self
+
+
+class Candidate(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    sku: str | None
+    score: float = Field(ge=0, le=1)
+
+
+class ReviewRequest(_Msg):
+    review_id: str = Field(min_length=1, max_length=64)
+    cart: str
+    created_ms: int = Field(ge=0)
+    candidates: list[Candidate]
+    weight: dict[str, Any] | None = None
+    frames: list[Any]
+    reason: str
+
+
+class ReviewSummary(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    review_id: str
+    cart: str
+    created_ms: int = Field(ge=0)
+
+
+class ReviewQueue(_Msg):
+    reviews: list[ReviewSummary]
+
+
+_OUTPUTS = {"gateway status": (GatewayStatus, MAX_JSON_BYTES), "basket": (Basket, 65536),
+            "prompt": (Prompt, 4096), "screen state": (ScreenState, 65536),
+            "receipt": (Receipt, 65536), "review request": (ReviewRequest, 16384),
+            "review queue": (ReviewQueue, 65536)}
+
+
+def decode_output(kind: str, payload: bytes):
+    """Decode a gateway-published payload; kind is a key of _OUTPUTS."""
+    model, limit = _OUTPUTS[kind]
+    return _validate(model, kind, _json(kind, payload, limit))
+
+
 # ------------------------------------------------------------ frames (§7)
 
 CHUNK_HEADER = struct.Struct(">2sBBIIHHII")

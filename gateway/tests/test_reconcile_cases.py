@@ -342,3 +342,16 @@ def test_accept_margin_is_a_separate_threshold():
     assert d[0]["outcome"] == "ask" and d[0]["posterior"] >= 0.5
     d = Cart(ReconcileConfig(accept_posterior=0.5, accept_margin=0.1)).move(423.0, dets)
     assert d[0]["outcome"] == "accept" and d[0]["hypothesis"]["sku"] == "soup"
+
+
+def test_a_push_that_settles_back_does_not_hold_the_checkout():
+    # The scale sends `unsettled` for a push and no `weight` if the load comes
+    # back where it was: the window closes after unsettled_expire_ms.
+    c = Cart()
+    c.move(356.0, [("cola", 0.9)])
+    c.seq += 1
+    c.e.step(Unsettled(1, c.seq, c.t, c.total))
+    assert c.e.checkout("r1", c.t + 500)["reason"] == "unsettled"
+    r = c.e.checkout("r2", c.t + ReconcileConfig().unsettled_expire_ms + 1)
+    assert r["ok"] and [ln["sku"] for ln in r["lines"]] == ["cola"]
+    assert c.e.s["stale_unsettled"] == 1

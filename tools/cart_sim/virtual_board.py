@@ -31,8 +31,12 @@ RESET_EXIT = 3  # the sim HAL's machine.reset() exit code
 
 class VirtualBoard:
     def __init__(self, board: str, cart: str, broker: tuple[str, int], fs: Path,
-                 seed: int = 0, config: dict | None = None, mpy: bool = True):
+                 seed: int = 0, config: dict | None = None, mpy: bool = True,
+                 heap: int | None = None):
         self.definition = load_board(board)
+        # A device runs frozen bytecode from flash; the unix port loads it into the
+        # heap, so the data budget is the device's and the code gets its own share.
+        self.heap = heap or self.definition["heap_budget"] + self.definition.get("code_in_heap", 0)
         self.board, self.cart, self.broker = board, cart, broker
         self.role = self.definition["role"]
         self.fs = Path(fs)
@@ -98,7 +102,7 @@ class VirtualBoard:
         with open(self.console_log, "ab") as log:
             log.write(f"--- boot ({self._reset_cause})\n".encode())
         self.proc = subprocess.Popen(
-            [micropython_bin(), "-X", f"heapsize={self.definition['heap_budget']}", "main.py"],
+            [micropython_bin(), "-X", f"heapsize={self.heap}", "main.py"],
             cwd=self.fs, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT)
         threading.Thread(target=self._relay_console, args=(self.proc,), daemon=True).start()

@@ -26,3 +26,33 @@ def micropython():
         return micropython_bin()
     except ToolMissing as e:
         pytest.fail(str(e))
+
+
+@pytest.fixture
+def gateway(mosquitto, tmp_path):
+    """The gateway service as a process on the private broker (detector off)."""
+    from cart_testing.gateway import GatewayProcess, write_config
+    cfg = write_config(tmp_path / "gateway.toml", mosquitto.port, tmp_path / "gw-state")
+    gw = GatewayProcess(cfg, tmp_path / "gateway.log").start()
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+@pytest.fixture
+def virtual_boards(mosquitto, tmp_path):
+    """A factory of virtual boards on the private broker; all closed at teardown."""
+    from cart_sim.virtual_board import VirtualBoard
+    boards = []
+
+    def make(board="sim-scale", cart="c001", seed=0, **kw):
+        vb = VirtualBoard(board, cart, ("127.0.0.1", mosquitto.port), tmp_path / f"{cart}-{board}", seed=seed, **kw)
+        boards.append(vb)
+        return vb
+
+    try:
+        yield make
+    finally:
+        for vb in boards:
+            vb.close()

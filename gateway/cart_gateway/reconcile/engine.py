@@ -109,6 +109,12 @@ class CartReconciler:
         if not isinstance(mono_ms, int) or isinstance(mono_ms, bool) or mono_ms < 0:
             raise ReconcileError(f"mono_ms must be an int >= 0, got {mono_ms!r}")
         self.s["now_ms"] = max(self.s["now_ms"], mono_ms)
+        # A disturbance that settled back where it was sends no `weight` event;
+        # without this its window would hold the checkout for ever.
+        u = self.s["unsettled"]
+        for key in [k for k, v in u.items() if self.s["now_ms"] - v["mono_ms"] > self.cfg.unsettled_expire_ms]:
+            del u[key]
+            self.s["stale_unsettled"] = self.s.get("stale_unsettled", 0) + 1
 
     def _validate(self, item) -> VisionSummary | None:
         """Reject a malformed input with a message naming the field; returns a Vision's summary."""

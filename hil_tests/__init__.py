@@ -1,0 +1,1 @@
+"""Bench-rig suite (a package so its conftest does not shadow firmware/tests/conftest.py)."""

@@ -1,0 +1,1 @@
+"""How to talk to the hardware (labgrid's driver/): one small module per kind."""

@@ -1,0 +1,380 @@
+"""Fast mode: a store's baskets in simulated time, real code on both sides.
+
+Per basket (one cart): a LoadCellModel (cart_sim.physics) produces raw HX711
+conversions at 80 SPS; the firmware's own ScaleLoop/ScalePipeline
+(cartfw.apps.scale.build, run under CPython) turns them into §6 events,
+encoded with cartfw.proto; a camera burst (§6.3) follows each `unsettled`,
+its frames drawn from the ScenePool (real renderer + real detector, cached).
+Every message goes to a sink as (t_ms, topic, qos, retain, payload) and to
+GatewayFeed.handle, i.e. the real reconciliation engine. The shopper answers
+prompts, a reviewer answers reviews (both as protocol messages), then the
+shopper checks out; the receipt is compared with what is really in the cart.
+
+Time between actions (walking the aisle) is skipped: the cell's clock jumps
+and the pipeline resumes with 300 ms of samples before the next action.
+"""
+from __future__ import annotations
+
+import heapq
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from cartfw import proto, framing
+from cartfw.apps.scale import build as build_scale
+from cart_gateway.catalogue import Catalogue
+
+from .physics.hx711 import LoadCellModel
+from .gwfeed import GatewayFeed
+from .shoppers import Action, Shopper, answer_for, verdict_for
+from .world import ScenePool, pack_weight
+
+GW = "sim"
+WALL0 = 1_790_000_000_000     # trace t_ms of the first basket (Unix ms)
+CPG = 86.0                    # counts per gram, as LoadCellModel's default (docs/scale.md)
+FRAME_GAP_MS = (80, 200, 320, 440, 560, 680, 800, 920)  # burst frame times after `unsettled`
+TICK_MS = 100                 # the gateway's timer while the cart is quiet
+
+
+class _Driver:
+    """HX711 driver stand-in holding at most one conversion (the sim feeds one per period)."""
+    def __init__(self):
+        self.raw = None
+
+    def read(self):
+        r, self.raw = self.raw, None
+        return r
+
+
+@dataclass
+class BasketResult:
+    cart: str
+    dishonest: bool
+    items: int
+    prompts: int = 0
+    reviews: int = 0
+    receipt_ok: bool = False
+    wrong: bool = False
+    over_cents: int = 0
+    under_cents: int = 0
+    truth_cents: int = 0
+    charged_cents: int = 0
+    cheats: list = field(default_factory=list)
+    latencies_ms: list = field(default_factory=list)
+    move_latencies_ms: list = field(default_factory=list)
+    refusals: int = 0
+    multi_sku_moves: int = 0      # movements no single-SKU verdict can describe
+    detail: dict = field(default_factory=dict)
+
+
+class Store:
+    """One store: a shared gateway feed (shared weight book) and the scene pool."""
+
+    def __init__(self, scenario: dict, seed: int, catalogue: Catalogue | None = None,
+                 frames: bool = False, sink=None, pool: ScenePool | None = None):
+        self.sc = scenario
+        self.seed = seed
+        self.cat = catalogue or Catalogue.load()
+        self.pool = pool or ScenePool(self.cat, scenario["camera"], seed=0)
+        self.send_frames = frames            # trace mode: real JPEG chunks
+        self.sink = sink
+        self._frame_keys: dict[tuple, str | None] = {}
+        self.feed = GatewayFeed(self.cat, frame_source=None if frames else self._pool_frame)
+        self.engine_s = 0.0
+
+    def _pool_frame(self, cart, epoch, frame):
+        k = self._frame_keys.pop((cart, epoch, frame), None)
+        return None if k is None else self.pool.candidates(k)
+
+    def run(self, n: int, progress=None) -> list[BasketResult]:
+        out = []
+        for i in range(n):
+            out.append(BasketRun(self, i).run())
+            if progress:
+                progress(i + 1, n)
+        self.pool.save()
+        return out
+
+
+class BasketRun:
+    def __init__(self, store: Store, index: int):
+        self.st = store
+        self.sc = store.sc
+        self.cat = store.cat
+        self.cart = f"s{index:05d}"
+        self.rng = random.Random(f"{store.seed}|{index}")
+        sen = self.sc["sensor"]
+        self.cell = LoadCellModel(self.rng.randrange(1 << 30), noise_g=sen["noise_g"],
+                                  spike_rate=sen["spike_rate"], drift_g_per_h=sen["drift_g_per_h"])
+        self.drv = _Driver()
+        self.seq = {"scale": 0, "cam": 0}
+        self.loop = build_scale({"calibration": {"scale": CPG, "offset": 0}}, self.drv, self._emit_scale)
+        self.wall0 = WALL0 + index * 10_000_000
+        self.now = 0                      # mono ms, both boards
+        self.queue: list = []             # (t, n, kind, data): scheduled camera / answers / verdicts
+        self.qn = 0
+        self.frame_no = 0
+        self.action: Action | None = None
+        self.by_useq: dict[int, Action] = {}
+        self.shopper = Shopper(self.sc, self.cat, self.rng)
+        self.res = BasketResult(self.cart, self.shopper.dishonest, 0)
+        self.first_decision: dict[str, int] = {}
+        self.move_latency: dict = {}     # movement start (unsettled) -> decision
+        self.move_action: dict = {}      # engine move id -> (action, delta_g), for diagnosis
+        self.log: list = []
+
+    # --- message plumbing -------------------------------------------------------
+    def _clock(self):
+        return (self.now, None, False)
+
+    def _send(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, t: int | None = None):
+        t_ms = self.wall0 + (self.now if t is None else t)
+        if self.st.sink is not None:
+            self.st.sink(t_ms, topic, qos, retain, payload)
+        r0 = self.st.pool.render_s
+        t0 = time.perf_counter()
+        fx = self.st.feed.handle(topic, payload, t_ms)
+        dt = time.perf_counter() - t0 - (self.st.pool.render_s - r0)   # first-time scene renders are not the gateway's
+        self.st.engine_s += dt
+        if fx:
+            self._effects(fx, dt * 1000.0)
+        return fx
+
+    def _emit_scale(self, typ, fields):
+        self.seq["scale"] += 1
+        s = self.seq["scale"]
+        payload = proto.encode_event(self.cart, "scale", 1, s, typ, fields, self._clock())
+        if typ == "unsettled":
+            self.by_useq[s] = self.action
+            self._burst(s)
+        self._send(f"carts/{self.cart}/scale/evt", payload)
+        return s
+
+    def _burst(self, useq: int):
+        cam = self.sc["camera"]
+        a = self.action
+        frames = []
+        for j in range(cam["frames_per_burst"]):
+            self.frame_no += 1
+            t = self.now + FRAME_GAP_MS[j]
+            frames.append((self.frame_no, t, self._scene(a, j)))
+        self._push(frames[-1][1] + 20, "capture", (useq, frames))
+
+    def _scene(self, a: Action | None, j: int) -> str | None:
+        """Pool key of what frame j of a burst shows; None: the frame is missed."""
+        if self.rng.random() < self.sc["camera"]["p_missed_frame"]:
+            return None
+        i = self.rng.randrange(1 << 20)
+        if a is None or a.kind == "lean":
+            return self.st.pool.key(None, "hand", i)
+        items = [x for x in (a.removes + a.adds if a.kind in ("swap", "put_back") else a.adds + a.removes)]
+        sku = items[j % len(items)][0] if items else None
+        if sku is None or a.view in ("hand", "covered"):
+            return self.st.pool.key(None, "covered" if a.view == "covered" else "hand", i)
+        return self.st.pool.key(sku, a.view, i)
+
+    def _push(self, t, kind, data):
+        self.qn += 1
+        heapq.heappush(self.queue, (t, self.qn, kind, data))
+
+    def _run_queued(self, upto: int):
+        while self.queue and self.queue[0][0] <= upto:
+            t, _, kind, data = heapq.heappop(self.queue)
+            saved, self.now = self.now, max(self.now, t)
+            if kind == "capture":
+                self._capture(*data)
+            else:
+                self._send(*data)
+            self.now = max(saved, self.now)
+
+    def _capture(self, useq, frames):
+        nos, mss = [], []
+        for no, t, key in frames:
+            nos.append(no)
+            mss.append(t)
+            if key is None:
+                continue
+            if self.st.send_frames:
+                for ch in framing.encode(self.st.pool.jpeg(key), 1, no):
+                    self._send(f"carts/{self.cart}/cam/frame", ch, t=t)
+            else:
+                self.st._frame_keys[(self.cart, 1, no)] = key
+        self.seq["cam"] += 1
+        fields = {"trigger": "unsettled", "ref": f"{self.cart}/scale/1/{useq}", "frames": nos, "frame_ms": mss}
+        self._send(f"carts/{self.cart}/cam/evt",
+                   proto.encode_event(self.cart, "cam", 1, self.seq["cam"], "capture", fields, self._clock()))
+
+    # --- the gateway's outputs, answered by the shopper and the reviewer --------
+    def _effects(self, fx: dict, step_ms: float = 0.0):
+        if "receipt" in fx:
+            return
+        eng = self.st.feed.engine(self.cart)
+        for d in fx.get("decisions", []):
+            m = d.get("move_id")
+            if m and m not in self.first_decision and d["outcome"] in ("accept", "ask", "review"):
+                mv = eng.s["moves"].get(m)
+                if mv:
+                    # settle -> decision: event time waited for evidence plus the engine's compute time
+                    self.first_decision[m] = d["mono_ms"] - mv["mono_ms"] + step_ms
+                    self.move_latency[m] = d["mono_ms"] - mv["start_ms"] + step_ms
+                    self.move_action[m] = (self.by_useq.get(mv["unsettled_seq"]), round(mv["delta_g"], 1))
+            if m:
+                self.log.append(d)
+        shop = self.sc["shopper"]
+        for p in fx.get("prompts_opened", []):
+            self.res.prompts += 1
+            mv = eng.s["moves"][eng.s["prompts"][p["prompt_id"]]["move_id"]]
+            a = self.by_useq.get(mv["unsettled_seq"])
+            choice = answer_for(a, p, mv["delta_g"], self.cat, self.rng, shop["answer_error_rate"])
+            body = {"v": 1, "prompt_id": p["prompt_id"], "answer_id": "a-" + p["prompt_id"], "choice": choice}
+            t = self.now + int(1000 * self.rng.uniform(shop["answer_s_min"], shop["answer_s_max"]))
+            self._push(t, "send", (f"carts/{self.cart}/screen/answer", _j(body), 1, False))
+        for r in fx.get("reviews_opened", []):
+            self.res.reviews += 1
+            mv = eng.s["moves"][eng.s["reviews"][r["review_id"]]["move_id"]]
+            sku, qty = verdict_for(self.by_useq.get(mv["unsettled_seq"]), mv["delta_g"])
+            body = {"v": 1, "review_id": r["review_id"], "verdict_id": "v-" + r["review_id"],
+                    "sku": sku, "qty": qty}
+            t = self.now + int(1000 * self.rng.uniform(shop["review_s_min"], shop["review_s_max"]))
+            self._push(t, "send", (f"gateway/{GW}/review/verdict", _j(body), 1, False))
+
+    # --- physics ---------------------------------------------------------------
+    def _samples(self, ms: float):
+        """Run the cell and the firmware for `ms` of simulated time."""
+        end = self.cell.t_ms + ms
+        next_tick = self.now + TICK_MS
+        while self.cell.t_ms < end:
+            self.now = int(self.cell.t_ms)
+            self.drv.raw = self.cell.next_raw()
+            self.loop.step(self.now)
+            if self.queue and self.queue[0][0] <= self.now:
+                self._run_queued(self.now)
+            if self.now >= next_tick:
+                next_tick = self.now + TICK_MS
+                self._tick()
+
+    def _tick(self):
+        t0 = time.perf_counter()
+        fx = self.st.feed.tick(self.cart, self.wall0 + self.now)
+        dt = time.perf_counter() - t0
+        self.st.engine_s += dt
+        self._effects(fx, dt * 1000.0)
+
+    def _idle(self, ms: int):
+        """Walking the aisle: no samples, but queued answers and verdicts go out."""
+        target = self.now + ms
+        while self.queue and self.queue[0][0] <= target:
+            self.now = max(self.now, self.queue[0][0])
+            self.cell.t_ms = max(self.cell.t_ms, float(self.now))
+            self._run_queued(self.now)
+        self.now = target
+        self.cell.t_ms = float(target)
+        self._tick()
+
+    def _do(self, a: Action):
+        rng, cell, beh = self.rng, self.cell, self.sc["behaviour"]
+        self.action = a
+        self._samples(300)
+        base = cell.base_g
+        if a.kind == "lean":
+            cell.hand(rng.uniform(2000, 8000), rng.uniform(800, 4000))
+            self._samples(5000)
+            return
+        if a.kind == "put_back":    # lift out, hold a moment, put it back
+            g = a.removes[0][2]
+            cell.ramp_to(base - g, rng.uniform(200, 500))
+            self._samples(rng.uniform(300, 2500))
+            cell.ramp_to(base, rng.uniform(200, 500))
+        else:
+            target = base + sum(g for _, _, g in a.adds) - sum(g for _, _, g in a.removes)
+            if a.kind == "swap":    # out, then the other in, without settling between
+                mid = base - a.removes[0][2]
+                cell.ramp_to(mid, rng.uniform(200, 400))
+                self._samples(rng.uniform(150, 250))
+            cell.ramp_to(target, rng.uniform(250, 700))
+        self._samples(rng.uniform(300, 700))
+        if a.hand_rest:
+            cell.hand(rng.uniform(100, 1500), rng.uniform(500, 2500))
+        if a.push:
+            cell.vibration(beh["push_amplitude_g"] * rng.uniform(0.5, 1.0), rng.uniform(2, 6),
+                           rng.uniform(1000, 4000))
+        if a.bump:
+            cell.bump(rng.uniform(200, 1500), rng.uniform(40, 120))
+        self._samples(4500)
+
+    # --- a whole basket ---------------------------------------------------------
+    def run(self) -> BasketResult:
+        for board in ("scale", "cam"):
+            self._send(f"carts/{self.cart}/{board}/status",
+                       proto.encode_status(self.cart, board, 1, self._clock(), True), retain=True)
+        self.cell.set_load(0.0)
+        self._samples(1500)               # power-up, tare settles
+        plan = self.shopper.plan(lambda s: pack_weight(self.rng, s))
+        for a in plan:
+            self._idle(a.think_ms)
+            self._do(a)
+            if a.cheat:
+                self.res.cheats.append(a.cheat)
+            if sum(1 for sku, _, _ in a.adds if sku) > 1 and a.kind == "add":
+                self.res.multi_sku_moves += 1      # two different products in one movement
+            if a.kind == "swap":
+                self.res.multi_sku_moves += 1
+        self._samples(2000)
+        receipt = None
+        for attempt in range(40):        # the shopper waits for answers and reviews
+            if self.queue:
+                self._idle(max(0, self.queue[0][0] - self.now) + 1)
+                continue
+            fx = self._send(f"carts/{self.cart}/checkout", _j({"v": 1, "req_id": f"{self.cart}-q{attempt}"}))
+            receipt = fx["receipt"]
+            if receipt["ok"]:
+                break
+            self.res.refusals += 1
+            self._idle(2000)
+        self._score(receipt)
+        self.res.latencies_ms = sorted(self.first_decision.values())
+        self.res.move_latencies_ms = sorted(self.move_latency.values())
+        return self.res
+
+    def _score(self, receipt):
+        res, cat = self.res, self.cat
+        truth = Counter()
+        produce = Counter()
+        for sku, g in self.shopper.in_cart:
+            if cat[sku].sold_by_weight:
+                produce[sku] += round(g * cat[sku].price_cents / 1000)
+            else:
+                truth[sku] += 1
+        res.items = len(self.shopper.in_cart)     # units (a produce bag is one)
+        res.truth_cents = sum(cat[s].price_cents * q for s, q in truth.items()) + sum(produce.values())
+        if not receipt or not receipt.get("ok"):
+            res.receipt_ok = False
+            res.wrong = True
+            res.detail = {"refused": receipt.get("reason") if receipt else "none"}
+            return
+        res.receipt_ok = True
+        got, got_prod = Counter(), Counter()
+        for ln in receipt["lines"]:
+            if ln["status"] != "accepted" or ln["sku"] is None:
+                continue
+            if cat[ln["sku"]].sold_by_weight:
+                got_prod[ln["sku"]] += ln["price_cents"]
+            else:
+                got[ln["sku"]] += ln["qty"]
+        res.charged_cents = receipt["total_cents"]
+        # Produce is priced by the scale: a few grams either way is the
+        # sensor's accuracy, not a wrong basket (2 % or 5 cents).
+        prod_ok = set(produce) == set(got_prod) and all(
+            abs(produce[s] - got_prod[s]) <= max(5, 0.02 * produce[s]) for s in produce)
+        res.wrong = truth != got or not prod_ok
+        diff = res.charged_cents - res.truth_cents
+        res.over_cents, res.under_cents = max(0, diff), max(0, -diff)
+        if res.wrong:
+            res.detail = {"missing": dict(truth - got), "extra": dict(got - truth),
+                          "produce_true": dict(produce), "produce_charged": dict(got_prod)}
+
+
+def _j(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()

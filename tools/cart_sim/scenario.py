@@ -1,0 +1,139 @@
+"""Scenario files (TOML) for the virtual store: load, validate, name the bad key.
+
+A scenario is a flat set of sections; every key has a default (the `default`
+scenario) and a range. `load_scenario("hard")` finds a shipped file under
+scenarios/; any other argument is a path. Errors are ScenarioError naming
+`section.key`. docs/simulation.md documents every key and its source.
+"""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+SHIPPED = Path(__file__).resolve().parent / "scenarios"
+
+
+class ScenarioError(ValueError):
+    pass
+
+
+# section -> key -> (default, lo, hi); bool keys have (default, None, None)
+SCHEMA: dict[str, dict[str, tuple]] = {
+    "baskets": {
+        "mean_items": (14.0, 1.0, 60.0),   # mean basket size (units), truncated to [1, 60]
+        "max_items": (60, 1, 60),
+        "units_per_pick_max": (4, 1, 6),   # several units of one SKU at once
+        "p_multi_units": (0.08, 0.0, 1.0),
+        "p_two_items": (0.05, 0.0, 1.0),   # two different items in one movement
+        "p_produce": (0.08, 0.0, 1.0),     # loose produce in a bag
+        "p_lookalike": (0.10, 0.0, 1.0),   # next pick from a look-alike family / similar weight
+    },
+    "behaviour": {
+        "p_remove": (0.05, 0.0, 1.0),      # per action: take an item out
+        "p_put_back": (0.05, 0.0, 1.0),    # lift an item and put it back
+        "p_swap": (0.03, 0.0, 1.0),        # one item out, another in, one movement
+        "p_personal": (0.06, 0.0, 1.0),    # a bag, phone or toy
+        "p_lean": (0.04, 0.0, 1.0),        # lean on the cart between actions
+        "p_push": (0.30, 0.0, 1.0),        # the cart is pushed while the item settles
+        "p_bump": (0.05, 0.0, 1.0),        # a knock while the item settles
+        "p_hand_rest": (0.06, 0.0, 1.0),   # a hand rests on the item after placing it
+        "p_out_of_view": (0.04, 0.0, 1.0), # dropped in outside the camera's view
+        "push_amplitude_g": (25.0, 0.0, 500.0),
+        "think_s_min": (5.0, 0.5, 600.0),  # time between actions (aisle walking)
+        "think_s_max": (40.0, 0.5, 600.0),
+    },
+    "dishonest": {
+        "fraction": (0.02, 0.0, 1.0),      # share of shoppers who cheat
+        "p_act": (0.3, 0.0, 1.0),          # per added item, chance a cheater cheats on it
+        "w_cover": (1.0, 0.0, 100.0),      # relative mix of the three tricks
+        "w_declare_personal": (1.0, 0.0, 100.0),
+        "w_label_swap": (1.0, 0.0, 100.0),
+    },
+    "shopper": {
+        "answer_error_rate": (0.01, 0.0, 1.0),
+        "answer_s_min": (2.0, 0.0, 120.0),
+        "answer_s_max": (8.0, 0.0, 120.0),
+        "review_s_min": (20.0, 0.0, 3600.0),
+        "review_s_max": (90.0, 0.0, 3600.0),
+    },
+    "camera": {
+        "frames_per_burst": (3, 1, 8),
+        "p_missed_frame": (0.05, 0.0, 1.0),
+        "occlusion_max": (0.3, 0.0, 1.0),   # hand over the item, share of its box
+        "blur_max": (0.3, 0.0, 1.0),
+        "p_hard_view": (0.15, 0.0, 1.0),    # share of bursts drawn from the occluded/blurred pool
+        "pool_per_condition": (3, 1, 20),   # pre-rendered scenes per SKU and condition
+    },
+    "sensor": {
+        "noise_g": (1.0, 0.0, 5.0),         # HX711 rms at 80 SPS, 0.5-1.5 g for cart cells
+        "spike_rate": (0.02, 0.0, 0.2),     # 2^n-1 reads, 1-5 %
+        "drift_g_per_h": (10.0, 0.0, 60.0), # up to ~30 g over hours
+    },
+}
+
+
+def _check(section: str, key: str, value, spec):
+    dflt, lo, hi = spec
+    name = f"{section}.{key}"
+    if isinstance(dflt, bool):
+        if not isinstance(value, bool):
+            raise ScenarioError(f"scenario key {name}: must be true or false, got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ScenarioError(f"scenario key {name}: must be a number, got {value!r}")
+    if isinstance(dflt, int) and not isinstance(dflt, bool) and not float(value).is_integer():
+        raise ScenarioError(f"scenario key {name}: must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise ScenarioError(f"scenario key {name}: {value!r} not in {lo}..{hi}")
+    return int(value) if isinstance(dflt, int) else float(value)
+
+
+def validate(data: dict, name: str = "<scenario>") -> dict:
+    """Full scenario dict (defaults filled in); ScenarioError names the bad key."""
+    out = {"name": name, "description": ""}
+    for k, v in data.items():
+        if k == "name":
+            if not isinstance(v, str):
+                raise ScenarioError("scenario key name: must be a string")
+            out["name"] = v
+        elif k == "description":
+            if not isinstance(v, str):
+                raise ScenarioError("scenario key description: must be a string")
+            out["description"] = v
+        elif k not in SCHEMA:
+            raise ScenarioError(f"scenario key {k}: unknown section (known: {', '.join(SCHEMA)})")
+        elif not isinstance(v, dict):
+            raise ScenarioError(f"scenario key {k}: must be a table")
+    for sec, keys in SCHEMA.items():
+        given = data.get(sec, {})
+        for k in given:
+            if k not in keys:
+                raise ScenarioError(f"scenario key {sec}.{k}: unknown key")
+        out[sec] = {k: _check(sec, k, given[k], spec) if k in given else spec[0]
+                    for k, spec in keys.items()}
+    b = out["behaviour"]
+    if b["think_s_min"] > b["think_s_max"]:
+        raise ScenarioError("scenario key behaviour.think_s_min: larger than think_s_max")
+    s = out["shopper"]
+    for a in ("answer", "review"):
+        if s[f"{a}_s_min"] > s[f"{a}_s_max"]:
+            raise ScenarioError(f"scenario key shopper.{a}_s_min: larger than {a}_s_max")
+    if sum(out["dishonest"][k] for k in ("w_cover", "w_declare_personal", "w_label_swap")) <= 0:
+        raise ScenarioError("scenario key dishonest.w_cover: the three trick weights sum to 0")
+    return out
+
+
+def load_scenario(name_or_path: str) -> dict:
+    p = Path(name_or_path)
+    if not p.suffix and not p.exists():
+        p = SHIPPED / f"{name_or_path}.toml"
+        if not p.exists():
+            known = ", ".join(sorted(x.stem for x in SHIPPED.glob("*.toml")))
+            raise ScenarioError(f"scenario {name_or_path!r}: no such file or shipped scenario ({known})")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError(f"scenario {str(p)!r}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(f"scenario {str(p)!r}: not valid TOML: {e}") from None
+    return validate(data, name=p.stem)

@@ -1,0 +1,197 @@
+"""Simulated shoppers: what each one physically does, and what they answer.
+
+A plan is a list of actions; each action records what really went in and out
+of the cart (`adds`, `removes`: (sku, units, grams) per product; personal
+items as sku None). The runner (fastsim.py) turns actions into loads on the
+load cell and scenes for the camera; this module never looks at the gateway.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+PERSONAL = (  # name, grams lo..hi (estimates: a tote bag, a phone, a child's toy)
+    ("bag", 250.0, 900.0), ("phone", 150.0, 230.0), ("toy", 60.0, 450.0))
+PRODUCE_BAG_G = 6.0   # a thin produce bag
+
+
+@dataclass
+class Action:
+    kind: str                     # add, remove, put_back, swap, personal_in, personal_out, lean, produce
+    adds: list = field(default_factory=list)      # (sku|None, units, grams)
+    removes: list = field(default_factory=list)   # (sku|None, units, grams)
+    view: str = "clear"           # camera condition: clear, hard, oov, hand, covered
+    push: bool = False
+    bump: bool = False
+    hand_rest: bool = False
+    cheat: str | None = None      # cover, declare_personal, label_swap
+    label_sku: str | None = None  # label_swap: the cheap SKU whose label is on the pack
+    think_ms: int = 10000
+
+
+class Shopper:
+    def __init__(self, scenario: dict, catalogue, rng: random.Random):
+        self.sc, self.cat, self.rng = scenario, catalogue, rng
+        self.packaged = [s for s in catalogue if not s.sold_by_weight]
+        self.produce = [s for s in catalogue if s.sold_by_weight]
+        self.by_family: dict[str, list] = {}
+        for s in self.packaged:
+            self.by_family.setdefault(s.family, []).append(s)
+        self.by_weight = sorted(self.packaged, key=lambda s: s.weight_mean_g)
+        d = scenario["dishonest"]
+        self.dishonest = rng.random() < d["fraction"]
+        self.in_cart: list = []       # [sku, grams] per unit
+        self.personal: list = []      # grams
+        self.last = None
+
+    # --- choosing products ---------------------------------------------
+    def _pick(self):
+        rng, b = self.rng, self.sc["baskets"]
+        if self.last is not None and rng.random() < b["p_lookalike"]:
+            if rng.random() < 0.5:
+                fam = [s for s in self.by_family[self.last.family] if s.sku != self.last.sku]
+                if fam:
+                    return rng.choice(fam)
+            i = self.by_weight.index(self.last)
+            near = [s for s in self.by_weight[max(0, i - 3): i + 4]
+                    if s.sku != self.last.sku and abs(s.weight_mean_g - self.last.weight_mean_g)
+                    <= 0.03 * self.last.weight_mean_g + 5]
+            if near:
+                return rng.choice(near)
+        return rng.choice(self.packaged)
+
+    def _view(self, item_kind: str = "item") -> str:
+        rng, cam, beh = self.rng, self.sc["camera"], self.sc["behaviour"]
+        if rng.random() < beh["p_out_of_view"]:
+            return "oov"
+        return "hard" if rng.random() < cam["p_hard_view"] else "clear"
+
+    def _decorate(self, a: Action) -> Action:
+        beh, rng = self.sc["behaviour"], self.rng
+        a.push = rng.random() < beh["p_push"]
+        a.bump = rng.random() < beh["p_bump"]
+        a.hand_rest = bool(a.adds) and rng.random() < beh["p_hand_rest"]
+        a.think_ms = int(1000 * rng.uniform(beh["think_s_min"], beh["think_s_max"]))
+        return a
+
+    def _add_action(self, weigh) -> Action:
+        rng, b = self.rng, self.sc["baskets"]
+        if self.produce and rng.random() < b["p_produce"]:
+            s = rng.choice(self.produce)
+            g = PRODUCE_BAG_G + rng.uniform(0.3, 2.5) * s.weight_mean_g
+            return Action("produce", adds=[(s.sku, 1, g)], view=self._view())
+        s = self._pick()
+        self.last = s
+        units = 1
+        if rng.random() < b["p_multi_units"]:
+            units = rng.randint(2, b["units_per_pick_max"]) if b["units_per_pick_max"] > 1 else 1
+        adds = [(s.sku, units, sum(weigh(s) for _ in range(units)))]
+        if rng.random() < b["p_two_items"]:
+            s2 = self._pick()
+            adds.append((s2.sku, 1, weigh(s2)))
+        a = Action("add", adds=adds, view=self._view())
+        if self.dishonest and rng.random() < self.sc["dishonest"]["p_act"]:
+            self._cheat(a)
+        return a
+
+    def _cheat(self, a: Action) -> None:
+        d, rng = self.sc["dishonest"], self.rng
+        tricks = [("cover", d["w_cover"]), ("declare_personal", d["w_declare_personal"]),
+                  ("label_swap", d["w_label_swap"])]
+        r = rng.uniform(0, sum(w for _, w in tricks))
+        for name, w in tricks:
+            r -= w
+            if r <= 0 and w > 0:
+                break
+        a.cheat = name
+        if name == "cover":
+            a.view = "covered"
+        elif name == "declare_personal":
+            a.view = "hand"         # held so the camera sees a hand, not the label
+        else:   # a cheap label on a dear pack: the cheapest SKU of similar weight
+            sku = self.cat[a.adds[0][0]]
+            alts = [s for s in self.packaged if s.price_cents < sku.price_cents
+                    and abs(s.weight_mean_g - sku.weight_mean_g) < 0.15 * sku.weight_mean_g]
+            a.label_sku = min(alts, key=lambda s: s.price_cents).sku if alts else None
+            if a.label_sku is None:
+                a.cheat = None
+
+    # --- a whole session ---------------------------------------------------
+    def plan(self, weigh) -> list[Action]:
+        """Actions until `n_items` product units went in (removals come on top)."""
+        rng, b, beh = self.rng, self.sc["baskets"], self.sc["behaviour"]
+        n_items = max(1, min(b["max_items"], round(rng.gammavariate(2.0, b["mean_items"] / 2.0))))
+        out: list[Action] = []
+        added = 0
+        while added < n_items:
+            r = rng.random()
+            a = None
+            if self.in_cart and r < beh["p_remove"]:
+                i = rng.randrange(len(self.in_cart))
+                sku, g = self.in_cart.pop(i)
+                a = Action("remove", removes=[(sku, 1, g)], view=self._view())
+            elif self.in_cart and r < beh["p_remove"] + beh["p_put_back"]:
+                sku, g = rng.choice(self.in_cart)
+                a = Action("put_back", adds=[(sku, 1, g)], removes=[(sku, 1, g)], view=self._view())
+            elif self.in_cart and r < beh["p_remove"] + beh["p_put_back"] + beh["p_swap"]:
+                i = rng.randrange(len(self.in_cart))
+                sku, g = self.in_cart.pop(i)
+                s2 = self._pick()
+                g2 = weigh(s2)
+                self.in_cart.append([s2.sku, g2])
+                a = Action("swap", removes=[(sku, 1, g)], adds=[(s2.sku, 1, g2)], view=self._view())
+            elif r < beh["p_remove"] + beh["p_put_back"] + beh["p_swap"] + beh["p_personal"]:
+                if self.personal and rng.random() < 0.3:
+                    g = self.personal.pop(rng.randrange(len(self.personal)))
+                    a = Action("personal_out", removes=[(None, 1, g)], view="hand")
+                else:
+                    _, lo, hi = rng.choice(PERSONAL)
+                    g = rng.uniform(lo, hi)
+                    self.personal.append(g)
+                    a = Action("personal_in", adds=[(None, 1, g)], view="hand")
+            elif r > 1.0 - beh["p_lean"]:
+                a = Action("lean", view="hand")
+            else:
+                a = self._add_action(weigh)
+                for sku, units, g in a.adds:
+                    for _ in range(units):
+                        self.in_cart.append([sku, g / units])
+                    added += units
+            out.append(self._decorate(a))
+        return out
+
+
+def answer_for(action: Action | None, prompt: dict, delta_g: float, catalogue, rng: random.Random,
+               error_rate: float) -> dict:
+    """The shopper's §11 choice for a prompt about the movement `action` caused."""
+    if action is None:
+        return {"none": True}
+    items = action.adds if delta_g > 0 else action.removes
+    if action.cheat in ("cover", "declare_personal") and delta_g > 0:
+        return {"personal": True}
+    if action.cheat == "label_swap" and delta_g > 0:
+        s = catalogue[action.label_sku]
+        return {"barcode": s.ean13} if prompt["kind"] == "scan" else {"sku": s.sku}
+    if not items:
+        return {"none": True}
+    sku = items[0][0]
+    if sku is None:
+        return {"personal": True}
+    opts = [o["sku"] for o in prompt.get("options", []) if o["sku"] != sku]
+    if opts and rng.random() < error_rate:
+        return {"sku": rng.choice(opts)}     # a tap on the wrong picture
+    if prompt["kind"] == "scan":
+        return {"barcode": catalogue[sku].ean13}
+    return {"sku": sku}
+
+
+def verdict_for(action: Action | None, delta_g: float) -> tuple[str | None, int]:
+    """The reviewer sees the frames and the shopper: the truth, as far as a
+    verdict (one SKU, a quantity) can say it."""
+    if action is None:
+        return None, 0
+    items = action.adds if delta_g > 0 else action.removes
+    if not items:
+        return None, 0
+    sku, units, _ = items[0]
+    return sku, units

@@ -1,0 +1,52 @@
+"""`cart-sim trace`: the fast simulation's messages as a §14 trace, plus the truth.
+
+trace.jsonl: header, then every message the boards, the screen (answers,
+checkout) and the review station (verdicts) sent, in send order, frames as
+real JPEG chunks (cartfw.framing). truth.json: per basket what was really in
+the cart and what the in-process gateway charged, so a replay can be checked.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cart_gateway.protocol import trace_line
+
+from .bench import summarise
+from .fastsim import WALL0, Store
+from .scenario import load_scenario
+
+
+def write_trace(scenario: dict, baskets: int, seed: int, out_dir) -> dict:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    f = open(out / "trace.jsonl", "w", encoding="utf-8")
+    f.write(json.dumps({"trace": 1, "created_ms": WALL0, "source": f"cart-sim trace {scenario['name']} seed={seed}"},
+                       separators=(",", ":")) + "\n")
+
+    def sink(t_ms, topic, qos, retain, payload):
+        f.write(trace_line(t_ms, topic, qos, retain, payload) + "\n")
+    try:
+        store = Store(scenario, seed, frames=True, sink=sink)
+        res = store.run(baskets)
+    finally:
+        f.close()
+    truth = {"scenario": scenario["name"], "seed": seed, "baskets": []}
+    for r in res:
+        rc = store.feed.receipts.get(r.cart) or {}
+        truth["baskets"].append({
+            "cart": r.cart, "dishonest": r.dishonest, "cheats": r.cheats, "items": r.items,
+            "truth_cents": r.truth_cents, "charged_cents": r.charged_cents, "wrong": r.wrong,
+            "receipt": {"ok": rc.get("ok"), "total_cents": rc.get("total_cents"),
+                        "lines": [{k: ln[k] for k in ("sku", "qty", "price_cents", "status")}
+                                  for ln in rc.get("lines", [])]}})
+    truth["summary"] = summarise(res, store, 0.0)
+    (out / "truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True), encoding="utf-8")
+    return truth
+
+
+def main_trace(args) -> int:
+    sc = load_scenario(args.scenario)
+    t = write_trace(sc, args.baskets, args.seed, args.out)
+    print(json.dumps({"out": str(args.out), "baskets": len(t["baskets"])}))
+    return 0

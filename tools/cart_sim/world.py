@@ -1,0 +1,123 @@
+"""The virtual store's world: catalogue, real pack weights, the camera's scene pool.
+
+Rendering a frame costs ~22 ms and the detector ~2.3 ms (measured on this
+machine), so fast mode does not render every frame: it draws each burst's
+frames from a seeded pool of `pool_per_condition` scenes per (SKU, viewing
+condition), rendered once by cart_model.render and run once through the real
+detector. The detector outputs are cached on disk (keyed by the model file,
+the catalogue and the camera settings); `jpeg(key)` re-renders the same bytes
+for traces. docs/simulation.md states what this approximates.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from pathlib import Path
+
+from cart_gateway.catalogue import Catalogue
+
+NO_ITEM = "-"
+CONDITIONS = ("clear", "hard", "oov")        # with an item
+EMPTY_CONDITIONS = ("hand", "covered")        # no product in view
+
+
+def pack_weight(rng: random.Random, sku) -> float:
+    """One physical pack: drawn from the SKU's spread (catalogue weight_sd_g,
+    derived from the EU e-mark tolerances), clipped at 3 sd as the
+    average-quantity rules reject packs beyond twice the tolerable error."""
+    sd = sku.weight_sd_g
+    return sku.weight_mean_g + max(-3 * sd, min(3 * sd, rng.gauss(0.0, sd)))
+
+
+class ScenePool:
+    def __init__(self, catalogue: Catalogue, camera: dict, seed: int = 0,
+                 cache_dir: str | os.PathLike | None = None, detector=None):
+        self.cat = catalogue
+        self.cam = camera
+        self.seed = seed
+        self._det = detector
+        self.n = int(camera["pool_per_condition"])
+        self.rendered = 0
+        self.render_s = 0.0
+        tag = json.dumps({"occ": camera["occlusion_max"], "blur": camera["blur_max"], "seed": seed},
+                         sort_keys=True)
+        from cart_gateway.detectors import DEFAULT_MODEL
+        h = hashlib.sha256(tag.encode())
+        h.update(Path(DEFAULT_MODEL).read_bytes())
+        h.update(catalogue.to_json().encode())
+        self.tag = h.hexdigest()[:16]
+        d = Path(cache_dir or os.environ.get("CART_SIM_CACHE", "/tmp/cart_sim_cache"))
+        self.path = d / f"pool-{self.tag}.json"
+        self.cache: dict[str, list] = {}
+        if self.path.exists():
+            try:
+                self.cache = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                self.cache = {}
+        self._dirty = False
+
+    @property
+    def detector(self):
+        if self._det is None:
+            from cart_gateway.detectors import create_detector, default_detector_config
+            self._det = create_detector(default_detector_config())
+        return self._det
+
+    def key(self, sku: str | None, cond: str, i: int) -> str:
+        return f"{sku or NO_ITEM}|{cond}|{i % self.n}"
+
+    def _render(self, key: str):
+        from PIL import Image, ImageFilter
+        from cart_model.render import render_scene
+        sku, cond, i = key.split("|")
+        rng = random.Random(f"{self.seed}|{key}")
+        occ_max, blur_max = self.cam["occlusion_max"], self.cam["blur_max"]
+        rs = rng.randrange(1 << 30)
+        if cond == "covered":   # a palm over the lens: a dark, defocused frame
+            img, _ = render_scene(self.cat, None, rs, occlusion=1.0, blur=1.0)
+            img = Image.eval(img.filter(ImageFilter.GaussianBlur(12)), lambda v: v // 6)
+            return img
+        if cond == "hand":
+            img, _ = render_scene(self.cat, None, rs, occlusion=rng.uniform(0.3, 0.7),
+                                  blur=rng.uniform(0, blur_max))
+            return img
+        if cond == "clear":
+            occ, blur, oov = rng.uniform(0, 0.3 * occ_max), rng.uniform(0, 0.3 * blur_max), 0.0
+        elif cond == "hard":
+            occ, blur, oov = rng.uniform(0.3 * occ_max, occ_max), rng.uniform(0.3 * blur_max, blur_max), 0.0
+        else:
+            occ, blur, oov = 0.0, rng.uniform(0, blur_max), rng.uniform(0.4, 0.5)
+        img, _ = render_scene(self.cat, sku, rs, occlusion=occ, blur=blur, out_of_view=oov)
+        return img
+
+    def jpeg(self, key: str) -> bytes:
+        from cart_model.render import encode_jpeg
+        return encode_jpeg(self._render(key))
+
+    def candidates(self, key: str) -> list:
+        """The real detector's output on that pool scene: [[sku|None, score, cx, cy], ...]."""
+        c = self.cache.get(key)
+        if c is None:
+            import time
+            t0 = time.perf_counter()
+            c = detect_list(self.detector, self.jpeg(key))
+            self.render_s += time.perf_counter() - t0
+            self.cache[key] = c
+            self.rendered += 1
+            self._dirty = True
+        return c
+
+    def save(self) -> None:
+        if self._dirty:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.cache, sort_keys=True))
+            tmp.replace(self.path)
+            self._dirty = False
+
+
+def detect_list(detector, jpeg: bytes) -> list:
+    return [[c.sku, round(float(c.score), 6), round(float(c.cx), 4), round(float(c.cy), 4)]
+            for c in detector.detect(jpeg)]

@@ -1,0 +1,49 @@
+"""An MQTT watcher for tests and tools: subscribes, keeps every message and
+the last payload per topic, and waits for conditions with a timeout."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+
+class Watcher:
+    def __init__(self, port: int, topics=("#",), host: str = "127.0.0.1"):
+        self.last: dict[str, bytes] = {}
+        self.all: list[tuple[str, bytes]] = []
+        self.lock = threading.Lock()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.c.on_message = self._msg
+        self.c.on_connect = lambda c, u, f, rc, p: [c.subscribe(t, qos=1) for t in topics]
+        self.c.connect(host, port)
+        self.c.loop_start()
+
+    def _msg(self, c, u, m):
+        with self.lock:
+            self.last[m.topic] = m.payload
+            self.all.append((m.topic, m.payload))
+
+    def json(self, topic: str):
+        with self.lock:
+            p = self.last.get(topic)
+        return json.loads(p) if p else None
+
+    def events(self, typ: str | None = None) -> list[dict]:
+        with self.lock:
+            evts = [json.loads(p) for t, p in self.all if t.endswith("/evt")]
+        return [e for e in evts if typ is None or e.get("type") == typ]
+
+    def wait(self, pred, timeout: float = 15.0, what: str = "condition"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = pred()
+            if r:
+                return r
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}; topics seen: {sorted(self.last)}")
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()

@@ -1,0 +1,132 @@
+"""Fast mode: truth accounting, dishonest shoppers, determinism (small runs)."""
+import random
+from collections import Counter
+
+import pytest
+
+from cart_gateway.catalogue import Catalogue
+from cart_sim.bench import summarise
+from cart_sim.fastsim import Store
+from cart_sim.scenario import validate
+from cart_sim.shoppers import Shopper
+from cart_sim.world import ScenePool, pack_weight
+
+
+@pytest.fixture(scope="module")
+def cat():
+    return Catalogue.load()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CART_SIM_CACHE", str(tmp_path_factory.mktemp("poolcache")))
+    yield
+    mp.undo()
+
+
+CALM = {"baskets": {"mean_items": 4, "p_multi_units": 0, "p_two_items": 0, "p_produce": 0, "p_lookalike": 0},
+        "behaviour": {"p_remove": 0, "p_put_back": 0, "p_swap": 0, "p_personal": 0, "p_lean": 0,
+                      "p_push": 0, "p_bump": 0, "p_hand_rest": 0, "p_out_of_view": 0,
+                      "think_s_min": 2, "think_s_max": 4},
+        "camera": {"p_missed_frame": 0, "p_hard_view": 0, "pool_per_condition": 1},
+        "dishonest": {"fraction": 0}, "shopper": {"answer_error_rate": 0}}
+
+
+def _sc(**over):
+    d = {k: dict(v) for k, v in CALM.items()}
+    for sec, kv in over.items():
+        d.setdefault(sec, {}).update(kv)
+    return validate(d, "test")
+
+
+def test_plan_truth_is_adds_minus_removes(cat):
+    sc = validate({"behaviour": {"p_remove": 0.2, "p_swap": 0.1, "p_put_back": 0.1}}, "t")
+    for seed in range(5):
+        sh = Shopper(sc, cat, random.Random(seed))
+        rng = random.Random(seed)
+        plan = sh.plan(lambda s: pack_weight(rng, s))
+        net = Counter()
+        for a in plan:
+            for sku, units, _ in a.adds:
+                if sku:
+                    net[sku] += units
+            for sku, units, _ in a.removes:
+                if sku:
+                    net[sku] -= units
+        assert +net == Counter(s for s, _ in sh.in_cart)
+        assert all(v >= 0 for v in net.values())
+        assert 1 <= sum(net.values()) + sum(1 for a in plan if a.kind in ("remove", "swap")) 
+
+
+def test_pack_weights_follow_the_catalogue_spread(cat):
+    s = next(x for x in cat if not x.sold_by_weight and x.weight_sd_g > 2)
+    rng = random.Random(1)
+    w = [pack_weight(rng, s) for _ in range(2000)]
+    mean = sum(w) / len(w)
+    sd = (sum((x - mean) ** 2 for x in w) / len(w)) ** 0.5
+    assert abs(mean - s.weight_mean_g) < 0.2 * s.weight_sd_g
+    assert 0.85 * s.weight_sd_g < sd < 1.1 * s.weight_sd_g
+    assert max(abs(x - s.weight_mean_g) for x in w) <= 3 * s.weight_sd_g + 1e-9
+
+
+def test_calm_honest_baskets_are_charged_the_truth(cat):
+    st = Store(_sc(), seed=3, catalogue=cat)
+    res = st.run(5)
+    out = summarise(res, st, 0.0)
+    assert out["baskets"] == 5 and out["items"] == sum(r.items for r in res) > 0
+    for r in res:
+        assert r.receipt_ok
+        # wrong means the receipt differs from the truth; here the charge must match exactly when right
+        if not r.wrong:
+            assert r.charged_cents == r.truth_cents
+    assert sum(r.wrong for r in res) <= 1
+    assert out["dishonest_baskets"] == 0 and out["undetected_loss_per_1000"] == 0
+
+
+def test_wrong_basket_detection_counts_a_missing_item(cat):
+    st = Store(_sc(), seed=3, catalogue=cat)
+    from cart_sim.fastsim import BasketRun
+    run = BasketRun(st, 0)
+    res = run.run()
+    # Tamper with the truth: one more unit of a product the receipt does not have.
+    extra = next(s.sku for s in cat if not s.sold_by_weight)
+    run.shopper.in_cart.append([extra, 100.0])
+    run._score(st.feed.receipts[run.cart])
+    assert run.res.wrong and run.res.detail["missing"].get(extra, 0) >= 1
+    assert run.res.under_cents > 0 or res.charged_cents != run.res.truth_cents
+
+
+def test_dishonest_shoppers_produce_loss_figures(cat):
+    sc = _sc(baskets={"mean_items": 5}, dishonest={"fraction": 1.0, "p_act": 1.0, "w_cover": 1.0,
+                                                   "w_declare_personal": 1.0, "w_label_swap": 0.0})
+    st = Store(sc, seed=5, catalogue=cat)
+    res = st.run(6)
+    out = summarise(res, st, 0.0)
+    assert out["dishonest_baskets"] == 6 and out["dishonest_acts"] >= 6
+    assert set(out["dishonest_acts_by_kind"]) <= {"cover", "declare_personal"}
+    # Every trick either went unnoticed (an undercharge) or cost a prompt or a review.
+    for r in res:
+        assert r.under_cents > 0 or r.prompts + r.reviews > 0
+    lost = [r for r in res if r.under_cents > 0]
+    assert out["undetected_loss_per_1000"] == pytest.approx(1000 * len(lost) / 6, abs=0.01)
+    assert out["undetected_loss_cents"] == sum(r.under_cents for r in lost)
+
+
+def test_same_seed_same_figures(cat):
+    sc = validate({"baskets": {"mean_items": 5}}, "d")
+    a = summarise(Store(sc, seed=9, catalogue=cat).run(4), Store(sc, 9, catalogue=cat), 0.0)
+    b = summarise(Store(sc, seed=9, catalogue=cat).run(4), Store(sc, 9, catalogue=cat), 0.0)
+    for k in ("gateway_s", "pool_render_s", "wall_s", "pool_scenes_rendered", "stale_unsettled_dropped", "p50_decision_latency_ms", "p95_decision_latency_ms", "p95_movement_to_decision_ms"):
+        a.pop(k), b.pop(k)
+    assert a == b
+
+
+def test_pool_caches_detector_output(cat, tmp_path):
+    cam = validate({}, "x")["camera"]
+    p = ScenePool(cat, cam, cache_dir=tmp_path)
+    k = p.key(cat.skus()[0], "clear", 0)
+    c1 = p.candidates(k)
+    p.save()
+    q = ScenePool(cat, cam, cache_dir=tmp_path, detector=object())   # no detector call allowed
+    assert q.candidates(k) == c1 and q.rendered == 0

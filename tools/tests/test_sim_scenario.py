@@ -1,0 +1,59 @@
+"""Scenario files: the shipped ones load; a bad one is refused naming the key."""
+import pytest
+
+from cart_sim.cli import main as cli_main
+from cart_sim.scenario import SCHEMA, ScenarioError, load_scenario, validate
+
+
+@pytest.mark.parametrize("name", ["default", "rush-hour", "hard"])
+def test_shipped_scenarios_load_with_every_key(name):
+    sc = load_scenario(name)
+    assert sc["name"] == name and sc["description"]
+    for sec, keys in SCHEMA.items():
+        assert set(sc[sec]) == set(keys)
+
+
+def test_hard_is_harder_than_default():
+    d, h = load_scenario("default"), load_scenario("hard")
+    assert h["baskets"]["p_lookalike"] > d["baskets"]["p_lookalike"]
+    assert h["camera"]["occlusion_max"] > d["camera"]["occlusion_max"]
+    assert h["behaviour"]["p_push"] > d["behaviour"]["p_push"]
+
+
+@pytest.mark.parametrize("text, key", [
+    ("[baskets]\nmean_itemz = 3\n", "baskets.mean_itemz"),
+    ("[camera]\np_missed_frame = 1.5\n", "camera.p_missed_frame"),
+    ("[sensor]\nnoise_g = \"loud\"\n", "sensor.noise_g"),
+    ("[camera]\nframes_per_burst = 2.5\n", "camera.frames_per_burst"),
+    ("[weather]\nrain = 1\n", "weather"),
+    ("[behaviour]\nthink_s_min = 50.0\nthink_s_max = 10.0\n", "behaviour.think_s_min"),
+    ("[dishonest]\nw_cover = 0\nw_declare_personal = 0\nw_label_swap = 0\n", "dishonest.w_cover"),
+])
+def test_bad_scenario_file_names_the_key(tmp_path, text, key):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(str(p))
+    assert key in str(e.value)
+
+
+def test_bad_toml_and_missing_file_are_clear(tmp_path):
+    p = tmp_path / "broken.toml"
+    p.write_text("[baskets\n")
+    with pytest.raises(ScenarioError, match="not valid TOML"):
+        load_scenario(str(p))
+    with pytest.raises(ScenarioError, match="no such file or shipped scenario"):
+        load_scenario("no-such-scenario")
+
+
+def test_cli_refuses_bad_scenario_with_exit_2(tmp_path, capsys):
+    p = tmp_path / "bad.toml"
+    p.write_text("[baskets]\nmean_items = 0\n")
+    assert cli_main(["bench", "--scenario", str(p), "--baskets", "1"]) == 2
+    assert "baskets.mean_items" in capsys.readouterr().err
+
+
+def test_defaults_fill_unspecified_keys():
+    sc = validate({"baskets": {"mean_items": 3}})
+    assert sc["baskets"]["mean_items"] == 3.0
+    assert sc["sensor"]["noise_g"] == SCHEMA["sensor"]["noise_g"][0]
