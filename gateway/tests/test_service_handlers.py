@@ -184,3 +184,21 @@ def test_every_publish_decodes_with_the_protocols_output_decoders(tmp_path):
     assert seen == set(kinds.values())
     receipts = [json.loads(p.payload) for p in h.out if p.topic.endswith("/receipt")]
     assert [r["ok"] for r in receipts] == [False, True]
+
+
+def test_burst_runs_at_its_capture_event_with_the_frames_that_arrived(tmp_path):
+    """The camera sends frames before the capture event: one still missing then is lost; don't wait."""
+    from cart_gateway.testkit import frame_chunks
+    h = Harness(tmp_path)
+    cam = h.cam
+    for ch in frame_chunks(cam.epoch, 1, JPEG):
+        h.send("carts/c001/cam/frame", ch)
+    h.send("carts/c001/cam/frame", frame_chunks(cam.epoch, 2, JPEG)[0])      # frame 2 incomplete
+    h.send(cam.topic, cam.capture([1, 2], ref=None, trigger="motion"))
+    assert [len(j) for _, j in h.bursts] == [1]
+    # a capture event whose frames all come later waits for them (up to burst_timeout_s)
+    h.send(cam.topic, cam.capture([3], ref=None, trigger="motion"))
+    assert len(h.bursts) == 1
+    for ch in frame_chunks(cam.epoch, 3, JPEG):
+        h.send("carts/c001/cam/frame", ch)
+    assert len(h.bursts) == 2
