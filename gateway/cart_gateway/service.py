@@ -284,7 +284,12 @@ class Gateway:
             self._after(rt, rt.engine.step(Unsettled(ev.epoch, ev.seq, now, ev.total_g)), t_ms)
         elif ev.type == "capture":
             self.store.add_burst(eid, ev.cart, ev.epoch, list(ev.frames), ev.ref, now, t_ms)
-            self._maybe_run_burst(eid, t_ms)
+            # The camera publishes a burst's frames before its capture event (§6.3, firmware
+            # apps/camera.py), in order on one connection: a frame still missing now was lost
+            # (e.g. chunks in memory when we restarted). Run with what arrived; wait only if
+            # nothing did (burst_timeout_s), in case a camera sends the event first.
+            have = any(self.store.frame_path(frame_id(ev.cart, ev.epoch, n)) for n in ev.frames)
+            self._maybe_run_burst(eid, t_ms, timed_out=have)
         else:
             event(WARN, "board_error", f"{ev.cart}/{ev.board}: {ev.code}", id=eid, code=ev.code, detail=ev.detail)
 
@@ -440,7 +445,7 @@ class Gateway:
         for rid in fx["reviews_closed"]:
             self.store.close_review(rid, None)
             keep = self._review_frames()
-            req = next((x for x in self.store.all_reviews() if x["review_id"] == rid), None)
+            req = self.store.get_review(rid)
             for fid in (req or {}).get("frames", []):
                 path = self.store.frame_path(fid)
                 if path and fid not in keep:

@@ -166,6 +166,10 @@ class Store:
         row = self.db.execute("SELECT cart FROM reviews WHERE review_id=?", (review_id,)).fetchone()
         return row[0] if row else None
 
+    def get_review(self, review_id: str) -> dict | None:
+        row = self.db.execute("SELECT request FROM reviews WHERE review_id=?", (review_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
     def open_reviews(self) -> list[dict]:
         rows = self.db.execute("SELECT request FROM reviews WHERE status='open' ORDER BY t_ms, review_id")
         return [json.loads(r[0]) for r in rows]

@@ -80,3 +80,24 @@ def test_replay_result_content(tmp_path):
     assert outcomes == ["ask", "ask", "answer", "answer"], outcomes
     assert len(res["timing"]["decisions"]) == len(res["decisions"])
     assert {d["outcome"] for d in res["timing"]["decisions"]} >= {"ask", "answer"}
+
+
+def test_replay_of_a_cart_sim_trace_charges_what_the_simulators_gateway_charged(tmp_path):
+    """A trace from the virtual store (real JPEG frames, lost chunks, answers, verdicts, checkouts)
+    replayed with the real detector gives the receipts the simulator's in-process gateway issued
+    (cart_sim.gwfeed, the same engine): the service adds no decisions of its own."""
+    r = subprocess.run([sys.executable, "-m", "cart_sim.cli", "trace", "--baskets", "2", "--seed", "3",
+                        "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={"PYTHONPATH": f"{ROOT / 'gateway'}:{ROOT / 'tools'}:{ROOT / 'firmware/lib'}"})
+    assert r.returncode == 0, r.stderr
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    cfg = tmp_path / "gw.toml"   # the simulator's review station answers as gateway "sim"
+    cfg.write_text(f'gateway_id = "sim"\nstate_dir = "{tmp_path / "unused"}"\n[carts]\npattern = "s[0-9]+"\n')
+    out = tmp_path / "result.json"
+    r = subprocess.run([sys.executable, "-m", "cart_gateway.cli", "replay", str(tmp_path / "trace.jsonl"),
+                        "--config", str(cfg), "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300, env={"PYTHONPATH": str(ROOT / "gateway")})
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    got = {x["cart"]: x["total_cents"] for x in res["receipts"] if x["ok"]}
+    assert got == {b["cart"]: b["charged_cents"] for b in truth["baskets"]}

@@ -158,3 +158,47 @@ def _engine_failure(h):
     h.gw.carts["c001"].engine.s["reviews"][rid] = {"request": {}, "move_id": "m1"}
     from cart_gateway.testkit import verdict
     return [("tick", 1_700_000_100_000), ("msg", "gateway/gw1/review/verdict", verdict(rid, "v9", "NOPE", 1), 1)]
+
+
+def test_every_publish_decodes_with_the_protocols_output_decoders(tmp_path):
+    """What the gateway publishes is what screens, gates and the review station decode (protocol.decode_output)."""
+    from cart_gateway.protocol import decode_output
+    h = Harness(tmp_path)
+    h.move(JUICE[1], JUICE[0])                     # accepted
+    h.move(KETCHUP[1])                             # weight only: a prompt
+    h.tick(2000)
+    p = h.last("carts/c001/screen/prompt")
+    h.send("carts/c001/screen/answer", answer(p["prompt_id"], "a1", sku=KETCHUP[0]))
+    h.move(7000.0, KETCHUP[0])                     # review
+    h.send("carts/c001/checkout", checkout("early"))   # refused: open review
+    r = h.last("gateway/gw1/review/new")
+    h.send("gateway/gw1/review/verdict", verdict(r["review_id"], "v1", KETCHUP[0], 1))
+    h.send("carts/c001/checkout", checkout("r1"))
+    kinds = {"basket": "basket", "prompt": "prompt", "state": "screen state", "receipt": "receipt",
+             "new": "review request", "queue": "review queue"}
+    seen = set()
+    for pub in h.out:
+        kind = kinds[pub.topic.rsplit("/", 1)[1]]
+        decode_output(kind, pub.payload)
+        seen.add(kind)
+    assert seen == set(kinds.values())
+    receipts = [json.loads(p.payload) for p in h.out if p.topic.endswith("/receipt")]
+    assert [r["ok"] for r in receipts] == [False, True]
+
+
+def test_burst_runs_at_its_capture_event_with_the_frames_that_arrived(tmp_path):
+    """The camera sends frames before the capture event: one still missing then is lost; don't wait."""
+    from cart_gateway.testkit import frame_chunks
+    h = Harness(tmp_path)
+    cam = h.cam
+    for ch in frame_chunks(cam.epoch, 1, JPEG):
+        h.send("carts/c001/cam/frame", ch)
+    h.send("carts/c001/cam/frame", frame_chunks(cam.epoch, 2, JPEG)[0])      # frame 2 incomplete
+    h.send(cam.topic, cam.capture([1, 2], ref=None, trigger="motion"))
+    assert [len(j) for _, j in h.bursts] == [1]
+    # a capture event whose frames all come later waits for them (up to burst_timeout_s)
+    h.send(cam.topic, cam.capture([3], ref=None, trigger="motion"))
+    assert len(h.bursts) == 1
+    for ch in frame_chunks(cam.epoch, 3, JPEG):
+        h.send("carts/c001/cam/frame", ch)
+    assert len(h.bursts) == 2

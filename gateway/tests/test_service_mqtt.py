@@ -50,11 +50,12 @@ def test_answer_then_checkout_gives_receipt_within_a_second_and_a_fresh_basket(m
         for t, p in b.movement(ORANGE_JUICE):
             pub.publish(t, p, qos=1).wait_for_publish(5)
         prompt = w.wait(lambda: w.json("carts/c002/screen/prompt"), what="prompt after the vision wait")
-        assert w.json("carts/c002/screen/state")["prompts"][0]["prompt_id"] == prompt["prompt_id"]
+        state = w.wait(lambda: w.json("carts/c002/screen/state"), what="screen state")   # published right after
+        assert state["prompts"][0]["prompt_id"] == prompt["prompt_id"]
         pub.publish("carts/c002/screen/answer", answer(prompt["prompt_id"], "a1", sku="SKU0212"), qos=1)
         w.wait(lambda: [ln for ln in (w.json("carts/c002/basket") or {"lines": []})["lines"]
                         if ln["status"] == "accepted"], what="accepted line")
-        assert w.json("carts/c002/screen/state") == {"v": 1, "prompts": []}
+        w.wait(lambda: w.json("carts/c002/screen/state") == {"v": 1, "prompts": []}, what="prompt closed")
         t0 = time.monotonic()
         pub.publish("carts/c002/checkout", checkout("r1"), qos=1)
         rec = w.wait(lambda: w.json("carts/c002/receipt"), what="receipt")
