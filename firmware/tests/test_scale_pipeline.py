@@ -262,3 +262,33 @@ def test_rougher_surroundings_do_not_block_settling(tmp_path):
     w = [e for e in evs if e["type"] == "weight"]
     assert len(w) == 1 and abs(w[0]["fields"]["delta_g"] - 700) < 3
     assert (w[0]["i"] - n0) * 12.5 - 300 <= 1300
+
+
+@pytest.mark.micropython
+def test_hand_resting_while_an_item_goes_in_reports_the_item_once(tmp_path):
+    # A hand rests on the basket, an item is put in under it, the hand lifts:
+    # one event, the item's weight, measured from the level before the hand.
+    s = Script(13).run(1500)
+    s.m.hand(450, 4000)
+    s.run(1500)
+    s.m.ramp_to(380, 300)
+    s.run(4500)
+    evs, end = both(s.out, tmp_path)
+    d = [w["delta_g"] for w in weights(evs)]
+    assert len(d) == 1 and abs(d[0] - 380) < 3, evs
+    assert abs(end["scale_total_g"] - 380) < 3
+
+
+@pytest.mark.micropython
+def test_slow_placement_that_settles_part_way_is_one_item(tmp_path):
+    # 24 g lowered over 600 ms: the scale may settle mid-way below
+    # min_delta_g; the change is measured from the last reported level, so
+    # the item is still reported once, whole.
+    s = Script(14, noise_g=1.2).run(1500)
+    s.m.ramp_to(12, 300)
+    s.run(400)
+    s.m.ramp_to(24, 300)
+    s.run(2500)
+    evs, end = both(s.out, tmp_path)
+    d = [w["delta_g"] for w in weights(evs)]
+    assert len(d) == 1 and abs(d[0] - 24) < 2, evs

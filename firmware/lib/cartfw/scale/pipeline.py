@@ -19,13 +19,17 @@ PARAMS = {
     "min_delta_g": (15.0, 0.1, 50000.0),  # smallest item event (items >= 20 g)
     "noise_k": (10.0, 0.0, 100.0),     # ... and at least noise_k x noise
     "quiet_ms": (100, 10, 5000),       # quiet window to start the hold
-    "hold_ms": (150, 10, 10000),       # total quiet time before settled
+    "hold_ms": (125, 10, 10000),       # total quiet time before settled
     "trig_ms": (25, 1, 1000),          # time beyond trigger to unsettle
     "long_hold_ms": (1000, 10, 60000),  # quiet this long settles even if rough
     "track_g_per_s": (0.2, 0.001, 100.0),  # drift followed while settled
     "zero_band_g": (5.0, 0.0, 1000.0),  # auto-zero only within this of tare
-    "rough_k": (2.0, 1.0, 100.0),      # hold rms must be <= rough_k x settled rms
+    "rough_k": (1.8, 1.0, 100.0),      # hold rms must be <= rough_k x settled rms
     "rough_floor_g": (0.4, 0.0, 100.0),  # ... or <= this, whichever is larger
+    "tremor_k": (1.6, 1.0, 100.0),     # hold lag-4 rms <= tremor_k x settled one
+    "tremor_floor_g": (0.5, 0.0, 100.0),  # ... or <= this, whichever is larger
+    "trend_k": (3.0, 0.5, 100.0),     # hold trend <= trend_k sigma of noise
+    "wander_g": (3.0, 0.0, 1000.0),    # long hold: rough hold levels spread <= this
     "motion_ms": (0, 0, 60000),        # 0: off. See docs/scale.md "unsettled"
     "timeout_ms": (1000, 50, 600000),  # no sample this long: hx711_timeout
 }
@@ -85,15 +89,23 @@ class ScalePipeline:
             quiet_n=q,
             hold_n=max(q, _ms_to_n(p["hold_ms"], self.rate)),
             trig_n=_ms_to_n(p["trig_ms"], self.rate),
-            long_n=_ms_to_n(p["long_hold_ms"], self.rate))
+            long_n=_ms_to_n(p["long_hold_ms"], self.rate),
+            wander=int(p["wander_g"] * c + 0.5))
         self._zero_band = int(p["zero_band_g"] * c + 0.5)
         self._motion_n = _ms_to_n(p["motion_ms"], self.rate) if p["motion_ms"] else -1
         self._floor_var = int((p["rough_floor_g"] * c) ** 2)
         self._k2x64 = int(p["rough_k"] * p["rough_k"] * 64 + 0.5)  # int math per window
         self._base_var = 0  # EMA of quiet-window variance while settled
+        self._floor_d4 = int(2 * (p["tremor_floor_g"] * c) ** 2)
+        self._tk2x64 = int(p["tremor_k"] * p["tremor_k"] * 64 + 0.5)
+        # The sum of d4 over a hold is (last 4 samples) - (first 4): for
+        # white noise its variance is 8 sigma^2 = 4 x the mean d4^2.
+        self._trx64 = int(4 * p["trend_k"] * p["trend_k"] * 64 + 0.5)
+        self._base_d4 = 0   # EMA of quiet-window lag-4 energy while settled
         if old is not None and old.state == _s.SETTLED:
             # Recalibrated: keep the known level, not the thresholds.
             self.det.level = old.level
+            self.det.ref = old.ref
             self.det.state = _s.SETTLED
             self.det._first = False
             self.det.n = old.n
@@ -147,7 +159,11 @@ class ScalePipeline:
             self.glitches += 1
             return None
         det = self.det
-        r = det.push(self.median.push(raw))
+        m = self.median.push(raw)
+        # The raw value for the tremor measure, unless the median calls it
+        # a spike (further off than the trigger): then the median.
+        d = raw - m
+        r = det.push(m, raw if -det.trigger <= d <= det.trigger else m)
         if r == _s.NONE:
             return None
         if r == _s.TRACKED:
@@ -157,6 +173,14 @@ class ScalePipeline:
             self._base_var = bv
             lim = (bv * self._k2x64) >> 6
             det.max_var = lim if lim > self._floor_var else self._floor_var
+            bd = self._base_d4
+            bd = det.quiet_d4 if bd == 0 else bd + (det.quiet_d4 - bd) // 16
+            self._base_d4 = bd
+            lim = (bd * self._tk2x64) >> 6
+            det.max_d4 = lim if lim > self._floor_d4 else self._floor_d4
+            lim = (bd * self._trx64) >> 6
+            f4 = 4 * self._floor_d4
+            det.max_trend = lim if lim > f4 else f4
             # Auto-zero: follow drift only while the basket is empty and
             # settled (within zero_band of the tare), at the tracking rate.
             d = det.level - self.offset
@@ -176,7 +200,10 @@ class ScalePipeline:
             self._same_at = det.n
         if r == _s.CHANGED:
             f = self._weight_fields()
-            return None if f is None else ("weight", f)
+            if f is None:
+                return None
+            det.ref = det.level
+            return ("weight", f)
         return None  # FIRST, SAME
 
     def _weight_fields(self):

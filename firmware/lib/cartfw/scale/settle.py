@@ -36,7 +36,7 @@ TRACKED = const(5)    # settled, a quiet window passed (drift tracked)
 
 class SettleDetector:
     def __init__(self, half, trigger, min_delta, track_step,
-                 quiet_n=8, hold_n=12, trig_n=2, long_n=80):
+                 quiet_n=8, hold_n=12, trig_n=2, long_n=80, wander=0):
         if half < 1 or trigger < 1 or min_delta < 1 or track_step < 1:
             raise ValueError("settle thresholds must be >= 1 count")
         if not 2 <= quiet_n <= hold_n:
@@ -50,15 +50,22 @@ class SettleDetector:
         self.quiet_n = quiet_n
         self.hold_n = hold_n
         self.trig_n = trig_n
-        self.long_n = long_n      # quiet this long settles even if rough
+        self.long_n = long_n      # quiet this long settles even if rough ...
+        self.wander = wander      # ... if its hold levels spread at most this
         self._quiet_since = -1    # start of the current quiet stretch
         self._ring = array("i", [0] * quiet_n)
+        self._xring = array("i", [0] * quiet_n)  # the same samples before the median
         self._ri = 0
         self._rn = 0
         self.state = START
         self._first = True    # no level known yet: the first settle is FIRST
         self.n = 0            # samples seen
         self.level = 0        # settled level, counts
+        # Level of the last reported settle (the pipeline sets it when it
+        # emits); follows drift like `level`. Changes are measured from it, so
+        # a slow placement that settles part-way (below min_delta) and then
+        # again is still one item, and a hand lifted off is no change.
+        self.ref = 0
         self._over = 0
         self._over_first = 0
         # Largest hold variance (counts^2) accepted as settled; 0 = any.
@@ -67,10 +74,23 @@ class SettleDetector:
         self.max_var = 0
         self.rough = 0       # holds rejected as too rough (telemetry)
         self.quiet_var = 0   # variance of the last quiet window (TRACKED)
+        # Tremor: energy of the lag-4 difference y[n] - y[n-4]. Four samples
+        # are half a period at 10 Hz, so it doubles a 8-12 Hz tremor (a hand)
+        # while white noise only gains sqrt(2), and slow wander cancels.
+        self._lag = array("i", [0] * 4)
+        self._li = 0
+        self._qd4 = 0        # sum of d4^2 over the current settled window
+        self._qdn = 0
+        self.quiet_d4 = 0    # mean d4^2 of the last quiet window (TRACKED)
+        self.max_d4 = 0      # largest mean d4^2 accepted in a hold; 0 = any
+        self.max_trend = 0   # largest (sum of d4)^2 accepted in a hold; 0 = any
+        self._sn = 0         # rough holds in the current quiet stretch
+        self._smin = 0       # ... and the spread of their levels
+        self._smax = 0
         self._reset_change()
 
     def _reset_change(self):
-        self.pre = self.level  # level before the change
+        self.pre = self.ref    # reported level before the change
         self.t_start = self.n  # sample index where the change began
         self.t_rest = self.n   # sample index where the quiet hold began
         self.cn = 0            # samples in the change window
@@ -82,6 +102,9 @@ class SettleDetector:
         self.h0 = 0            # hold reference (first quiet mean)
         self.hs = 0            # sum of (y - h0) over the hold
         self.hss = 0           # sum of (y - h0)^2 over the hold
+        self.hd4 = 0           # sum of d4^2 over pairs inside the hold
+        self.hm4 = 0           # sum of d4: a trend (telescopes: last 4 - first 4)
+        self.hdn = 0
 
     def _ring_quiet(self):
         # True when the last quiet_n samples span at most 2*half.
@@ -109,9 +132,19 @@ class SettleDetector:
             self._reset_change()
             self.state = UNSETTLED
 
-    def push(self, y):
+    def push(self, y, x=None):
+        # y: the filtered sample (median); x: the same conversion before the
+        # median (spikes replaced), where a tremor still shows: a median of
+        # five flattens a 9 Hz wave sampled at 80 SPS. Tremor is measured on x.
+        if x is None:
+            x = y
+        li = self._li
+        d4 = x - self._lag[li]
+        self._lag[li] = x
+        self._li = (li + 1) & 3
         i = self._ri
         self._ring[i] = y
+        self._xring[i] = x
         self._ri = i + 1 if i + 1 < self.quiet_n else 0
         if self._rn < self.quiet_n:
             self._rn += 1
@@ -132,7 +165,15 @@ class SettleDetector:
                     return BEGIN
                 return NONE
             self._over = 0
-            if self._ri == 0 and self._ring_quiet():
+            self._qd4 += d4 * d4
+            self._qdn += 1
+            if self._ri != 0:
+                return NONE
+            qd = self._qd4 // self._qdn
+            self._qd4 = 0
+            self._qdn = 0
+            if self._ring_quiet():
+                self.quiet_d4 = qd
                 # Follow slow drift (and creep) of the settled level, at most
                 # track_step per quiet window, so it never turns into a change.
                 m = self._ring_mean()
@@ -147,6 +188,7 @@ class SettleDetector:
                     elif d < -self.track_step:
                         d = -self.track_step
                     self.level += d
+                    self.ref += d
                 return TRACKED
             return NONE
         if st != START:
@@ -163,14 +205,14 @@ class SettleDetector:
             self.hn += 1
             self.hs += d
             self.hss += d * d
+            self.hd4 += d4 * d4
+            self.hm4 += d4
+            self.hdn += 1
             if self.hn >= self.hold_n:
-                if self.max_var and not self._first and \
-                        self.hss * self.hn - self.hs * self.hs > self.max_var * self.hn * self.hn \
-                        and self.n - self._quiet_since < self.long_n:
+                if not self._first and self._is_rough() and not self._long_quiet():
                     # Quiet by range but rough against the settled noise (a
                     # hand's tremor): keep looking; the ring re-arms the hold
-                    # at once. Quiet by range for long_n settles anyway, so a
-                    # noisier place cannot block settling for good.
+                    # at once.
                     self.state = UNSETTLED
                     self.rough += 1
                     return NONE
@@ -180,10 +222,12 @@ class SettleDetector:
         if self._rn < self.quiet_n or not self._ring_quiet():
             self._quiet_since = -1
         else:
+            fresh = self._quiet_since < 0
             self.state = SETTLING
             self.t_rest = self.n - self.quiet_n
-            if self._quiet_since < 0:
+            if fresh:
                 self._quiet_since = self.t_rest
+                self._sn = 0
             self.h0 = self._ring_mean()
             self.hn = 0
             self.hs = 0
@@ -193,9 +237,56 @@ class SettleDetector:
                 self.hn += 1
                 self.hs += d
                 self.hss += d * d
+            # Lag-4 pairs inside the ring (oldest first from _ri), so the
+            # motion before the hold does not count as tremor.
+            r = self._xring
+            q = self.quiet_n
+            b = self._ri
+            self.hd4 = 0
+            self.hm4 = 0
+            self.hdn = 0
+            for k in range(4, q):
+                d = r[(b + k) % q] - r[(b + k - 4) % q]
+                self.hd4 += d * d
+                self.hm4 += d
+                self.hdn += 1
             if self.hn >= self.hold_n:
+                if not self._first and self._is_rough() and not self._long_quiet():
+                    self.state = UNSETTLED
+                    self.rough += 1
+                    return NONE
                 return self._settle()
         return NONE
+
+    def _is_rough(self):
+        # The hold against the noise learned while settled: its variance
+        # (max_var) and its tremor energy (max_d4); 0 disables either.
+        hn = self.hn
+        if self.max_var and self.hss * hn - self.hs * self.hs > self.max_var * hn * hn:
+            return True
+        if not self.max_d4:
+            return False
+        if self.max_trend and self.hm4 * self.hm4 > self.max_trend:
+            return True   # still moving: a slow placement, a hand's wander
+        return bool(self.max_d4 and self.hdn and self.hd4 > self.max_d4 * self.hdn)
+
+    def _long_quiet(self):
+        # A rough hold still settles when the signal has been quiet by range
+        # for long_n and the levels of its rough holds stayed within `wander`
+        # of each other: steady vibration from the surroundings. A hand
+        # resting on an item wanders (slowly, by several grams), so it does
+        # not pass, and when it lifts the load returns to the old level.
+        lvl = self.h0 + self.hs // self.hn
+        if self._sn == 0:
+            self._smin = self._smax = lvl
+        elif lvl < self._smin:
+            self._smin = lvl
+        elif lvl > self._smax:
+            self._smax = lvl
+        self._sn += 1
+        if self.n - self._quiet_since < self.long_n:
+            return False
+        return not self.wander or self._smax - self._smin <= self.wander
 
     def _account(self, y):
         d = y - self.pre
@@ -213,11 +304,17 @@ class SettleDetector:
         # The new level is the hold's mean (integer counts).
         self.state = SETTLED
         self._over = 0
+        self._quiet_since = -1  # the next change starts its own quiet stretch
         self.level = self.h0 + self.hs // self.hn
         if self._first:
             self._first = False
+            self.ref = self.level
             return FIRST
         d = self.level - self.pre
         if d >= self.min_delta or d <= -self.min_delta:
             return CHANGED
+        if -self.trigger <= d <= self.trigger:
+            # The same load (drift, creep, a wobble's residue): follow it.
+            # A larger difference is a change still under way: keep the ref.
+            self.ref = self.level
         return SAME
