@@ -98,22 +98,27 @@ class Commands:
         self.rt.reset("cmd_reboot")
 
     def _config(self, args):
+        return {"applied": self.save_config(args.get("set"))}
+
+    def save_config(self, upd):
+        """Validate {"key" or "a.b": value} against the stored config and
+        write it atomically (temp file + rename: a power cut leaves the old
+        or the new file). Used by `config` and by apps that persist state
+        (tare, calibrate). ValueError names the bad key; nothing is written
+        then. Returns the applied keys."""
         import cartfw
         from cartfw import config as cfgmod  # loaded on demand: RAM
         try:
-            return self._config2(cfgmod, args)
+            raw = cfgmod.load_raw(cfgmod.PATH) or self.rt.raw_cfg or {}
+            try:
+                new, _, keys = cfgmod.apply_set(raw, upd, need_wifi=self.rt.hal.FAMILY != "sim")
+            except cfgmod.ConfigError as e:
+                raise ValueError(str(e))
+            cfgmod.write_atomic(cfgmod.PATH, _dumps(new))
+            self.rt.raw_cfg = new
+            return keys
         finally:
             cartfw.unload("config")
-
-    def _config2(self, cfgmod, args):
-        upd = args.get("set")
-        raw = cfgmod.load_raw(cfgmod.PATH) or self.rt.raw_cfg or {}
-        try:
-            new, _, keys = cfgmod.apply_set(raw, upd, need_wifi=self.rt.hal.FAMILY != "sim")
-        except cfgmod.ConfigError as e:
-            raise ValueError(str(e))
-        cfgmod.write_atomic(cfgmod.PATH, _dumps(new))
-        return {"applied": keys}
 
     def _test_hang(self, args):
         ms = args.get("ms", 30000)

@@ -22,12 +22,39 @@ def build(cfg, driver, emit):
     return ScaleLoop(driver, pipe, emit)
 
 
+def tare(pipe, save):
+    """Tare the running pipeline and persist it (config calibration.offset,
+    through the validated atomic write). If the write fails the pipeline
+    keeps its old tare and the command reports the error."""
+    old = pipe.offset
+    off = pipe.tare()
+    try:
+        save({"calibration.offset": off})
+    except Exception:
+        pipe.offset = old
+        raise
+    return {"offset": off}
+
+
+def calibrate(pipe, save, known_g):
+    """As tare, for counts per gram (calibration.scale)."""
+    old = pipe.cpg
+    cpg = pipe.calibrate(known_g)
+    try:
+        save({"calibration.scale": cpg})
+    except Exception:
+        pipe.set_scale(old)
+        raise
+    return {"scale": cpg}
+
+
 async def start(rt):
     app = rt.cfg.get("app") or {}
     loop = build(rt.cfg, rt.hal.hx711(app.get("hx711") or {}), rt.event)
     pipe = loop.pipe
-    rt.command("tare", lambda args: {"offset": pipe.tare()})
-    rt.command("calibrate", lambda args: {"scale": pipe.calibrate((args or {}).get("known_g"))})
+    save = rt.commands.save_config
+    rt.command("tare", lambda args: tare(pipe, save))
+    rt.command("calibrate", lambda args: calibrate(pipe, save, (args or {}).get("known_g")))
     rt.tele_provider(loop.tele)
     while True:
         loop.step(rt.clock()[0])
