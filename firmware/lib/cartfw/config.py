@@ -59,6 +59,14 @@ _JOURNAL = {
     # a segment is read whole at boot (repair, depth count): keep it small for a 96 KB heap
     "segment_bytes": (int, False, 8192, lambda v: 1024 <= v <= 16384, "1024..16384"),
 }
+_NTP = {
+    "enabled": (bool, False, True, None, None),
+    # None: the broker's host (the store's gateway Pi serves time too)
+    "host": (str, False, None, lambda v: 0 < len(v) <= 253, "a host name or address"),
+    "port": (int, False, 123, _port, "1..65535"),
+    "period_s": (int, False, 3600, lambda v: 60 <= v <= 86400, "60..86400"),
+    "timeout_ms": (int, False, 2000, lambda v: 200 <= v <= 10000, "200..10000"),
+}
 SPEC = {
     "cart": (str, True, None, valid_id, "[a-z0-9][a-z0-9-]{0,31}"),
     "board": (str, True, None, lambda v: v in ("scale", "cam"), "scale or cam"),
@@ -66,6 +74,7 @@ SPEC = {
     "broker": (_BROKER, True, None, None, None),
     "calibration": (_CAL, False, None, None, None),
     "journal": (_JOURNAL, False, None, None, None),
+    "ntp": (_NTP, False, None, None, None),
     "test_hooks": (bool, False, False, None, None),
     "tele_s": (int, False, 30, lambda v: 1 <= v <= 3600, "1..3600"),
     "wdt_ms": (int, False, 8000, lambda v: 1000 <= v <= 8388, "1000..8388 (RP2040 max)"),

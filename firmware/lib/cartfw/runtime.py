@@ -14,6 +14,7 @@ from cartfw import journal as jmod
 from cartfw.mqtt import MQTTClient
 from cartfw import telemetry
 from cartfw import safemode
+from cartfw import ntp
 
 EPOCH_PATH = "state/epoch"
 FEED_MS = 1000  # watchdog check period
@@ -35,6 +36,7 @@ class Runtime:
         self.board = cfg["board"]
         self.log = log
         self.boot_ms = time.ticks_ms()
+        self.wall = ntp.Clock()
         self.heap = telemetry.Heap()
         self.tele_providers = []
         self.reset_cause = reset_cause or hal.reset_cause()
@@ -79,9 +81,13 @@ class Runtime:
         await self.hal.net_up(self.cfg)
 
     # ---- API for board apps
+    def mono(self):
+        return time.ticks_diff(time.ticks_ms(), self.boot_ms)
+
     def clock(self):
-        # (mono_ms, wall_ms or None, synced). No NTP yet: never synced.
-        return time.ticks_diff(time.ticks_ms(), self.boot_ms), None, False
+        # (mono_ms, wall_ms or None, synced): wall time only from an NTP
+        # sync (protocol §3), on every board family including sim.
+        return self.wall.now(self.mono())
 
     def event(self, typ, fields):
         """Journal an event and queue it for QoS 1 publish. Synchronous.
@@ -247,4 +253,8 @@ class Runtime:
         asyncio.create_task(self.mqtt.run())
         asyncio.create_task(self._pump())
         asyncio.create_task(telemetry.run(self))
+        n = self.cfg.get("ntp")
+        if n and n["enabled"]:
+            asyncio.create_task(ntp.run(self.wall, n["host"] or self.cfg["broker"]["host"], n["port"],
+                                        self.mono, log, n["period_s"] * 1000, n["timeout_ms"]))
         gc.collect()

@@ -40,6 +40,8 @@ def fields(rt):
         "rx_oversize": m.get("rx_oversize", 0),
         "protocol_errors": m.get("protocol_errors", 0),
         "retransmits": m.get("retransmits", 0),
+        "ntp_syncs": rt.wall.syncs,
+        "ntp_failures": rt.wall.failures,
     }
     for fn in rt.tele_providers:
         try:
