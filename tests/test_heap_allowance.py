@@ -13,10 +13,10 @@ from cart_testing.mpy import run_micropython
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = {
     "sim-scale": "cartfw.app cartfw.runtime cartfw.mqtt cartfw.journal cartfw.config cartfw.proto "
-                 "cartfw.commands cartfw.telemetry cartfw.safemode cartfw.tls cartfw.ntp hal hwlink hx711_drv "
+                 "cartfw.commands cartfw.telemetry cartfw.safemode cartfw.tls cartfw.clock cartfw.ntp hal hwlink hx711_drv "
                  "cartfw.apps.scale cartfw.scale.pipeline cartfw.scale.settle cartfw.scale.spike cartfw.scale.loop",
     "sim-cam": "cartfw.app cartfw.runtime cartfw.mqtt cartfw.journal cartfw.config cartfw.proto "
-               "cartfw.commands cartfw.telemetry cartfw.safemode cartfw.tls cartfw.ntp hal hwlink camera_drv "
+               "cartfw.commands cartfw.telemetry cartfw.safemode cartfw.tls cartfw.clock cartfw.ntp hal hwlink camera_drv "
                "cartfw.apps.camera cartfw.framing cartfw.camera.burst cartfw.camera.trigger "
                "cartfw.camera.change cartfw.camera.settings",
 }

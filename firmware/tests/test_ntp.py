@@ -58,6 +58,7 @@ class SNTPServer:
 PARSE = """
 import struct
 from cartfw import ntp
+from cartfw.clock import Clock
 def reply(li=0, mode=4, stratum=2, orig=0x1234, sec=3913056000, frac=1 << 31, n=48):
     b = bytearray(48)
     b[0] = li << 6 | 4 << 3 | mode
@@ -72,7 +73,7 @@ for kw in ({}, {'n': 47}, {'mode': 3}, {'li': 3}, {'stratum': 0}, {'stratum': 16
         print(ntp.parse(b, n, 0x1234))
     except ntp.NTPError as e:
         print('error', e)
-c = ntp.Clock(max_age_ms=10000)
+c = Clock(max_age_ms=10000)
 print(c.now(500))
 c.set(1700000000000, 1000, 1040)          # reply took 40 ms round trip
 print(c.now(1040), c.now(11040), c.now(11041))
@@ -106,6 +107,7 @@ def test_parse_clock_and_backoff_agree_under_both_interpreters(tmp_path):
 RUN = """
 import asyncio, time
 from cartfw import ntp
+from cartfw.clock import Clock
 t0 = time.ticks_ms()
 def mono():
     return time.ticks_diff(time.ticks_ms(), t0)
@@ -118,7 +120,7 @@ async def ticker():
         gap[0] = max(gap[0], now - last)
         last = now
 async def main():
-    c = ntp.Clock()
+    c = Clock()
     asyncio.create_task(ticker())
     asyncio.create_task(ntp.run(c, '127.0.0.1', PORT, mono, print, PERIOD, TIMEOUT))
     await asyncio.sleep_ms(RUN_MS)

@@ -6,8 +6,9 @@
 # polled from a task, and the result is an offset from the board's monotonic
 # clock, so `mono_ms` never jumps. One request in flight, one 48-byte buffer.
 #
-# parse() and Clock are pure logic (MicroPython and CPython); query() and
-# Clock.run() need a socket and asyncio.
+# parse() and the backoff are pure logic (MicroPython and CPython); query()
+# and run() need a socket and asyncio. The clock itself is cartfw/clock.py,
+# so a board with NTP off never loads this module.
 try:
     from micropython import const
 except ImportError:
@@ -55,36 +56,6 @@ def parse(buf, n, tx_tag):
         raise NTPError("ntp reply: transmit timestamp is zero")
     # 32-bit seconds since 1900 (era 0 until 2036), fraction in 2^-32 s.
     return (sec - NTP_UNIX_S) * 1000 + (frac >> 22) * 1000 // 1024
-
-
-class Clock:
-    """(mono_ms, wall_ms or None, synced) for rt.clock(). wall_ms is mono_ms
-    plus the offset of the last good sync; after max_age_ms without one the
-    clock no longer counts as synced (crystal drift), so wall_ms is null
-    again, as protocol §3 requires."""
-
-    def __init__(self, max_age_ms=86400000):
-        self.offset = 0
-        self.synced_at = None  # mono_ms of the last good sync
-        self.max_age_ms = max_age_ms
-        self.syncs = 0
-        self.failures = 0
-        self.last_error = None
-
-    def set(self, server_ms, t_send, t_recv):
-        # Half the round trip is the usual SNTP estimate of the reply's age.
-        self.offset = server_ms + (t_recv - t_send) // 2 - t_recv
-        self.synced_at = t_recv
-        self.syncs += 1
-        self.last_error = None
-
-    def synced(self, mono):
-        return self.synced_at is not None and mono - self.synced_at <= self.max_age_ms
-
-    def now(self, mono):
-        if self.synced(mono):
-            return mono, mono + self.offset, True
-        return mono, None, False
 
 
 def next_backoff(prev_ms):

@@ -14,7 +14,7 @@ from cartfw import journal as jmod
 from cartfw.mqtt import MQTTClient
 from cartfw import telemetry
 from cartfw import safemode
-from cartfw import ntp
+from cartfw.clock import Clock
 
 EPOCH_PATH = "state/epoch"
 FEED_MS = 1000  # watchdog check period
@@ -36,7 +36,7 @@ class Runtime:
         self.board = cfg["board"]
         self.log = log
         self.boot_ms = time.ticks_ms()
-        self.wall = ntp.Clock()
+        self.wall = Clock()
         self.heap = telemetry.Heap()
         self.tele_providers = []
         self.reset_cause = reset_cause or hal.reset_cause()
@@ -255,6 +255,7 @@ class Runtime:
         asyncio.create_task(telemetry.run(self))
         n = self.cfg.get("ntp")
         if n and n["enabled"]:
+            from cartfw import ntp
             asyncio.create_task(ntp.run(self.wall, n["host"] or self.cfg["broker"]["host"], n["port"],
                                         self.mono, log, n["period_s"] * 1000, n["timeout_ms"]))
         gc.collect()
