@@ -456,11 +456,13 @@ def stream_and_kill(env: Env, movements: int, rate: float, kills: int, kill_ever
     time.sleep(2.5)   # the 1.5 s vision wait of the last movement, on the timer
     env.stop()
     with env.db() as db:
-        rows = db.execute("SELECT cart, state FROM carts").fetchall()
         stored = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    from .store import Store
+    st = Store(env.tmp / "state" / "gateway.sqlite3")
+    rows = [(r[0], r[3]) for r in st.load_carts()]
+    st.close()
     baskets = {}
-    for cart, st in rows:
-        s = json.loads(st)
+    for cart, s in rows:
         lines = [ln["weight_g"] for ln in s["lines"]]
         lines += [m["delta_g"] for m in s["moves"].values() if m["state"] != "done" and m["delta_g"] > 0]
         weights_moves = sorted(m["delta_g"] for m in s["moves"].values())

@@ -14,8 +14,10 @@ and the camera's events share one timeline as docs/reconciliation.md asks.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,14 +92,14 @@ class Gateway:
         saved = self.store.load_book()
         if saved:
             self.book.load_dict(saved)
-        self._book_json = json.dumps(self.book.to_dict(), sort_keys=True)
+        self._book_seen = pickle.dumps(self.book.stats, 5)
         self.files = FrameFiles(state / "frames")
         self.asm = Assemblies(cfg.frames.max_in_progress, int(cfg.frames.assembly_timeout_s * 1000))
         # submit_burst(burst_id, jpegs) -> bool; None = no detector (bursts carry barcodes only if any)
         self.submit_burst = submit_burst
         self.carts: dict[str, CartRt] = {}
         for cart, session, vbase, st, clock in self.store.load_carts():
-            eng = CartReconciler.from_json(st, self.catalogue, rc, self.book, index=self.index)
+            eng = CartReconciler.from_dict(st, self.catalogue, rc, self.book, index=self.index)
             self.carts[cart] = CartRt(cart, session, vbase, eng, clock)
         # bursts queued for inference when we stopped: the queue is gone, run them again
         for b in self.store.bursts("queued"):
@@ -144,18 +146,22 @@ class Gateway:
         self._out, self._dirty = [], set()
         self.carts = {}
         for cart, session, vbase, st, clock in self.store.load_carts():
-            eng = CartReconciler.from_json(st, self.catalogue, self.cfg.reconcile, self.book, index=self.index)
+            eng = CartReconciler.from_dict(st, self.catalogue, self.cfg.reconcile, self.book, index=self.index)
             self.carts[cart] = CartRt(cart, session, vbase, eng, clock)
         saved = self.store.load_book()
         self.book.load_dict(saved or {"v": 1, "stats": {}})
-        self._book_json = json.dumps(self.book.to_dict(), sort_keys=True)
+        self._book_seen = pickle.dumps(self.book.stats, 5)
 
     def handle(self, topic: str, payload: bytes, t_ms: int) -> list[Publish]:
         """One MQTT message. Runs inside the caller's transaction; returns publishes (already in the outbox)."""
         self._t0 = time.perf_counter()
         kind = "unknown"
+        # A batch needs no savepoint per message: decoders raise before any write, and any
+        # other failure aborts the whole batch (BatchFailed), which is then redone one
+        # message per savepoint. SAVEPOINT + RELEASE cost ~7 % of a batch's time.
+        guard = contextlib.nullcontext() if self._batch else self.store.savepoint()
         try:
-            with self.store.savepoint():
+            with guard:
                 kind = self._dispatch(topic, payload, t_ms)
                 self._persist()
         except P.ProtocolError as e:
@@ -486,7 +492,7 @@ class Gateway:
                 self.carts.pop(cart, None)
             else:
                 _, session, vbase, st, clock = row
-                eng = CartReconciler.from_json(st, self.catalogue, self.cfg.reconcile, self.book, index=self.index)
+                eng = CartReconciler.from_dict(st, self.catalogue, self.cfg.reconcile, self.book, index=self.index)
                 self.carts[cart] = CartRt(cart, session, vbase, eng, clock)
         self._dirty.clear()
 
@@ -496,12 +502,12 @@ class Gateway:
         for cart in sorted(self._dirty):
             rt = self.carts.get(cart)
             if rt is not None:
-                self.store.save_cart(cart, rt.session, rt.version_base, rt.engine.to_json(), rt.clock)
+                self.store.save_cart(cart, rt.session, rt.version_base, rt.engine.s, rt.clock)
         self._dirty.clear()
-        bj = json.dumps(self.book.to_dict(), sort_keys=True)
-        if bj != self._book_json:
+        seen = pickle.dumps(self.book.stats, 5)    # cheap exact change check; JSON only when it changed
+        if seen != self._book_seen:
             self.store.save_book(self.book.to_dict())
-            self._book_json = bj
+            self._book_seen = seen
 
     def _reject(self, reason: str, what: str, detail: str) -> None:
         self.metrics.bad.labels(reason).inc()
