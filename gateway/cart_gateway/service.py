@@ -111,6 +111,7 @@ class Gateway:
         self.decision_log: list[dict] = []
         self._t0 = 0.0
         self._batch = False
+        self._next_prune_ms = 0
 
     # ================================================================ entry points
     def handle_batch(self, items: list[tuple]) -> list[Publish]:
@@ -351,11 +352,29 @@ class Gateway:
                 self._maybe_run_burst(b["burst_id"], t_ms, timed_out=True)
 
     def _retention(self, t_ms: int) -> None:
+        self._prune_logs(t_ms)
         keep = self._review_frames()
         limit = int(self.cfg.frames.retention_s * 1000)
         for fid, cart, session, path, ft in self.store.frames():
             if t_ms - ft > limit and fid not in keep:
                 self._delete_frame(fid, path, "retention")
+
+    def _prune_logs(self, t_ms: int) -> None:
+        """Event and decision log retention, at most every prune_interval_s (config `retention`)."""
+        r = self.cfg.retention
+        if t_ms < self._next_prune_ms:
+            return
+        self._next_prune_ms = t_ms + int(r.prune_interval_s * 1000)
+        day = 86_400_000
+        ev, de = self.store.prune(t_ms - int(r.events_days * day), t_ms - int(r.decisions_days * day),
+                                  r.prune_batch)
+        if ev or de:
+            self.metrics.pruned.labels("events").inc(ev)
+            self.metrics.pruned.labels("decisions").inc(de)
+            event(INFO, "pruned", f"retention: {ev} events, {de} decisions of closed sessions deleted",
+                  events=ev, decisions=de)
+            if max(ev, de) >= r.prune_batch:
+                self._next_prune_ms = t_ms     # more to delete: go on at the next tick
 
     def _review_frames(self) -> set[str]:
         return {f for r in self.store.open_reviews() for f in r.get("frames", [])}

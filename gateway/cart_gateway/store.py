@@ -98,7 +98,16 @@ class Store:
 
     # ---------------------------------------------------------- event log (§5)
     def add_event(self, event_id, cart, board, epoch, seq, type_, t_ms, payload) -> bool:
-        """Store an event; False if its identity is already stored (a duplicate)."""
+        """Store an event; False if its identity was received before (a duplicate).
+
+        Received = in the event log, or at or below the epoch's highest seq and in no open
+        gap: the second test still knows an event whose row retention pruned."""
+        row = self.db.execute("SELECT high FROM seqs WHERE cart=? AND board=? AND epoch=?",
+                              (cart, board, epoch)).fetchone()
+        if row and seq <= row[0] and not self.db.execute(
+                "SELECT 1 FROM gaps WHERE cart=? AND board=? AND epoch=? AND lo<=? AND hi>=?",
+                (cart, board, epoch, seq, seq)).fetchone():
+            return False
         cur = self.db.execute(
             "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?)",
             (event_id, cart, board, epoch, seq, type_, t_ms, payload))
@@ -275,6 +284,22 @@ class Store:
     def decisions(self, cart: str | None = None) -> list[dict]:
         q = "SELECT record FROM decisions" + (" WHERE cart=?" if cart else "") + " ORDER BY id"
         return [json.loads(r[0]) for r in self.db.execute(q, (cart,) if cart else ())]
+
+    # ---------------------------------------------------------- retention
+    def prune(self, events_before_ms: int, decisions_before_ms: int, limit: int) -> tuple[int, int]:
+        """Delete up to `limit` events and decisions older than the cut-offs, only of closed
+        sessions: an event before its cart's last receipt, a decision of an earlier session
+        than the cart's current one. Returns (events, decisions) deleted."""
+        ev = self.db.execute(
+            "DELETE FROM events WHERE rowid IN (SELECT e.rowid FROM events e JOIN "
+            "(SELECT cart, MAX(t_ms) AS closed FROM receipts GROUP BY cart) r ON e.cart = r.cart "
+            "WHERE e.t_ms < ? AND e.t_ms < r.closed ORDER BY e.rowid LIMIT ?)",
+            (events_before_ms, limit)).rowcount
+        de = self.db.execute(
+            "DELETE FROM decisions WHERE id IN (SELECT d.id FROM decisions d JOIN carts c ON d.cart = c.cart "
+            "WHERE d.t_ms < ? AND d.session < c.session ORDER BY d.id LIMIT ?)",
+            (decisions_before_ms, limit)).rowcount
+        return ev, de
 
     # ---------------------------------------------------------- outbox, retained
     def outbox_add(self, topic, payload: bytes, qos, retain) -> int:
