@@ -199,7 +199,14 @@ class Gateway:
                 s = rt.engine.s
                 if s["unsettled"] or s["visions"] or any(m["state"] == "waiting" for m in s["moves"].values()):
                     if t_ms > s["now_ms"]:
-                        self._after(rt, rt.engine.advance(t_ms), t_ms)
+                        fx = rt.engine.advance(t_ms)
+                        # Only the clock moved (and what follows from time alone, e.g. a stale
+                        # unsettled window closing): not written now. The cart's next real
+                        # change writes it; after a crash the timer moves it again. Writing it
+                        # meant a commit (an fsync) every tick_ms while any cart was waiting,
+                        # which a weight event arriving then had to wait for.
+                        if any(fx.values()):
+                            self._after(rt, fx, t_ms)
             self._retention(t_ms)
             self._persist()
         self.metrics.frames_in_progress.set(len(self.asm))
