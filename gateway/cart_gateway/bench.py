@@ -1,4 +1,4 @@
-"""Gateway benchmarks: `python -m cart_gateway.bench {latency,ingest,frames,recovery}`.
+"""Gateway benchmarks: `python -m cart_gateway.bench {latency,ingest,handler,frames,recovery}`.
 
 Each starts a private Mosquitto on a free loopback port and the gateway as a
 subprocess (`cart-gateway run`), prints figures and ends with one JSON line.
@@ -8,6 +8,7 @@ Measurements, not pass/fail.
   plus the handler's own time per weight event (in-process, incl. SQLite commit).
 - ingest: weight events/s the gateway stores, side by side with a bare paho
   subscriber receiving the same stream in the same run; the ratio.
+- handler: the ingest stream through the handlers in-process (no broker): the gateway's own cost.
 - frames: frames/s through reassembly + detection + barcode reading.
 - recovery: kill -9 the gateway under load and restart it; seconds until
   ingest resumes, events lost and counted twice.
@@ -449,6 +450,55 @@ def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1) -> dict
     return res
 
 
+# ------------------------------------------------------------------ handler (no broker)
+def bench_handler(n: int = 6000, batch: int = 64) -> dict:
+    """The ingest stream (50 carts, every prompt answered) through Gateway.handle_batch in-process,
+    `batch` messages per transaction with a commit (FULL) each: the gateway's own CPU cost per
+    event, without Mosquitto or paho. Answers go in the batch after the one that opened the prompt."""
+    from .config import parse_config
+    from .service import Gateway
+    carts = [f"c{i:03d}" for i in range(50)]
+    msgs, truth = _ingest_stream(n, carts)
+    with tempfile.TemporaryDirectory() as d:
+        gw = Gateway(parse_config({"state_dir": d, "carts": {"known": carts}, "detector": {"enabled": False}}))
+        t = 1_700_000_000_000
+        items = []
+        for topic, p in msgs:
+            t += 1
+            items.append(("msg", topic, p, t))
+        pending: list = []
+        i = batches = answers = 0
+        t0, c0 = time.perf_counter(), time.process_time()
+        while i < len(items) or pending:
+            work = pending + items[i:i + batch]
+            i += batch
+            pending = []
+            gw.store.begin()
+            out = gw.handle_batch(work)
+            gw.store.commit()
+            batches += 1
+            for p in out:
+                if p.topic.endswith("/screen/prompt"):
+                    pr = json.loads(p.encoded())
+                    cart = p.topic.split("/")[1]
+                    k = int(pr["prompt_id"].rsplit("-p", 1)[1])
+                    ans = {"v": 1, "prompt_id": pr["prompt_id"], "answer_id": "a-" + pr["prompt_id"],
+                           "choice": {"sku": truth[cart][min(k, len(truth[cart])) - 1]}}
+                    pending.append(("msg", f"carts/{cart}/screen/answer", json.dumps(ans).encode(), t))
+                    answers += 1
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        lines = sum(len(rt.engine.s["lines"]) for rt in gw.carts.values()) / len(carts)
+        gw.store.close()
+    res = {"bench": "handler", "events": n, "answers": answers, "batches": batches, "seconds": round(dt, 3),
+           "events_per_s": round(n / dt, 1), "cpu_s": round(cpu, 3), "events_per_cpu_s": round(n / cpu, 1),
+           "final_lines_per_cart": lines}
+    # CPU time is the figure that survives a shared machine; wall time includes the fsyncs
+    print(f"handler in-process: {res['events_per_s']} events/s wall, {res['events_per_cpu_s']} per CPU-second "
+          f"({n} events + {answers} answers, "
+          f"{batches} commits, baskets end at {lines:.0f} lines)")
+    return res
+
+
 # ------------------------------------------------------------------ frames
 def _test_jpeg(i: int) -> bytes:
     import numpy as np
@@ -600,7 +650,7 @@ def bench_recovery(movements: int = 400, rate: float = 400.0, kills: int = 4) ->
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cart_gateway.bench")
-    ap.add_argument("name", choices=["latency", "ingest", "frames", "recovery"])
+    ap.add_argument("name", choices=["latency", "ingest", "handler", "frames", "recovery"])
     ap.add_argument("-n", type=int, help="size (events, bursts or movements)")
     ap.add_argument("--mode", choices=["live", "queued"], default="live",
                     help="ingest: publish while subscribed, or drain a queue built while offline")
@@ -608,7 +658,8 @@ def main(argv=None) -> int:
     ap.add_argument("--settle-ms", type=int, default=300, help="latency: pause between unsettled and weight")
     ap.add_argument("--sync", choices=["FULL", "NORMAL"], default="FULL", help="latency: sqlite_synchronous")
     args = ap.parse_args(argv)
-    fn = {"latency": bench_latency, "ingest": bench_ingest, "frames": bench_frames, "recovery": bench_recovery}[args.name]
+    fn = {"latency": bench_latency, "ingest": bench_ingest, "handler": bench_handler, "frames": bench_frames,
+          "recovery": bench_recovery}[args.name]
     kw = {}
     if args.name == "ingest":
         kw = {"mode": args.mode, "publishers": args.publishers}
