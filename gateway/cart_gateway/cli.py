@@ -33,8 +33,12 @@ def _check(args) -> int:
 
 
 def _replay(args) -> int:
+    from .protocol import ID_RE
     from .replay import replay_file
-    result = replay_file(args.trace, load_config(args.config), args.state_dir)
+    if args.gateway_id is not None and not ID_RE.match(args.gateway_id):
+        print(f"cart-gateway: --gateway-id {args.gateway_id!r} is not [a-z0-9][a-z0-9-]{{0,31}}", file=sys.stderr)
+        return 2
+    result = replay_file(args.trace, load_config(args.config), args.state_dir, gateway_id=args.gateway_id)
     text = json.dumps(result, indent=1, sort_keys=True)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
@@ -58,6 +62,8 @@ def main(argv=None) -> int:
     p.add_argument("--config", required=True)
     p.add_argument("--out", help="RESULT.json (default: stdout)")
     p.add_argument("--state-dir", help="state directory for the replay (default: a temporary one)")
+    p.add_argument("--gateway-id", help="the gateway id the trace was recorded against (default: the trace "
+                   "header's gateway_id, else the one id in its gateway/<gw>/ topics, else the config's)")
     p.set_defaults(fn=_replay)
     args = ap.parse_args(argv)
     try:

@@ -76,6 +76,19 @@ class FramesConfig(_Strict):
     retention_s: float = Field(3600.0, gt=0, description="delete a frame this old unless an open review needs it")
 
 
+class RetentionConfig(_Strict):
+    """How long the event log and the decision log keep rows (docs/gateway.md, Retention).
+
+    Only rows of closed sessions (before the cart's last receipt) are ever pruned: an open
+    basket's events and decisions, and so an open review's, stay whatever their age.
+    Duplicate detection does not need the pruned rows (the per-epoch high seq and open
+    gaps say which identities were received)."""
+    events_days: float = Field(30.0, gt=0, description="delete events of closed sessions older than this")
+    decisions_days: float = Field(90.0, gt=0, description="delete decisions of closed sessions older than this")
+    prune_interval_s: float = Field(3600.0, ge=1, description="look for rows to prune this often (on the timer)")
+    prune_batch: int = Field(5000, ge=1, le=1_000_000, description="most rows deleted per table per run (bounds a run's time)")
+
+
 class DetectorSection(_Strict):
     enabled: bool = True
     queue_size: int = Field(8, ge=1, le=256, description="capture bursts waiting for inference; a full queue drops (counted)")
@@ -91,6 +104,7 @@ class GatewayConfig(_Strict):
     carts: CartsConfig = Field(default_factory=lambda: CartsConfig(pattern=r"[a-z0-9][a-z0-9-]{0,31}"))
     frames: FramesConfig = Field(default_factory=FramesConfig)
     detector: DetectorSection = Field(default_factory=DetectorSection)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     # The engine keeps only its 10 latest decisions in its state (persisted after every
     # message); the full decision log is the `decisions` table in SQLite.
     reconcile: ReconcileConfig = Field(default_factory=lambda: ReconcileConfig(log_limit=10))

@@ -14,8 +14,24 @@ import time
 from pathlib import Path
 
 from .config import GatewayConfig
-from .protocol import read_trace
+from .protocol import ID_RE, read_trace
 from .service import Gateway
+
+
+def trace_gateway_id(header: dict, records) -> tuple[str | None, str]:
+    """The gateway id a trace was recorded against, and where it was found.
+
+    The header's `gateway_id` if it has one; otherwise the one id in the trace's
+    `gateway/<gw>/...` topics (a review station's verdicts name the gateway they were
+    sent to). (None, why) if the trace names none or several."""
+    gw = header.get("gateway_id")
+    if isinstance(gw, str) and ID_RE.match(gw):
+        return gw, "trace header"
+    seen = sorted({r.topic.split("/")[1] for r in records
+                   if r.topic.startswith("gateway/") and r.topic.count("/") >= 2})
+    if len(seen) == 1 and ID_RE.match(seen[0]):
+        return seen[0], "trace topics"
+    return None, "several gateway ids in the trace topics" if seen else "no gateway id in the trace"
 
 
 class Replayer:
@@ -79,9 +95,19 @@ class Replayer:
         return result
 
 
-def replay_file(trace: str, cfg: GatewayConfig, state_dir: str | None = None, detector=None) -> dict:
+def replay_file(trace: str, cfg: GatewayConfig, state_dir: str | None = None, detector=None,
+                gateway_id: str | None = None) -> dict:
+    """Replay a trace file. The gateway id: `gateway_id` if given, else the trace's own
+    (trace_gateway_id), else the config's; verdicts for another id would be ignored."""
     with open(trace, encoding="utf-8") as f:
         header, records = read_trace(f)
+    if gateway_id is not None:
+        gw, source = gateway_id, "option"
+    else:
+        gw, source = trace_gateway_id(header, records)
+        if gw is None:
+            gw, source = cfg.gateway_id, f"config ({source})"
+    cfg = cfg.model_copy(update={"gateway_id": gw})
     if detector is None and cfg.detector.enabled:
         from .vision import BurstDetector
         detector = BurstDetector.from_config(cfg.detector)
@@ -91,5 +117,5 @@ def replay_file(trace: str, cfg: GatewayConfig, state_dir: str | None = None, de
             result = rp.run(records)
         finally:
             rp.gw.store.close()
-    result["trace"] = {"header": header, "records": len(records)}
+    result["trace"] = {"header": header, "records": len(records), "gateway_id": gw, "gateway_id_from": source}
     return result

@@ -91,13 +91,69 @@ def test_replay_of_a_cart_sim_trace_charges_what_the_simulators_gateway_charged(
                        env={"PYTHONPATH": f"{ROOT / 'gateway'}:{ROOT / 'tools'}:{ROOT / 'firmware/lib'}"})
     assert r.returncode == 0, r.stderr
     truth = json.loads((tmp_path / "truth.json").read_text())
-    cfg = tmp_path / "gw.toml"   # the simulator's review station answers as gateway "sim"
-    cfg.write_text(f'gateway_id = "sim"\nstate_dir = "{tmp_path / "unused"}"\n[carts]\npattern = "s[0-9]+"\n')
+    cfg = tmp_path / "gw.toml"   # the config's gateway id is gw1: the trace's own ("sim") is used
+    cfg.write_text(f'state_dir = "{tmp_path / "unused"}"\n[carts]\npattern = "s[0-9]+"\n')
     out = tmp_path / "result.json"
     r = subprocess.run([sys.executable, "-m", "cart_gateway.cli", "replay", str(tmp_path / "trace.jsonl"),
                         "--config", str(cfg), "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
                        timeout=300, env={"PYTHONPATH": str(ROOT / "gateway")})
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
+    assert (res["trace"]["gateway_id"], res["trace"]["gateway_id_from"]) == ("sim", "trace topics")
+    assert any(r["status"] == "closed" and r["verdict"] for r in res["reviews"]) or not res["reviews"]
     got = {x["cart"]: x["total_cents"] for x in res["receipts"] if x["ok"]}
     assert got == {b["cart"]: b["charged_cents"] for b in truth["baskets"]}
+
+
+def _verdict_trace(path, header_extra: dict, gw_in_topic: str):
+    """A weight-only movement the shopper answers 'none of these' -> review; a verdict sent to
+    `gateway/<gw_in_topic>/review/verdict` settles it."""
+    from cart_gateway.testkit import verdict
+    t = 1_700_000_000_000
+    lines = [json.dumps(dict({"trace": 1, "created_ms": t, "source": "test"}, **header_extra))]
+    scale = Board("c001")
+    for topic, p in scale.movement(KETCHUP[1]):
+        t += 60
+        lines.append(trace_line(t, topic, 1, False, p))
+    t += 2000
+    lines.append(trace_line(t, "carts/c001/screen/answer", 1, False, answer("c001-p1", "a1", none=True)))
+    t += 500
+    lines.append(trace_line(t, f"gateway/{gw_in_topic}/review/verdict", 1, False,
+                            verdict("c001-r1", "v1", KETCHUP[0], 1)))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _replay(tmp_path, trace, *extra):
+    cfg = tmp_path / "gw.toml"         # the config says gw1
+    cfg.write_text(f'state_dir = "{tmp_path / "unused"}"\n[carts]\nknown = ["c001"]\n[detector]\nenabled = false\n')
+    out = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, "-m", "cart_gateway.cli", "replay", str(trace), "--config", str(cfg),
+                        "--out", str(out), *extra], cwd=ROOT, env={"PYTHONPATH": str(ROOT / "gateway")},
+                       capture_output=True, text=True, timeout=120)
+    return r, (json.loads(out.read_text()) if r.returncode == 0 else None)
+
+
+def test_replay_takes_the_gateway_id_from_the_trace_header_or_the_option(tmp_path):
+    trace = tmp_path / "t.jsonl"
+    _verdict_trace(trace, {"gateway_id": "store7"}, "store7")
+    r, res = _replay(tmp_path, trace)
+    assert r.returncode == 0, r.stderr
+    assert (res["trace"]["gateway_id"], res["trace"]["gateway_id_from"]) == ("store7", "trace header")
+    assert [x["status"] for x in res["reviews"]] == ["closed"]           # the verdict was applied
+    assert [ln["sku"] for ln in res["baskets"]["c001"]["lines"]] == [KETCHUP[0]]
+    # the option wins; with another id the verdict is not ours and the review stays open
+    r, res = _replay(tmp_path, trace, "--gateway-id", "gw9")
+    assert r.returncode == 0, r.stderr
+    assert (res["trace"]["gateway_id"], res["trace"]["gateway_id_from"]) == ("gw9", "option")
+    assert [x["status"] for x in res["reviews"]] == ["open"] and res["baskets"]["c001"]["lines"][0]["sku"] is None
+    r, _ = _replay(tmp_path, trace, "--gateway-id", "Bad Id")
+    assert r.returncode == 2 and "--gateway-id 'Bad Id'" in r.stderr
+
+
+def test_replay_without_a_header_id_uses_the_one_id_in_the_trace_topics(tmp_path):
+    trace = tmp_path / "t.jsonl"
+    _verdict_trace(trace, {}, "sim")
+    r, res = _replay(tmp_path, trace)
+    assert r.returncode == 0, r.stderr
+    assert (res["trace"]["gateway_id"], res["trace"]["gateway_id_from"]) == ("sim", "trace topics")
+    assert [x["status"] for x in res["reviews"]] == ["closed"]

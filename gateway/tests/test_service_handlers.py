@@ -202,3 +202,27 @@ def test_burst_runs_at_its_capture_event_with_the_frames_that_arrived(tmp_path):
     for ch in frame_chunks(cam.epoch, 3, JPEG):
         h.send("carts/c001/cam/frame", ch)
     assert len(h.bursts) == 2
+
+
+def test_a_tick_that_only_moves_the_clock_writes_nothing(tmp_path):
+    """Ticks while a movement waits for its vision commit nothing (no fsync a weight event would
+    wait behind); the tick that decides it writes the prompt. A restart in between loses nothing."""
+    from cart_gateway.testkit import Board
+    h = Harness(tmp_path)
+    b = Board("c001")
+    h.send(b.topic, b.unsettled())
+    h.send(b.topic, b.weight(KETCHUP[1], unsettled_seq=b.seq))
+    db = h.gw.store.db
+    before = db.total_changes
+    h.tick(200)
+    h.tick(200)
+    assert db.total_changes == before                  # clock only: nothing written
+    assert h.gw.carts["c001"].engine.s["moves"]["m1"]["state"] == "waiting"
+    gw2 = Gateway(h.cfg, submit_burst=h._submit)       # a crash here: the stored state is the last real one
+    assert gw2.carts["c001"].engine.s["moves"]["m1"]["state"] == "waiting"
+    gw2.store.close()
+    h.tick(1200)                                       # the 1.5 s vision wait is over: a prompt
+    assert db.total_changes > before
+    assert h.last("carts/c001/screen/prompt")["prompt_id"] == "c001-p1"
+    gw3 = Gateway(h.cfg, submit_burst=h._submit)
+    assert gw3.carts["c001"].engine.open_prompts()[0]["prompt_id"] == "c001-p1"

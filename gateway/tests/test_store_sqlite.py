@@ -67,20 +67,20 @@ def test_committed_state_is_visible_after_reopening_and_uncommitted_is_not(tmp_p
     p = tmp_path / "g.sqlite3"
     s = Store(p)
     s.begin()
-    s.save_cart("c1", 1, 0, '{"x":1}', {"scale/1": 5})
+    s.save_cart("c1", 1, 0, {"x": 1}, {"scale/1": 5})
     s.save_book({"v": 1, "stats": {}})
     oid = s.outbox_add("carts/c1/basket", b"{}", 1, True)
     s.commit()
     s.begin()
-    s.save_cart("c1", 1, 0, '{"x":2}', {})
+    s.save_cart("c1", 1, 0, {"x": 2}, {})
     # a second connection (another process after a crash) sees only committed data
     other = sqlite3.connect(str(p))
-    assert other.execute("SELECT state FROM carts").fetchone()[0] == '{"x":1}'
+    assert other.execute("SELECT value FROM cart_parts WHERE part='x'").fetchone()[0] == '1'
     other.close()
     s.rollback()
     s.close()
     s = Store(p)
-    assert s.load_carts() == [("c1", 1, 0, '{"x":1}', {"scale/1": 5})]
+    assert s.load_carts() == [("c1", 1, 0, {"x": 1}, {"scale/1": 5})]
     assert s.load_book() == {"v": 1, "stats": {}}
     assert [r[0] for r in s.outbox()] == [oid] and s.retained() == [("carts/c1/basket", b"{}")]
     s.begin()
@@ -99,3 +99,42 @@ def test_reviews_keep_their_verdict(store):
     store.commit()
     assert store.open_reviews() == []
     assert store.all_reviews()[0]["verdict"] == {"verdict_id": "v1"}
+
+
+def test_cart_state_is_stored_in_parts_and_only_changed_parts_are_rewritten(tmp_path):
+    from cart_gateway.store import join_state, split_state
+    state = {"v": 1, "n": {"line": 2}, "now_ms": 5,
+             "lines": [{"line_id": "L1", "qty": 1, "weight_g": 350.2}, {"line_id": "L2", "qty": 2, "weight_g": -0.0}],
+             "moves": {"m1": {"id": "m1", "state": "done"}, "m2": {"id": "m2", "state": "waiting"}},
+             "unsettled": {"1/7": {"mono_ms": 3}}, "visions": [{"mono_ms": 1}], "log": [], "receipt": None}
+    assert join_state(split_state(state)) == state
+    assert list(join_state(split_state(state))) == list(state)       # key order kept
+    s = Store(tmp_path / "g.sqlite3")
+    s.begin()
+    first = s.save_cart("c1", 1, 0, state, {})
+    assert s.save_cart("c1", 1, 0, state, {}) == 0          # nothing changed: nothing written
+    state["lines"][1]["qty"] = 3                             # one line changes
+    state["moves"].pop("m1")                                 # a movement is dropped
+    state["now_ms"] = 9
+    assert s.save_cart("c1", 1, 0, state, {}) == 4           # the line, the move order, m1 gone, now_ms
+    s.commit()
+    assert first == len(split_state(dict(state, moves={"m1": {}, "m2": {}})))
+    s.begin()
+    state["lines"].append({"line_id": "L3", "qty": 1, "weight_g": 1.0})
+    s.save_cart("c1", 1, 0, state, {})
+    s.rollback()                                             # the rolled-back line is not believed stored
+    s.begin()
+    state["lines"].pop()
+    s.save_cart("c1", 1, 0, state, {})
+    s.commit()
+    s.close()
+    got = Store(tmp_path / "g.sqlite3").load_carts()
+    assert got == [("c1", 1, 0, state, {})]
+    assert repr(got[0][3]["lines"][1]["weight_g"]) == "-0.0"  # exact values, not just equal ones
+
+
+def test_a_full_json_state_from_an_older_version_still_loads(tmp_path):
+    p = tmp_path / "g.sqlite3"
+    s = Store(p)
+    s.db.execute("INSERT INTO carts VALUES ('c1', 2, 7, ?, '{}')", ('{"v":1,"lines":[]}',))
+    assert s.load_carts() == [("c1", 2, 7, {"v": 1, "lines": []}, {})]

@@ -1,0 +1,183 @@
+"""The straightforward scoring, frozen as the reference for tests/test_scoring_identical.py.
+
+This is reconcile/scoring.py:score as it was before it was tuned for speed
+(commit d491f72). The tuned version must give bit-for-bit the same results.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cart_gateway.reconcile.config import ReconcileConfig
+from cart_gateway.reconcile.inputs import VisionSummary
+from cart_gateway.reconcile.scoring import CatalogueIndex, Scored
+from cart_gateway.reconcile.weightbook import WeightBook
+
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+KINDS = ("add", "remove", "swap", "personal", "personal_remove")
+
+
+def _normal_logpdf(x: float, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    z = (x - mu) / sd
+    return -0.5 * z * z - np.log(sd) - _LOG_SQRT_2PI
+
+
+def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
+          lines: list[dict], personal: list[dict], vision: VisionSummary | None,
+          cfg: ReconcileConfig) -> Scored:
+    n = cat.n
+    sn = max(cfg.sensor_noise_g, float(noise_g))
+    floor = math.log(cfg.weight_lik_floor) if cfg.weight_lik_floor > 0 else -np.inf
+    mean, sd = book.mean, book.sd
+    evidence = ["weight", "context"]
+
+    # vision factor per SKU (index n = "no product"), mixed with a uniform floor
+    if vision is not None and vision.n_frames > 0:
+        agg = np.zeros(n + 1)
+        for s, v in vision.scores.items():
+            i = cat.idx.get(s)
+            if i is not None:
+                agg[i] = v
+        agg[n] = vision.none_score
+        rest = max(0.0, 1.0 - float(agg.sum()))
+        agg = agg / max(1.0, float(agg.sum())) + rest / (n + 1)
+        vis = (1.0 - cfg.vision_floor) * agg + cfg.vision_floor / (n + 1)
+        evidence.append("vision")
+    else:
+        vis = np.full(n + 1, 1.0 / (n + 1))
+    logv = np.log(vis)
+
+    # barcode factor: a read is near-certain evidence for its SKU
+    logb = np.zeros(n + 1)
+    unknown = []
+    if vision is not None and vision.barcodes:
+        hits = [cat.sku_of_barcode(b) for b in vision.barcodes]
+        unknown = [b for b, h in zip(vision.barcodes, hits) if h is None]
+        known = sorted({cat.idx[h] for h in hits if h is not None})
+        if known:
+            logb[:] = math.log(cfg.barcode_other)
+            logb[known] = 0.0
+            evidence.append("barcode")
+
+    parts = []  # (logpost, mu, sd, kind, sku_idx, k, line_pos, aux_idx)
+
+    def add_part(lp, mu, s, kind, ski, k, line, aux):
+        m = len(lp)
+        parts.append((lp, mu, s, np.full(m, KINDS.index(kind)), ski, np.full(m, k) if np.isscalar(k) else k,
+                      np.full(m, line) if np.isscalar(line) else line, aux if not np.isscalar(aux) else np.full(m, aux)))
+
+    units = np.flatnonzero(~cat.by_weight)
+    produce = np.flatnonzero(cat.by_weight)
+    log_n = math.log(n)
+    if delta_g > 0:
+        for k in range(1, cfg.max_units + 1):
+            mu = k * mean[units]
+            s = np.sqrt(k * sd[units] ** 2 + sn * sn)
+            ll = np.maximum(_normal_logpdf(delta_g, mu, s), floor)
+            lp = math.log(cfg.unit_prior_of(k)) - log_n + logv[units] + logb[units] + ll
+            add_part(lp, mu, s, "add", units, k, -1, -1)
+        if len(produce):
+            # any quantity of loose produce: the weight says little, vision names it
+            mu = np.full(len(produce), delta_g)
+            s = np.full(len(produce), cfg.produce_max_g / math.sqrt(12))
+            ll = -math.log(cfg.produce_max_g) if delta_g <= cfg.produce_max_g else floor
+            lp = math.log(cfg.prior_produce) - log_n + logv[produce] + logb[produce] + ll
+            add_part(lp, mu, s, "add", produce, 1, -1, -1)
+        if cfg.prior_personal > 0:
+            ll = -math.log(cfg.personal_max_g) if delta_g <= cfg.personal_max_g else floor
+            lp = np.array([math.log(cfg.prior_personal) + logv[n] + logb[n] + ll])
+            add_part(lp, np.array([delta_g]), np.array([cfg.personal_max_g / math.sqrt(12)]),
+                     "personal", np.array([-1]), 1, -1, -1)
+
+    pos = [p for p, ln in enumerate(lines) if ln["status"] == "accepted" and ln["sku"] in cat.idx]
+    n_t = len(pos) + len(personal)
+    if n_t:
+        log_nt = math.log(n_t)
+        lpos = np.array(pos, dtype=int)
+        li = np.array([cat.idx[lines[p]["sku"]] for p in pos], dtype=int)
+        lq = np.array([lines[p]["qty"] for p in pos], dtype=int)
+        lbw = np.array([bool(lines[p]["by_weight"]) for p in pos], dtype=bool)
+        lw = np.array([float(lines[p]["weight_g"]) for p in pos])
+        if len(pos):
+            # whole produce lines out
+            m = lbw
+            if m.any():
+                mu = -lw[m]
+                s = np.full(int(m.sum()), sn * math.sqrt(2.0))
+                ll = np.maximum(_normal_logpdf(delta_g, mu, s), floor)
+                lp = -log_nt + logv[li[m]] + logb[li[m]] + ll
+                add_part(lp, mu, s, "remove", li[m], 1, lpos[m], -1)
+            # k units out of a packaged line
+            for k in range(1, cfg.max_units + 1):
+                m = ~lbw & (lq >= k)
+                if not m.any():
+                    break
+                mu = -k * mean[li[m]]
+                s = np.sqrt(k * sd[li[m]] ** 2 + sn * sn)
+                ll = np.maximum(_normal_logpdf(delta_g, mu, s), floor)
+                lp = math.log(cfg.unit_prior_of(k)) - log_nt + logv[li[m]] + logb[li[m]] + ll
+                add_part(lp, mu, s, "remove", li[m], k, lpos[m], -1)
+            # swap: one unit of a packaged line out, one unit of another SKU in (lines x SKUs)
+            m = ~lbw
+            if cfg.prior_swap > 0 and m.any() and len(units):
+                a_i, a_pos = li[m], lpos[m]
+                mu = mean[units][None, :] - mean[a_i][:, None]
+                s = np.sqrt(sd[units][None, :] ** 2 + sd[a_i][:, None] ** 2 + sn * sn)
+                ll = np.maximum(_normal_logpdf(delta_g, mu, s), floor)
+                lv = np.log(0.5 * (vis[units][None, :] + vis[a_i][:, None]))
+                lb = np.maximum(logb[units][None, :], logb[a_i][:, None])
+                lp = math.log(cfg.prior_swap) - log_n - log_nt + lv + lb + ll
+                same = units[None, :] == a_i[:, None]
+                lp = np.where(same, -np.inf, lp)          # a swap for the same SKU is no swap
+                shape = lp.shape
+                add_part(lp.ravel(), mu.ravel(), s.ravel(), "swap", np.broadcast_to(units[None, :], shape).ravel(),
+                         1, np.broadcast_to(a_pos[:, None], shape).ravel(),
+                         np.broadcast_to(a_i[:, None], shape).ravel())
+        if delta_g < 0:
+            for p, it in enumerate(personal):
+                s = sn * math.sqrt(2.0)
+                ll = max(float(_normal_logpdf(delta_g, np.array([-it["weight_g"]]), np.array([s]))[0]), floor)
+                lp = -log_nt + logv[n] + ll
+                add_part(np.array([lp]), np.array([-it["weight_g"]]), np.array([s]), "personal_remove",
+                         np.array([-1]), 1, p, -1)
+
+    if not parts:
+        return Scored([], evidence, math.inf, unknown, {})
+    cols = [np.concatenate([p[j] for p in parts]) for j in range(8)]
+    lp, mu, s, kind, ski, kk, line, aux = cols
+    z = (delta_g - mu) / s
+    top = float(lp.max())
+    post = np.exp(lp - top)
+    post /= post.sum()
+    m_top = max(cfg.ask_top_k, 5)
+    if len(post) > 4 * m_top:   # partial sort first; ties resolved by index so the order is deterministic
+        cand = np.argpartition(-post, m_top)[: m_top]
+        order = cand[np.lexsort((cand, -post[cand]))]
+    else:
+        order = np.argsort(-post, kind="stable")[:m_top]
+    product = kind != KINDS.index("personal")
+    best_fit = float(np.abs(z[product]).min()) if product.any() else math.inf
+    hyps = []
+    for j in order:
+        kd = KINDS[int(kind[j])]
+        h = {"kind": kd, "sku": cat.skus[int(ski[j])] if ski[j] >= 0 else None, "k": int(kk[j]),
+             "target": _target(kd, int(line[j]), lines, personal), "posterior": float(post[j]), "mu_g": round(float(mu[j]), 3),
+             "sd_g": round(float(s[j]), 3), "z": round(float(z[j]), 3)}
+        if kd == "swap":
+            h["remove_sku"] = cat.skus[int(aux[j])]
+        hyps.append(h)
+    arrays = {"post": post, "kind": kind, "ski": ski, "k": kk, "line": line, "aux": aux, "z": z, "mu": mu, "sd": s,
+              "lines": lines, "personal": personal}
+    return Scored(hyps, evidence, best_fit, unknown, arrays)
+
+
+
+
+def _target(kind: str, pos: int, lines: list[dict], personal: list[dict]) -> str | None:
+    """The basket line (or personal item) a removal / swap hypothesis acts on."""
+    if kind in ("remove", "swap"):
+        return lines[pos]["line_id"]
+    if kind == "personal_remove":
+        return personal[pos]["pid"]
+    return None
