@@ -161,37 +161,75 @@ class Shopper:
         return out
 
 
+def _units(items) -> list[str]:
+    """One entry per product unit (personal items and produce bags count once)."""
+    return [sku for sku, units, _ in items if sku is not None for _ in range(units)]
+
+
+def which_part(action: Action, delta_g: float) -> str | None:
+    """Which part of the action a settled weight change is: "whole", "in" (only what went
+    in), "out" (only what came out), or None when it is none of them (a hand, a lean)."""
+    parts = {"whole": sum(g for _, _, g in action.adds) - sum(g for _, _, g in action.removes),
+             "in": sum(g for _, _, g in action.adds), "out": -sum(g for _, _, g in action.removes)}
+    if action.kind == "put_back":
+        parts.pop("whole")       # out and back in are two movements
+    parts = {k: v for k, v in parts.items() if v}
+    if not parts:
+        return None
+    which = min(parts, key=lambda k: abs(parts[k] - delta_g))
+    if abs(parts[which] - delta_g) > max(25.0, 0.1 * abs(parts[which])):
+        return None
+    return which
+
+
 def answer_for(action: Action | None, prompt: dict, delta_g: float, catalogue, rng: random.Random,
                error_rate: float) -> dict:
     """The shopper's §11 choice for a prompt about the movement `action` caused."""
-    if action is None:
-        return {"none": True}
+    if action is None or which_part(action, delta_g) is None:
+        return {"none": True}     # not something the shopper put in or took out
     items = action.adds if delta_g > 0 else action.removes
     if action.cheat in ("cover", "declare_personal") and delta_g > 0:
         return {"personal": True}
     if action.cheat == "label_swap" and delta_g > 0:
         s = catalogue[action.label_sku]
         return {"barcode": s.ean13} if prompt["kind"] == "scan" else {"sku": s.sku}
+    if action.kind == "swap" and _units(action.removes) and _units(action.adds):
+        # "which items did you move?": both, the one taken out and the one put in
+        return {"skus": _units(action.removes) + _units(action.adds)}
     if not items:
         return {"none": True}
     sku = items[0][0]
     if sku is None:
         return {"personal": True}
-    opts = [o["sku"] for o in prompt.get("options", []) if o["sku"] != sku]
+    opts = [o for o in prompt.get("options", []) if (o.get("skus") or [o["sku"]]) != _units(items)]
     if opts and rng.random() < error_rate:
-        return {"sku": rng.choice(opts)}     # a tap on the wrong picture
+        o = rng.choice(opts)                 # a tap on the wrong picture
+        return {"skus": list(o["skus"])} if o.get("skus") else {"sku": o["sku"]}
+    if len({x for x in _units(items)}) > 1:
+        return {"skus": _units(items)}       # two different products at once: name both
     if prompt["kind"] == "scan":
         return {"barcode": catalogue[sku].ean13}
     return {"sku": sku}
 
 
-def verdict_for(action: Action | None, delta_g: float) -> tuple[str | None, int]:
-    """The reviewer sees the frames and the shopper: the truth, as far as a
-    verdict (one SKU, a quantity) can say it."""
+def verdict_for(action: Action | None, delta_g: float) -> dict:
+    """The reviewer sees the frames, the weight trace and the shopper: the truth of this
+    movement. Returns the §13 fields: sku/qty, plus adds/removes lists when one SKU
+    cannot say it (two products at once, a swap)."""
     if action is None:
-        return None, 0
-    items = action.adds if delta_g > 0 else action.removes
-    if not items:
-        return None, 0
-    sku, units, _ = items[0]
-    return sku, units
+        return {"sku": None, "qty": 0}
+    which = which_part(action, delta_g)
+    if which is None:
+        return {"sku": None, "qty": 0}
+    ins = action.adds if which in ("whole", "in") else []
+    outs = action.removes if which in ("whole", "out") else []
+    if not ins and not outs:
+        return {"sku": None, "qty": 0}
+    simple = (not ins or not outs) and len(ins or outs) == 1
+    if simple:
+        sku, units, _ = (ins or outs)[0]
+        return {"sku": sku, "qty": units}
+    first = (ins or outs)[0]
+    return {"sku": first[0], "qty": first[1],
+            "adds": [{"sku": sku, "qty": units} for sku, units, _ in ins],
+            "removes": [{"sku": sku, "qty": units} for sku, units, _ in outs]}

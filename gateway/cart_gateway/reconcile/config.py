@@ -21,6 +21,15 @@ class ReconcileConfig(BaseModel):
     prior_produce: float = Field(0.1, gt=0, description="one loose-produce SKU relative to one packaged SKU")
     produce_max_g: float = Field(5000.0, gt=0, description="sold-by-weight items: uniform weight range")
     personal_max_g: float = Field(3000.0, gt=0, description="personal item weight range (uniform)")
+    prior_two: float = Field(0.1, ge=0, description=(
+        "two different products in one movement (k of A + one B in, or one each of two lines out), "
+        "relative to one product"))
+    pair_vision_top: int = Field(6, ge=1, le=32, description=(
+        "pairs are proposed with A among this many SKUs the camera scored highest (bounds the work)"))
+    prior_partial_produce: float = Field(0.2, ge=0, description=(
+        "part of a loose-produce line taken out, relative to a whole line"))
+    partial_min_left_g: float = Field(20.0, ge=0, description=(
+        "a produce removal leaving less than this on the line takes the whole line"))
     # --- vision / barcode
     vision_floor: float = Field(0.01, ge=0, le=1, description="mixing weight of a uniform floor")
     barcode_other: float = Field(1e-4, gt=0, le=1, description="likelihood of a read for another SKU")
