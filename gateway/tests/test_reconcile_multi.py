@@ -1,11 +1,12 @@
 """Several products in one movement, swaps end to end, and produce taken out in part."""
 import pytest
 
-from cart_gateway.reconcile import Answer, ReconcileConfig, ReconcileError, Verdict
+from cart_gateway.reconcile import Answer, ReconcileConfig, ReconcileError, Unsettled, Verdict
 from cart_gateway.reconcile.multi import fit_skus, score_multi
 from cart_gateway.reconcile.scoring import score
 from cart_gateway.reconcile.inputs import VisionSummary
 
+from cart_gateway.reconcile.synth import sku
 from test_reconcile_cases import SKUS, Cart
 
 
@@ -212,3 +213,67 @@ def test_fit_skus_tells_in_out_and_swap_apart_by_weight():
     assert sw["kind"] == "swap_multi" and sw["out"] == {"cola": 1} and sw["in"] == {"chips": 1}
     # chips are not in the basket: they cannot have come out
     assert all(h["kind"] != "remove_multi" for h in fit_skus(["cola", "chips"], -515.0, 1.0, cat, book, lines, cfg))
+
+
+def test_an_item_just_taken_out_and_put_back_is_recognised_by_context():
+    c = Cart()
+    c.move(420.0, [("soup", 0.9)])
+    d = c.move(-420.0, [("soup", 0.3), ("beans", 0.3)])       # out: context says soup (beans not in the cart)
+    assert d[0]["outcome"] == "accept" and _units(c) == {}
+    # back in: soup and beans weigh the same and the camera cannot tell them apart; the soup just came out
+    back = c.move(421.0, [("soup", 0.3), ("beans", 0.3)])[0]
+    fresh = Cart().move(421.0, [("soup", 0.3), ("beans", 0.3)])[0]
+    assert back["hypothesis"]["sku"] == "soup" and back["hypothesis"]["context"] == "put back"
+    assert back["posterior"] > fresh["posterior"] + 0.2
+    # in a store-sized catalogue that context settles it (prior_readd is relative to all other SKUs)
+    big = [sku(f"filler{i}", 1000.0 + 37 * i, 5.0, 100) for i in range(300)]
+    c3 = Cart(skus=SKUS + big)
+    c3.move(420.0, [("soup", 0.9)])
+    c3.move(-420.0, [("soup", 0.3), ("beans", 0.3)])
+    d = c3.move(421.0, [("soup", 0.3), ("beans", 0.3)])
+    assert d[0]["outcome"] == "accept" and _units(c3) == {"soup": 1}
+
+
+def test_swap_for_a_product_of_the_same_weight_is_caught_by_the_camera():
+    c = Cart()
+    c.move(420.0, [("soup", 0.9)])
+    c.move(1530.0, [("water", 0.9)])
+    # soup out, beans in (same weight): the scale settles back within min_delta_g and sends no event
+    c.seq += 1
+    c.e.step(Unsettled(1, c.seq, c.t, c.total))
+    c.e.step(c.vision([("beans", 0.8)], c.seq, t=c.t + 300))
+    fx = c.e.advance(c.t + 12000)          # the window expires: only the camera saw anything
+    outs = [d["outcome"] for d in fx["decisions"]]
+    assert "same_weight_swap" in outs, fx["decisions"]
+    if "ask" in outs:
+        c.t += 12000
+        _answer(c, c.e.open_prompts()[0], skus=("soup", "beans"))
+    assert _units(c) == {"beans": 1, "water": 1}
+
+
+def test_lifting_an_item_that_is_in_the_basket_is_still_no_change():
+    c = Cart()
+    c.move(420.0, [("soup", 0.9)])
+    c.seq += 1
+    c.e.step(Unsettled(1, c.seq, c.t, c.total))
+    c.e.step(c.vision([("soup", 0.8)], c.seq, t=c.t + 300))
+    fx = c.e.advance(c.t + 12000)
+    assert [d["outcome"] for d in fx["decisions"]] == ["no_change"]
+    assert _units(c) == {"soup": 1}
+
+
+def test_an_answer_the_camera_makes_unlikely_goes_to_review():
+    big = [sku(f"filler{i}", 1000.0 + 37 * i, 5.0, 100) for i in range(300)]
+    # the camera favours soup, beans weigh the same: a prompt; a tap on beans (p ~ 0.04) is doubtful
+    c = Cart(skus=SKUS + big)
+    d = c.move(422.0, [("soup", 0.5), ("beans", 0.02)])
+    assert d[0]["outcome"] == "ask", d
+    fx = _answer(c, c.e.open_prompts()[0], sku="beans")
+    assert fx["reviews_opened"] and "unlikely" in fx["reviews_opened"][0]["reason"]
+    assert _units(c) == {}
+    # the same tap on soup is applied; with answer_error_rate = 0 every fitting answer is trusted
+    for cfg, tap in ((None, "soup"), (ReconcileConfig(answer_error_rate=0), "beans")):
+        c2 = Cart(cfg, skus=SKUS + big)
+        c2.move(422.0, [("soup", 0.5), ("beans", 0.02)])
+        _answer(c2, c2.e.open_prompts()[0], sku=tap)
+        assert _units(c2) == {tap: 1}

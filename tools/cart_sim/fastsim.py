@@ -253,7 +253,7 @@ class BasketRun:
             a = self.by_useq.get(mv["unsettled_seq"])
             self.res.reviews_by.update([_kind(a, mv["delta_g"]) + ": " + _reason(r["reason"])])
             body = {"v": 1, "review_id": r["review_id"], "verdict_id": "v-" + r["review_id"],
-                    **verdict_for(a, mv["delta_g"])}
+                    **verdict_for(a, mv["delta_g"], self.action_got.get(id(a)) if a is not None else None)}
             t = self.now + int(1000 * self.rng.uniform(shop["review_s_min"], shop["review_s_max"]))
             self._push(t, "send", (f"gateway/{GW}/review/verdict", _j(body), 1, False))
 
@@ -402,15 +402,20 @@ class BasketRun:
         for a in self.plan:
             truth: dict = {}
             for sign, items in ((1, a.adds), (-1, a.removes)):
-                for sku, units, _ in items:
+                for sku, units, g in items:
                     key = "personal" if sku is None else sku
-                    n = 1 if sku is None or cat[sku].sold_by_weight else units
+                    n = 1 if sku is None else g if cat[sku].sold_by_weight else units
                     truth[key] = truth.get(key, 0) + sign * n
+            got = dict(self.action_got.get(id(a), {}))
+            # produce is compared in grams within the scale's accuracy (bench: 2 % or 5 cents)
+            for k in set(truth) | set(got):
+                if k != "personal" and cat[k].sold_by_weight:
+                    t, g = truth.get(k, 0), got.get(k, 0)
+                    ok = abs(t - g) <= max(10.0, 0.03 * abs(t))
+                    truth[k] = 0 if abs(t) <= 10.0 else (1 if t > 0 else -1)
+                    got[k] = truth[k] if ok else (0 if abs(g) <= 10.0 else 1 if g > 0 else -1) or 2
             truth = {k: v for k, v in truth.items() if v}
-            got = {k: v for k, v in self.action_got.get(id(a), {}).items() if v}
-            # produce is compared by direction (the amount is the scale's), personal items by count
-            norm = {k: (1 if v > 0 else -1) if k != "personal" and cat[k].sold_by_weight else v
-                    for k, v in got.items()}
+            norm = {k: v for k, v in got.items() if v}
             if a.cheat and a.cheat != "label_swap":
                 continue             # loss prevention, counted separately
             if norm == truth:

@@ -212,24 +212,41 @@ def answer_for(action: Action | None, prompt: dict, delta_g: float, catalogue, r
     return {"sku": sku}
 
 
-def verdict_for(action: Action | None, delta_g: float) -> dict:
-    """The reviewer sees the frames, the weight trace and the shopper: the truth of this
-    movement. Returns the §13 fields: sku/qty, plus adds/removes lists when one SKU
-    cannot say it (two products at once, a swap)."""
+def verdict_for(action: Action | None, delta_g: float, done: dict | None = None) -> dict:
+    """The reviewer sees the frames, the weight trace, the shopper and the basket so far
+    (`done`: what the gateway already charged or credited for this action, per SKU): the
+    truth of this movement, i.e. the part of the action not yet accounted for. Returns the
+    §13 fields: sku/qty, plus adds/removes lists when one SKU cannot say it."""
     if action is None:
         return {"sku": None, "qty": 0}
+    done = dict(done or {})
+
+    def remaining(items, sign):
+        out = []
+        for sku, units, _ in items:
+            key = "personal" if sku is None else sku
+            got = sign * done.get(key, 0)
+            n = 1 if sku is None else units
+            left = n - max(0, min(n, int(round(got))) if got > 0 else 0)
+            if left > 0:
+                out.append((sku, left))
+            done[key] = done.get(key, 0) - sign * min(n, max(0, got))
+        return out
+
+    rem_in, rem_out = remaining(action.adds, 1), remaining(action.removes, -1)
     which = which_part(action, delta_g)
-    if which is None:
-        return {"sku": None, "qty": 0}
-    ins = action.adds if which in ("whole", "in") else []
-    outs = action.removes if which in ("whole", "out") else []
-    if not ins and not outs:
-        return {"sku": None, "qty": 0}
-    simple = (not ins or not outs) and len(ins or outs) == 1
-    if simple:
-        sku, units, _ = (ins or outs)[0]
+    if action.kind in ("swap", "add") and rem_in and rem_out and which in ("whole", None):
+        ins, outs = rem_in, rem_out
+    elif delta_g > 0 and rem_in:
+        ins, outs = rem_in, []
+    elif delta_g < 0 and rem_out:
+        ins, outs = [], rem_out
+    else:
+        return {"sku": None, "qty": 0}     # nothing of this action is left to account for: a hand, a lean
+    if len(ins) + len(outs) == 1:
+        sku, units = (ins or outs)[0]
         return {"sku": sku, "qty": units}
     first = (ins or outs)[0]
     return {"sku": first[0], "qty": first[1],
-            "adds": [{"sku": sku, "qty": units} for sku, units, _ in ins],
-            "removes": [{"sku": sku, "qty": units} for sku, units, _ in outs]}
+            "adds": [{"sku": sku, "qty": units} for sku, units in ins],
+            "removes": [{"sku": sku, "qty": units} for sku, units in outs]}

@@ -28,6 +28,13 @@ class ReconcileConfig(BaseModel):
         "pairs are proposed with A among this many SKUs the camera scored highest (bounds the work)"))
     prior_partial_produce: float = Field(0.2, ge=0, description=(
         "part of a loose-produce line taken out, relative to a whole line"))
+    same_weight_swap_min_score: float = Field(0.5, ge=0, le=1, description=(
+        "a product the camera scores this high, not in the basket, with no weight change, opens a "
+        "movement (a swap for a product of the same weight); 0 turns it off"))
+    prior_readd: float = Field(0.3, ge=0, description=(
+        "an item taken out within readd_window_ms is put back (reading a label), relative to one "
+        "packaged SKU's prior times the catalogue size; 0 turns it off"))
+    readd_window_ms: int = Field(60000, ge=0, description="how long a removal counts as 'just taken out'")
     partial_min_left_g: float = Field(20.0, ge=0, description=(
         "a produce removal leaving less than this on the line takes the whole line"))
     # --- vision / barcode
@@ -49,6 +56,10 @@ class ReconcileConfig(BaseModel):
     ask_cover: float = Field(0.9, gt=0, le=1, description="ask if the top-k hypotheses cover this")
     ask_scan: bool = Field(True, description="ask for a barcode scan when the weight fits but identity is open")
     accept_personal: bool = Field(False, description="never auto-accept a personal item: ask")
+    answer_error_rate: float = Field(0.02, ge=0, lt=1, description=(
+        "assumed rate of taps on a wrong option (touch-screen slips); 0 trusts every answer"))
+    answer_min_posterior: float = Field(0.9, ge=0, le=1, description=(
+        "an answer whose posterior (evidence x answer reliability) is below this goes to review"))
     contradict_z: float = Field(4.0, gt=0, description="an answer whose weight misfits beyond this goes to review")
     # --- learned weights
     learn_min_posterior: float = Field(0.99, gt=0, le=1)

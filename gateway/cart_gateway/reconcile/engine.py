@@ -185,6 +185,12 @@ class CartReconciler:
             if ukey:
                 s["nochange_refs"] = (s["nochange_refs"] + [ukey])[-_SETTLED_KEEP:]
             vis = self._take_visions(w.epoch, w.unsettled_seq, start, w.mono_ms)
+            if vis:
+                merged = vis[0]
+                for v in vis[1:]:
+                    merged.merge(v)
+                if self._same_weight_swap(merged, w.epoch, w.seq, w.unsettled_seq, w.delta_g, w.total_g, w.noise_g):
+                    return
             why = ("vision without a weight change: item lifted and put back" if vis
                    else "weight change below min_delta_g")
             self._log("no_change", why, evidence=["weight", "vision"] if vis else ["weight"],
@@ -277,17 +283,58 @@ class CartReconciler:
             age = now - d["mono_ms"]
             open_ref = d["ref"] is not None and f"{d['ref'][0]}/{d['ref'][1]}" in s["unsettled"]
             if age > self.cfg.vision_max_wait_ms or (age > self.cfg.evidence_window_ms and not open_ref):
+                v = VisionSummary.from_dict(d)
+                ref = v.ref or [None, None]
+                if self._same_weight_swap(v, ref[0], None, ref[1], 0.0, 0.0, 0.0):
+                    continue
                 self._log("no_change", "vision without a weight change: item lifted and put back",
                           evidence=["vision"], extra={"frames": d["frame_ids"], "scores": d["scores"]})
             else:
                 keep.append(d)
         s["visions"] = keep
+        for mv in sorted((m for m in s["moves"].values() if m["state"] == "waiting" and m.get("same_weight")),
+                         key=lambda m: (m["mono_ms"], m["id"])):
+            self._decide(mv)     # opened just now from vision alone: nothing more to wait for
+
+    def _same_weight_swap(self, v: VisionSummary, epoch, seq, useq, delta_g: float, total_g: float,
+                          noise_g: float) -> bool:
+        """The camera saw a product that is not in the basket but the weight did not change: a swap
+        for a product of the same weight (the scale cannot see it). Opens a movement for it, so the
+        swap hypotheses (and, if unsure, the shopper) decide; returns True if it did."""
+        cfg = self.cfg
+        if cfg.same_weight_swap_min_score <= 0 or not v.scores:
+            return False
+        sku = max(v.scores, key=lambda k: (v.scores[k], k))
+        if v.scores[sku] < cfg.same_weight_swap_min_score or sku not in self.cat.idx \
+                or self.cat.items[sku].sold_by_weight:
+            return False
+        lines = [ln for ln in self.s["lines"] if ln["status"] == "accepted" and not ln["by_weight"]]
+        if any(ln["sku"] == sku for ln in lines):
+            return False     # that product is in the basket: lifted and put back
+        mb, sb = self.book.params(sku)
+        near = [ln for ln in lines if abs(self.book.params(ln["sku"])[0] - mb)
+                <= 3.0 * math.hypot(self.book.params(ln["sku"])[1], sb) + cfg.min_delta_g]
+        if not near:
+            return False
+        s = self.s
+        s["n"]["move"] += 1
+        mid = f"m{s['n']['move']}"
+        s["moves"][mid] = {"id": mid, "epoch": epoch, "seq": seq, "unsettled_seq": useq,
+                           "start_ms": v.mono_ms, "mono_ms": s["now_ms"], "delta_g": float(delta_g),
+                           "total_g": float(total_g), "noise_g": float(noise_g), "deadline_ms": s["now_ms"],
+                           "vision": v.to_dict(), "state": "waiting", "prompt_id": None, "review_id": None,
+                           "same_weight": True}
+        self._log("same_weight_swap", f"camera saw {sku} (not in the basket) with no weight change",
+                  move=mid, evidence=["vision", "weight", "context"], extra={"frames": v.frame_ids})
+        return True
 
     # ------------------------------------------------------------------ decide
     def _score(self, mv: dict) -> Scored:
         vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
+        recent = [r["sku"] for r in self.s.get("recent_out", [])
+                  if mv["mono_ms"] - r["mono_ms"] <= self.cfg.readd_window_ms]
         return score_multi(mv["delta_g"], mv["noise_g"], self.cat, self.book, self.s["lines"],
-                           self.s["personal"], vis, self.cfg)
+                           self.s["personal"], vis, self.cfg, recent_out=recent)
 
     def _decide(self, mv: dict) -> None:
         cfg = self.cfg
@@ -396,6 +443,16 @@ class CartReconciler:
         before = self._counts()
         self._apply_h(mv, h)
         mv["effect"] = self._effect(before)
+        self._note_removals(mv)
+
+    def _note_removals(self, mv: dict) -> None:
+        """Packaged units just taken out: context for a put-back (`readd`)."""
+        out = [k for k, v in mv.get("effect", {}).items()
+               if v < 0 and k != "personal" and not self.cat.items[k].sold_by_weight]
+        if out or "recent_out" in self.s:
+            keep = [r for r in self.s.get("recent_out", [])
+                    if self.s["now_ms"] - r["mono_ms"] <= self.cfg.readd_window_ms]
+            self.s["recent_out"] = (keep + [{"sku": k, "mono_ms": mv["mono_ms"]} for k in out])[-16:]
 
     def _split(self, skus_qty: list[tuple[str, int]], total_g: float) -> list[float]:
         """Share a movement's weight among products in proportion to their expected weights."""
@@ -407,6 +464,8 @@ class CartReconciler:
         d, kind = mv["delta_g"], h["kind"]
         if kind in ("add2", "remove2", "add_multi", "remove_multi", "swap_multi"):
             self._apply_multi(mv, h)
+        elif kind == "readd":
+            self._add_units(h["sku"], 1, d, mv["id"])
         elif kind == "remove_part":
             ln = self._line_by_id(h["target"])
             if ln is None:
@@ -545,6 +604,7 @@ class CartReconciler:
             return
         s["answers_seen"] = (s["answers_seen"] + [a.answer_id])[-256:]
         mv = s["moves"][s["prompts"][a.prompt_id]["move_id"]]
+        self._prompt_options = {a.prompt_id: s["prompts"][a.prompt_id]["prompt"]["options"]}
         self._close_prompt(a.prompt_id)
         mv["state"], mv["prompt_id"] = "answered", None
         self._fx["basket_changed"] = True
@@ -593,11 +653,25 @@ class CartReconciler:
             self._open_review(mv, sc, f"shopper's choice {sku} does not fit the weight change"
                               f" (z={h['z'] if h else 'n/a'})", ev)
             return
+        if a.barcode is None and self._doubtful(sc, sku, a.prompt_id):
+            self._open_review(mv, sc, f"shopper's choice {sku} is unlikely given the camera and the weight", ev)
+            return
         self._apply(mv, h)
         mv["state"] = "done"
         self._learn(mv, h)
         self._log("answer", "shopper's choice fits the weight", move=mv["id"], evidence=ev,
                   extra=dict(info, hypothesis=h))
+
+    def _doubtful(self, sc: Scored, sku: str, prompt_id: str) -> bool:
+        """A tap can be a slip: combine the answer (right with 1 - answer_error_rate) with the
+        evidence; a choice the evidence makes unlikely goes to a human instead of the receipt."""
+        e = self.cfg.answer_error_rate
+        if e <= 0 or not sc.hyps or "vision" not in sc.evidence:
+            return False    # weight alone: the priors, not evidence, rank the options
+        p = sum(h["posterior"] for h in sc.hyps if h["sku"] == sku)
+        m = max(2, len(self._prompt_options.get(prompt_id, ())) or self.cfg.ask_top_k)
+        post = p * (1 - e) / (p * (1 - e) + (1 - p) * e / (m - 1)) if p > 0 else 0.0
+        return post < self.cfg.answer_min_posterior
 
     def _produce_out(self, sku: str, delta_g: float) -> dict | None:
         """Some or all of a loose-produce line of `sku` came out: the line that holds enough."""
@@ -674,6 +748,7 @@ class CartReconciler:
             before = self._counts()
             self._move_units(mv, ins, outs)
             mv["effect"] = self._effect(before)
+            self._note_removals(mv)
             mv["applied"] = {"kind": "verdict", "in": ins, "out": outs}
             if len(ins) == 1 and not outs and ins[0][0] is not None and ins[0][1] == 1 \
                     and not self.cat.items[ins[0][0]].sold_by_weight:
@@ -707,6 +782,7 @@ class CartReconciler:
                 self._remove_units(lines[0], v.qty, d)
         mv["applied"] = {"kind": "add" if d > 0 else "remove", "sku": v.sku, "k": v.qty}
         mv["effect"] = self._effect(before)
+        self._note_removals(mv)
         if v.qty == 1 and not self.cat.items[v.sku].sold_by_weight:
             self._learn_verdict(mv, v.sku)
         self._log("verdict", "reviewer decided", move=mv["id"], evidence=["verdict"], extra=info)

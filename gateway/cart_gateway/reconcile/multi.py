@@ -96,10 +96,13 @@ def _log_norm(sc: Scored, delta_g: float, cat: CatalogueIndex, lines, personal, 
 
 def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
                 lines: list[dict], personal: list[dict], vision: VisionSummary | None,
-                cfg: ReconcileConfig) -> Scored:
-    """score() plus the multi-product hypotheses, renormalised together."""
+                cfg: ReconcileConfig, recent_out: list[str] | None = None) -> Scored:
+    """score() plus the multi-product hypotheses, renormalised together.
+
+    `recent_out`: packaged SKUs taken out of this basket moments ago; putting one
+    back (`readd`) is far likelier than any other SKU of that weight."""
     sc = score(delta_g, noise_g, cat, book, lines, personal, vision, cfg)
-    if cfg.prior_two <= 0 and cfg.prior_partial_produce <= 0:
+    if cfg.prior_two <= 0 and cfg.prior_partial_produce <= 0 and not (recent_out and cfg.prior_readd > 0):
         return sc
     n = cat.n
     sn = max(cfg.sensor_noise_g, float(noise_g))
@@ -113,29 +116,46 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
     pos = [p for p, ln in enumerate(lines) if ln["status"] == "accepted" and ln["sku"] in cat.idx]
     n_t = len(pos) + len(personal)
 
+    extra_mass = []   # log-sums of every multi hypothesis scored (not only the ones kept)
+    keep = max(cfg.ask_top_k, 5)
     if delta_g > 0 and cfg.prior_two > 0 and seen:
         units = np.flatnonzero(~cat.by_weight)
         top = units[np.argsort(-vis[units], kind="stable")[: cfg.pair_vision_top]]
-        top_set = {int(x) for x in top}
-        for a in top:
-            a = int(a)
-            for k in range(1, cfg.max_units + 1):
-                mu = k * mean[a] + mean[units]
-                s = np.sqrt(k * sd[a] ** 2 + sd[units] ** 2 + sn * sn)
-                ll = np.maximum(_logpdf(delta_g, mu, s), floor)
-                lp = (math.log(cfg.prior_two) + math.log(cfg.unit_prior_of(k)) - 2 * math.log(n)
-                      + logv[a] + logv[units] + math.log(n + 1) + np.maximum(logb[a], logb[units]) + ll)
-                # A == B is a k+1 units hypothesis; {A, B} both in the top set: count the pair once
-                bad = (units == a) | ((k == 1) & np.isin(units, list(top_set)) & (units < a))
-                lp = np.where(bad, -np.inf, lp)
-                best = np.argsort(-lp, kind="stable")[:8]
-                for j in best:
-                    if not np.isfinite(lp[j]):
-                        continue
-                    b = int(units[j])
-                    hyps.append(_h("add2", [cat.skus[a]] * k + [cat.skus[b]], None, float(mu[j]), float(s[j]),
-                                   delta_g, cat.skus[a], k))
-                    lps.append(float(lp[j]))
+        ks = np.arange(1, cfg.max_units + 1)
+        # rows: (A, k) for A in the top set, k = 1..K; columns: B over every packaged SKU
+        a_r = np.repeat(top, len(ks))
+        k_r = np.tile(ks, len(top))
+        mu = k_r[:, None] * mean[a_r][:, None] + mean[units][None, :]
+        s = np.sqrt(k_r[:, None] * sd[a_r][:, None] ** 2 + sd[units][None, :] ** 2 + sn * sn)
+        ll = np.maximum(_logpdf(delta_g, mu, s), floor)
+        lup = np.log([cfg.unit_prior_of(int(k)) for k in k_r])
+        lp = (math.log(cfg.prior_two) - 2 * math.log(n) + math.log(n + 1) + lup[:, None]
+              + logv[a_r][:, None] + logv[units][None, :] + np.maximum(logb[a_r][:, None], logb[units][None, :]) + ll)
+        # A == B is a k+1 units hypothesis; {A, B} both in the top set with k=1: count the pair once
+        in_top = np.isin(units, top)
+        bad = (units[None, :] == a_r[:, None]) | ((k_r[:, None] == 1) & in_top[None, :] & (units[None, :] < a_r[:, None]))
+        lp = np.where(bad, -np.inf, lp).ravel()
+        extra_mass.append(float(np.logaddexp.reduce(lp)))
+        best = np.argpartition(-lp, keep)[:keep] if len(lp) > keep else np.arange(len(lp))
+        for j in best[np.argsort(-lp[best], kind="stable")]:
+            if not np.isfinite(lp[j]):
+                continue
+            r, c = divmod(int(j), len(units))
+            a, k, b = int(a_r[r]), int(k_r[r]), int(units[c])
+            hyps.append(_h("add2", [cat.skus[a]] * k + [cat.skus[b]], None, float(mu[r, c]), float(s[r, c]),
+                           delta_g, cat.skus[a], k))
+            lps.append(float(lp[j]))
+
+    if delta_g > 0 and recent_out and cfg.prior_readd > 0:
+        back = sorted({s for s in recent_out if s in cat.idx and not cat.by_weight[cat.idx[s]]})
+        for sku in back:
+            i = cat.idx[sku]
+            s_ = math.sqrt(sd[i] ** 2 + sn * sn)
+            ll = max(float(_logpdf(delta_g, mean[i], s_)), floor)
+            lp = math.log(cfg.prior_readd) - math.log(len(back)) + logv[i] + logb[i] + ll
+            hyps.append(_h("readd", [sku], None, float(mean[i]), s_, delta_g, sku, 1))
+            lps.append(lp)
+            extra_mass.append(lp)
 
     if delta_g < 0 and n_t:
         log_nt = math.log(n_t)
@@ -151,7 +171,8 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
             lp = (math.log(cfg.prior_two) - 2 * log_nt + logv[a_i] + logv[b_i] + math.log(n + 1)
                   + np.maximum(logb[a_i], logb[b_i]) + ll)
             lp = np.where(diff, lp, -np.inf)
-            for j in np.argsort(-lp, kind="stable")[:8]:
+            extra_mass.append(float(np.logaddexp.reduce(lp)))
+            for j in np.argsort(-lp, kind="stable")[:keep]:
                 if not np.isfinite(lp[j]):
                     continue
                 la, lb = lines[pk[int(ii[j])]], lines[pk[int(jj[j])]]
@@ -176,27 +197,34 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
                 h["z"] = 0.0    # any amount in range fits equally
                 hyps.append(h)
                 lps.append(float(lp))
+                extra_mass.append(float(lp))
 
     if not hyps:
         return sc
     lz = _log_norm(sc, delta_g, cat, lines, personal, logv, logb, cfg) if sc.hyps else None
-    lp_m = np.array(lps)
+    lz_m = float(np.logaddexp.reduce(np.array(extra_mass)))
     if lz is None:
-        z_all = float(np.logaddexp.reduce(lp_m))
+        z_all = lz_m
         f_single = 0.0
     else:
-        z_all = float(np.logaddexp(lz, np.logaddexp.reduce(lp_m)))
+        z_all = float(np.logaddexp(lz, lz_m))
         f_single = math.exp(lz - z_all)
     for h, lp in zip(hyps, lps):
         h["posterior"] = math.exp(lp - z_all)
     singles = [dict(h, posterior=h["posterior"] * f_single) for h in sc.hyps]
+    # a put-back changes the basket exactly as adding one unit of that SKU: one outcome, one posterior
+    for h in [h for h in hyps if h["kind"] == "readd"]:
+        same = next((x for x in singles if x["kind"] == "add" and x["sku"] == h["sku"] and x["k"] == 1), None)
+        if same is not None:
+            same["posterior"] += h["posterior"]
+            same["context"] = "put back"
+            hyps.remove(h)
     merged = sorted(singles + hyps, key=lambda h: -h["posterior"])[: max(cfg.ask_top_k, 5)]
     arrays = dict(sc.arrays) if sc.arrays else {}
     if arrays:
         arrays["post"] = arrays["post"] * f_single
     evidence = list(sc.evidence)
-    product = [h for h in hyps]
-    best_fit = min([sc.best_fit_z] + [abs(h["z"]) for h in product])
+    best_fit = min([sc.best_fit_z] + [abs(h["z"]) for h in hyps])
     return Scored(merged, evidence, best_fit, sc.unknown_barcodes, arrays)
 
 
