@@ -145,14 +145,27 @@ def test_part_of_a_produce_line_taken_out_reduces_its_weight_and_price():
     ln = c.e.basket()["lines"][0]
     assert ln["sku"] == "apple" and ln["price_cents"] == round(906.0 * 399 / 1000)
     d = c.move(-300.0, [("apple", 0.9)])
-    assert d[0]["outcome"] == "accept", d
-    assert d[0]["hypothesis"]["kind"] == "remove_part"
+    # the shopper confirms (a produce bag out and a product in look alike to the scale)
+    assert d[0]["outcome"] == "ask" and d[0]["hypothesis"]["kind"] == "remove_part", d
+    p = c.e.open_prompts()[0]
+    assert p["kind"] == "removal" and p["options"][0]["sku"] == "apple"
+    _answer(c, p, sku="apple")
     ln = c.e.basket()["lines"][0]
     assert ln["sku"] == "apple" and ln["weight_g"] == 606.0
     assert ln["price_cents"] == round(606.0 * 399 / 1000)
     # all of what is left comes out: the line goes
     c.move(-606.0, [("apple", 0.9)])
     assert c.e.basket()["lines"] == []
+
+
+def test_partial_produce_removal_can_be_accepted_without_asking_by_config():
+    c = Cart(ReconcileConfig(accept_partial_produce=True))
+    d = c.move(906.0, [("apple", 0.9)])
+    if d[0]["outcome"] == "ask":
+        _answer(c, c.e.open_prompts()[0], sku="apple")
+    d = c.move(-300.0, [("apple", 0.9)])
+    assert d[0]["outcome"] == "accept" and d[0]["hypothesis"]["kind"] == "remove_part", d
+    assert c.e.basket()["lines"][0]["weight_g"] == 606.0
 
 
 @pytest.mark.parametrize("by", ["answer", "verdict"])
@@ -277,3 +290,18 @@ def test_an_answer_the_camera_makes_unlikely_goes_to_review():
         c2.move(422.0, [("soup", 0.5), ("beans", 0.02)])
         _answer(c2, c2.e.open_prompts()[0], sku=tap)
         assert _units(c2) == {tap: 1}
+
+
+def test_look_alike_family_members_of_equal_weight_are_not_told_apart_by_the_camera_alone():
+    fam = [sku("tea-mint", 100.0, 2.0, 299), sku("tea-earl", 100.0, 2.0, 349), sku("tea-big", 200.0, 3.0, 499)]
+    big = [sku(f"filler{i}", 1000.0 + 37 * i, 5.0, 100) for i in range(300)]
+    c = Cart(skus=fam + big)
+    d = c.move(100.5, [("tea-mint", 0.9)])
+    assert d[0]["outcome"] == "ask", d              # family share: 0.9 for mint is partly evidence for earl
+    assert {o["sku"] for o in c.e.open_prompts()[0]["options"]} >= {"tea-mint", "tea-earl"}
+    # a family member of another weight is still told apart by the scale
+    d = Cart(skus=fam + big).move(200.5, [("tea-mint", 0.5), ("tea-big", 0.4)])
+    assert d[0]["outcome"] == "accept" and d[0]["hypothesis"]["sku"] == "tea-big", d
+    # without the family share the camera's 0.9 is taken at face value
+    d = Cart(ReconcileConfig(family_confusion=0), skus=fam + big).move(100.5, [("tea-mint", 0.9)])
+    assert d[0]["outcome"] == "accept", d

@@ -130,6 +130,7 @@ class BasketRun:
         self.move_action: dict = {}      # engine move id -> (action, delta_g), for diagnosis
         self.action_got: dict = {}       # id(action) -> summed basket effect of its movements
         self.action_how: dict = {}       # id(action) -> outcomes that changed the basket
+        self.wrong_actions: list = []    # (cause, action), for diagnosis scripts
         self.log: list = []
 
     # --- message plumbing -------------------------------------------------------
@@ -439,6 +440,7 @@ class BasketRun:
                 what = "personal_miscount"
             two = len({x[0] for x in a.adds + a.removes if x[0]}) > 1
             self.res.causes.append(f"{a.kind}{'(2 skus)' if two and a.kind != 'swap' else ''}/{settled}/{what}")
+            self.wrong_actions.append((self.res.causes[-1], a))
 
 
 def _kind(a: Action | None, delta_g: float) -> str:
@@ -451,7 +453,7 @@ def _kind(a: Action | None, delta_g: float) -> str:
 def _reason(r: str) -> str:
     """A review reason without its numbers (for counting)."""
     r = r.split(" (z=")[0]
-    r = re.sub(r"shopper's choice .* does not fit", "shopper's choice does not fit", r)
+    r = re.sub(r"shopper's choice .* (does not fit|is unlikely)", r"shopper's choice \1", r)
     r = re.sub(r"(unknown sku|scanned barcode) \S+", r"\1 X", r)
     return r
 

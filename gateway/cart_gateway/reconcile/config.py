@@ -35,10 +35,17 @@ class ReconcileConfig(BaseModel):
         "an item taken out within readd_window_ms is put back (reading a label), relative to one "
         "packaged SKU's prior times the catalogue size; 0 turns it off"))
     readd_window_ms: int = Field(60000, ge=0, description="how long a removal counts as 'just taken out'")
+    accept_partial_produce: bool = Field(False, description=(
+        "auto-accept taking part of a produce line out; off: the shopper confirms, since a produce bag out "
+        "and a product in looks the same to the scale"))
     partial_min_left_g: float = Field(20.0, ge=0, description=(
         "a produce removal leaving less than this on the line takes the whole line"))
     # --- vision / barcode
     vision_floor: float = Field(0.01, ge=0, le=1, description="mixing weight of a uniform floor")
+    family_confusion: float = Field(0.33, ge=0, le=1, description=(
+        "share of a SKU's vision score given to its look-alike family: the committed model finds the "
+        "family 75.7 % of the time but the SKU 50.7 % (docs/model_card.md), so within a family it is "
+        "right about 2 times in 3"))
     barcode_other: float = Field(1e-4, gt=0, le=1, description="likelihood of a read for another SKU")
     # --- timing (event time)
     evidence_window_ms: int = Field(1500, ge=0, description="wait this long for vision after a weight event")

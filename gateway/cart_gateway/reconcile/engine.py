@@ -14,7 +14,7 @@ from collections import Counter
 
 from .config import ReconcileConfig
 from .inputs import Answer, Unsettled, Verdict, Vision, VisionSummary, WeightChange
-from .multi import fit_skus, score_multi, skus_of
+from .multi import family_smoothed, fit_skus, score_multi, skus_of
 from .scoring import CatalogueIndex, Scored, best_with_sku
 from .weightbook import WeightBook
 
@@ -304,13 +304,15 @@ class CartReconciler:
         cfg = self.cfg
         if cfg.same_weight_swap_min_score <= 0 or not v.scores:
             return False
-        sku = max(v.scores, key=lambda k: (v.scores[k], k))
-        if v.scores[sku] < cfg.same_weight_swap_min_score or sku not in self.cat.idx \
-                or self.cat.items[sku].sold_by_weight:
-            return False
         lines = [ln for ln in self.s["lines"] if ln["status"] == "accepted" and not ln["by_weight"]]
-        if any(ln["sku"] == sku for ln in lines):
-            return False     # that product is in the basket: lifted and put back
+        have = {ln["sku"] for ln in lines}
+        # frames of a swap show both products; the one that matters is the one not in the basket
+        new = [k for k in v.scores if k not in have and k in self.cat.idx and not self.cat.items[k].sold_by_weight]
+        if not new:
+            return False     # only products already in the basket: lifted and put back
+        sku = max(new, key=lambda k: (v.scores[k], k))
+        if v.scores[sku] < cfg.same_weight_swap_min_score:
+            return False
         mb, sb = self.book.params(sku)
         near = [ln for ln in lines if abs(self.book.params(ln["sku"])[0] - mb)
                 <= 3.0 * math.hypot(self.book.params(ln["sku"])[1], sb) + cfg.min_delta_g]
@@ -331,6 +333,7 @@ class CartReconciler:
     # ------------------------------------------------------------------ decide
     def _score(self, mv: dict) -> Scored:
         vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
+        vis = family_smoothed(vis, self.cat, self.cfg.family_confusion)
         recent = [r["sku"] for r in self.s.get("recent_out", [])
                   if mv["mono_ms"] - r["mono_ms"] <= self.cfg.readd_window_ms]
         return score_multi(mv["delta_g"], mv["noise_g"], self.cat, self.book, self.s["lines"],
@@ -349,6 +352,8 @@ class CartReconciler:
         weight_only = "vision" not in sc.evidence and "barcode" not in sc.evidence
         need = cfg.accept_weight_only_posterior if weight_only else cfg.accept_posterior
         personal = top["kind"] == "personal"
+        if top["kind"] == "remove_part" and not cfg.accept_partial_produce:
+            need = 2.0   # some of a produce line out: the shopper confirms (a swap looks the same)
         if (top["posterior"] >= need and top["posterior"] - p2 >= cfg.accept_margin
                 and abs(top["z"]) <= cfg.accept_max_z and (not personal or cfg.accept_personal)):
             self._apply(mv, top)
@@ -668,8 +673,11 @@ class CartReconciler:
         e = self.cfg.answer_error_rate
         if e <= 0 or not sc.hyps or "vision" not in sc.evidence:
             return False    # weight alone: the priors, not evidence, rank the options
+        opts = self._prompt_options.get(prompt_id, ())
+        if not any(o["sku"] == sku and not o.get("skus") for o in opts):
+            return False    # not on the screen: chosen on purpose (search, label), not a slip
         p = sum(h["posterior"] for h in sc.hyps if h["sku"] == sku)
-        m = max(2, len(self._prompt_options.get(prompt_id, ())) or self.cfg.ask_top_k)
+        m = max(2, len(opts))
         post = p * (1 - e) / (p * (1 - e) + (1 - p) * e / (m - 1)) if p > 0 else 0.0
         return post < self.cfg.answer_min_posterior
 

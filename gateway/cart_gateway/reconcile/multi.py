@@ -61,6 +61,32 @@ def vision_factors(vision: VisionSummary | None, cat: CatalogueIndex, cfg: Recon
     return vis, logb
 
 
+def family_smoothed(vision: VisionSummary | None, cat: CatalogueIndex, c: float) -> VisionSummary | None:
+    """Share a fraction `c` of each SKU's vision score with its look-alike family.
+
+    The detector often finds the family but not the member (flavour text a few pixels
+    tall, the same pack in another size): a score for one member is partly evidence for
+    its siblings. Weight (or the shopper) then decides within the family."""
+    if vision is None or c <= 0 or not vision.scores:
+        return vision
+    fam = getattr(cat, "_families", None)
+    if fam is None:
+        fam = {}
+        for s in cat.skus:
+            fam.setdefault(cat.items[s].family, []).append(s)
+        cat._families = fam
+    out = {}
+    for f in {cat.items[s].family for s in vision.scores if s in cat.idx}:
+        members = fam[f]
+        mean = sum(vision.scores.get(m, 0.0) for m in members) / len(members)
+        for m in members:
+            out[m] = (1.0 - c) * vision.scores.get(m, 0.0) + c * mean
+    for s, v in vision.scores.items():
+        out.setdefault(s, v)    # SKUs not in the catalogue: scoring ignores them
+    return VisionSummary(vision.mono_ms, {k: out[k] for k in sorted(out)}, vision.none_score,
+                         list(vision.barcodes), list(vision.frame_ids), vision.ref, vision.n_frames)
+
+
 def _log_norm(sc: Scored, delta_g: float, cat: CatalogueIndex, lines, personal, logv, logb,
               cfg: ReconcileConfig) -> float | None:
     """score()'s log normaliser, from its most probable non-swap hypothesis."""
