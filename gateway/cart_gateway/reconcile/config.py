@@ -42,10 +42,10 @@ class ReconcileConfig(BaseModel):
         "a produce removal leaving less than this on the line takes the whole line"))
     # --- vision / barcode
     vision_floor: float = Field(0.01, ge=0, le=1, description="mixing weight of a uniform floor")
-    family_confusion: float = Field(0.33, ge=0, le=1, description=(
-        "share of a SKU's vision score given to its look-alike family: the committed model finds the "
-        "family 75.7 % of the time but the SKU 50.7 % (docs/model_card.md), so within a family it is "
-        "right about 2 times in 3"))
+    family_confusion: float = Field(0.51, ge=0, le=1, description=(
+        "share of the detector's doubt (1 - score) that goes to the look-alike family of its best SKU: "
+        "51 % of the committed model's wrong answers named another SKU of the same family "
+        "(docs/model_card.md)"))
     barcode_other: float = Field(1e-4, gt=0, le=1, description="likelihood of a read for another SKU")
     # --- timing (event time)
     evidence_window_ms: int = Field(1500, ge=0, description="wait this long for vision after a weight event")

@@ -62,11 +62,13 @@ def vision_factors(vision: VisionSummary | None, cat: CatalogueIndex, cfg: Recon
 
 
 def family_smoothed(vision: VisionSummary | None, cat: CatalogueIndex, c: float) -> VisionSummary | None:
-    """Share a fraction `c` of each SKU's vision score with its look-alike family.
+    """Give a look-alike family's unscored members their share of the detector's doubt.
 
-    The detector often finds the family but not the member (flavour text a few pixels
-    tall, the same pack in another size): a score for one member is partly evidence for
-    its siblings. Weight (or the shopper) then decides within the family."""
+    A calibrated score v for SKU s leaves 1 - v for "not s"; the scoring spreads that
+    evenly over the catalogue. But the detector's mistakes are mostly within the family
+    (flavour text a few pixels tall, the same pack in another size): a fraction `c` of
+    the doubt goes to s's siblings, so each gets at least c·(1 − v)/(|family| − 1).
+    The weight (or the shopper) then decides within the family."""
     if vision is None or c <= 0 or not vision.scores:
         return vision
     fam = getattr(cat, "_families", None)
@@ -75,14 +77,21 @@ def family_smoothed(vision: VisionSummary | None, cat: CatalogueIndex, c: float)
         for s in cat.skus:
             fam.setdefault(cat.items[s].family, []).append(s)
         cat._families = fam
-    out = {}
-    for f in {cat.items[s].family for s in vision.scores if s in cat.idx}:
-        members = fam[f]
-        mean = sum(vision.scores.get(m, 0.0) for m in members) / len(members)
-        for m in members:
-            out[m] = (1.0 - c) * vision.scores.get(m, 0.0) + c * mean
+    out = dict(vision.scores)
+    best: dict[str, tuple[float, str]] = {}
     for s, v in vision.scores.items():
-        out.setdefault(s, v)    # SKUs not in the catalogue: scoring ignores them
+        if s in cat.idx:
+            f = cat.items[s].family
+            if f not in best or (v, s) > best[f]:
+                best[f] = (v, s)
+    for f, (v, s) in best.items():
+        members = fam[f]
+        if len(members) < 2:
+            continue
+        share = c * max(0.0, 1.0 - v) / (len(members) - 1)
+        for m in members:
+            if m != s:
+                out[m] = max(out.get(m, 0.0), share)
     return VisionSummary(vision.mono_ms, {k: out[k] for k in sorted(out)}, vision.none_score,
                          list(vision.barcodes), list(vision.frame_ids), vision.ref, vision.n_frames)
 
