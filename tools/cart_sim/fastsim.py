@@ -131,6 +131,7 @@ class BasketRun:
         self.action_got: dict = {}       # id(action) -> summed basket effect of its movements
         self.action_how: dict = {}       # id(action) -> outcomes that changed the basket
         self.wrong_actions: list = []    # (cause, action), for diagnosis scripts
+        self.action_io: dict = {}        # id(action) -> ({sku: in}, {sku: out}) charged / credited so far
         self.log: list = []
 
     # --- message plumbing -------------------------------------------------------
@@ -236,6 +237,10 @@ class BasketRun:
                     self.action_got.setdefault(id(ma[0]), {}).update(
                         {k: round(self.action_got.get(id(ma[0]), {}).get(k, 0) + v, 1) for k, v in d["effect"].items()})
                     self.action_how.setdefault(id(ma[0]), []).append(d["outcome"])
+                    io = self.action_io.setdefault(id(ma[0]), ({}, {}))
+                    for k, v in d["effect"].items():     # what went in and what came out, kept apart
+                        side = io[0] if v > 0 else io[1]
+                        side[k] = round(side.get(k, 0) + abs(v), 1)
                 elif ma and ma[0] is None and d.get("effect"):
                     self.res.unattributed_effects += 1
         shop = self.sc["shopper"]
@@ -254,7 +259,7 @@ class BasketRun:
             a = self.by_useq.get(mv["unsettled_seq"])
             self.res.reviews_by.update([_kind(a, mv["delta_g"]) + ": " + _reason(r["reason"])])
             body = {"v": 1, "review_id": r["review_id"], "verdict_id": "v-" + r["review_id"],
-                    **verdict_for(a, mv["delta_g"], self.action_got.get(id(a)) if a is not None else None)}
+                    **verdict_for(a, mv["delta_g"], *(self.action_io.get(id(a), ({}, {})) if a is not None else ({}, {})))}
             t = self.now + int(1000 * self.rng.uniform(shop["review_s_min"], shop["review_s_max"]))
             self._push(t, "send", (f"gateway/{GW}/review/verdict", _j(body), 1, False))
 

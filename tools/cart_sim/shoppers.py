@@ -212,28 +212,30 @@ def answer_for(action: Action | None, prompt: dict, delta_g: float, catalogue, r
     return {"sku": sku}
 
 
-def verdict_for(action: Action | None, delta_g: float, done: dict | None = None) -> dict:
-    """The reviewer sees the frames, the weight trace, the shopper and the basket so far
-    (`done`: what the gateway already charged or credited for this action, per SKU): the
-    truth of this movement, i.e. the part of the action not yet accounted for. Returns the
-    §13 fields: sku/qty, plus adds/removes lists when one SKU cannot say it."""
+def verdict_for(action: Action | None, delta_g: float, done_in: dict | None = None,
+                done_out: dict | None = None) -> dict:
+    """The reviewer sees the frames, the weight trace, the shopper and the basket so far:
+    the truth of this movement, i.e. the part of the action not yet accounted for.
+    `done_in` / `done_out`: what the gateway already charged / credited for this action
+    (per SKU, units; grams for produce; "personal" for personal items). Returns the §13
+    fields: sku/qty, plus adds/removes lists when one SKU cannot say it."""
     if action is None:
         return {"sku": None, "qty": 0}
-    done = dict(done or {})
 
-    def remaining(items, sign):
+    def remaining(items, done):
+        done = dict(done or {})
         out = []
         for sku, units, _ in items:
             key = "personal" if sku is None else sku
-            got = sign * done.get(key, 0)
             n = 1 if sku is None else units
-            left = n - max(0, min(n, int(round(got))) if got > 0 else 0)
-            if left > 0:
-                out.append((sku, left))
-            done[key] = done.get(key, 0) - sign * min(n, max(0, got))
+            got = done.get(key, 0)
+            taken = min(n, int(got)) if got >= 1 else 0     # produce: grams, so any charge covers the bag
+            if n - taken > 0:
+                out.append((sku, n - taken))
+            done[key] = got - taken
         return out
 
-    rem_in, rem_out = remaining(action.adds, 1), remaining(action.removes, -1)
+    rem_in, rem_out = remaining(action.adds, done_in), remaining(action.removes, done_out)
     which = which_part(action, delta_g)
     if action.kind in ("swap", "add") and rem_in and rem_out and which in ("whole", None):
         ins, outs = rem_in, rem_out

@@ -28,7 +28,7 @@ class ReconcileConfig(BaseModel):
         "pairs are proposed with A among this many SKUs the camera scored highest (bounds the work)"))
     prior_partial_produce: float = Field(0.2, ge=0, description=(
         "part of a loose-produce line taken out, relative to a whole line"))
-    same_weight_swap_min_score: float = Field(0.35, ge=0, le=1, description=(
+    same_weight_swap_min_score: float = Field(0.25, ge=0, le=1, description=(
         "a product the camera scores this high, not in the basket, with no weight change, opens a "
         "movement (a swap for a product of the same weight); 0 turns it off"))
     prior_readd: float = Field(0.3, ge=0, description=(
@@ -65,9 +65,9 @@ class ReconcileConfig(BaseModel):
     accept_personal: bool = Field(False, description="never auto-accept a personal item: ask")
     answer_error_rate: float = Field(0.02, ge=0, lt=1, description=(
         "assumed rate of taps on a wrong option (touch-screen slips); 0 trusts every answer"))
-    answer_min_posterior: float = Field(0.97, ge=0, le=1, description=(
-        "an answer whose posterior (evidence x answer reliability) is below this goes to review: "
-        "an answered movement must be as sure as an accepted one (accept_posterior)"))
+    answer_min_posterior: float = Field(0.9, ge=0, le=1, description=(
+        "an answer whose posterior (evidence x answer reliability) is below this goes to review "
+        "(0.97 was tried on `hard`: it reviewed far more right answers than it caught slips)"))
     contradict_z: float = Field(4.0, gt=0, description="an answer whose weight misfits beyond this goes to review")
     # --- learned weights
     learn_min_posterior: float = Field(0.99, gt=0, le=1)
