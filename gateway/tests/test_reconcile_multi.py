@@ -264,6 +264,21 @@ def test_swap_for_a_product_of_the_same_weight_is_caught_by_the_camera():
     assert _units(c) == {"beans": 1, "water": 1}
 
 
+def test_camera_only_swap_the_shopper_denies_changes_nothing_and_needs_no_review():
+    c = Cart()
+    c.move(420.0, [("soup", 0.9)])
+    c.seq += 1
+    c.e.step(Unsettled(1, c.seq, c.t, c.total))
+    c.e.step(c.vision([("soup", 0.5), ("beans", 0.4)], c.seq, t=c.t + 300))   # the camera hesitates
+    fx = c.e.advance(c.t + 12000)
+    assert [d["outcome"] for d in fx["decisions"]] == ["same_weight_swap", "ask"]
+    p = c.e.open_prompts()[0]
+    assert any(o.get("skus") == ["beans", "soup"] for o in p["options"]), p
+    c.t += 12000
+    fx = _answer(c, p, none=True)
+    assert fx["reviews_opened"] == [] and _units(c) == {"soup": 1} and c.e.checkout("q")["ok"]
+
+
 def test_lifting_an_item_that_is_in_the_basket_is_still_no_change():
     c = Cart()
     c.move(420.0, [("soup", 0.9)])
@@ -295,12 +310,13 @@ def test_an_answer_the_camera_makes_unlikely_goes_to_review():
 def test_look_alike_family_members_of_equal_weight_are_not_told_apart_by_the_camera_alone():
     fam = [sku("tea-mint", 100.0, 2.0, 299), sku("tea-earl", 100.0, 2.0, 349), sku("tea-big", 150.0, 3.0, 499)]
     big = [sku(f"filler{i}", 1000.0 + 37 * i, 5.0, 100) for i in range(300)]
-    c = Cart(skus=fam + big)
+    cfg = ReconcileConfig(family_confusion=0.51)
+    c = Cart(cfg, skus=fam + big)
     d = c.move(100.5, [("tea-mint", 0.8)])
     assert d[0]["outcome"] == "ask", d              # 0.8 for mint: a share of the doubt goes to earl
     assert {o["sku"] for o in c.e.open_prompts()[0]["options"]} >= {"tea-mint", "tea-earl"}
     # a family member of another weight is still told apart by the scale
-    d = Cart(skus=fam + big).move(150.5, [("tea-mint", 0.5), ("tea-big", 0.4)])
+    d = Cart(cfg, skus=fam + big).move(150.5, [("tea-mint", 0.5), ("tea-big", 0.4)])
     assert d[0]["outcome"] == "accept" and d[0]["hypothesis"]["sku"] == "tea-big", d
     # without the family share the doubt is spread over the whole catalogue
     d = Cart(ReconcileConfig(family_confusion=0), skus=fam + big).move(100.5, [("tea-mint", 0.8)])

@@ -42,10 +42,11 @@ class ReconcileConfig(BaseModel):
         "a produce removal leaving less than this on the line takes the whole line"))
     # --- vision / barcode
     vision_floor: float = Field(0.01, ge=0, le=1, description="mixing weight of a uniform floor")
-    family_confusion: float = Field(0.51, ge=0, le=1, description=(
-        "share of the detector's doubt (1 - score) that goes to the look-alike family of its best SKU: "
-        "51 % of the committed model's wrong answers named another SKU of the same family "
-        "(docs/model_card.md)"))
+    family_confusion: float = Field(0.0, ge=0, le=1, description=(
+        "share of the detector's doubt (1 - score) that goes to the look-alike family of its best SKU "
+        "(51 % of the committed model's wrong answers named another SKU of the same family, "
+        "docs/model_card.md). Off by default: on `hard` 0.51 raised prompts (78.6 -> 91.9 per 100 items) "
+        "and, through shoppers' slips on them, wrong baskets (287 -> 340 per 1000), docs/reconciliation.md"))
     barcode_other: float = Field(1e-4, gt=0, le=1, description="likelihood of a read for another SKU")
     # --- timing (event time)
     evidence_window_ms: int = Field(1500, ge=0, description="wait this long for vision after a weight event")

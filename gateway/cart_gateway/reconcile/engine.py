@@ -354,6 +354,8 @@ class CartReconciler:
         personal = top["kind"] == "personal"
         if top["kind"] == "remove_part" and not cfg.accept_partial_produce:
             need = 2.0   # some of a produce line out: the shopper confirms (a swap looks the same)
+        if mv.get("same_weight"):
+            need = 2.0   # only the camera saw it (often a look-alike of what was lifted): the shopper confirms
         if (top["posterior"] >= need and top["posterior"] - p2 >= cfg.accept_margin
                 and abs(top["z"]) <= cfg.accept_max_z and (not personal or cfg.accept_personal)):
             self._apply(mv, top)
@@ -368,6 +370,10 @@ class CartReconciler:
             return
         top_k = hyps[: cfg.ask_top_k]
         cover = sum(h["posterior"] for h in top_k)
+        if mv.get("same_weight"):
+            # only the camera saw it: the shopper says whether anything was swapped
+            self._open_prompt(mv, sc, "pick", [h for h in hyps if h["kind"] == "swap"][: cfg.ask_top_k] or top_k)
+            return
         if cover >= cfg.ask_cover or personal:
             kind = "personal" if personal else ("removal" if mv["delta_g"] < 0 else "pick")
             self._open_prompt(mv, sc, kind, top_k)
@@ -571,13 +577,18 @@ class CartReconciler:
         pid = f"{self.cart}-p{s['n']['prompt']}"
         opts, seen = [], set()
         for h in hyps:
-            names = skus_of(h) if h["kind"] in ("add2", "remove2") else ([h["sku"]] if h["sku"] else [])
+            names = (skus_of(h) if h["kind"] in ("add2", "remove2")
+                     else [h["sku"], h["remove_sku"]] if h["kind"] == "swap" and mv.get("same_weight")
+                     else [h["sku"]] if h["sku"] else [])
             key = tuple(sorted(names))
             if not names or key in seen:
                 continue
             seen.add(key)
             if len(names) == 1:
                 opts.append({"sku": names[0], "name": self.cat.items[names[0]].name})
+            elif h["kind"] == "swap":
+                opts.append({"sku": names[0], "skus": list(names),
+                             "name": f"{self.cat.items[names[0]].name} instead of {self.cat.items[names[1]].name}"})
             else:
                 cnt = Counter(names)
                 label = " + ".join((f"{q} x " if q > 1 else "") + self.cat.items[k].name for k, q in cnt.items())
@@ -616,6 +627,11 @@ class CartReconciler:
         sc = self._score(mv)
         ev = ["answer", "weight"]
         info = {"answer_id": a.answer_id, "prompt_id": a.prompt_id}
+        if a.none and mv.get("same_weight"):
+            mv["state"] = "done"     # the weight did not change and the shopper swapped nothing
+            self._log("answer", "shopper: nothing was swapped (no weight change)", move=mv["id"], evidence=ev,
+                      extra=info)
+            return
         if a.none:
             self._open_review(mv, sc, "shopper chose none of the options", ev)
             return
