@@ -237,6 +237,8 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
     if not hyps:
         return sc
     lz = _log_norm(sc, delta_g, cat, lines, personal, logv, logb, cfg) if sc.hyps else None
+    if lz is None and sc.hyps:
+        return sc    # score()'s scale cannot be recovered (only swaps left): keep its answer as it is
     lz_m = float(np.logaddexp.reduce(np.array(extra_mass)))
     if lz is None:
         z_all = lz_m
