@@ -321,3 +321,18 @@ def test_look_alike_family_members_of_equal_weight_are_not_told_apart_by_the_cam
     # without the family share the doubt is spread over the whole catalogue
     d = Cart(ReconcileConfig(family_confusion=0), skus=fam + big).move(100.5, [("tea-mint", 0.8)])
     assert d[0]["outcome"] == "accept", d
+
+
+def test_ambiguous_removal_or_swap_is_asked_with_pair_options_not_reviewed():
+    c = Cart()
+    c.move(420.0, [("soup", 0.9)])
+    c.move(425.0, [("beans", 0.9)])
+    c.move(1530.0, [("water", 0.9)])
+    # -265 g, camera covered: soup out + chips in, or beans out + chips in (swaps), nothing singles out
+    d = c.move(160.0 - 422.0, [])
+    assert d[0]["outcome"] == "ask", d
+    p = c.e.open_prompts()[0]
+    assert p["kind"] == "removal"
+    assert any(sorted(o.get("skus") or []) == ["chips", "soup"] for o in p["options"]), p["options"]
+    _answer(c, p, skus=("soup", "chips"))
+    assert _units(c) == {"beans": 1, "chips": 1, "water": 1}

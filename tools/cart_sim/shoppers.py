@@ -193,18 +193,20 @@ def answer_for(action: Action | None, prompt: dict, delta_g: float, catalogue, r
     if action.cheat == "label_swap" and delta_g > 0:
         s = catalogue[action.label_sku]
         return {"barcode": s.ean13} if prompt["kind"] == "scan" else {"sku": s.sku}
-    if action.kind == "swap" and _units(action.removes) and _units(action.adds):
-        # "which items did you move?": both, the one taken out and the one put in
-        return {"skus": _units(action.removes) + _units(action.adds)}
-    if not items:
+    swap = action.kind == "swap" and bool(_units(action.removes)) and bool(_units(action.adds))
+    if not items and not swap:
         return {"none": True}
-    sku = items[0][0]
-    if sku is None:
+    sku = items[0][0] if items else None
+    if sku is None and not swap:
         return {"personal": True}
-    opts = [o for o in prompt.get("options", []) if (o.get("skus") or [o["sku"]]) != _units(items)]
+    named = _units(action.removes) + _units(action.adds) if swap else _units(items)
+    opts = [o for o in prompt.get("options", []) if sorted(o.get("skus") or [o["sku"]]) != sorted(named)]
     if opts and rng.random() < error_rate:
         o = rng.choice(opts)                 # a tap on the wrong picture
         return {"skus": list(o["skus"])} if o.get("skus") else {"sku": o["sku"]}
+    if swap:
+        # "which items did you move?": both, the one taken out and the one put in
+        return {"skus": named}
     if len({x for x in _units(items)}) > 1:
         return {"skus": _units(items)}       # two different products at once: name both
     if prompt["kind"] == "scan":

@@ -63,6 +63,8 @@ class ReconcileConfig(BaseModel):
     ask_top_k: int = Field(3, ge=1, le=8)
     ask_cover: float = Field(0.9, gt=0, le=1, description="ask if the top-k hypotheses cover this")
     ask_scan: bool = Field(True, description="ask for a barcode scan when the weight fits but identity is open")
+    ask_open_removal: bool = Field(True, description=(
+        "a removal (or swap) that fits the weight but singles out nothing is asked, not reviewed"))
     accept_personal: bool = Field(False, description="never auto-accept a personal item: ask")
     answer_error_rate: float = Field(0.02, ge=0, lt=1, description=(
         "assumed rate of taps on a wrong option (touch-screen slips); 0 trusts every answer"))

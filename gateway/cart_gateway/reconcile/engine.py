@@ -381,6 +381,11 @@ class CartReconciler:
         if mv["delta_g"] > 0 and cfg.ask_scan and sc.best_fit_z <= cfg.accept_max_z:
             self._open_prompt(mv, sc, "scan", hyps[: max(cfg.ask_top_k, 5)])
             return
+        if mv["delta_g"] <= 0 and cfg.ask_open_removal and abs(top["z"]) <= cfg.accept_max_z:
+            # something in the basket fits but nothing stands out (often a swap): the shopper names
+            # what they took out (and put in); an answer that does not fit goes to review
+            self._open_prompt(mv, sc, "removal", hyps[: max(cfg.ask_top_k, 5)])
+            return
         self._open_review(mv, sc, "evidence does not single out an item"
                           if sc.best_fit_z <= cfg.accept_max_z else "weight change fits no item")
 
@@ -578,7 +583,7 @@ class CartReconciler:
         opts, seen = [], set()
         for h in hyps:
             names = (skus_of(h) if h["kind"] in ("add2", "remove2")
-                     else [h["sku"], h["remove_sku"]] if h["kind"] == "swap" and mv.get("same_weight")
+                     else [h["sku"], h["remove_sku"]] if h["kind"] == "swap"
                      else [h["sku"]] if h["sku"] else [])
             key = tuple(sorted(names))
             if not names or key in seen:
