@@ -186,18 +186,26 @@ class CommandResult(_Msg):
     error: str | None = None
 
 
+MAX_MULTI = 8   # most product units one answer, option or verdict list may name
+
+
 class Choice(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     sku: str | None = None
+    # v1 extension: several products moved in one go, one entry per unit
+    # (["S1","S1","S2"] = two of S1 and one of S2); the gateway works out
+    # from the weight whether they went in, came out, or were swapped.
+    skus: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_MULTI)
     barcode: str | None = None
     personal: Literal[True] | None = None
     none: Literal[True] | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self):
-        given = [k for k in ("sku", "barcode", "personal", "none") if getattr(self, k) is not None]
+        given = [k for k in ("sku", "skus", "barcode", "personal", "none") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("choice must hold exactly one of sku, barcode, personal, none")
+            raise ValueError("choice must hold exactly one of sku, skus, barcode, personal, none")
         return self
 
 
@@ -211,11 +219,22 @@ class CheckoutRequest(_Msg):
     req_id: str = Field(min_length=1, max_length=64)
 
 
+class VerdictItem(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    sku: str | None          # None: a personal item (not a product)
+    qty: int = Field(ge=1, le=1000)
+
+
 class Verdict(_Msg):
     review_id: str = Field(min_length=1, max_length=64)
     verdict_id: str = Field(min_length=1, max_length=64)
     sku: str | None
     qty: int = Field(ge=0, le=1000)
+    # v1 extension: the whole movement, when one SKU and a quantity cannot say
+    # it (two products at once, a swap). When either list is present the
+    # gateway applies the lists and `sku`/`qty` are only a summary for v1 readers.
+    adds: list[VerdictItem] | None = Field(default=None, max_length=MAX_MULTI)
+    removes: list[VerdictItem] | None = Field(default=None, max_length=MAX_MULTI)
 
 
 def _field_error(what: str, err: ValidationError) -> ProtocolError:
@@ -334,6 +353,7 @@ class PromptOption(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
     sku: str
     name: str
+    skus: list[str] | None = None   # v1 extension: an option naming several products (one entry per unit)
 
 
 class Prompt(_Msg):
@@ -370,6 +390,7 @@ class Candidate(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
     sku: str | None
     score: float = Field(ge=0, le=1)
+    skus: list[str] | None = None   # v1 extension: a hypothesis naming several products
 
 
 class ReviewRequest(_Msg):

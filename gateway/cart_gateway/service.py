@@ -28,8 +28,8 @@ from .config import GatewayConfig
 from .frames import Assemblies, FrameFiles, frame_id
 from .logs import event
 from .metrics import Metrics
-from .reconcile import (Answer, CartReconciler, CatalogueIndex, ReconcileError, Unsettled, Verdict, Vision,
-                        WeightBook, WeightChange)
+from .reconcile import (CartReconciler, CatalogueIndex, ReconcileError, Unsettled, Vision, WeightBook,
+                        WeightChange, answer_of, verdict_of)
 from .store import Store
 
 VERSION = "0.1.0"
@@ -395,9 +395,7 @@ class Gateway:
     def _on_answer(self, tp: P.Topic, payload: bytes, t_ms: int) -> None:
         a = P.decode_answer(payload)
         rt = self._cart(tp.cart)
-        c = a.choice
-        ans = Answer(a.prompt_id, a.answer_id, self._now(rt, t_ms), sku=c.sku, barcode=c.barcode,
-                     personal=bool(c.personal), none=bool(c.none))
+        ans = answer_of(a, self._now(rt, t_ms))
         self._dirty.add(tp.cart)
         self._after(rt, rt.engine.step(ans), t_ms)
 
@@ -409,7 +407,7 @@ class Gateway:
             return
         rt = self.carts[cart]
         self._dirty.add(cart)
-        fx = rt.engine.step(Verdict(v.review_id, v.verdict_id, self._now(rt, t_ms), v.sku, v.qty))
+        fx = rt.engine.step(verdict_of(v, self._now(rt, t_ms)))
         if v.review_id in fx["reviews_closed"]:
             self.store.close_review(v.review_id, {"verdict_id": v.verdict_id, "sku": v.sku, "qty": v.qty})
         self._after(rt, fx, t_ms)

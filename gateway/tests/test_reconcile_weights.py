@@ -64,7 +64,7 @@ def test_low_confidence_and_misfit_events_do_not_teach():
     c = Cart(skus=PAIR)
     c.move(402.0, [("tea-a", 0.6), ("tea-b", 0.35)])     # asked, not confident
     assert c.e.book.n_obs("tea-a") == 0
-    c2 = Cart(ReconcileConfig(learn_max_z=0.5), skus=PAIR)
+    c2 = Cart(ReconcileConfig(learn_max_z=0.5, family_confusion=0), skus=PAIR)
     c2.move(412.0, [("tea-a", 0.99)])                    # accepted, but z ~1 > learn_max_z
     assert c2.e.basket()["lines"][0]["sku"] == "tea-a" and c2.e.book.n_obs("tea-a") == 0
 

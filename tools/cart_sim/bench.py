@@ -44,6 +44,13 @@ def summarise(results, store: Store, wall_s: float) -> dict:
         "dishonest_acts": sum(len(r.cheats) for r in cheaters),
         "dishonest_acts_by_kind": dict(sorted(Counter(c for r in cheaters for c in r.cheats).items())),
         "checkout_refused_baskets": sum(1 for r in results if not r.receipt_ok),
+        # diagnosis (docs/simulation.md §6): which actions end wrong, and where prompts / reviews come from
+        "wrong_basket_causes": _top(Counter(c for r in honest if r.wrong for c in set(r.causes))),
+        "wrong_baskets_without_a_wrong_action": sum(1 for r in honest if r.wrong and not r.causes),
+        "wrong_actions_by_cause": _top(Counter(c for r in honest for c in r.causes)),
+        "prompts_by_action": _top(sum((r.prompts_by for r in results), Counter())),
+        "reviews_by_action": _top(sum((r.reviews_by for r in results), Counter())),
+        "unattributed_basket_changes": sum(r.unattributed_effects for r in results),
         "p50_decision_latency_ms": pct(0.5), "p95_decision_latency_ms": pct(0.95),
         "p95_movement_to_decision_ms": pct(0.95, mlat),
         "stale_unsettled_dropped": store.feed.stale_unsettled_dropped,
@@ -51,6 +58,16 @@ def summarise(results, store: Store, wall_s: float) -> dict:
         "gateway_s": round(store.engine_s, 2), "pool_render_s": round(store.pool.render_s, 2),
         "wall_s": round(wall_s, 2),
     }
+
+
+def _top(c: Counter, n: int = 15) -> dict:
+    """The n most common, then everything else summed as "other"."""
+    top = c.most_common(n)
+    rest = sum(c.values()) - sum(v for _, v in top)
+    out = {k: v for k, v in top}
+    if rest:
+        out["other"] = rest
+    return out
 
 
 def main_bench(args) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import re
 import random
 import time
 from collections import Counter
@@ -65,7 +66,11 @@ class BasketResult:
     latencies_ms: list = field(default_factory=list)
     move_latencies_ms: list = field(default_factory=list)
     refusals: int = 0
-    multi_sku_moves: int = 0      # movements no single-SKU verdict can describe
+    multi_sku_moves: int = 0      # movements of two different products (two at once, swaps)
+    causes: list = field(default_factory=list)        # actions the receipt got wrong, by cause
+    prompts_by: Counter = field(default_factory=Counter)   # "<action>: <prompt kind>"
+    reviews_by: Counter = field(default_factory=Counter)   # "<action>: <reason>"
+    unattributed_effects: int = 0
     detail: dict = field(default_factory=dict)
 
 
@@ -123,6 +128,10 @@ class BasketRun:
         self.first_decision: dict[str, int] = {}
         self.move_latency: dict = {}     # movement start (unsettled) -> decision
         self.move_action: dict = {}      # engine move id -> (action, delta_g), for diagnosis
+        self.action_got: dict = {}       # id(action) -> summed basket effect of its movements
+        self.action_how: dict = {}       # id(action) -> outcomes that changed the basket
+        self.wrong_actions: list = []    # (cause, action), for diagnosis scripts
+        self.action_io: dict = {}        # id(action) -> ({sku: in}, {sku: out}) charged / credited so far
         self.log: list = []
 
     # --- message plumbing -------------------------------------------------------
@@ -222,11 +231,24 @@ class BasketRun:
                     self.move_action[m] = (self.by_useq.get(mv["unsettled_seq"]), round(mv["delta_g"], 1))
             if m:
                 self.log.append(d)
+                ma = self.move_action.get(m)
+                if ma and ma[0] is not None and "effect" in d:
+                    # what the gateway charged / credited for this action (diagnosis, issue 6)
+                    self.action_got.setdefault(id(ma[0]), {}).update(
+                        {k: round(self.action_got.get(id(ma[0]), {}).get(k, 0) + v, 1) for k, v in d["effect"].items()})
+                    self.action_how.setdefault(id(ma[0]), []).append(d["outcome"])
+                    io = self.action_io.setdefault(id(ma[0]), ({}, {}))
+                    for k, v in d["effect"].items():     # what went in and what came out, kept apart
+                        side = io[0] if v > 0 else io[1]
+                        side[k] = round(side.get(k, 0) + abs(v), 1)
+                elif ma and ma[0] is None and d.get("effect"):
+                    self.res.unattributed_effects += 1
         shop = self.sc["shopper"]
         for p in fx.get("prompts_opened", []):
             self.res.prompts += 1
             mv = eng.s["moves"][eng.s["prompts"][p["prompt_id"]]["move_id"]]
             a = self.by_useq.get(mv["unsettled_seq"])
+            self.res.prompts_by.update([_kind(a, mv["delta_g"]) + ": " + p["kind"]])
             choice = answer_for(a, p, mv["delta_g"], self.cat, self.rng, shop["answer_error_rate"])
             body = {"v": 1, "prompt_id": p["prompt_id"], "answer_id": "a-" + p["prompt_id"], "choice": choice}
             t = self.now + int(1000 * self.rng.uniform(shop["answer_s_min"], shop["answer_s_max"]))
@@ -234,9 +256,10 @@ class BasketRun:
         for r in fx.get("reviews_opened", []):
             self.res.reviews += 1
             mv = eng.s["moves"][eng.s["reviews"][r["review_id"]]["move_id"]]
-            sku, qty = verdict_for(self.by_useq.get(mv["unsettled_seq"]), mv["delta_g"])
+            a = self.by_useq.get(mv["unsettled_seq"])
+            self.res.reviews_by.update([_kind(a, mv["delta_g"]) + ": " + _reason(r["reason"])])
             body = {"v": 1, "review_id": r["review_id"], "verdict_id": "v-" + r["review_id"],
-                    "sku": sku, "qty": qty}
+                    **verdict_for(a, mv["delta_g"], *(self.action_io.get(id(a), ({}, {})) if a is not None else ({}, {})))}
             t = self.now + int(1000 * self.rng.uniform(shop["review_s_min"], shop["review_s_max"]))
             self._push(t, "send", (f"gateway/{GW}/review/verdict", _j(body), 1, False))
 
@@ -312,6 +335,7 @@ class BasketRun:
         self.cell.set_load(0.0)
         self._samples(1500)               # power-up, tare settles
         plan = self.shopper.plan(lambda s: pack_weight(self.rng, s))
+        self.plan = plan
         for a in plan:
             self._idle(a.think_ms)
             self._do(a)
@@ -334,6 +358,7 @@ class BasketRun:
             self.res.refusals += 1
             self._idle(2000)
         self._score(receipt)
+        self._diagnose()
         self.res.latencies_ms = sorted(self.first_decision.values())
         self.res.move_latencies_ms = sorted(self.move_latency.values())
         return self.res
@@ -374,6 +399,68 @@ class BasketRun:
         if res.wrong:
             res.detail = {"missing": dict(truth - got), "extra": dict(got - truth),
                           "produce_true": dict(produce), "produce_charged": dict(got_prod)}
+
+
+    def _diagnose(self):
+        """Each action whose basket effect differs from what physically happened, by cause:
+        `<action kind>/<how it was settled>/<what went wrong>`."""
+        cat = self.cat
+        for a in self.plan:
+            truth: dict = {}
+            for sign, items in ((1, a.adds), (-1, a.removes)):
+                for sku, units, g in items:
+                    key = "personal" if sku is None else sku
+                    n = 1 if sku is None else g if cat[sku].sold_by_weight else units
+                    truth[key] = truth.get(key, 0) + sign * n
+            got = dict(self.action_got.get(id(a), {}))
+            # produce is compared in grams within the scale's accuracy (bench: 2 % or 5 cents)
+            for k in set(truth) | set(got):
+                if k != "personal" and cat[k].sold_by_weight:
+                    t, g = truth.get(k, 0), got.get(k, 0)
+                    ok = abs(t - g) <= max(10.0, 0.03 * abs(t))
+                    truth[k] = 0 if abs(t) <= 10.0 else (1 if t > 0 else -1)
+                    got[k] = truth[k] if ok else (0 if abs(g) <= 10.0 else 1 if g > 0 else -1) or 2
+            truth = {k: v for k, v in truth.items() if v}
+            norm = {k: v for k, v in got.items() if v}
+            if a.cheat and a.cheat != "label_swap":
+                continue             # loss prevention, counted separately
+            if norm == truth:
+                continue
+            how = self.action_how.get(id(a))
+            settled = ("no_decision" if not how else "reviewed" if "verdict" in how
+                       else "answered" if "answer" in how else "accepted")
+            prod_t = {k for k in truth if k != "personal"}
+            prod_g = {k for k in norm if k != "personal"}
+            if not norm:
+                what = "missed"
+            elif prod_t and prod_g and prod_t != prod_g:
+                what = "wrong_sku"
+            elif prod_t == prod_g and prod_t:
+                what = "wrong_qty"
+            elif not prod_t and prod_g:
+                what = "charged_nothing_moved" if not truth else "personal_as_product"
+            elif prod_t and not prod_g:
+                what = "product_as_personal" if "personal" in norm else "missed"
+            else:
+                what = "personal_miscount"
+            two = len({x[0] for x in a.adds + a.removes if x[0]}) > 1
+            self.res.causes.append(f"{a.kind}{'(2 skus)' if two and a.kind != 'swap' else ''}/{settled}/{what}")
+            self.wrong_actions.append((self.res.causes[-1], a))
+
+
+def _kind(a: Action | None, delta_g: float) -> str:
+    if a is None:
+        return "none"
+    two = len({x[0] for x in a.adds if x[0]}) > 1
+    return ("add2" if two and a.kind == "add" else a.kind) + ("" if a.cheat is None else f"[{a.cheat}]")
+
+
+def _reason(r: str) -> str:
+    """A review reason without its numbers (for counting)."""
+    r = r.split(" (z=")[0]
+    r = re.sub(r"shopper's choice .* (does not fit|is unlikely)", r"shopper's choice \1", r)
+    r = re.sub(r"(unknown sku|scanned barcode) \S+", r"\1 X", r)
+    return r
 
 
 def _j(obj) -> bytes:

@@ -15,8 +15,8 @@ import hashlib
 
 from cart_gateway import protocol as P
 from cart_gateway.detectors.api import Candidate
-from cart_gateway.reconcile import (Answer, CartReconciler, ReconcileConfig, Unsettled, Verdict,
-                                    Vision, WeightChange)
+from cart_gateway.reconcile import (CartReconciler, ReconcileConfig, Unsettled, Vision, WeightChange,
+                                    answer_of, verdict_of)
 
 
 class GatewayFeed:
@@ -87,15 +87,11 @@ class GatewayFeed:
             return None
         if tp.kind == "screen/answer":
             a = P.decode_answer(payload)
-            ch = a.choice
-            return self.engine(cart).step(Answer(a.prompt_id, a.answer_id, self._mono(cart, t_ms),
-                                                 sku=ch.sku, barcode=ch.barcode,
-                                                 personal=bool(ch.personal), none=bool(ch.none)))
+            return self.engine(cart).step(answer_of(a, self._mono(cart, t_ms)))
         if tp.kind == "review/verdict":
             v = P.decode_verdict(payload)
             cart = v.review_id.rsplit("-r", 1)[0]
-            return self.engine(cart).step(Verdict(v.review_id, v.verdict_id, self._mono(cart, t_ms),
-                                                  v.sku, v.qty))
+            return self.engine(cart).step(verdict_of(v, self._mono(cart, t_ms)))
         if tp.kind == "checkout":
             req = P.decode_checkout(payload)
             r = self.engine(cart).checkout(req.req_id, self._mono(cart, t_ms))

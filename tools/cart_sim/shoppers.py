@@ -161,37 +161,96 @@ class Shopper:
         return out
 
 
+def _units(items) -> list[str]:
+    """One entry per product unit (personal items and produce bags count once)."""
+    return [sku for sku, units, _ in items if sku is not None for _ in range(units)]
+
+
+def which_part(action: Action, delta_g: float) -> str | None:
+    """Which part of the action a settled weight change is: "whole", "in" (only what went
+    in), "out" (only what came out), or None when it is none of them (a hand, a lean)."""
+    parts = {"whole": sum(g for _, _, g in action.adds) - sum(g for _, _, g in action.removes),
+             "in": sum(g for _, _, g in action.adds), "out": -sum(g for _, _, g in action.removes)}
+    if action.kind == "put_back":
+        parts.pop("whole")       # out and back in are two movements
+    parts = {k: v for k, v in parts.items() if v}
+    if not parts:
+        return None
+    which = min(parts, key=lambda k: abs(parts[k] - delta_g))
+    if abs(parts[which] - delta_g) > max(25.0, 0.1 * abs(parts[which])):
+        return None
+    return which
+
+
 def answer_for(action: Action | None, prompt: dict, delta_g: float, catalogue, rng: random.Random,
                error_rate: float) -> dict:
     """The shopper's §11 choice for a prompt about the movement `action` caused."""
-    if action is None:
-        return {"none": True}
+    if action is None or which_part(action, delta_g) is None:
+        return {"none": True}     # not something the shopper put in or took out
     items = action.adds if delta_g > 0 else action.removes
     if action.cheat in ("cover", "declare_personal") and delta_g > 0:
         return {"personal": True}
     if action.cheat == "label_swap" and delta_g > 0:
         s = catalogue[action.label_sku]
         return {"barcode": s.ean13} if prompt["kind"] == "scan" else {"sku": s.sku}
-    if not items:
+    swap = action.kind == "swap" and bool(_units(action.removes)) and bool(_units(action.adds))
+    if not items and not swap:
         return {"none": True}
-    sku = items[0][0]
-    if sku is None:
+    sku = items[0][0] if items else None
+    if sku is None and not swap:
         return {"personal": True}
-    opts = [o["sku"] for o in prompt.get("options", []) if o["sku"] != sku]
+    named = _units(action.removes) + _units(action.adds) if swap else _units(items)
+    opts = [o for o in prompt.get("options", []) if sorted(o.get("skus") or [o["sku"]]) != sorted(named)]
     if opts and rng.random() < error_rate:
-        return {"sku": rng.choice(opts)}     # a tap on the wrong picture
+        o = rng.choice(opts)                 # a tap on the wrong picture
+        return {"skus": list(o["skus"])} if o.get("skus") else {"sku": o["sku"]}
+    if swap:
+        # "which items did you move?": both, the one taken out and the one put in
+        return {"skus": named}
+    if len({x for x in _units(items)}) > 1:
+        return {"skus": _units(items)}       # two different products at once: name both
     if prompt["kind"] == "scan":
         return {"barcode": catalogue[sku].ean13}
     return {"sku": sku}
 
 
-def verdict_for(action: Action | None, delta_g: float) -> tuple[str | None, int]:
-    """The reviewer sees the frames and the shopper: the truth, as far as a
-    verdict (one SKU, a quantity) can say it."""
+def verdict_for(action: Action | None, delta_g: float, done_in: dict | None = None,
+                done_out: dict | None = None) -> dict:
+    """The reviewer sees the frames, the weight trace, the shopper and the basket so far:
+    the truth of this movement, i.e. the part of the action not yet accounted for.
+    `done_in` / `done_out`: what the gateway already charged / credited for this action
+    (per SKU, units; grams for produce; "personal" for personal items). Returns the §13
+    fields: sku/qty, plus adds/removes lists when one SKU cannot say it."""
     if action is None:
-        return None, 0
-    items = action.adds if delta_g > 0 else action.removes
-    if not items:
-        return None, 0
-    sku, units, _ = items[0]
-    return sku, units
+        return {"sku": None, "qty": 0}
+
+    def remaining(items, done):
+        done = dict(done or {})
+        out = []
+        for sku, units, _ in items:
+            key = "personal" if sku is None else sku
+            n = 1 if sku is None else units
+            got = done.get(key, 0)
+            taken = min(n, int(got)) if got >= 1 else 0     # produce: grams, so any charge covers the bag
+            if n - taken > 0:
+                out.append((sku, n - taken))
+            done[key] = got - taken
+        return out
+
+    rem_in, rem_out = remaining(action.adds, done_in), remaining(action.removes, done_out)
+    which = which_part(action, delta_g)
+    if action.kind in ("swap", "add") and rem_in and rem_out and which in ("whole", None):
+        ins, outs = rem_in, rem_out
+    elif delta_g > 0 and rem_in:
+        ins, outs = rem_in, []
+    elif delta_g < 0 and rem_out:
+        ins, outs = [], rem_out
+    else:
+        return {"sku": None, "qty": 0}     # nothing of this action is left to account for: a hand, a lean
+    if len(ins) + len(outs) == 1:
+        sku, units = (ins or outs)[0]
+        return {"sku": sku, "qty": units}
+    first = (ins or outs)[0]
+    return {"sku": first[0], "qty": first[1],
+            "adds": [{"sku": sku, "qty": units} for sku, units in ins],
+            "removes": [{"sku": sku, "qty": units} for sku, units in outs]}

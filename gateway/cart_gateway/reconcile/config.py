@@ -21,8 +21,32 @@ class ReconcileConfig(BaseModel):
     prior_produce: float = Field(0.1, gt=0, description="one loose-produce SKU relative to one packaged SKU")
     produce_max_g: float = Field(5000.0, gt=0, description="sold-by-weight items: uniform weight range")
     personal_max_g: float = Field(3000.0, gt=0, description="personal item weight range (uniform)")
+    prior_two: float = Field(0.1, ge=0, description=(
+        "two different products in one movement (k of A + one B in, or one each of two lines out), "
+        "relative to one product"))
+    pair_vision_top: int = Field(6, ge=1, le=32, description=(
+        "pairs are proposed with A among this many SKUs the camera scored highest (bounds the work)"))
+    prior_partial_produce: float = Field(0.2, ge=0, description=(
+        "part of a loose-produce line taken out, relative to a whole line"))
+    same_weight_swap_min_score: float = Field(0.25, ge=0, le=1, description=(
+        "a product the camera scores this high, not in the basket, with no weight change, opens a "
+        "movement (a swap for a product of the same weight); 0 turns it off"))
+    prior_readd: float = Field(0.3, ge=0, description=(
+        "an item taken out within readd_window_ms is put back (reading a label), relative to one "
+        "packaged SKU's prior times the catalogue size; 0 turns it off"))
+    readd_window_ms: int = Field(60000, ge=0, description="how long a removal counts as 'just taken out'")
+    accept_partial_produce: bool = Field(False, description=(
+        "auto-accept taking part of a produce line out; off: the shopper confirms, since a produce bag out "
+        "and a product in looks the same to the scale"))
+    partial_min_left_g: float = Field(20.0, ge=0, description=(
+        "a produce removal leaving less than this on the line takes the whole line"))
     # --- vision / barcode
     vision_floor: float = Field(0.01, ge=0, le=1, description="mixing weight of a uniform floor")
+    family_confusion: float = Field(0.0, ge=0, le=1, description=(
+        "share of the detector's doubt (1 - score) that goes to the look-alike family of its best SKU "
+        "(51 % of the committed model's wrong answers named another SKU of the same family, "
+        "docs/model_card.md). Off by default: on `hard` 0.51 raised prompts (78.6 -> 91.9 per 100 items) "
+        "and, through shoppers' slips on them, wrong baskets (287 -> 340 per 1000), docs/reconciliation.md"))
     barcode_other: float = Field(1e-4, gt=0, le=1, description="likelihood of a read for another SKU")
     # --- timing (event time)
     evidence_window_ms: int = Field(1500, ge=0, description="wait this long for vision after a weight event")
@@ -39,7 +63,14 @@ class ReconcileConfig(BaseModel):
     ask_top_k: int = Field(3, ge=1, le=8)
     ask_cover: float = Field(0.9, gt=0, le=1, description="ask if the top-k hypotheses cover this")
     ask_scan: bool = Field(True, description="ask for a barcode scan when the weight fits but identity is open")
+    ask_open_removal: bool = Field(True, description=(
+        "a removal (or swap) that fits the weight but singles out nothing is asked, not reviewed"))
     accept_personal: bool = Field(False, description="never auto-accept a personal item: ask")
+    answer_error_rate: float = Field(0.02, ge=0, lt=1, description=(
+        "assumed rate of taps on a wrong option (touch-screen slips); 0 trusts every answer"))
+    answer_min_posterior: float = Field(0.9, ge=0, le=1, description=(
+        "an answer whose posterior (evidence x answer reliability) is below this goes to review "
+        "(0.97 was tried on `hard`: it reviewed far more right answers than it caught slips)"))
     contradict_z: float = Field(4.0, gt=0, description="an answer whose weight misfits beyond this goes to review")
     # --- learned weights
     learn_min_posterior: float = Field(0.99, gt=0, le=1)

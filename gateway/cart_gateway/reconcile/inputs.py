@@ -49,7 +49,9 @@ class Vision:
 
 @dataclass(frozen=True)
 class Answer:
-    """§11 shopper answer. Exactly one of sku / barcode / personal / none."""
+    """§11 shopper answer. Exactly one of sku / skus / barcode / personal / none.
+
+    `skus`: several products handled in one movement, one entry per unit."""
     prompt_id: str
     answer_id: str
     mono_ms: int
@@ -57,16 +59,38 @@ class Answer:
     barcode: str | None = None
     personal: bool = False
     none: bool = False
+    skus: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """§13 review verdict: sku None means "not a product" (personal item)."""
+    """§13 review verdict: sku None means "not a product" (personal item).
+
+    `adds` / `removes` ((sku|None, qty) pairs), when either is given, describe
+    the whole movement and replace sku/qty (two products at once, a swap)."""
     review_id: str
     verdict_id: str
     mono_ms: int
     sku: str | None
     qty: int
+    adds: tuple[tuple[str | None, int], ...] | None = None
+    removes: tuple[tuple[str | None, int], ...] | None = None
+
+
+def answer_of(msg, mono_ms: int) -> Answer:
+    """A decoded protocol §11 answer as an engine input."""
+    c = msg.choice
+    return Answer(msg.prompt_id, msg.answer_id, mono_ms, sku=c.sku, barcode=c.barcode,
+                  personal=bool(c.personal), none=bool(c.none),
+                  skus=tuple(c.skus) if getattr(c, "skus", None) else None)
+
+
+def verdict_of(msg, mono_ms: int) -> Verdict:
+    """A decoded protocol §13 verdict as an engine input."""
+    def items(lst):
+        return None if lst is None else tuple((i.sku, int(i.qty)) for i in lst)
+    return Verdict(msg.review_id, msg.verdict_id, mono_ms, msg.sku, msg.qty,
+                   adds=items(getattr(msg, "adds", None)), removes=items(getattr(msg, "removes", None)))
 
 
 def parse_ref(ref: str | None) -> tuple[int, int] | None:

@@ -1,0 +1,323 @@
+"""Hypotheses that name more than one product, on top of scoring.score().
+
+scoring.score() covers one SKU per movement (k units), a swap, personal items
+and whole produce lines. This module adds, on the same log scale:
+
+- `add2`: k units of A and one unit of B went in together (A != B);
+- `remove2`: one unit each of two different basket lines came out together;
+- `remove_part`: part of a loose-produce line came out (some of the bananas).
+
+The candidate set is bounded so a weight event stays cheap: A ranges over the
+top `pair_vision_top` SKUs by vision score (a pair is only proposed when the
+camera saw at least one of the two), B over every packaged SKU; removals
+range over pairs of basket lines (a basket holds at most a few dozen).
+
+To merge with score()'s normalised posteriors we recover score()'s log
+normaliser from one of its own hypotheses, recomputed from the same inputs
+(`_log_norm`): posterior_j = exp(lp_j - logZ), so logZ = lp_j - log(post_j).
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+
+from .config import ReconcileConfig
+from .inputs import VisionSummary
+from .scoring import KINDS, CatalogueIndex, Scored, score
+from .weightbook import WeightBook
+
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+MULTI_KINDS = ("add2", "remove2", "remove_part")
+
+
+def _logpdf(x, mu, sd):
+    z = (x - mu) / sd
+    return -0.5 * z * z - np.log(sd) - _LOG_SQRT_2PI
+
+
+def vision_factors(vision: VisionSummary | None, cat: CatalogueIndex, cfg: ReconcileConfig):
+    """(vis, logb): the same per-SKU vision factor and barcode factor score() uses."""
+    n = cat.n
+    if vision is not None and vision.n_frames > 0:
+        agg = np.zeros(n + 1)
+        for s, v in vision.scores.items():
+            i = cat.idx.get(s)
+            if i is not None:
+                agg[i] = v
+        agg[n] = vision.none_score
+        rest = max(0.0, 1.0 - float(agg.sum()))
+        agg = agg / max(1.0, float(agg.sum())) + rest / (n + 1)
+        vis = (1.0 - cfg.vision_floor) * agg + cfg.vision_floor / (n + 1)
+    else:
+        vis = np.full(n + 1, 1.0 / (n + 1))
+    logb = np.zeros(n + 1)
+    if vision is not None and vision.barcodes:
+        known = sorted({cat.idx[h] for h in (cat.sku_of_barcode(b) for b in vision.barcodes) if h is not None})
+        if known:
+            logb[:] = math.log(cfg.barcode_other)
+            logb[known] = 0.0
+    return vis, logb
+
+
+def family_smoothed(vision: VisionSummary | None, cat: CatalogueIndex, c: float) -> VisionSummary | None:
+    """Give a look-alike family's unscored members their share of the detector's doubt.
+
+    A calibrated score v for SKU s leaves 1 - v for "not s"; the scoring spreads that
+    evenly over the catalogue. But the detector's mistakes are mostly within the family
+    (flavour text a few pixels tall, the same pack in another size): a fraction `c` of
+    the doubt goes to s's siblings, so each gets at least c·(1 − v)/(|family| − 1).
+    The weight (or the shopper) then decides within the family."""
+    if vision is None or c <= 0 or not vision.scores:
+        return vision
+    fam = getattr(cat, "_families", None)
+    if fam is None:
+        fam = {}
+        for s in cat.skus:
+            fam.setdefault(cat.items[s].family, []).append(s)
+        cat._families = fam
+    out = dict(vision.scores)
+    best: dict[str, tuple[float, str]] = {}
+    for s, v in vision.scores.items():
+        if s in cat.idx:
+            f = cat.items[s].family
+            if f not in best or (v, s) > best[f]:
+                best[f] = (v, s)
+    for f, (v, s) in best.items():
+        members = fam[f]
+        if len(members) < 2:
+            continue
+        share = c * max(0.0, 1.0 - v) / (len(members) - 1)
+        for m in members:
+            if m != s:
+                out[m] = max(out.get(m, 0.0), share)
+    return VisionSummary(vision.mono_ms, {k: out[k] for k in sorted(out)}, vision.none_score,
+                         list(vision.barcodes), list(vision.frame_ids), vision.ref, vision.n_frames)
+
+
+def _log_norm(sc: Scored, delta_g: float, cat: CatalogueIndex, lines, personal, logv, logb,
+              cfg: ReconcileConfig) -> float | None:
+    """score()'s log normaliser, from its most probable non-swap hypothesis."""
+    a = sc.arrays
+    if not a:
+        return None
+    post, kind, ski, kk, mu, sd = a["post"], a["kind"], a["ski"], a["k"], a["mu"], a["sd"]
+    cand = np.flatnonzero((kind != KINDS.index("swap")) & (post > 1e-250))
+    if not len(cand):
+        return None
+    j = int(cand[np.argmax(post[cand])])
+    kd, i, k = KINDS[int(kind[j])], int(ski[j]), int(kk[j])
+    n = cat.n
+    floor = math.log(cfg.weight_lik_floor) if cfg.weight_lik_floor > 0 else -math.inf
+    ll = max(float(_logpdf(delta_g, mu[j], sd[j])), floor)
+    n_t = sum(1 for ln in lines if ln["status"] == "accepted" and ln["sku"] in cat.idx) + len(personal)
+    if kd == "add" and cat.by_weight[i]:
+        llp = -math.log(cfg.produce_max_g) if delta_g <= cfg.produce_max_g else floor
+        lp = math.log(cfg.prior_produce) - math.log(n) + logv[i] + logb[i] + llp
+    elif kd == "add":
+        lp = math.log(cfg.unit_prior_of(k)) - math.log(n) + logv[i] + logb[i] + ll
+    elif kd == "remove" and cat.by_weight[i]:
+        lp = -math.log(n_t) + logv[i] + logb[i] + ll
+    elif kd == "remove":
+        lp = math.log(cfg.unit_prior_of(k)) - math.log(n_t) + logv[i] + logb[i] + ll
+    elif kd == "personal":
+        llp = -math.log(cfg.personal_max_g) if delta_g <= cfg.personal_max_g else floor
+        lp = math.log(cfg.prior_personal) + logv[n] + logb[n] + llp
+    else:   # personal_remove
+        lp = -math.log(n_t) + logv[n] + ll
+    return float(lp - math.log(post[j]))
+
+
+def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
+                lines: list[dict], personal: list[dict], vision: VisionSummary | None,
+                cfg: ReconcileConfig, recent_out: list[str] | None = None) -> Scored:
+    """score() plus the multi-product hypotheses, renormalised together.
+
+    `recent_out`: packaged SKUs taken out of this basket moments ago; putting one
+    back (`readd`) is far likelier than any other SKU of that weight."""
+    sc = score(delta_g, noise_g, cat, book, lines, personal, vision, cfg)
+    if cfg.prior_two <= 0 and cfg.prior_partial_produce <= 0 and not (recent_out and cfg.prior_readd > 0):
+        return sc
+    n = cat.n
+    sn = max(cfg.sensor_noise_g, float(noise_g))
+    floor = math.log(cfg.weight_lik_floor) if cfg.weight_lik_floor > 0 else -np.inf
+    vis, logb = vision_factors(vision, cat, cfg)
+    logv = np.log(vis)
+    mean, sd = book.mean, book.sd
+    seen = vision is not None and vision.n_frames > 0
+    hyps: list[dict] = []
+    lps: list[float] = []
+    pos = [p for p, ln in enumerate(lines) if ln["status"] == "accepted" and ln["sku"] in cat.idx]
+    n_t = len(pos) + len(personal)
+
+    extra_mass = []   # log-sums of every multi hypothesis scored (not only the ones kept)
+    keep = max(cfg.ask_top_k, 5)
+    if delta_g > 0 and cfg.prior_two > 0 and seen:
+        units = np.flatnonzero(~cat.by_weight)
+        top = units[np.argsort(-vis[units], kind="stable")[: cfg.pair_vision_top]]
+        ks = np.arange(1, cfg.max_units + 1)
+        # rows: (A, k) for A in the top set, k = 1..K; columns: B over every packaged SKU
+        a_r = np.repeat(top, len(ks))
+        k_r = np.tile(ks, len(top))
+        mu = k_r[:, None] * mean[a_r][:, None] + mean[units][None, :]
+        s = np.sqrt(k_r[:, None] * sd[a_r][:, None] ** 2 + sd[units][None, :] ** 2 + sn * sn)
+        ll = np.maximum(_logpdf(delta_g, mu, s), floor)
+        lup = np.log([cfg.unit_prior_of(int(k)) for k in k_r])
+        lp = (math.log(cfg.prior_two) - 2 * math.log(n) + math.log(n + 1) + lup[:, None]
+              + logv[a_r][:, None] + logv[units][None, :] + np.maximum(logb[a_r][:, None], logb[units][None, :]) + ll)
+        # A == B is a k+1 units hypothesis; {A, B} both in the top set with k=1: count the pair once
+        in_top = np.isin(units, top)
+        bad = (units[None, :] == a_r[:, None]) | ((k_r[:, None] == 1) & in_top[None, :] & (units[None, :] < a_r[:, None]))
+        lp = np.where(bad, -np.inf, lp).ravel()
+        extra_mass.append(float(np.logaddexp.reduce(lp)))
+        best = np.argpartition(-lp, keep)[:keep] if len(lp) > keep else np.arange(len(lp))
+        for j in best[np.argsort(-lp[best], kind="stable")]:
+            if not np.isfinite(lp[j]):
+                continue
+            r, c = divmod(int(j), len(units))
+            a, k, b = int(a_r[r]), int(k_r[r]), int(units[c])
+            hyps.append(_h("add2", [cat.skus[a]] * k + [cat.skus[b]], None, float(mu[r, c]), float(s[r, c]),
+                           delta_g, cat.skus[a], k))
+            lps.append(float(lp[j]))
+
+    if delta_g > 0 and recent_out and cfg.prior_readd > 0:
+        back = sorted({s for s in recent_out if s in cat.idx and not cat.by_weight[cat.idx[s]]})
+        for sku in back:
+            i = cat.idx[sku]
+            s_ = math.sqrt(sd[i] ** 2 + sn * sn)
+            ll = max(float(_logpdf(delta_g, mean[i], s_)), floor)
+            lp = math.log(cfg.prior_readd) - math.log(len(back)) + logv[i] + logb[i] + ll
+            hyps.append(_h("readd", [sku], None, float(mean[i]), s_, delta_g, sku, 1))
+            lps.append(lp)
+            extra_mass.append(lp)
+
+    if delta_g < 0 and n_t:
+        log_nt = math.log(n_t)
+        pk = [p for p in pos if not lines[p]["by_weight"]]
+        if cfg.prior_two > 0 and len(pk) >= 2:
+            li = np.array([cat.idx[lines[p]["sku"]] for p in pk])
+            ii, jj = np.triu_indices(len(pk), 1)
+            a_i, b_i = li[ii], li[jj]
+            diff = a_i != b_i   # two units of one line is a k=2 removal
+            mu = -(mean[a_i] + mean[b_i])
+            s = np.sqrt(sd[a_i] ** 2 + sd[b_i] ** 2 + sn * sn)
+            ll = np.maximum(_logpdf(delta_g, mu, s), floor)
+            lp = (math.log(cfg.prior_two) - 2 * log_nt + logv[a_i] + logv[b_i] + math.log(n + 1)
+                  + np.maximum(logb[a_i], logb[b_i]) + ll)
+            lp = np.where(diff, lp, -np.inf)
+            extra_mass.append(float(np.logaddexp.reduce(lp)))
+            for j in np.argsort(-lp, kind="stable")[:keep]:
+                if not np.isfinite(lp[j]):
+                    continue
+                la, lb = lines[pk[int(ii[j])]], lines[pk[int(jj[j])]]
+                h = _h("remove2", [la["sku"], lb["sku"]], la["line_id"], float(mu[j]), float(s[j]), delta_g,
+                       la["sku"], 1)
+                h["target2"] = lb["line_id"]
+                hyps.append(h)
+                lps.append(float(lp[j]))
+        if cfg.prior_partial_produce > 0:
+            for p in pos:
+                ln = lines[p]
+                w = float(ln["weight_g"])
+                # taking out some of it: anything from min_delta_g up to the line's weight less a
+                # bag's worth (the whole line out is score()'s "remove")
+                rest = w + delta_g
+                if not ln["by_weight"] or rest < cfg.partial_min_left_g:
+                    continue
+                i = cat.idx[ln["sku"]]
+                lp = math.log(cfg.prior_partial_produce) - log_nt + logv[i] + logb[i] - math.log(w)
+                h = _h("remove_part", [ln["sku"]], ln["line_id"], -w / 2.0, w / math.sqrt(12.0), delta_g,
+                       ln["sku"], 1)
+                h["z"] = 0.0    # any amount in range fits equally
+                hyps.append(h)
+                lps.append(float(lp))
+                extra_mass.append(float(lp))
+
+    if not hyps:
+        return sc
+    lz = _log_norm(sc, delta_g, cat, lines, personal, logv, logb, cfg) if sc.hyps else None
+    if lz is None and sc.hyps:
+        return sc    # score()'s scale cannot be recovered (only swaps left): keep its answer as it is
+    lz_m = float(np.logaddexp.reduce(np.array(extra_mass)))
+    if lz is None:
+        z_all = lz_m
+        f_single = 0.0
+    else:
+        z_all = float(np.logaddexp(lz, lz_m))
+        f_single = math.exp(lz - z_all)
+    for h, lp in zip(hyps, lps):
+        h["posterior"] = math.exp(lp - z_all)
+    singles = [dict(h, posterior=h["posterior"] * f_single) for h in sc.hyps]
+    # a put-back changes the basket exactly as adding one unit of that SKU: one outcome, one posterior
+    for h in [h for h in hyps if h["kind"] == "readd"]:
+        same = next((x for x in singles if x["kind"] == "add" and x["sku"] == h["sku"] and x["k"] == 1), None)
+        if same is not None:
+            same["posterior"] += h["posterior"]
+            same["context"] = "put back"
+            hyps.remove(h)
+    merged = sorted(singles + hyps, key=lambda h: -h["posterior"])[: max(cfg.ask_top_k, 5)]
+    arrays = dict(sc.arrays) if sc.arrays else {}
+    if arrays:
+        arrays["post"] = arrays["post"] * f_single
+    evidence = list(sc.evidence)
+    best_fit = min([sc.best_fit_z] + [abs(h["z"]) for h in hyps])
+    return Scored(merged, evidence, best_fit, sc.unknown_barcodes, arrays)
+
+
+def _h(kind, skus, target, mu, s, delta_g, sku, k) -> dict:
+    return {"kind": kind, "sku": sku, "k": k, "skus": list(skus), "target": target, "posterior": 0.0,
+            "mu_g": round(mu, 3), "sd_g": round(s, 3), "z": round((delta_g - mu) / s, 3)}
+
+
+def skus_of(h: dict) -> list[str]:
+    """Every product unit a hypothesis names (a swap names what went out and what came in)."""
+    if "skus" in h:
+        return list(h["skus"])
+    if h["kind"] == "swap":
+        return [h["remove_sku"], h["sku"]]
+    if h["sku"] is None:
+        return []
+    return [h["sku"]] * (1 if h["kind"] == "add" and h.get("by_weight") else h["k"])
+
+
+def fit_skus(skus: list[str], delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
+             lines: list[dict], cfg: ReconcileConfig) -> list[dict]:
+    """Hypotheses that move exactly the units `skus` (a shopper's multi-product answer),
+    best weight fit first: all in, all out of basket lines, or a swap (some out, the rest in)."""
+    sn = max(cfg.sensor_noise_g, float(noise_g))
+    cnt = Counter(skus)
+    if any(s not in cat.idx for s in cnt):
+        return []
+    in_basket = Counter()
+    for ln in lines:
+        if ln["status"] == "accepted" and not ln["by_weight"]:
+            in_basket[ln["sku"]] += ln["qty"]
+    out = []
+    distinct = sorted(cnt)
+    # every split of the named units into "out" (must be in the basket) and "in"
+    splits = [Counter()]
+    for s in distinct:
+        splits = [dict_add(sp, s, m) for sp in splits for m in range(0, cnt[s] + 1)]
+    for out_c in splits:
+        in_c = cnt - out_c
+        if any(out_c[s] > in_basket[s] for s in out_c):
+            continue
+        if any(cat.by_weight[cat.idx[s]] for s in cnt):
+            continue   # produce has no unit weight: answered one SKU at a time
+        mu = sum(in_c[s] * book.params(s)[0] for s in in_c) - sum(out_c[s] * book.params(s)[0] for s in out_c)
+        var = sum((in_c[s] + out_c[s]) * book.params(s)[1] ** 2 for s in cnt) + sn * sn
+        z = (delta_g - mu) / math.sqrt(var)
+        kind = "add_multi" if not +out_c else ("remove_multi" if not +in_c else "swap_multi")
+        out.append({"kind": kind, "sku": distinct[0], "k": cnt[distinct[0]], "skus": list(skus),
+                    "in": dict(+in_c), "out": dict(+out_c), "target": None, "posterior": 1.0,
+                    "mu_g": round(mu, 3), "sd_g": round(math.sqrt(var), 3), "z": round(z, 3)})
+    out.sort(key=lambda h: abs(h["z"]))
+    return out
+
+
+def dict_add(c: Counter, key, m: int) -> Counter:
+    d = Counter(c)
+    if m:
+        d[key] = m
+    return d
