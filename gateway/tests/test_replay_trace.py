@@ -91,7 +91,7 @@ def test_replay_of_a_cart_sim_trace_charges_what_the_simulators_gateway_charged(
                        env={"PYTHONPATH": f"{ROOT / 'gateway'}:{ROOT / 'tools'}:{ROOT / 'firmware/lib'}"})
     assert r.returncode == 0, r.stderr
     truth = json.loads((tmp_path / "truth.json").read_text())
-    cfg = tmp_path / "gw.toml"   # the config's gateway id is gw1: the trace's own ("sim") is used
+    cfg = tmp_path / "gw.toml"   # the config's gateway id is gw1: the trace header's ("sim") is used
     cfg.write_text(f'state_dir = "{tmp_path / "unused"}"\n[carts]\npattern = "s[0-9]+"\n')
     out = tmp_path / "result.json"
     r = subprocess.run([sys.executable, "-m", "cart_gateway.cli", "replay", str(tmp_path / "trace.jsonl"),
@@ -99,7 +99,7 @@ def test_replay_of_a_cart_sim_trace_charges_what_the_simulators_gateway_charged(
                        timeout=300, env={"PYTHONPATH": str(ROOT / "gateway")})
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
-    assert (res["trace"]["gateway_id"], res["trace"]["gateway_id_from"]) == ("sim", "trace topics")
+    assert (res["trace"]["gateway_id"], res["trace"]["gateway_id_from"]) == ("sim", "trace header")
     assert any(r["status"] == "closed" and r["verdict"] for r in res["reviews"]) or not res["reviews"]
     got = {x["cart"]: x["total_cents"] for x in res["receipts"] if x["ok"]}
     assert got == {b["cart"]: b["charged_cents"] for b in truth["baskets"]}

@@ -13,7 +13,7 @@ from pathlib import Path
 from cart_gateway.protocol import trace_line
 
 from .bench import summarise
-from .fastsim import WALL0, Store
+from .fastsim import GW, WALL0, Store
 from .scenario import load_scenario
 
 
@@ -21,7 +21,8 @@ def write_trace(scenario: dict, baskets: int, seed: int, out_dir) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     f = open(out / "trace.jsonl", "w", encoding="utf-8")
-    f.write(json.dumps({"trace": 1, "created_ms": WALL0, "source": f"cart-sim trace {scenario['name']} seed={seed}"},
+    f.write(json.dumps({"trace": 1, "created_ms": WALL0, "source": f"cart-sim trace {scenario['name']} seed={seed}",
+                        "gateway_id": GW},
                        separators=(",", ":")) + "\n")
 
     def sink(t_ms, topic, qos, retain, payload):
