@@ -51,12 +51,14 @@ def _train(args) -> int:
     if args.photos:
         tr, va = dataset.split_photos(dataset.load_photo_folders(Path(args.photos)))
     else:
-        parts = [dataset.load(Path(d)) for d in args.data]
+        # Each stage needs only its own images: drop the other's before concatenating (memory).
+        skip = "x" if args.stage == "crop" else "xc"
+        parts = [{k: v for k, v in dataset.load(Path(d)).items() if k != skip} for d in args.data]
         if any(list(p["labels"]) != list(parts[0]["labels"]) for p in parts):
             print("error: the --data files have different labels", file=sys.stderr)
             return 2
         tr = {k: (np.concatenate([p[k] for p in parts]) if k != "labels" else parts[0][k]) for k in parts[0]}
-        va = dataset.load(Path(args.val))
+        va = {k: v for k, v in dataset.load(Path(args.val)).items() if k != skip}
         if list(tr["labels"]) != list(va["labels"]):
             print("error: train and val datasets have different labels", file=sys.stderr)
             return 2
@@ -78,7 +80,8 @@ def _calibrate(args) -> int:
 
 def _eval(args) -> int:
     from .evaluate import evaluate
-    res = evaluate(Path(args.model_dir), args.catalogue, args.scenes, args.seed, latency_frames=args.latency_frames)
+    res = evaluate(Path(args.model_dir), args.catalogue, args.scenes, args.seed, latency_frames=args.latency_frames,
+                   workers=args.workers)
     if not args.json:
         for k, v in res.items():
             if k != "confusion":
@@ -134,6 +137,7 @@ def main(argv=None) -> int:
     e.add_argument("--scenes", type=int, default=1000)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--latency-frames", type=int, default=200)
+    e.add_argument("--workers", type=int, default=2, help="processes rendering the test scenes")
     e.add_argument("--json", action="store_true", help="print only the JSON line")
     e.set_defaults(fn=_eval)
     args = p.parse_args(argv)

@@ -70,6 +70,17 @@ def evaluate(model_dir: Path, catalogue_path=None, scenes: int = 1000, seed: int
         m = np.array([kind(i) == kd for i in y])
         if m.any():
             by_kind[kd] = {"n": int(m.sum()), "top1": round(float((top[m, 0] == y[m]).mean()), 4)}
+    # The same scenes by condition: how much blur and the hand cost (specs are re-drawn from the seeds).
+    specs = [dataset.scene_spec(skus, dataset.TEST_SEED0 + seed + i) for i in range(scenes)]
+    conds = {"clean": lambda sp: sp["blur"] == 0 and sp["occlusion"] == 0,
+             "blur": lambda sp: sp["blur"] > 0, "blur_over_half": lambda sp: sp["blur"] > 0.5,
+             "hand": lambda sp: sp["occlusion"] > 0}
+    by_cond = {}
+    for name, f in conds.items():
+        m = np.array([f(sp) for sp in specs])
+        if m.any():
+            by_cond[name] = {"n": int(m.sum()), "top1": round(float((top[m, 0] == y[m]).mean()), 4),
+                             "top3": round(float((top[m, :3] == y[m, None]).any(axis=1).mean()), 4)}
     res = {
         "model": str(Path(model_dir) / "detector.tflite"),
         # Every model file the detector runs (the 1 MB goal is for all of them together).
@@ -87,6 +98,7 @@ def evaluate(model_dir: Path, catalogue_path=None, scenes: int = 1000, seed: int
         # Right family (look-alike group) or right "no product": what weight then has to settle.
         "family_top1": round(1 - (len(wrong) - int(same_family)) / scenes, 4),
         "top1_by_family_kind": by_kind,
+        "by_condition": by_cond,
         "confusion": [{"true": a, "pred": b, "count": c,
                        "true_name": cat[a].name if a != NONE_LABEL else a,
                        "pred_name": cat[b].name if b != NONE_LABEL else b} for (a, b), c in pairs.most_common(15)],
