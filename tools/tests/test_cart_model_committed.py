@@ -17,8 +17,8 @@ def test_committed_model_meets_floors():
 
 
 # Measured on these 100 scenes with the committed two-stage detector (2026-11-24, `detector.tflite`
-# + `detector_crop.tflite`): top1 0.66, top3 0.95, centroid F1 0.605, ECE 0.114 (15 bins on 100
-# scenes: noisy; 0.036 on 1000 scenes); stage 1 alone 0.52.
+# + `detector_crop.tflite`, temperature 1.609): top1 0.66, top3 0.95, centroid F1 0.605, ECE 0.085
+# (15 bins on 100 scenes: noisy; 0.029 on 1000 scenes); stage 1 alone 0.52.
 # The scenes and the models are fixed, so the figures are deterministic up to the int8 kernels;
 # the floors leave room for other LiteRT / XNNPACK builds only.
-FLOORS = {"top1": 0.62, "top3": 0.91, "centroid_f1": 0.56, "ece_max": 0.16}
+FLOORS = {"top1": 0.62, "top3": 0.91, "centroid_f1": 0.56, "ece_max": 0.13}
