@@ -11,7 +11,7 @@ from cart_gateway.catalogue import Catalogue
 from cart_gateway.detectors import (NONE_LABEL, Candidate, DetectorLoadError, create_detector,
                                     default_detector_config)
 from cart_gateway.detectors.detector_types import api_types, config_types
-from cart_gateway.detectors.preprocess import DetectorInputError, decode_for_model
+from cart_gateway.detectors.preprocess import DetectorInputError, crop_around, decode_for_model, decode_full
 
 
 def _jpeg(colour=(120, 120, 120), size=(320, 240)):
@@ -126,3 +126,73 @@ def test_config_rejects_unknown_keys_and_types(model_copy):
         create_detector({"type": "edgetpu", "model_path": m, "labels_path": l})
     with pytest.raises(pydantic.ValidationError):
         create_detector(_cfg(m, l, num_threads=0))
+
+
+def test_crop_window_stays_inside_the_frame():
+    frame = np.arange(240 * 320 * 3, dtype=np.uint32).reshape(240, 320, 3).astype(np.uint8)
+    mid = crop_around(frame, 0.5, 0.5, (128, 128))
+    assert mid.shape == (128, 128, 3) and np.array_equal(mid, frame[56:184, 96:224])
+    corner = crop_around(frame, 0.0, 1.0, (128, 128))  # shifted in, never padded, on a QVGA frame
+    assert np.array_equal(corner, frame[112:240, 0:128])
+    small = crop_around(frame[:100, :100], 0.5, 0.5, (128, 128))  # smaller frame: black on the far side
+    assert small.shape == (128, 128, 3) and (small[100:] == 0).all() and (small[:, 100:] == 0).all()
+
+
+def test_full_decode_keeps_native_size():
+    assert decode_full(_jpeg()).shape == (240, 320, 3)
+    with pytest.raises(DetectorInputError, match="cannot decode"):
+        decode_full(b"\xff\xd8 nope")
+
+
+def _two_stage_copy(tmp_path):
+    """A copy of the committed detector with a crop model (the committed one, or a stand-in)."""
+    cfg = default_detector_config()
+    m, l = tmp_path / "m.tflite", tmp_path / "labels.txt"
+    shutil.copy(cfg.model_path, m)
+    shutil.copy(cfg.labels_path, l)
+    crop = cfg.model_path.with_name("detector_crop.tflite")
+    if not crop.exists():
+        pytest.skip("no committed crop model")
+    shutil.copy(crop, tmp_path / "m_crop.tflite")
+    return m, l
+
+
+def test_crop_model_needs_its_fitted_calibration(tmp_path):
+    m, l = _two_stage_copy(tmp_path)
+    calib = tmp_path / "m.calib.json"
+    with pytest.raises(DetectorLoadError, match="two-stage detector needs"):
+        create_detector(_cfg(m, l))  # no calib file at all
+    calib.write_text('{"temperature": 1.2}')  # stage-1 calibration only
+    with pytest.raises(DetectorLoadError, match="two_stage"):
+        create_detector(_cfg(m, l))
+    calib.write_text('{"temperature": 1.2, "two_stage": {"temperature": 1.5, "stage1_weight": 99}}')
+    with pytest.raises(DetectorLoadError, match="stage1_weight"):
+        create_detector(_cfg(m, l))
+    calib.write_text('{"temperature": 1.2, "two_stage": {"temperature": 1.5, "stage1_weight": 0.5}}')
+    det = create_detector(_cfg(m, l))
+    assert det.stages == 2 and det.temperature == 1.5 and det.stage1_weight == 0.5
+    single = create_detector(_cfg(m, l, single_stage=True))
+    assert single.stages == 1 and single.temperature == 1.2
+
+
+def test_crop_model_that_does_not_match_the_labels(tmp_path):
+    m, l = _two_stage_copy(tmp_path)
+    (tmp_path / "m.calib.json").write_text('{"temperature": 1, "two_stage": {"temperature": 1, "stage1_weight": 0.5}}')
+    with pytest.raises(DetectorLoadError, match="crop model .*outputs"):
+        create_detector(_cfg(m, l, crop_model_path=m))  # stage 1 as the crop model: wrong outputs
+    with pytest.raises(DetectorLoadError, match="model file not found"):
+        create_detector(_cfg(m, l, crop_model_path=tmp_path / "nope.tflite"))
+    (tmp_path / "m_crop.tflite").write_bytes(b"garbage" * 100)
+    with pytest.raises(DetectorLoadError, match="cannot load model"):
+        create_detector(_cfg(m, l))
+
+
+def test_committed_detector_runs_both_stages(det):
+    crop = default_detector_config().model_path.with_name("detector_crop.tflite")
+    assert det.stages == (2 if crop.exists() else 1)
+    if det.stages == 2:
+        r1, z2 = det.raw_stages(_jpeg())
+        fused = det.raw(_jpeg())
+        n = len(det.labels)
+        assert np.allclose(fused[:n], z2 + det.stage1_weight * r1[:n], atol=1e-4)
+        assert np.allclose(fused[n:], r1[n:])  # the centroid comes from stage 1

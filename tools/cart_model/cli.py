@@ -32,7 +32,7 @@ def _render(args) -> int:
     skus = _skus(cat, args.limit_skus)
     seed0 = {"train": dataset.TRAIN_SEED0, "val": dataset.VAL_SEED0, "test": dataset.TEST_SEED0}[args.split] + args.seed
     t0 = time.time()
-    data = dataset.render_split(args.catalogue, skus, args.scenes, seed0, workers=args.workers)
+    data = dataset.render_split(args.catalogue, skus, args.scenes, seed0, workers=args.workers, crops=args.crops)
     dataset.save(Path(args.out), data)
     if args.sheet:
         from PIL import Image
@@ -51,23 +51,37 @@ def _train(args) -> int:
     if args.photos:
         tr, va = dataset.split_photos(dataset.load_photo_folders(Path(args.photos)))
     else:
-        parts = [dataset.load(Path(d)) for d in args.data]
+        # Each stage needs only its own images: drop the other's before concatenating (memory).
+        skip = "x" if args.stage == "crop" else "xc"
+        parts = [{k: v for k, v in dataset.load(Path(d)).items() if k != skip} for d in args.data]
         if any(list(p["labels"]) != list(parts[0]["labels"]) for p in parts):
             print("error: the --data files have different labels", file=sys.stderr)
             return 2
         tr = {k: (np.concatenate([p[k] for p in parts]) if k != "labels" else parts[0][k]) for k in parts[0]}
-        va = dataset.load(Path(args.val))
+        va = {k: v for k, v in dataset.load(Path(args.val)).items() if k != skip}
         if list(tr["labels"]) != list(va["labels"]):
             print("error: train and val datasets have different labels", file=sys.stderr)
             return 2
-    train(tr, va, Path(args.out_dir), epochs=args.epochs, batch=args.batch, threads=args.threads,
-          width=args.width, seed=args.seed)
+    if args.stage == "crop":
+        from .train import train_crop
+        train_crop(tr, va, Path(args.out_dir), epochs=args.epochs, batch=args.batch, threads=args.threads,
+                   width=args.width, seed=args.seed, budget_minutes=args.budget_minutes)
+    else:
+        train(tr, va, Path(args.out_dir), epochs=args.epochs, batch=args.batch, threads=args.threads,
+              width=args.width, seed=args.seed)
+    return 0
+
+
+def _calibrate(args) -> int:
+    from .fuse import calibrate_two_stage
+    calibrate_two_stage(Path(args.model_dir), args.catalogue, args.scenes, args.seed, args.workers)
     return 0
 
 
 def _eval(args) -> int:
     from .evaluate import evaluate
-    res = evaluate(Path(args.model_dir), args.catalogue, args.scenes, args.seed, latency_frames=args.latency_frames)
+    res = evaluate(Path(args.model_dir), args.catalogue, args.scenes, args.seed, latency_frames=args.latency_frames,
+                   workers=args.workers)
     if not args.json:
         for k, v in res.items():
             if k != "confusion":
@@ -91,6 +105,7 @@ def main(argv=None) -> int:
     r.add_argument("--seed", type=int, default=0, help="offset inside the split's seed range")
     r.add_argument("--limit-skus", type=int, default=None, help="only the first N SKUs (smoke runs)")
     r.add_argument("--workers", type=int, default=2)
+    r.add_argument("--crops", action="store_true", help="also store the second stage's native-resolution crops (xc)")
     r.add_argument("--sheet", default=None, help="also save a PNG contact sheet of the first 48 scenes")
     r.set_defaults(fn=_render)
     t = sub.add_parser("train", help="train, convert to int8 TFLite, fit the temperature")
@@ -103,13 +118,26 @@ def main(argv=None) -> int:
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--width", type=float, default=1.0)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--stage", choices=["frame", "crop"], default="frame",
+                   help="frame: stage 1 (whole frame, centroid); crop: stage 2 on the --crops windows "
+                        "(writes detector_crop.tflite; then run `calibrate`)")
+    t.add_argument("--budget-minutes", type=float, default=None,
+                   help="crop stage: fit the cosine schedule into this wall time (after timing epoch 1)")
     t.set_defaults(fn=_train)
+    k = sub.add_parser("calibrate", help="fit the two-stage fusion weight and temperature on validation frames")
+    k.add_argument("--model-dir", default=str(DATA_DIR))
+    k.add_argument("--catalogue", default=None)
+    k.add_argument("--scenes", type=int, default=2000)
+    k.add_argument("--seed", type=int, default=0, help="offset inside the validation seed range")
+    k.add_argument("--workers", type=int, default=2)
+    k.set_defaults(fn=_calibrate)
     e = sub.add_parser("eval", help="evaluate on held-out seeded scenes; last line is one JSON object")
     e.add_argument("--model-dir", default=str(DATA_DIR))
     e.add_argument("--catalogue", default=None)
     e.add_argument("--scenes", type=int, default=1000)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--latency-frames", type=int, default=200)
+    e.add_argument("--workers", type=int, default=2, help="processes rendering the test scenes")
     e.add_argument("--json", action="store_true", help="print only the JSON line")
     e.set_defaults(fn=_eval)
     args = p.parse_args(argv)

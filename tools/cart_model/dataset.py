@@ -11,9 +11,14 @@ import numpy as np
 from PIL import Image
 
 from cart_gateway.detectors.api import NONE_LABEL
-from cart_gateway.detectors.preprocess import decode_for_model
+from cart_gateway.detectors.preprocess import crop_around, decode_for_model, decode_full
 
 INPUT_SIZE = (128, 96)  # model input (w, h): QVGA decoded at 1/2 scale then resized
+CROP_SIZE = (128, 128)  # second stage: a native-resolution window around the first stage's centroid
+# Per-axis spread (normalised) of the crop centre around the true centroid in training crops:
+# about the first stage's centroid error (median 0.054 of the frame), so the second stage
+# learns to classify items that are off-centre in the window as they will be at run time.
+CROP_JITTER = 0.05
 TRAIN_SEED0, VAL_SEED0, TEST_SEED0 = 0, 50_000_000, 90_000_000  # disjoint seed ranges per split
 
 
@@ -42,18 +47,49 @@ def _init(cat_path):
     _CAT = Catalogue.load(cat_path)
 
 
+def _jpeg_one(spec):
+    return scene_jpeg(_CAT, spec)
+
+
+def render_jpegs(cat_path, skus: list[str], n: int, seed0: int, workers: int = 2,
+                 none_share: float = 0.08) -> tuple[list[bytes], list[dict]]:
+    """n camera frames (JPEG bytes, as the camera sends them) and their truth, seeds seed0.."""
+    specs = [scene_spec(skus, seed0 + i, none_share) for i in range(n)]
+    if workers > 1:
+        with ProcessPoolExecutor(workers, initializer=_init, initargs=(cat_path,)) as ex:
+            results = list(ex.map(_jpeg_one, specs, chunksize=32))
+    else:
+        _init(cat_path)
+        results = [_jpeg_one(s) for s in specs]
+    return [r[0] for r in results], [r[1] for r in results]
+
+
+def crop_centre(spec: dict, truth: dict) -> tuple[float, float]:
+    """Where a training crop is centred: the true centroid plus seeded jitter (random for "no product")."""
+    r = random.Random(spec["seed"] * 104729 + 7)
+    if truth["sku"] is None:
+        return r.uniform(0.3, 0.7), r.uniform(0.3, 0.7)
+    clip = lambda v: min(1.0, max(0.0, v))
+    return clip(truth["cx"] + r.gauss(0, CROP_JITTER)), clip(truth["cy"] + r.gauss(0, CROP_JITTER))
+
+
 def _one(args):
-    spec, size = args
+    spec, size, crop = args
     jpeg, truth = scene_jpeg(_CAT, spec)
-    return decode_for_model(jpeg, size), truth
+    x = decode_for_model(jpeg, size)
+    if not crop:
+        return x, truth, None
+    cx, cy = crop_centre(spec, truth)
+    return x, truth, crop_around(decode_full(jpeg), cx, cy, CROP_SIZE)
 
 
 def render_split(cat_path, skus: list[str], n: int, seed0: int, size=INPUT_SIZE, workers: int = 2,
-                 none_share: float = 0.08) -> dict[str, np.ndarray]:
-    """n scenes with seeds seed0..seed0+n-1 -> arrays x (uint8), y (label index), c (cx, cy, has_product)."""
+                 none_share: float = 0.08, crops: bool = False) -> dict[str, np.ndarray]:
+    """n scenes with seeds seed0..seed0+n-1 -> arrays x (uint8), y (label index), c (cx, cy, has_product),
+    and with crops=True also xc: the second stage's native-resolution windows (CROP_SIZE)."""
     labels = [NONE_LABEL] + list(skus)
     index = {s: i for i, s in enumerate(labels)}
-    specs = [(scene_spec(skus, seed0 + i, none_share), size) for i in range(n)]
+    specs = [(scene_spec(skus, seed0 + i, none_share), size, crops) for i in range(n)]
     if workers > 1:
         with ProcessPoolExecutor(workers, initializer=_init, initargs=(cat_path,)) as ex:
             results = list(ex.map(_one, specs, chunksize=64))
@@ -63,7 +99,10 @@ def render_split(cat_path, skus: list[str], n: int, seed0: int, size=INPUT_SIZE,
     x = np.stack([r[0] for r in results])
     y = np.array([index[r[1]["sku"]] if r[1]["sku"] else 0 for r in results], dtype=np.int32)
     c = np.array([[r[1]["cx"], r[1]["cy"], 1.0 if r[1]["sku"] else 0.0] for r in results], dtype=np.float32)
-    return {"x": x, "y": y, "c": c, "labels": np.array(labels)}
+    out = {"x": x, "y": y, "c": c, "labels": np.array(labels)}
+    if crops:
+        out["xc"] = np.stack([r[2] for r in results])
+    return out
 
 
 def load_photo_folders(root: Path, size=INPUT_SIZE) -> dict[str, np.ndarray]:

@@ -21,10 +21,11 @@ def _tf(threads: int):
     return tf
 
 
-def build_model(tf, n_classes: int, input_hw=(96, 128), width: float = 1.0):
+def build_model(tf, n_classes: int, input_hw=(96, 128), width: float = 1.0, centroid_head: bool = True):
     """A small MobileNet-like trunk (depthwise-separable blocks, ReLU6, BN) with two heads:
     class logits (n_classes, index 0 = no product) from global pooling, and the item's
-    centroid (cx, cy in 0..1) from a flattened 1x1-conv map, which keeps where things are."""
+    centroid (cx, cy in 0..1) from a flattened 1x1-conv map, which keeps where things are.
+    The second stage (native-resolution crop) has the logits head only."""
     L = tf.keras.layers
     ch = lambda c: max(8, int(c * width))
     x_in = L.Input((*input_hw, 3), name="image")
@@ -42,6 +43,8 @@ def build_model(tf, n_classes: int, input_hw=(96, 128), width: float = 1.0):
     g = L.GlobalAveragePooling2D()(x)
     g = L.Dropout(0.2)(g)
     logits = L.Dense(n_classes, name="logits")(g)
+    if not centroid_head:
+        return tf.keras.Model(x_in, {"logits": logits})
     m = L.Conv2D(8, 1, activation="relu")(x)
     m = L.Flatten()(m)
     centroid = L.Dense(2, activation="sigmoid", name="centroid")(m)
@@ -116,5 +119,72 @@ def train(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 20, bat
             "train_seconds": round(train_s, 1), "model_bytes": model_path.stat().st_size,
             "keras_val_acc": [round(float(v), 4) for v in hist.history.get("val_logits_accuracy", [])]}
     model_path.with_suffix(".calib.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+    log(json.dumps(info))
+    return info
+
+
+class _TimeBudget:
+    """Per-epoch cosine learning rate over as many epochs as fit in a wall-time budget:
+    after the first epoch the run knows its epoch time and shortens the schedule to fit."""
+
+    def __init__(self, tf, lr: float, epochs: int, budget_s: float | None, log):
+        self.tf, self.lr, self.epochs, self.budget_s, self.log = tf, lr, epochs, budget_s, log
+        self.t0 = None
+
+    def callbacks(self):
+        tf = self.tf
+        outer = self
+
+        class CB(tf.keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                outer.t0 = time.time()
+
+            def on_epoch_begin(self, epoch, logs=None):
+                t = epoch / max(1, outer.epochs - 1) if outer.epochs > 1 else 0.0
+                lr = outer.lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * min(1.0, t))))
+                self.model.optimizer.learning_rate.assign(lr)
+
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch == 0 and outer.budget_s:
+                    fit = int(outer.budget_s // max(1e-3, time.time() - outer.t0))
+                    if fit < outer.epochs:
+                        outer.log(f"time budget: {outer.epochs} -> {max(1, fit)} epochs")
+                        outer.epochs = max(1, fit)
+                if epoch + 1 >= outer.epochs:
+                    self.model.stop_training = True
+        return [CB()]
+
+
+def train_crop(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 20, batch: int = 64,
+               threads: int = 2, width: float = 1.0, seed: int = 0, lr: float = 3e-3,
+               budget_minutes: float | None = None, log=print) -> dict:
+    """Second stage: classify the native-resolution crop (`xc`) around the item. Writes
+    detector_crop.tflite (int8, logits only) into out_dir; labels are the first stage's."""
+    tf = _tf(threads)
+    tf.keras.utils.set_random_seed(seed)
+    if "xc" not in train_data or "xc" not in val_data:
+        raise ValueError("the second stage needs crops: render with `cart-model render --crops`")
+    labels = [str(s) for s in train_data["labels"]]
+    x, y = train_data["xc"], train_data["y"]
+    model = build_model(tf, len(labels), x.shape[1:3], width, centroid_head=False)
+    model.compile(optimizer=tf.keras.optimizers.Adam(lr),
+                  loss={"logits": tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+                  metrics={"logits": ["accuracy"]})
+    budget = _TimeBudget(tf, lr, epochs, budget_minutes * 60 if budget_minutes else None, log)
+    t0 = time.time()
+    hist = model.fit(x, {"logits": y}, batch_size=batch, epochs=epochs,
+                     validation_data=(val_data["xc"], {"logits": val_data["y"]}),
+                     verbose=2, shuffle=True, callbacks=budget.callbacks())
+    train_s = time.time() - t0
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "detector_crop.tflite"
+    rng = np.random.default_rng(seed)
+    rep = x[rng.choice(len(x), min(300, len(x)), replace=False)]
+    path.write_bytes(convert_int8(tf, model, rep))
+    info = {"crop_train_n": int(len(y)), "crop_epochs": len(hist.history.get("loss", [])),
+            "crop_train_seconds": round(train_s, 1), "crop_model_bytes": path.stat().st_size,
+            "crop_keras_val_acc": [round(float(v), 4) for v in hist.history.get("val_accuracy",
+                                   hist.history.get("val_logits_accuracy", []))]}
     log(json.dumps(info))
     return info

@@ -40,17 +40,45 @@ def load_labels(path: Path) -> list[str]:
     return labels
 
 
-def load_temperature(path: Path | None) -> float:
-    """Temperature for scaling logits, fitted on a validation split (1.0 when there is no file)."""
-    if path is None or not Path(path).exists():
-        return 1.0
-    try:
-        t = float(json.loads(Path(path).read_text(encoding="utf-8"))["temperature"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise DetectorLoadError(f"calibration file {path}: needs a number 'temperature': {e}") from None
+def _temperature(path, t) -> float:
+    t = float(t)
     if not 0.05 <= t <= 20:
         raise DetectorLoadError(f"calibration file {path}: temperature {t} out of range 0.05..20")
     return t
+
+
+def load_temperature(path: Path | None) -> float:
+    """Temperature for scaling logits, fitted on a validation split (1.0 when there is no file)."""
+    return load_calibration(path, two_stage=False)[0]
+
+
+def load_calibration(path: Path | None, two_stage: bool) -> tuple[float, float]:
+    """(temperature, stage-1 weight) from a calib file.
+
+    Single stage: the top-level "temperature" (1.0 when there is no file). Two stages: the
+    "two_stage" object's "temperature" and "stage1_weight", which `cart-model calibrate`
+    fits with both models; a crop model without them is a start-up error, since its
+    uncalibrated scores would silently mislead the reconciliation."""
+    if path is None or not Path(path).exists():
+        if two_stage:
+            raise DetectorLoadError(f"calibration file {path} not found: a two-stage detector needs its fitted "
+                                    "'two_stage' temperature and weight (run `cart-model calibrate`)")
+        return 1.0, 0.0
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not two_stage:
+            return _temperature(path, doc["temperature"]), 0.0
+        ts = doc["two_stage"]
+        w = float(ts["stage1_weight"])
+        t = _temperature(path, ts["temperature"])
+    except DetectorLoadError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        what = "a 'two_stage' object with numbers 'temperature' and 'stage1_weight'" if two_stage else "a number 'temperature'"
+        raise DetectorLoadError(f"calibration file {path}: needs {what}: {e!r}") from None
+    if not 0 <= w <= 10:
+        raise DetectorLoadError(f"calibration file {path}: stage1_weight {w} out of range 0..10")
+    return t, w
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -76,8 +104,12 @@ class DetectionApi(abc.ABC):
     def preprocess(self, jpeg: bytes) -> np.ndarray:
         return decode_for_model(jpeg, self.input_size)
 
+    def raw(self, jpeg: bytes) -> np.ndarray:
+        """JPEG -> the uncalibrated output (logits, then cx, cy). Multi-stage plugins override this."""
+        return self.detect_raw(self.preprocess(jpeg))
+
     def detect(self, jpeg: bytes, top_k: int = 5) -> list[Candidate]:
-        raw = self.detect_raw(self.preprocess(jpeg))
+        raw = self.raw(jpeg)
         n = len(self.labels)
         probs = softmax(raw[:n].astype(np.float64) / self.temperature)
         cx, cy = float(raw[n]), float(raw[n + 1])

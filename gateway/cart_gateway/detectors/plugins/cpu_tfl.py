@@ -1,4 +1,12 @@
-"""CPU detector: the int8 TFLite model on LiteRT (ai-edge-litert), or tflite_runtime as a fallback."""
+"""CPU detector: the int8 TFLite model(s) on LiteRT (ai-edge-litert), or tflite_runtime as a fallback.
+
+Two stages when a crop model sits next to the main model (`<model>_crop.tflite`, or
+`crop_model_path`): stage 1 sees the whole frame decoded small (Pillow draft) and gives
+the class logits, "no product" and the item's centroid; stage 2 sees a native-resolution
+window around that centroid, where flavour and size text are still legible, and gives
+class logits too. The two are fused as `stage2 + w * stage1` (w and the temperature
+fitted together on validation scenes by `cart-model calibrate`).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +15,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..api import DetectionApi, DetectorLoadError, load_labels, load_temperature
+from ..api import DetectionApi, DetectorLoadError, load_calibration, load_labels
+from ..preprocess import crop_around, decode_full
 
 DETECTOR_KEY = "cpu"
 
@@ -22,9 +31,52 @@ class CpuDetectorConfig(BaseModel):
     type: Literal["cpu"] = "cpu"
     model_path: Path
     labels_path: Path
-    # Temperature for calibrated scores; default: <model>.calib.json next to the model.
+    # Temperature (and two-stage fusion weight); default: <model>.calib.json next to the model.
     calibration_path: Path | None = None
+    # Second-stage crop model; default: <model>_crop.tflite next to the model when that file exists.
+    crop_model_path: Path | None = None
+    single_stage: bool = False  # ignore any crop model (e.g. to compare, or on a very slow CPU)
     num_threads: int = Field(default=2, ge=1, le=8)
+
+
+class _Tfl:
+    """One int8 TFLite model: uint8 image in, dequantised float outputs out."""
+
+    def __init__(self, path: Path, threads: int):
+        if not path.is_file():
+            raise DetectorLoadError(f"model file not found: {path}")
+        self.path = path
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise DetectorLoadError(f"cannot load model {path}: {e}") from None
+        inp = self.interpreter.get_input_details()
+        if len(inp) != 1 or len(inp[0]["shape"]) != 4 or inp[0]["shape"][3] != 3:
+            raise DetectorLoadError(f"model {path}: expected one (1, H, W, 3) input, got {[d['shape'] for d in inp]}")
+        self.input = inp[0]
+        _, h, w, _ = (int(v) for v in self.input["shape"])
+        self.input_size = (w, h)
+        self.outputs = {tuple(d["shape"])[-1]: d for d in self.interpreter.get_output_details()}
+
+    @staticmethod
+    def _dequant(d, q: np.ndarray) -> np.ndarray:
+        scale, zero = d["quantization"]
+        if scale == 0:
+            return q.astype(np.float32)
+        return (q.astype(np.float32) - zero) * scale
+
+    def run(self, tensor: np.ndarray, *outs) -> list[np.ndarray]:
+        d = self.input
+        if d["dtype"] == np.float32:
+            x = tensor.astype(np.float32)
+        else:  # quantize uint8 pixels with the input's own scale / zero point
+            scale, zero = d["quantization"]
+            info = np.iinfo(d["dtype"])
+            x = np.clip(np.round(tensor.astype(np.float32) / scale + zero), info.min, info.max).astype(d["dtype"])
+        self.interpreter.set_tensor(d["index"], x[None])
+        self.interpreter.invoke()
+        return [self._dequant(o, self.interpreter.get_tensor(o["index"])[0]) for o in outs]
 
 
 class CpuTfl(DetectionApi):
@@ -36,43 +88,56 @@ class CpuTfl(DetectionApi):
         if not path.is_file():
             raise DetectorLoadError(f"model file not found: {path}")
         self.labels = load_labels(config.labels_path)
-        calib = config.calibration_path or path.with_suffix(".calib.json")
-        self.temperature = load_temperature(calib)
-        try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=config.num_threads)
-            self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
-            raise DetectorLoadError(f"cannot load model {path}: {e}") from None
-        inp = self.interpreter.get_input_details()
-        if len(inp) != 1 or len(inp[0]["shape"]) != 4 or inp[0]["shape"][3] != 3:
-            raise DetectorLoadError(f"model {path}: expected one (1, H, W, 3) input, got {[d['shape'] for d in inp]}")
-        self._in = inp[0]
-        _, h, w, _ = (int(v) for v in self._in["shape"])
-        self.input_size = (w, h)
-        outs = {tuple(d["shape"])[-1]: d for d in self.interpreter.get_output_details()}
         n = len(self.labels)
+        self.stage1 = _Tfl(path, config.num_threads)
+        self.interpreter = self.stage1.interpreter
+        self.input_size = self.stage1.input_size
+        outs = self.stage1.outputs
         if n not in outs or 2 not in outs or len(outs) != 2:
             raise DetectorLoadError(f"model {path}: outputs {sorted(outs)} do not match {n} labels in "
                                     f"{config.labels_path} plus a 2-value centroid")
         self._logits, self._centroid = outs[n], outs[2]
+        crop_path = config.crop_model_path
+        if crop_path is None and not config.single_stage:
+            auto = path.with_name(path.stem + "_crop.tflite")
+            crop_path = auto if auto.exists() else None
+        self.stage2 = None
+        if crop_path is not None and not config.single_stage:
+            self.stage2 = _Tfl(Path(crop_path), config.num_threads)
+            if set(self.stage2.outputs) != {n}:
+                raise DetectorLoadError(f"crop model {crop_path}: outputs {sorted(self.stage2.outputs)} do not match "
+                                        f"{n} labels in {config.labels_path}")
+            self.crop_size = self.stage2.input_size
+        calib = config.calibration_path or path.with_suffix(".calib.json")
+        self.temperature, self.stage1_weight = load_calibration(calib, two_stage=self.stage2 is not None)
 
-    @staticmethod
-    def _dequant(d, q: np.ndarray) -> np.ndarray:
-        scale, zero = d["quantization"]
-        if scale == 0:
-            return q.astype(np.float32)
-        return (q.astype(np.float32) - zero) * scale
+    @property
+    def stages(self) -> int:
+        return 1 if self.stage2 is None else 2
 
     def detect_raw(self, tensor: np.ndarray) -> np.ndarray:
-        d = self._in
-        if d["dtype"] == np.float32:
-            x = tensor.astype(np.float32)
-        else:  # quantize uint8 pixels with the input's own scale / zero point
-            scale, zero = d["quantization"]
-            info = np.iinfo(d["dtype"])
-            x = np.clip(np.round(tensor.astype(np.float32) / scale + zero), info.min, info.max).astype(d["dtype"])
-        self.interpreter.set_tensor(d["index"], x[None])
-        self.interpreter.invoke()
-        logits = self._dequant(self._logits, self.interpreter.get_tensor(self._logits["index"])[0])
-        centroid = self._dequant(self._centroid, self.interpreter.get_tensor(self._centroid["index"])[0])
+        """Stage 1 only: uint8 (H, W, 3) at input_size -> logits, cx, cy."""
+        logits, centroid = self.stage1.run(tensor, self._logits, self._centroid)
         return np.concatenate([logits, centroid])
+
+    def crop_raw(self, crop: np.ndarray) -> np.ndarray:
+        """Stage 2 only: uint8 native-resolution window (crop_size) -> logits."""
+        return self.stage2.run(crop, self.stage2.outputs[len(self.labels)])[0]
+
+    def raw(self, jpeg: bytes) -> np.ndarray:
+        r1 = self.detect_raw(self.preprocess(jpeg))
+        if self.stage2 is None:
+            return r1
+        n = len(self.labels)
+        crop = crop_around(decode_full(jpeg), float(r1[n]), float(r1[n + 1]), self.crop_size)
+        z2 = self.crop_raw(crop)
+        return np.concatenate([z2 + self.stage1_weight * r1[:n], r1[n:]])
+
+    def raw_stages(self, jpeg: bytes) -> tuple[np.ndarray, np.ndarray | None]:
+        """(stage-1 output, stage-2 logits or None): what `cart-model calibrate` fits the fusion on."""
+        r1 = self.detect_raw(self.preprocess(jpeg))
+        if self.stage2 is None:
+            return r1, None
+        n = len(self.labels)
+        crop = crop_around(decode_full(jpeg), float(r1[n]), float(r1[n + 1]), self.crop_size)
+        return r1, self.crop_raw(crop)

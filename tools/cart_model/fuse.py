@@ -1,0 +1,66 @@
+"""Fit the two-stage fusion on validation frames run through the gateway's own detector:
+fused logits = stage2 + w * stage1, then one temperature (Guo et al. 2017) on the result.
+Both are fitted on the int8 models' outputs, with the crop taken where stage 1 put the
+centroid, exactly as at run time."""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from cart_gateway.detectors import create_detector
+from cart_gateway.detectors.api import softmax
+
+from . import dataset
+from .calibrate import ece, fit_temperature, nll
+
+WEIGHTS = np.round(np.arange(0.0, 2.01, 0.1), 2)  # stage-1 weights tried
+
+
+def fit_fusion(z1: np.ndarray, z2: np.ndarray, y: np.ndarray) -> dict:
+    """Stage-1 weight and temperature minimising validation NLL of the fused logits."""
+    best = None
+    for w in WEIGHTS:
+        z = z2 + w * z1
+        t = fit_temperature(z, y)
+        loss = nll(z, y, t)
+        if best is None or loss < best[0]:
+            best = (loss, float(w), t)
+    _, w, t = best
+    z = z2 + w * z1
+    return {"stage1_weight": w, "temperature": round(t, 4), "val_nll": round(best[0], 4),
+            "val_top1_fused": round(float((z.argmax(1) == y).mean()), 4),
+            "val_top1_stage1": round(float((z1.argmax(1) == y).mean()), 4),
+            "val_top1_stage2": round(float((z2.argmax(1) == y).mean()), 4),
+            "val_ece_before": round(ece(softmax(z), y), 4),
+            "val_ece_after": round(ece(softmax(z / t), y), 4)}
+
+
+def calibrate_two_stage(model_dir: Path, catalogue_path=None, scenes: int = 2000, seed: int = 0,
+                        workers: int = 2, log=print) -> dict:
+    model_dir = Path(model_dir)
+    with tempfile.TemporaryDirectory() as tmp:  # neutral calibration: raw_stages does not use it
+        neutral = Path(tmp) / "neutral.calib.json"
+        neutral.write_text('{"temperature": 1.0, "two_stage": {"temperature": 1.0, "stage1_weight": 0.0}}')
+        det = create_detector({"type": "cpu", "model_path": model_dir / "detector.tflite",
+                               "labels_path": model_dir / "detector_labels.txt", "calibration_path": neutral})
+    if det.stage2 is None:
+        raise ValueError(f"{model_dir}: no detector_crop.tflite to fuse (train it with `cart-model train --stage crop`)")
+    labels = det.labels
+    jpegs, truths = dataset.render_jpegs(catalogue_path, labels[1:], scenes, dataset.VAL_SEED0 + seed, workers)
+    index = {s: i for i, s in enumerate(labels)}
+    y = np.array([index[t["sku"]] if t["sku"] else 0 for t in truths])
+    n = len(labels)
+    outs = [det.raw_stages(j) for j in jpegs]
+    z1 = np.stack([o[0][:n] for o in outs]).astype(np.float64)
+    z2 = np.stack([o[1] for o in outs]).astype(np.float64)
+    fit = fit_fusion(z1, z2, y)
+    fit["val_n"] = int(scenes)
+    calib_path = model_dir / "detector.calib.json"
+    doc = json.loads(calib_path.read_text(encoding="utf-8")) if calib_path.exists() else {"temperature": 1.0}
+    doc["two_stage"] = fit
+    calib_path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    log(json.dumps(fit))
+    return fit
