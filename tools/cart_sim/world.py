@@ -4,7 +4,7 @@ Rendering a frame costs ~22 ms and the detector ~2.3 ms (measured on this
 machine), so fast mode does not render every frame: it draws each burst's
 frames from a seeded pool of `pool_per_condition` scenes per (SKU, viewing
 condition), rendered once by cart_model.render and run once through the real
-detector. The detector outputs are cached on disk (keyed by the model file,
+detector. The detector outputs are cached on disk (keyed by every detector file: both stages, labels, calibration;
 the catalogue and the camera settings); `jpeg(key)` re-renders the same bytes
 for traces. docs/simulation.md states what this approximates.
 """
@@ -45,7 +45,9 @@ class ScenePool:
                          sort_keys=True)
         from cart_gateway.detectors import DEFAULT_MODEL
         h = hashlib.sha256(tag.encode())
-        h.update(Path(DEFAULT_MODEL).read_bytes())
+        for f in sorted(Path(DEFAULT_MODEL).parent.glob("detector*")):   # both stages, labels, calibration
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
         h.update(catalogue.to_json().encode())
         self.tag = h.hexdigest()[:16]
         d = Path(cache_dir or os.environ.get("CART_SIM_CACHE", "/tmp/cart_sim_cache"))

@@ -130,3 +130,18 @@ def test_pool_caches_detector_output(cat, tmp_path):
     p.save()
     q = ScenePool(cat, cam, cache_dir=tmp_path, detector=object())   # no detector call allowed
     assert q.candidates(k) == c1 and q.rendered == 0
+
+
+def test_pool_cache_is_keyed_by_every_detector_file(cat, tmp_path, monkeypatch):
+    """A new crop model or calibration (stage 1 unchanged) must not reuse stale detector outputs."""
+    import shutil
+    import cart_gateway.detectors as det
+    data = tmp_path / "data"
+    shutil.copytree(__import__("pathlib").Path(det.DEFAULT_MODEL).parent, data)
+    monkeypatch.setattr(det, "DEFAULT_MODEL", str(data / "detector.tflite"))
+    cam = validate({}, "x")["camera"]
+    tag = ScenePool(cat, cam, cache_dir=tmp_path).tag
+    assert ScenePool(cat, cam, cache_dir=tmp_path).tag == tag
+    calib = data / "detector.calib.json"
+    calib.write_text(calib.read_text() + " ")
+    assert ScenePool(cat, cam, cache_dir=tmp_path).tag != tag
