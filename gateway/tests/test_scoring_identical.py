@@ -172,3 +172,99 @@ def test_tuned_score_is_identical_with_known_weight():
         personal: list = []
         _same(score(d, 0.8, INDEX, book, lines, personal, None, cfg),
               ref.score(d, 0.8, INDEX, book, lines, personal, None, cfg))
+
+
+def _counted_basket(rnd: random.Random, n_lines: int) -> list[dict]:
+    lines = _basket(rnd, n_lines)
+    for ln in lines:
+        ln["status"] = "accepted"
+    return lines
+
+
+def test_pruning_follows_learned_weights():
+    """Learning moves a SKU's mean after the sorted windows were built: small moves widen the
+    windows, larger ones re-sort; either way the result is the reference's."""
+    cfg = ReconcileConfig()
+    rnd = random.Random(11)
+    book = _book(rnd, cfg)
+    lines = _counted_basket(rnd, 40)
+    units = [s for s in CAT if not s.sold_by_weight]
+    INDEX.swap_windows = None
+    for step, shift in enumerate([0.0, 0.004, 0.004, 0.02, 0.05, -0.05]):
+        it = rnd.choice(units)
+        for _ in range(3):
+            book.observe(it.sku, it.weight_mean_g * (1 + shift))
+        # an item whose learned weight moved, added; and a swap into it for one of the lines
+        a = next(ln for ln in lines if not ln["by_weight"] and INDEX.unit_pos[INDEX.idx[ln["sku"]]] >= 0)
+        m_new, _ = book.params(it.sku)
+        m_old, _ = book.params(a["sku"])
+        personal: list = []
+        for d in (m_new, m_new - m_old, -a["weight_g"]):
+            new = score(d, 0.8, INDEX, book, lines, personal, None, cfg)
+            old = ref.score(d, 0.8, INDEX, book, lines, personal, None, cfg)
+            _same(new, old)
+            _same_answer(new, old, it.sku, d < 0, 4.0)
+    assert INDEX.swap_windows is not None and INDEX.swap_windows.drift <= scoring.REBUILD_DRIFT_G
+
+
+def test_pruning_shrinks_the_swap_block():
+    """A packaged item added at its weight into a 60-line basket: the swap block is lines x
+    SKUs in full, a small fraction pruned."""
+    cfg = ReconcileConfig()
+    rnd = random.Random(3)
+    book = _book(rnd, cfg)
+    lines = _counted_basket(rnd, 60)
+    it = next(s for s in CAT if not s.sold_by_weight and 300 < s.weight_mean_g < 600)
+    personal: list = []
+    new = score(it.weight_mean_g, 0.8, INDEX, book, lines, personal, None, cfg)
+    old = ref.score(it.weight_mean_g, 0.8, INDEX, book, lines, personal, None, cfg)
+    _same(new, old)
+    assert new.arrays["swap"] is not None
+    assert len(new.arrays["post"]) < 0.25 * len(old.arrays["post"])
+
+
+def test_a_weight_that_fits_nothing_is_scored_in_full():
+    """Nothing fits, so every hypothesis sits at the likelihood floor and the swaps' prior
+    decides: pruning would hide real posterior, so the event is scored in full."""
+    cfg = ReconcileConfig()
+    rnd = random.Random(4)
+    book = _book(rnd, cfg)
+    lines = _counted_basket(rnd, 30)
+    before = scoring.STATS["fallback"]
+    personal: list = []
+    new = score(-40000.0, 0.8, INDEX, book, lines, personal, None, cfg)
+    old = ref.score(-40000.0, 0.8, INDEX, book, lines, personal, None, cfg)
+    _same(new, old)
+    assert scoring.STATS["fallback"] == before + 1
+    assert new.arrays["swap"] is None and len(new.arrays["post"]) == len(old.arrays["post"])
+
+
+def test_windows_hold_every_pair_that_fits():
+    """The invariant pruning rests on: every swap pair within zb sd of the weight change is
+    inside the windows, also after learning moved means since the SKUs were sorted."""
+    cfg = ReconcileConfig()
+    rnd = random.Random(12)
+    book = _book(rnd, cfg)
+    INDEX.swap_windows = None
+    scoring._SwapWindows.of(INDEX, book)          # sorted now; the book moves on below
+    units = INDEX.units
+    for it in rnd.sample([s for s in CAT if not s.sold_by_weight], 40):
+        book.observe(it.sku, it.weight_mean_g + rnd.choice([-1, 1]) * 4.0)   # below the re-sort drift
+    sw = scoring._SwapWindows.of(INDEX, book)
+    assert 0 < sw.drift <= scoring.REBUILD_DRIFT_G
+    a_i = np.array(rnd.sample(list(units), 30))
+    mean, sd, sn2, zb = book.mean, book.sd, 1.5 ** 2, 8.0
+    checked = 0
+    for _ in range(300):
+        # a change near some pair's edge: a real swap's weight plus a few sd
+        delta = float(mean[rnd.choice(units)] - mean[rnd.choice(a_i)]) + rnd.uniform(-60, 60)
+        lo, hi = sw.windows(delta, mean[a_i], sd[a_i] ** 2 + sn2, sd, zb)
+        rows, cols = sw.pairs(lo, hi, INDEX.n)
+        kept = set(zip(rows.tolist(), cols.tolist()))
+        z = (delta - (mean[units][None, :] - mean[a_i][:, None])) / np.sqrt(
+            sd[units][None, :] ** 2 + sd[a_i][:, None] ** 2 + sn2)
+        r, c = np.nonzero(np.abs(z) <= zb)
+        need = set(zip(r.tolist(), units[c].tolist()))
+        assert need <= kept
+        checked += len(need)
+    assert checked > 1000

@@ -70,11 +70,12 @@ def _normal_logpdf(x: float, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
 # an event (no floor configured, nothing fits the weight, a pruned pair could be among the
 # top hypotheses or above HIDDEN_MAX_POSTERIOR), the event is scored in full.
 SD_BANDS = 6                    # packaged SKUs split by weight sd, each band sorted by mean weight
-PRUNE_MIN_PAIRS = 512           # fewer swap pairs than this: scoring all is cheaper than the search
+PRUNE_MIN_PAIRS = 4000          # fewer swap pairs (~14 lines) than this: scoring all is cheaper (measured)
 Z_WINDOW_MIN = 8.0              # never prune a pair that fits within this many sd
 Z_WINDOW_NO_FLOOR = 12.0        # the bound when weight_lik_floor is 0 (no floor to count pruned pairs at)
 HIDDEN_MAX_POSTERIOR = 1e-10    # no pruned pair may reach this posterior
 HIDDEN_MAX_MASS = 1e-16         # without a floor: all pruned pairs together, relative to the best
+REBUILD_DRIFT_G = 2.0           # sort the SKUs again once a learned mean moved this far
 STATS = {"pruned": 0, "full": 0, "fallback": 0}   # events scored each way (bench figures)
 
 
@@ -84,8 +85,6 @@ class _SwapWindows:
     Built for one set of WeightBook figures; learning changes them, so it is rebuilt then."""
 
     def __init__(self, cat: CatalogueIndex, mean: np.ndarray, sd: np.ndarray):
-        self.mean_src = mean.copy()
-        self.sd_src = sd.copy()
         units = cat.units
         nu = len(units)
         nb = min(SD_BANDS, nu)
@@ -95,29 +94,36 @@ class _SwapWindows:
         order = np.lexsort((mean[units], band_u))                 # by band, then by mean weight
         self.perm = units[order]                                  # catalogue index at each sorted position
         off = np.searchsorted(band_u[order], np.arange(nb + 1))
-        self.sdmax2 = np.maximum.reduceat(sd[self.perm], off[:-1]) ** 2
+        self.band_starts = off[:-1]
         # one sorted key array for all bands: band k's means shifted by k x span, so one
         # searchsorted call answers every (line, band) query; queries are clipped into the
         # band's range. The shift rounds keys by ~1e-11 g, far inside the window's margin.
-        m = mean[self.perm]
+        m = self.mean_built = mean[self.perm]
         self.lim = (float(m.min()) - 1.0, float(m.max()) + 1.0)
         span = self.lim[1] - self.lim[0] + 2.0
         self.base = np.arange(nb) * span
         self.keys = m + np.repeat(self.base, np.diff(off))
-        self.sd_min = float(np.min(sd[units]))
+        self.drift = 0.0
 
     @classmethod
     def of(cls, cat: CatalogueIndex, book: WeightBook) -> "_SwapWindows":
+        """The windows for the book's current figures. Learning moves a few means by a few
+        grams per event: the windows then widen by the largest move since they were sorted
+        (still exact), and are sorted again once that exceeds REBUILD_DRIFT_G."""
         sw = cat.swap_windows
-        if sw is None or not (np.array_equal(book.mean, sw.mean_src) and np.array_equal(book.sd, sw.sd_src)):
-            sw = cat.swap_windows = cls(cat, book.mean, book.sd)
+        if sw is not None and len(book.mean) == cat.n:
+            sw.drift = float(np.abs(book.mean[sw.perm] - sw.mean_built).max())
+            if sw.drift <= REBUILD_DRIFT_G:
+                return sw
+        sw = cat.swap_windows = cls(cat, book.mean, book.sd)
         return sw
 
-    def windows(self, delta: float, mean_a: np.ndarray, var_a: np.ndarray, zb: float):
+    def windows(self, delta: float, mean_a: np.ndarray, var_a: np.ndarray, sd: np.ndarray, zb: float):
         """Per line (row) and band, the sorted positions [lo, hi) of the SKUs b with
-        |delta - (mean_b - mean_a)| <= zb x (the band's largest pair sd): every pair outside
-        has |z| > zb."""
-        half = zb * np.sqrt(self.sdmax2 + var_a[:, None])
+        |delta - (mean_b - mean_a)| <= zb x (the band's largest pair sd now) + drift: every
+        pair outside has |z| > zb."""
+        sdmax2 = np.maximum.reduceat(sd[self.perm], self.band_starts) ** 2
+        half = zb * np.sqrt(sdmax2 + var_a[:, None]) + self.drift
         centre = (delta + mean_a)[:, None]
         lo = self.keys.searchsorted((np.clip(centre - half, *self.lim) + self.base).ravel(), "left")
         hi = self.keys.searchsorted((np.clip(centre + half, *self.lim) + self.base).ravel(), "right")
@@ -237,7 +243,7 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
     n_prod = npr if delta_g > 0 else 0
     n_pers = 1 if delta_g > 0 and cfg.prior_personal > 0 else 0
     n_rw = n_sw = n_pr = 0
-    rk = []
+    n_rk = 0
     pruned = False                  # some swap pairs left out (counted at the floor)
     if n_t:
         lpos = np.array(pos, dtype=int)
@@ -247,11 +253,9 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
         lw = np.array([float(lines[p]["weight_g"]) for p in pos])
         if len(pos):
             n_rw = int(lbw.sum())
-            for k in range(1, K + 1):
-                m = ~lbw & (lq >= k)
-                if not m.any():
-                    break
-                rk.append((k, m, int(m.sum())))
+            # (k, line) for k units out of a packaged line, k-major as one block per k would be
+            rk_k, rk_l = np.nonzero((lq[None, :] >= np.arange(1, K + 1)[:, None]) & ~lbw[None, :])
+            n_rk = len(rk_l)
             pk = ~lbw
             n_pk = int(pk.sum())
             if cfg.prior_swap > 0 and n_pk and nu:
@@ -260,12 +264,12 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
                     sw = _SwapWindows.of(cat, book)
                     var_a = sd[a_i] ** 2 + sn2
                     # the swap sd is at least s_lo, so beyond zb sd the likelihood is below the floor
-                    s_lo = math.sqrt(sw.sd_min ** 2 + float(var_a.min()))
+                    s_lo = math.sqrt(float(sd[units].min()) ** 2 + float(var_a.min()))
                     if floor > -np.inf:
                         zb = max(Z_WINDOW_MIN, math.sqrt(max(0.0, 2 * (-floor - math.log(s_lo) - _LOG_SQRT_2PI))) + 0.5)
                     else:
                         zb = Z_WINDOW_NO_FLOOR
-                    lo, hi = sw.windows(delta_g, mean[a_i], var_a, zb)
+                    lo, hi = sw.windows(delta_g, mean[a_i], var_a, sd, zb)
                     sw_rows, sw_cols = sw.pairs(lo, hi, n)
                     pruned = len(sw_rows) < n_pk * nu
                 else:
@@ -274,7 +278,7 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
                 n_sw = len(sw_rows)
         if delta_g < 0:
             n_pr = len(personal)
-    total = n_add + n_prod + n_pers + n_rw + sum(c for _, _, c in rk) + n_sw + n_pr
+    total = n_add + n_prod + n_pers + n_rw + n_rk + n_sw + n_pr
     if total == 0:
         if pruned:       # every pair was pruned: nothing left to compare them with
             return None
@@ -352,15 +356,17 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
             lp[a:b] = -log_nt + lv_at(ix) + lb_at(ix) + ll
             meta(a, b, "remove", ix, 1, lpos[lbw], -1)
             at = b
-        for k, m, c in rk:
+        if n_rk:
             # k units out of a packaged line
-            a, b = at, at + c
-            ix = li[m]
-            np.multiply(-k, mean[ix], out=mu[a:b])
-            np.sqrt(k * sd[ix] ** 2 + sn2, out=s[a:b])
+            a, b = at, at + n_rk
+            ix = li[rk_l]
+            kf = (rk_k + 1).astype(float)
+            np.multiply(-kf, mean[ix], out=mu[a:b])
+            np.sqrt(kf * sd[ix] ** 2 + sn2, out=s[a:b])
             ll = gauss(a, b, mu[a:b], s[a:b])
-            lp[a:b] = math.log(cfg.unit_prior_of(k)) - log_nt + lv_at(ix) + lb_at(ix) + ll
-            meta(a, b, "remove", ix, k, lpos[m], -1)
+            c_k = np.array([math.log(cfg.unit_prior_of(k)) - log_nt for k in range(1, K + 1)])
+            lp[a:b] = c_k[rk_k] + lv_at(ix) + lb_at(ix) + ll
+            meta(a, b, "remove", ix, rk_k + 1, lpos[rk_l], -1)
             at = b
         if n_sw:
             # swap: one unit of a packaged line (ra) out, one unit of a packaged SKU (cb) in
