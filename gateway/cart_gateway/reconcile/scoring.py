@@ -253,7 +253,7 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
         lw = np.array([float(lines[p]["weight_g"]) for p in pos])
         if len(pos):
             n_rw = int(lbw.sum())
-            # (k, line) for k units out of a packaged line, k-major as one block per k would be
+            # (k, line) for k units out of a packaged line, k-major: the order of one block per k
             rk_k, rk_l = np.nonzero((lq[None, :] >= np.arange(1, K + 1)[:, None]) & ~lbw[None, :])
             n_rk = len(rk_l)
             pk = ~lbw
