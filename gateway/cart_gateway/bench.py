@@ -456,8 +456,17 @@ def bench_handler(n: int = 6000, batch: int = 64) -> dict:
     `batch` messages per transaction with a commit (FULL) each: the gateway's own CPU cost per
     event, without Mosquitto or paho. Answers go in the batch after the one that opened the prompt."""
     from .config import parse_config
+    from .reconcile import engine, scoring
     from .service import Gateway
     carts = [f"c{i:03d}" for i in range(50)]
+    score_cpu = [0.0]
+
+    def timed_score(*a):      # the engine's scoring calls, timed: its share of the handler's CPU
+        c = time.process_time()
+        try:
+            return scoring.score(*a)
+        finally:
+            score_cpu[0] += time.process_time() - c
     msgs, truth = _ingest_stream(n, carts)
     with tempfile.TemporaryDirectory() as d:
         gw = Gateway(parse_config({"state_dir": d, "carts": {"known": carts}, "detector": {"enabled": False}}))
@@ -468,6 +477,8 @@ def bench_handler(n: int = 6000, batch: int = 64) -> dict:
             items.append(("msg", topic, p, t))
         pending: list = []
         i = batches = answers = 0
+        stats0 = dict(scoring.STATS)
+        engine.score = timed_score
         t0, c0 = time.perf_counter(), time.process_time()
         while i < len(items) or pending:
             work = pending + items[i:i + batch]
@@ -487,15 +498,19 @@ def bench_handler(n: int = 6000, batch: int = 64) -> dict:
                     pending.append(("msg", f"carts/{cart}/screen/answer", json.dumps(ans).encode(), t))
                     answers += 1
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        engine.score = scoring.score
+        scored = {k: scoring.STATS[k] - stats0[k] for k in stats0}
         lines = sum(len(rt.engine.s["lines"]) for rt in gw.carts.values()) / len(carts)
         gw.store.close()
     res = {"bench": "handler", "events": n, "answers": answers, "batches": batches, "seconds": round(dt, 3),
            "events_per_s": round(n / dt, 1), "cpu_s": round(cpu, 3), "events_per_cpu_s": round(n / cpu, 1),
-           "final_lines_per_cart": lines}
+           "final_lines_per_cart": lines, "scored": scored, "score_cpu_s": round(score_cpu[0], 3)}
     # CPU time is the figure that survives a shared machine; wall time includes the fsyncs
     print(f"handler in-process: {res['events_per_s']} events/s wall, {res['events_per_cpu_s']} per CPU-second "
           f"({n} events + {answers} answers, "
-          f"{batches} commits, baskets end at {lines:.0f} lines)")
+          f"{batches} commits, baskets end at {lines:.0f} lines); scoring: {res['score_cpu_s']} s CPU in "
+          f"{sum(scored[k] for k in ('pruned', 'full'))} calls, {scored['pruned']} pruned, "
+          f"{scored['full']} in full, of which {scored['fallback']} after a pruning attempt")
     return res
 
 

