@@ -363,3 +363,18 @@ def test_a_return_to_the_reported_level_is_not_a_change_and_drift_follows():
     # and the reference follows it (drift, creep).
     out = [det.push(400) for _ in range(3)] + [det.push(130) for _ in range(20)]
     assert s.BEGIN in out and s.SAME in out and det.ref == 130
+
+
+def test_a_small_step_whose_quiet_window_reaches_back_before_it_never_rests_before_it_began():
+    """A step just over the trigger, after samples at the top of the noise band, leaves the
+    quiet ring's range within 2*half at once: the hold must still start at the change, not
+    before it (a negative window.dur_ms is refused by the gateway, protocol §6.1, and the
+    event would be lost)."""
+    from cartfw.scale import settle as s
+    det = s.SettleDetector(half=10, trigger=20, min_delta=15, track_step=1,
+                           quiet_n=8, hold_n=12, trig_n=2, long_n=10 ** 6)
+    assert [det.push(0) for _ in range(12)][-1] == s.FIRST
+    out = [det.push(8) for _ in range(6)]          # top of the band, not over the trigger
+    out += [det.push(22) for _ in range(30)]       # just over it; ring range 14 <= 2*half
+    assert s.BEGIN in out and s.CHANGED in out
+    assert det.t_rest >= det.t_start, (det.t_start, det.t_rest)

@@ -224,7 +224,11 @@ class SettleDetector:
         else:
             fresh = self._quiet_since < 0
             self.state = SETTLING
-            self.t_rest = self.n - self.quiet_n
+            # The ring can reach back before the change began (a step just
+            # over the trigger from the top of the noise band): rest never
+            # starts before the change did.
+            t = self.n - self.quiet_n
+            self.t_rest = t if t > self.t_start else self.t_start
             if fresh:
                 self._quiet_since = self.t_rest
                 self._sn = 0
