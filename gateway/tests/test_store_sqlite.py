@@ -138,3 +138,23 @@ def test_a_full_json_state_from_an_older_version_still_loads(tmp_path):
     s = Store(p)
     s.db.execute("INSERT INTO carts VALUES ('c1', 2, 7, ?, '{}')", ('{"v":1,"lines":[]}',))
     assert s.load_carts() == [("c1", 2, 7, {"v": 1, "lines": []}, {})]
+
+
+def test_a_rolled_back_savepoint_is_not_believed_stored(tmp_path):
+    """save_cart inside a savepoint that fails: the next save must write what the rollback undid."""
+    s = Store(tmp_path / "g.sqlite3")
+    state = {"v": 1, "lines": [{"line_id": "L1", "qty": 1}]}
+    s.begin()
+    s.save_cart("c1", 1, 0, state, {})
+    s.commit()
+    s.begin()
+    with pytest.raises(RuntimeError):
+        with s.savepoint():
+            state["lines"].append({"line_id": "L2", "qty": 1})
+            s.save_cart("c1", 1, 0, state, {})
+            raise RuntimeError("a later write of the same message failed")
+    state["lines"].append({"line_id": "L3", "qty": 1})
+    s.save_cart("c1", 1, 0, state, {})
+    s.commit()
+    s.close()
+    assert Store(tmp_path / "g.sqlite3").load_carts() == [("c1", 1, 0, state, {})]
