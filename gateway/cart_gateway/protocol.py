@@ -545,6 +545,11 @@ def read_trace(lines) -> tuple[dict, list[TraceRecord]]:
         if header is None:
             if obj.get("trace") != 1:
                 raise ProtocolError(f"trace line {n}: field 'trace': the header must say 1")
+            gw = obj.get("gateway_id")
+            if "gateway_id" in obj and not (isinstance(gw, str) and ID_RE.match(gw)):
+                # not ignored: replay would fall back to another id and drop the verdicts
+                raise ProtocolError(f"trace line {n}: field 'gateway_id': must be a gateway id "
+                                    f"({ID_RE.pattern}), got {gw!r}")
             header = obj
             continue
         for field, typ in (("t_ms", int), ("topic", str), ("qos", int), ("retain", bool)):
