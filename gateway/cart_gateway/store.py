@@ -53,6 +53,10 @@ CREATE TABLE IF NOT EXISTS decisions (
   id INTEGER PRIMARY KEY AUTOINCREMENT, cart TEXT NOT NULL, session INTEGER NOT NULL,
   outcome TEXT NOT NULL, record TEXT NOT NULL, t_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, payload BLOB NOT NULL);
+-- retention (prune) looks rows up by cart and age / session: without these it
+-- scanned both tables every prune interval inside the core loop's transaction
+CREATE INDEX IF NOT EXISTS events_cart_t ON events(cart, t_ms);
+CREATE INDEX IF NOT EXISTS decisions_cart ON decisions(cart, session);
 """
 
 

@@ -158,3 +158,31 @@ def test_a_rolled_back_savepoint_is_not_believed_stored(tmp_path):
     s.commit()
     s.close()
     assert Store(tmp_path / "g.sqlite3").load_carts() == [("c1", 1, 0, state, {})]
+
+
+def test_retention_finds_its_rows_through_indexes_not_table_scans(tmp_path):
+    """prune() runs inside the core loop's transaction: a full scan of the event log or the
+    decision log there stalls every message in the batch."""
+    s = Store(tmp_path / "g.sqlite3")
+    s.begin()
+    for i in range(300):
+        s.add_event(f"c{i % 30}/scale/1/{i}", f"c{i % 30}", "scale", 1, i, "weight", i, b"{}")
+        s.add_decision(f"c{i % 30}", i % 3, {"outcome": "accept"}, i)
+    for c in range(30):
+        s.add_receipt(f"c{c}", "r", {}, 200)
+        s.save_cart(f"c{c}", 3, 0, {"v": 1}, {})
+    s.commit()
+    s.db.execute("ANALYZE")
+    seen = []
+    s.db.set_trace_callback(seen.append)
+    s.begin()
+    assert s.prune(100, 100, 1000) == (100, 100)
+    s.commit()
+    s.db.set_trace_callback(None)
+    deletes = [q for q in seen if q.lstrip().upper().startswith("DELETE")]
+    assert len(deletes) == 2
+    for q in deletes:
+        plan = [r[3] for r in s.db.execute("EXPLAIN QUERY PLAN " + q)]
+        assert not [p for p in plan if p.startswith("SCAN") and ("events" in p or "decisions" in p
+                                                                   or p in ("SCAN e", "SCAN d"))], plan
+    s.close()
