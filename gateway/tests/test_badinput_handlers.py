@@ -140,6 +140,18 @@ def test_verdict_naming_a_sku_outside_the_catalogue_is_rejected_and_review_stays
     assert h.gw.store.open_reviews() == []
 
 
+@pytest.mark.parametrize("lists", [b'"adds":[]', b'"adds":[],"removes":[]', b'"adds":[{"sku":"","qty":1}]'])
+def test_verdict_whose_item_lists_name_nothing_leaves_the_review_open(h, lists):
+    """Empty lists would close the review with no basket change whatever sku/qty say: an undercharge."""
+    h.move(7000.0, KETCHUP[0])
+    rid = h.last("gateway/gw1/review/new")["review_id"]
+    before = state(h)
+    h.send("gateway/gw1/review/verdict", b'{"v":1,"review_id":"' + rid.encode() + b'","verdict_id":"v1",'
+           b'"sku":"' + KETCHUP[0].encode() + b'","qty":1,' + lists + b'}')
+    assert h.count("bad", "malformed") == 1
+    assert [r["review_id"] for r in h.gw.store.open_reviews()] == [rid] and state(h) == before
+
+
 def test_a_write_failing_after_the_carts_were_saved_loses_nothing_and_corrupts_nothing(h, monkeypatch):
     """The WeightBook write fails after the cart parts were written: the message's savepoint
     is rolled back, so memory, the part cache and the database must all go back with it."""
