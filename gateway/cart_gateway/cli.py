@@ -33,12 +33,16 @@ def _check(args) -> int:
 
 
 def _replay(args) -> int:
-    from .protocol import ID_RE
+    from .protocol import ID_RE, ProtocolError
     from .replay import replay_file
     if args.gateway_id is not None and not ID_RE.match(args.gateway_id):
         print(f"cart-gateway: --gateway-id {args.gateway_id!r} is not [a-z0-9][a-z0-9-]{{0,31}}", file=sys.stderr)
         return 2
-    result = replay_file(args.trace, load_config(args.config), args.state_dir, gateway_id=args.gateway_id)
+    try:
+        result = replay_file(args.trace, load_config(args.config), args.state_dir, gateway_id=args.gateway_id)
+    except ProtocolError as e:     # a malformed trace (§14): say which line and field
+        print(f"cart-gateway: {args.trace}: {e}", file=sys.stderr)
+        return 2
     text = json.dumps(result, indent=1, sort_keys=True)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:

@@ -221,20 +221,30 @@ class CheckoutRequest(_Msg):
 
 class VerdictItem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    sku: str | None          # None: a personal item (not a product)
+    sku: Annotated[str, Field(min_length=1, max_length=64)] | None    # None: a personal item (not a product)
     qty: int = Field(ge=1, le=1000)
 
 
 class Verdict(_Msg):
     review_id: str = Field(min_length=1, max_length=64)
     verdict_id: str = Field(min_length=1, max_length=64)
-    sku: str | None
+    sku: Annotated[str, Field(min_length=1, max_length=64)] | None
     qty: int = Field(ge=0, le=1000)
     # v1 extension: the whole movement, when one SKU and a quantity cannot say
     # it (two products at once, a swap). When either list is present the
     # gateway applies the lists and `sku`/`qty` are only a summary for v1 readers.
     adds: list[VerdictItem] | None = Field(default=None, max_length=MAX_MULTI)
     removes: list[VerdictItem] | None = Field(default=None, max_length=MAX_MULTI)
+
+    @model_validator(mode="after")
+    def _lists_name_an_item(self):
+        # present lists replace sku/qty: empty ones would close the review with no
+        # basket change whatever sku/qty say. One list may be empty (the simulator
+        # sends "removes":[] beside a non-empty "adds").
+        if (self.adds is not None or self.removes is not None) and not (self.adds or self.removes):
+            raise ValueError("adds/removes: present but both empty (name at least one item, "
+                             "or leave both out and use sku/qty)")
+        return self
 
 
 def _field_error(what: str, err: ValidationError) -> ProtocolError:
@@ -535,6 +545,11 @@ def read_trace(lines) -> tuple[dict, list[TraceRecord]]:
         if header is None:
             if obj.get("trace") != 1:
                 raise ProtocolError(f"trace line {n}: field 'trace': the header must say 1")
+            gw = obj.get("gateway_id")
+            if "gateway_id" in obj and not (isinstance(gw, str) and ID_RE.match(gw)):
+                # not ignored: replay would fall back to another id and drop the verdicts
+                raise ProtocolError(f"trace line {n}: field 'gateway_id': must be a gateway id "
+                                    f"({ID_RE.pattern}), got {gw!r}")
             header = obj
             continue
         for field, typ in (("t_ms", int), ("topic", str), ("qos", int), ("retain", bool)):

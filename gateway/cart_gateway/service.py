@@ -508,10 +508,12 @@ class Gateway:
         return out
 
     def _reset(self) -> None:
-        """A message failed: its savepoint was rolled back, so drop its effects and reload touched carts."""
+        """A message failed: its savepoint was rolled back, so drop its effects and reload touched
+        carts and the WeightBook (the message may have taught it before failing)."""
         self._out = []
+        rows = {r[0]: r for r in self.store.load_carts()} if self._dirty else {}
         for cart in self._dirty:
-            row = next((r for r in self.store.load_carts() if r[0] == cart), None)
+            row = rows.get(cart)
             if row is None:
                 self.carts.pop(cart, None)
             else:
@@ -519,6 +521,10 @@ class Gateway:
                 eng = CartReconciler.from_dict(st, self.catalogue, self.cfg.reconcile, self.book, index=self.index)
                 self.carts[cart] = CartRt(cart, session, vbase, eng, clock)
         self._dirty.clear()
+        if pickle.dumps(self.book.stats, 5) != self._book_seen:   # changed since it was last stored
+            saved = self.store.load_book()
+            self.book.load_dict(saved or {"v": 1, "stats": {}})
+            self._book_seen = pickle.dumps(self.book.stats, 5)
 
     def _persist(self) -> None:
         if self._batch:
@@ -527,11 +533,13 @@ class Gateway:
             rt = self.carts.get(cart)
             if rt is not None:
                 self.store.save_cart(cart, rt.session, rt.version_base, rt.engine.s, rt.clock)
-        self._dirty.clear()
         seen = pickle.dumps(self.book.stats, 5)    # cheap exact change check; JSON only when it changed
         if seen != self._book_seen:
             self.store.save_book(self.book.to_dict())
             self._book_seen = seen
+        # only now: if a write above fails, the savepoint undoes the saved carts and
+        # _reset() must still know which carts to reload
+        self._dirty.clear()
 
     def _reject(self, reason: str, what: str, detail: str) -> None:
         self.metrics.bad.labels(reason).inc()

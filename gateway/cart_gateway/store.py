@@ -53,6 +53,10 @@ CREATE TABLE IF NOT EXISTS decisions (
   id INTEGER PRIMARY KEY AUTOINCREMENT, cart TEXT NOT NULL, session INTEGER NOT NULL,
   outcome TEXT NOT NULL, record TEXT NOT NULL, t_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, payload BLOB NOT NULL);
+-- retention (prune) looks rows up by cart and age / session: without these it
+-- scanned both tables every prune interval inside the core loop's transaction
+CREATE INDEX IF NOT EXISTS events_cart_t ON events(cart, t_ms);
+CREATE INDEX IF NOT EXISTS decisions_cart ON decisions(cart, session);
 """
 
 
@@ -94,7 +98,7 @@ class Store:
         self.db.close()
 
     def savepoint(self):
-        return _Savepoint(self.db)
+        return _Savepoint(self)
 
     # ---------------------------------------------------------- event log (§5)
     def add_event(self, event_id, cart, board, epoch, seq, type_, t_ms, payload) -> bool:
@@ -368,8 +372,9 @@ class _Savepoint:
     """Undo one message's changes if its handler fails, keep the rest of the batch."""
     _n = 0
 
-    def __init__(self, db):
-        self.db = db
+    def __init__(self, store: Store):
+        self.store = store
+        self.db = store.db
         _Savepoint._n += 1
         self.name = f"sp{_Savepoint._n}"
 
@@ -380,5 +385,8 @@ class _Savepoint:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
             self.db.execute(f"ROLLBACK TO {self.name}")
+            # save_cart's cache may list parts this rollback just undid: a later save
+            # would then write only a diff against rows that are not there
+            self.store._parts, self.store._heads = {}, {}
         self.db.execute(f"RELEASE {self.name}")
         return False

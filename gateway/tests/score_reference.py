@@ -152,6 +152,7 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
     z = (delta_g - mu) / s
     top = float(lp.max())
     post = np.exp(lp - top)
+    log_z = top + math.log(float(post.sum()))    # posterior_j = exp(lp_j - log_z)
     post /= post.sum()
     m_top = max(cfg.ask_top_k, 5)
     if len(post) > 4 * m_top:   # partial sort first; ties (also at the cut) go to the lowest index
@@ -172,7 +173,7 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
             h["remove_sku"] = cat.skus[int(aux[j])]
         hyps.append(h)
     arrays = {"post": post, "kind": kind, "ski": ski, "k": kk, "line": line, "aux": aux, "z": z, "mu": mu, "sd": s,
-              "lines": lines, "personal": personal}
+              "lines": lines, "personal": personal, "log_z": log_z}
     return Scored(hyps, evidence, best_fit, unknown, arrays)
 
 

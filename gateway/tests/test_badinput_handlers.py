@@ -138,3 +138,50 @@ def test_verdict_naming_a_sku_outside_the_catalogue_is_rejected_and_review_stays
     assert [r["review_id"] for r in h.gw.store.open_reviews()] == [rid]
     h.send("gateway/gw1/review/verdict", verdict(rid, "v2", KETCHUP[0], 1))
     assert h.gw.store.open_reviews() == []
+
+
+@pytest.mark.parametrize("lists", [b'"adds":[]', b'"adds":[],"removes":[]', b'"adds":[{"sku":"","qty":1}]'])
+def test_verdict_whose_item_lists_name_nothing_leaves_the_review_open(h, lists):
+    """Empty lists would close the review with no basket change whatever sku/qty say: an undercharge."""
+    h.move(7000.0, KETCHUP[0])
+    rid = h.last("gateway/gw1/review/new")["review_id"]
+    before = state(h)
+    h.send("gateway/gw1/review/verdict", b'{"v":1,"review_id":"' + rid.encode() + b'","verdict_id":"v1",'
+           b'"sku":"' + KETCHUP[0].encode() + b'","qty":1,' + lists + b'}')
+    assert h.count("bad", "malformed") == 1
+    assert [r["review_id"] for r in h.gw.store.open_reviews()] == [rid] and state(h) == before
+
+
+def test_a_write_failing_after_the_carts_were_saved_loses_nothing_and_corrupts_nothing(h, monkeypatch):
+    """The WeightBook write fails after the cart parts were written: the message's savepoint
+    is rolled back, so memory, the part cache and the database must all go back with it."""
+    import types
+
+    from cart_gateway import service
+    from cart_gateway.service import Gateway
+    from cart_gateway.store import Store
+    h.move(JUICE[1])
+    before, events = state(h), h.gw.store.event_count()
+    sc = h.scale
+    msgs = [(sc.topic, sc.unsettled())]
+    msgs.append((sc.topic, sc.weight(KETCHUP[1], unsettled_seq=sc.seq)))
+
+    def disk_full(_state):
+        raise OSError("disk full")
+    # every book comparison differs, so every message writes the book, which fails
+    monkeypatch.setattr(service, "pickle", types.SimpleNamespace(dumps=lambda *a: object()))
+    monkeypatch.setattr(h.gw.store, "save_book", disk_full)
+    for t, p in msgs:
+        assert h.send(t, p) == []
+    assert h.count("bad", "internal_error") == 2
+    assert state(h) == before and h.gw.store.event_count() == events
+    monkeypatch.undo()
+    for t, p in msgs:             # not acknowledged, so the broker delivers them again
+        h.send(t, p)
+    assert len(h.basket()["lines"]) == 2
+    h.send(sc.topic, sc.unsettled())          # a further change is written as a diff of what is stored
+    mine = h.gw.carts["c001"].engine.to_json()
+    stored = Store(h.gw.store.path).load_carts()
+    assert [r[0] for r in stored] == ["c001"]
+    again = Gateway(h.cfg)                    # starts (no KeyError on a missing part) with the same cart
+    assert again.carts["c001"].engine.to_json() == mine

@@ -41,10 +41,27 @@ def test_verdict_with_item_lists():
     (b'"adds":[{"sku":"S1","qty":0}]', "'adds.0.qty'"),
     (b'"removes":[{"sku":"S1"}]', "'removes.0.qty'"),
     (b'"adds":[{"sku":"S1","qty":1,"price":3}]', "'adds.0.price'"),
+    (b'"adds":[{"sku":"","qty":1}]', "'adds.0.sku'"),
+    (b'"removes":[{"sku":"' + b"S" * 65 + b'","qty":1}]', "'removes.0.sku'"),
+    (b'"adds":[]', "adds/removes: present but both empty"),
+    (b'"adds":[],"removes":[]', "adds/removes: present but both empty"),
 ])
 def test_bad_verdict_items_are_rejected_naming_the_field(extra, msg):
     with pytest.raises(P.ProtocolError, match=msg):
         P.decode_verdict(b'{"v":1,"review_id":"r","verdict_id":"x","sku":null,"qty":0,' + extra + b'}')
+    with pytest.raises(P.ProtocolError, match=msg):    # a summary sku/qty does not rescue it
+        P.decode_verdict(b'{"v":1,"review_id":"r","verdict_id":"x","sku":"S1","qty":1,' + extra + b'}')
+
+
+def test_verdict_with_an_empty_sku_is_rejected():
+    with pytest.raises(P.ProtocolError, match="field 'sku'"):
+        P.decode_verdict(b'{"v":1,"review_id":"r","verdict_id":"x","sku":"","qty":1}')
+
+
+def test_verdict_with_one_empty_list_beside_a_full_one_is_accepted():
+    v = P.decode_verdict(b'{"v":1,"review_id":"r","verdict_id":"x","sku":"S1","qty":1,'
+                         b'"adds":[{"sku":"S1","qty":1}],"removes":[]}')
+    assert verdict_of(v, 7).adds == (("S1", 1),) and verdict_of(v, 7).removes == ()
 
 
 def test_prompt_option_and_review_candidate_may_name_several_skus():

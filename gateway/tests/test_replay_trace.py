@@ -150,6 +150,16 @@ def test_replay_takes_the_gateway_id_from_the_trace_header_or_the_option(tmp_pat
     assert r.returncode == 2 and "--gateway-id 'Bad Id'" in r.stderr
 
 
+def test_replay_refuses_a_trace_whose_header_gateway_id_is_invalid(tmp_path):
+    """Not silently ignored: falling back to another id would drop every verdict as other_gateway."""
+    trace = tmp_path / "t.jsonl"
+    for bad in ("Store 7", 7):
+        _verdict_trace(trace, {"gateway_id": bad}, "store7")
+        r, _ = _replay(tmp_path, trace)
+        assert r.returncode == 2, r.stderr
+        assert "trace line 1: field 'gateway_id'" in r.stderr and repr(bad) in r.stderr
+
+
 def test_replay_without_a_header_id_uses_the_one_id_in_the_trace_topics(tmp_path):
     trace = tmp_path / "t.jsonl"
     _verdict_trace(trace, {}, "sim")

@@ -103,6 +103,9 @@ def _same(new, ref) -> None:
         assert not new.arrays
         return
     assert new.arrays["lines"] is ref.arrays["lines"] and new.arrays["personal"] is ref.arrays["personal"]
+    # the normaliser over every hypothesis (pruned pairs too): score_multi merges on this scale
+    assert abs(new.arrays["log_z"] - ref.arrays["log_z"]) <= 1e-9 * max(1.0, abs(ref.arrays["log_z"])), \
+        (new.arrays["log_z"], ref.arrays["log_z"])
     rn, rr = _rows(new), _rows(ref)
     assert len(rn) == len(new.arrays["post"]) and len(rr) == len(ref.arrays["post"])   # identities are unique
     for key, (p, z, mu, sd) in rr.items():

@@ -138,3 +138,51 @@ def test_a_full_json_state_from_an_older_version_still_loads(tmp_path):
     s = Store(p)
     s.db.execute("INSERT INTO carts VALUES ('c1', 2, 7, ?, '{}')", ('{"v":1,"lines":[]}',))
     assert s.load_carts() == [("c1", 2, 7, {"v": 1, "lines": []}, {})]
+
+
+def test_a_rolled_back_savepoint_is_not_believed_stored(tmp_path):
+    """save_cart inside a savepoint that fails: the next save must write what the rollback undid."""
+    s = Store(tmp_path / "g.sqlite3")
+    state = {"v": 1, "lines": [{"line_id": "L1", "qty": 1}]}
+    s.begin()
+    s.save_cart("c1", 1, 0, state, {})
+    s.commit()
+    s.begin()
+    with pytest.raises(RuntimeError):
+        with s.savepoint():
+            state["lines"].append({"line_id": "L2", "qty": 1})
+            s.save_cart("c1", 1, 0, state, {})
+            raise RuntimeError("a later write of the same message failed")
+    state["lines"].append({"line_id": "L3", "qty": 1})
+    s.save_cart("c1", 1, 0, state, {})
+    s.commit()
+    s.close()
+    assert Store(tmp_path / "g.sqlite3").load_carts() == [("c1", 1, 0, state, {})]
+
+
+def test_retention_finds_its_rows_through_indexes_not_table_scans(tmp_path):
+    """prune() runs inside the core loop's transaction: a full scan of the event log or the
+    decision log there stalls every message in the batch."""
+    s = Store(tmp_path / "g.sqlite3")
+    s.begin()
+    for i in range(300):
+        s.add_event(f"c{i % 30}/scale/1/{i}", f"c{i % 30}", "scale", 1, i, "weight", i, b"{}")
+        s.add_decision(f"c{i % 30}", i % 3, {"outcome": "accept"}, i)
+    for c in range(30):
+        s.add_receipt(f"c{c}", "r", {}, 200)
+        s.save_cart(f"c{c}", 3, 0, {"v": 1}, {})
+    s.commit()
+    s.db.execute("ANALYZE")
+    seen = []
+    s.db.set_trace_callback(seen.append)
+    s.begin()
+    assert s.prune(100, 100, 1000) == (100, 100)
+    s.commit()
+    s.db.set_trace_callback(None)
+    deletes = [q for q in seen if q.lstrip().upper().startswith("DELETE")]
+    assert len(deletes) == 2
+    for q in deletes:
+        plan = [r[3] for r in s.db.execute("EXPLAIN QUERY PLAN " + q)]
+        assert not [p for p in plan if p.startswith("SCAN") and ("events" in p or "decisions" in p
+                                                                   or p in ("SCAN e", "SCAN d"))], plan
+    s.close()

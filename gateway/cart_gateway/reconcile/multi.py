@@ -12,9 +12,9 @@ top `pair_vision_top` SKUs by vision score (a pair is only proposed when the
 camera saw at least one of the two), B over every packaged SKU; removals
 range over pairs of basket lines (a basket holds at most a few dozen).
 
-To merge with score()'s normalised posteriors we recover score()'s log
-normaliser from one of its own hypotheses, recomputed from the same inputs
-(`_log_norm`): posterior_j = exp(lp_j - logZ), so logZ = lp_j - log(post_j).
+To merge with score()'s normalised posteriors we take score()'s log normaliser
+(`arrays["log_z"]`: posterior_j = exp(lp_j - log_z)), and its vision and barcode
+factors (scoring.vision_factor / barcode_factor), so the two cannot drift apart.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from .config import ReconcileConfig
 from .inputs import VisionSummary
-from .scoring import KINDS, CatalogueIndex, Scored, score
+from .scoring import CatalogueIndex, Scored, barcode_factor, score, vision_factor
 from .weightbook import WeightBook
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -38,27 +38,13 @@ def _logpdf(x, mu, sd):
 
 
 def vision_factors(vision: VisionSummary | None, cat: CatalogueIndex, cfg: ReconcileConfig):
-    """(vis, logb): the same per-SKU vision factor and barcode factor score() uses."""
+    """(vis, logb): score()'s vision and barcode factors as arrays over every SKU."""
     n = cat.n
-    if vision is not None and vision.n_frames > 0:
-        agg = np.zeros(n + 1)
-        for s, v in vision.scores.items():
-            i = cat.idx.get(s)
-            if i is not None:
-                agg[i] = v
-        agg[n] = vision.none_score
-        rest = max(0.0, 1.0 - float(agg.sum()))
-        agg = agg / max(1.0, float(agg.sum())) + rest / (n + 1)
-        vis = (1.0 - cfg.vision_floor) * agg + cfg.vision_floor / (n + 1)
-    else:
+    vis = vision_factor(vision, cat, cfg)
+    if vis is None:
         vis = np.full(n + 1, 1.0 / (n + 1))
-    logb = np.zeros(n + 1)
-    if vision is not None and vision.barcodes:
-        known = sorted({cat.idx[h] for h in (cat.sku_of_barcode(b) for b in vision.barcodes) if h is not None})
-        if known:
-            logb[:] = math.log(cfg.barcode_other)
-            logb[known] = 0.0
-    return vis, logb
+    logb = barcode_factor(vision, cat, cfg)[0]
+    return vis, (np.zeros(n + 1) if logb is None else logb)
 
 
 def family_smoothed(vision: VisionSummary | None, cat: CatalogueIndex, c: float) -> VisionSummary | None:
@@ -94,39 +80,6 @@ def family_smoothed(vision: VisionSummary | None, cat: CatalogueIndex, c: float)
                 out[m] = max(out.get(m, 0.0), share)
     return VisionSummary(vision.mono_ms, {k: out[k] for k in sorted(out)}, vision.none_score,
                          list(vision.barcodes), list(vision.frame_ids), vision.ref, vision.n_frames)
-
-
-def _log_norm(sc: Scored, delta_g: float, cat: CatalogueIndex, lines, personal, logv, logb,
-              cfg: ReconcileConfig) -> float | None:
-    """score()'s log normaliser, from its most probable non-swap hypothesis."""
-    a = sc.arrays
-    if not a:
-        return None
-    post, kind, ski, kk, mu, sd = a["post"], a["kind"], a["ski"], a["k"], a["mu"], a["sd"]
-    cand = np.flatnonzero((kind != KINDS.index("swap")) & (post > 1e-250))
-    if not len(cand):
-        return None
-    j = int(cand[np.argmax(post[cand])])
-    kd, i, k = KINDS[int(kind[j])], int(ski[j]), int(kk[j])
-    n = cat.n
-    floor = math.log(cfg.weight_lik_floor) if cfg.weight_lik_floor > 0 else -math.inf
-    ll = max(float(_logpdf(delta_g, mu[j], sd[j])), floor)
-    n_t = sum(1 for ln in lines if ln["status"] == "accepted" and ln["sku"] in cat.idx) + len(personal)
-    if kd == "add" and cat.by_weight[i]:
-        llp = -math.log(cfg.produce_max_g) if delta_g <= cfg.produce_max_g else floor
-        lp = math.log(cfg.prior_produce) - math.log(n) + logv[i] + logb[i] + llp
-    elif kd == "add":
-        lp = math.log(cfg.unit_prior_of(k)) - math.log(n) + logv[i] + logb[i] + ll
-    elif kd == "remove" and cat.by_weight[i]:
-        lp = -math.log(n_t) + logv[i] + logb[i] + ll
-    elif kd == "remove":
-        lp = math.log(cfg.unit_prior_of(k)) - math.log(n_t) + logv[i] + logb[i] + ll
-    elif kd == "personal":
-        llp = -math.log(cfg.personal_max_g) if delta_g <= cfg.personal_max_g else floor
-        lp = math.log(cfg.prior_personal) + logv[n] + logb[n] + llp
-    else:   # personal_remove
-        lp = -math.log(n_t) + logv[n] + ll
-    return float(lp - math.log(post[j]))
 
 
 def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
@@ -236,9 +189,7 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
 
     if not hyps:
         return sc
-    lz = _log_norm(sc, delta_g, cat, lines, personal, logv, logb, cfg) if sc.hyps else None
-    if lz is None and sc.hyps:
-        return sc    # score()'s scale cannot be recovered (only swaps left): keep its answer as it is
+    lz = sc.arrays["log_z"] if sc.hyps else None
     lz_m = float(np.logaddexp.reduce(np.array(extra_mass)))
     if lz is None:
         z_all = lz_m

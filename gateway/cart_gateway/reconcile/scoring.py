@@ -161,6 +161,40 @@ def _pair_weight_total(a_i: np.ndarray, a_unit: np.ndarray, units: np.ndarray, v
     return float(w.sum() - (w_self * a_unit).sum())
 
 
+def vision_factor(vision: VisionSummary | None, cat: CatalogueIndex, cfg: ReconcileConfig) -> np.ndarray | None:
+    """Per SKU (index n = "no product"), the detector's scores mixed with a uniform floor;
+    None when no frame was seen (every factor is then 1 / (n + 1))."""
+    if vision is None or vision.n_frames <= 0:
+        return None
+    n = cat.n
+    agg = np.zeros(n + 1)
+    for s, v in vision.scores.items():
+        i = cat.idx.get(s)
+        if i is not None:
+            agg[i] = v
+    agg[n] = vision.none_score
+    rest = max(0.0, 1.0 - float(agg.sum()))
+    agg = agg / max(1.0, float(agg.sum())) + rest / (n + 1)
+    return (1.0 - cfg.vision_floor) * agg + cfg.vision_floor / (n + 1)
+
+
+def barcode_factor(vision: VisionSummary | None, cat: CatalogueIndex, cfg: ReconcileConfig):
+    """(logb, known, unknown): a read is near-certain evidence for its SKU. logb per SKU
+    (index n = "no product"), None when no known barcode was read; the catalogue indices
+    read; the barcodes the catalogue does not know."""
+    if vision is None or not vision.barcodes:
+        return None, [], []
+    hits = [cat.sku_of_barcode(b) for b in vision.barcodes]
+    unknown = [b for b, h in zip(vision.barcodes, hits) if h is None]
+    known = sorted({cat.idx[h] for h in hits if h is not None})
+    if not known:
+        return None, known, unknown
+    logb = np.zeros(cat.n + 1)
+    logb[:] = math.log(cfg.barcode_other)
+    logb[known] = 0.0
+    return logb, known, unknown
+
+
 def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
           lines: list[dict], personal: list[dict], vision: VisionSummary | None,
           cfg: ReconcileConfig) -> Scored:
@@ -189,16 +223,8 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
     evidence = ["weight", "context"]
 
     # vision factor per SKU (index n = "no product"), mixed with a uniform floor
-    if vision is not None and vision.n_frames > 0:
-        agg = np.zeros(n + 1)
-        for s, v in vision.scores.items():
-            i = cat.idx.get(s)
-            if i is not None:
-                agg[i] = v
-        agg[n] = vision.none_score
-        rest = max(0.0, 1.0 - float(agg.sum()))
-        agg = agg / max(1.0, float(agg.sum())) + rest / (n + 1)
-        vis = (1.0 - cfg.vision_floor) * agg + cfg.vision_floor / (n + 1)
+    vis = vision_factor(vision, cat, cfg)
+    if vis is not None:
         evidence.append("vision")
         logv = np.log(vis)
         uniform = False
@@ -211,18 +237,11 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
         uniform = True
 
     # barcode factor: a read is near-certain evidence for its SKU
-    logb = 0.0                                       # scalar unless a known barcode was read
-    unknown = []
-    known = []
-    if vision is not None and vision.barcodes:
-        hits = [cat.sku_of_barcode(b) for b in vision.barcodes]
-        unknown = [b for b, h in zip(vision.barcodes, hits) if h is None]
-        known = sorted({cat.idx[h] for h in hits if h is not None})
-        if known:
-            logb = np.zeros(n + 1)
-            logb[:] = math.log(cfg.barcode_other)
-            logb[known] = 0.0
-            evidence.append("barcode")
+    logb, known, unknown = barcode_factor(vision, cat, cfg)
+    if logb is None:
+        logb = 0.0                                   # scalar unless a known barcode was read
+    else:
+        evidence.append("barcode")
     barcode = not isinstance(logb, float)
 
     def lv_at(ix):
@@ -459,8 +478,9 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
         swap = {"delta": delta_g, "sn2": sn2, "floor": floor, "c_swap": c_swap, "top": top, "norm": norm,
                 "mean": mean.copy(), "sd": sd.copy(), "vis": vis, "lv_swap": lv_swap,
                 "logb": logb if barcode else None, "a_i": a_i, "a_pos": a_pos}
+    # log_z: the log normaliser, posterior_j = exp(lp_j - log_z) (score_multi merges on this scale)
     arrays = {"post": post, "kind": kind, "ski": ski, "k": kk, "line": line, "aux": aux, "z": z, "mu": mu, "sd": s,
-              "lines": lines, "personal": personal, "swap": swap}
+              "lines": lines, "personal": personal, "swap": swap, "log_z": top + math.log(norm)}
     return Scored(hyps, evidence, best_fit, unknown, arrays)
 
 
