@@ -35,6 +35,23 @@ def _nonneg(v):
     return v >= 0
 
 
+def is_ipv4(s):
+    """True for a dotted-quad IPv4 literal: resolving one needs no DNS query,
+    so getaddrinfo returns at once instead of blocking the asyncio loop."""
+    parts = s.split(".")
+    if len(parts) != 4:
+        return False
+    for p in parts:
+        if not 0 < len(p) <= 3:
+            return False
+        for c in p:
+            if not "0" <= c <= "9":
+                return False
+        if int(p) > 255:
+            return False
+    return True
+
+
 _BROKER = {
     "host": (str, True, None, lambda v: 0 < len(v) <= 253, "a host name or address"),
     "port": (int, False, 1883, _port, "1..65535"),
@@ -61,8 +78,9 @@ _JOURNAL = {
 }
 _NTP = {
     "enabled": (bool, False, True, None, None),
-    # None: the broker's host (the store's gateway Pi serves time too)
-    "host": (str, False, None, lambda v: 0 < len(v) <= 253, "a host name or address"),
+    # None: the broker's host (the store's gateway Pi serves time too). An IP
+    # only: a name would need a DNS lookup, which blocks the loop.
+    "host": (str, False, None, is_ipv4, "an IPv4 address such as 192.168.10.2, not a name"),
     "port": (int, False, 123, _port, "1..65535"),
     "period_s": (int, False, 3600, lambda v: 60 <= v <= 86400, "60..86400"),
     "timeout_ms": (int, False, 2000, lambda v: 200 <= v <= 10000, "200..10000"),
