@@ -83,7 +83,7 @@ for r in (0, 65535, 12345, 0, 65535, 0, 0, 0, 0, 0):
     print(b, ntp.jitter(b, r))
 print(c.now(1039))                        # before the sync: a negative age is not synced
 print([ntp.jitter(300000, r) for r in (0, 16384, 32768, 65535)], ntp.jitter(2000, 65535))
-from cartfw.config import is_ipv4
+from cartfw.proto import is_ipv4
 print([is_ipv4(h) for h in ('192.168.10.2', '0.0.0.0', '255.255.255.255', 'localhost', 'pool.ntp.org',
                             '1.2.3', '1.2.3.4.5', '256.1.1.1', '1..2.3', ' 1.2.3.4', '1.2.3.0004', '')])
 """

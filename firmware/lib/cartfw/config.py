@@ -5,9 +5,9 @@ import json
 import os
 
 try:
-    from cartfw.proto import valid_id
+    from cartfw.proto import is_ipv4, valid_id
 except ImportError:  # pragma: no cover
-    from proto import valid_id
+    from proto import is_ipv4, valid_id
 
 PATH = "config.json"
 GOOD_PATH = "config.good.json"  # last config that validated: safe-mode connectivity
@@ -33,23 +33,6 @@ def _pos(v):
 
 def _nonneg(v):
     return v >= 0
-
-
-def is_ipv4(s):
-    """True for a dotted-quad IPv4 literal: resolving one needs no DNS query,
-    so getaddrinfo returns at once instead of blocking the asyncio loop."""
-    parts = s.split(".")
-    if len(parts) != 4:
-        return False
-    for p in parts:
-        if not 0 < len(p) <= 3:
-            return False
-        for c in p:
-            if not "0" <= c <= "9":
-                return False
-        if int(p) > 255:
-            return False
-    return True
 
 
 _BROKER = {

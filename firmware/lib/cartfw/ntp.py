@@ -112,7 +112,7 @@ async def run(clock, host, port, mono, log, period_ms=3600000, timeout_ms=2000):
     except ImportError:  # pragma: no cover
         import uasyncio as asyncio
     import socket
-    from cartfw.config import is_ipv4
+    from cartfw.proto import is_ipv4
     if not is_ipv4(host):
         # getaddrinfo on a name is a blocking DNS lookup (the whole loop would
         # stall for the resolver's timeout, again on every retry): no NTP.

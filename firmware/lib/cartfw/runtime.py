@@ -35,8 +35,7 @@ class Runtime:
         self.cart = cfg["cart"]
         self.board = cfg["board"]
         self.log = log
-        self.boot_ms = time.ticks_ms()
-        self._mono_last = self.boot_ms  # ticks_ms at the last mono() call
+        self._mono_last = time.ticks_ms()  # at boot, then at the last mono() call
         self._mono_ms = 0  # ms since boot, a Python int that never wraps
         self.wall = Clock()
         self.heap = telemetry.Heap()
