@@ -32,6 +32,12 @@ BAD = [
     ("wdt_ms", {**GOOD, "wdt_ms": 9000}),
     ("journal.max_bytes", {**GOOD, "journal": {"max_bytes": 10}}),
     ("colour", {**GOOD, "colour": "red"}),
+    # NTP host: an IPv4 literal only (a name means a DNS lookup that blocks the loop)
+    ("ntp.host", {**GOOD, "ntp": {"host": "pool.ntp.org"}}),
+    ("ntp.host", {**GOOD, "ntp": {"host": "192.168.10"}}),
+    ("ntp.host", {**GOOD, "ntp": {"host": "192.168.10.256"}}),
+    ("ntp.host", {**GOOD, "ntp": {"host": "192.168.10.2 "}}),
+    ("ntp.host", {**GOOD, "ntp": {"host": ""}}),
 ]
 
 SCRIPT = r'''
@@ -46,6 +52,9 @@ for field, raw in cases:
     except config.ConfigError as e:
         out.append([field, e.field, str(e)])
 cfg = config.validate(json.loads(%r))
+ok = dict(cfg)
+ok["ntp"] = {"host": "192.168.10.2"}
+out.append(["ntp ok", config.validate(ok)["ntp"]["host"], cfg["ntp"]["host"]])
 out.append(["defaults", cfg["broker"]["keepalive_s"], cfg["tele_s"], cfg["crash_limit"], cfg["calibration"]["scale"]])
 new, cfg2, keys = config.apply_set(json.loads(%r), {"tele_s": 5, "broker.port": 1884})
 out.append(["set", keys, cfg2["tele_s"], cfg2["broker"]["port"]])
@@ -71,6 +80,7 @@ def test_each_bad_field_is_named_under_both(tmp_path):
         assert want in row[2]
     tail = {r[0]: r for r in mp[len(BAD):]}
     assert tail["defaults"][1:] == [30, 30, 3, 1.0]
+    assert tail["ntp ok"][1:] == ["192.168.10.2", None]  # default: the broker's host
     assert tail["set"][1:] == [["broker.port", "tele_s"], 5, 1884]
     assert tail["set bad"][1] == "broker.port"
     assert tail["parse"][1] == "config.json"

@@ -81,6 +81,11 @@ b = 0
 for r in (0, 65535, 12345, 0, 65535, 0, 0, 0, 0, 0):
     b = ntp.next_backoff(b)
     print(b, ntp.jitter(b, r))
+print(c.now(1039))                        # before the sync: a negative age is not synced
+print([ntp.jitter(300000, r) for r in (0, 16384, 32768, 65535)], ntp.jitter(2000, 65535))
+from cartfw.proto import is_ipv4
+print([is_ipv4(h) for h in ('192.168.10.2', '0.0.0.0', '255.255.255.255', 'localhost', 'pool.ntp.org',
+                            '1.2.3', '1.2.3.4.5', '256.1.1.1', '1..2.3', ' 1.2.3.4', '1.2.3.0004', '')])
 """
 
 
@@ -102,6 +107,11 @@ def test_parse_clock_and_backoff_agree_under_both_interpreters(tmp_path):
     assert nominal == [2000, 4000, 8000, 16000, 32000, 64000, 128000, 256000, 300000, 300000]
     assert all(n // 2 <= w <= n for n, w in zip(nominal, waits))
     assert len(set(w * 1000 // n for n, w in zip(nominal, waits))) > 1   # jittered
+    assert mp[20] == "(1039, None, False)"
+    # the jitter spans half to all of the wait at every backoff, the 5 min cap
+    # included (a modulo of a 16-bit random added at most 65.5 s: 150-215 s)
+    assert mp[21] == "[150000, 187500, 225001, 300000] 2000"
+    assert mp[22] == "[True, True, True, False, False, False, False, False, False, False, False, False]"
 
 
 RUN = """
@@ -122,16 +132,17 @@ async def ticker():
 async def main():
     c = Clock()
     asyncio.create_task(ticker())
-    asyncio.create_task(ntp.run(c, '127.0.0.1', PORT, mono, print, PERIOD, TIMEOUT))
+    asyncio.create_task(ntp.run(c, 'HOST', PORT, mono, print, PERIOD, TIMEOUT))
     await asyncio.sleep_ms(RUN_MS)
     m, wall, synced = c.now(mono())
+    print('ERROR', c.last_error)
     print('RESULT', synced, wall if wall is not None else -1, time.time(), c.syncs, c.failures, gap[0])
 asyncio.run(main())
 """
 
 
-def _run(port, run_ms, period=60000, timeout=2000, tmp_path=None):
-    script = (RUN.replace("PORT", str(port)).replace("PERIOD", str(period))
+def _run(port, run_ms, period=60000, timeout=2000, tmp_path=None, host="127.0.0.1"):
+    script = (RUN.replace("HOST", host).replace("PORT", str(port)).replace("PERIOD", str(period))
               .replace("TIMEOUT", str(timeout)).replace("RUN_MS", str(run_ms)))
     out = run_mp(script, tmp_path, heap="96k")
     line = [x for x in out.splitlines() if x.startswith("RESULT")][-1].split()
@@ -165,6 +176,21 @@ def test_a_silent_server_times_out_retries_with_backoff_and_leaves_the_clock_uns
         iv = [b - a for a, b in zip(srv.requests, srv.requests[1:])]
         assert 1.2 <= iv[0] <= 2.8, iv
         assert gap < 150, f"the loop stalled {gap} ms while waiting for a reply"
+    finally:
+        srv.close()
+
+
+@pytest.mark.micropython
+def test_a_host_name_is_never_resolved_ntp_is_skipped_with_the_reason(tmp_path):
+    # getaddrinfo on a name blocks the loop for the resolver's time (and did
+    # again on every retry): a name is refused before any lookup. "localhost"
+    # would resolve here at once, so a sync or a request would show a lookup.
+    srv = SNTPServer()
+    try:
+        out, synced, wall, syncs, fails, gap = _run(srv.port, 800, tmp_path=tmp_path, host="localhost")
+        assert not synced and syncs == 0 and not srv.requests, out
+        assert "ntp: host 'localhost' is not an IPv4 address; set ntp.host (wall clock stays unsynced)" in out
+        assert "ERROR ntp: host 'localhost' is not an IPv4 address; set ntp.host" in out  # telemetry's ntp_error
     finally:
         srv.close()
 

@@ -24,7 +24,8 @@ class Clock:
         self.last_error = None
 
     def synced(self, mono):
-        return self.synced_at is not None and mono - self.synced_at <= self.max_age_ms
+        # A negative age is a clock fault, not a fresh sync.
+        return self.synced_at is not None and 0 <= mono - self.synced_at <= self.max_age_ms
 
     def now(self, mono):
         if self.synced(mono):

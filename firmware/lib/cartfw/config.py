@@ -5,9 +5,9 @@ import json
 import os
 
 try:
-    from cartfw.proto import valid_id
+    from cartfw.proto import is_ipv4, valid_id
 except ImportError:  # pragma: no cover
-    from proto import valid_id
+    from proto import is_ipv4, valid_id
 
 PATH = "config.json"
 GOOD_PATH = "config.good.json"  # last config that validated: safe-mode connectivity
@@ -61,8 +61,9 @@ _JOURNAL = {
 }
 _NTP = {
     "enabled": (bool, False, True, None, None),
-    # None: the broker's host (the store's gateway Pi serves time too)
-    "host": (str, False, None, lambda v: 0 < len(v) <= 253, "a host name or address"),
+    # None: the broker's host (the store's gateway Pi serves time too). An IP
+    # only: a name would need a DNS lookup, which blocks the loop.
+    "host": (str, False, None, is_ipv4, "an IPv4 address such as 192.168.10.2, not a name"),
     "port": (int, False, 123, _port, "1..65535"),
     "period_s": (int, False, 3600, lambda v: 60 <= v <= 86400, "60..86400"),
     "timeout_ms": (int, False, 2000, lambda v: 200 <= v <= 10000, "200..10000"),

@@ -66,8 +66,10 @@ def next_backoff(prev_ms):
 
 def jitter(ms, rnd16):
     """Between half and all of `ms`, so carts that lost the server together
-    do not retry in lockstep. rnd16: a random 16-bit int."""
-    return ms // 2 + rnd16 % (ms // 2 + 1)
+    do not retry in lockstep. rnd16: a random 16-bit int, scaled (not taken
+    modulo: that would add at most 65.5 s however long the backoff)."""
+    half = ms // 2
+    return half + rnd16 * half // 65535
 
 
 async def query(addr, mono, timeout_ms=2000, rnd32=0):
@@ -110,13 +112,19 @@ async def run(clock, host, port, mono, log, period_ms=3600000, timeout_ms=2000):
     except ImportError:  # pragma: no cover
         import uasyncio as asyncio
     import socket
+    from cartfw.proto import is_ipv4
+    if not is_ipv4(host):
+        # getaddrinfo on a name is a blocking DNS lookup (the whole loop would
+        # stall for the resolver's timeout, again on every retry): no NTP.
+        clock.last_error = "ntp: host %r is not an IPv4 address; set ntp.host" % host[:64]
+        log(clock.last_error + " (wall clock stays unsynced)")
+        return
     addr = None
     backoff = 0
     while True:
         try:
             if addr is None:
-                # Resolved once: a store gives an IP literal (no DNS wait);
-                # a name would block the loop for the resolver's time.
+                # An IP literal: getaddrinfo only parses it (no DNS, no wait).
                 addr = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][-1]
             server_ms, t0, t1 = await query(addr, mono, timeout_ms, random.getrandbits(32))
             first = clock.syncs == 0
@@ -127,7 +135,7 @@ async def run(clock, host, port, mono, log, period_ms=3600000, timeout_ms=2000):
             wait = period_ms
         except Exception as e:  # OSError, NTPError: never fatal
             clock.failures += 1
-            clock.last_error = str(e)
+            clock.last_error = str(e)[:80]
             if clock.failures == 1 or clock.failures % 20 == 0:
                 log("ntp: %s (failures %d)" % (e, clock.failures))
             backoff = next_backoff(backoff)

@@ -27,6 +27,25 @@ def valid_id(s):
     return True
 
 
+def is_ipv4(s):
+    """True for a dotted-quad IPv4 literal: resolving one needs no DNS query,
+    so getaddrinfo returns at once instead of blocking the asyncio loop.
+    Here, not in config or ntp: config is unloaded after boot, ntp is
+    loaded only when enabled."""
+    parts = s.split(".")
+    if len(parts) != 4:
+        return False
+    for p in parts:
+        if not 0 < len(p) <= 3:
+            return False
+        for c in p:
+            if not "0" <= c <= "9":
+                return False
+        if int(p) > 255:
+            return False
+    return True
+
+
 def topic(cart, board, suffix):
     # §2: carts/<cart>/<board>/<suffix>
     return "carts/%s/%s/%s" % (cart, board, suffix)

@@ -35,7 +35,8 @@ class Runtime:
         self.cart = cfg["cart"]
         self.board = cfg["board"]
         self.log = log
-        self.boot_ms = time.ticks_ms()
+        self._mono_last = time.ticks_ms()  # at boot, then at the last mono() call
+        self._mono_ms = 0  # ms since boot, a Python int that never wraps
         self.wall = Clock()
         self.heap = telemetry.Heap()
         self.tele_providers = []
@@ -82,7 +83,15 @@ class Runtime:
 
     # ---- API for board apps
     def mono(self):
-        return time.ticks_diff(time.ticks_ms(), self.boot_ms)
+        # ms since boot, widening. ticks_ms wraps (at 2^30 ms on 32-bit ports,
+        # where ticks_diff from boot turns negative after ~6.2 days); adding
+        # up the diffs between calls never does, as long as calls come less
+        # than 2^29 ms apart: the watchdog loop calls this every second.
+        # Past 2^30 ms (12.4 days) the sum is a big int on those ports.
+        t = time.ticks_ms()
+        self._mono_ms += time.ticks_diff(t, self._mono_last)
+        self._mono_last = t
+        return self._mono_ms
 
     def clock(self):
         # (mono_ms, wall_ms or None, synced): wall time only from an NTP
@@ -211,7 +220,8 @@ class Runtime:
                 wdt.feed()
             else:
                 log("wdt: unhealthy, not feeding")
-            if not stable_done and time.ticks_diff(time.ticks_ms(), self.boot_ms) >= self.cfg["stable_s"] * 1000:
+            # self.mono() here also keeps the widening counter fed every second
+            if self.mono() >= self.cfg["stable_s"] * 1000 and not stable_done:
                 stable_done = True
                 if self.mode == "normal":
                     safemode.stable()

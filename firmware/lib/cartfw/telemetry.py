@@ -1,7 +1,6 @@
 # Telemetry (protocol §8): heap, uptime, RSSI, journal and connection counters,
 # merged with the board app's providers.
 import gc
-import time
 
 class Heap:
     # High-water mark of live heap: the most bytes still allocated right after
@@ -30,7 +29,7 @@ def fields(rt):
     d = {
         "heap_free": rt.heap.sample(),
         "heap_peak": rt.heap.peak(),
-        "uptime_s": time.ticks_diff(time.ticks_ms(), rt.boot_ms) // 1000,
+        "uptime_s": rt.mono() // 1000,  # widening: ticks_diff from boot wraps
         "rssi": rt.hal.rssi(),
         "journal_depth": rt.journal.depth if rt.journal else 0,
         "journal_dropped": rt.journal.dropped if rt.journal else 0,
@@ -42,6 +41,7 @@ def fields(rt):
         "retransmits": m.get("retransmits", 0),
         "ntp_syncs": rt.wall.syncs,
         "ntp_failures": rt.wall.failures,
+        "ntp_error": rt.wall.last_error,  # why not synced (e.g. NTP skipped), or null
     }
     for fn in rt.tele_providers:
         try:
