@@ -209,14 +209,7 @@ class SettleDetector:
             self.hm4 += d4
             self.hdn += 1
             if self.hn >= self.hold_n:
-                if not self._first and self._is_rough() and not self._long_quiet():
-                    # Quiet by range but rough against the settled noise (a
-                    # hand's tremor): keep looking; the ring re-arms the hold
-                    # at once.
-                    self.state = UNSETTLED
-                    self.rough += 1
-                    return NONE
-                return self._settle()
+                return self._end_hold()
             return NONE
         # START or UNSETTLED: wait for quiet_n quiet samples.
         if self._rn < self.quiet_n or not self._ring_quiet():
@@ -255,12 +248,17 @@ class SettleDetector:
                 self.hm4 += d
                 self.hdn += 1
             if self.hn >= self.hold_n:
-                if not self._first and self._is_rough() and not self._long_quiet():
-                    self.state = UNSETTLED
-                    self.rough += 1
-                    return NONE
-                return self._settle()
+                return self._end_hold()
         return NONE
+
+    def _end_hold(self):
+        if not self._first and self._is_rough() and not self._long_quiet():
+            # Quiet by range but rough against the settled noise (a hand's
+            # tremor): keep looking; the ring re-arms the hold at once.
+            self.state = UNSETTLED
+            self.rough += 1
+            return NONE
+        return self._settle()
 
     def _is_rough(self):
         # The hold against the noise learned while settled: its variance
