@@ -23,6 +23,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from cart_testing.broker import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 CHUNK = struct.Struct(">2sBBIIHHII")      # protocol §7
 
@@ -148,7 +150,7 @@ class StoreFeed:
                       + jpeg[i * chunk:(i + 1) * chunk])
         return self.frame_no
 
-    def movement(self, delta_g: float, jpegs: list[bytes] = ()) -> tuple[int, int]:
+    def movement(self, delta_g: float, jpegs: list[bytes] = (), settle_s: float = 0.3) -> tuple[int, int]:
         """unsettled, the burst's frames and capture event (as the camera sends them), then the weight event."""
         pre = self.total
         u = self._event("scale", "unsettled", total_g=pre)
@@ -156,10 +158,26 @@ class StoreFeed:
             nums = [self.frame(j) for j in jpegs]
             self._event("cam", "capture", trigger="unsettled", ref=f"{self.cart}/scale/{self.epoch}/{u}",
                         frames=nums, frame_ms=[self.mono] * len(nums))
-        time.sleep(0.3)
+        time.sleep(settle_s)
         self.total = round(pre + delta_g, 1)
         w = self._event("scale", "weight", delta_g=delta_g, total_g=self.total, noise_g=0.8, settle_ms=300,
                         window={"n": 24, "pre_g": pre, "post_g": self.total, "min_g": min(pre, self.total) - 3.0,
                                 "max_g": max(pre, self.total) + 12.0, "std_g": 0.8, "dur_ms": 300,
                                 "unsettled_seq": u})
         return u, w
+
+
+def start_demo_web(root: Path, gateway_toml: Path, cart: str = "c001") -> tuple[WebProcess, list[str]]:
+    """For `make demo`: the web service on 127.0.0.1 with a demo supervisor; lines to print."""
+    import secrets
+    ca, cert, key = make_tls(root / "tls")
+    port = free_port()
+    wc = write_web_config(root / "web.toml", gateway_toml, port, root / "web-state", cert, key)
+    web = WebProcess(wc, root / "web.log", ca, port).start()
+    pw = secrets.token_urlsafe(9)
+    cli("web-user", "add", "demo", "--role", "supervisor", "--password-stdin", "--config", str(wc), stdin=pw + "\n")
+    screen = cli("web-screen-url", cart, "--config", str(wc)).stdout.strip()
+    return web, [f"store view:  {web.base}/store   (log in as demo / {pw})",
+                 f"cart screen: {screen}",
+                 f"the pages use a demo store CA: {ca} (or accept the browser's warning)"]
+
