@@ -9,6 +9,7 @@ Screenshots of every page go to out/web-screenshots/ (docs/web.md shows some).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -97,6 +98,16 @@ def _wait(cond, timeout, what):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def _submit(drv, el):
+    """Click a button that submits a form (or call .submit()) and wait for the next page to replace this one."""
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.common.by import By
+    old = drv.find_element(By.TAG_NAME, "html")
+    el.submit() if el.tag_name == "input" else el.click()
+    WebDriverWait(drv, 15).until(EC.staleness_of(old))
+
+
 def _tls(store):
     import ssl
     return ssl.create_default_context(cafile=str(store["ca"]))
@@ -119,7 +130,7 @@ def _login(drv, store, user="alice", password=PASSWORD, next_path="/queue"):
     drv.get(store["web"].base + "/login?next=" + next_path)
     drv.find_element(By.ID, "user").send_keys(user)
     drv.find_element(By.ID, "password").send_keys(password)
-    drv.find_element(By.ID, "login").click()
+    _submit(drv, drv.find_element(By.ID, "login"))
 
 
 def _new_prompt(store, jpeg_sku="SKU0001", grams=2000.0):
@@ -159,7 +170,7 @@ def test_screen_prompt_review_verdict_and_basket_everywhere(store, browser):
     assert all(drv.execute_script("return arguments[0].naturalWidth", i) > 0 for i in imgs)   # pictures load
     assert "/frames/" not in drv.page_source                                                  # never a frame
     _shot(drv, "screen-prompt")
-    drv.find_element(By.CSS_SELECTOR, ".prompt button.none").click()
+    _submit(drv, drv.find_element(By.CSS_SELECTOR, ".prompt button.none"))
     rid = _wait(lambda: _gw(store, "SELECT review_id FROM reviews WHERE status='open'"), 10, "a review")[0][0]
 
     # staff: log in, the queue, the oldest review
@@ -169,7 +180,7 @@ def test_screen_prompt_review_verdict_and_basket_everywhere(store, browser):
     assert rows and rows[0].get_attribute("data-review") == rid
     assert "shopper chose none of the options" in rows[0].text
     _shot(drv, "queue")
-    rows[0].find_element(By.LINK_TEXT, "Open").click()
+    _submit(drv, rows[0].find_element(By.LINK_TEXT, "Open"))
     _wait(lambda: drv.find_elements(By.CSS_SELECTOR, "img.frame"), 10, "the review page")
     frames = drv.find_elements(By.CSS_SELECTOR, "img.frame")
     assert len(frames) == 2
@@ -184,7 +195,7 @@ def test_screen_prompt_review_verdict_and_basket_everywhere(store, browser):
 
     # the verdict: the top candidate; the page goes on to the next review (none left: the queue)
     sku = cands[0].find_element(By.CSS_SELECTOR, "button.verdict-one").get_attribute("data-sku")
-    cands[0].find_element(By.CSS_SELECTOR, "button.verdict-one").click()
+    _submit(drv, cands[0].find_element(By.CSS_SELECTOR, "button.verdict-one"))
     _wait(lambda: drv.find_elements(By.ID, "flash"), 10, "the verdict's result")
     assert "applied" in drv.find_element(By.ID, "flash").text
     assert _gw(store, "SELECT status FROM reviews WHERE review_id=?", (rid,))[0][0] == "closed"
@@ -263,12 +274,12 @@ def test_a_forged_verdict_form_without_the_csrf_token_is_refused(store, browser)
     _login(drv, store, next_path=f"/review/{rid}")
     form = drv.find_element(By.ID, "verdict-nothing").find_element(By.XPATH, "./..")
     drv.execute_script("arguments[0].querySelector('input[name=csrf]').remove()", form)
-    drv.find_element(By.ID, "verdict-nothing").click()
+    _submit(drv, drv.find_element(By.ID, "verdict-nothing"))
     assert "CSRF" in drv.find_element(By.TAG_NAME, "body").text
     drv.get(store["web"].base + f"/review/{rid}")
     form = drv.find_element(By.ID, "verdict-nothing").find_element(By.XPATH, "./..")
     drv.execute_script("arguments[0].querySelector('input[name=csrf]').value = 'forged'", form)
-    drv.find_element(By.ID, "verdict-nothing").click()
+    _submit(drv, drv.find_element(By.ID, "verdict-nothing"))
     assert "CSRF" in drv.find_element(By.TAG_NAME, "body").text
     assert _gw(store, "SELECT status FROM reviews WHERE review_id=?", (rid,))[0][0] == "open"   # nothing sent
 
@@ -278,7 +289,6 @@ def test_frames_only_for_logged_in_staff_and_only_this_stores(store, browser):
     drv = browser
     rid = _open_review(store)
     fid = _gw(store, "SELECT request FROM reviews WHERE review_id=?", (rid,))[0][0]
-    import json
     frame = json.loads(fid)["frames"][0]
     url = store["web"].base + f"/frames/{frame}.jpg"
     anon = httpx.Client(verify=_tls(store))
@@ -302,3 +312,34 @@ def test_frames_only_for_logged_in_staff_and_only_this_stores(store, browser):
         assert staff.get(store["web"].base + other).status_code == 404, other
     drv.get(store["web"].base + "/frames/c999/1/1.jpg")
     assert "no such frame" in drv.page_source
+
+
+def test_search_and_a_several_products_verdict(store, browser):
+    from selenium.webdriver.common.by import By
+    drv = browser
+    rid = _open_review(store)
+    drv.delete_all_cookies()
+    _login(drv, store, next_path=f"/review/{rid}")
+    drv.find_element(By.ID, "search").send_keys("rice basmati")
+    _submit(drv, drv.find_element(By.ID, "search"))
+    results = drv.find_elements(By.CSS_SELECTOR, "#results tr.result")
+    assert len(results) >= 3 and all("Basmati" in r.text for r in results)
+    drv.execute_script("arguments[0].scrollIntoView()", drv.find_element(By.ID, "results"))
+    _shot(drv, "review-search")
+    # a wrong code in the several-products form: a clear error, nothing sent
+    drv.find_element(By.NAME, "add_sku_1").send_keys("SKU9999")
+    _submit(drv, drv.find_element(By.CSS_SELECTOR, "#several button"))
+    assert "'SKU9999' is not a SKU or an EAN-13" in drv.find_element(By.ID, "error").text
+    assert _gw(store, "SELECT status FROM reviews WHERE review_id=?", (rid,))[0][0] == "open"
+    from cart_gateway.catalogue import Catalogue
+    cat = Catalogue.load()
+    drv.find_element(By.NAME, "add_sku_1").send_keys("SKU0014")
+    drv.find_element(By.NAME, "add_sku_2").send_keys(cat["SKU0001"].ean13)     # by its barcode
+    _submit(drv, drv.find_element(By.CSS_SELECTOR, "#several button"))
+    _wait(lambda: drv.find_elements(By.ID, "flash"), 10, "the verdict's result")
+    assert "applied" in drv.find_element(By.ID, "flash").text
+    verdict = json.loads(_gw(store, "SELECT verdict FROM reviews WHERE review_id=?", (rid,))[0][0])
+    assert verdict["sku"] == "SKU0014"
+    drv.get(store["web"].base + "/store")
+    text = drv.find_element(By.ID, "cart-c001").text
+    assert cat["SKU0014"].name in text and cat["SKU0001"].name in text

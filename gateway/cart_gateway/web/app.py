@@ -119,6 +119,7 @@ def make_app(svc: Services) -> Starlette:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(euros=_euros, ago=_ago, quote=quote)
     templates.env.filters["clock"] = lambda t: _fmt_ms(svc, t)
+    templates.env.filters["datetime"] = lambda t: datetime.fromtimestamp(t / 1000, svc.tz).strftime("%Y-%m-%d %H:%M:%S")
 
     def page(request: Request, name: str, ctx: dict, status: int = 200) -> Response:
         return templates.TemplateResponse(request, name, ctx, status_code=status)
@@ -230,7 +231,7 @@ def make_app(svc: Services) -> Starlette:
         done = request.query_params.get("done")
         ctx = dict(base_ctx(s), r=r, req=req, frames=frames, trace=trace, basket=basket,
                    candidates=_top_candidates(svc, req, 8), waiting=_ago(now - r.created_ms),
-                   delta=w.get("delta_g"), search=q, results=_search(svc, q) if q else [],
+                   delta=w.get("delta_g"), search=q, results=_search(svc, q, w.get("delta_g")) if q else [],
                    rows=range(1, MULTI_ROWS + 1), error=error, done=done,
                    applied=request.query_params.get("applied"),
                    queue_left=len(svc.state.open_reviews()))
@@ -440,23 +441,22 @@ def _top_candidates(svc: Services, req: dict, n: int) -> list[dict]:
     return out
 
 
-def _search(svc: Services, q: str) -> list:
-    """Catalogue search: an exact SKU or EAN-13 first, then names containing every word.
-    A linear pass over the names (30,000 SKUs: a few ms); the reviewer types a query, not a stream."""
-    ql = q.lower()
-    hits = []
+def _search(svc: Services, q: str, near_g: float | None = None) -> list:
+    """Catalogue search: an exact SKU or EAN-13 first, then names containing every word, those
+    whose weight is closest to the movement's first. A linear pass over the names (30,000
+    SKUs: a few ms); the reviewer types a query, not a stream."""
+    exact = []
     if q in svc.catalogue:
-        hits.append(svc.catalogue[q])
+        exact.append(svc.catalogue[q])
     s = svc.catalogue.by_ean(q)
-    if s is not None and s not in hits:
-        hits.append(s)
-    words = ql.split()
-    for name, sku in svc._names:
-        if len(hits) >= SKU_MAX_RESULTS:
-            break
-        if all(w in name for w in words) and svc.catalogue[sku] not in hits:
-            hits.append(svc.catalogue[sku])
-    return hits
+    if s is not None and s not in exact:
+        exact.append(s)
+    words = q.lower().split()
+    hits = [svc.catalogue[sku] for name, sku in svc._names if all(w in name for w in words)]
+    hits = [h for h in hits if h not in exact]
+    if near_g is not None and not all(h.sold_by_weight for h in hits):
+        hits.sort(key=lambda h: (h.sold_by_weight, abs(h.weight_mean_g - abs(near_g))))
+    return (exact + hits)[:SKU_MAX_RESULTS]
 
 
 def _frame_labels(svc: Services, cart: str, frame_ids: list[str]) -> list[tuple[str, str]]:

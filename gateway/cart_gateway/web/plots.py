@@ -34,7 +34,17 @@ def weight_trace_svg(points: list[WeightPoint], move_seq: int, unsettled_seq: in
                 f'aria-label="weight trace"><text x="10" y="30">no scale events stored for this movement</text></svg>')
     move = next((p for p in points if p.seq == move_seq and p.type == "weight"), None)
     win = (move.window or {}) if move else {}
-    t0, t1 = points[0].t_ms, points[-1].t_ms
+    start = next((p for p in points if p.seq == unsettled_seq and p.type == "unsettled"), None)
+    if move is not None:
+        # a few seconds either side of the movement: earlier movements only set the level it started from
+        ts = start.t_ms if start else move.t_ms - int(win.get("dur_ms", 500) or 500)
+        t0, t1 = ts - 4000, move.t_ms + 3000
+        before = [p for p in points if p.type == "weight" and p.t_ms < t0]
+        points = [p for p in points if t0 <= p.t_ms <= t1]
+        if before:    # the settled level the window opens at
+            points.insert(0, WeightPoint(t0, "level", before[-1].seq, before[-1].total_g, None))
+    else:
+        t0, t1 = points[0].t_ms, points[-1].t_ms
     if t1 - t0 < 2000:
         t0, t1 = t0 - 1000, t1 + 1000
     vals = [p.total_g for p in points] + [v for k, v in win.items() if k in ("min_g", "max_g", "pre_g", "post_g")
@@ -55,8 +65,6 @@ def weight_trace_svg(points: list[WeightPoint], move_seq: int, unsettled_seq: in
         x = X(t0 + s * 1000)
         out.append(f'<text x="{x:.1f}" y="{h - 16}" font-size="11" text-anchor="middle">{s} s</text>')
     if move is not None:
-        start = next((p for p in points if p.seq == unsettled_seq and p.type == "unsettled"), None)
-        ts = start.t_ms if start else move.t_ms - int(win.get("dur_ms", 500) or 500)
         xa, xb = X(ts), max(X(move.t_ms), X(ts) + 3)
         mn, mx = win.get("min_g"), win.get("max_g")
         out.append(f'<rect x="{xa:.1f}" y="{T}" width="{xb - xa:.1f}" height="{h - T - B}" fill="#ffe9a8" '
@@ -65,18 +73,15 @@ def weight_trace_svg(points: list[WeightPoint], move_seq: int, unsettled_seq: in
             out.append(f'<rect x="{xa:.1f}" y="{Y(mx):.1f}" width="{xb - xa:.1f}" height="{max(1.0, Y(mn) - Y(mx)):.1f}"'
                        f' fill="#f4b400" fill-opacity="0.45"/>')
     # settled total: a step line (it holds its value until the next weight event)
-    pts, cur = [], None
-    for p in points:
-        if p.type != "weight":
-            continue
-        pre = (p.window or {}).get("pre_g", cur if cur is not None else p.total_g)
-        if cur is None:
-            pts.append((X(t0), Y(pre)))
-        pts.append((X(p.t_ms), Y(pre)))
-        pts.append((X(p.t_ms), Y(p.total_g)))
-        cur = p.total_g
-    if pts:
-        pts.append((X(t1), pts[-1][1]))
+    weights = [p for p in points if p.type == "weight"]
+    cur = points[0].total_g if points[0].type == "level" else \
+        (weights[0].window or {}).get("pre_g", weights[0].total_g) if weights else None
+    if cur is not None:
+        pts = [(X(t0), Y(cur))]
+        for p in weights:
+            pts += [(X(p.t_ms), Y(cur)), (X(p.t_ms), Y(p.total_g))]
+            cur = p.total_g
+        pts.append((X(t1), Y(cur)))
         out.append('<polyline fill="none" stroke="#1a5fb4" stroke-width="2.5" points="'
                    + " ".join(f"{x:.1f},{y:.1f}" for x, y in pts) + '"/>')
     for p in points:
