@@ -1,5 +1,6 @@
 """The web service's accounts, sessions, audit log and config, without a browser."""
 import pytest
+from argon2 import PasswordHasher
 
 from cart_gateway.config import ConfigError
 from cart_gateway.web import accounts as A
@@ -11,15 +12,22 @@ PW = "correct horse battery"
 
 @pytest.fixture
 def acc(tmp_path):
-    a = A.Accounts(tmp_path / "web.sqlite3", idle_s=60, max_s=3600, max_failures=3, lockout_s=600)
+    # cheap argon2 parameters keep the suite fast; the service uses the library's defaults (test below)
+    a = A.Accounts(tmp_path / "web.sqlite3", idle_s=60, max_s=3600, max_failures=3, lockout_s=600,
+                   hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     a.add_user("alice", "reviewer", PW)
     yield a
     a.close()
 
 
-def test_passwords_are_stored_as_argon2id_hashes(acc):
-    h = acc.db.execute("SELECT hash FROM users WHERE name='alice'").fetchone()[0]
-    assert h.startswith("$argon2id$") and PW not in h
+def test_passwords_are_stored_as_argon2id_hashes_with_the_librarys_defaults(tmp_path):
+    a = A.Accounts(tmp_path / "w.sqlite3")
+    a.add_user("alice", "reviewer", PW)
+    h = a.db.execute("SELECT hash FROM users WHERE name='alice'").fetchone()[0]
+    d = PasswordHasher()
+    assert h.startswith(f"$argon2id$v=19$m={d.memory_cost},t={d.time_cost},p={d.parallelism}$") and PW not in h
+    assert isinstance(a.login("alice", PW), tuple)
+    a.close()
 
 
 def test_login_gives_a_session_whose_token_is_not_stored(acc):

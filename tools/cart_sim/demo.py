@@ -107,7 +107,7 @@ def run(carts: int, seconds: float, seed: int, out: Path | None) -> dict:
         from cart_testing.web import start_demo_web     # the staff web service and a cart's screen (docs/web.md)
         web, urls = start_demo_web(root, root / "gateway.toml", shoppers[0].cart)
         for line in urls:
-            console.print(line)
+            console.print(line, soft_wrap=True)
         for sh in shoppers:
             for b in sh.boards():
                 b.power_on()
