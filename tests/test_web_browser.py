@@ -43,7 +43,7 @@ def store(tmp_path_factory):
     gw = GatewayProcess(gwc, tmp / "gateway.log").start()
     ca, cert, key = make_tls(tmp / "tls")
     port = free_port()
-    wc = write_web_config(tmp / "web.toml", gwc, port, tmp / "web-state", cert, key)
+    wc = write_web_config(tmp / "web.toml", gwc, port, tmp / "web-state", cert, key, login_max_failures=3)
     feed = StoreFeed(broker.port, "c001")
     web = None
     try:
@@ -52,8 +52,11 @@ def store(tmp_path_factory):
         web = WebProcess(wc, tmp / "web.log", ca, port).start()
         cli("web-user", "add", "alice", "--role", "reviewer", "--password-stdin", "--config", str(wc),
             stdin=PASSWORD + "\n")
-        cli("web-user", "add", "sam", "--role", "supervisor", "--password-stdin", "--config", str(wc),
-            stdin=PASSWORD + "\n")
+        from cart_gateway.web.accounts import Accounts     # the same store of accounts the CLI writes
+        acc = Accounts(tmp / "web-state" / "web.sqlite3")
+        acc.add_user("sam", "supervisor", PASSWORD)
+        acc.add_user("bob", "reviewer", PASSWORD)
+        acc.close()
         screen = cli("web-screen-url", "c001", "--config", str(wc)).stdout.strip()
         yield {"tmp": tmp, "web": web, "ca": ca, "cert": cert, "feed": feed, "screen": screen,
                "web_db": tmp / "web-state" / "web.sqlite3", "gw_db": tmp / "gw-state" / "gateway.sqlite3"}
@@ -242,9 +245,7 @@ def test_wrong_password_is_refused_and_repeated_failures_lock_the_account(store,
     assert "Wrong name or password" in drv.find_element(By.ID, "login-error").text
     assert not drv.get_cookie("cart_staff")
     _shot(drv, "login-wrong-password")
-    cli("web-user", "add", "bob", "--role", "reviewer", "--password-stdin", "--config",
-        str(store["tmp"] / "web.toml"), stdin=PASSWORD + "\n")
-    for _ in range(5):
+    for _ in range(3):                         # login_max_failures = 3 in this store's web.toml
         _login(drv, store, "bob", "guess")
     _login(drv, store, "bob", PASSWORD)        # the right password, too late
     assert "locked" in drv.find_element(By.ID, "login-error").text
@@ -343,3 +344,39 @@ def test_search_and_a_several_products_verdict(store, browser):
     drv.get(store["web"].base + "/store")
     text = drv.find_element(By.ID, "cart-c001").text
     assert cat["SKU0014"].name in text and cat["SKU0001"].name in text
+
+
+def test_checkout_shows_paid_on_the_screen_and_the_store_view(store, browser):
+    from selenium.webdriver.common.by import By
+    drv = browser
+    assert not _gw(store, "SELECT 1 FROM reviews WHERE status='open'")
+    store["feed"].c.publish("carts/c001/checkout", json.dumps({"v": 1, "req_id": "exit-1"}), qos=1).wait_for_publish(5)
+    _wait(lambda: _gw(store, "SELECT 1 FROM receipts WHERE cart='c001' AND req_id='exit-1'"), 10, "the receipt")
+    drv.get(store["screen"])
+    assert "Paid: receipt" in drv.find_element(By.ID, "paid").text
+    _shot(drv, "screen-paid")
+    drv.delete_all_cookies()
+    _login(drv, store, next_path="/store")
+    card = drv.find_element(By.ID, "cart-c001")
+    assert "paid: receipt" in card.text
+    # the figures now count the basket: 2 reviews in 1 basket today
+    figures = drv.find_element(By.ID, "figures").text
+    assert "2000.0 (2 reviews)" in figures.replace(",", ""), figures
+
+
+def test_oversized_and_flooded_forms_are_refused(store):
+    c = httpx.Client(verify=_tls(store))
+    assert c.post(store["web"].base + "/login", content=b"a=" + b"x" * 20000,
+                  headers={"content-type": "application/x-www-form-urlencoded"}).status_code == 413
+    key = store["screen"].split("key=")[1]
+    flood = "&".join(f"f{i}=1" for i in range(200)) + f"&key={key}"
+    r = c.post(store["screen"].split("?")[0] + "/answer", content=flood.encode(),
+               headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 400
+
+
+def test_plain_http_gets_nothing(store):
+    with pytest.raises(httpx.HTTPError):
+        r = httpx.get(store["web"].base.replace("https://", "http://") + "/login", timeout=5)
+        assert r.status_code >= 400      # uvicorn answers a TLS port's plain request with nothing usable
+        raise httpx.HTTPError("refused")

@@ -53,8 +53,15 @@ SKU_MAX_RESULTS = 24
 MULTI_ROWS = 4
 
 
+MAX_FORM_BYTES = 16384     # the largest form here (several products) is ~1 kB
+
+
 class SecurityHeaders(BaseHTTPMiddleware):
     async def dispatch(self, request, call_next):
+        if request.method == "POST":
+            n = request.headers.get("content-length")
+            if n is None or not n.isdigit() or int(n) > MAX_FORM_BYTES:
+                return PlainTextResponse(f"a form must have a Content-Length of at most {MAX_FORM_BYTES} bytes", 413)
         resp = await call_next(request)
         resp.headers.setdefault("Content-Security-Policy", CSP)
         resp.headers["X-Content-Type-Options"] = "nosniff"
@@ -142,7 +149,7 @@ def make_app(svc: Services) -> Starlette:
         return resp
 
     async def form_with_csrf(request: Request, s: Session) -> dict | Response:
-        form = dict(await request.form())
+        form = dict(await request.form(max_files=0, max_fields=64))
         if not csrf_ok(s.csrf, form.get("csrf")):
             svc.accounts.audit(s.user, "csrf_rejected", request.url.path, {}, _client(request))
             return PlainTextResponse("forbidden: the form's CSRF token is missing or wrong (reload the page)", 403)
@@ -162,7 +169,7 @@ def make_app(svc: Services) -> Starlette:
         return resp
 
     async def login_post(request: Request) -> Response:
-        form = dict(await request.form())
+        form = dict(await request.form(max_files=0, max_fields=64))
         nxt = _safe_next(form.get("next"))
         if not csrf_ok(request.cookies.get(LOGIN_CSRF, ""), form.get("csrf")):
             return PlainTextResponse("forbidden: the login form's CSRF token is missing or wrong (reload the page)", 403)
@@ -341,7 +348,7 @@ def make_app(svc: Services) -> Starlette:
 
     async def screen_answer(request: Request) -> Response:
         cart = request.path_params["cart"]
-        form = dict(await request.form())
+        form = dict(await request.form(max_files=0, max_fields=64))
         key = form.get("key")
         if not P.ID_RE.match(cart) or not svc.accounts.screen_key_ok(cart, key):
             return PlainTextResponse("forbidden: this form needs the cart's screen key", 403)

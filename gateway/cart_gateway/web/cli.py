@@ -23,7 +23,7 @@ def _serve(args) -> int:
     app = build(web, gw)
     uvicorn.run(app, host=web.listen, port=web.port, ssl_certfile=str(web.tls_cert), ssl_keyfile=str(web.tls_key),
                 log_level="warning", access_log=False, server_header=False, proxy_headers=False,
-                timeout_graceful_shutdown=5)
+                timeout_graceful_shutdown=2)
     return 0
 
 

@@ -7,8 +7,9 @@
 - median time to clear a review: from the review's opening to the gateway's
   `verdict` decision naming it, both on the gateway's receive clock.
 
-Days are the store's calendar days (config `timezone`). A period's figures are
-cached for `ttl_s`, so a store view refreshed by many tablets costs one pass.
+Days are the store's calendar days (config `timezone`). The figures are kept
+until the gateway's records change (a new decision, review or receipt) or the
+day does, so a store view refreshed by many tablets costs one pass per change.
 """
 from __future__ import annotations
 
@@ -60,17 +61,18 @@ def period(gs: GatewayState, label: str, t0: int, t1: int) -> Period:
 
 
 class Figures:
-    def __init__(self, gs: GatewayState, timezone: str = "UTC", ttl_s: float = 30.0):
-        self.gs, self.tz, self.ttl_s = gs, ZoneInfo(timezone), ttl_s
-        self._cache: tuple[float, tuple[Period, Period, list[Period]]] | None = None
+    def __init__(self, gs: GatewayState, timezone: str = "UTC"):
+        self.gs, self.tz = gs, ZoneInfo(timezone)
+        self._cache: tuple[tuple, tuple[Period, Period, list[Period]]] | None = None
         self._lock = threading.Lock()
 
     def compute(self, now_ms: int | None = None) -> tuple[Period, Period, list[Period]]:
         """(today, the last 7 days, one Period per day of those 7, oldest first)."""
         with self._lock:
-            if now_ms is None and self._cache and time.monotonic() - self._cache[0] < self.ttl_s:
-                return self._cache[1]
             now = datetime.fromtimestamp((now_ms or time.time() * 1000) / 1000, self.tz)
+            key = (now.date(), self.gs.records_mark())
+            if now_ms is None and self._cache and self._cache[0] == key:
+                return self._cache[1]
             midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
             days = []
             for k in range(6, -1, -1):
@@ -82,5 +84,5 @@ class Figures:
             week = period(self.gs, "last 7 days", t0, days[-1].t1_ms)
             out = (days[-1], week, days)
             if now_ms is None:
-                self._cache = (time.monotonic(), out)
+                self._cache = (key, out)
             return out

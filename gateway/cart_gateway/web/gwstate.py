@@ -137,6 +137,11 @@ class GatewayState:
         return out
 
     # ------------------------------------------------------------ figures
+    def records_mark(self) -> tuple:
+        """Changes whenever a decision, review or receipt is added (cheap: rowid maxima)."""
+        return self.db().execute("SELECT (SELECT MAX(id) FROM decisions), (SELECT MAX(rowid) FROM reviews), "
+                                 "(SELECT COUNT(*) FROM reviews WHERE status='open'), "
+                                 "(SELECT MAX(rowid) FROM receipts)").fetchone()
     def receipts_between(self, t0: int, t1: int) -> list[tuple[int, dict]]:
         rows = self.db().execute("SELECT t_ms, receipt FROM receipts WHERE t_ms >= ? AND t_ms < ?", (t0, t1))
         return [(t, json.loads(r)) for t, r in rows]
