@@ -286,7 +286,6 @@ def test_a_forged_verdict_form_without_the_csrf_token_is_refused(store, browser)
 
 
 def test_frames_only_for_logged_in_staff_and_only_this_stores(store, browser):
-    from selenium.webdriver.common.by import By
     drv = browser
     rid = _open_review(store)
     fid = _gw(store, "SELECT request FROM reviews WHERE review_id=?", (rid,))[0][0]

@@ -1,19 +1,17 @@
 """The verdict and screen-answer forms become exactly the §13 / §11 payloads the gateway accepts."""
 import json
-from types import SimpleNamespace
-
 import pytest
 
 from cart_gateway import protocol as P
 from cart_gateway.catalogue import Catalogue
-from cart_gateway.web.app import _screen_choice, _search, _verdict_payload
+from cart_gateway.web.forms import CatalogueSearch, screen_answer, screen_choice, verdict_payload
 
 CAT = Catalogue.load()
-SVC = SimpleNamespace(catalogue=CAT, _names=[(s.name.lower(), s.sku) for s in CAT])
+SEARCH = CatalogueSearch(CAT)
 
 
 def _v(**form):
-    v = _verdict_payload(SVC, "c001-r1", form)
+    v = verdict_payload(CAT, "c001-r1", form)
     P.decode_verdict(json.dumps(v).encode())       # the gateway's decoder accepts it
     return v
 
@@ -45,30 +43,34 @@ def test_each_verdict_kind():
 ])
 def test_bad_verdict_forms_are_refused_with_the_reason(form, what):
     with pytest.raises(ValueError, match=what):
-        _verdict_payload(SVC, "c001-r1", form)
+        verdict_payload(CAT, "c001-r1", form)
 
 
 def test_catalogue_search_exact_codes_first_then_every_word():
-    assert _search(SVC, "SKU0060")[0].sku == "SKU0060"
-    assert _search(SVC, CAT["SKU0060"].ean13)[0].sku == "SKU0060"
-    hits = _search(SVC, "rice basmati")
+    assert SEARCH("SKU0060")[0].sku == "SKU0060"
+    assert SEARCH(CAT["SKU0060"].ean13)[0].sku == "SKU0060"
+    hits = SEARCH("rice basmati")
     assert hits and all("rice" in s.name.lower() and "basmati" in s.name.lower() for s in hits)
-    assert _search(SVC, "no such product xyz") == []
+    assert SEARCH("no such product xyz") == []
 
 
 def test_screen_answers():
     prompt = {"options": [{"sku": "SKU0001", "name": "a"}, {"sku": "SKU0001", "name": "a+b", "skus": ["SKU0001", "SKU0002"]}]}
-    assert _screen_choice(SVC, prompt, {"choice": "option", "option": "0"}) == {"sku": "SKU0001"}
-    assert _screen_choice(SVC, prompt, {"choice": "option", "option": "1"}) == {"skus": ["SKU0001", "SKU0002"]}
-    assert _screen_choice(SVC, prompt, {"choice": "personal"}) == {"personal": True}
-    assert _screen_choice(SVC, prompt, {"choice": "none"}) == {"none": True}
-    assert _screen_choice(SVC, prompt, {"choice": "barcode", "barcode": "4074391500087"}) == {"barcode": "4074391500087"}
-    for bad in ({"choice": "option", "option": "7"}, {"choice": "barcode", "barcode": "12ab"}, {"choice": "x"}):
+    assert screen_choice(prompt, {"choice": "option", "option": "0"}) == {"sku": "SKU0001"}
+    assert screen_choice(prompt, {"choice": "option", "option": "1"}) == {"skus": ["SKU0001", "SKU0002"]}
+    assert screen_choice(prompt, {"choice": "personal"}) == {"personal": True}
+    assert screen_choice(prompt, {"choice": "none"}) == {"none": True}
+    assert screen_choice(prompt, {"choice": "barcode", "barcode": "4074391500087"}) == {"barcode": "4074391500087"}
+    for bad in ({"choice": "option", "option": "7"}, {"choice": "option", "option": "x"},
+                {"choice": "barcode", "barcode": "12ab"}, {"choice": "x"}):
         with pytest.raises(ValueError):
-            _screen_choice(SVC, prompt, bad)
+            screen_choice(prompt, bad)
+    ans = screen_answer(dict(prompt, prompt_id="c001-p1"), {"choice": "none"})
+    P.decode_answer(json.dumps(ans).encode())
+    assert ans["prompt_id"] == "c001-p1" and ans["answer_id"].startswith("scr-")
 
 
 def test_search_hits_closest_to_the_movements_weight_come_first():
-    hits = _search(SVC, "rice basmati", near_g=2000.0)
+    hits = SEARCH("rice basmati", near_g=2000.0)
     assert abs(hits[0].weight_mean_g - 2000) < abs(hits[-1].weight_mean_g - 2000)
     assert all(abs(a.weight_mean_g - 2000) <= abs(b.weight_mean_g - 2000) for a, b in zip(hits, hits[1:]))

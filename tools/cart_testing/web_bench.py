@@ -19,7 +19,6 @@ import json
 import re
 import shutil
 import ssl
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -84,7 +83,7 @@ def run(reviews: int, loads: int, carts: int) -> dict:
             p = w.wait(lambda: [x for x in (w.json("carts/c001/screen/state") or {}).get("prompts", [])
                                 if x not in before], 20, "a prompt")[0]
             key = screen.split("key=")[1]
-            http.post(f"/screen/c001/answer", data={"key": key, "prompt_id": p["prompt_id"], "choice": "none"})
+            http.post("/screen/c001/answer", data={"key": key, "prompt_id": p["prompt_id"], "choice": "none"})
             q = w.wait(lambda: (w.json("gateway/gw1/review/queue") or {}).get("reviews"), 10, "a review")
             rid = q[0]["review_id"]
             for _ in range(max(1, loads // reviews)):

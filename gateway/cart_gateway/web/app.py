@@ -9,12 +9,9 @@ name a frame. Every POST carries a CSRF token (the screen's is its cart key).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import re
 import time
-import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +32,8 @@ from .. import protocol as P
 from ..catalogue import Catalogue
 from ..config import GatewayConfig
 from ..notify import sd_notify
+from . import forms as F
+from . import views as V
 from .accounts import Accounts, Role, Session, csrf_ok
 from .broker import Broker, NotSent
 from .config import WebConfig
@@ -49,8 +48,6 @@ COOKIE = "cart_staff"
 LOGIN_CSRF = "cart_login_csrf"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self'; "
        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'")
-SKU_MAX_RESULTS = 24
-MULTI_ROWS = 4
 
 
 MAX_FORM_BYTES = 16384     # the largest form here (several products) is ~1 kB
@@ -85,7 +82,7 @@ class Services:
 
     def __post_init__(self):
         self.tz = ZoneInfo(self.web.timezone)
-        self._names = [(s.name.lower(), s.sku) for s in self.catalogue]
+        self.search = F.CatalogueSearch(self.catalogue)
 
 
 def build(web: WebConfig, gw: GatewayConfig, broker: Broker | None = None) -> Starlette:
@@ -109,22 +106,13 @@ def _fmt_ms(svc: Services, t_ms: int | None) -> str:
     return datetime.fromtimestamp(t_ms / 1000, svc.tz).strftime("%H:%M:%S")
 
 
-def _ago(ms: float) -> str:
-    s = max(0, int(ms / 1000))
-    return f"{s} s" if s < 120 else f"{s // 60} min" if s < 7200 else f"{s // 3600} h {s % 3600 // 60} min"
-
-
-def _euros(cents: int | None) -> str:
-    return "–" if cents is None else f"{cents / 100:.2f}"
-
-
 def _client(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
 def make_app(svc: Services) -> Starlette:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.globals.update(euros=_euros, ago=_ago, quote=quote)
+    templates.env.globals.update(euros=V.euros, quote=quote)
     templates.env.filters["clock"] = lambda t: _fmt_ms(svc, t)
     templates.env.filters["datetime"] = lambda t: datetime.fromtimestamp(t / 1000, svc.tz).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -205,8 +193,8 @@ def make_app(svc: Services) -> Starlette:
         if not isinstance(s, Session):
             return s
         now = time.time() * 1000
-        rows = [{"r": r, "waiting": _ago(now - r.created_ms),
-                 "top": _top_candidates(svc, r.request, 2)} for r in svc.state.open_reviews()]
+        rows = [{"r": r, "waiting": V.ago(now - r.created_ms),
+                 "top": V.candidates(svc.catalogue, r.request, 2)} for r in svc.state.open_reviews()]
         done = request.query_params.get("done")
         return page(request, "queue.html", dict(base_ctx(s), rows=rows, done=done,
                                                 applied=request.query_params.get("applied")))
@@ -224,9 +212,7 @@ def make_app(svc: Services) -> Starlette:
             return page(request, "message.html", dict(base_ctx(s), title="No such review",
                                                       text=f"There is no review {rid!r} on this gateway."), 404)
         req = r.request
-        present = svc.state.present_frames(list(req.get("frames", [])))
-        frames = [{"id": f, "present": f in present, "label": lab}
-                  for f, lab in _frame_labels(svc, r.cart, list(req.get("frames", [])))]
+        frames = V.frames(svc.state, r.cart, list(req.get("frames", [])))
         w = req.get("weight") or {}
         trace = ""
         if w.get("epoch") and w.get("seq"):
@@ -237,9 +223,9 @@ def make_app(svc: Services) -> Starlette:
         now = time.time() * 1000
         done = request.query_params.get("done")
         ctx = dict(base_ctx(s), r=r, req=req, frames=frames, trace=trace, basket=basket,
-                   candidates=_top_candidates(svc, req, 8), waiting=_ago(now - r.created_ms),
-                   delta=w.get("delta_g"), search=q, results=_search(svc, q, w.get("delta_g")) if q else [],
-                   rows=range(1, MULTI_ROWS + 1), error=error, done=done,
+                   candidates=V.candidates(svc.catalogue, req, 8), waiting=V.ago(now - r.created_ms),
+                   delta=w.get("delta_g"), search=q, results=svc.search(q, w.get("delta_g")) if q else [],
+                   rows=range(1, F.MULTI_ROWS + 1), error=error, done=done,
                    applied=request.query_params.get("applied"),
                    queue_left=len(svc.state.open_reviews()))
         return page(request, "review.html", ctx, status)
@@ -256,7 +242,7 @@ def make_app(svc: Services) -> Starlette:
         if r is None or r.status != "open":
             return _next_review(svc, rid, applied="closed")
         try:
-            payload = _verdict_payload(svc, rid, form)
+            payload = F.verdict_payload(svc.catalogue, rid, form)
         except ValueError as e:
             return review_page(request, error=str(e), status=400, s=s, review_id=rid)
         t0 = time.monotonic()
@@ -291,7 +277,7 @@ def make_app(svc: Services) -> Starlette:
         s = staff(request)
         if not isinstance(s, Session):
             return s
-        carts = _store_carts(svc)
+        carts = V.cart_cards(svc.state, svc.broker, svc.catalogue)
         today, week, days = svc.figures.compute()
         labels = [d.label for d in days]
         plots = [Markup(bars_svg("human reviews per 1,000 baskets", labels,
@@ -301,7 +287,7 @@ def make_app(svc: Services) -> Starlette:
                  Markup(bars_svg("median time to clear a review (s)", labels,
                                  [d.median_clear_s for d in days], unit=" s"))]
         return page(request, "store.html", dict(base_ctx(s), carts=carts, today=today, week=week, plots=plots,
-                                                online=sum(c["online"] == "online" for c in carts)))
+                                                online=sum(c.online == "online" for c in carts)))
 
     def audit_page(request: Request) -> Response:
         s = staff(request)
@@ -321,13 +307,13 @@ def make_app(svc: Services) -> Starlette:
             cart = request.query_params.get("cart", "")
             if not P.ID_RE.match(cart) or not svc.accounts.screen_key_ok(cart, request.query_params.get("key")):
                 return PlainTextResponse("forbidden", 403)
-            return JSONResponse({"v": _screen_version(svc, cart)})
+            return JSONResponse({"v": V.screen_version(svc.state, cart)})
         s = staff(request, touch=False)      # polling is not use: an idle tablet's session still expires
         if not isinstance(s, Session):
             return s
         if what == "store":
-            return JSONResponse({"v": _store_version(svc)})
-        return JSONResponse({"v": _queue_version(svc)})
+            return JSONResponse({"v": V.store_version(svc.state, svc.broker)})
+        return JSONResponse({"v": V.queue_version(svc.state)})
 
     # ------------------------------------------------------------ cart screen
     def screen(request: Request) -> Response:
@@ -339,12 +325,12 @@ def make_app(svc: Services) -> Starlette:
         basket = svc.state.retained_one(f"carts/{cart}/basket") or {"lines": [], "total_cents": 0, "version": 0}
         st = svc.state.retained_one(f"carts/{cart}/screen/state") or {"prompts": []}
         receipt = svc.state.retained_one(f"carts/{cart}/receipt")
-        lines = [dict(ln, known=ln.get("sku") in svc.catalogue) for ln in basket.get("lines", [])]
+        lines = V.with_pictures(svc.catalogue, basket.get("lines", []))
         paid = receipt if receipt and receipt.get("ok") and not lines else None
         return page(request, "screen.html", dict(cart=cart, key=key, basket=basket, lines=lines,
                                                  prompts=st.get("prompts", []), paid=paid,
                                                  sent=request.query_params.get("sent"),
-                                                 version=_screen_version(svc, cart)))
+                                                 version=V.screen_version(svc.state, cart)))
 
     async def screen_answer(request: Request) -> Response:
         cart = request.path_params["cart"]
@@ -359,11 +345,9 @@ def make_app(svc: Services) -> Starlette:
         if prompt is None:
             return RedirectResponse(back + "&sent=closed", 303)
         try:
-            choice = _screen_choice(svc, prompt, form)
+            ans = F.screen_answer(prompt, form)
         except ValueError as e:
             return PlainTextResponse(f"bad answer: {e}", 400)
-        ans = {"v": 1, "prompt_id": pid, "answer_id": f"scr-{uuid.uuid4().hex[:24]}", "choice": choice}
-        P.decode_answer(json.dumps(ans).encode())      # exactly what the gateway accepts, or raise here
         try:
             svc.broker.publish(f"carts/{cart}/screen/answer", ans)
         except NotSent:
@@ -435,155 +419,6 @@ def _safe_next(nxt) -> str:
     return "/queue"
 
 
-def _top_candidates(svc: Services, req: dict, n: int) -> list[dict]:
-    out = []
-    for c in sorted(req.get("candidates", []), key=lambda c: -float(c.get("score", 0)))[:n]:
-        skus = c.get("skus") or ([c["sku"]] if c.get("sku") else [])
-        names = [svc.catalogue[k].name if k in svc.catalogue else k for k in skus]
-        out.append({"sku": c.get("sku"), "skus": skus, "kind": c.get("kind", ""), "score": float(c.get("score", 0)),
-                    "name": " + ".join(names) or "?",
-                    "price": svc.catalogue[c["sku"]].price_cents if c.get("sku") in svc.catalogue else None,
-                    "by_weight": c.get("sku") in svc.catalogue and svc.catalogue[c["sku"]].sold_by_weight,
-                    "known": all(k in svc.catalogue for k in skus)})
-    return out
-
-
-def _search(svc: Services, q: str, near_g: float | None = None) -> list:
-    """Catalogue search: an exact SKU or EAN-13 first, then names containing every word, those
-    whose weight is closest to the movement's first. A linear pass over the names (30,000
-    SKUs: a few ms); the reviewer types a query, not a stream."""
-    exact = []
-    if q in svc.catalogue:
-        exact.append(svc.catalogue[q])
-    s = svc.catalogue.by_ean(q)
-    if s is not None and s not in exact:
-        exact.append(s)
-    words = q.lower().split()
-    hits = [svc.catalogue[sku] for name, sku in svc._names if all(w in name for w in words)]
-    hits = [h for h in hits if h not in exact]
-    if near_g is not None and not all(h.sold_by_weight for h in hits):
-        hits.sort(key=lambda h: (h.sold_by_weight, abs(h.weight_mean_g - abs(near_g))))
-    return (exact + hits)[:SKU_MAX_RESULTS]
-
-
-def _frame_labels(svc: Services, cart: str, frame_ids: list[str]) -> list[tuple[str, str]]:
-    """Each frame with what took it: the capture event (§6.3) that lists it, still or burst frame."""
-    out = []
-    caps = {}
-    try:
-        for (payload,) in svc.state.db().execute(
-                "SELECT payload FROM events WHERE cart=? AND board='cam' AND type='capture' "
-                "ORDER BY t_ms DESC LIMIT 50", (cart,)):
-            d = json.loads(bytes(payload))
-            for i, n in enumerate(d.get("frames", [])):
-                caps.setdefault((d.get("epoch"), n), (d, i))
-    except (ValueError, TypeError):
-        pass
-    for fid in frame_ids:
-        try:
-            _, ep, n = fid.split("/")
-            d, i = caps.get((int(ep), int(n)), (None, 0))
-        except ValueError:
-            d = None
-        if d is None:
-            out.append((fid, "frame"))
-            continue
-        still = d.get("still")
-        kind = "still" if still is not None and (still == int(n) or (isinstance(still, list) and int(n) in still)) \
-            else f"burst {i + 1}/{len(d.get('frames', []))}"
-        out.append((fid, f"{kind} ({d.get('trigger', '?')})"))
-    return out
-
-
-def _sku_of(svc: Services, text: str) -> str | None:
-    t = text.strip()
-    if not t:
-        return None
-    if t in svc.catalogue:
-        return t
-    s = svc.catalogue.by_ean(t)
-    if s is not None:
-        return s.sku
-    raise ValueError(f"{t!r} is not a SKU or an EAN-13 of this store's catalogue (use the search)")
-
-
-def _qty(text, what: str) -> int:
-    try:
-        q = int(str(text).strip() or "1")
-    except ValueError:
-        raise ValueError(f"{what}: the quantity {text!r} is not a whole number") from None
-    if not 1 <= q <= 99:
-        raise ValueError(f"{what}: the quantity must be 1 to 99")
-    return q
-
-
-def _verdict_payload(svc: Services, review_id: str, form: dict) -> dict:
-    """The §13 verdict the form describes, checked by the gateway's own decoder."""
-    kind = form.get("kind")
-    base = {"v": 1, "review_id": review_id, "verdict_id": f"web-{uuid.uuid4().hex[:24]}"}
-    if kind == "one":
-        sku = _sku_of(svc, str(form.get("sku", "")))
-        if sku is None:
-            raise ValueError("choose a product")
-        v = dict(base, sku=sku, qty=_qty(form.get("qty", "1"), sku))
-    elif kind == "skus":     # a candidate naming several units (e.g. two packs, a swap as the shopper saw it)
-        skus = [_sku_of(svc, x) for x in str(form.get("skus", "")).split(",") if x.strip()]
-        if not skus or len(skus) > P.MAX_MULTI:
-            raise ValueError(f"1 to {P.MAX_MULTI} products")
-        counts: dict[str, int] = {}
-        for k in skus:
-            counts[k] = counts.get(k, 0) + 1
-        adds = [{"sku": k, "qty": q} for k, q in counts.items()]
-        v = dict(base, sku=adds[0]["sku"], qty=adds[0]["qty"], adds=adds, removes=[])
-    elif kind == "several":
-        lists = {}
-        for side in ("add", "rem"):
-            items = []
-            for i in range(1, MULTI_ROWS + 1):
-                raw = str(form.get(f"{side}_sku_{i}", "")).strip()
-                if not raw:
-                    continue
-                sku = None if raw.lower() in ("personal", "own") else _sku_of(svc, raw)
-                items.append({"sku": sku, "qty": _qty(form.get(f"{side}_qty_{i}", "1"), raw)})
-            lists[side] = items
-        if not lists["add"] and not lists["rem"]:
-            raise ValueError("several products: name at least one product that went in or came out")
-        first = (lists["add"] or lists["rem"])[0]
-        v = dict(base, sku=first["sku"], qty=first["qty"], adds=lists["add"], removes=lists["rem"])
-    elif kind == "personal":
-        v = dict(base, sku=None, qty=1)
-    elif kind == "nothing":
-        v = dict(base, sku=None, qty=0)
-    else:
-        raise ValueError("unknown verdict kind")
-    try:
-        P.decode_verdict(json.dumps(v).encode())
-    except P.ProtocolError as e:
-        raise ValueError(f"the gateway would reject this verdict: {e}") from None
-    return v
-
-
-def _screen_choice(svc: Services, prompt: dict, form: dict) -> dict:
-    what = form.get("choice")
-    if what == "personal":
-        return {"personal": True}
-    if what == "none":
-        return {"none": True}
-    if what == "barcode":
-        code = str(form.get("barcode", "")).strip()
-        if not code.isdigit() or not 8 <= len(code) <= 14:
-            raise ValueError("a barcode is 8 to 14 digits")
-        return {"barcode": code}
-    if what == "option":
-        i = int(form.get("option", -1))
-        opts = prompt.get("options", [])
-        if not 0 <= i < len(opts):
-            raise ValueError("no such option")
-        o = opts[i]
-        return {"skus": list(o["skus"])} if o.get("skus") else {"sku": o["sku"]}
-    raise ValueError("unknown choice")
-
-
 def _wait(cond, timeout_s: float, step_s: float = 0.01) -> bool:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -602,57 +437,3 @@ def _next_review(svc: Services, done: str, applied: str) -> Response:
     nxt = next((r for r in svc.state.open_reviews() if r.review_id != done), None)
     q = urlencode({"done": done, "applied": applied})
     return RedirectResponse(f"/review/{quote(nxt.review_id)}?{q}" if nxt else f"/queue?{q}", 303)
-
-
-def _checkout_state(basket: dict | None, receipt: dict | None) -> tuple[str, str]:
-    lines = (basket or {}).get("lines", [])
-    if receipt and receipt.get("ok") and not lines:
-        return "paid", f"paid: receipt {receipt.get('receipt_id')} ({_euros(receipt.get('total_cents'))})"
-    if receipt and not receipt.get("ok") and lines:
-        return "refused", f"checkout refused: {receipt.get('reason')}"
-    return ("shopping", "shopping") if lines else ("idle", "empty")
-
-
-def _store_carts(svc: Services) -> list[dict]:
-    ret = svc.state.retained("carts/")
-    names = set(svc.state.carts()) | {t.split("/")[1] for t in ret} | svc.broker.known_carts()
-    last = svc.state.last_event_ms()
-    now = time.time() * 1000
-    reviews: dict[str, list] = {}
-    for r in svc.state.open_reviews():
-        reviews.setdefault(r.cart, []).append(r)
-    out = []
-    for c in sorted(names):
-        basket = ret.get(f"carts/{c}/basket")
-        receipt = ret.get(f"carts/{c}/receipt")
-        states = {b: svc.broker.board_state(c, b) for b in ("scale", "cam")}
-        online = ("online" if all(v == "online" for v in states.values()) else
-                  "offline" if any(v == "offline" for v in states.values()) else
-                  "partial" if any(v == "online" for v in states.values()) else "unknown")
-        ck, ck_text = _checkout_state(basket, receipt)
-        lines = [dict(ln, known=ln.get("sku") in svc.catalogue) for ln in (basket or {}).get("lines", [])]
-        out.append({"cart": c, "online": online, "boards": states, "lines": lines,
-                    "total": (basket or {}).get("total_cents", 0), "version": (basket or {}).get("version", 0),
-                    "prompts": (ret.get(f"carts/{c}/screen/state") or {}).get("prompts", []),
-                    "reviews": reviews.get(c, []), "checkout": ck, "checkout_text": ck_text,
-                    "last_seen": _ago(now - last[c]) + " ago" if c in last else "never"})
-    return out
-
-
-def _digest(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _store_version(svc: Services) -> str:
-    # retained rows are INSERT OR REPLACE'd: their highest rowid changes with every publish
-    row = svc.state.db().execute("SELECT MAX(rowid), COUNT(*) FROM retained").fetchone()
-    status = sorted((t, d.get("state")) for t, d in list(svc.broker.status.items()))
-    return _digest(row, _queue_version(svc), status)
-
-
-def _queue_version(svc: Services) -> str:
-    return _digest([r.review_id for r in svc.state.open_reviews()])
-
-
-def _screen_version(svc: Services, cart: str) -> str:
-    return _digest([svc.state.retained_one(f"carts/{cart}/{t}") for t in ("basket", "screen/state", "receipt")])

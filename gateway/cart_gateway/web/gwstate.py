@@ -120,6 +120,17 @@ class GatewayState:
         q = ",".join("?" * len(frame_ids))
         return {r[0] for r in self.db().execute(f"SELECT frame_id FROM frames WHERE frame_id IN ({q})", frame_ids)}
 
+    def capture_events(self, cart: str, limit: int = 50) -> list[dict]:
+        """The camera's latest capture events (§6.3) of a cart, newest first."""
+        out = []
+        for (payload,) in self.db().execute("SELECT payload FROM events WHERE cart=? AND board='cam' AND "
+                                            "type='capture' ORDER BY t_ms DESC LIMIT ?", (cart, limit)):
+            try:
+                out.append(json.loads(bytes(payload)))
+            except ValueError:
+                continue
+        return out
+
     # ------------------------------------------------------------ weight trace of a movement
     def weight_trace(self, cart: str, epoch: int, seq: int, before: int = 12, after: int = 4) -> list[WeightPoint]:
         """The scale's events around the movement (`before` earlier, `after` later), by receive time."""
