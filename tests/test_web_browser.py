@@ -221,6 +221,7 @@ def test_screen_prompt_review_verdict_and_basket_everywhere(store, browser):
     assert "no such frame" in drv.page_source
     drv.get(store["web"].base + f"/review/{rid}")
     assert drv.find_elements(By.CSS_SELECTOR, ".frame-gone") and not drv.find_elements(By.CSS_SELECTOR, "img.frame")
+    assert f"verdict {sku} × 1" in drv.find_element(By.ID, "closed").text
 
 
 def test_supervisor_sees_the_verdict_in_the_audit_log_and_a_reviewer_cannot(store, browser):

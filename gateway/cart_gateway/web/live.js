@@ -4,6 +4,7 @@
   var el = document.body, url = el.getAttribute("data-live");
   if (!url) return;
   var seen = el.getAttribute("data-version");
+  var every = parseInt(el.getAttribute("data-every") || "1000", 10);   // the store view asks less often
   function poll() {
     if (document.activeElement && /INPUT|SELECT|TEXTAREA/.test(document.activeElement.tagName)) {
       return setTimeout(poll, 1000);   // someone is typing: do not throw their input away
@@ -14,8 +15,8 @@
     }).then(function (d) {
       if (d && seen && d.v !== seen) { location.reload(); return; }
       if (d) seen = d.v;
-      setTimeout(poll, 1000);
+      setTimeout(poll, every);
     }).catch(function () { setTimeout(poll, 3000); });
   }
-  setTimeout(poll, 1000);
+  setTimeout(poll, every);
 })();
