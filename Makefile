@@ -9,11 +9,11 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all setup venv mosquitto test demo bench clean model-smoke
+.PHONY: all setup venv mosquitto chromium test demo bench clean model-smoke
 
 all: test
 
-setup: venv mosquitto
+setup: venv mosquitto chromium
 
 # pip installs only when the requirement files changed since the last install.
 venv: $(STAMP)
@@ -32,6 +32,15 @@ mosquitto:
 	else echo "error: Mosquitto is missing. Install it: sudo apt-get install mosquitto" >&2; exit 1; fi; \
 	echo "installing mosquitto with apt-get"; \
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto >/dev/null
+
+# Headless Chromium and its driver from Debian, for the web service's browser tests.
+chromium:
+	@if test -x /usr/bin/chromium && test -x /usr/bin/chromedriver; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; \
+	else echo "error: Chromium is missing. Install it: sudo apt-get install chromium chromium-driver" >&2; exit 1; fi; \
+	echo "installing chromium and chromium-driver with apt-get"; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
 
 # pytest exits 5 when a selection collects nothing; that is not a failure here.
 test: setup

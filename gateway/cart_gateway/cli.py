@@ -69,6 +69,8 @@ def main(argv=None) -> int:
     p.add_argument("--gateway-id", help="the gateway id the trace was recorded against (default: the trace "
                    "header's gateway_id, else the one id in its gateway/<gw>/ topics, else the config's)")
     p.set_defaults(fn=_replay)
+    from .web.cli import add_parsers as add_web_parsers     # `web`, `web-user`, `web-screen-url` (docs/web.md)
+    add_web_parsers(sub)
     args = ap.parse_args(argv)
     try:
         return args.fn(args)

@@ -70,3 +70,24 @@ def test_gateway_sends_ready_after_connecting_and_watchdog_pings(mosquitto, tmp_
     finally:
         stop(gw)
         s.close()
+
+
+WEB_UNIT = UNIT.parent / "cart-gateway-web.service"
+
+
+def test_web_unit_passes_systemd_analyze_verify_with_the_same_hardening(tmp_path):
+    exe = shutil.which("systemd-analyze")
+    if exe is None:
+        pytest.skip("systemd-analyze not installed (apt-get install systemd)")
+    unit = tmp_path / "cart-gateway-web.service"
+    unit.write_text(WEB_UNIT.read_text().replace("/opt/cart-gateway/venv/bin/cart-gateway", "/bin/true"))
+    r = subprocess.run([exe, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "cart-gateway-web.service" not in r.stderr, r.stderr
+    hardening = [ln for ln in UNIT.read_text().splitlines()
+                 if re.match(r"(Protect|Restrict|Private|NoNewPriv|SystemCall|Capability|Ambient|DevicePolicy|"
+                             r"IPAddress|LockPersonality|DynamicUser|UMask)", ln)]
+    web = WEB_UNIT.read_text().splitlines()
+    assert hardening and all(ln in web for ln in hardening), [ln for ln in hardening if ln not in web]
+    assert "MemoryDenyWriteExecute=yes" in web and "User=cart-gateway" in web
+    assert "ExecStart=/opt/cart-gateway/venv/bin/cart-gateway web --config /etc/cart-gateway/web.toml" in web

@@ -99,10 +99,15 @@ def run(carts: int, seconds: float, seed: int, out: Path | None) -> dict:
                                      carts=[f"c{n:03d}" for n in range(1, carts + 1)], detector=True),
                         root / "gateway.log").start()
     w = Watcher(broker.port)
+    web = None
     shoppers = [Shopper(f"c{n:03d}", broker.port, root, seed + n, cat) for n in range(1, carts + 1)]
     answered: set[str] = set()
     try:
         w.wait(lambda: (w.json("gateway/gw1/status") or {}).get("state") == "online", 30, "gateway online")
+        from cart_testing.web import start_demo_web     # the staff web service and a cart's screen (docs/web.md)
+        web, urls = start_demo_web(root, root / "gateway.toml", shoppers[0].cart)
+        for line in urls:
+            console.print(line, soft_wrap=True)
         for sh in shoppers:
             for b in sh.boards():
                 b.power_on()
@@ -148,6 +153,8 @@ def run(carts: int, seconds: float, seed: int, out: Path | None) -> dict:
         for sh in shoppers:
             for b in sh.boards():
                 b.close()
+        if web:
+            web.stop()
         gw.stop()
         broker.stop()
 
