@@ -9,4 +9,9 @@ except Exception as e:
     import sys
     import hal
     sys.print_exception(e)
+    try:  # so that safe mode, if it comes to that, names the real reason
+        from cartfw import safemode
+        safemode.note_error("%s: %s" % (type(e).__name__, e))
+    except Exception:
+        pass
     hal.reset("panic")
