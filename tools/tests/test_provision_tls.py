@@ -58,15 +58,19 @@ def _connect(port, ca, user, password):
 def test_client_verifying_the_store_ca_connects_and_publishes(tls_broker):
     port, ca, users = tls_broker
     c, got = _connect(port, ca, "cart-c001-scale", users["cart-c001-scale"])
+    gw, gw_got = _connect(port, ca, "gateway-gw1", users["gateway-gw1"])
     try:
         assert not got.get(timeout=5).is_failure
+        assert not gw_got.get(timeout=5).is_failure
         c.subscribe("carts/c001/scale/cmd", 1)
         time.sleep(0.3)
-        c.publish("carts/c001/scale/cmd", b"x", qos=1).wait_for_publish(5)
+        # the gateway's command reaches the board (the board may only read its cmd topic)
+        gw.publish("carts/c001/scale/cmd", b"x", qos=1).wait_for_publish(5)
         assert got.get(timeout=5) == ("carts/c001/scale/cmd", b"x")
     finally:
-        c.loop_stop()
-        c.disconnect()
+        for cl in (c, gw):
+            cl.loop_stop()
+            cl.disconnect()
 
 
 def test_wrong_ca_is_refused(tls_broker, tmp_path):

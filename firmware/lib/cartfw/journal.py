@@ -32,18 +32,13 @@ class JournalFull(Exception):
 def why(e):
     """A flash error as text that says what it was: "OSError EROFS" (MicroPython's
     str() of an OSError is just the number)."""
-    if isinstance(e, OSError) and e.args and isinstance(e.args[0], int):
+    if isinstance(e, OSError) and e.args:
         n = e.args[0]
-        try:
-            import errno
-            name = errno.errorcode.get(n)
-        except ImportError:  # pragma: no cover
-            name = None
-        return "OSError %s" % (name or _ERRNO.get(n, n))
+        return "OSError %s" % _ERRNO.get(n, n)
     return str(e)
 
 
-_ERRNO = {5: "EIO", 28: "ENOSPC", 30: "EROFS"}  # not all ports' errno names these
+_ERRNO = {5: "EIO", 13: "EACCES", 28: "ENOSPC", 30: "EROFS"}
 
 
 def frame(payload):
