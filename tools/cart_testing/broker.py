@@ -3,7 +3,7 @@
 `Broker` is the open broker of the virtual store and the demo (anonymous, on
 loopback only: mosquitto-open-virtual-store.conf). `SecureBroker` is the broker
 as a store runs it: users and ACL from `cart-flash provision`, client ids bound
-to user names, optionally TLS with a store CA made on the spot."""
+to user names (TLS is tested on the Pi's own config: gateway/tests/test_systemd_mosquitto_conf.py)."""
 import os
 import shutil
 import socket
@@ -75,13 +75,13 @@ class SecureBroker(Broker):
     """Mosquitto configured by `cart-flash provision` (provision.mosquitto_conf):
     no anonymous clients, the generated ACL, use_username_as_clientid.
 
-    store: keyword arguments of provision.provision (carts, gateway, review, ...).
+    carts, gateway, review and **more (web, exits, bench, fleet_bridge): the
+    store's users, as for provision.provision.
     extra_users / extra_acl: test-only users appended to the generated files
-    (e.g. an auditor that reads and writes everything, to check the ACL).
-    tls: also a TLS listener with a fresh store CA (`.tls_port`, `.ca`)."""
+    (e.g. an auditor that reads and writes everything, to check the ACL)."""
 
     def __init__(self, tmp: Path, carts=("c001", "c002"), gateway="gw1", review=(), port=None,
-                 persistence=False, tls=False, extra_users: dict[str, str] | None = None,
+                 persistence=False, extra_users: dict[str, str] | None = None,
                  extra_acl: str = "", **more):
         super().__init__(tmp, port, persistence)
         from cart_flash import provision
@@ -94,21 +94,11 @@ class SecureBroker(Broker):
         if extra_acl:
             with open(self.prov / "mosquitto.acl", "a") as f:
                 f.write("\n" + extra_acl + "\n")
-        self.tls_port = free_port() if tls else None
-        self.ca = None
-        if tls:
-            self.ca = provision.make_ca(tmp / f"ca-{self.port}")
-            cert, key = provision.make_server_cert(self.ca.parent, self.ca.parent, ["127.0.0.1", "localhost"])
-            self._tls = (self.ca, cert, key)
 
     def _security(self) -> str:
         from cart_flash import provision
         passwd, acl = self.prov / "mosquitto.passwd", self.prov / "mosquitto.acl"
-        if self.tls_port:
-            text = provision.mosquitto_conf(self.tls_port, passwd, acl, bind="127.0.0.1", tls=self._tls,
-                                            local_port=self.port)
-        else:
-            text = provision.mosquitto_conf(self.port, passwd, acl, bind="127.0.0.1")
+        text = provision.mosquitto_conf(self.port, passwd, acl, bind="127.0.0.1")
         if os.geteuid() == 0 and not self.persistence:
             # as root mosquitto drops to its own user, which cannot read pytest's tmp dir
             text += "user root\n"
