@@ -29,18 +29,6 @@ class JournalFull(Exception):
     pass
 
 
-def why(e):
-    """A flash error as text that says what it was: "OSError EROFS" (MicroPython's
-    str() of an OSError is just the number)."""
-    if isinstance(e, OSError) and e.args:
-        n = e.args[0]
-        return "OSError %s" % _ERRNO.get(n, n)
-    return str(e)
-
-
-_ERRNO = {5: "EIO", 13: "EACCES", 28: "ENOSPC", 30: "EROFS"}
-
-
 def frame(payload):
     """Framed record bytes for payload (bytes)."""
     n = len(payload)
@@ -111,14 +99,14 @@ class Journal:
         self.torn = 0  # torn tails removed at open
         self._cursor_dirty = 0
         self.errors = 0  # flash writes that failed (read-only, full, I/O error)
-        self.fault = None  # the last of them, e.g. "cursor: [Errno 28] ENOSPC"
+        self.fault = None  # the last of them: (where, exception)
         self.open()
 
     def _failed(self, where, e):
         # The flash refused a write. Never fatal: what is journaled stays
         # readable and is still sent; the runtime reports the fault.
         self.errors += 1
-        self.fault = "%s: %s" % (where, why(e))
+        self.fault = (where, e)
 
     # -- paths
     def _seg(self, n):

@@ -60,7 +60,7 @@ class Runtime:
         self.epoch = jmod.read_int(EPOCH_PATH, 0) + 1
         # (in place if a full flash has no room for the temp file)
         if not safemode._write(EPOCH_PATH, b"%d\n" % self.epoch) or safemode.fault is not None:
-            self._flash_failed("state", safemode.fault)  # epoch or boot counter not written
+            self._flash_failed(*safemode.fault)  # epoch or boot counter not written
         j = cfg["journal"]
         self.journal = jmod.Journal("journal", j["max_bytes"], j["segment_bytes"])
         if self.journal.torn:
@@ -140,16 +140,11 @@ class Runtime:
 
     def _flash_failed(self, where, exc, n=1):
         self.flash_errors += n
-        new = self.flash_fault is None
-        self.flash_fault = ("%s: %s" % (where, jmod.why(exc)))[:120]
-        if new:
-            log("flash: %s; the board carries on, journaled events are kept" % self.flash_fault)
-            # Not journaled: the journal is what failed. Its own seq, so the
-            # gateway sees a gap rather than a duplicate if it is lost.
-            self.seq += 1
-            self._fault_report = proto.encode_error(self.cart, self.board, self.epoch, self.seq, "flash_error",
-                                                    self.flash_fault, self.clock())
-            self._wake.set()
+        try:
+            from cartfw import flashfault  # loaded on the first fault only
+            flashfault.report(self, where, exc)
+        except MemoryError:
+            self.flash_fault = where
 
     async def publish(self, suffix, payload, qos=0, retain=False):
         if isinstance(payload, str):
@@ -202,7 +197,7 @@ class Runtime:
             if j.errors != self._journal_errors_seen:  # e.g. the cursor could not be written
                 n = j.errors - self._journal_errors_seen
                 self._journal_errors_seen = j.errors
-                self._flash_failed("journal", j.fault, n)
+                self._flash_failed("journal " + j.fault[0], j.fault[1], n)
             if self._fault_report is not None:
                 if await self.mqtt.publish(self.evt_topic, self._fault_report, qos=1):
                     self._fault_report = None

@@ -5,12 +5,13 @@
 import os
 
 try:
-    from cartfw.journal import read_int, write_atomic, why
+    from cartfw.journal import read_int, write_atomic
 except ImportError:  # pragma: no cover
-    from journal import read_int, write_atomic, why
+    from journal import read_int, write_atomic
 
 DIR = "state"
-# Why this boot could not write its notes (read-only or full flash), or None.
+# Why this boot could not write its notes (read-only or full flash), as
+# (path, exception), or None.
 # begin() never raises for it: the runtime reports it instead (issue 11 §10).
 fault = None
 CRASHES = DIR + "/crashes"
@@ -40,7 +41,7 @@ def _write(path, data):
                 f.write(data)
             return True
         except OSError:
-            fault = "%s: %s" % (path, why(e))
+            fault = (path, e)
             return False
 
 
