@@ -10,6 +10,7 @@ Mounting needs root (CAP_SYS_ADMIN); without it these tests are skipped with
 that reason."""
 import os
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -76,8 +77,7 @@ def mounts():
 
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a read-only / full filesystem")
-    probe = Path(f"/tmp/cart-mount-probe-{os.getpid()}")
-    probe.mkdir(exist_ok=True)
+    probe = Path(tempfile.mkdtemp(prefix="cart-mount-probe-"))
     try:
         M().tmpfs(probe, 4096)
         subprocess.run(["umount", str(probe)], check=True)
