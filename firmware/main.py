@@ -9,4 +9,10 @@ except Exception as e:
     import sys
     import hal
     sys.print_exception(e)
+    try:  # so that safe mode, if it comes to that, names the real reason
+        from cartfw import safemode
+        safemode.note_error("%s: %s" % (type(e).__name__, e))
+        safemode.note_reset("panic")  # counted by the boot-loop guard like any crash
+    except Exception:
+        pass
     hal.reset("panic")

@@ -44,3 +44,22 @@ def test_three_crashes_then_safe_mode(mosquitto, board_factory, subscriber_facto
     assert sub.wait(lambda: any(b'"t1"' in p for t, p, r in sub.on("/cmd/res")), 10)
     res = [json.loads(p) for t, p, r in sub.on("/cmd/res") if b'"t1"' in p][0]
     assert not res["ok"] and "safe mode" in res["error"]
+
+
+IMPORT_CRASHER = Path(__file__).with_name("apps") / "import_crasher.py"
+
+
+def test_safe_mode_names_an_error_that_reached_main(mosquitto, board_factory, subscriber_factory):
+    """Issue 11 §10: a crash that escaped the runtime (main.py resets the board
+    itself) left safe mode saying "no error recorded"."""
+    sub = subscriber_factory(mosquitto.port)
+    b = board_factory(app=IMPORT_CRASHER)
+    b.write_config(board_config(mosquitto.port, stable_s=30))
+    for _ in range(3):
+        b.start()
+        assert b.wait(15) == 3, b.text()
+    b.start()
+    assert b.wait_console("SAFE MODE: 3 boots in a row failed", 10), b.text()
+    births = lambda: [json.loads(p) for t, p, r in sub.on("/status") if b'"safe"' in p and b'"online"' in p]  # noqa: E731
+    assert sub.wait(births, 10)
+    assert "driver import exploded" in births()[-1]["reason"], births()[-1]

@@ -59,6 +59,9 @@ class BrokerSpec:
     user: str | None = None
     password: str | None = None
     ca_file: str | None = None
+    # virtual rig: the private broker closed as in a store (cart-flash provision's
+    # users and ACL, client ids bound to users); the rig logs in as bench-rig
+    provisioned: bool = False
 
 
 @dataclass(frozen=True)

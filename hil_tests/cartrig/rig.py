@@ -39,11 +39,20 @@ class Rig:
     def start(self) -> "Rig":
         s = self.spec
         host, port = s.broker.host, s.broker.port
+        user, password = s.broker.user, s.broker.password
+        self.credentials = None  # a provisioned private broker's users, for the virtual boards
         if s.broker.control == "local" and port == 0:
-            from cart_testing.broker import Broker
+            from cart_testing.broker import Broker, SecureBroker
             # persistence on, as on the gateway Pi: the monitor's session (and
             # queued QoS 1 messages) survive the outage test's restart
-            self.broker = Broker(self.workdir, persistence=True).start()
+            if s.broker.provisioned:
+                carts = sorted({b.cart for b in s.boards})
+                self.broker = SecureBroker(self.workdir, carts=carts, gateway="gw1", bench=["rig"],
+                                           persistence=True).start()
+                self.credentials = self.broker.users
+                user, password = "bench-rig", self.broker.users["bench-rig"]
+            else:
+                self.broker = Broker(self.workdir, persistence=True).start()
             port = self.broker.port
             self._closers.append(self.broker.stop)
             self.broker_control = LocalBrokerDriver(self.broker)
@@ -52,7 +61,7 @@ class Rig:
         else:
             self.broker_control = ManualBrokerDriver(self.prompt)
         self.broker_addr = (host, port)
-        self.monitor = Monitor(host, port, s.broker.user, s.broker.password, s.broker.ca_file)
+        self.monitor = Monitor(host, port, user, password, s.broker.ca_file)
         self._closers.append(self.monitor.close)
         for seed, spec in enumerate(s.boards, start=1):
             board = self._virtual(spec, seed) if spec.port is None else self._real(spec)
@@ -61,7 +70,7 @@ class Rig:
         return self
 
     def _config(self, spec, board: Board, calibration=None) -> dict:
-        creds = load_credentials(Path(spec.credentials)) if spec.credentials else None
+        creds = load_credentials(Path(spec.credentials)) if spec.credentials else self.credentials
         cfg = make_config(spec.board, spec.cart, broker=self.broker_addr, wifi=spec.wifi,
                           credentials=creds, calibration=calibration, tls=spec.tls)
         cfg.update(RIG_SETTINGS)

@@ -88,7 +88,8 @@ def load(path: Path) -> RigSpec:
     broker = BrokerSpec(host=b.get("host", "127.0.0.1"), port=int(b.get("port", 0)),
                         control=b.get("control", "local" if kind == "virtual" else "manual"),
                         stop_cmd=b.get("stop_cmd", ""), start_cmd=b.get("start_cmd", ""),
-                        user=b.get("user"), password=_secret(b, "password"), ca_file=b.get("ca_file"))
+                        user=b.get("user"), password=_secret(b, "password"), ca_file=b.get("ca_file"),
+                        provisioned=bool(b.get("provisioned", False)))
     if broker.control not in ("local", "command", "manual"):
         raise RigFileError(f"{path}: broker.control {broker.control!r} is not local, command or manual")
     if broker.control == "command" and not (broker.stop_cmd and broker.start_cmd):

@@ -37,7 +37,8 @@ def _flash_args(p: argparse.ArgumentParser, single: bool) -> None:
     p.add_argument("--boot", action="store_true", help="dir: targets: boot a virtual board and verify it online")
     p.add_argument("--no-verify", action="store_true", help="real boards: do not wait for the birth on the broker")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds for the REPL and for coming online")
-    p.add_argument("--verify-user", help="MQTT user cart-flash logs in with to verify (e.g. the gateway's)")
+    p.add_argument("--verify-user", help="MQTT user cart-flash logs in with to verify (a bench-<id> user; "
+                                         "never the gateway's: it would kick the gateway off)")
     p.add_argument("--verify-password")
     p.add_argument("--verify-ca", help="CA file to verify the broker's certificate with")
     p.add_argument("--dry-run", action="store_true", help="print the plan, touch nothing")
@@ -106,9 +107,11 @@ def cmd_provision(a: argparse.Namespace) -> int:
     old = a.out / "credentials.json"
     if old.exists():
         existing = json.loads(old.read_text())["users"]
-    creds = provision.provision(a.out, carts, a.gateway, review, existing)
+    ids = lambda v: [i for i in (v or "").split(",") if i]  # noqa: E731
+    creds = provision.provision(a.out, carts, a.gateway, review, existing, web=ids(a.web), exits=ids(a.exit),
+                                bench=ids(a.bench), fleet_bridge=a.fleet_bridge)
     print(f"{len(creds['users'])} MQTT users in {a.out}/credentials.json (keep secret), "
-          f"{a.out}/mosquitto.passwd and {a.out}/mosquitto.acl (copy to the gateway's /etc/mosquitto/)")
+          f"{a.out}/mosquitto.passwd and {a.out}/mosquitto.acl (install on the gateway Pi in /etc/mosquitto/cart/: docs/install-pi.md §3)")
     return 0
 
 
@@ -137,6 +140,10 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--carts", required=True, help="comma-separated cart ids")
     pr.add_argument("--gateway", required=True, help="gateway id")
     pr.add_argument("--review", help="comma-separated review station ids")
+    pr.add_argument("--web", help="comma-separated staff web service ids (user web-<id>)")
+    pr.add_argument("--exit", help="comma-separated exit gate ids (user exit-<id>)")
+    pr.add_argument("--bench", help="comma-separated bench rig ids (user bench-<id>: rig monitor, --verify-user)")
+    pr.add_argument("--fleet-bridge", action="store_true", help="a fleet-<gw> user for the head-office bridge")
     pr.set_defaults(fn=cmd_provision)
     t = sub.add_parser("tls", help="store CA and the broker's certificate (openssl)")
     t.add_argument("--out", type=Path, required=True)

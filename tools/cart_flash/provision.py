@@ -1,13 +1,33 @@
-"""Broker security for a store: per-board MQTT credentials, the Mosquitto
+"""Broker security for a store: per-client MQTT credentials, the Mosquitto
 password file and ACL, and TLS certificates (a store CA and the broker's cert).
 
-Roles (ACL, default deny: Mosquitto refuses any topic an ACL does not grant):
-- board `cart-<cart>-<board>`: read/write `carts/<cart>/#` only;
-- gateway `gateway-<gw>`: all carts, and `gateway/<gw>/#`;
-- screen `screen-<cart>`: its cart's basket, prompts, receipt (read) and
-  answers, checkout (write);
-- review station `review-<id>`: the gateway's review topics (read) and
-  verdicts (write).
+Every MQTT user has one role; `grants()` is the whole ACL of a role (protocol
+§2 names the topics; docs/install-pi.md §Broker has the same table). Mosquitto
+refuses any topic the ACL does not grant (default deny), and every listener has
+`use_username_as_clientid true`: a client's id *is* its user name, so one
+client's password cannot take over another client's session (issue 11 §3).
+
+Roles (user name: what it may do):
+- board `cart-<cart>-<board>`: writes its own status/evt/tele/cmd/res (the
+  camera also its frame topic); reads its own cmd (the camera also its cart's
+  scale events, protocol §6.2). Nothing else: not the basket, receipt, prompts.
+- gateway `gateway-<gw>`: reads every cart's board topics, answers and
+  checkouts, and its verdicts and staff actions; writes baskets, prompts,
+  screen state, receipts, board commands and its own status and reviews.
+- screen `screen-<cart>`: reads its cart's basket, prompts, screen state and
+  receipt; writes its cart's answers and checkout.
+- review station `review-<id>`: reads the gateway's status and reviews; writes
+  verdicts.
+- web `web-<id>` (the staff web service, docs/web.md): reads every cart's
+  basket, prompts, screen state, receipt and board status and the gateway's
+  status and reviews; writes verdicts and staff actions. Never frames: the web
+  service reads them from the gateway's frame store on disk.
+- exit gate `exit-<id>`: reads receipts, writes checkout requests.
+- bench `bench-<id>`: the bench rig and `cart-flash` verification: reads every
+  cart's board topics except frames, writes board commands.
+- fleet bridge `fleet-<gw>` (placeholder for the head-office bridge): reads
+  receipts, the gateway's status and its review queue (ids only). Never frames,
+  review requests (they name frames) or anything else.
 """
 from __future__ import annotations
 
@@ -17,6 +37,8 @@ import re
 import secrets
 import shutil
 import subprocess
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from cart_flash.errors import FlashError
@@ -24,6 +46,36 @@ from cart_flash.errors import FlashError
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")  # protocol §1
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 BOARDS = ("scale", "cam")
+
+
+class Role(str, Enum):
+    BOARD = "board"
+    GATEWAY = "gateway"
+    SCREEN = "screen"
+    REVIEW = "review"
+    WEB = "web"
+    EXIT = "exit"
+    BENCH = "bench"
+    FLEET = "fleet-bridge"
+
+
+class Access(str, Enum):
+    READ = "read"
+    WRITE = "write"
+
+
+@dataclass(frozen=True)
+class Grant:
+    access: Access
+    topic: str  # an MQTT topic filter (+ and # allowed)
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: Role
+    cart: str | None = None   # boards and screens: the one cart they belong to
+    board: str | None = None  # boards: scale or cam
 
 
 def _check_id(kind: str, v: str) -> str:
@@ -36,34 +88,98 @@ def new_password() -> str:
     return secrets.token_urlsafe(18)  # 144 bits
 
 
+def _r(*topics: str) -> list[Grant]:
+    return [Grant(Access.READ, t) for t in topics]
+
+
+def _w(*topics: str) -> list[Grant]:
+    return [Grant(Access.WRITE, t) for t in topics]
+
+
+def grants(user: User, gateway: str) -> list[Grant]:
+    """The topics a user may read and write (protocol §2)."""
+    g = f"gateway/{gateway}"
+    if user.role is Role.BOARD:
+        mine = f"carts/{user.cart}/{user.board}"
+        out = _w(f"{mine}/status", f"{mine}/evt", f"{mine}/tele", f"{mine}/cmd/res") + _r(f"{mine}/cmd")
+        if user.board == "cam":
+            out += _w(f"carts/{user.cart}/cam/frame") + _r(f"carts/{user.cart}/scale/evt")
+        return out
+    if user.role is Role.GATEWAY:
+        return (_r("carts/+/+/evt", "carts/+/cam/frame", "carts/+/+/status", "carts/+/+/tele",
+                   "carts/+/+/cmd/res", "carts/+/screen/answer", "carts/+/checkout",
+                   f"{g}/review/verdict", f"{g}/staff/#")
+                + _w("carts/+/basket", "carts/+/screen/prompt", "carts/+/screen/state", "carts/+/receipt",
+                     "carts/+/+/cmd", f"{g}/status", f"{g}/review/new", f"{g}/review/queue"))
+    if user.role is Role.SCREEN:
+        c = f"carts/{user.cart}"
+        return (_r(f"{c}/basket", f"{c}/screen/prompt", f"{c}/screen/state", f"{c}/receipt")
+                + _w(f"{c}/screen/answer", f"{c}/checkout"))
+    if user.role is Role.REVIEW:
+        return _r(f"{g}/status", f"{g}/review/new", f"{g}/review/queue") + _w(f"{g}/review/verdict")
+    if user.role is Role.WEB:
+        return (_r("carts/+/basket", "carts/+/screen/prompt", "carts/+/screen/state", "carts/+/receipt",
+                   "carts/+/+/status", f"{g}/status", f"{g}/review/new", f"{g}/review/queue")
+                + _w(f"{g}/review/verdict", f"{g}/staff/#"))
+    if user.role is Role.EXIT:
+        return _r("carts/+/receipt") + _w("carts/+/checkout")
+    if user.role is Role.BENCH:
+        return (_r("carts/+/+/status", "carts/+/+/evt", "carts/+/+/tele", "carts/+/+/cmd/res")
+                + _w("carts/+/+/cmd"))
+    if user.role is Role.FLEET:
+        return _r("carts/+/receipt", f"{g}/status", f"{g}/review/queue")
+    raise AssertionError(user.role)
+
+
+@dataclass(frozen=True)
+class Store:
+    """Who is on a store's broker."""
+    gateway: str
+    carts: tuple[str, ...] = ()
+    review: tuple[str, ...] = ()
+    web: tuple[str, ...] = ()
+    exits: tuple[str, ...] = ()
+    bench: tuple[str, ...] = ()
+    fleet_bridge: bool = False
+
+    def users(self) -> list[User]:
+        out = [User(f"gateway-{_check_id('gateway', self.gateway)}", Role.GATEWAY)]
+        for c in self.carts:
+            _check_id("cart", c)
+            out += [User(f"cart-{c}-{b}", Role.BOARD, c, b) for b in BOARDS]
+            out.append(User(f"screen-{c}", Role.SCREEN, c))
+        for kind, role, ids in (("review station", Role.REVIEW, self.review), ("web service", Role.WEB, self.web),
+                                ("exit gate", Role.EXIT, self.exits), ("bench", Role.BENCH, self.bench)):
+            prefix = "review" if role is Role.REVIEW else role.value
+            out += [User(f"{prefix}-{_check_id(kind, i)}", role) for i in ids]
+        if self.fleet_bridge:
+            out.append(User(f"fleet-{self.gateway}", Role.FLEET))
+        names = [u.name for u in out]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise FlashError(f"MQTT user names given twice: {', '.join(sorted(dup))}")
+        return out
+
+
 def users_for(carts: list[str], gateway: str, review: list[str]) -> dict[str, str]:
     """Every MQTT user of a store and its role, e.g. {"cart-c001-scale": "board"}."""
-    roles = {f"gateway-{_check_id('gateway', gateway)}": "gateway"}
-    for c in carts:
-        _check_id("cart", c)
-        for b in BOARDS:
-            roles[f"cart-{c}-{b}"] = "board"
-        roles[f"screen-{c}"] = "screen"
-    for r in review:
-        roles[f"review-{_check_id('review station', r)}"] = "review"
-    return roles
+    return {u.name: u.role.value for u in Store(gateway, tuple(carts), tuple(review)).users()}
+
+
+def acl_text_for(store: Store) -> str:
+    lines = ["# Generated by cart-flash provision (docs/install-pi.md, ACL per role).",
+             "# Default deny: a topic not granted here is refused. Client ids are the user names",
+             "# (use_username_as_clientid on every listener).", ""]
+    for u in store.users():
+        lines.append(f"# {u.role.value}")
+        lines.append(f"user {u.name}")
+        lines += [f"topic {gr.access.value} {gr.topic}" for gr in grants(u, store.gateway)]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def acl_text(carts: list[str], gateway: str, review: list[str]) -> str:
-    lines = ["# Generated by cart-flash provision. Default deny: a topic not listed is refused.", ""]
-    lines += [f"user gateway-{gateway}", "topic readwrite carts/#", f"topic readwrite gateway/{gateway}/#", ""]
-    for c in carts:
-        for b in BOARDS:
-            lines += [f"user cart-{c}-{b}", f"topic readwrite carts/{c}/#", ""]
-        lines += [f"user screen-{c}",
-                  f"topic read carts/{c}/basket", f"topic read carts/{c}/screen/prompt",
-                  f"topic read carts/{c}/screen/state", f"topic read carts/{c}/receipt",
-                  f"topic write carts/{c}/screen/answer", f"topic write carts/{c}/checkout", ""]
-    for r in review:
-        lines += [f"user review-{r}", f"topic read gateway/{gateway}/status",
-                  f"topic read gateway/{gateway}/review/new", f"topic read gateway/{gateway}/review/queue",
-                  f"topic write gateway/{gateway}/review/verdict", ""]
-    return "\n".join(lines)
+    return acl_text_for(Store(gateway, tuple(carts), tuple(review)))
 
 
 def write_passwd(path: Path, users: dict[str, str]) -> None:
@@ -72,35 +188,46 @@ def write_passwd(path: Path, users: dict[str, str]) -> None:
     if not os.path.exists(MOSQUITTO_PASSWD):
         raise FlashError("mosquitto_passwd not found: apt-get install mosquitto")
     tmp = Path(str(path) + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        for u, p in users.items():
-            if ":" in u:
-                raise FlashError(f"user name {u!r} contains ':'")
-            f.write(f"{u}:{p}\n")
+    for u in users:
+        if ":" in u:
+            raise FlashError(f"user name {u!r} contains ':'")
+    _write_private(tmp, "".join(f"{u}:{p}\n" for u, p in users.items()))
     r = subprocess.run([MOSQUITTO_PASSWD, "-U", str(tmp)], capture_output=True, text=True)
     if r.returncode:
         tmp.unlink()
+        # mosquitto_passwd's message names the file, never a password
         raise FlashError(f"mosquitto_passwd -U failed: {r.stderr.strip() or r.stdout.strip()}")
+    os.chmod(tmp, 0o600)  # only hashes now, still nobody else's business
+    tmp.replace(path)
+
+
+def _write_private(path: Path, text: str, mode: int = 0o600) -> None:
+    # Created with its final mode (never briefly world-readable), then renamed.
+    tmp = Path(str(path) + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, mode)  # O_CREAT's mode is masked by the umask; an existing file keeps its own
     tmp.replace(path)
 
 
 def provision(out: Path, carts: list[str], gateway: str, review: list[str],
-              existing: dict[str, str] | None = None) -> dict:
-    """Write credentials.json (0600), mosquitto.passwd and mosquitto.acl into `out`.
-    Passwords already in `existing` are kept, so re-provisioning after adding
-    a cart does not invalidate the boards already flashed."""
-    out.mkdir(parents=True, exist_ok=True)
-    roles = users_for(carts, gateway, review)
+              existing: dict[str, str] | None = None, *, web: list[str] = (), exits: list[str] = (),
+              bench: list[str] = (), fleet_bridge: bool = False) -> dict:
+    """Write credentials.json (0600), mosquitto.passwd (0600) and mosquitto.acl
+    (0640) into `out`. Passwords already in `existing` are kept, so
+    re-provisioning after adding a cart does not invalidate the boards already
+    flashed; users no longer in the store are dropped (their password stops working)."""
+    store = Store(gateway, tuple(carts), tuple(review), tuple(web), tuple(exits), tuple(bench), fleet_bridge)
+    if not out.exists():
+        out.mkdir(mode=0o700, parents=True)
+    roles = {u.name: u.role.value for u in store.users()}
     old = existing or {}
     users = {u: old.get(u) or new_password() for u in roles}
     creds = {"gateway": gateway, "roles": roles, "users": users}
-    path = out / "credentials.json"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(creds, f, indent=1)
+    _write_private(out / "credentials.json", json.dumps(creds, indent=1))
     write_passwd(out / "mosquitto.passwd", users)
-    (out / "mosquitto.acl").write_text(acl_text(carts, gateway, review))
+    _write_private(out / "mosquitto.acl", acl_text_for(store), 0o640)
     return creds
 
 
@@ -144,11 +271,17 @@ def make_server_cert(out: Path, ca_dir: Path, hosts: list[str], days: int = 825)
 
 
 def mosquitto_conf(port: int, passwd: Path, acl: Path, bind: str = "0.0.0.0",
-                   tls: tuple[Path, Path, Path] | None = None) -> str:
-    """A listener with authentication and the ACL; with tls=(ca, cert, key) a TLS listener."""
+                   tls: tuple[Path, Path, Path] | None = None, local_port: int | None = None) -> str:
+    """A closed broker: passwords and the ACL for every listener; with
+    tls=(ca, cert, key) the listener on `bind` is TLS (1.2 or later); with
+    local_port a plain listener on 127.0.0.1 only (the gateway on the Pi).
+    Every listener binds client ids to user names (a per-listener option)."""
     lines = ["per_listener_settings false", "allow_anonymous false",
-             f"password_file {passwd}", f"acl_file {acl}", f"listener {port} {bind}"]
+             f"password_file {passwd}", f"acl_file {acl}", "",
+             f"listener {port} {bind}", "use_username_as_clientid true"]
     if tls:
         ca, cert, key = tls
         lines += [f"cafile {ca}", f"certfile {cert}", f"keyfile {key}", "tls_version tlsv1.2"]
+    if local_port is not None:
+        lines += ["", f"listener {local_port} 127.0.0.1", "use_username_as_clientid true"]
     return "\n".join(lines) + "\n"

@@ -1,4 +1,9 @@
-"""A private Mosquitto on a free loopback port, for tests and benchmarks."""
+"""A private Mosquitto on a free loopback port, for tests and benchmarks.
+
+`Broker` is the open broker of the virtual store and the demo (anonymous, on
+loopback only: mosquitto-open-virtual-store.conf). `SecureBroker` is the broker
+as a store runs it: users and ACL from `cart-flash provision`, client ids bound
+to user names (TLS is tested on the Pi's own config: gateway/tests/test_systemd_mosquitto_conf.py)."""
 import os
 import shutil
 import socket
@@ -7,6 +12,7 @@ import time
 from pathlib import Path
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+OPEN_CONF = Path(__file__).with_name("mosquitto-open-virtual-store.conf")
 
 
 def free_port():
@@ -25,10 +31,13 @@ class Broker:
         self.proc = None
         self.log = tmp / f"mosquitto-{self.port}.log"
 
+    def _security(self) -> str:
+        # The open variant, explicitly named, never shipped to a Pi.
+        return OPEN_CONF.read_text().replace("@PORT@", str(self.port))
+
     def start(self):
         conf = self.tmp / f"mosquitto-{self.port}.conf"
-        text = (f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                "max_inflight_messages 0\nmax_queued_messages 100000\n")
+        text = self._security() + "max_inflight_messages 0\nmax_queued_messages 100000\n"
         if self.persistence:  # as on the gateway Pi: sessions survive a restart
             text += f"persistence true\npersistence_location {self.tmp}/\n"
             if os.geteuid() == 0:
@@ -60,3 +69,37 @@ class Broker:
         self.proc = None
 
 
+
+
+class SecureBroker(Broker):
+    """Mosquitto configured by `cart-flash provision` (provision.mosquitto_conf):
+    no anonymous clients, the generated ACL, use_username_as_clientid.
+
+    carts, gateway, review and **more (web, exits, bench, fleet_bridge): the
+    store's users, as for provision.provision.
+    extra_users / extra_acl: test-only users appended to the generated files
+    (e.g. an auditor that reads and writes everything, to check the ACL)."""
+
+    def __init__(self, tmp: Path, carts=("c001", "c002"), gateway="gw1", review=(), port=None,
+                 persistence=False, extra_users: dict[str, str] | None = None,
+                 extra_acl: str = "", **more):
+        super().__init__(tmp, port, persistence)
+        from cart_flash import provision
+        self.prov = tmp / f"prov-{self.port}"
+        self.creds = provision.provision(self.prov, list(carts), gateway, list(review), **more)
+        self.users = dict(self.creds["users"])
+        if extra_users:
+            self.users.update(extra_users)
+            provision.write_passwd(self.prov / "mosquitto.passwd", self.users)
+        if extra_acl:
+            with open(self.prov / "mosquitto.acl", "a") as f:
+                f.write("\n" + extra_acl + "\n")
+
+    def _security(self) -> str:
+        from cart_flash import provision
+        passwd, acl = self.prov / "mosquitto.passwd", self.prov / "mosquitto.acl"
+        text = provision.mosquitto_conf(self.port, passwd, acl, bind="127.0.0.1")
+        if os.geteuid() == 0 and not self.persistence:
+            # as root mosquitto drops to its own user, which cannot read pytest's tmp dir
+            text += "user root\n"
+        return text

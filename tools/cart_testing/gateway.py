@@ -11,10 +11,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_config(path: Path, port: int, state_dir: Path, carts=("c001", "c002", "c003"),
-                 detector: bool = False, tick_ms: int = 100) -> Path:
+                 detector: bool = False, tick_ms: int = 100, username: str | None = None,
+                 password: str | None = None) -> Path:
+    login = [f'username = "{username}"', f'password = "{password}"'] if username else []
     path.write_text("\n".join([
         'gateway_id = "gw1"', f'state_dir = "{state_dir}"', f"tick_ms = {tick_ms}",
-        "[mqtt]", 'host = "127.0.0.1"', f"port = {port}",
+        "[mqtt]", 'host = "127.0.0.1"', f"port = {port}", *login,
         "[carts]", "known = [" + ", ".join(f'"{c}"' for c in carts) + "]",
         "[detector]", f"enabled = {str(detector).lower()}", ""]))
     return path

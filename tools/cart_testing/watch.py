@@ -10,11 +10,18 @@ import paho.mqtt.client as mqtt
 
 
 class Watcher:
-    def __init__(self, port: int, topics=("#",), host: str = "127.0.0.1"):
+    def __init__(self, port: int, topics=("#",), host: str = "127.0.0.1", user: str | None = None,
+                 password: str | None = None, client_id: str | None = None, clean: bool = True):
         self.last: dict[str, bytes] = {}
         self.all: list[tuple[str, bytes]] = []
         self.lock = threading.Lock()
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        # on a provisioned broker the client id is the user name anyway
+        # clean=False with a fixed client_id: the broker queues for us while we reconnect
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or user or "",
+                             clean_session=clean)
+        self.c.reconnect_delay_set(0.1, 1)
+        if user:
+            self.c.username_pw_set(user, password)
         self.c.on_message = self._msg
         self.c.on_connect = lambda c, u, f, rc, p: [c.subscribe(t, qos=1) for t in topics]
         self.c.connect(host, port)

@@ -132,6 +132,33 @@ def test_reprovision_keeps_existing_passwords(tmp_path):
     assert (tmp_path / "credentials.json").stat().st_mode & 0o077 == 0
 
 
+def test_secrets_are_not_readable_by_others(tmp_path):
+    out = tmp_path / "creds"
+    os.umask(0o022)  # a usual umask must not leak them
+    provision.provision(out, ["c001"], "gw1", [])
+    assert out.stat().st_mode & 0o777 == 0o700
+    assert (out / "credentials.json").stat().st_mode & 0o777 == 0o600
+    assert (out / "mosquitto.passwd").stat().st_mode & 0o777 == 0o600
+    assert (out / "mosquitto.acl").stat().st_mode & 0o777 == 0o640
+    assert not list(out.glob("*.tmp"))
+    text = (out / "mosquitto.passwd").read_text()
+    creds = provision.json.loads((out / "credentials.json").read_text())
+    assert all(pw not in text for pw in creds["users"].values())  # hashed, never in clear
+
+
 def test_bad_ids_are_refused(tmp_path):
     with pytest.raises(Exception, match="cart id 'C 1'"):
         provision.provision(tmp_path, ["C 1"], "gw1", [])
+
+
+def test_provision_cli_adds_the_optional_roles(tmp_path):
+    from cart_flash import cli
+    out = tmp_path / "creds"
+    assert cli.main(["provision", "--out", str(out), "--carts", "c001", "--gateway", "gw1", "--review", "desk1",
+                     "--web", "staff1", "--exit", "gate1", "--bench", "rig1", "--fleet-bridge"]) == 0
+    roles = provision.json.loads((out / "credentials.json").read_text())["roles"]
+    assert roles == {"gateway-gw1": "gateway", "cart-c001-scale": "board", "cart-c001-cam": "board",
+                     "screen-c001": "screen", "review-desk1": "review", "web-staff1": "web",
+                     "exit-gate1": "exit", "bench-rig1": "bench", "fleet-gw1": "fleet-bridge"}
+    acl = (out / "mosquitto.acl").read_text()
+    assert "readwrite" not in acl and "topic read #" not in acl

@@ -22,11 +22,11 @@ def tls_broker(tmp_path):
     ca = provision.make_ca(tmp_path / "ca")
     cert, key = provision.make_server_cert(tmp_path / "ca", tmp_path / "ca", ["127.0.0.1", "localhost"])
     creds = provision.provision(tmp_path / "prov", ["c001"], "gw1", [])
-    port = free_port()
+    port, local = free_port(), free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(provision.mosquitto_conf(port, tmp_path / "prov" / "mosquitto.passwd",
                                              tmp_path / "prov" / "mosquitto.acl", bind="127.0.0.1",
-                                             tls=(ca, cert, key)) + ROOT_USER)
+                                             tls=(ca, cert, key), local_port=local) + ROOT_USER)
     proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=open(tmp_path / "m.log", "wb"),
                             stderr=subprocess.STDOUT)
     deadline = time.time() + 5
@@ -38,7 +38,7 @@ def tls_broker(tmp_path):
             if time.time() > deadline:
                 raise RuntimeError((tmp_path / "m.log").read_text())
             time.sleep(0.05)
-    yield port, ca, creds["users"]
+    yield port, ca, creds["users"], local
     proc.terminate()
     proc.wait(5)
 
@@ -56,21 +56,25 @@ def _connect(port, ca, user, password):
 
 
 def test_client_verifying_the_store_ca_connects_and_publishes(tls_broker):
-    port, ca, users = tls_broker
+    port, ca, users, _ = tls_broker
     c, got = _connect(port, ca, "cart-c001-scale", users["cart-c001-scale"])
+    gw, gw_got = _connect(port, ca, "gateway-gw1", users["gateway-gw1"])
     try:
         assert not got.get(timeout=5).is_failure
+        assert not gw_got.get(timeout=5).is_failure
         c.subscribe("carts/c001/scale/cmd", 1)
         time.sleep(0.3)
-        c.publish("carts/c001/scale/cmd", b"x", qos=1).wait_for_publish(5)
+        # the gateway's command reaches the board (the board may only read its cmd topic)
+        gw.publish("carts/c001/scale/cmd", b"x", qos=1).wait_for_publish(5)
         assert got.get(timeout=5) == ("carts/c001/scale/cmd", b"x")
     finally:
-        c.loop_stop()
-        c.disconnect()
+        for cl in (c, gw):
+            cl.loop_stop()
+            cl.disconnect()
 
 
 def test_wrong_ca_is_refused(tls_broker, tmp_path):
-    port, _ca, users = tls_broker
+    port, _ca, users, _ = tls_broker
     other = provision.make_ca(tmp_path / "other", name="not-the-store")
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="cart-c001-scale")
     c.username_pw_set("cart-c001-scale", users["cart-c001-scale"])
@@ -80,7 +84,7 @@ def test_wrong_ca_is_refused(tls_broker, tmp_path):
 
 
 def test_plain_tcp_to_the_tls_listener_gets_nowhere(tls_broker):
-    port, _ca, users = tls_broker
+    port, _ca, users, _ = tls_broker
     got = queue.Queue()
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="cart-c001-scale")
     c.username_pw_set("cart-c001-scale", users["cart-c001-scale"])
@@ -93,3 +97,20 @@ def test_plain_tcp_to_the_tls_listener_gets_nowhere(tls_broker):
     finally:
         c.loop_stop()
         c.disconnect()
+
+
+def test_the_loopback_listener_still_needs_a_password(tls_broker):
+    _port, _ca, users, local = tls_broker
+    for user, pw, ok in (("gateway-gw1", users["gateway-gw1"], True), (None, None, False)):
+        got = queue.Queue()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="gateway-gw1")
+        if user:
+            c.username_pw_set(user, pw)
+        c.on_connect = lambda cl, u, f, rc, p: got.put(rc)
+        c.connect("127.0.0.1", local)
+        c.loop_start()
+        try:
+            assert got.get(timeout=5).is_failure is not ok, user
+        finally:
+            c.loop_stop()
+            c.disconnect()

@@ -98,7 +98,15 @@ class Journal:
         self.corrupt = 0  # records lost to corruption (not a torn tail)
         self.torn = 0  # torn tails removed at open
         self._cursor_dirty = 0
+        self.errors = 0  # flash writes that failed (read-only, full, I/O error)
+        self.fault = None  # the last of them: (where, exception)
         self.open()
+
+    def _failed(self, where, e):
+        # The flash refused a write. Never fatal: what is journaled stays
+        # readable and is still sent; the runtime reports the fault.
+        self.errors += 1
+        self.fault = (where, e)
 
     # -- paths
     def _seg(self, n):
@@ -106,7 +114,11 @@ class Journal:
 
     def _segments(self):
         out = []
-        for name in os.listdir(self.root):
+        try:
+            names = os.listdir(self.root)
+        except OSError:
+            return out
+        for name in names:
             if name[0] == "s" and name.endswith(".j"):
                 try:
                     out.append(int(name[1:-2]))
@@ -116,11 +128,14 @@ class Journal:
         return out
 
     def open(self):
-        if not _exists(self.root):
-            os.mkdir(self.root)
-        for name in os.listdir(self.root):  # leftovers of an interrupted rename
-            if name.endswith(".tmp"):
-                os.remove(self.root + "/" + name)
+        try:
+            if not _exists(self.root):
+                os.mkdir(self.root)
+            for name in os.listdir(self.root):  # leftovers of an interrupted rename
+                if name.endswith(".tmp"):
+                    os.remove(self.root + "/" + name)
+        except OSError as e:
+            self._failed("open", e)
         segs = self._segments()
         cur = self._read_cursor()
         if cur is None or (segs and cur[0] < segs[0]):
@@ -128,11 +143,21 @@ class Journal:
         # Drop segments wholly before the cursor (acked, deletion interrupted).
         for s in segs:
             if s < cur[0]:
-                os.remove(self._seg(s))
+                try:
+                    os.remove(self._seg(s))
+                except OSError as e:
+                    self._failed("open", e)
         segs = [s for s in segs if s >= cur[0]]
         if segs:
-            self._repair(segs[-1])
             self.wseg = segs[-1]
+            try:
+                self._repair(segs[-1])
+            except OSError as e:
+                # A torn tail that cannot be cut off: append to a new segment,
+                # never after it (readers stop at the damage).
+                self._failed("repair", e)
+                self.wseg += 1
+                segs.append(self.wseg)
         else:
             self.wseg = cur[0]
         self.wsize = _size(self._seg(self.wseg))
@@ -199,8 +224,20 @@ class Journal:
             self.wseg += 1
             self.segs.append(self.wseg)
             self.wsize = 0
-        with open(self._seg(self.wseg), "ab") as f:
-            f.write(rec)
+        try:
+            with open(self._seg(self.wseg), "ab") as f:
+                f.write(rec)
+        except OSError as e:
+            self._failed("append", e)
+            # A partial record may be on flash now. Count its bytes, and put
+            # the next record in a new segment so that none follows damage.
+            torn = _size(self._seg(self.wseg)) - self.wsize
+            if torn > 0:
+                self.total += torn
+                self.wseg += 1
+                self.segs.append(self.wseg)
+                self.wsize = 0
+            raise
         self.wsize += len(rec)
         self.total += len(rec)
         self.depth += 1
@@ -267,8 +304,18 @@ class Journal:
         if s < self.wseg and off >= _size(self._seg(s)):
             s, off = s + 1, 0
             self.cur = (s, off)
-        write_atomic(self.root + "/cursor", b"%d %d\n" % (s, off))
-        self._cursor_dirty = 0
+        try:
+            write_atomic(self.root + "/cursor", b"%d %d\n" % (s, off))
+            self._cursor_dirty = 0
+        except OSError as e:
+            # Read-only or full flash: keep the cursor in RAM (a reboot then
+            # replays acked events, which receivers drop as duplicates) and
+            # still delete acked segments: that frees room on a full flash,
+            # and open() restarts at the first segment left.
+            self._failed("cursor", e)
+        self._drop_acked(s)
+
+    def _drop_acked(self, s):
         while len(self.segs) > 1 and self.segs[0] < s:
             old = self.segs.pop(0)
             self.total -= _size(self._seg(old))

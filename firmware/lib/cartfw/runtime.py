@@ -46,13 +46,21 @@ class Runtime:
         self._tick_ms = time.ticks_ms()
         self._pump_ms = time.ticks_ms()
         self._full = False  # inside a journal-full episode
+        # Flash faults (read-only, full, I/O error; issue 11 §10): counted,
+        # reported once per episode as an `error` event sent directly (the
+        # journal is what failed) and in telemetry; never a crash.
+        self.flash_errors = 0
+        self.flash_fault = None
+        self._fault_report = None  # the error event waiting to be sent
+        self._journal_errors_seen = 0
         self.fatal = None
         self.seq = 0
         # Boot epoch: incremented and written (atomically) before anything is
         # published or journaled in this boot (protocol §3, §5).
-        safemode._ensure_dir()
         self.epoch = jmod.read_int(EPOCH_PATH, 0) + 1
-        jmod.write_atomic(EPOCH_PATH, b"%d\n" % self.epoch)
+        # (in place if a full flash has no room for the temp file)
+        if not safemode._write(EPOCH_PATH, b"%d\n" % self.epoch) or safemode.fault is not None:
+            self._flash_failed(*safemode.fault)  # epoch or boot counter not written
         j = cfg["journal"]
         self.journal = jmod.Journal("journal", j["max_bytes"], j["segment_bytes"])
         if self.journal.torn:
@@ -105,6 +113,10 @@ class Runtime:
         payload = proto.encode_event(self.cart, self.board, self.epoch, seq, typ, fields, self.clock())
         try:
             self.journal.append(payload)
+        except OSError as e:
+            self._journal_errors_seen = self.journal.errors  # this one, counted here
+            self._flash_failed("journal", e)
+            return None
         except jmod.JournalFull:
             if not self._full:
                 self._full = True
@@ -116,14 +128,23 @@ class Runtime:
                 try:
                     self.journal.append(p, reserve_ok=True)
                     self.seq = seq2
-                except jmod.JournalFull:
+                except (jmod.JournalFull, OSError):
                     pass
                 self._wake.set()
             return None
         self._full = False
+        self.flash_fault = None  # the flash took a write again: the episode is over
         self.seq = seq
         self._wake.set()
         return seq
+
+    def _flash_failed(self, where, exc, n=1):
+        self.flash_errors += n
+        try:
+            from cartfw import flashfault  # loaded on the first fault only
+            flashfault.report(self, where, exc)
+        except MemoryError:
+            self.flash_fault = where
 
     async def publish(self, suffix, payload, qos=0, retain=False):
         if isinstance(payload, str):
@@ -172,6 +193,14 @@ class Runtime:
             self._pump_ms = time.ticks_ms()
             if not self.mqtt.isconnected():
                 await asyncio.sleep_ms(100)
+                continue
+            if j.errors != self._journal_errors_seen:  # e.g. the cursor could not be written
+                n = j.errors - self._journal_errors_seen
+                self._journal_errors_seen = j.errors
+                self._flash_failed("journal " + j.fault[0], j.fault[1], n)
+            if self._fault_report is not None:
+                if await self.mqtt.publish(self.evt_topic, self._fault_report, qos=1):
+                    self._fault_report = None
                 continue
             r = j.peek()
             if r is None:

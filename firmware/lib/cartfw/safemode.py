@@ -10,6 +10,10 @@ except ImportError:  # pragma: no cover
     from journal import read_int, write_atomic
 
 DIR = "state"
+# Why this boot could not write its notes (read-only or full flash), as
+# (path, exception), or None.
+# begin() never raises for it: the runtime reports it instead (issue 11 §10).
+fault = None
 CRASHES = DIR + "/crashes"
 LASTERR = DIR + "/lasterr"
 RESETNOTE = DIR + "/reset"
@@ -20,6 +24,25 @@ def _ensure_dir():
         os.stat(DIR)
     except OSError:
         os.mkdir(DIR)
+
+
+def _write(path, data):
+    """Write a small note; never raises. On a full flash the atomic way (a new
+    temp file) has no room, but rewriting the note in place reuses its own
+    blocks; a torn counter reads as 0, which only forgives crashes."""
+    global fault
+    try:
+        _ensure_dir()
+        write_atomic(path, data)
+        return True
+    except OSError as e:
+        try:
+            with open(path, "wb") as f:
+                f.write(data)
+            return True
+        except OSError:
+            fault = (path, e)
+            return False
 
 
 def _read(path):
@@ -44,9 +67,8 @@ CLEAN_CAUSES = ("power_on", "cmd_reboot")
 
 def begin(limit, cause):
     """Called once at boot, before anything risky. Returns (safe, reason)."""
-    _ensure_dir()
     n = 0 if cause in CLEAN_CAUSES else read_int(CRASHES, 0)
-    write_atomic(CRASHES, b"%d\n" % (n + 1))
+    _write(CRASHES, b"%d\n" % (n + 1))
     if n >= limit:
         last = _read(LASTERR) or "no error recorded (watchdog or power)"
         return True, "%d boots in a row failed before running stably; last: %s" % (n, last[:120])
@@ -55,12 +77,12 @@ def begin(limit, cause):
 
 def stable():
     # The board ran for stable_s: this boot counts as a success.
-    write_atomic(CRASHES, b"0\n")
+    _write(CRASHES, b"0\n")
 
 
 def clear():
     # An explicit reboot command: try a normal boot again.
-    write_atomic(CRASHES, b"0\n")
+    _write(CRASHES, b"0\n")
 
 
 def crashes():
@@ -68,13 +90,11 @@ def crashes():
 
 
 def note_error(text):
-    _ensure_dir()
-    write_atomic(LASTERR, str(text)[:200].encode())
+    _write(LASTERR, str(text)[:200].encode())
 
 
 def note_reset(cause):
-    _ensure_dir()
-    write_atomic(RESETNOTE, str(cause).encode())
+    _write(RESETNOTE, str(cause).encode())
 
 
 def take_reset_note():

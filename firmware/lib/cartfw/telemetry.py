@@ -42,6 +42,8 @@ def fields(rt):
         "ntp_syncs": rt.wall.syncs,
         "ntp_failures": rt.wall.failures,
         "ntp_error": rt.wall.last_error,  # why not synced (e.g. NTP skipped), or null
+        "flash_errors": rt.flash_errors,  # flash writes refused since boot (read-only, full, I/O)
+        "flash_fault": rt.flash_fault,  # the current one, or null once a write works again
     }
     for fn in rt.tele_providers:
         try:
