@@ -20,8 +20,9 @@ Roles (user name: what it may do):
   verdicts.
 - web `web-<id>` (the staff web service, docs/web.md): reads every cart's
   basket, prompts, screen state, receipt and board status and the gateway's
-  status and reviews; writes verdicts and staff actions. Never frames: the web
-  service reads them from the gateway's frame store on disk.
+  status and reviews; writes verdicts and staff actions, and the answers of the
+  cart-screen pages it serves (docs/web.md). Never frames: the web service
+  reads them from the gateway's frame store on disk.
 - exit gate `exit-<id>`: reads receipts, writes checkout requests.
 - bench `bench-<id>`: the bench rig and `cart-flash` verification: reads every
   cart's board topics except frames, writes board commands.
@@ -120,7 +121,7 @@ def grants(user: User, gateway: str) -> list[Grant]:
     if user.role is Role.WEB:
         return (_r("carts/+/basket", "carts/+/screen/prompt", "carts/+/screen/state", "carts/+/receipt",
                    "carts/+/+/status", f"{g}/status", f"{g}/review/new", f"{g}/review/queue")
-                + _w(f"{g}/review/verdict", f"{g}/staff/#"))
+                + _w(f"{g}/review/verdict", f"{g}/staff/#", "carts/+/screen/answer"))
     if user.role is Role.EXIT:
         return _r("carts/+/receipt") + _w("carts/+/checkout")
     if user.role is Role.BENCH:

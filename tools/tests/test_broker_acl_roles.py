@@ -43,7 +43,7 @@ WRITES = {
     "gateway-gw1": each("basket", "screen/prompt", "screen/state", "receipt", "scale/cmd", "cam/cmd")
     | {"gateway/gw1/status", "gateway/gw1/review/new", "gateway/gw1/review/queue"},
     "review-desk1": {"gateway/gw1/review/verdict"},
-    "web-staff1": {"gateway/gw1/review/verdict", "gateway/gw1/staff/action"},
+    "web-staff1": {"gateway/gw1/review/verdict", "gateway/gw1/staff/action"} | each("screen/answer"),
     "exit-gate1": each("checkout"),
     "bench-rig1": each("scale/cmd", "cam/cmd"),
     "fleet-gw1": set(),
