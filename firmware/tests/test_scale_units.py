@@ -135,6 +135,7 @@ import gc
 from array import array
 from cartfw.scale.pipeline import ScalePipeline
 p = ScalePipeline(86.0, offset=-152000)
+gc.collect()                     # the compiler's garbage: 2 x 16 kB must fit whole
 buf = array('i', bytes(16000))   # filled in place: no 4000-item list beside it
 for k in range(4000):
     buf[k] = -152000 + (k * 7919) % 121 - 60
@@ -328,8 +329,10 @@ def test_tremor_on_the_raw_samples_blocks_settling_though_the_median_is_flat():
     out = [det.push(5000, 5000 + _tremor(k)) for k in range(400)]
     assert s.CHANGED not in out and det.rough > 50
     # The tremor stops (the hand lifts, the item stays): settles at once.
+    # The level is the hold's mean before the median, so the first samples
+    # of the hold still carry some tremor: within 20 counts (amplitude 150).
     out = [det.push(5000, 5000) for _ in range(12)]
-    assert s.CHANGED in out and det.level == 5000
+    assert s.CHANGED in out and abs(det.level - 5000) <= 20
 
 
 def test_long_hold_settles_steady_vibration_but_not_a_wandering_hand():

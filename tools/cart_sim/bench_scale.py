@@ -218,10 +218,11 @@ def _one_trial(kind, rng, m, p):
         w = _w(rng)
         if rng.random() < 0.5:          # lowered slowly
             rest = m.ramp_to(base + w, rng.uniform(500, 1500))
-        else:                           # lowered part-way, a pause, then let go
-            _run(m, p, m.ramp_to(base + w * rng.uniform(0.2, 0.8), rng.uniform(150, 400)) - m.t_ms
-                 + rng.uniform(100, 400), evs)
-            rest = m.ramp_to(base + w, rng.uniform(150, 500))
+        else:                           # set down part-way, still held a moment, let go:
+            # the hand carries (1 - f) of it, with its tremor, then releases
+            ramp = rng.uniform(150, 400)
+            m.ramp_to(base + w, ramp)
+            rest = m.hand(-(1.0 - rng.uniform(0.2, 0.8)) * w, rng.uniform(100, 400), ramp_ms=ramp)
         acts.append([t0, rest, w])
     elif kind == "remove":
         w = min(_w(rng), base)
