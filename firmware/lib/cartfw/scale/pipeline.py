@@ -25,7 +25,7 @@ PARAMS = {
     "noise_k": (10.0, 0.0, 100.0),     # ... and at least noise_k x noise
     "quiet_ms": (100, 10, 5000),       # quiet window to start the hold
     "hold_ms": (125, 10, 10000),       # total quiet time before settled ...
-    "hold_noise_g": (1.5, 0.1, 100.0),  # ... scaled by learned noise / this when above
+    "hold_noise_g": (1.2, 0.1, 100.0),  # ... scaled by learned noise / this when above
     "hold_max_ms": (250, 10, 10000),   # ... up to this
     "suspect_hold_ms": (500, 0, 10000),  # hold after a rough one in the same change (0: off)
     "refine_ms": (2000, 0, 60000),     # after a settle, average the level this long
@@ -33,7 +33,7 @@ PARAMS = {
     "long_hold_ms": (1000, 10, 60000),  # quiet this long settles even if rough
     "track_g_per_s": (0.2, 0.001, 100.0),  # drift followed while settled
     "zero_band_g": (5.0, 0.0, 1000.0),  # auto-zero only within this of tare
-    "rough_k": (1.8, 1.0, 100.0),      # hold rms must be <= rough_k x settled rms
+    "rough_k": (2.2, 1.0, 100.0),      # hold rms must be <= rough_k x settled rms
     "rough_floor_g": (0.4, 0.0, 100.0),  # ... or <= this, whichever is larger
     "tremor_k": (1.6, 1.0, 100.0),     # hold lag-4 rms <= tremor_k x settled one
     "tremor_floor_g": (0.5, 0.0, 100.0),  # ... or <= this, whichever is larger
@@ -118,6 +118,7 @@ class ScalePipeline:
         # white noise its variance is 8 sigma^2 = 4 x the mean d4^2.
         self._trx64 = int(4 * p["trend_k"] * p["trend_k"] * 64 + 0.5)
         self._base_d4 = 0   # EMA of quiet-window lag-4 energy while settled
+        self._n_learned = 0    # quiet windows learned (up to 16)
         self._pend_ok = False  # a quiet window waiting to be learned
         self._pend_var = 0
         self._pend_d4 = 0
@@ -221,19 +222,26 @@ class ScalePipeline:
         return None  # FIRST, SAME
 
     def _learn_noise(self, qv, qd):
-        # Noise while settled at the reported level, an EMA over quiet
-        # windows (1/16 each). Not while settled, unreported, on a hand: its
-        # tremor held for seconds would teach itself as the cell's noise.
+        # Noise while settled at the reported level: the mean of the first 16
+        # quiet windows, then an EMA (1/16 per window). A window more than
+        # twice the estimate counts as twice it, so a hand that stays on the
+        # basket after all cannot teach its tremor as the cell's noise fast.
         det = self.det
+        n = self._n_learned
+        if n < 16:
+            n += 1
+            self._n_learned = n
         bv = self._base_var
-        q = qv
-        bv = q if bv == 0 else bv + (q - bv) // 16
+        if bv and qv > 2 * bv:
+            qv = 2 * bv
+        bv = bv + (qv - bv) // n
         self._base_var = bv
         lim = (bv * self._k2x64) >> 6
         det.max_var = lim if lim > self._floor_var else self._floor_var
         bd = self._base_d4
-        q = qd
-        bd = q if bd == 0 else bd + (q - bd) // 16
+        if bd and qd > 2 * bd:
+            qd = 2 * bd
+        bd = bd + (qd - bd) // n
         self._base_d4 = bd
         lim = (bd * self._tk2x64) >> 6
         det.max_d4 = lim if lim > self._floor_d4 else self._floor_d4

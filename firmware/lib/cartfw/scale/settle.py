@@ -308,9 +308,9 @@ class SettleDetector:
                 # tremor): keep looking; the ring re-arms the hold at once.
                 self.state = UNSETTLED
                 self.rough += 1
-                if why != ROUGH_VAR:
-                    # Tremor or trend: a hand (a tail or a slow placement
-                    # fails on variance, and may do so for a while).
+                if why == ROUGH_TREMOR:
+                    # A hand (the tail of a placement, or a slow one, fails
+                    # on variance or trend, and may do so for a while).
                     self._rr += 1
                 return NONE
             self.suspect = True
