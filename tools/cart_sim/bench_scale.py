@@ -307,6 +307,7 @@ import time, gc, micropython
 from array import array
 from cartfw.scale.pipeline import ScalePipeline
 N = 4000                       # 50 s of samples; 16 kB inside the 96k heap
+gc.collect()                   # the compiler's garbage first: 2 x 16 kB must fit whole
 buf = array('i', bytes(4 * N))  # (a 16 kB bytes object is copied once, then garbage)
 x = 1
 load = 0
