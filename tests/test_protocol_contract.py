@@ -23,7 +23,8 @@ def out(kind, b):
 out("evt", proto.encode_event("c001", "scale", 3, 17, "weight", {
     "delta_g": 412.0, "total_g": 1523.5, "noise_g": 0.41, "settle_ms": 237,
     "window": {"n": 19, "pre_g": 1111.5, "post_g": 1523.5, "min_g": 1100.0,
-               "max_g": 1530.0, "std_g": 50.1, "dur_ms": 100, "unsettled_seq": 16}}, clock))
+               "max_g": 1530.0, "std_g": 50.1, "dur_ms": 100, "unsettled_seq": 16},
+    "hold": "suspect"}, clock))
 out("evt", proto.encode_event("c001", "scale", 3, 16, "unsettled", {"total_g": 1111.5}, synced))
 out("evt", proto.encode_error("c001", "scale", 3, 18, "hx711_timeout", "no conversion for 500 ms", clock))
 out("evt", proto.encode_event("c001", "cam", 2, 5, "capture", {"trigger": "unsettled",
@@ -52,6 +53,7 @@ def test_firmware_events_decode_in_the_gateway(firmware_output):
     weight, unsettled, error, capture = evts
     assert isinstance(weight, P.WeightEvent) and weight.event_id == "c001/scale/3/17"
     assert weight.delta_g == 412.0 and weight.window.unsettled_seq == 16
+    assert weight.hold == "suspect"
     assert unsettled.synced and unsettled.wall_ms == 1764000000123
     assert error.code == "hx711_timeout"
     assert capture.frames == [7, 8, 9] and capture.ref == "c001/scale/3/16"

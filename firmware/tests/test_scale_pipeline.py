@@ -292,3 +292,105 @@ def test_slow_placement_that_settles_part_way_is_one_item(tmp_path):
     evs, end = both(s.out, tmp_path)
     d = [w["delta_g"] for w in weights(evs)]
     assert len(d) == 1 and abs(d[0] - 24) < 2, evs
+
+
+# ---------------------------------------------------------------- issue 14: one action, one event
+# Each case also runs under micropython (both()): the same events.
+
+def _one(evs, truth, tol=None):
+    """Exactly one weight event, its delta within max(3 g, 1 %) of truth."""
+    d = [w["delta_g"] for w in weights(evs)]
+    assert len(d) == 1, evs
+    assert abs(d[0] - truth) <= (tol or max(3.0, 0.01 * abs(truth))), (d, truth)
+    return weights(evs)[0]
+
+
+@pytest.mark.micropython
+@pytest.mark.parametrize("noise", [1.0, 2.0])
+def test_slow_lowering_over_1200_ms_is_one_event(tmp_path, noise):
+    s = Script(21, noise_g=noise).run(5000)
+    s.m.ramp_to(60, 1200)          # a light item lowered slowly: quiet by range part-way
+    s.run(3000)
+    evs, _ = both(s.out, tmp_path)
+    assert _one(evs, 60)["hold"] in ("steady", "suspect")
+
+
+@pytest.mark.micropython
+@pytest.mark.parametrize("seed", [22, 23])
+def test_set_down_part_way_still_held_then_let_go_is_one_event(tmp_path, seed):
+    # The hand carries 60 % of an 800 g item for 300 ms (its tremor on it),
+    # then lets go: one event of 800 g, not 320 g and then 480 g. (A hand
+    # carrying under ~150 g, 3 g of tremor, at 1.5-2 g of noise can still
+    # pass for a settled part: docs/scale.md "Known limits".)
+    s = Script(seed, noise_g=1.5).run(5000)
+    s.m.ramp_to(800, 250)
+    s.m.hand(-480, 300, ramp_ms=250)
+    s.run(3000)
+    evs, _ = both(s.out, tmp_path)
+    _one(evs, 800)
+
+
+@pytest.mark.micropython
+@pytest.mark.parametrize("noise", [1.0, 2.0])
+def test_pushed_while_settling_is_one_event(tmp_path, noise):
+    s = Script(24, noise_g=noise).run(5000)
+    s.m.set_load(700)
+    s.run(5000)
+    n0 = len(s.out)
+    rest = s.m.ramp_to(700 + 240, 300)
+    s.run(250)
+    s.m.vibration(30, 4, 2000)     # the cart is pushed as the item lands
+    s.run(4000)
+    evs, _ = both(s.out, tmp_path)
+    later = [e for e in evs if e["i"] >= n0]
+    w = _one(later, 240)
+    # Not before the cart is still again (vibration ends 2,250 ms after rest).
+    assert [e for e in later if e["type"] == "weight"][0]["i"] * 12.5 >= rest
+    assert w["window"]["pre_g"] == pytest.approx(700, abs=3)
+
+
+@pytest.mark.micropython
+@pytest.mark.parametrize("hold_ms", [1000, 4000, 8000])
+def test_hand_resting_1_to_8_s_then_lifted_gives_no_item_event(tmp_path, hold_ms):
+    s = Script(25 + hold_ms // 1000, noise_g=1.0).run(2000)
+    s.m.ramp_to(1200, 300)
+    s.run(5000)
+    n0 = len(s.out)
+    s.m.hand(350, hold_ms)
+    s.run(hold_ms + 3000)
+    evs, end = both(s.out, tmp_path)
+    assert weights([e for e in evs if e["i"] >= n0]) == [], evs
+    assert "unsettled" in types([e for e in evs if e["i"] >= n0])   # it saw the hand
+    assert abs(end["scale_total_g"] - 1200) < 3
+
+
+@pytest.mark.micropython
+@pytest.mark.parametrize("noise", [1.0, 2.0])
+def test_two_items_in_quick_succession_are_two_events(tmp_path, noise):
+    s = Script(29, noise_g=noise).run(5000)
+    rest = s.m.ramp_to(180, 200)
+    s.run(rest - s.m.t_ms + 450)   # the next item 450 ms after the first is at rest
+    s.m.ramp_to(180 + 95, 200)
+    s.run(3000)
+    evs, _ = both(s.out, tmp_path)
+    d = [w["delta_g"] for w in weights(evs)]
+    assert len(d) == 2 and abs(d[0] - 180) <= 3 and abs(d[1] - 95) <= 3, evs
+    assert all(w["hold"] == "steady" for w in weights(evs))
+
+
+@pytest.mark.micropython
+def test_removal_while_a_hand_rests_on_another_item_is_one_event(tmp_path):
+    # A hand rests (250 g) for 3 s; meanwhile a 500 g item is taken out; the
+    # hand lifts. One event: -500 g from the level before the hand.
+    s = Script(30, noise_g=1.0).run(2000)
+    s.m.ramp_to(1500, 300)
+    s.run(5000)
+    n0 = len(s.out)
+    s.m.hand(250, 3000)
+    s.run(1000)
+    s.m.ramp_to(1000, 300)
+    s.run(5000)
+    evs, end = both(s.out, tmp_path)
+    w = _one([e for e in evs if e["i"] >= n0], -500)
+    assert w["window"]["pre_g"] == pytest.approx(1500, abs=3)
+    assert abs(end["scale_total_g"] - 1000) < 3

@@ -135,6 +135,7 @@ import gc
 from array import array
 from cartfw.scale.pipeline import ScalePipeline
 p = ScalePipeline(86.0, offset=-152000)
+gc.collect()                     # the compiler's garbage: 2 x 16 kB must fit whole
 buf = array('i', bytes(16000))   # filled in place: no 4000-item list beside it
 for k in range(4000):
     buf[k] = -152000 + (k * 7919) % 121 - 60
@@ -327,9 +328,13 @@ def test_tremor_on_the_raw_samples_blocks_settling_though_the_median_is_flat():
     det, s = _tremor_det()
     out = [det.push(5000, 5000 + _tremor(k)) for k in range(400)]
     assert s.CHANGED not in out and det.rough > 50
-    # The tremor stops (the hand lifts, the item stays): settles at once.
+    assert det._rr >= 2   # rejected for tremor: the next hold would be the long one
+    # The tremor stops (the hand lifts, the item stays): settles at once
+    # (suspect_n is 0 here), flagged suspect after the tremor rejections.
+    # The level is the hold's mean before the median, so the first samples
+    # of the hold still carry some tremor: within 20 counts (amplitude 150).
     out = [det.push(5000, 5000) for _ in range(12)]
-    assert s.CHANGED in out and det.level == 5000
+    assert s.CHANGED in out and abs(det.level - 5000) <= 20 and det.suspect
 
 
 def test_long_hold_settles_steady_vibration_but_not_a_wandering_hand():
@@ -337,6 +342,7 @@ def test_long_hold_settles_steady_vibration_but_not_a_wandering_hand():
     det, s = _tremor_det(long_n=120, wander=100)
     out = [det.push(5000, 5000 + _tremor(k)) for k in range(400)]
     assert s.CHANGED in out and 120 <= out.index(s.CHANGED) <= 140
+    assert det.suspect   # passed only by the long-quiet rule: `hold: suspect` (§6.1)
     # A hand: the same tremor on a level that wanders by +-250 counts over
     # 2 s. Each hold is quiet by range, but the holds' levels spread.
     import math
@@ -378,3 +384,34 @@ def test_a_small_step_whose_quiet_window_reaches_back_before_it_never_rests_befo
     out += [det.push(22) for _ in range(30)]       # just over it; ring range 14 <= 2*half
     assert s.BEGIN in out and s.CHANGED in out
     assert det.t_rest >= det.t_start, (det.t_start, det.t_rest)
+
+
+def test_after_tremor_rejections_the_hold_must_last_suspect_n():
+    from cartfw.scale import settle as s
+    det = s.SettleDetector(half=300, trigger=400, min_delta=1000, track_step=1,
+                           quiet_n=8, hold_n=10, trig_n=2, long_n=10 ** 6, suspect_n=40)
+    assert s.FIRST in [det.push(0) for _ in range(12)]
+    det.max_d4 = 2 * 40 * 40
+    out = [det.push(5000, 5000 + _tremor(k)) for k in range(200)]
+    assert s.CHANGED not in out and det._rr >= 2
+    # Still after the tremor: a 10-sample hold is no longer enough, 40 are.
+    out = [det.push(5000, 5000) for _ in range(60)]
+    assert s.CHANGED in out and 40 - 8 <= out.index(s.CHANGED) <= 40 + 8 and det.suspect
+
+
+def test_a_clean_hold_is_steady_and_the_level_is_refined_after_it():
+    from cartfw.scale import settle as s
+    det = s.SettleDetector(half=300, trigger=400, min_delta=1000, track_step=1,
+                           quiet_n=8, hold_n=10, trig_n=2, refine_n=160)
+    assert s.FIRST in [det.push(0) for _ in range(12)]
+    # A hold whose raw samples sit 30 counts off the median's: the level is
+    # the raw mean (every conversion counts once), then refined by averaging.
+    out = [det.push(5000, 5000 + (60 if k % 2 else 0)) for k in range(20)]
+    assert s.CHANGED in out and not det.suspect
+    det.ref = det.level
+    out = [det.push(5000, 5040) for _ in range(160)]
+    assert s.TRACKED in out and 5030 <= det.level <= 5040 and det.ref == det.level
+    # After refine_n samples: only drift-tracked (track_step per window).
+    lvl = det.level
+    [det.push(5000, 5200) for _ in range(16)]
+    assert det.level - lvl <= 2

@@ -131,6 +131,10 @@ class WeightEvent(_Event):
     noise_g: float = Field(ge=0)
     settle_ms: int = Field(ge=0)
     window: Window
+    # Optional (§6.1): "suspect" when the hold passed only by the long-quiet
+    # rule or after holds rejected for tremor (a hand may be on the basket);
+    # None from firmware that predates it.
+    hold: Literal["steady", "suspect"] | None = None
 
 
 class UnsettledEvent(_Event):

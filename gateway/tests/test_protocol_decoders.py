@@ -82,11 +82,22 @@ def test_common_fields_reject(field, value, match):
     (lambda d: d["window"].update(std_g=-1.0), "'window.std_g'"),
     (lambda d: d["window"].update(unsettled_seq=0), "'window.unsettled_seq'"),
     (lambda d: d.update(total_g="heavy"), "'total_g'"),
+    (lambda d: d.update(hold="maybe"), "'hold'"),
+    (lambda d: d.update(hold=1), "'hold'"),
 ])
 def test_weight_event_rejects(mutate, match):
     d = weight()
     mutate(d)
     raises(P.decode_event, SCALE, js(d), match=match)
+
+
+def test_weight_event_hold_flag_is_optional():
+    # §6.1 `hold`: absent from firmware before issue 14, steady or suspect after.
+    d = weight()
+    d.pop("hold", None)
+    assert P.decode_event(SCALE, js(d)).hold is None
+    for v in ("steady", "suspect"):
+        assert P.decode_event(SCALE, js(dict(d, hold=v))).hold == v
 
 
 def test_unsettled_event_rejects_missing_total():

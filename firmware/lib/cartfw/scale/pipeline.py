@@ -11,6 +11,11 @@ except ImportError:
 from cartfw.scale.spike import is_glitch, Median5
 from cartfw.scale import settle as _s
 
+# The raw value feeds the tremor measure unless it is this far from the
+# median: a flipped bit 16 or higher (2^16 counts and more); a hand's tremor
+# and the cell's noise are far below it.
+_SPIKE = const(1 << 15)
+
 # name: (default, lo, hi). Checked by ScalePipeline; errors name the key.
 PARAMS = {
     "rate_hz": (80, 1, 1000),          # HX711 RATE pin high: 80 SPS
@@ -19,12 +24,16 @@ PARAMS = {
     "min_delta_g": (15.0, 0.1, 50000.0),  # smallest item event (items >= 20 g)
     "noise_k": (10.0, 0.0, 100.0),     # ... and at least noise_k x noise
     "quiet_ms": (100, 10, 5000),       # quiet window to start the hold
-    "hold_ms": (125, 10, 10000),       # total quiet time before settled
+    "hold_ms": (125, 10, 10000),       # total quiet time before settled ...
+    "hold_noise_g": (1.2, 0.1, 100.0),  # ... scaled by learned noise / this when above
+    "hold_max_ms": (250, 10, 10000),   # ... up to this
+    "suspect_hold_ms": (500, 0, 10000),  # hold after a rough one in the same change (0: off)
+    "refine_ms": (2000, 0, 60000),     # after a settle, average the level this long
     "trig_ms": (25, 1, 1000),          # time beyond trigger to unsettle
     "long_hold_ms": (1000, 10, 60000),  # quiet this long settles even if rough
     "track_g_per_s": (0.2, 0.001, 100.0),  # drift followed while settled
     "zero_band_g": (5.0, 0.0, 1000.0),  # auto-zero only within this of tare
-    "rough_k": (1.8, 1.0, 100.0),      # hold rms must be <= rough_k x settled rms
+    "rough_k": (2.2, 1.0, 100.0),      # hold rms must be <= rough_k x settled rms
     "rough_floor_g": (0.4, 0.0, 100.0),  # ... or <= this, whichever is larger
     "tremor_k": (1.6, 1.0, 100.0),     # hold lag-4 rms <= tremor_k x settled one
     "tremor_floor_g": (0.5, 0.0, 100.0),  # ... or <= this, whichever is larger
@@ -90,7 +99,14 @@ class ScalePipeline:
             hold_n=max(q, _ms_to_n(p["hold_ms"], self.rate)),
             trig_n=_ms_to_n(p["trig_ms"], self.rate),
             long_n=_ms_to_n(p["long_hold_ms"], self.rate),
-            wander=int(p["wander_g"] * c + 0.5))
+            wander=int(p["wander_g"] * c + 0.5),
+            suspect_n=_ms_to_n(p["suspect_hold_ms"], self.rate) if p["suspect_hold_ms"] else 0,
+            refine_n=_ms_to_n(p["refine_ms"], self.rate) if p["refine_ms"] else 0)
+        self._hold_n0 = self.det.hold_n
+        self._hold_nmax = max(self._hold_n0, _ms_to_n(p["hold_max_ms"], self.rate))
+        # learned lag-4 energy is 2 sigma^2 for white noise: hold_n grows
+        # with sigma / hold_noise_g; compare squares, integer math per window.
+        self._hold_d4 = int(2 * (p["hold_noise_g"] * c) ** 2) or 1
         self._zero_band = int(p["zero_band_g"] * c + 0.5)
         self._motion_n = _ms_to_n(p["motion_ms"], self.rate) if p["motion_ms"] else -1
         self._floor_var = int((p["rough_floor_g"] * c) ** 2)
@@ -102,6 +118,10 @@ class ScalePipeline:
         # white noise its variance is 8 sigma^2 = 4 x the mean d4^2.
         self._trx64 = int(4 * p["trend_k"] * p["trend_k"] * 64 + 0.5)
         self._base_d4 = 0   # EMA of quiet-window lag-4 energy while settled
+        self._n_learned = 0    # quiet windows learned (up to 16)
+        self._pend_ok = False  # a quiet window waiting to be learned
+        self._pend_var = 0
+        self._pend_d4 = 0
         if old is not None and old.state == _s.SETTLED:
             # Recalibrated: keep the known level, not the thresholds.
             self.det.level = old.level
@@ -163,24 +183,18 @@ class ScalePipeline:
         # The raw value for the tremor measure, unless the median calls it
         # a spike (further off than the trigger): then the median.
         d = raw - m
-        r = det.push(m, raw if -det.trigger <= d <= det.trigger else m)
+        r = det.push(m, raw if -_SPIKE <= d <= _SPIKE else m)
         if r == _s.NONE:
             return None
         if r == _s.TRACKED:
-            # Noise while settled: EMA over quiet windows (1/16 per window).
-            bv = self._base_var
-            bv = det.quiet_var if bv == 0 else bv + (det.quiet_var - bv) // 16
-            self._base_var = bv
-            lim = (bv * self._k2x64) >> 6
-            det.max_var = lim if lim > self._floor_var else self._floor_var
-            bd = self._base_d4
-            bd = det.quiet_d4 if bd == 0 else bd + (det.quiet_d4 - bd) // 16
-            self._base_d4 = bd
-            lim = (bd * self._tk2x64) >> 6
-            det.max_d4 = lim if lim > self._floor_d4 else self._floor_d4
-            lim = (bd * self._trx64) >> 6
-            f4 = 4 * self._floor_d4
-            det.max_trend = lim if lim > f4 else f4
+            # A window is learned one window late, once the next one was
+            # quiet too: the last window before a change can hold its first
+            # sample, still inside the trigger but moving.
+            if self._pend_ok:
+                self._learn_noise(self._pend_var, self._pend_d4)
+            self._pend_ok = -det.trigger <= det.level - det.ref <= det.trigger
+            self._pend_var = det.quiet_var
+            self._pend_d4 = det.quiet_d4
             # Auto-zero: follow drift only while the basket is empty and
             # settled (within zero_band of the tare), at the tracking rate.
             d = det.level - self.offset
@@ -188,6 +202,7 @@ class ScalePipeline:
                 s = det.track_step
                 self.offset += s if d > s else (-s if d < -s else d)
             return None
+        self._pend_ok = False
         if r == _s.BEGIN:
             if det.n - self._same_at <= self._motion_n:
                 # The last change came back to the same level moments ago:
@@ -205,6 +220,42 @@ class ScalePipeline:
             det.ref = det.level
             return ("weight", f)
         return None  # FIRST, SAME
+
+    def _learn_noise(self, qv, qd):
+        # Noise while settled at the reported level: the mean of the first 16
+        # quiet windows, then an EMA (1/16 per window). A window more than
+        # twice the estimate counts as twice it, so a hand that stays on the
+        # basket after all cannot teach its tremor as the cell's noise fast.
+        det = self.det
+        n = self._n_learned
+        if n < 16:
+            n += 1
+            self._n_learned = n
+        bv = self._base_var
+        if bv and qv > 2 * bv:
+            qv = 2 * bv
+        bv = bv + (qv - bv) // n
+        self._base_var = bv
+        lim = (bv * self._k2x64) >> 6
+        det.max_var = lim if lim > self._floor_var else self._floor_var
+        bd = self._base_d4
+        if bd and qd > 2 * bd:
+            qd = 2 * bd
+        bd = bd + (qd - bd) // n
+        self._base_d4 = bd
+        lim = (bd * self._tk2x64) >> 6
+        det.max_d4 = lim if lim > self._floor_d4 else self._floor_d4
+        lim = (bd * self._trx64) >> 6
+        f4 = 4 * self._floor_d4
+        det.max_trend = lim if lim > f4 else f4
+        # A noisier cell holds longer: n0 x sigma / hold_noise_g (sigma^2 =
+        # bd / 2), so the level's error and the tremor test keep their power.
+        n = self._hold_n0
+        if bd > self._hold_d4:
+            k = n * n * bd // self._hold_d4   # (n x sigma/ref)^2
+            while n < self._hold_nmax and n * n < k:
+                n += 1
+        det.hold_n = n
 
     def _weight_fields(self):
         det = self.det
@@ -229,6 +280,7 @@ class ScalePipeline:
             "total_g": round(self.grams(det.level), 1),
             "noise_g": round(noise, 2),
             "settle_ms": self.ms(t_end - det.t_start),
+            "hold": "suspect" if det.suspect else "steady",
             "window": {
                 "n": n,
                 "pre_g": round(self.grams(det.pre), 1),

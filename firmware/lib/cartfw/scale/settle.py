@@ -25,6 +25,16 @@ UNSETTLED = const(2)
 SETTLING = const(3)
 STATE_NAMES = ("start", "settled", "unsettled", "settling")
 
+# Holds of one change rejected for tremor or trend before the long (suspect)
+# hold is required: a placement's tail may fail one, a hand's tremor fails
+# them for seconds and would pass a short one by chance sooner or later.
+SUSPECT_AFTER = const(2)
+
+# Why a hold is rough (_rough_why)
+ROUGH_VAR = const(1)
+ROUGH_TREND = const(2)
+ROUGH_TREMOR = const(3)
+
 # push() results
 NONE = const(0)
 BEGIN = const(1)      # SETTLED -> UNSETTLED: the load started to change
@@ -36,7 +46,8 @@ TRACKED = const(5)    # settled, a quiet window passed (drift tracked)
 
 class SettleDetector:
     def __init__(self, half, trigger, min_delta, track_step,
-                 quiet_n=8, hold_n=12, trig_n=2, long_n=80, wander=0):
+                 quiet_n=8, hold_n=12, trig_n=2, long_n=80, wander=0,
+                 suspect_n=0, refine_n=0):
         if half < 1 or trigger < 1 or min_delta < 1 or track_step < 1:
             raise ValueError("settle thresholds must be >= 1 count")
         if not 2 <= quiet_n <= hold_n:
@@ -52,6 +63,20 @@ class SettleDetector:
         self.trig_n = trig_n
         self.long_n = long_n      # quiet this long settles even if rough ...
         self.wander = wander      # ... if its hold levels spread at most this
+        # Once SUSPECT_AFTER holds of this change were rejected as rough, the
+        # next ones must last suspect_n samples: a hand gets one short look, not one every
+        # 50 ms for seconds (0: off). hold_n itself is set by the pipeline
+        # from the learned noise (a longer hold on a noisier cell).
+        self.hold_min = hold_n
+        self.suspect_n = suspect_n
+        self._rr = 0              # holds of this change rejected as rough
+        # The last settle passed only by the long-quiet rule, or after holds
+        # of its change were rejected for tremor or trend.
+        self.suspect = False
+        # After a settle the level is refined by averaging the quiet windows
+        # that follow, up to refine_n samples in all, then only drift-tracked.
+        self.refine_n = refine_n
+        self._rfn = 0
         self._quiet_since = -1    # start of the current quiet stretch
         self._ring = array("i", [0] * quiet_n)
         self._xring = array("i", [0] * quiet_n)  # the same samples before the median
@@ -91,6 +116,7 @@ class SettleDetector:
 
     def _reset_change(self):
         self.pre = self.ref    # reported level before the change
+        self._rr = 0
         self.t_start = self.n  # sample index where the change began
         self.t_rest = self.n   # sample index where the quiet hold began
         self.cn = 0            # samples in the change window
@@ -102,6 +128,7 @@ class SettleDetector:
         self.h0 = 0            # hold reference (first quiet mean)
         self.hs = 0            # sum of (y - h0) over the hold
         self.hss = 0           # sum of (y - h0)^2 over the hold
+        self.hxs = 0           # sum of (x - h0) over the hold: the level
         self.hd4 = 0           # sum of d4^2 over pairs inside the hold
         self.hm4 = 0           # sum of d4: a trend (telescopes: last 4 - first 4)
         self.hdn = 0
@@ -121,6 +148,12 @@ class SettleDetector:
     def _ring_mean(self):
         s = 0
         for v in self._ring:
+            s += v - self.level
+        return self.level + s // self.quiet_n
+
+    def _xring_mean(self):
+        s = 0
+        for v in self._xring:
             s += v - self.level
         return self.level + s // self.quiet_n
 
@@ -174,16 +207,22 @@ class SettleDetector:
             self._qdn = 0
             if self._ring_quiet():
                 self.quiet_d4 = qd
-                # Follow slow drift (and creep) of the settled level, at most
-                # track_step per quiet window, so it never turns into a change.
                 m = self._ring_mean()
                 ss = 0
                 for v in self._ring:
                     ss += (v - m) * (v - m)
                 self.quiet_var = ss // self.quiet_n
-                d = m - self.level
+                d = self._xring_mean() - self.level
                 if -self.half <= d <= self.half:
-                    if d > self.track_step:
+                    if self._rfn < self.refine_n:
+                        # Just settled: the level is the mean of every quiet
+                        # sample since (a short hold's mean is noisy, and the
+                        # next change is measured from here).
+                        self._rfn += self.quiet_n
+                        d = d * self.quiet_n // self._rfn
+                    # Then follow slow drift (and creep), at most track_step
+                    # per quiet window, so it never turns into a change.
+                    elif d > self.track_step:
                         d = self.track_step
                     elif d < -self.track_step:
                         d = -self.track_step
@@ -205,10 +244,11 @@ class SettleDetector:
             self.hn += 1
             self.hs += d
             self.hss += d * d
+            self.hxs += x - self.h0
             self.hd4 += d4 * d4
             self.hm4 += d4
             self.hdn += 1
-            if self.hn >= self.hold_n:
+            if self.hn >= self._hold_need():
                 return self._end_hold()
             return NONE
         # START or UNSETTLED: wait for quiet_n quiet samples.
@@ -229,11 +269,14 @@ class SettleDetector:
             self.hn = 0
             self.hs = 0
             self.hss = 0
+            self.hxs = 0
             for v in self._ring:
                 d = v - self.h0
                 self.hn += 1
                 self.hs += d
                 self.hss += d * d
+            for v in self._xring:
+                self.hxs += v - self.h0
             # Lag-4 pairs inside the ring (oldest first from _ri), so the
             # motion before the hold does not count as tremor.
             r = self._xring
@@ -247,30 +290,46 @@ class SettleDetector:
                 self.hd4 += d * d
                 self.hm4 += d
                 self.hdn += 1
-            if self.hn >= self.hold_n:
+            if self.hn >= self._hold_need():
                 return self._end_hold()
         return NONE
 
+    def _hold_need(self):
+        if self._rr >= SUSPECT_AFTER and self.suspect_n > self.hold_n:
+            return self.suspect_n
+        return self.hold_n
+
     def _end_hold(self):
-        if not self._first and self._is_rough() and not self._long_quiet():
-            # Quiet by range but rough against the settled noise (a hand's
-            # tremor): keep looking; the ring re-arms the hold at once.
-            self.state = UNSETTLED
-            self.rough += 1
-            return NONE
+        why = 0 if self._first else self._rough_why()
+        self.suspect = self._rr > 0
+        if why:
+            if not self._long_quiet():
+                # Quiet by range but rough against the settled noise (a hand's
+                # tremor): keep looking; the ring re-arms the hold at once.
+                self.state = UNSETTLED
+                self.rough += 1
+                if why == ROUGH_TREMOR:
+                    # A hand (the tail of a placement, or a slow one, fails
+                    # on variance or trend, and may do so for a while).
+                    self._rr += 1
+                return NONE
+            self.suspect = True
         return self._settle()
 
-    def _is_rough(self):
+    def _rough_why(self):
         # The hold against the noise learned while settled: its variance
-        # (max_var) and its tremor energy (max_d4); 0 disables either.
+        # (max_var), its trend (max_trend) and its tremor energy (max_d4);
+        # 0 disables either. Returns 0 (steady) or the first rule it broke.
         hn = self.hn
         if self.max_var and self.hss * hn - self.hs * self.hs > self.max_var * hn * hn:
-            return True
+            return ROUGH_VAR
         if not self.max_d4:
-            return False
+            return 0
         if self.max_trend and self.hm4 * self.hm4 > self.max_trend:
-            return True   # still moving: a slow placement, a hand's wander
-        return bool(self.max_d4 and self.hdn and self.hd4 > self.max_d4 * self.hdn)
+            return ROUGH_TREND   # still moving: a slow placement, a hand's wander
+        if self.hdn and self.hd4 > self.max_d4 * self.hdn:
+            return ROUGH_TREMOR
+        return 0
 
     def _long_quiet(self):
         # A rough hold still settles when the signal has been quiet by range
@@ -307,7 +366,16 @@ class SettleDetector:
         self.state = SETTLED
         self._over = 0
         self._quiet_since = -1  # the next change starts its own quiet stretch
-        self.level = self.h0 + self.hs // self.hn
+        self._rr = 0
+        # The settled window's lag-4 sums restart here: left over from before
+        # the change they hold the first samples of its motion (a baseline
+        # learned from them read a placement as 50x the cell's noise).
+        self._qd4 = 0
+        self._qdn = 0
+        # The level is the hold's mean before the median: every sample counts
+        # once (the median's outputs overlap), so it is the better estimate.
+        self.level = self.h0 + self.hxs // self.hn
+        self._rfn = self.hn
         if self._first:
             self._first = False
             self.ref = self.level
