@@ -112,6 +112,7 @@ class Gateway:
         self._t0 = 0.0
         self._batch = False
         self._next_prune_ms = 0
+        self._repair_outputs()
 
     # ================================================================ entry points
     def handle_batch(self, items: list[tuple]) -> list[Publish]:
@@ -199,14 +200,7 @@ class Gateway:
                 s = rt.engine.s
                 if s["unsettled"] or s["visions"] or any(m["state"] == "waiting" for m in s["moves"].values()):
                     if t_ms > s["now_ms"]:
-                        fx = rt.engine.advance(t_ms)
-                        # Only the clock moved (and what follows from time alone, e.g. a stale
-                        # unsettled window closing): not written now. The cart's next real
-                        # change writes it; after a crash the timer moves it again. Writing it
-                        # meant a commit (an fsync) every tick_ms while any cart was waiting,
-                        # which a weight event arriving then had to wait for.
-                        if any(fx.values()):
-                            self._after(rt, fx, t_ms)
+                        self._advance(rt, t_ms, t_ms)
             self._retention(t_ms)
             self._persist()
         self.metrics.frames_in_progress.set(len(self.asm))
@@ -226,7 +220,7 @@ class Gateway:
                 present = [i for i in ids if self.store.frame_path(i)]
                 v = Vision(mono_ms=b["engine_ms"], frames=frames, barcodes=barcodes, ref=b["ref"],
                            frame_ids=present)
-                self._after(rt, rt.engine.step(v), t_ms)
+                self._step(rt, v, t_ms)
                 self._persist()
         except ReconcileError as e:
             if self._batch:
@@ -234,6 +228,32 @@ class Gateway:
             self._reject("rejected_by_engine", f"burst {burst_id}", str(e))
             self._reset()
         return self._flush_out()
+
+    def _repair_outputs(self) -> None:
+        """At start: a cart whose engine holds a prompt or review the screen or the review
+        queue never got (an effect an older version dropped, issue 11.1) gets them now, so its
+        checkout is not refused for ever. Costs one pass over the carts at start only."""
+        retained = dict(self.store.retained())
+        stored = {r["review_id"] for r in self.store.open_reviews()}
+        queued = False
+        for cart, rt in self.carts.items():
+            state = {"v": 1, "prompts": rt.engine.open_prompts()}
+            topic = f"carts/{cart}/screen/state"
+            if state["prompts"] and retained.get(topic) != dumps(state):
+                for p in state["prompts"]:
+                    self._emit(f"carts/{cart}/screen/prompt", p)
+                self._emit(topic, state, retain=True)
+            for r in rt.engine.open_reviews():
+                if r["review_id"] not in stored:
+                    self.store.add_review(r, r["created_ms"])
+                    self._emit(f"gateway/{self.gw}/review/new", r)
+                    queued = True
+        if queued:
+            self._emit_queue()
+        if self._out:
+            self.store.begin()
+            self._flush_out()
+            self.store.commit()
 
     def republish(self) -> list[Publish]:
         """On every (re)connect: retained state (the broker may have lost it) and undelivered publishes."""
@@ -293,9 +313,9 @@ class Gateway:
         self._dirty.add(ev.cart)
         if ev.type == "weight":
             w = WeightChange(ev.epoch, ev.seq, now, ev.delta_g, ev.total_g, ev.noise_g, ev.window.unsettled_seq)
-            self._after(rt, rt.engine.step(w), t_ms)
+            self._step(rt, w, t_ms)
         elif ev.type == "unsettled":
-            self._after(rt, rt.engine.step(Unsettled(ev.epoch, ev.seq, now, ev.total_g)), t_ms)
+            self._step(rt, Unsettled(ev.epoch, ev.seq, now, ev.total_g), t_ms)
         elif ev.type == "capture":
             self.store.add_burst(eid, ev.cart, ev.epoch, list(ev.frames), ev.ref, now, t_ms)
             # The camera publishes a burst's frames before its capture event (§6.3, firmware
@@ -396,8 +416,7 @@ class Gateway:
         a = P.decode_answer(payload)
         rt = self._cart(tp.cart)
         ans = answer_of(a, self._now(rt, t_ms))
-        self._dirty.add(tp.cart)
-        self._after(rt, rt.engine.step(ans), t_ms)
+        self._step(rt, ans, t_ms)
 
     def _on_verdict(self, payload: bytes, t_ms: int) -> None:
         v = P.decode_verdict(payload)
@@ -406,11 +425,9 @@ class Gateway:
             event(WARN, "verdict_unknown", "verdict for an unknown review: ignored", review=v.review_id)
             return
         rt = self.carts[cart]
-        self._dirty.add(cart)
-        fx = rt.engine.step(verdict_of(v, self._now(rt, t_ms)))
+        fx = self._step(rt, verdict_of(v, self._now(rt, t_ms)), t_ms)
         if v.review_id in fx["reviews_closed"]:
             self.store.close_review(v.review_id, {"verdict_id": v.verdict_id, "sku": v.sku, "qty": v.qty})
-        self._after(rt, fx, t_ms)
 
     # ---------------------------------------------------------------- checkout §12
     def _on_checkout(self, tp: P.Topic, payload: bytes, t_ms: int) -> None:
@@ -423,10 +440,10 @@ class Gateway:
             return
         rt = self._cart(cart)
         self._dirty.add(cart)
-        before = json.dumps(rt.engine.s["version"])
-        res = rt.engine.checkout(req.req_id, self._now(rt, t_ms))
-        if json.dumps(rt.engine.s["version"]) != before:
-            self._publish_basket(rt)
+        # Time first, through _advance: it can decide an item whose vision wait ran out and
+        # open a prompt or a review, which must reach the screen / the review queue (issue 11.1)
+        self._advance(rt, self._now(rt, t_ms), t_ms)
+        res = rt.engine.checkout(req.req_id)
         if not res["ok"]:
             event(INFO, "checkout_refused", f"checkout refused: {res['reason']}", cart=cart, req=req.req_id,
                   reason=res["reason"])
@@ -446,11 +463,32 @@ class Gateway:
         eng = CartReconciler(cart, self.catalogue, self.cfg.reconcile, self.book, index=self.index)
         new = CartRt(cart, old.session + 1, old.version() + 1, eng, dict(old.clock))
         eng.s["now_ms"] = old.engine.s["now_ms"]
+        # prompt and review ids go on counting: unique per cart across sessions, so a late
+        # answer or verdict for the last shopper's prompt / review names nothing open now (issue 11.9)
+        for k in ("prompt", "review"):
+            eng.s["n"][k] = old.engine.s["n"][k]
         self.carts[cart] = new
         self._publish_basket(new)
         self._emit(f"carts/{cart}/screen/state", {"v": 1, "prompts": []}, retain=True)
 
     # ================================================================ effects
+    # Every engine call goes through _step or _advance, so every effect it returns (decisions,
+    # prompts, reviews, basket changes) is stored and published: none may be dropped (issue 11.1).
+    def _step(self, rt: CartRt, item, t_ms: int) -> dict:
+        fx = rt.engine.step(item)
+        self._after(rt, fx, t_ms)
+        return fx
+
+    def _advance(self, rt: CartRt, mono_ms: int, t_ms: int) -> dict:
+        """Let the cart's event time reach mono_ms. When only the clock moved (and what follows
+        from time alone, e.g. a stale unsettled window closing) nothing is written: the cart's
+        next real change writes it, after a crash the timer moves it again; writing it meant an
+        fsync every tick_ms while any cart was waiting."""
+        fx = rt.engine.advance(mono_ms)
+        if any(fx.values()):
+            self._after(rt, fx, t_ms)
+        return fx
+
     def _after(self, rt: CartRt, fx: dict, t_ms: int) -> None:
         """Turn the reconciler's effects into stored reviews and publishes."""
         self._dirty.add(rt.cart)
@@ -481,13 +519,16 @@ class Gateway:
                 if path and fid not in keep:
                     self._delete_frame(fid, path, "review")
         if fx["reviews_opened"] or fx["reviews_closed"]:
-            q = [{"review_id": r["review_id"], "cart": r["cart"], "created_ms": r["created_ms"]}
-                 for r in self.store.open_reviews()]
-            self._emit(f"gateway/{self.gw}/review/queue", {"v": 1, "reviews": q}, retain=True)
-            self.metrics.open_reviews.set(len(q))
+            self._emit_queue()
         if fx["basket_changed"] or fx["prompts_opened"] or fx["prompts_closed"] or fx["reviews_opened"] \
                 or fx["reviews_closed"]:
             self._publish_basket(rt)
+
+    def _emit_queue(self) -> None:
+        q = [{"review_id": r["review_id"], "cart": r["cart"], "created_ms": r["created_ms"]}
+             for r in self.store.open_reviews()]
+        self._emit(f"gateway/{self.gw}/review/queue", {"v": 1, "reviews": q}, retain=True)
+        self.metrics.open_reviews.set(len(q))
 
     def _publish_basket(self, rt: CartRt) -> None:
         b = rt.engine.basket()
