@@ -87,6 +87,7 @@ class RetentionConfig(_Strict):
     decisions_days: float = Field(90.0, gt=0, description="delete decisions of closed sessions older than this")
     prune_interval_s: float = Field(3600.0, ge=1, description="look for rows to prune this often (on the timer)")
     prune_batch: int = Field(5000, ge=1, le=1_000_000, description="most rows deleted per table per run (bounds a run's time)")
+    gaps_per_board: int = Field(256, ge=1, le=100_000, description="open sequence gaps kept per board; over it the oldest are merged")
 
 
 class DetectorSection(_Strict):

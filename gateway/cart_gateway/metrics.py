@@ -14,6 +14,8 @@ class Metrics:
         self.duplicates = Counter("cart_gateway_duplicates", "events dropped: identity already stored", registry=r)
         self.gaps = Counter("cart_gateway_gaps", "sequence gaps opened", registry=r)
         self.gap_events = Counter("cart_gateway_gap_events", "events missing in opened gaps", registry=r)
+        self.gaps_trimmed = Counter("cart_gateway_gaps_trimmed", "open gaps merged or dropped: over the per-board bound",
+                                    registry=r)
         self.late = Counter("cart_gateway_late_events", "events below the highest seq (out of order)", registry=r)
         self.bad = Counter("cart_gateway_bad_messages", "messages rejected", ["reason"], registry=r)
         self.decisions = Counter("cart_gateway_decisions", "reconciliation decisions", ["outcome"], registry=r)

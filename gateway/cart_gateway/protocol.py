@@ -25,6 +25,7 @@ MAX_FRAME_BYTES = 131072
 MAX_FRAME_CHUNKS = 64
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+INST_RE = re.compile(r"^[0-9a-f]{8,32}$")     # §5 board instance id
 BOARDS = ("scale", "cam")
 
 
@@ -83,6 +84,8 @@ class _Msg(BaseModel):
 class BoardHeader(_Msg):
     cart: str
     board: Literal["scale", "cam"]
+    # §5: the board instance's id, minted at its first boot; absent from older firmware
+    inst: str | None = Field(default=None, pattern=INST_RE.pattern)
     epoch: int = Field(ge=1, lt=2**32)
     mono_ms: int = Field(ge=0)
     wall_ms: int | None = Field(default=None, ge=0)
@@ -121,6 +124,8 @@ class _Event(BoardHeader):
 
     @property
     def event_id(self) -> str:
+        if self.inst:
+            return f"{self.cart}/{self.board}/{self.inst}/{self.epoch}/{self.seq}"
         return f"{self.cart}/{self.board}/{self.epoch}/{self.seq}"
 
 

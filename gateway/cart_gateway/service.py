@@ -106,6 +106,8 @@ class Gateway:
             self.store.set_burst_state(b["burst_id"], "waiting")
         self._out: list[Publish] = []
         self._dirty: set[str] = set()
+        self._counted: list[str] = []           # event types stored by the current message / batch
+        self._insts: dict[tuple[str, str], str] = {}   # (cart, board) -> instance written to `boards`
         self.keep_decisions = False             # replay: keep every decision (all sessions) and its time
         self.decision_times: list[dict] = []
         self.decision_log: list[dict] = []
@@ -134,9 +136,13 @@ class Gateway:
                     outs += self.apply_vision(it[1], it[2], it[3], it[4])
                 else:
                     outs += self.tick(it[1])
+        except BaseException:
+            self._counted = []        # rolled back by the caller: not stored
+            raise
         finally:
             self._batch = False
         self._persist()
+        self._count_events()
         last = {p.topic: i for i, p in enumerate(outs) if p.retain}
         outs = [p for i, p in enumerate(outs) if not p.retain or last[p.topic] == i]
         for p in outs:
@@ -145,7 +151,7 @@ class Gateway:
 
     def reload(self) -> None:
         """Forget in-memory state and load it again from the database (after a rolled-back batch)."""
-        self._out, self._dirty = [], set()
+        self._out, self._dirty, self._counted, self._insts = [], set(), [], {}
         self.carts = {}
         for cart, session, vbase, st, clock in self.store.load_carts():
             eng = CartReconciler.from_dict(st, self.catalogue, self.cfg.reconcile, self.book, index=self.index)
@@ -183,6 +189,9 @@ class Gateway:
             logging.getLogger("cart_gateway").exception("handler failed")
             self._reject("internal_error", topic, f"{type(e).__name__}: {e}")
             self._reset()
+        else:
+            if not self._batch:
+                self._count_events()
         self.metrics.messages.labels(kind).inc()
         self.metrics.handle_latency.labels(kind).observe(time.perf_counter() - self._t0)
         return self._flush_out()
@@ -294,45 +303,79 @@ class Gateway:
     def _on_event(self, tp: P.Topic, payload: bytes, t_ms: int) -> None:
         ev = P.decode_event(tp, payload)
         eid = ev.event_id
-        if not self.store.add_event(eid, ev.cart, ev.board, ev.epoch, ev.seq, ev.type, t_ms, payload):
+        inst = ev.inst or ""
+        if not self.store.add_event(eid, ev.cart, ev.board, ev.epoch, ev.seq, ev.type, t_ms, payload, inst):
             self.metrics.duplicates.inc()
             event(INFO, "duplicate", "event already stored: dropped", id=eid)
             return
-        self.metrics.events.labels(ev.type).inc()
-        status, rng = self.store.note_seq(ev.cart, ev.board, ev.epoch, ev.seq, t_ms)
+        self._note_board(ev.cart, ev.board, inst)
+        status, rng = self.store.note_seq(ev.cart, ev.board, ev.epoch, ev.seq, t_ms, inst)
         if status == "gap":
             self.metrics.gaps.inc()
             self.metrics.gap_events.inc(rng[1] - rng[0] + 1)
             event(WARN, "gap", f"events {rng[0]}..{rng[1]} missing", cart=ev.cart, board=ev.board,
-                  epoch=ev.epoch, lo=rng[0], hi=rng[1])
+                  inst=inst, epoch=ev.epoch, lo=rng[0], hi=rng[1])
+            trimmed = self.store.bound_gaps(ev.cart, ev.board, self.cfg.retention.gaps_per_board)
+            if trimmed:
+                self.metrics.gaps_trimmed.inc(trimmed)
+                event(WARN, "gaps_trimmed", f"over {self.cfg.retention.gaps_per_board} open gaps: the oldest "
+                      "merged with the next", cart=ev.cart, board=ev.board, n=trimmed)
         elif status == "late":
             self.metrics.late.inc()
             event(INFO, "late_event", "event below the highest seq (fills a gap or out of order)", id=eid)
+        # the reconciler sees one epoch number per stream (protocol §5, store.stream)
+        epoch = self.store.stream(ev.cart, ev.board, inst, ev.epoch)
         rt = self._cart(ev.cart)
-        now = rt.time_of(ev.board, ev.epoch, ev.mono_ms, t_ms)
+        now = rt.time_of(ev.board, epoch, ev.mono_ms, t_ms)
         self._dirty.add(ev.cart)
+        self._counted.append(ev.type)
         if ev.type == "weight":
-            w = WeightChange(ev.epoch, ev.seq, now, ev.delta_g, ev.total_g, ev.noise_g, ev.window.unsettled_seq)
+            w = WeightChange(epoch, ev.seq, now, ev.delta_g, ev.total_g, ev.noise_g, ev.window.unsettled_seq)
             self._step(rt, w, t_ms)
         elif ev.type == "unsettled":
-            self._step(rt, Unsettled(ev.epoch, ev.seq, now, ev.total_g), t_ms)
+            self._step(rt, Unsettled(epoch, ev.seq, now, ev.total_g), t_ms)
         elif ev.type == "capture":
-            self.store.add_burst(eid, ev.cart, ev.epoch, list(ev.frames), ev.ref, now, t_ms)
+            self.store.add_burst(eid, ev.cart, epoch, list(ev.frames), self._scale_ref(ev.cart, ev.ref), now, t_ms)
             # The camera publishes a burst's frames before its capture event (§6.3, firmware
             # apps/camera.py), in order on one connection: a frame still missing now was lost
             # (e.g. chunks in memory when we restarted). Run with what arrived; wait only if
             # nothing did (burst_timeout_s), in case a camera sends the event first.
-            have = any(self.store.frame_path(frame_id(ev.cart, ev.epoch, n)) for n in ev.frames)
+            have = any(self.store.frame_path(frame_id(ev.cart, epoch, n)) for n in ev.frames)
             self._maybe_run_burst(eid, t_ms, timed_out=have)
         else:
             event(WARN, "board_error", f"{ev.cart}/{ev.board}: {ev.code}", id=eid, code=ev.code, detail=ev.detail)
+
+    def _note_board(self, cart: str, board: str, inst: str) -> None:
+        """Remember the instance in this board slot: frame chunks carry none (§7)."""
+        if self._insts.get((cart, board)) != inst:
+            self.store.note_board(cart, board, inst)
+            self._insts[(cart, board)] = inst
+
+    def _scale_ref(self, cart: str, ref: str | None) -> str | None:
+        """A capture's ref names the scale event that triggered it, `<cart>/scale/[<inst>/]<epoch>/<seq>`
+        (§6.3); the reconciler matches it as `<cart>/scale/<stream>/<seq>`. A ref without an
+        instance (older camera firmware) means the scale instance the gateway last heard."""
+        parts = (ref or "").split("/")
+        if len(parts) == 5:
+            inst, rest = parts[2], parts[3:]
+        elif len(parts) == 4:
+            inst, rest = self.store.board_inst(cart, "scale"), parts[2:]
+        else:
+            return ref
+        if parts[0] != cart or parts[1] != "scale" or not P.INST_RE.match(inst or "0" * 16) \
+                or not all(x.isascii() and x.isdigit() and 1 <= int(x) < 2**32 for x in rest):
+            return ref
+        return f"{cart}/scale/{self.store.stream(cart, 'scale', inst, int(rest[0]))}/{rest[1]}"
 
     # ---------------------------------------------------------------- frames §7
     def _on_chunk(self, tp: P.Topic, payload: bytes, t_ms: int) -> None:
         if len(payload) > P.CHUNK_HEADER.size + P.MAX_CHUNK_PAYLOAD:
             self.metrics.frames.labels("oversized").inc()
         chunk = P.decode_frame_chunk(payload)
-        fid = frame_id(tp.cart, chunk.epoch, chunk.frame)
+        # frames are named by the camera's stream (the instance last heard in this slot), so a
+        # re-flashed camera's epoch 1 frame 1 is not taken for the old camera's
+        epoch = self.store.stream(tp.cart, "cam", self.store.board_inst(tp.cart, "cam"), chunk.epoch)
+        fid = frame_id(tp.cart, epoch, chunk.frame)
         if self.store.frame_path(fid):
             return   # redelivered chunk of a frame we already stored
         state, frame = self.asm.add(tp.cart, chunk, t_ms)
@@ -342,11 +385,11 @@ class Gateway:
         if frame is None:
             return
         rt = self._cart(tp.cart)
-        path = self.files.write(tp.cart, chunk.epoch, chunk.frame, frame)
+        path = self.files.write(tp.cart, epoch, chunk.frame, frame)
         self.store.add_frame(fid, tp.cart, rt.session, path, t_ms)
         self.metrics.frames.labels("complete").inc()
         for b in self.store.bursts("waiting"):
-            if b["cart"] == tp.cart and b["epoch"] == chunk.epoch and chunk.frame in b["frames"]:
+            if b["cart"] == tp.cart and b["epoch"] == epoch and chunk.frame in b["frames"]:
                 self._maybe_run_burst(b["burst_id"], t_ms)
 
     def _maybe_run_burst(self, burst_id: str, t_ms: int, timed_out: bool = False) -> None:
@@ -395,6 +438,12 @@ class Gateway:
         day = 86_400_000
         ev, de = self.store.prune(t_ms - int(r.events_days * day), t_ms - int(r.decisions_days * day),
                                   r.prune_batch)
+        gp = self.store.prune_gaps(t_ms - int(r.events_days * day), r.prune_batch)
+        if gp:
+            self.metrics.pruned.labels("gaps").inc(gp)
+            event(INFO, "pruned", f"retention: {gp} sequence gaps older than the event log deleted", gaps=gp)
+            if gp >= r.prune_batch:
+                self._next_prune_ms = t_ms
         if ev or de:
             self.metrics.pruned.labels("events").inc(ev)
             self.metrics.pruned.labels("decisions").inc(de)
@@ -548,10 +597,18 @@ class Gateway:
             p.outbox_id = self.store.outbox_add(p.topic, p.encoded(), p.qos, p.retain)
         return out
 
+    def _count_events(self) -> None:
+        """events_total counts only events whose write stands (not a rolled-back message or batch)."""
+        for typ in self._counted:
+            self.metrics.events.labels(typ).inc()
+        self._counted = []
+
     def _reset(self) -> None:
         """A message failed: its savepoint was rolled back, so drop its effects and reload touched
         carts and the WeightBook (the message may have taught it before failing)."""
         self._out = []
+        self._counted = []
+        self._insts = {}
         rows = {r[0]: r for r in self.store.load_carts()} if self._dirty else {}
         for cart in self._dirty:
             row = rows.get(cart)

@@ -17,12 +17,30 @@ from cartfw import safemode
 from cartfw.clock import Clock
 
 EPOCH_PATH = "state/epoch"
+INST_PATH = "state/inst"
 FEED_MS = 1000  # watchdog check period
 TICK_MS = 200  # loop heartbeat
 
 
 def log(msg):
     print(msg)
+
+
+def board_instance():
+    """This board's instance id: 16 hex digits from os.urandom, minted at the first boot
+    of a fresh flash and kept in state/inst (protocol §5)."""
+    try:
+        with open(INST_PATH) as f:
+            inst = f.read().strip()
+        if len(inst) == 16 and not inst.strip("0123456789abcdef"):
+            return inst
+    except OSError:
+        pass
+    import os
+    import binascii
+    inst = binascii.hexlify(os.urandom(8)).decode()
+    jmod.write_atomic(INST_PATH, inst.encode())
+    return inst
 
 
 class Runtime:
@@ -53,6 +71,10 @@ class Runtime:
         safemode._ensure_dir()
         self.epoch = jmod.read_int(EPOCH_PATH, 0) + 1
         jmod.write_atomic(EPOCH_PATH, b"%d\n" % self.epoch)
+        # Instance id (§5): a full flash or a new board starts the epoch at 1 again; the
+        # random id it mints tells its events from the old board's.
+        self.inst = board_instance()
+        proto.INSTANCE = self.inst
         j = cfg["journal"]
         self.journal = jmod.Journal("journal", j["max_bytes"], j["segment_bytes"])
         if self.journal.torn:
