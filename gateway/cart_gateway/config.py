@@ -71,6 +71,7 @@ class CartsConfig(_Strict):
 
 class FramesConfig(_Strict):
     max_in_progress: int = Field(16, ge=1, le=1024, description="frames being reassembled at once (all carts)")
+    max_per_cart: int = Field(4, ge=1, le=64, description="frames being reassembled at once per cart (its cam board)")
     assembly_timeout_s: float = Field(5.0, gt=0, description="§7: drop a frame incomplete this long after its first chunk")
     burst_timeout_s: float = Field(5.0, gt=0, description="run detection with what arrived this long after the capture event")
     retention_s: float = Field(3600.0, gt=0, description="delete a frame this old unless an open review needs it")

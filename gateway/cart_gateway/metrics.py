@@ -20,6 +20,8 @@ class Metrics:
         self.bad = Counter("cart_gateway_bad_messages", "messages rejected", ["reason"], registry=r)
         self.decisions = Counter("cart_gateway_decisions", "reconciliation decisions", ["outcome"], registry=r)
         self.frames = Counter("cart_gateway_frames", "frames", ["result"], registry=r)
+        self.frames_dropped = Counter("cart_gateway_frames_dropped", "frames dropped before complete, per cart",
+                                      ["cart", "reason"], registry=r)
         self.pruned = Counter("cart_gateway_pruned", "rows deleted by retention", ["table"], registry=r)
         self.detector_dropped = Counter("cart_gateway_detector_dropped", "bursts not run: queue full", registry=r)
         self.handle_latency = Histogram("cart_gateway_handle_seconds", "handler time per message",

@@ -94,7 +94,8 @@ class Gateway:
             self.book.load_dict(saved)
         self._book_seen = pickle.dumps(self.book.stats, 5)
         self.files = FrameFiles(state / "frames")
-        self.asm = Assemblies(cfg.frames.max_in_progress, int(cfg.frames.assembly_timeout_s * 1000))
+        self.asm = Assemblies(cfg.frames.max_in_progress, int(cfg.frames.assembly_timeout_s * 1000),
+                              cfg.frames.max_per_cart)
         # submit_burst(burst_id, jpegs) -> bool; None = no detector (bursts carry barcodes only if any)
         self.submit_burst = submit_burst
         self.carts: dict[str, CartRt] = {}
@@ -202,6 +203,7 @@ class Gateway:
         with self.store.savepoint():
             for cart, epoch, frame in self.asm.expire(t_ms):
                 self.metrics.frames.labels("incomplete").inc()
+                self.metrics.frames_dropped.labels(cart, "incomplete").inc()
                 event(WARN, "frame_incomplete", "frame dropped: incomplete after the §7 timeout",
                       cart=cart, epoch=epoch, frame=frame)
             self._burst_timeouts(t_ms)
@@ -378,10 +380,16 @@ class Gateway:
         fid = frame_id(tp.cart, epoch, chunk.frame)
         if self.store.frame_path(fid):
             return   # redelivered chunk of a frame we already stored
-        state, frame = self.asm.add(tp.cart, chunk, t_ms)
-        if state == "full":
-            self._reject("frames_full", fid, f"{self.cfg.frames.max_in_progress} frames already in progress")
-            return
+        try:
+            state, frame, evicted = self.asm.add(tp.cart, chunk, t_ms)
+        except P.ProtocolError:
+            self.metrics.frames_dropped.labels(tp.cart, "malformed").inc()
+            raise
+        for cart, ep, n in evicted:
+            self.metrics.frames.labels("evicted").inc()
+            self.metrics.frames_dropped.labels(cart, "evicted").inc()
+            event(WARN, "frame_evicted", "frame dropped unfinished: a newer frame needed its slot "
+                  "(frames.max_per_cart / max_in_progress)", cart=cart, epoch=ep, frame=n)
         if frame is None:
             return
         rt = self._cart(tp.cart)
