@@ -77,6 +77,14 @@ class FramesConfig(_Strict):
     retention_s: float = Field(3600.0, gt=0, description="delete a frame this old unless an open review needs it")
 
 
+class IngestConfig(_Strict):
+    """The queue from the MQTT thread to the core thread (docs/gateway.md, Fair share)."""
+    qos0_per_cart: int = Field(1000, ge=1, le=1_000_000, description="QoS 0 messages queued per cart; "
+                               "more are dropped (counted): one cart's flood must not delay the others")
+    qos0_rate_per_cart: float = Field(50.0, gt=0, le=1_000_000, description="QoS 0 messages a second per cart "
+                                      "(burst: qos0_per_cart); boards send only telemetry at QoS 0")
+
+
 class RetentionConfig(_Strict):
     """How long the event log and the decision log keep rows (docs/gateway.md, Retention).
 
@@ -107,6 +115,7 @@ class GatewayConfig(_Strict):
     frames: FramesConfig = Field(default_factory=FramesConfig)
     detector: DetectorSection = Field(default_factory=DetectorSection)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
     # The engine keeps only its 10 latest decisions in its state (persisted after every
     # message); the full decision log is the `decisions` table in SQLite.
     reconcile: ReconcileConfig = Field(default_factory=lambda: ReconcileConfig(log_limit=10))

@@ -30,6 +30,8 @@ class Metrics:
                                         buckets=_LAT, registry=r)
         self.inference_latency = Histogram("cart_gateway_inference_seconds", "detector time per burst",
                                            buckets=_LAT, registry=r)
+        self.ingest_dropped = Counter("cart_gateway_ingest_dropped", "QoS 0 messages dropped: the cart's queue "
+                                      "was full (ingest.qos0_per_cart)", ["cart"], registry=r)
         self.ingest_queue = Gauge("cart_gateway_ingest_queue", "messages waiting for the core thread", registry=r)
         self.detector_queue = Gauge("cart_gateway_detector_queue", "bursts waiting for inference", registry=r)
         self.frames_in_progress = Gauge("cart_gateway_frames_in_progress", "frames being reassembled", registry=r)

@@ -479,7 +479,8 @@ class Gateway:
         v = P.decode_verdict(payload)
         cart = self.store.review_cart(v.review_id)
         if cart is None or cart not in self.carts:
-            event(WARN, "verdict_unknown", "verdict for an unknown review: ignored", review=v.review_id)
+            self._reject("unknown_review", f"gateway/{self.gw}/review/verdict",
+                         f"verdict {v.verdict_id!r} for review {v.review_id!r}, which this gateway never opened")
             return
         rt = self.carts[cart]
         fx = self._step(rt, verdict_of(v, self._now(rt, t_ms)), t_ms)

@@ -102,3 +102,57 @@ def test_a_cart_stuck_by_a_dropped_effect_is_repaired_at_start(tmp_path):
     topics = [t for _, t, *_ in h.gw.store.outbox()]
     assert "carts/c001/screen/prompt" in topics and "gateway/gw1/review/new" in topics
     assert len(h.gw.store.open_reviews()) == 1
+
+
+# ---------------------------------------------------------------- issue 11.11: counters
+def test_a_verdict_for_an_unknown_review_is_counted_as_a_bad_message(tmp_path):
+    h = Harness(tmp_path)
+    h.send("gateway/gw1/review/verdict", verdict("c001-r404", "v1", KETCHUP[0], 1))
+    assert h.count("bad", "unknown_review") == 1
+
+
+def _fail_once(monkeypatch):
+    from cart_gateway.reconcile import CartReconciler, ReconcileError
+    real = CartReconciler.step
+    state = {"armed": True}
+
+    def step(self, item):
+        if state["armed"]:
+            state["armed"] = False
+            raise ReconcileError("injected fault")
+        return real(self, item)
+    monkeypatch.setattr(CartReconciler, "step", step)
+
+
+def test_events_total_does_not_count_an_event_whose_write_was_rolled_back(tmp_path, monkeypatch):
+    h = Harness(tmp_path)
+    _fail_once(monkeypatch)
+    u = h.scale.unsettled()
+    h.send(h.scale.topic, u)                          # the engine fails: the savepoint is rolled back
+    assert h.gw.store.event_count() == 0 and h.count("events", "unsettled") == 0
+    h.send(h.scale.topic, u)                          # redelivered: stored now, counted once
+    assert h.gw.store.event_count() == 1 and h.count("events", "unsettled") == 1
+
+
+def test_events_total_counts_a_failed_batch_once_after_its_redo(tmp_path, monkeypatch):
+    import pytest
+
+    from cart_gateway.service import BatchFailed
+    h = Harness(tmp_path)
+    items = [("msg", h.scale.topic, h.scale.unsettled(), h.t + i) for i in range(3)]
+    s = h.gw.store
+    s.begin()
+    h.gw.handle_batch(items[:1])                      # a good batch counts its event
+    s.commit()
+    _fail_once(monkeypatch)
+    s.begin()
+    with pytest.raises(BatchFailed):
+        h.gw.handle_batch(items[1:])
+    s.rollback()                                      # what the live adapter does
+    h.gw.reload()
+    assert h.count("events", "unsettled") == 1
+    s.begin()
+    for _, topic, payload, t in items[1:]:
+        h.gw.handle(topic, payload, t)
+    s.commit()
+    assert h.gw.store.event_count() == 3 and h.count("events", "unsettled") == 3
