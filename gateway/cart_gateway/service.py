@@ -293,6 +293,8 @@ class Gateway:
                 self._on_verdict(payload, t_ms)
         elif tp.kind == "status" and tp.cart:
             st = P.decode_status(tp, payload)
+            if st.state == "online":     # a birth names the instance now in the slot (a late will may not)
+                self._note_board(tp.cart, tp.board, st.inst or "")
             event(INFO, "board_status", f"{tp.cart}/{tp.board} is {st.state}", cart=tp.cart, board=tp.board,
                   state=st.state, mode=st.mode, epoch=st.epoch, reason=st.reason or "")
         elif tp.kind == "tele":

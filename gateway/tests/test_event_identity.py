@@ -98,10 +98,10 @@ def test_a_reflashed_camera_frames_are_not_taken_for_the_old_cameras(tmp_path):
             "wall_ms": None, "synced": False, "state": "online", "fw": "0.1.0"}).encode())
         h.send(scale.topic, scale.unsettled())
         useq = scale.seq
-        h.send(cam.topic, cam.capture([1, 2], ref=f"c001/scale/{OLD}/1/{useq}"))   # epoch 1, frames 1, 2 both times
-        for n in (1, 2):
+        for n in (1, 2):                  # as the camera sends them: the frames, then the capture event
             for ch in frame_chunks(1, n, JPEG):
                 h.send("carts/c001/cam/frame", ch, dt_ms=5)
+        h.send(cam.topic, cam.capture([1, 2], ref=f"c001/scale/{OLD}/1/{useq}"))   # epoch 1, frames 1, 2 both times
         h.send(scale.topic, scale.weight(item[1], unsettled_seq=useq))
         h.vision(item[0])
     assert len(h.gw.store.frames()) == 4                  # the new camera's frames were stored too
