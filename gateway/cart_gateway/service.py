@@ -295,6 +295,7 @@ class Gateway:
             st = P.decode_status(tp, payload)
             if st.state == "online":     # a birth names the instance now in the slot (a late will may not)
                 self._note_board(tp.cart, tp.board, st.inst or "")
+                self.store.stream(tp.cart, tp.board, st.inst or "", st.epoch)   # its frames come next
             event(INFO, "board_status", f"{tp.cart}/{tp.board} is {st.state}", cart=tp.cart, board=tp.board,
                   state=st.state, mode=st.mode, epoch=st.epoch, reason=st.reason or "")
         elif tp.kind == "tele":
@@ -369,16 +370,18 @@ class Gateway:
         if parts[0] != cart or parts[1] != "scale" or not P.INST_RE.match(inst or "0" * 16) \
                 or not all(x.isascii() and x.isdigit() and 1 <= int(x) < 2**32 for x in rest):
             return ref
-        return f"{cart}/scale/{self.store.stream(cart, 'scale', inst, int(rest[0]))}/{rest[1]}"
+        stream = self.store.stream(cart, "scale", inst, int(rest[0]), create=False)
+        return ref if stream is None else f"{cart}/scale/{stream}/{rest[1]}"
 
     # ---------------------------------------------------------------- frames §7
     def _on_chunk(self, tp: P.Topic, payload: bytes, t_ms: int) -> None:
         if len(payload) > P.CHUNK_HEADER.size + P.MAX_CHUNK_PAYLOAD:
             self.metrics.frames.labels("oversized").inc()
         chunk = P.decode_frame_chunk(payload)
-        # frames are named by the camera's stream (the instance last heard in this slot), so a
-        # re-flashed camera's epoch 1 frame 1 is not taken for the old camera's
-        epoch = self.store.stream(tp.cart, "cam", self.store.board_inst(tp.cart, "cam"), chunk.epoch)
+        # frames are named by the camera's stream (the instance last heard in this slot, whose
+        # birth opened the stream), so a re-flashed camera's epoch 1 frame 1 is not the old one's
+        epoch = self.store.stream(tp.cart, "cam", self.store.board_inst(tp.cart, "cam"), chunk.epoch,
+                                  create=False) or chunk.epoch
         fid = frame_id(tp.cart, epoch, chunk.frame)
         if self.store.frame_path(fid):
             return   # redelivered chunk of a frame we already stored

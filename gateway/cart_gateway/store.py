@@ -136,16 +136,20 @@ class Store:
         row = self.db.execute(self._GAP_AT, (cart, board, inst, epoch, seq)).fetchone()
         return row if row and row[2] >= seq else None
 
-    def stream(self, cart, board, inst: str, epoch: int) -> int:
+    def stream(self, cart, board, inst: str, epoch: int, create: bool = True) -> int | None:
         """The epoch the reconciler sees for this stream: the board's own for inst '' (as
         before instance ids), else a number above 2^32 handed out per (cart, board) at the
-        stream's first message, so two instances' (epoch, seq) never meet in a cart's state."""
+        stream's first event or birth, so two instances' (epoch, seq) never meet in a cart's
+        state. create=False (frame chunks, capture refs): None for a stream not seen yet, so
+        what only names a stream cannot make rows without end."""
         if not inst:
             return epoch
         row = self.db.execute("SELECT stream FROM seqs WHERE cart=? AND board=? AND inst=? AND epoch=?",
                               (cart, board, inst, epoch)).fetchone()
         if row:
             return row[0]
+        if not create:
+            return None
         top = self.db.execute("SELECT MAX(stream) FROM seqs WHERE cart=? AND board=?", (cart, board)).fetchone()[0]
         stream = max(top or 0, 2**32 - 1) + 1
         self.db.execute("INSERT INTO seqs VALUES (?,?,?,?,?,?)", (cart, board, inst, epoch, 0, stream))

@@ -107,3 +107,13 @@ def test_a_reflashed_camera_frames_are_not_taken_for_the_old_cameras(tmp_path):
     assert len(h.gw.store.frames()) == 4                  # the new camera's frames were stored too
     b = h.basket()
     assert [(ln["sku"], ln["status"]) for ln in b["lines"]] == [(JUICE[0], "accepted"), (KETCHUP[0], "accepted")]
+
+
+def test_frame_chunks_and_capture_refs_cannot_make_stream_rows(tmp_path):
+    h = Harness(tmp_path)
+    cam = InstBoard("c001", "cam", NEW, mono_ms=5000)
+    h.send(cam.topic, cam.capture([1], ref=f"c001/scale/{OLD}/77/1"))        # names a scale stream never seen
+    rows = h.gw.store.db.execute("SELECT COUNT(*) FROM seqs").fetchone()[0]
+    for epoch in range(2, 52):                                               # epochs the camera never announced
+        h.send("carts/c001/cam/frame", frame_chunks(epoch, 1, JPEG)[0], dt_ms=1)
+    assert h.gw.store.db.execute("SELECT COUNT(*) FROM seqs").fetchone()[0] == rows == 1
