@@ -278,3 +278,43 @@ def test_firmware_command_decoder_and_trigger_filter(data):
     f = UnsettledFilter("c001")
     ref = f.feed(data)                         # counts bad input, never raises
     assert ref is None or ref.startswith("c001/scale/")
+
+
+# ---------------------------------------------------------------- through the gateway's batch handler
+@settings(max_examples=max(10, N // 10), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=st.data(), value=HOSTILE)
+def test_hostile_events_are_malformed_not_a_failed_batch(tmp_path_factory, data, value):
+    """A hostile value is a `malformed` message: it never fails the batch (which would roll back
+    and redo every message in it) and never becomes an internal error (issue 11.7)."""
+    from gwcore import Harness
+    h = Harness(tmp_path_factory.mktemp("fz"))
+    kind = data.draw(st.sampled_from(["weight", "unsettled"]))
+    sample = dict(VALID[kind][1], inst=None)
+    path = data.draw(st.sampled_from(_paths(sample)))
+    bad = json.dumps(_replace(sample, path, value), allow_nan=True).encode()
+    good = Board("c001")
+    items = [("msg", "carts/c001/scale/evt", p, h.t + i) for i, p in enumerate(
+        [good.unsettled(), bad, good.weight(350.2, unsettled_seq=1)])]
+    s = h.gw.store
+    s.begin()
+    h.gw.handle_batch(items)                       # BatchFailed would propagate here
+    s.commit()
+    assert h.count("bad", "internal_error") == 0 and h.count("bad", "rejected_by_engine") == 0
+    h.gw.store.close()
+
+
+@pytest.mark.parametrize("bad", [b"[" * 1024, _weight(total_g=math.inf, seq=9), _weight(delta_g=-1e308, seq=9),
+                                 _weight(delta_g=1e308, seq=9)])
+def test_the_issues_hostile_events_do_not_fail_the_batch(tmp_path, bad):
+    from gwcore import Harness
+    h = Harness(tmp_path)
+    good = Board("c001")
+    items = [("msg", "carts/c001/scale/evt", p, h.t + i) for i, p in enumerate(
+        [good.unsettled(), bad, good.weight(350.2, unsettled_seq=1)])]
+    s = h.gw.store
+    s.begin()
+    h.gw.handle_batch(items)                       # BatchFailed would propagate here
+    s.commit()
+    assert h.count("bad", "malformed") == 1 and h.gw.store.event_count() == 2
+    assert all(abs(ln["weight_g"]) < 1e6 for ln in h.gw.carts["c001"].engine.basket()["lines"])
