@@ -117,3 +117,18 @@ def test_frame_chunks_and_capture_refs_cannot_make_stream_rows(tmp_path):
     for epoch in range(2, 52):                                               # epochs the camera never announced
         h.send("carts/c001/cam/frame", frame_chunks(epoch, 1, JPEG)[0], dt_ms=1)
     assert h.gw.store.db.execute("SELECT COUNT(*) FROM seqs").fetchone()[0] == rows == 1
+
+
+def test_the_firmwares_instance_id_is_what_the_gateway_decodes(monkeypatch):
+    from cartfw import proto
+    from cart_gateway import protocol as P
+    monkeypatch.setattr(proto, "INSTANCE", NEW)
+    ev = P.decode_event(P.parse_topic("carts/c001/scale/evt"),
+                        proto.encode_event("c001", "scale", 2, 7, "unsettled", {"total_g": 1.0}, (5, None, False)))
+    st = P.decode_status(P.parse_topic("carts/c001/scale/status"),
+                         proto.encode_status("c001", "scale", 2, (5, None, False), True))
+    assert ev.inst == st.inst == NEW and ev.event_id == proto.identity("c001", "scale", 2, 7, NEW)
+    monkeypatch.setattr(proto, "INSTANCE", None)    # older firmware: no field, the old identity
+    ev = P.decode_event(P.parse_topic("carts/c001/scale/evt"),
+                        proto.encode_event("c001", "scale", 2, 7, "unsettled", {"total_g": 1.0}, (5, None, False)))
+    assert ev.inst is None and ev.event_id == "c001/scale/2/7" == proto.identity("c001", "scale", 2, 7)
