@@ -146,3 +146,15 @@ def test_unsettled_filter_cpython_and_micropython(tmp_path):
     (tmp_path / "cases.json").write_text(json.dumps([[m.decode(), now] for m, now, _ in FILTER_CASES]))
     got = json.loads(run_mpy(MPY_FILTER, tmp_path, heap="128k"))
     assert got == {"refs": refs, "bad": 5, "stale": 1, "dups": 2}
+
+
+def test_unsettled_filter_takes_a_reflashed_scale_as_a_new_sequence():
+    # issue 11.2: a re-flashed scale starts again at epoch 1, seq 1 with a new instance id;
+    # its triggers are not dropped as replays of the old scale's, and the ref names the instance
+    f = UnsettledFilter("c001", 5000)
+    old, new = "0123456789abcdef", "fedcba9876543210"
+    assert f.feed(ev(epoch=7, seq=40, inst=old)) == f"c001/scale/{old}/7/40"
+    assert f.feed(ev(epoch=1, seq=1, inst=new)) == f"c001/scale/{new}/1/1"
+    assert f.feed(ev(epoch=1, seq=1, inst=new)) is None          # a real replay is still dropped
+    assert f.feed(ev(epoch=1, seq=2, inst=new)) == f"c001/scale/{new}/1/2"
+    assert f.dups == 1

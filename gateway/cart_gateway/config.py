@@ -71,9 +71,18 @@ class CartsConfig(_Strict):
 
 class FramesConfig(_Strict):
     max_in_progress: int = Field(16, ge=1, le=1024, description="frames being reassembled at once (all carts)")
+    max_per_cart: int = Field(4, ge=1, le=64, description="frames being reassembled at once per cart (its cam board)")
     assembly_timeout_s: float = Field(5.0, gt=0, description="§7: drop a frame incomplete this long after its first chunk")
     burst_timeout_s: float = Field(5.0, gt=0, description="run detection with what arrived this long after the capture event")
     retention_s: float = Field(3600.0, gt=0, description="delete a frame this old unless an open review needs it")
+
+
+class IngestConfig(_Strict):
+    """The queue from the MQTT thread to the core thread (docs/gateway.md, Fair share)."""
+    qos0_per_cart: int = Field(1000, ge=1, le=1_000_000, description="QoS 0 messages queued per cart; "
+                               "more are dropped (counted): one cart's flood must not delay the others")
+    qos0_rate_per_cart: float = Field(50.0, gt=0, le=1_000_000, description="QoS 0 messages a second per cart "
+                                      "(burst: qos0_per_cart); boards send only telemetry at QoS 0")
 
 
 class RetentionConfig(_Strict):
@@ -87,6 +96,7 @@ class RetentionConfig(_Strict):
     decisions_days: float = Field(90.0, gt=0, description="delete decisions of closed sessions older than this")
     prune_interval_s: float = Field(3600.0, ge=1, description="look for rows to prune this often (on the timer)")
     prune_batch: int = Field(5000, ge=1, le=1_000_000, description="most rows deleted per table per run (bounds a run's time)")
+    gaps_per_board: int = Field(256, ge=1, le=100_000, description="open sequence gaps kept per board; over it the oldest are merged")
 
 
 class DetectorSection(_Strict):
@@ -105,6 +115,7 @@ class GatewayConfig(_Strict):
     frames: FramesConfig = Field(default_factory=FramesConfig)
     detector: DetectorSection = Field(default_factory=DetectorSection)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
     # The engine keeps only its 10 latest decisions in its state (persisted after every
     # message); the full decision log is the `decisions` table in SQLite.
     reconcile: ReconcileConfig = Field(default_factory=lambda: ReconcileConfig(log_limit=10))

@@ -15,43 +15,69 @@ from .protocol import FrameAssembler, FrameChunk, ProtocolError
 
 
 class Assemblies:
-    """In-progress frames keyed by (cart, epoch, frame); at most `max_in_progress` at once."""
+    """In-progress frames keyed by (cart, epoch, frame): at most `max_per_cart` per cart and
+    `max_in_progress` in all, so one cart's unfinished frames cannot block another's (issue 11.6).
 
-    def __init__(self, max_in_progress: int, timeout_ms: int):
+    Frames come only from a cart's `cam` board, so the per-cart bound is also the per-board
+    one. A new frame always gets a slot: over its cart's bound the cart's oldest frame is
+    dropped; over the total, the oldest frame of the cart holding the most. Drops are
+    returned to the caller (counted per cart)."""
+
+    def __init__(self, max_in_progress: int, timeout_ms: int, max_per_cart: int = 4):
         self.max = max_in_progress
+        self.per_cart = max_per_cart
         self.timeout_ms = timeout_ms
-        self._open: dict[tuple[str, int, int], FrameAssembler] = {}
+        self._open: dict[tuple[str, int, int], FrameAssembler] = {}   # insertion order = age
+        self._count: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._open)
 
-    def add(self, cart: str, chunk: FrameChunk, t_ms: int) -> tuple[str, bytes | None]:
-        """Returns ("partial"|"complete"|"full", frame bytes when complete).
+    def in_progress(self, cart: str) -> int:
+        return self._count.get(cart, 0)
+
+    def add(self, cart: str, chunk: FrameChunk, t_ms: int) -> tuple[str, bytes | None, list]:
+        """Returns ("partial"|"complete", frame bytes when complete, [(cart, epoch, frame) dropped
+        to make room]).
 
         Raises ProtocolError for a chunk that disagrees with its frame, or a
         frame whose size or CRC is wrong (the frame is dropped).
         """
         key = (cart, chunk.epoch, chunk.frame)
         asm = self._open.get(key)
+        evicted = []
         if asm is None:
-            if len(self._open) >= self.max:
-                return "full", None
+            if self.in_progress(cart) >= self.per_cart:
+                evicted.append(self._drop(next(k for k in self._open if k[0] == cart)))
+            elif len(self._open) >= self.max:
+                hog = max(self._count, key=lambda c: self._count[c])
+                evicted.append(self._drop(next(k for k in self._open if k[0] == hog)))
             asm = self._open[key] = FrameAssembler(chunk, t_ms)
+            self._count[cart] = self._count.get(cart, 0) + 1
         try:
             frame = asm.add(chunk)
         except ProtocolError:
-            self._open.pop(key, None)
+            self._drop(key)
             raise
         if frame is None:
-            return "partial", None
-        del self._open[key]
-        return "complete", frame
+            return "partial", None, evicted
+        self._drop(key)
+        return "complete", frame, evicted
+
+    def _drop(self, key: tuple[str, int, int]) -> tuple[str, int, int]:
+        if self._open.pop(key, None) is not None:
+            n = self._count[key[0]] - 1
+            if n:
+                self._count[key[0]] = n
+            else:
+                del self._count[key[0]]
+        return key
 
     def expire(self, t_ms: int) -> list[tuple[str, int, int]]:
         """Drop frames still incomplete `timeout_ms` after their first chunk."""
         old = [k for k, a in self._open.items() if t_ms - a.started > self.timeout_ms]
         for k in old:
-            del self._open[k]
+            self._drop(k)
         return old
 
 

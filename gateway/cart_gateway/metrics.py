@@ -14,10 +14,14 @@ class Metrics:
         self.duplicates = Counter("cart_gateway_duplicates", "events dropped: identity already stored", registry=r)
         self.gaps = Counter("cart_gateway_gaps", "sequence gaps opened", registry=r)
         self.gap_events = Counter("cart_gateway_gap_events", "events missing in opened gaps", registry=r)
+        self.gaps_trimmed = Counter("cart_gateway_gaps_trimmed", "open gaps merged or dropped: over the per-board bound",
+                                    registry=r)
         self.late = Counter("cart_gateway_late_events", "events below the highest seq (out of order)", registry=r)
         self.bad = Counter("cart_gateway_bad_messages", "messages rejected", ["reason"], registry=r)
         self.decisions = Counter("cart_gateway_decisions", "reconciliation decisions", ["outcome"], registry=r)
         self.frames = Counter("cart_gateway_frames", "frames", ["result"], registry=r)
+        self.frames_dropped = Counter("cart_gateway_frames_dropped", "frames dropped before complete, per cart",
+                                      ["cart", "reason"], registry=r)
         self.pruned = Counter("cart_gateway_pruned", "rows deleted by retention", ["table"], registry=r)
         self.detector_dropped = Counter("cart_gateway_detector_dropped", "bursts not run: queue full", registry=r)
         self.handle_latency = Histogram("cart_gateway_handle_seconds", "handler time per message",
@@ -26,6 +30,8 @@ class Metrics:
                                         buckets=_LAT, registry=r)
         self.inference_latency = Histogram("cart_gateway_inference_seconds", "detector time per burst",
                                            buckets=_LAT, registry=r)
+        self.ingest_dropped = Counter("cart_gateway_ingest_dropped", "QoS 0 messages dropped: the cart's queue "
+                                      "was full (ingest.qos0_per_cart)", ["cart"], registry=r)
         self.ingest_queue = Gauge("cart_gateway_ingest_queue", "messages waiting for the core thread", registry=r)
         self.detector_queue = Gauge("cart_gateway_detector_queue", "bursts waiting for inference", registry=r)
         self.frames_in_progress = Gauge("cart_gateway_frames_in_progress", "frames being reassembled", registry=r)

@@ -16,7 +16,6 @@ broker's in-flight window while a 64-chunk frame is still arriving.
 from __future__ import annotations
 
 import logging
-import queue
 import socket
 import threading
 import time
@@ -27,6 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .config import GatewayConfig
+from .ingest import FairQueue, source_of
 from .logs import event
 from .notify import sd_notify, watchdog_interval_s
 from .service import VERSION, BatchFailed, Gateway, dumps
@@ -50,7 +50,6 @@ def subscriptions(gw: str) -> list[str]:
 class Runner:
     def __init__(self, cfg: GatewayConfig, gateway: Gateway | None = None, detector=None):
         self.cfg = cfg
-        self.q: queue.Queue = queue.Queue()
         self.worker = None
         if detector is not None:
             from .vision import DetectorWorker
@@ -60,6 +59,9 @@ class Runner:
             self.gw.submit_burst = self.worker.submit
             self.worker.metrics = self.gw.metrics
         self.metrics = self.gw.metrics
+        # fair between carts, QoS 0 bounded per cart (issue 11.11)
+        self.q = FairQueue(cfg.ingest.qos0_per_cart,
+                           lambda cart: self.metrics.ingest_dropped.labels(cart).inc(), cfg.ingest.qos0_rate_per_cart)
         self.status_topic = f"gateway/{cfg.gateway_id}/status"
         self._stop = threading.Event()
         self._inflight: dict[int, int] = {}    # publish mid -> outbox id
@@ -94,21 +96,23 @@ class Runner:
             return
         client.subscribe([(t, mqtt.SubscribeOptions(qos=1)) for t in subscriptions(self.cfg.gateway_id)])
         client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
-        self.q.put(("connected", flags.session_present))
+        self.q.put_internal(("connected", flags.session_present))
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.metrics.connected.set(0)
         event(WARN, "mqtt_disconnected", f"disconnected: {reason_code}")
 
     def _on_message(self, client, userdata, msg):
-        self.q.put(("msg", msg.mid, msg.qos, msg.topic, msg.payload, int(time.time() * 1000)))
+        topic = msg.topic
+        self.q.put(source_of(topic, self.cfg.carts.accepts), msg.qos,
+                   ("msg", msg.mid, msg.qos, topic, msg.payload, int(time.time() * 1000)))
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
-        self.q.put(("puback", mid))
+        self.q.put_internal(("puback", mid))
 
     def _vision_done(self, burst_id, frames, codes, seconds):
         self.metrics.inference_latency.observe(seconds)
-        self.q.put(("vision", burst_id, frames, codes))
+        self.q.put_internal(("vision", burst_id, frames, codes))
 
     # ------------------------------------------------------------ core thread
     def start(self) -> None:
@@ -153,17 +157,7 @@ class Runner:
             self._shutdown()
 
     def _take(self, timeout: float) -> list:
-        try:
-            first = self.q.get(timeout=timeout) if timeout > 0 else self.q.get_nowait()
-        except queue.Empty:
-            return []
-        batch = [first]
-        while len(batch) < self.cfg.batch_max:
-            try:
-                batch.append(self.q.get_nowait())
-            except queue.Empty:
-                break
-        return batch
+        return self.q.take(timeout, self.cfg.batch_max)
 
     def _process(self, batch: list) -> None:
         if not batch:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import math
 import re
 import struct
 from dataclasses import dataclass
@@ -24,12 +25,30 @@ MAX_CHUNK_PAYLOAD = 4096
 MAX_FRAME_BYTES = 131072
 MAX_FRAME_CHUNKS = 64
 
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")    # \Z: "$" would let a trailing newline in
+INST_RE = re.compile(r"^[0-9a-f]{8,32}$")     # §5 board instance id
 BOARDS = ("scale", "cam")
 
 
 class ProtocolError(ValueError):
     """A message that does not follow docs/protocol.md. The text names the field."""
+
+
+# §15 value ranges: far beyond any real value, so that NaN, ±Inf, ±1e308 or a 2^60 clock
+# never reach the reconciler, the database or a screen (issue 11.7)
+MAX_GRAMS = 1_000_000.0          # 1 t: no cart carries that
+MAX_TIME_MS = 2**53              # mono_ms, wall_ms, created_ms ...: exact in a double, never reached
+MAX_DURATION_MS = 86_400_000     # settle_ms, dur_ms: at most a day
+MAX_COUNT = 2**32 - 1            # seq, frame numbers, counters
+MAX_DEPTH = 16                   # JSON nesting; the deepest protocol message has 4 levels
+MAX_INT = 2**63                  # ints anywhere, also in free-form fields (command args ...)
+
+Grams = Annotated[float, Field(ge=-MAX_GRAMS, le=MAX_GRAMS, allow_inf_nan=False)]
+PosGrams = Annotated[float, Field(ge=0, le=MAX_GRAMS, allow_inf_nan=False)]
+TimeMs = Annotated[int, Field(ge=0, le=MAX_TIME_MS)]
+DurationMs = Annotated[int, Field(ge=0, le=MAX_DURATION_MS)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+_STRICT_NUMBERS = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------- topics (§2)
@@ -76,16 +95,18 @@ def parse_topic(topic: str) -> Topic:
 class _Msg(BaseModel):
     # Unknown fields are ignored so that optional additions do not break old
     # gateways (§ intro); required fields and types are strict.
-    model_config = ConfigDict(extra="ignore", frozen=True, strict=False)
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=False, allow_inf_nan=False)
     v: Literal[1]
 
 
 class BoardHeader(_Msg):
     cart: str
     board: Literal["scale", "cam"]
+    # §5: the board instance's id, minted at its first boot; absent from older firmware
+    inst: str | None = Field(default=None, pattern=INST_RE.pattern)
     epoch: int = Field(ge=1, lt=2**32)
-    mono_ms: int = Field(ge=0)
-    wall_ms: int | None = Field(default=None, ge=0)
+    mono_ms: TimeMs
+    wall_ms: TimeMs | None = None
     synced: bool
 
     @model_validator(mode="after")
@@ -105,15 +126,15 @@ class Status(BoardHeader):
 
 
 class Window(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-    n: int = Field(ge=0)
-    pre_g: float
-    post_g: float
-    min_g: float
-    max_g: float
-    std_g: float = Field(ge=0)
-    dur_ms: int = Field(ge=0)
-    unsettled_seq: int | None = Field(default=None, ge=1)
+    model_config = _STRICT_NUMBERS
+    n: Count
+    pre_g: Grams
+    post_g: Grams
+    min_g: Grams
+    max_g: Grams
+    std_g: PosGrams
+    dur_ms: DurationMs
+    unsettled_seq: int | None = Field(default=None, ge=1, lt=2**32)
 
 
 class _Event(BoardHeader):
@@ -121,15 +142,17 @@ class _Event(BoardHeader):
 
     @property
     def event_id(self) -> str:
+        if self.inst:
+            return f"{self.cart}/{self.board}/{self.inst}/{self.epoch}/{self.seq}"
         return f"{self.cart}/{self.board}/{self.epoch}/{self.seq}"
 
 
 class WeightEvent(_Event):
     type: Literal["weight"]
-    delta_g: float
-    total_g: float
-    noise_g: float = Field(ge=0)
-    settle_ms: int = Field(ge=0)
+    delta_g: Grams
+    total_g: Grams
+    noise_g: PosGrams
+    settle_ms: DurationMs
     window: Window
     # Optional (§6.1): "suspect" when the hold passed only by the long-quiet
     # rule or after holds rejected for tremor (a hand may be on the basket);
@@ -139,15 +162,15 @@ class WeightEvent(_Event):
 
 class UnsettledEvent(_Event):
     type: Literal["unsettled"]
-    total_g: float
+    total_g: Grams
 
 
 class CaptureEvent(_Event):
     type: Literal["capture"]
     trigger: Literal["unsettled", "motion", "command"]
     ref: str | None = None
-    frames: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, max_length=8)
-    frame_ms: list[Annotated[int, Field(ge=0)]]
+    frames: list[Annotated[int, Field(ge=1, le=MAX_COUNT)]] = Field(min_length=1, max_length=8)
+    frame_ms: list[TimeMs]
 
     @model_validator(mode="after")
     def _same_length(self):
@@ -166,13 +189,13 @@ Event = Annotated[Union[WeightEvent, UnsettledEvent, CaptureEvent, ErrorEvent], 
 
 
 class Telemetry(BoardHeader):
-    heap_free: int = Field(ge=0)
-    heap_peak: int | None = Field(default=None, ge=0)
-    uptime_s: int = Field(ge=0)
-    rssi: int | None = None
-    journal_depth: int = Field(ge=0)
-    journal_dropped: int = Field(ge=0)
-    reconnects: int = Field(ge=0)
+    heap_free: Count
+    heap_peak: Count | None = None
+    uptime_s: Count
+    rssi: int | None = Field(default=None, ge=-200, le=50)
+    journal_depth: Count
+    journal_dropped: Count
+    reconnects: Count
     reset_cause: str
     fw: str
 
@@ -194,7 +217,7 @@ MAX_MULTI = 8   # most product units one answer, option or verdict list may name
 
 
 class Choice(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     sku: str | None = None
     # v1 extension: several products moved in one go, one entry per unit
     # (["S1","S1","S2"] = two of S1 and one of S2); the gateway works out
@@ -224,7 +247,7 @@ class CheckoutRequest(_Msg):
 
 
 class VerdictItem(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     sku: Annotated[str, Field(min_length=1, max_length=64)] | None    # None: a personal item (not a product)
     qty: int = Field(ge=1, le=1000)
 
@@ -257,25 +280,80 @@ def _field_error(what: str, err: ValidationError) -> ProtocolError:
     return ProtocolError(f"{what}: field {loc!r}: {first['msg']}")
 
 
+class _Json(dict):
+    """A decoded payload, and the first value in it that JSON (RFC 8259) does not allow or the
+    protocol never needs: NaN, ±Infinity, a float that overflows to ±Inf, a 20-digit int."""
+    odd: str | None = None
+
+
+def _loads(text: str, what: str):
+    odd: list[str] = []
+
+    def constant(c: str) -> float:          # NaN, Infinity, -Infinity
+        odd.append(c)
+        return float(c)
+
+    def number(f: str) -> float:
+        v = float(f)
+        if not math.isfinite(v):
+            odd.append(f"{f} (overflows to {v})")
+        return v
+
+    def integer(i: str) -> int:
+        v = int(i)       # (over 4,300 digits int() itself refuses: ValueError, "not JSON" below)
+        if abs(v) > MAX_INT:
+            odd.append(f"an integer of {len(i.lstrip('-'))} digits, beyond ±2^63")
+        return v
+
+    try:
+        obj = json.loads(text, parse_constant=constant, parse_float=number, parse_int=integer)
+    except RecursionError:
+        raise ProtocolError(f"{what}: payload nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError as e:
+        raise ProtocolError(f"{what}: payload is not JSON ({e})") from None
+    _check_depth(what, obj)
+    return obj, (odd[0] if odd else None)
+
+
+def _check_depth(what: str, obj) -> None:
+    """Iteratively (no recursion to exhaust): at most MAX_DEPTH levels of arrays and objects."""
+    stack = [(obj, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            if d > MAX_DEPTH:
+                raise ProtocolError(f"{what}: payload nests deeper than {MAX_DEPTH} levels")
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+
+
 def _json(what: str, payload: bytes, limit: int) -> dict:
     if len(payload) > limit:
         raise ProtocolError(f"{what}: payload is {len(payload)} bytes, over the {limit}-byte limit")
     try:
-        obj = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as e:
+        text = bytes(payload).decode("utf-8")       # §3: UTF-8 (json.loads would guess UTF-16/32 too)
+    except UnicodeDecodeError as e:
         raise ProtocolError(f"{what}: payload is not JSON ({e})") from None
+    obj, odd = _loads(text, what)
     if not isinstance(obj, dict):
         raise ProtocolError(f"{what}: payload must be a JSON object, got {type(obj).__name__}")
     if "v" not in obj:
         raise ProtocolError(f"{what}: field 'v': missing (protocol version)")
-    return obj
+    out = _Json(obj)
+    out.odd = odd
+    return out
 
 
 def _validate(model, what: str, obj: dict):
     try:
-        return model.model_validate(obj)
+        msg = model.model_validate(obj)
     except ValidationError as e:
-        raise _field_error(what, e) from None
+        raise _field_error(what, e) from None     # names the field (NaN, ±Inf, a range) when it is typed
+    except RecursionError:
+        raise ProtocolError(f"{what}: payload nests too deep") from None
+    odd = getattr(obj, "odd", None)
+    if odd is not None:   # in a free-form or unknown field: still not JSON, not taken
+        raise ProtocolError(f"{what}: payload holds {odd}, which is not a JSON number the protocol allows")
+    return msg
 
 
 def _check_identity(what: str, msg: BoardHeader, topic: Topic) -> None:
@@ -342,29 +420,29 @@ class GatewayStatus(_Msg):
 
 
 class BasketLine(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = _STRICT_NUMBERS
     line_id: str
     sku: str | None
     name: str
-    qty: int = Field(ge=0)
-    weight_g: float
-    unit_price_cents: int = Field(ge=0)
-    price_cents: int = Field(ge=0)
+    qty: Count
+    weight_g: Grams
+    unit_price_cents: TimeMs        # (a count of cents: same bound, exact in a double)
+    price_cents: TimeMs
     status: Literal["accepted", "pending", "review"]
 
 
 class Basket(_Msg):
     cart: str
-    version: int = Field(ge=0)
-    updated_ms: int = Field(ge=0)
+    version: TimeMs
+    updated_ms: TimeMs
     lines: list[BasketLine]
-    total_cents: int = Field(ge=0)
-    open_prompts: int = Field(ge=0)
-    open_reviews: int = Field(ge=0)
+    total_cents: TimeMs
+    open_prompts: Count
+    open_reviews: Count
 
 
 class PromptOption(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = _STRICT_NUMBERS
     sku: str
     name: str
     skus: list[str] | None = None   # v1 extension: an option naming several products (one entry per unit)
@@ -375,7 +453,7 @@ class Prompt(_Msg):
     kind: Literal["pick", "scan", "personal", "removal"]
     text: str
     options: list[PromptOption]
-    created_ms: int = Field(ge=0)
+    created_ms: TimeMs
 
 
 class ScreenState(_Msg):
@@ -387,8 +465,8 @@ class Receipt(_Msg):
     ok: bool
     receipt_id: str | None = None
     lines: list[BasketLine] | None = None
-    total_cents: int | None = Field(default=None, ge=0)
-    issued_ms: int | None = Field(default=None, ge=0)
+    total_cents: TimeMs | None = None
+    issued_ms: TimeMs | None = None
     reason: str | None = None
 
     @model_validator(mode="after")
@@ -401,7 +479,7 @@ class Receipt(_Msg):
 
 
 class Candidate(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = _STRICT_NUMBERS
     sku: str | None
     score: float = Field(ge=0, le=1)
     skus: list[str] | None = None   # v1 extension: a hypothesis naming several products
@@ -410,7 +488,7 @@ class Candidate(BaseModel):
 class ReviewRequest(_Msg):
     review_id: str = Field(min_length=1, max_length=64)
     cart: str
-    created_ms: int = Field(ge=0)
+    created_ms: TimeMs
     candidates: list[Candidate]
     weight: dict[str, Any] | None = None
     frames: list[Any]
@@ -418,10 +496,10 @@ class ReviewRequest(_Msg):
 
 
 class ReviewSummary(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = _STRICT_NUMBERS
     review_id: str
     cart: str
-    created_ms: int = Field(ge=0)
+    created_ms: TimeMs
 
 
 class ReviewQueue(_Msg):
@@ -540,14 +618,13 @@ def read_trace(lines) -> tuple[dict, list[TraceRecord]]:
         line = line.strip()
         if not line:
             continue
-        try:
-            obj = json.loads(line)
-        except ValueError as e:
-            raise ProtocolError(f"trace line {n}: not JSON ({e})") from None
+        obj, odd = _loads(line, f"trace line {n}")
         if not isinstance(obj, dict):
             raise ProtocolError(f"trace line {n}: must be a JSON object")
+        if odd is not None:
+            raise ProtocolError(f"trace line {n}: holds {odd}, which is not a JSON number the protocol allows")
         if header is None:
-            if obj.get("trace") != 1:
+            if type(obj.get("trace")) is not int or obj["trace"] != 1:
                 raise ProtocolError(f"trace line {n}: field 'trace': the header must say 1")
             gw = obj.get("gateway_id")
             if "gateway_id" in obj and not (isinstance(gw, str) and ID_RE.match(gw)):
@@ -557,14 +634,21 @@ def read_trace(lines) -> tuple[dict, list[TraceRecord]]:
             header = obj
             continue
         for field, typ in (("t_ms", int), ("topic", str), ("qos", int), ("retain", bool)):
-            if not isinstance(obj.get(field), typ):
+            if type(obj.get(field)) is not typ:       # type(): a bool is not a t_ms or a qos
                 raise ProtocolError(f"trace line {n}: field {field!r}: missing or not {typ.__name__}")
+        if not 0 <= obj["t_ms"] <= MAX_TIME_MS:
+            raise ProtocolError(f"trace line {n}: field 't_ms': {obj['t_ms']} is not in 0..2^53")
+        if obj["qos"] not in (0, 1, 2):
+            raise ProtocolError(f"trace line {n}: field 'qos': {obj['qos']} is not 0, 1 or 2")
         if "payload" in obj and isinstance(obj["payload"], str):
-            payload = obj["payload"].encode("utf-8")
+            try:
+                payload = obj["payload"].encode("utf-8")
+            except UnicodeEncodeError as e:      # a lone surrogate (\ud800) is not UTF-8
+                raise ProtocolError(f"trace line {n}: field 'payload': not UTF-8 text ({e.reason})") from None
         elif "payload_b64" in obj and isinstance(obj["payload_b64"], str):
             try:
                 payload = binascii.a2b_base64(obj["payload_b64"], strict_mode=True)
-            except binascii.Error as e:
+            except ValueError as e:              # binascii.Error, or a non-ASCII character
                 raise ProtocolError(f"trace line {n}: field 'payload_b64': {e}") from None
         else:
             raise ProtocolError(f"trace line {n}: field 'payload' or 'payload_b64': missing")

@@ -94,7 +94,8 @@ class Gateway:
             self.book.load_dict(saved)
         self._book_seen = pickle.dumps(self.book.stats, 5)
         self.files = FrameFiles(state / "frames")
-        self.asm = Assemblies(cfg.frames.max_in_progress, int(cfg.frames.assembly_timeout_s * 1000))
+        self.asm = Assemblies(cfg.frames.max_in_progress, int(cfg.frames.assembly_timeout_s * 1000),
+                              cfg.frames.max_per_cart)
         # submit_burst(burst_id, jpegs) -> bool; None = no detector (bursts carry barcodes only if any)
         self.submit_burst = submit_burst
         self.carts: dict[str, CartRt] = {}
@@ -106,12 +107,15 @@ class Gateway:
             self.store.set_burst_state(b["burst_id"], "waiting")
         self._out: list[Publish] = []
         self._dirty: set[str] = set()
+        self._counted: list[str] = []           # event types stored by the current message / batch
+        self._insts: dict[tuple[str, str], str] = {}   # (cart, board) -> instance written to `boards`
         self.keep_decisions = False             # replay: keep every decision (all sessions) and its time
         self.decision_times: list[dict] = []
         self.decision_log: list[dict] = []
         self._t0 = 0.0
         self._batch = False
         self._next_prune_ms = 0
+        self._repair_outputs()
 
     # ================================================================ entry points
     def handle_batch(self, items: list[tuple]) -> list[Publish]:
@@ -133,9 +137,13 @@ class Gateway:
                     outs += self.apply_vision(it[1], it[2], it[3], it[4])
                 else:
                     outs += self.tick(it[1])
+        except BaseException:
+            self._counted = []        # rolled back by the caller: not stored
+            raise
         finally:
             self._batch = False
         self._persist()
+        self._count_events()
         last = {p.topic: i for i, p in enumerate(outs) if p.retain}
         outs = [p for i, p in enumerate(outs) if not p.retain or last[p.topic] == i]
         for p in outs:
@@ -144,7 +152,7 @@ class Gateway:
 
     def reload(self) -> None:
         """Forget in-memory state and load it again from the database (after a rolled-back batch)."""
-        self._out, self._dirty = [], set()
+        self._out, self._dirty, self._counted, self._insts = [], set(), [], {}
         self.carts = {}
         for cart, session, vbase, st, clock in self.store.load_carts():
             eng = CartReconciler.from_dict(st, self.catalogue, self.cfg.reconcile, self.book, index=self.index)
@@ -182,6 +190,9 @@ class Gateway:
             logging.getLogger("cart_gateway").exception("handler failed")
             self._reject("internal_error", topic, f"{type(e).__name__}: {e}")
             self._reset()
+        else:
+            if not self._batch:
+                self._count_events()
         self.metrics.messages.labels(kind).inc()
         self.metrics.handle_latency.labels(kind).observe(time.perf_counter() - self._t0)
         return self._flush_out()
@@ -192,6 +203,7 @@ class Gateway:
         with self.store.savepoint():
             for cart, epoch, frame in self.asm.expire(t_ms):
                 self.metrics.frames.labels("incomplete").inc()
+                self.metrics.frames_dropped.labels(cart, "incomplete").inc()
                 event(WARN, "frame_incomplete", "frame dropped: incomplete after the §7 timeout",
                       cart=cart, epoch=epoch, frame=frame)
             self._burst_timeouts(t_ms)
@@ -199,14 +211,7 @@ class Gateway:
                 s = rt.engine.s
                 if s["unsettled"] or s["visions"] or any(m["state"] == "waiting" for m in s["moves"].values()):
                     if t_ms > s["now_ms"]:
-                        fx = rt.engine.advance(t_ms)
-                        # Only the clock moved (and what follows from time alone, e.g. a stale
-                        # unsettled window closing): not written now. The cart's next real
-                        # change writes it; after a crash the timer moves it again. Writing it
-                        # meant a commit (an fsync) every tick_ms while any cart was waiting,
-                        # which a weight event arriving then had to wait for.
-                        if any(fx.values()):
-                            self._after(rt, fx, t_ms)
+                        self._advance(rt, t_ms, t_ms)
             self._retention(t_ms)
             self._persist()
         self.metrics.frames_in_progress.set(len(self.asm))
@@ -226,7 +231,7 @@ class Gateway:
                 present = [i for i in ids if self.store.frame_path(i)]
                 v = Vision(mono_ms=b["engine_ms"], frames=frames, barcodes=barcodes, ref=b["ref"],
                            frame_ids=present)
-                self._after(rt, rt.engine.step(v), t_ms)
+                self._step(rt, v, t_ms)
                 self._persist()
         except ReconcileError as e:
             if self._batch:
@@ -234,6 +239,32 @@ class Gateway:
             self._reject("rejected_by_engine", f"burst {burst_id}", str(e))
             self._reset()
         return self._flush_out()
+
+    def _repair_outputs(self) -> None:
+        """At start: a cart whose engine holds a prompt or review the screen or the review
+        queue never got (an effect an older version dropped, issue 11.1) gets them now, so its
+        checkout is not refused for ever. Costs one pass over the carts at start only."""
+        retained = dict(self.store.retained())
+        stored = {r["review_id"] for r in self.store.open_reviews()}
+        queued = False
+        for cart, rt in self.carts.items():
+            state = {"v": 1, "prompts": rt.engine.open_prompts()}
+            topic = f"carts/{cart}/screen/state"
+            if state["prompts"] and retained.get(topic) != dumps(state):
+                for p in state["prompts"]:
+                    self._emit(f"carts/{cart}/screen/prompt", p)
+                self._emit(topic, state, retain=True)
+            for r in rt.engine.open_reviews():
+                if r["review_id"] not in stored:
+                    self.store.add_review(r, r["created_ms"])
+                    self._emit(f"gateway/{self.gw}/review/new", r)
+                    queued = True
+        if queued:
+            self._emit_queue()
+        if self._out:
+            self.store.begin()
+            self._flush_out()
+            self.store.commit()
 
     def republish(self) -> list[Publish]:
         """On every (re)connect: retained state (the broker may have lost it) and undelivered publishes."""
@@ -262,6 +293,9 @@ class Gateway:
                 self._on_verdict(payload, t_ms)
         elif tp.kind == "status" and tp.cart:
             st = P.decode_status(tp, payload)
+            if st.state == "online":     # a birth names the instance now in the slot (a late will may not)
+                self._note_board(tp.cart, tp.board, st.inst or "")
+                self.store.stream(tp.cart, tp.board, st.inst or "", st.epoch)   # its frames come next
             event(INFO, "board_status", f"{tp.cart}/{tp.board} is {st.state}", cart=tp.cart, board=tp.board,
                   state=st.state, mode=st.mode, epoch=st.epoch, reason=st.reason or "")
         elif tp.kind == "tele":
@@ -274,59 +308,101 @@ class Gateway:
     def _on_event(self, tp: P.Topic, payload: bytes, t_ms: int) -> None:
         ev = P.decode_event(tp, payload)
         eid = ev.event_id
-        if not self.store.add_event(eid, ev.cart, ev.board, ev.epoch, ev.seq, ev.type, t_ms, payload):
+        inst = ev.inst or ""
+        if not self.store.add_event(eid, ev.cart, ev.board, ev.epoch, ev.seq, ev.type, t_ms, payload, inst):
             self.metrics.duplicates.inc()
             event(INFO, "duplicate", "event already stored: dropped", id=eid)
             return
-        self.metrics.events.labels(ev.type).inc()
-        status, rng = self.store.note_seq(ev.cart, ev.board, ev.epoch, ev.seq, t_ms)
+        self._note_board(ev.cart, ev.board, inst)
+        status, rng = self.store.note_seq(ev.cart, ev.board, ev.epoch, ev.seq, t_ms, inst)
         if status == "gap":
             self.metrics.gaps.inc()
             self.metrics.gap_events.inc(rng[1] - rng[0] + 1)
             event(WARN, "gap", f"events {rng[0]}..{rng[1]} missing", cart=ev.cart, board=ev.board,
-                  epoch=ev.epoch, lo=rng[0], hi=rng[1])
+                  inst=inst, epoch=ev.epoch, lo=rng[0], hi=rng[1])
+            trimmed = self.store.bound_gaps(ev.cart, ev.board, self.cfg.retention.gaps_per_board)
+            if trimmed:
+                self.metrics.gaps_trimmed.inc(trimmed)
+                event(WARN, "gaps_trimmed", f"over {self.cfg.retention.gaps_per_board} open gaps: the oldest "
+                      "merged with the next", cart=ev.cart, board=ev.board, n=trimmed)
         elif status == "late":
             self.metrics.late.inc()
             event(INFO, "late_event", "event below the highest seq (fills a gap or out of order)", id=eid)
+        # the reconciler sees one epoch number per stream (protocol §5, store.stream)
+        epoch = self.store.stream(ev.cart, ev.board, inst, ev.epoch)
         rt = self._cart(ev.cart)
-        now = rt.time_of(ev.board, ev.epoch, ev.mono_ms, t_ms)
+        now = rt.time_of(ev.board, epoch, ev.mono_ms, t_ms)
         self._dirty.add(ev.cart)
+        self._counted.append(ev.type)
         if ev.type == "weight":
-            w = WeightChange(ev.epoch, ev.seq, now, ev.delta_g, ev.total_g, ev.noise_g, ev.window.unsettled_seq)
-            self._after(rt, rt.engine.step(w), t_ms)
+            w = WeightChange(epoch, ev.seq, now, ev.delta_g, ev.total_g, ev.noise_g, ev.window.unsettled_seq)
+            self._step(rt, w, t_ms)
         elif ev.type == "unsettled":
-            self._after(rt, rt.engine.step(Unsettled(ev.epoch, ev.seq, now, ev.total_g)), t_ms)
+            self._step(rt, Unsettled(epoch, ev.seq, now, ev.total_g), t_ms)
         elif ev.type == "capture":
-            self.store.add_burst(eid, ev.cart, ev.epoch, list(ev.frames), ev.ref, now, t_ms)
+            self.store.add_burst(eid, ev.cart, epoch, list(ev.frames), self._scale_ref(ev.cart, ev.ref), now, t_ms)
             # The camera publishes a burst's frames before its capture event (§6.3, firmware
             # apps/camera.py), in order on one connection: a frame still missing now was lost
             # (e.g. chunks in memory when we restarted). Run with what arrived; wait only if
             # nothing did (burst_timeout_s), in case a camera sends the event first.
-            have = any(self.store.frame_path(frame_id(ev.cart, ev.epoch, n)) for n in ev.frames)
+            have = any(self.store.frame_path(frame_id(ev.cart, epoch, n)) for n in ev.frames)
             self._maybe_run_burst(eid, t_ms, timed_out=have)
         else:
             event(WARN, "board_error", f"{ev.cart}/{ev.board}: {ev.code}", id=eid, code=ev.code, detail=ev.detail)
+
+    def _note_board(self, cart: str, board: str, inst: str) -> None:
+        """Remember the instance in this board slot: frame chunks carry none (§7)."""
+        if self._insts.get((cart, board)) != inst:
+            self.store.note_board(cart, board, inst)
+            self._insts[(cart, board)] = inst
+
+    def _scale_ref(self, cart: str, ref: str | None) -> str | None:
+        """A capture's ref names the scale event that triggered it, `<cart>/scale/[<inst>/]<epoch>/<seq>`
+        (§6.3); the reconciler matches it as `<cart>/scale/<stream>/<seq>`. A ref without an
+        instance (older camera firmware) means the scale instance the gateway last heard."""
+        parts = (ref or "").split("/")
+        if len(parts) == 5:
+            inst, rest = parts[2], parts[3:]
+        elif len(parts) == 4:
+            inst, rest = self.store.board_inst(cart, "scale"), parts[2:]
+        else:
+            return ref
+        if parts[0] != cart or parts[1] != "scale" or not P.INST_RE.match(inst or "0" * 16) \
+                or not all(x.isascii() and x.isdigit() and 1 <= int(x) < 2**32 for x in rest):
+            return ref
+        stream = self.store.stream(cart, "scale", inst, int(rest[0]), create=False)
+        return ref if stream is None else f"{cart}/scale/{stream}/{rest[1]}"
 
     # ---------------------------------------------------------------- frames §7
     def _on_chunk(self, tp: P.Topic, payload: bytes, t_ms: int) -> None:
         if len(payload) > P.CHUNK_HEADER.size + P.MAX_CHUNK_PAYLOAD:
             self.metrics.frames.labels("oversized").inc()
         chunk = P.decode_frame_chunk(payload)
-        fid = frame_id(tp.cart, chunk.epoch, chunk.frame)
+        # frames are named by the camera's stream (the instance last heard in this slot, whose
+        # birth opened the stream), so a re-flashed camera's epoch 1 frame 1 is not the old one's
+        epoch = self.store.stream(tp.cart, "cam", self.store.board_inst(tp.cart, "cam"), chunk.epoch,
+                                  create=False) or chunk.epoch
+        fid = frame_id(tp.cart, epoch, chunk.frame)
         if self.store.frame_path(fid):
             return   # redelivered chunk of a frame we already stored
-        state, frame = self.asm.add(tp.cart, chunk, t_ms)
-        if state == "full":
-            self._reject("frames_full", fid, f"{self.cfg.frames.max_in_progress} frames already in progress")
-            return
+        try:
+            state, frame, evicted = self.asm.add(tp.cart, chunk, t_ms)
+        except P.ProtocolError:
+            self.metrics.frames_dropped.labels(tp.cart, "malformed").inc()
+            raise
+        for cart, ep, n in evicted:
+            self.metrics.frames.labels("evicted").inc()
+            self.metrics.frames_dropped.labels(cart, "evicted").inc()
+            event(WARN, "frame_evicted", "frame dropped unfinished: a newer frame needed its slot "
+                  "(frames.max_per_cart / max_in_progress)", cart=cart, epoch=ep, frame=n)
         if frame is None:
             return
         rt = self._cart(tp.cart)
-        path = self.files.write(tp.cart, chunk.epoch, chunk.frame, frame)
+        path = self.files.write(tp.cart, epoch, chunk.frame, frame)
         self.store.add_frame(fid, tp.cart, rt.session, path, t_ms)
         self.metrics.frames.labels("complete").inc()
         for b in self.store.bursts("waiting"):
-            if b["cart"] == tp.cart and b["epoch"] == chunk.epoch and chunk.frame in b["frames"]:
+            if b["cart"] == tp.cart and b["epoch"] == epoch and chunk.frame in b["frames"]:
                 self._maybe_run_burst(b["burst_id"], t_ms)
 
     def _maybe_run_burst(self, burst_id: str, t_ms: int, timed_out: bool = False) -> None:
@@ -375,6 +451,12 @@ class Gateway:
         day = 86_400_000
         ev, de = self.store.prune(t_ms - int(r.events_days * day), t_ms - int(r.decisions_days * day),
                                   r.prune_batch)
+        gp = self.store.prune_gaps(t_ms - int(r.events_days * day), r.prune_batch)
+        if gp:
+            self.metrics.pruned.labels("gaps").inc(gp)
+            event(INFO, "pruned", f"retention: {gp} sequence gaps older than the event log deleted", gaps=gp)
+            if gp >= r.prune_batch:
+                self._next_prune_ms = t_ms
         if ev or de:
             self.metrics.pruned.labels("events").inc(ev)
             self.metrics.pruned.labels("decisions").inc(de)
@@ -396,21 +478,19 @@ class Gateway:
         a = P.decode_answer(payload)
         rt = self._cart(tp.cart)
         ans = answer_of(a, self._now(rt, t_ms))
-        self._dirty.add(tp.cart)
-        self._after(rt, rt.engine.step(ans), t_ms)
+        self._step(rt, ans, t_ms)
 
     def _on_verdict(self, payload: bytes, t_ms: int) -> None:
         v = P.decode_verdict(payload)
         cart = self.store.review_cart(v.review_id)
         if cart is None or cart not in self.carts:
-            event(WARN, "verdict_unknown", "verdict for an unknown review: ignored", review=v.review_id)
+            self._reject("unknown_review", f"gateway/{self.gw}/review/verdict",
+                         f"verdict {v.verdict_id!r} for review {v.review_id!r}, which this gateway never opened")
             return
         rt = self.carts[cart]
-        self._dirty.add(cart)
-        fx = rt.engine.step(verdict_of(v, self._now(rt, t_ms)))
+        fx = self._step(rt, verdict_of(v, self._now(rt, t_ms)), t_ms)
         if v.review_id in fx["reviews_closed"]:
             self.store.close_review(v.review_id, {"verdict_id": v.verdict_id, "sku": v.sku, "qty": v.qty})
-        self._after(rt, fx, t_ms)
 
     # ---------------------------------------------------------------- checkout §12
     def _on_checkout(self, tp: P.Topic, payload: bytes, t_ms: int) -> None:
@@ -423,10 +503,10 @@ class Gateway:
             return
         rt = self._cart(cart)
         self._dirty.add(cart)
-        before = json.dumps(rt.engine.s["version"])
-        res = rt.engine.checkout(req.req_id, self._now(rt, t_ms))
-        if json.dumps(rt.engine.s["version"]) != before:
-            self._publish_basket(rt)
+        # Time first, through _advance: it can decide an item whose vision wait ran out and
+        # open a prompt or a review, which must reach the screen / the review queue (issue 11.1)
+        self._advance(rt, self._now(rt, t_ms), t_ms)
+        res = rt.engine.checkout(req.req_id)
         if not res["ok"]:
             event(INFO, "checkout_refused", f"checkout refused: {res['reason']}", cart=cart, req=req.req_id,
                   reason=res["reason"])
@@ -446,11 +526,32 @@ class Gateway:
         eng = CartReconciler(cart, self.catalogue, self.cfg.reconcile, self.book, index=self.index)
         new = CartRt(cart, old.session + 1, old.version() + 1, eng, dict(old.clock))
         eng.s["now_ms"] = old.engine.s["now_ms"]
+        # prompt and review ids go on counting: unique per cart across sessions, so a late
+        # answer or verdict for the last shopper's prompt / review names nothing open now (issue 11.9)
+        for k in ("prompt", "review"):
+            eng.s["n"][k] = old.engine.s["n"][k]
         self.carts[cart] = new
         self._publish_basket(new)
         self._emit(f"carts/{cart}/screen/state", {"v": 1, "prompts": []}, retain=True)
 
     # ================================================================ effects
+    # Every engine call goes through _step or _advance, so every effect it returns (decisions,
+    # prompts, reviews, basket changes) is stored and published: none may be dropped (issue 11.1).
+    def _step(self, rt: CartRt, item, t_ms: int) -> dict:
+        fx = rt.engine.step(item)
+        self._after(rt, fx, t_ms)
+        return fx
+
+    def _advance(self, rt: CartRt, mono_ms: int, t_ms: int) -> dict:
+        """Let the cart's event time reach mono_ms. When only the clock moved (and what follows
+        from time alone, e.g. a stale unsettled window closing) nothing is written: the cart's
+        next real change writes it, after a crash the timer moves it again; writing it meant an
+        fsync every tick_ms while any cart was waiting."""
+        fx = rt.engine.advance(mono_ms)
+        if any(fx.values()):
+            self._after(rt, fx, t_ms)
+        return fx
+
     def _after(self, rt: CartRt, fx: dict, t_ms: int) -> None:
         """Turn the reconciler's effects into stored reviews and publishes."""
         self._dirty.add(rt.cart)
@@ -481,13 +582,16 @@ class Gateway:
                 if path and fid not in keep:
                     self._delete_frame(fid, path, "review")
         if fx["reviews_opened"] or fx["reviews_closed"]:
-            q = [{"review_id": r["review_id"], "cart": r["cart"], "created_ms": r["created_ms"]}
-                 for r in self.store.open_reviews()]
-            self._emit(f"gateway/{self.gw}/review/queue", {"v": 1, "reviews": q}, retain=True)
-            self.metrics.open_reviews.set(len(q))
+            self._emit_queue()
         if fx["basket_changed"] or fx["prompts_opened"] or fx["prompts_closed"] or fx["reviews_opened"] \
                 or fx["reviews_closed"]:
             self._publish_basket(rt)
+
+    def _emit_queue(self) -> None:
+        q = [{"review_id": r["review_id"], "cart": r["cart"], "created_ms": r["created_ms"]}
+             for r in self.store.open_reviews()]
+        self._emit(f"gateway/{self.gw}/review/queue", {"v": 1, "reviews": q}, retain=True)
+        self.metrics.open_reviews.set(len(q))
 
     def _publish_basket(self, rt: CartRt) -> None:
         b = rt.engine.basket()
@@ -507,10 +611,18 @@ class Gateway:
             p.outbox_id = self.store.outbox_add(p.topic, p.encoded(), p.qos, p.retain)
         return out
 
+    def _count_events(self) -> None:
+        """events_total counts only events whose write stands (not a rolled-back message or batch)."""
+        for typ in self._counted:
+            self.metrics.events.labels(typ).inc()
+        self._counted = []
+
     def _reset(self) -> None:
         """A message failed: its savepoint was rolled back, so drop its effects and reload touched
         carts and the WeightBook (the message may have taught it before failing)."""
         self._out = []
+        self._counted = []
+        self._insts = {}
         rows = {r[0]: r for r in self.store.load_carts()} if self._dirty else {}
         for cart in self._dirty:
             row = rows.get(cart)

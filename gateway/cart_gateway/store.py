@@ -24,11 +24,20 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
   event_id TEXT PRIMARY KEY, cart TEXT NOT NULL, board TEXT NOT NULL, epoch INTEGER NOT NULL,
   seq INTEGER NOT NULL, type TEXT NOT NULL, t_ms INTEGER NOT NULL, payload BLOB NOT NULL);
+-- one row per event stream: a board instance's boot epoch (protocol §5); inst '' = an
+-- older board that sends no instance id. `stream` is the epoch the reconciler sees.
 CREATE TABLE IF NOT EXISTS seqs (
-  cart TEXT, board TEXT, epoch INTEGER, high INTEGER NOT NULL, PRIMARY KEY (cart, board, epoch));
+  cart TEXT NOT NULL, board TEXT NOT NULL, inst TEXT NOT NULL, epoch INTEGER NOT NULL,
+  high INTEGER NOT NULL, stream INTEGER NOT NULL, PRIMARY KEY (cart, board, inst, epoch)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS gaps (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, cart TEXT, board TEXT, epoch INTEGER,
-  lo INTEGER NOT NULL, hi INTEGER NOT NULL, t_ms INTEGER NOT NULL);
+  id INTEGER PRIMARY KEY AUTOINCREMENT, cart TEXT NOT NULL, board TEXT NOT NULL, inst TEXT NOT NULL,
+  epoch INTEGER NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL, t_ms INTEGER NOT NULL);
+-- a duplicate check looks its seq up in the stream's gaps; retention deletes old ones
+CREATE INDEX IF NOT EXISTS gaps_at ON gaps(cart, board, inst, epoch, lo);
+CREATE INDEX IF NOT EXISTS gaps_t ON gaps(t_ms);
+-- the instance each board slot last spoke with (frames carry no instance id)
+CREATE TABLE IF NOT EXISTS boards (
+  cart TEXT NOT NULL, board TEXT NOT NULL, inst TEXT NOT NULL, PRIMARY KEY (cart, board)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS carts (
   cart TEXT PRIMARY KEY, session INTEGER NOT NULL, version_base INTEGER NOT NULL,
   state TEXT NOT NULL, clock TEXT NOT NULL);
@@ -71,7 +80,9 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
         self.db.execute("PRAGMA foreign_keys=ON")
+        old = _migrate_begin(self.db)
         self.db.executescript(SCHEMA)
+        _migrate_end(self.db, old)
         self._in_tx = False
         self._parts: dict[str, dict[str, bytes]] = {}   # cart -> part -> pickle of the stored value
         self._heads: dict[str, tuple] = {}              # cart -> stored (session, version_base, clock)
@@ -101,57 +112,121 @@ class Store:
         return _Savepoint(self)
 
     # ---------------------------------------------------------- event log (§5)
-    def add_event(self, event_id, cart, board, epoch, seq, type_, t_ms, payload) -> bool:
+    # An event stream is (cart, board, inst, epoch): a re-flashed or new board mints a new
+    # instance id, so its epoch 1 is a new stream and none of its events is taken for one of
+    # the old board's. Events without `inst` (older firmware) are the stream inst=''.
+    _GAP_AT = ("SELECT id, lo, hi, t_ms FROM gaps WHERE cart=? AND board=? AND inst=? AND epoch=? AND lo<=? "
+               "ORDER BY lo DESC LIMIT 1")    # gaps of a stream never overlap: the last one starting at or below
+
+    def add_event(self, event_id, cart, board, epoch, seq, type_, t_ms, payload, inst: str = "") -> bool:
         """Store an event; False if its identity was received before (a duplicate).
 
-        Received = in the event log, or at or below the epoch's highest seq and in no open
+        Received = in the event log, or at or below the stream's highest seq and in no open
         gap: the second test still knows an event whose row retention pruned."""
-        row = self.db.execute("SELECT high FROM seqs WHERE cart=? AND board=? AND epoch=?",
-                              (cart, board, epoch)).fetchone()
-        if row and seq <= row[0] and not self.db.execute(
-                "SELECT 1 FROM gaps WHERE cart=? AND board=? AND epoch=? AND lo<=? AND hi>=?",
-                (cart, board, epoch, seq, seq)).fetchone():
+        row = self.db.execute("SELECT high FROM seqs WHERE cart=? AND board=? AND inst=? AND epoch=?",
+                              (cart, board, inst, epoch)).fetchone()
+        if row and seq <= row[0] and self._gap_at(cart, board, inst, epoch, seq) is None:
             return False
         cur = self.db.execute(
             "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?)",
             (event_id, cart, board, epoch, seq, type_, t_ms, payload))
         return cur.rowcount == 1
 
-    def note_seq(self, cart, board, epoch, seq, t_ms) -> tuple[str, tuple[int, int] | None]:
-        """Track the highest seq per (cart, board, epoch).
+    def _gap_at(self, cart, board, inst, epoch, seq):
+        row = self.db.execute(self._GAP_AT, (cart, board, inst, epoch, seq)).fetchone()
+        return row if row and row[2] >= seq else None
+
+    def stream(self, cart, board, inst: str, epoch: int, create: bool = True) -> int | None:
+        """The epoch the reconciler sees for this stream: the board's own for inst '' (as
+        before instance ids), else a number above 2^32 handed out per (cart, board) at the
+        stream's first event or birth, so two instances' (epoch, seq) never meet in a cart's
+        state. create=False (frame chunks, capture refs): None for a stream not seen yet, so
+        what only names a stream cannot make rows without end."""
+        if not inst:
+            return epoch
+        row = self.db.execute("SELECT stream FROM seqs WHERE cart=? AND board=? AND inst=? AND epoch=?",
+                              (cart, board, inst, epoch)).fetchone()
+        if row:
+            return row[0]
+        if not create:
+            return None
+        top = self.db.execute("SELECT MAX(stream) FROM seqs WHERE cart=? AND board=?", (cart, board)).fetchone()[0]
+        stream = max(top or 0, 2**32 - 1) + 1
+        self.db.execute("INSERT INTO seqs VALUES (?,?,?,?,?,?)", (cart, board, inst, epoch, 0, stream))
+        return stream
+
+    def note_board(self, cart, board, inst: str) -> None:
+        """The instance now in this board slot (from its status and events)."""
+        self.db.execute("INSERT OR REPLACE INTO boards VALUES (?,?,?)", (cart, board, inst))
+
+    def board_inst(self, cart, board) -> str:
+        row = self.db.execute("SELECT inst FROM boards WHERE cart=? AND board=?", (cart, board)).fetchone()
+        return row[0] if row else ""
+
+    def note_seq(self, cart, board, epoch, seq, t_ms, inst: str = "") -> tuple[str, tuple[int, int] | None]:
+        """Track the highest seq per stream (cart, board, inst, epoch).
 
         Returns ("next"|"gap"|"late", range): "gap" with the missing range
         recorded; "late" when the seq is below the highest (a gap is closed).
         """
-        row = self.db.execute("SELECT high FROM seqs WHERE cart=? AND board=? AND epoch=?",
-                              (cart, board, epoch)).fetchone()
+        row = self.db.execute("SELECT high FROM seqs WHERE cart=? AND board=? AND inst=? AND epoch=?",
+                              (cart, board, inst, epoch)).fetchone()
         high = row[0] if row else 0
         if seq > high:
-            self.db.execute("INSERT OR REPLACE INTO seqs VALUES (?,?,?,?)", (cart, board, epoch, seq))
+            if row is None:    # (stream() has already added an instance's row)
+                self.db.execute("INSERT OR IGNORE INTO seqs VALUES (?,?,?,?,0,?)",
+                                (cart, board, inst, epoch, self.stream(cart, board, inst, epoch)))
+            self.db.execute("UPDATE seqs SET high=? WHERE cart=? AND board=? AND inst=? AND epoch=?",
+                            (seq, cart, board, inst, epoch))
             if seq > high + 1:
                 rng = (high + 1, seq - 1)
-                self.db.execute("INSERT INTO gaps (cart, board, epoch, lo, hi, t_ms) VALUES (?,?,?,?,?,?)",
-                                (cart, board, epoch, rng[0], rng[1], t_ms))
+                self.db.execute("INSERT INTO gaps (cart, board, inst, epoch, lo, hi, t_ms) VALUES (?,?,?,?,?,?,?)",
+                                (cart, board, inst, epoch, rng[0], rng[1], t_ms))
                 return "gap", rng
             return "next", None
-        self._close_gap(cart, board, epoch, seq)
+        self._close_gap(cart, board, inst, epoch, seq)
         return "late", None
 
-    def _close_gap(self, cart, board, epoch, seq) -> None:
-        row = self.db.execute("SELECT id, lo, hi, t_ms FROM gaps WHERE cart=? AND board=? AND epoch=? "
-                              "AND lo<=? AND hi>=?", (cart, board, epoch, seq, seq)).fetchone()
+    def _close_gap(self, cart, board, inst, epoch, seq) -> None:
+        row = self._gap_at(cart, board, inst, epoch, seq)
         if not row:
             return
         gid, lo, hi, t = row
         self.db.execute("DELETE FROM gaps WHERE id=?", (gid,))
         for a, b in ((lo, seq - 1), (seq + 1, hi)):
             if a <= b:
-                self.db.execute("INSERT INTO gaps (cart, board, epoch, lo, hi, t_ms) VALUES (?,?,?,?,?,?)",
-                                (cart, board, epoch, a, b, t))
+                self.db.execute("INSERT INTO gaps (cart, board, inst, epoch, lo, hi, t_ms) VALUES (?,?,?,?,?,?,?)",
+                                (cart, board, inst, epoch, a, b, t))
+
+    def bound_gaps(self, cart, board, limit: int) -> int:
+        """At most `limit` open gaps per board (all its instances and epochs): over it, the
+        oldest gap is merged with the next gap of its stream, or dropped if it has none.
+        A merged gap also spans seqs that were received; their rows in the event log still
+        make a redelivery a duplicate. Returns the gaps merged or dropped."""
+        n = self.db.execute("SELECT COUNT(*) FROM gaps WHERE cart=? AND board=?", (cart, board)).fetchone()[0]
+        done = 0
+        while n - done > limit:
+            gid, inst, epoch, lo, hi = self.db.execute(
+                "SELECT id, inst, epoch, lo, hi FROM gaps WHERE cart=? AND board=? ORDER BY id LIMIT 1",
+                (cart, board)).fetchone()
+            nxt = self.db.execute("SELECT id, hi FROM gaps WHERE cart=? AND board=? AND inst=? AND epoch=? AND lo>? "
+                                  "ORDER BY lo LIMIT 1", (cart, board, inst, epoch, hi)).fetchone()
+            self.db.execute("DELETE FROM gaps WHERE id=?", (gid,))
+            if nxt:
+                self.db.execute("UPDATE gaps SET lo=? WHERE id=?", (lo, nxt[0]))
+            done += 1
+        return done
+
+    def prune_gaps(self, before_ms: int, limit: int) -> int:
+        """Delete up to `limit` gaps opened before `before_ms` (the event log's retention: a
+        board's journal cannot hold an event that long)."""
+        return self.db.execute("DELETE FROM gaps WHERE id IN (SELECT id FROM gaps WHERE t_ms < ? ORDER BY t_ms LIMIT ?)",
+                               (before_ms, limit)).rowcount
 
     def open_gaps(self) -> list[dict]:
-        rows = self.db.execute("SELECT cart, board, epoch, lo, hi FROM gaps ORDER BY id").fetchall()
-        return [{"cart": c, "board": b, "epoch": e, "lo": lo, "hi": hi} for c, b, e, lo, hi in rows]
+        rows = self.db.execute("SELECT cart, board, inst, epoch, lo, hi FROM gaps ORDER BY id").fetchall()
+        return [dict({"cart": c, "board": b, "epoch": e, "lo": lo, "hi": hi}, **({"inst": i} if i else {}))
+                for c, b, i, e, lo, hi in rows]
 
     def event_count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
@@ -366,6 +441,28 @@ def join_state(parts: dict[str, object]) -> dict:
         else:
             state[k] = [parts[f"{k}/{i}"] for i in head["list"]]
     return state
+
+
+def _migrate_begin(db) -> bool:
+    """A database from before instance ids (seqs without `inst`): set its tables aside."""
+    cols = [r[1] for r in db.execute("PRAGMA table_info(seqs)")]
+    if not cols or "inst" in cols:
+        return False
+    db.execute("DROP INDEX IF EXISTS gaps_at")
+    db.execute("ALTER TABLE seqs RENAME TO seqs_v1")
+    db.execute("ALTER TABLE gaps RENAME TO gaps_v1")
+    return True
+
+
+def _migrate_end(db, old: bool) -> None:
+    """Copy the old streams in as inst '' (the identity they had)."""
+    if not old:
+        return
+    db.execute("INSERT INTO seqs SELECT cart, board, '', epoch, high, epoch FROM seqs_v1")
+    db.execute("INSERT INTO gaps (cart, board, inst, epoch, lo, hi, t_ms) "
+               "SELECT cart, board, '', epoch, lo, hi, t_ms FROM gaps_v1 ORDER BY id")
+    db.execute("DROP TABLE seqs_v1")
+    db.execute("DROP TABLE gaps_v1")
 
 
 class _Savepoint:

@@ -114,7 +114,8 @@ def test_too_many_frames_in_progress_is_bounded(tmp_path):
     h = Harness(tmp_path, frames={"max_in_progress": 2})
     for n in (1, 2, 3):
         h.send("carts/c001/cam/frame", frame_chunks(1, n, JPEG)[0])
-    assert len(h.gw.asm) == 2 and h.count("bad", "frames_full") == 1
+    # bounded: the oldest unfinished frame gives its slot to the newest (counted per cart)
+    assert len(h.gw.asm) == 2 and h.count("frames_dropped", "c001", "evicted") == 1
     h.tick(6000)                          # §7: incomplete 5 s after the first chunk
     assert len(h.gw.asm) == 0 and h.count("frames", "incomplete") == 2
 

@@ -55,9 +55,17 @@ def client_id(cart, board):
     return "cart-%s-%s" % (cart, board)
 
 
-def identity(cart, board, epoch, seq):
+def identity(cart, board, epoch, seq, inst=None):
     # §5
+    if inst:
+        return "%s/%s/%s/%d/%d" % (cart, board, inst, epoch, seq)
     return "%s/%s/%d/%d" % (cart, board, epoch, seq)
+
+
+# §3, §5: this board's instance id (16 hex digits minted at its first boot and kept on
+# its flash), set once by the runtime; None = not sent (simulators, older firmware).
+# One board per interpreter, so a module value rather than a parameter on every encoder.
+INSTANCE = None
 
 
 def common(cart, board, epoch, clock):
@@ -65,8 +73,11 @@ def common(cart, board, epoch, clock):
     mono, wall, synced = clock
     if not synced:
         wall = None
-    return {"v": V, "cart": cart, "board": board, "epoch": epoch,
-            "mono_ms": mono, "wall_ms": wall, "synced": bool(synced)}
+    d = {"v": V, "cart": cart, "board": board, "epoch": epoch,
+         "mono_ms": mono, "wall_ms": wall, "synced": bool(synced)}
+    if INSTANCE is not None:
+        d["inst"] = INSTANCE
+    return d
 
 
 def _check_size(b, what, limit=EVENT_MAX):

@@ -17,12 +17,32 @@ from cartfw import safemode
 from cartfw.clock import Clock
 
 EPOCH_PATH = "state/epoch"
+INST_PATH = "state/inst"
 FEED_MS = 1000  # watchdog check period
 TICK_MS = 200  # loop heartbeat
 
 
 def log(msg):
     print(msg)
+
+
+def board_instance():
+    """This board's instance id: 16 hex digits from os.urandom, minted at the first boot
+    of a fresh flash and kept in state/inst (protocol §5)."""
+    try:
+        with open(INST_PATH) as f:
+            inst = f.read().strip()
+        if len(inst) == 16 and not inst.strip("0123456789abcdef"):
+            return inst
+    except OSError:
+        pass
+    import os
+    import binascii
+    inst = binascii.hexlify(os.urandom(8)).decode()
+    # A flash that refuses the write (read-only, full) keeps this id for this boot only;
+    # safemode._write records the fault, which Runtime reports (issue 11 §10).
+    safemode._write(INST_PATH, inst.encode())
+    return inst
 
 
 class Runtime:
@@ -58,9 +78,13 @@ class Runtime:
         # Boot epoch: incremented and written (atomically) before anything is
         # published or journaled in this boot (protocol §3, §5).
         self.epoch = jmod.read_int(EPOCH_PATH, 0) + 1
+        # Instance id (§5): a full flash or a new board starts the epoch at 1 again; the
+        # random id it mints tells its events from the old board's.
+        self.inst = board_instance()
+        proto.INSTANCE = self.inst
         # (in place if a full flash has no room for the temp file)
         if not safemode._write(EPOCH_PATH, b"%d\n" % self.epoch) or safemode.fault is not None:
-            self._flash_failed(*safemode.fault)  # epoch or boot counter not written
+            self._flash_failed(*safemode.fault)  # epoch, instance id or boot counter not written
         j = cfg["journal"]
         self.journal = jmod.Journal("journal", j["max_bytes"], j["segment_bytes"])
         if self.journal.torn:

@@ -6,7 +6,7 @@ STALE_MS = 5000  # an `unsettled` older than this (both clocks synced) is a repl
 
 
 class UnsettledFilter:
-    """feed(msg, now_wall_ms) -> ref string ("<cart>/scale/<epoch>/<seq>") for a
+    """feed(msg, now_wall_ms) -> ref string ("<cart>/scale/[<inst>/]<epoch>/<seq>") for a
     fresh `unsettled` event of our cart, else None.
 
     The scale journals events and replays them after a reconnect, and the
@@ -18,6 +18,7 @@ class UnsettledFilter:
     def __init__(self, cart, stale_ms=STALE_MS):
         self.cart = cart
         self.stale_ms = stale_ms
+        self.seen_inst = None  # the scale instance (§5): a re-flashed scale starts at epoch 1 again
         self.seen_epoch = 0
         self.seen_seq = 0
         self.bad = 0
@@ -47,6 +48,11 @@ class UnsettledFilter:
         for name, v in (("epoch", epoch), ("seq", seq)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 return self._bad("unsettled field %s=%r: must be an int >= 1" % (name, v))
+        inst = ev.get("inst")
+        if inst is not None and (not isinstance(inst, str) or not 8 <= len(inst) <= 32):
+            return self._bad("unsettled field inst=%r: must be 8 to 32 hex digits" % (inst,))
+        if inst != self.seen_inst:  # another scale instance: its own sequence
+            self.seen_inst, self.seen_epoch, self.seen_seq = inst, 0, 0
         if (epoch, seq) <= (self.seen_epoch, self.seen_seq):
             self.dups += 1
             return None
@@ -56,4 +62,6 @@ class UnsettledFilter:
                 and now_wall_ms - wall > self.stale_ms):
             self.stale += 1
             return None
+        if inst:
+            return "%s/scale/%s/%d/%d" % (cart, inst, epoch, seq)
         return "%s/scale/%d/%d" % (cart, epoch, seq)
