@@ -132,24 +132,21 @@ def _mpy(code, heap="96k"):
 def test_settled_hot_path_allocates_nothing_under_micropython():
     out = _mpy("""
 import gc
-from array import array
 from cartfw.scale.pipeline import ScalePipeline
 p = ScalePipeline(86.0, offset=-152000)
-gc.collect()                     # the compiler's garbage: 2 x 16 kB must fit whole
-buf = array('i', bytes(16000))   # filled in place: no 4000-item list beside it
-for k in range(4000):
-    buf[k] = -152000 + (k * 7919) % 121 - 60
-def feed_all(feed, buf, n):
-    i = 0
-    while i < n:
-        feed(buf[i])
-        i += 1
+# The readings are computed as they are fed: small ints, so neither a buffer
+# (a 16 kB block that a fragmented 96 kB heap may not have) nor the loop allocates.
+def feed_all(feed, n):
+    k = 0
+    while k < n:
+        feed(-152000 + (k * 7919) % 121 - 60)
+        k += 1
 feed = p.feed
-feed_all(feed, buf, 4000)
+feed_all(feed, 4000)
 a = b = 0    # globals exist before measuring: a new one may grow the dict
 gc.collect(); gc.disable()
 a = gc.mem_alloc()
-feed_all(feed, buf, 4000)
+feed_all(feed, 4000)
 b = gc.mem_alloc()
 print(p.state, b - a)
 """)
