@@ -3,22 +3,40 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
+import sqlite3
 import sys
 
 from .config import ConfigError, load_config
 
 
+def _banner(cfg, config_path: str) -> None:
+    from .logs import event
+    from .preflight import model_description
+    from .service import VERSION
+    broker = f"{cfg.mqtt.host}:{cfg.mqtt.port}"
+    model = model_description(cfg)
+    event(logging.INFO, "start", f"cart-gateway {VERSION} starting: config {config_path}, broker {broker}, "
+          f"model {model}, state dir {cfg.state_dir}", version=VERSION, config=config_path, broker=broker,
+          model=model, state_dir=str(cfg.state_dir))
+
+
 def _run(args) -> int:
-    from . import logs
+    from . import logs, preflight
     from .mqtt_client import Runner
     cfg = load_config(args.config)
     logs.setup(cfg.log_level)
-    detector = None
-    if cfg.detector.enabled:
-        from .vision import BurstDetector
-        detector = BurstDetector.from_config(cfg.detector)
-    runner = Runner(cfg, detector=detector)
+    _banner(cfg, args.config)
+    problems = preflight.check_all(cfg, detector=False)
+    if problems:
+        raise preflight.StartupError("; ".join(problems))
+    detector = preflight.load_detector(cfg)
+    try:
+        runner = Runner(cfg, detector=detector)
+        runner.start()
+    except (OSError, sqlite3.Error, ValueError) as e:   # state dir, database, metrics port taken since the check
+        raise preflight.StartupError(f"{type(e).__name__}: {e}") from None
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     signal.signal(signal.SIGINT, lambda *_: runner.stop())
     runner.run()
@@ -26,9 +44,15 @@ def _run(args) -> int:
 
 
 def _check(args) -> int:
+    from .preflight import check_all, model_description
     cfg = load_config(args.file)
+    problems = check_all(cfg)
+    for p in problems:
+        print(f"cart-gateway: {args.file}: {p}", file=sys.stderr)
+    if problems:
+        return 2
     print(f"{args.file}: OK (gateway {cfg.gateway_id}, broker {cfg.mqtt.host}:{cfg.mqtt.port}, "
-          f"state {cfg.state_dir})")
+          f"model {model_description(cfg)}, state {cfg.state_dir})")
     return 0
 
 
@@ -70,9 +94,10 @@ def main(argv=None) -> int:
                    "header's gateway_id, else the one id in its gateway/<gw>/ topics, else the config's)")
     p.set_defaults(fn=_replay)
     args = ap.parse_args(argv)
+    from .preflight import StartupError
     try:
         return args.fn(args)
-    except ConfigError as e:
+    except (ConfigError, StartupError) as e:   # one clear line (or the config's key list), no traceback
         print(f"cart-gateway: {e}", file=sys.stderr)
         return 2
 
