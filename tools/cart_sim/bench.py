@@ -35,6 +35,7 @@ GOALS = {
     "shopper_prompts_per_100_items": Goal(2),
     "wrong_baskets_per_1000": Goal(1),
     "wall_s": Goal(300, " s", per_1000_baskets=True),
+    "max_receipt_ms": Goal(1000, " ms"),     # the demo's: a receipt at the exit in under a second
 }
 HEADLINE = ("baskets", "items", *GOALS)
 
