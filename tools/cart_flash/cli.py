@@ -2,7 +2,7 @@
 
   cart-flash flash --board cart-scale-esp32 --cart c001 --port /dev/ttyUSB0 \
       --broker 192.168.10.2:8883 --wifi store-carts:PASS --credentials creds/credentials.json
-  cart-flash flash --board sim-scale --cart c001 --target dir:/tmp/c001 --broker 127.0.0.1:1883 --boot
+  cart-flash flash --board sim-scale --cart c001 --target dir:c001-scale --broker 127.0.0.1:1883 --boot
   cart-flash batch carts.csv --broker ... [--dry-run]
   cart-flash provision --out creds --carts c001,c002 --gateway gw1 --review desk1
   cart-flash tls --out tls --hosts 192.168.10.2,gateway.local
