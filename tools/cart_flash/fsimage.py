@@ -12,10 +12,12 @@ the previous image (and the device) as it was.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,10 +148,11 @@ def read_mpy_header(path: Path) -> MpyHeader:
 
 
 def _compile(src_root: Path, march: str, major: int) -> None:
-    """Compile every .py under src_root/lib in place into .mpy, checked."""
+    """Compile every .py under src_root/lib in place into .mpy, checked (one mpy-cross per file, in parallel)."""
     mc = mpy_cross_bin()
     arch = resolve_march(march)
-    for f in sorted((src_root / "lib").rglob("*.py")):
+
+    def one(f: Path) -> str | None:
         rel = f.relative_to(src_root)
         out = f.with_suffix(".mpy")
         # -s: tracebacks on the board name the image path, not this machine's
@@ -157,12 +160,19 @@ def _compile(src_root: Path, march: str, major: int) -> None:
                            capture_output=True, text=True)
         if r.returncode:
             err = r.stderr.strip().splitlines()
-            raise BoardError(f"mpy-cross -march={march} failed on {rel}: {err[-1] if err else 'exit %d' % r.returncode}")
+            return f"mpy-cross -march={march} failed on {rel}: {err[-1] if err else 'exit %d' % r.returncode}"
         h = read_mpy_header(out)
         if h.major != major or h.arch not in ("none", arch):
-            raise BoardError(f"{rel}: mpy-cross wrote .mpy v{h.major} arch {h.arch}; "
-                             f"the board needs v{major} arch {arch} (or bytecode only)")
+            return (f"{rel}: mpy-cross wrote .mpy v{h.major} arch {h.arch}; "
+                    f"the board needs v{major} arch {arch} (or bytecode only)")
         f.unlink()
+        return None
+
+    files = sorted((src_root / "lib").rglob("*.py"))
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        errors = [e for e in pool.map(one, files) if e]
+    if errors:
+        raise BoardError(errors[0] + (f" (and {len(errors) - 1} more files)" if len(errors) > 1 else ""))
 
 
 def _mpy_major() -> int:
