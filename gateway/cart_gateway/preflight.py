@@ -5,8 +5,8 @@ what to do; `run` refuses to start on any of them (exit 2), so a unit whose
 `ExecStartPre` check passes does not then crash at start-up."""
 from __future__ import annotations
 
+import contextlib
 import errno
-import os
 import socket
 import tempfile
 from pathlib import Path
@@ -64,22 +64,26 @@ def check_metrics_port(cfg: GatewayConfig) -> None:
 
 
 def check_state_dir(cfg: GatewayConfig) -> None:
-    """Writable, or creatable (systemd's StateDirectory= makes it before ExecStartPre)."""
+    """Writable, or creatable (systemd's StateDirectory= makes it before ExecStartPre):
+    proven by writing a file there, in folders made for the test and removed again."""
     d = Path(cfg.state_dir)
     probe = d
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir():
         raise StartupError(f"state_dir {d}: {probe} is not a directory")
-    if probe == d:
-        try:
-            with tempfile.NamedTemporaryFile(dir=d, prefix=".write-test-"):
-                pass
-        except OSError as e:
-            raise StartupError(f"state_dir {d}: not writable ({e.strerror}); "
-                               f"the gateway keeps its SQLite database and frames there") from None
-    elif not os.access(probe, os.W_OK | os.X_OK):
-        raise StartupError(f"state_dir {d} does not exist and {probe} is not writable to create it")
+    made = [p for p in [d, *d.parents] if not p.exists()]
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=d, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise StartupError(f"state_dir {d}: not writable ({e.strerror}); "
+                           f"the gateway keeps its SQLite database and frames there") from None
+    finally:
+        for p in made:            # deepest first: leave the tree as it was
+            with contextlib.suppress(OSError):
+                p.rmdir()
 
 
 def check_all(cfg: GatewayConfig, detector: bool = True) -> list[str]:

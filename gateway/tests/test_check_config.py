@@ -92,13 +92,20 @@ def test_a_metrics_port_in_use_fails_check_config_and_run(tmp_path):
         busy.close()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
-def test_an_unwritable_state_dir_fails_check_config(tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir(mode=0o500)
+@pytest.mark.parametrize("state", ["/sys/kernel", "/sys/kernel/cart-gateway"])
+def test_an_unwritable_state_dir_fails_check_config(tmp_path, state):
+    """sysfs takes no new files, even from root."""
     p = tmp_path / "gw.toml"
-    p.write_text(f'state_dir = "{ro / "state"}"\n[detector]\nenabled = false\n')
-    _one_clear_line(_cli("check-config", str(p)), "is not writable")
+    p.write_text(f'state_dir = "{state}"\n[detector]\nenabled = false\n')
+    _one_clear_line(_cli("check-config", str(p)), f"state_dir {state}: not writable")
+
+
+def test_a_state_dir_to_be_created_passes_and_is_not_left_behind(tmp_path):
+    p = tmp_path / "gw.toml"
+    p.write_text(f'state_dir = "{tmp_path / "a" / "b"}"\n[detector]\nenabled = false\n')
+    r = _cli("check-config", str(p))
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "a").exists()
 
 
 def test_a_state_dir_that_is_a_file_fails_check_config(tmp_path):
