@@ -130,16 +130,19 @@ def run(carts: int, seconds: float, seed: int, out: Path | None, console: Consol
     try:
         console.print(f"[bold]virtual store[/bold]: {carts} carts, {seconds:.0f} s of shopping, then the exit")
         with console.status("starting Mosquitto (the store's MQTT broker)"):
-            broker = Broker(root).start()
+            broker = Broker(root)      # assigned before start(): a Ctrl-C during start still stops it
+            broker.start()
         console.print(f"  broker on 127.0.0.1:{broker.port}")
         with console.status("starting the gateway service and loading the product detector (about 10 s)"):
             gw = GatewayProcess(write_config(root / "gateway.toml", broker.port, root / "gw-state",
                                              carts=[f"c{n:03d}" for n in range(1, carts + 1)], detector=True),
-                                root / "gateway.log").start()
+                                root / "gateway.log")
+            gw.start()
             w = Watcher(broker.port)
             w.wait(lambda: (w.json("gateway/gw1/status") or {}).get("state") == "online", 60, "gateway online")
         console.print("  gateway online")
-        shoppers = [Shopper(f"c{n:03d}", broker.port, root, seed + n, cat) for n in range(1, carts + 1)]
+        for n in range(1, carts + 1):   # one by one: each made is closed below, even after a Ctrl-C here
+            shoppers.append(Shopper(f"c{n:03d}", broker.port, root, seed + n, cat))
         with console.status(f"booting {2 * carts} boards (scale and camera per cart) in micropython"):
             for sh in shoppers:
                 for b in sh.boards():
