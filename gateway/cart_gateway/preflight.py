@@ -1,6 +1,6 @@
 """What `check-config` and `run` verify before touching the broker: the
 catalogue and the detector model load, the metrics port can be bound, the
-state directory is writable. Each problem is one line naming the key and
+state directory is writable and its database opens. Each problem is one line naming the key and
 what to do; `run` refuses to start on any of them (exit 2), so a unit whose
 `ExecStartPre` check passes does not then crash at start-up."""
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import socket
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -86,10 +87,28 @@ def check_state_dir(cfg: GatewayConfig) -> None:
                 p.rmdir()
 
 
+def check_database(cfg: GatewayConfig) -> None:
+    """An existing database must open (nothing is written: a read of its schema version;
+    read-write so that a WAL left by a power cut opens as the gateway will open it)."""
+    db = Path(cfg.state_dir) / "gateway.sqlite3"
+    if not db.exists():
+        return
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=5)
+        try:
+            con.execute("PRAGMA schema_version").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        raise StartupError(f"state_dir database {db}: {e} (restore it from a backup, or move it away "
+                           f"to start with an empty state)") from None
+
+
 def check_all(cfg: GatewayConfig, detector: bool = True) -> list[str]:
     """Every problem found (empty: the gateway can start, broker aside)."""
     problems = []
-    checks = [check_catalogue, check_metrics_port, check_state_dir] + ([load_detector] if detector else [])
+    checks = [check_catalogue, check_metrics_port, check_state_dir, check_database] + \
+        ([load_detector] if detector else [])
     for check in checks:
         try:
             check(cfg)

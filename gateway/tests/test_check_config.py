@@ -116,6 +116,14 @@ def test_a_state_dir_that_is_a_file_fails_check_config(tmp_path):
     _one_clear_line(_cli("check-config", str(p)), "is not a directory")
 
 
+def test_a_corrupt_database_fails_check_config_and_run(tmp_path):
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "gateway.sqlite3").write_bytes(b"this is not SQLite" * 100)
+    cfg = _config(tmp_path, "")
+    for cmd in (["check-config", str(cfg)], ["run", "--config", str(cfg)]):
+        _one_clear_line(_cli(*cmd), "gateway.sqlite3: file is not a database")
+
+
 def test_a_missing_catalogue_fails_check_config(tmp_path):
     cfg = _config(tmp_path, f'catalogue = "{tmp_path / "cat.json"}"\n')
     _one_clear_line(_cli("check-config", str(cfg)), f"catalogue file not found: {tmp_path / 'cat.json'}")
