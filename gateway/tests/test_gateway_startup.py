@@ -2,9 +2,11 @@
 a start-up banner, then one warning per failed connect naming host:port and
 the reason (refused, DNS failure, bad credentials, TLS, no route)."""
 import errno
+import os
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 
@@ -12,7 +14,7 @@ import pytest
 
 from cart_testing.broker import MOSQUITTO, free_port
 from cart_gateway.mqtt_client import describe_connect_error
-from gwhelp import write_config
+from gwhelp import ROOT, write_config
 
 
 def _read_until(proc, want, timeout):
@@ -33,9 +35,6 @@ def _read_until(proc, want, timeout):
 
 
 def _start(tmp_path, **mqtt):
-    import os
-    import sys
-    from gwhelp import ROOT
     cfg = write_config(tmp_path, mqtt.pop("port", 1883))
     text = cfg.read_text()
     extra = "".join(f'{k} = "{v}"\n' for k, v in mqtt.items())
@@ -81,7 +80,7 @@ def test_bad_credentials_are_named(tmp_path):
     pw.chmod(0o600)
     conf = tmp_path / "m.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {pw}\n"
-                    "persistence false\n" + ("user root\n" if __import__("os").geteuid() == 0 else ""))
+                    "persistence false\n" + ("user root\n" if os.geteuid() == 0 else ""))
     broker = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 5
