@@ -1,6 +1,6 @@
 """Firmware benchmarks (measure, not pass/fail):
 
-  /work/main/.venv/bin/python firmware/tests/bench_fw.py [--events N] [--seconds S]
+  .venv/bin/python firmware/tests/bench_fw.py [--events N] [--seconds S]
 
 1. Journaled events per second one virtual board sustains through Mosquitto:
    the real firmware (runtime + the loadgen test app) in micropython under the

@@ -8,9 +8,10 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator,
+                      model_validator)
 
 from .protocol import ID_RE
 from .reconcile import ReconcileConfig
@@ -21,7 +22,12 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `batch_max = "64"` is refused, not read as 64 (an int is still a valid float)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# TOML has no path type: a path is a string
+PathStr = Annotated[Path, Strict(False)]
 
 
 class MqttConfig(_Strict):
@@ -105,11 +111,20 @@ class DetectorSection(_Strict):
     barcodes: bool = Field(True, description="read EAN-13 barcodes in frames with zxing-cpp")
     plugin: dict[str, Any] | None = Field(None, description="detector plugin config; default: the committed model on CPU")
 
+    @field_validator("plugin")
+    @classmethod
+    def _plugin_typed(cls, v: dict | None) -> dict | None:
+        """Typed by the plugin's own config class now, not at the first burst."""
+        if v is not None:
+            from .detectors.detector_types import config_adapter
+            config_adapter.validate_python(v)   # its errors carry the key path (detector.plugin.<key>)
+        return v
+
 
 class GatewayConfig(_Strict):
     gateway_id: str = Field("gw1", description="<gw> in gateway/<gw>/...")
-    state_dir: Path = Field(Path("/var/lib/cart-gateway"), description="SQLite database and frames")
-    catalogue: Path | None = Field(None, description="catalogue JSON; default: the packaged one")
+    state_dir: PathStr = Field(Path("/var/lib/cart-gateway"), description="SQLite database and frames")
+    catalogue: PathStr | None = Field(None, description="catalogue JSON; default: the packaged one")
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     carts: CartsConfig = Field(default_factory=lambda: CartsConfig(pattern=r"[a-z0-9][a-z0-9-]{0,31}"))
     frames: FramesConfig = Field(default_factory=FramesConfig)
@@ -123,8 +138,9 @@ class GatewayConfig(_Strict):
     @field_validator("reconcile", mode="before")
     @classmethod
     def _reconcile_defaults(cls, v):
-        if isinstance(v, dict) and "log_limit" not in v:
-            v = dict(v, log_limit=10)
+        if isinstance(v, dict):
+            # strict like the rest of the file (ReconcileConfig itself also serves the simulator)
+            v = ReconcileConfig.model_validate(v if "log_limit" in v else dict(v, log_limit=10), strict=True)
         return v
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus HTTP port; 0 = off")
     metrics_host: str = "127.0.0.1"

@@ -15,8 +15,11 @@ broker's in-flight window while a 64-chunk frame is still arriving.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import socket
+import ssl
+import sys
 import threading
 import time
 
@@ -47,6 +50,33 @@ def subscriptions(gw: str) -> list[str]:
             "carts/+/screen/answer", "carts/+/checkout", f"gateway/{gw}/review/verdict"]
 
 
+def describe_connect_error(e: BaseException | None) -> str:
+    """Why a connect failed, in the words a store engineer searches for."""
+    if isinstance(e, socket.gaierror):
+        return f"DNS failure: the host name does not resolve ({e.strerror})"
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return f"TLS error: the broker's certificate is not trusted ({e.verify_message})"
+    if isinstance(e, ssl.SSLError):
+        return f"TLS error: {e.reason or e} (is this the broker's TLS port, and the store's CA?)"
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused (nothing listens on that port: is Mosquitto running, is the port right?)"
+    if isinstance(e, TimeoutError):
+        return "timed out (no answer: wrong address, or a firewall drops the packets)"
+    if isinstance(e, OSError) and e.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return f"no route to host ({e.strerror})"
+    if isinstance(e, OSError):
+        return e.strerror or str(e) or type(e).__name__
+    return "unknown error" if e is None else f"{type(e).__name__}: {e}"
+
+
+def describe_refusal(reason_code, username: str | None) -> str:
+    """A CONNACK that refused us (MQTT 5 reason codes 0x86 / 0x87 are the credentials)."""
+    if reason_code.value in (0x86, 0x87):   # bad user name or password / not authorized
+        who = f"user {username}" if username else "no user name given"
+        return f"bad credentials ({who}): broker says {reason_code}"
+    return f"broker refused: {reason_code}"
+
+
 class Runner:
     def __init__(self, cfg: GatewayConfig, gateway: Gateway | None = None, detector=None):
         self.cfg = cfg
@@ -68,6 +98,7 @@ class Runner:
         self._done_ids: list[int] = []
         self._ready = False
         self._first_connect = True
+        self._started = False
         self.client = self._make_client()
 
     # ------------------------------------------------------------ paho side (network thread)
@@ -81,6 +112,7 @@ class Runner:
         c.reconnect_delay_set(1, m.reconnect_max_s)
         c.max_queued_messages_set(0)
         c.on_socket_open = _nodelay
+        c.on_connect_fail = self._on_connect_fail
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -90,9 +122,18 @@ class Runner:
     def _status(self, state: str) -> bytes:
         return dumps({"v": 1, "gw": self.cfg.gateway_id, "state": state, "version": VERSION})
 
+    def _connect_failed(self, reason: str) -> None:
+        m = self.cfg.mqtt
+        event(WARN, "mqtt_connect_failed", f"cannot connect to the MQTT broker at {m.host}:{m.port}: {reason}",
+              broker=f"{m.host}:{m.port}")
+
+    def _on_connect_fail(self, client, userdata):
+        # paho calls this inside its `except OSError` around the connect: the error is current
+        self._connect_failed(describe_connect_error(sys.exc_info()[1]))
+
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
-            event(WARN, "mqtt_connect_failed", f"broker refused: {reason_code}")
+            self._connect_failed(describe_refusal(reason_code, self.cfg.mqtt.username))
             return
         client.subscribe([(t, mqtt.SubscribeOptions(qos=1)) for t in subscriptions(self.cfg.gateway_id)])
         client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
@@ -116,6 +157,11 @@ class Runner:
 
     # ------------------------------------------------------------ core thread
     def start(self) -> None:
+        """Connect (in the background), start the detector and /metrics; run() calls it if not yet done."""
+        if self._started:
+            return
+        self._started = True
+        self.metrics.serve(self.cfg.metrics_port, self.cfg.metrics_host)   # first: a taken port fails before connecting
         m = self.cfg.mqtt
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = m.session_expiry_s
@@ -125,7 +171,6 @@ class Runner:
         self.client.loop_start()
         if self.worker is not None:
             self.worker.start()
-        self.metrics.serve(self.cfg.metrics_port, self.cfg.metrics_host)
 
     def stop(self) -> None:
         self._stop.set()

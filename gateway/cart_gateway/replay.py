@@ -8,9 +8,13 @@ decision, measured) is the only part that differs between two runs.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import tempfile
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import GatewayConfig
@@ -32,6 +36,81 @@ def trace_gateway_id(header: dict, records) -> tuple[str | None, str]:
     if len(seen) == 1 and ID_RE.match(seen[0]):
         return seen[0], "trace topics"
     return None, "several gateway ids in the trace topics" if seen else "no gateway id in the trace"
+
+
+REASONS = {
+    "unknown_cart": "cart not in the config's carts.known / carts.pattern",
+    "malformed": "malformed message",
+    "rejected_by_engine": "refused by the reconciler",
+    "internal_error": "internal error",
+    "other_gateway": "verdict for another gateway",
+    "frames_full": "too many frames in progress",
+}
+
+
+@dataclass
+class ReplaySummary:
+    """What a replay accepted and refused, for one summary instead of a line per message."""
+    messages: int = 0
+    carts: set[str] = field(default_factory=set)
+    refused_by_reason: Counter = field(default_factory=Counter)       # reason -> messages
+    refused_carts: dict[str, str] = field(default_factory=dict)       # cart -> reason (unknown_cart)
+    example: dict[str, str] = field(default_factory=dict)             # reason -> one message's detail
+
+    @property
+    def accepted_carts(self) -> set[str]:
+        return self.carts - set(self.refused_carts)
+
+    @property
+    def nothing_accepted(self) -> bool:
+        return not self.accepted_carts
+
+    def lines(self, carts_config) -> list[str]:
+        refused = sum(self.refused_by_reason.values())
+        out = [f"replay: {self.messages} messages from {len(self.carts)} carts: "
+               f"{len(self.accepted_carts)} carts and {self.messages - refused} messages accepted, "
+               f"{len(self.refused_carts)} carts and {refused} messages refused"]
+        if self.refused_carts:
+            names = sorted(self.refused_carts)
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            out.append(f"  refused carts: {shown}: {REASONS['unknown_cart']} (known = {list(carts_config.known)}, "
+                       f"pattern = {carts_config.pattern!r}); add them to [carts] in the config")
+        for reason, n in self.refused_by_reason.most_common():
+            out.append(f"  refused messages: {n} {REASONS.get(reason, reason)}"
+                       + (f", e.g. {self.example[reason]}" if reason != "unknown_cart" else ""))
+        return out
+
+
+class _Rejections(logging.Handler):
+    """Collects the service's bad_input records during a replay (instead of printing each)."""
+
+    def __init__(self, summary: ReplaySummary):
+        super().__init__(logging.WARNING)
+        self.summary = summary
+
+    def emit(self, record):
+        if getattr(record, "cg_event", None) != "bad_input":
+            return
+        fields = getattr(record, "cg_fields", {})
+        reason, topic = fields.get("reason", "other"), str(fields.get("topic", ""))
+        self.summary.refused_by_reason[reason] += 1
+        self.summary.example.setdefault(reason, f"{topic}: {record.getMessage()}")
+        parts = topic.split("/")
+        if reason == "unknown_cart" and len(parts) > 1:
+            self.summary.refused_carts[parts[1]] = reason
+
+
+@contextlib.contextmanager
+def _collect_rejections(summary: ReplaySummary):
+    log = logging.getLogger("cart_gateway")
+    handler, saved = _Rejections(summary), (log.handlers[:], log.propagate, log.level)
+    log.handlers, log.propagate = [handler], False
+    log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.handlers, log.propagate = saved[0], saved[1]
+        log.setLevel(saved[2])
 
 
 class Replayer:
@@ -111,11 +190,17 @@ def replay_file(trace: str, cfg: GatewayConfig, state_dir: str | None = None, de
     if detector is None and cfg.detector.enabled:
         from .vision import BurstDetector
         detector = BurstDetector.from_config(cfg.detector)
-    with tempfile.TemporaryDirectory(prefix="cart-replay-") as tmp:
+    summary = ReplaySummary(messages=len(records),
+                            carts={r.topic.split("/")[1] for r in records if r.topic.startswith("carts/")})
+    with tempfile.TemporaryDirectory(prefix="cart-replay-") as tmp, _collect_rejections(summary):
         rp = Replayer(cfg, Path(state_dir or tmp), detector)
         try:
             result = rp.run(records)
         finally:
             rp.gw.store.close()
     result["trace"] = {"header": header, "records": len(records), "gateway_id": gw, "gateway_id_from": source}
+    result["summary"] = {"messages": summary.messages, "carts": len(summary.carts),
+                         "carts_accepted": len(summary.accepted_carts), "carts_refused": sorted(summary.refused_carts),
+                         "messages_refused": dict(summary.refused_by_reason),
+                         "lines": summary.lines(cfg.carts), "nothing_accepted": summary.nothing_accepted}
     return result

@@ -11,6 +11,7 @@ from pathlib import Path
 from cart_flash.errors import FlashError
 from cart_flash.fsimage import config_template, load_board
 from cartfw import config as fwconfig
+from cartfw import proto as fwproto
 
 
 def parse_hostport(text: str) -> tuple[str, int]:
@@ -37,6 +38,9 @@ def make_config(board_name: str, cart: str, *, broker: tuple[str, int] | None = 
                 wifi: tuple[str, str] | None = None, credentials: dict[str, str] | None = None,
                 calibration: tuple[int, float] | None = None, tls: bool | None = None,
                 ca_file: str | None = None, overrides: dict | None = None) -> dict:
+    if not fwproto.valid_id(cart):
+        raise FlashError(f"--cart {cart!r} is not a valid cart id: 1-32 lower-case letters, digits and '-', "
+                         f"starting with a letter or digit (e.g. c001)")
     board = load_board(board_name)
     cfg = copy.deepcopy(config_template(board_name))
     cfg["cart"] = cart

@@ -2,7 +2,7 @@
 
   cart-flash flash --board cart-scale-esp32 --cart c001 --port /dev/ttyUSB0 \
       --broker 192.168.10.2:8883 --wifi store-carts:PASS --credentials creds/credentials.json
-  cart-flash flash --board sim-scale --cart c001 --target dir:/tmp/c001 --broker 127.0.0.1:1883 --boot
+  cart-flash flash --board sim-scale --cart c001 --target dir:c001-scale --broker 127.0.0.1:1883 --boot
   cart-flash batch carts.csv --broker ... [--dry-run]
   cart-flash provision --out creds --carts c001,c002 --gateway gw1 --review desk1
   cart-flash tls --out tls --hosts 192.168.10.2,gateway.local
@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 from cart_flash import batch, boardconfig, provision
 from cart_flash.errors import FlashError
 from cart_flash.flash import Flasher, Job
-from cart_flash.fsimage import BoardError
+from cart_flash.fsimage import BoardError, build_fs, image_files
 
 
 def _flash_args(p: argparse.ArgumentParser, single: bool) -> None:
@@ -66,17 +67,25 @@ def _job(a: argparse.Namespace, board: str, cart: str, target: str, calibration:
                broker_password=a.verify_password, broker_ca=a.verify_ca, ca_pem=a.ca_pem)
 
 
-def _print_plan(f: Flasher) -> None:
+def _dry_run(f: Flasher) -> bool:
+    """Print the plan, build the image in a scratch folder (no device is touched)
+    and say what would stop the real run. True when it would run."""
     print(f"plan for {f.job.cart}/{f.job.board} on {f.job.target}:")
     for i, s in enumerate(f.plan(), 1):
         print(f"[{i}] {s.describe()}")
+    with tempfile.TemporaryDirectory(prefix="cart-flash-check-") as tmp:
+        fs = build_fs(f.job.board, Path(tmp) / "fs", f.job.config)
+        print(f"checked: the {f.job.board} image builds ({len(image_files(fs))} files)")
+    problems = f.problems()
+    for p in problems:
+        print(f"cannot run as planned: {p}")
+    return not problems
 
 
 def cmd_flash(a: argparse.Namespace) -> int:
     f = Flasher(_job(a, a.board, a.cart, a.port or a.target, a.calibration))
     if a.dry_run:
-        _print_plan(f)
-        return 0
+        return 0 if _dry_run(f) else 1
     f.run()
     print(f"ok: {a.cart}/{a.board} flashed" + (f", online after {f.result['online_s']} s" if "online_s" in f.result else ""))
     return 0
@@ -91,7 +100,8 @@ def cmd_batch(a: argparse.Namespace) -> int:
             cal = f"{row['calibration_offset']},{row['calibration_scale']}"
         f = Flasher(_job(a, row["board"], row["cart"], row["target"], cal))
         if a.dry_run:
-            _print_plan(f)
+            if not _dry_run(f):
+                raise FlashError("the plan cannot run (above)")
             return {}
         return f.run()
 

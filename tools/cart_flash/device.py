@@ -8,11 +8,9 @@ import subprocess
 import sys
 
 from cart_flash.errors import FlashError, ToolMissing, WrongChip, WrongMicroPython
+from cart_flash.fsimage import MPY_ARCHS
 from cart_testing.mpy import mpy_cross_bin
 
-# sys.implementation._mpy >> 10: the native architecture (py/persistentcode.h)
-MPY_ARCHS = ["none", "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
-             "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc"]
 
 
 def required_version(board: dict) -> tuple[int, ...]:
@@ -74,12 +72,12 @@ def tool_cmd(module: str) -> list[str]:
     return [sys.executable, "-m", module]
 
 
-def require_tool(module: str) -> None:
+def tool_installed(module: str) -> bool:
     try:
         __import__(module)
     except ImportError:
-        raise ToolMissing(f"{module} is not installed: pip install -e '.[flash]' "
-                          f"(or pip install {module})") from None
+        return False
+    return True
 
 
 def esptool_cmds(board: dict, port: str, image: str) -> list[list[str]]:

@@ -3,6 +3,7 @@ its execution. Targets: a serial port (pyserial URL) for a real board, or
 `dir:PATH` for a virtual board's flash directory."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -63,6 +64,7 @@ class Flasher:
         self.definition = load_board(job.board)
         self.result: dict = {}
         self.staged = list(STAGED)
+        self._staging_dir: Path | None = None
         b = job.config["broker"]
         if b.get("tls") and b.get("ca_file"):
             self.staged.append(b["ca_file"])
@@ -75,24 +77,61 @@ class Flasher:
         return self._dir_plan() if self.is_dir else self._serial_plan()
 
     def run(self) -> dict:
-        for i, step in enumerate(self.plan(), 1):
-            self.log(f"[{i}] {step.title}")
-            step.run()
+        self.check()
+        try:
+            for i, step in enumerate(self.plan(), 1):
+                self.log(f"[{i}] {step.title}")
+                step.run()
+        finally:
+            if self._staging_dir is not None:
+                shutil.rmtree(self._staging_dir, ignore_errors=True)
+                self._staging_dir = None
         return self.result
+
+    # ------------------------------------------------------------ checks before any step
+    def problems(self) -> list[str]:
+        """What would make this plan fail before it touched anything: missing tools,
+        a TLS config without the CA file to copy. --dry-run lists them; run() refuses."""
+        j, out = self.job, []
+        b = j.config["broker"]
+        if b.get("tls") and b.get("ca_file"):
+            if not j.ca_pem:
+                out.append(f"the {j.board} config has tls: true (broker {b['host']}:{b['port']}): give --ca-pem "
+                           f"with the store CA (ca.pem from `cart-flash tls`), copied to the board as "
+                           f"{b['ca_file']}; or --no-tls for a plain-MQTT broker")
+            elif not Path(j.ca_pem).is_file():
+                out.append(f"--ca-pem {j.ca_pem}: no such file")
+        if not self.is_dir:
+            tools = (["esptool"] if j.image else []) + ["mpremote"]
+            missing = [t for t in tools if not device.tool_installed(t)]
+            if missing:
+                out.append(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed: "
+                           f"pip install -e '.[flash]' (or pip install {' '.join(missing)})")
+        return out
+
+    def check(self) -> None:
+        found = self.problems()
+        if found:
+            raise FlashError("cannot flash " + f"{self.job.cart}/{self.job.board}: " + "; ".join(found))
 
     # ------------------------------------------------------------ dir:
     def _dir_plan(self) -> list[Step]:
         j = self.job
         fs = Path(j.target[4:])
         if not j.target[4:]:
-            raise FlashError("--target dir: needs a path, e.g. dir:/tmp/c001-scale")
-        steps = [Step(f"build the {j.board} filesystem (mpy-cross .mpy, config.json for cart {j.cart}) into {fs}",
+            raise FlashError("--target dir: needs a path, e.g. dir:c001-scale")
+        steps = [Step(f"build the {j.board} filesystem image ({self._image_what()}) into {fs}",
                       lambda: (build_fs(j.board, fs, j.config, mpy=True), self._copy_ca(fs)))]
         if j.boot:
             steps.append(Step(f"boot a virtual board on {fs} and wait up to {j.timeout:.0f} s for "
                               f"carts/{j.cart}/{self.definition['role']}/status online, fw {FW_VERSION}",
                               lambda: self._boot_virtual(fs)))
         return steps
+
+    def _image_what(self) -> str:
+        d = self.definition
+        return (f".mpy files by mpy-cross -march={d['mpy_march']}, config.json for cart {self.job.cart}"
+                + (f", {self.job.config['broker']['ca_file']}" if len(self.staged) > len(STAGED) else ""))
 
     def _boot_virtual(self, fs: Path) -> None:
         from cart_sim.virtual_board import VirtualBoard
@@ -105,19 +144,21 @@ class Flasher:
 
     # ------------------------------------------------------------ serial
     def _serial_plan(self) -> list[Step]:
+        """The image is built (and checked) first: nothing touches the board
+        until it exists, so a build failure never leaves an erased board."""
         j, d = self.job, self.definition
-        steps = []
+        staging = self._staging()
+        steps = [Step(f"build the {j.board} filesystem image ({self._image_what()}) in a staging folder",
+                      lambda: self._stage(staging))]
         if j.image:
             cmds = device.esptool_cmds(d, j.target, j.image)
-            steps.append(Step(f"write the MicroPython base image {j.image} with esptool "
-                              f"({'erase, then ' if len(cmds) > 1 else ''}write at {d['flash']['offsets']})",
+            offsets = ", ".join(f"{name} at {off}" for name, off in (d["flash"].get("offsets") or {}).items())
+            steps.append(Step(f"write the MicroPython base image {j.image} with esptool: "
+                              f"{'erase the whole flash, then ' if len(cmds) > 1 else ''}write {offsets}",
                               lambda: self._esptool(cmds), cmds))
         steps.append(Step(f"wait for the REPL on {j.target}; check chip {device.expected_chip(d)}, "
                           f"MicroPython {d['micropython']}, .mpy version (sys.implementation._mpy)",
                           self._check_device))
-        staging = Path(tempfile.gettempdir()) / f"cart-flash-{j.cart}-{j.board}"
-        steps.append(Step(f"stage the filesystem in {staging}: .mpy files by mpy-cross, config.json for cart {j.cart}",
-                          lambda: self._stage(staging)))
         cp, reset = device.mpremote_cmds(j.target, self.staged)
         steps.append(Step(f"copy {', '.join(self.staged)} to the board with mpremote",
                           lambda: self._mpremote(cp, staging), [cp]))
@@ -129,6 +170,12 @@ class Flasher:
         else:
             steps.append(Step("reset the board", lambda: self._mpremote(reset, staging), [reset]))
         return steps
+
+    def _staging(self) -> Path:
+        # named now (for the plan), made by the build step, removed by run()
+        if self._staging_dir is None:
+            self._staging_dir = Path(tempfile.gettempdir()) / f"cart-flash-{self.job.cart}-{self.job.board}-{os.getpid()}"
+        return self._staging_dir
 
     def _stage(self, fs: Path) -> None:
         build_fs(self.job.board, fs, self.job.config, mpy=True)
@@ -143,12 +190,10 @@ class Flasher:
             shutil.copy(self.job.ca_pem, fs / b["ca_file"])
 
     def _esptool(self, cmds: list[list[str]]) -> None:
-        device.require_tool("esptool")
         for c in cmds:
             _run_cmd(c, what=f"esptool {c[-1] if c[-1] == 'erase_flash' else 'write_flash'}")
 
     def _mpremote(self, cmd: list[str], cwd: Path) -> None:
-        device.require_tool("mpremote")
         _run_cmd(cmd, cwd=cwd, what="mpremote " + cmd[5])
 
     def _check_device(self) -> None:

@@ -2,7 +2,7 @@
 
 Families of brand x variant: look-alike packages that differ only in colour,
 flavour text or size. Per-pack weight spread follows the EU e-mark tolerable
-negative error (Directive 76/211/EEC; /work/shared/reference/figures.md).
+negative error (Directive 76/211/EEC; docs/figures.md).
 Seeded: the same seed gives the same file.
 """
 from __future__ import annotations

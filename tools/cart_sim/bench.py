@@ -8,27 +8,67 @@ import json
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 
-from .fastsim import Store
+from .fastsim import BasketResult, Store
+from .judge import judge_receipt
 from .scenario import load_scenario
 
 
+@dataclass(frozen=True)
+class Goal:
+    limit: float
+    unit: str = ""
+    per_1000_baskets: bool = False    # the limit is for 1,000 baskets (a time budget)
+
+    def met(self, value, baskets: int) -> bool:
+        scale = 1000.0 / baskets if self.per_1000_baskets and baskets else 1.0
+        return value is not None and value * scale <= self.limit
+
+    def text(self) -> str:
+        return f"goal <= {self.limit:g}{self.unit}" + (" per 1,000 baskets" if self.per_1000_baskets else "")
+
+
+# The product's goals (README, docs/simulation.md "Figures").
+GOALS = {
+    "human_reviews_per_1000_baskets": Goal(10),
+    "shopper_prompts_per_100_items": Goal(2),
+    "wrong_baskets_per_1000": Goal(1),
+    "wall_s": Goal(300, " s", per_1000_baskets=True),
+    "max_receipt_ms": Goal(1000, " ms"),     # the demo's: a receipt at the exit in under a second
+}
+HEADLINE = ("baskets", "items", *GOALS)
+
+
 def summarise(results, store: Store, wall_s: float) -> dict:
-    n = len(results)
-    items = sum(r.items for r in results)
-    honest = [r for r in results if not r.dishonest]
-    cheaters = [r for r in results if r.dishonest and r.cheats]
     lat = sorted(x for r in results for x in r.latencies_ms)
     mlat = sorted(x for r in results for x in r.move_latencies_ms)
 
     def pct(q, a=lat):
         return round(a[min(len(a) - 1, int(q * len(a)))], 1) if a else None
 
+    return {
+        "scenario": store.sc["name"], "seed": store.seed, **basket_figures(results),
+        "p50_decision_latency_ms": pct(0.5), "p95_decision_latency_ms": pct(0.95),
+        "p95_movement_to_decision_ms": pct(0.95, mlat),
+        "stale_unsettled_dropped": store.feed.stale_unsettled_dropped,
+        "pool_scenes_rendered": store.pool.rendered,
+        "gateway_s": round(store.engine_s, 2), "pool_render_s": round(store.pool.render_s, 2),
+        "wall_s": round(wall_s, 2),
+    }
+
+
+def basket_figures(results) -> dict:
+    """The figures of a set of scored baskets (the fast simulation's, or a replay's against its truth)."""
+    n = len(results)
+    items = sum(r.items for r in results)
+    honest = [r for r in results if not r.dishonest]
+    cheaters = [r for r in results if r.dishonest and r.cheats]
     per_k = 1000.0 / n if n else 0.0
     loss = [r for r in cheaters if r.under_cents > 0]
     simple = [r for r in honest if r.multi_sku_moves == 0]
     return {
-        "scenario": store.sc["name"], "seed": store.seed, "baskets": n, "items": items,
+        "baskets": n, "items": items,
         "human_reviews_per_1000_baskets": round(sum(r.reviews for r in results) * per_k, 2),
         "shopper_prompts_per_100_items": round(100.0 * sum(r.prompts for r in results) / items, 2) if items else 0.0,
         "wrong_baskets_per_1000": round(sum(1 for r in results if r.wrong and not r.dishonest) * per_k, 2),
@@ -51,12 +91,6 @@ def summarise(results, store: Store, wall_s: float) -> dict:
         "prompts_by_action": _top(sum((r.prompts_by for r in results), Counter())),
         "reviews_by_action": _top(sum((r.reviews_by for r in results), Counter())),
         "unattributed_basket_changes": sum(r.unattributed_effects for r in results),
-        "p50_decision_latency_ms": pct(0.5), "p95_decision_latency_ms": pct(0.95),
-        "p95_movement_to_decision_ms": pct(0.95, mlat),
-        "stale_unsettled_dropped": store.feed.stale_unsettled_dropped,
-        "pool_scenes_rendered": store.pool.rendered,
-        "gateway_s": round(store.engine_s, 2), "pool_render_s": round(store.pool.render_s, 2),
-        "wall_s": round(wall_s, 2),
     }
 
 
@@ -70,15 +104,85 @@ def _top(c: Counter, n: int = 15) -> dict:
     return out
 
 
+def figure_lines(out: dict, keys=None) -> list[str]:
+    """`figure: value` lines, each goal beside its figure (met / MISSED)."""
+    keys = list(out) if keys is None else [k for k in keys if k in out]
+    width = max((len(k) for k in keys), default=0)
+    lines = []
+    for k in keys:
+        line = f"{k:>{width}}: {out[k]}"
+        goal = GOALS.get(k)
+        if goal is not None:
+            verdict = "met" if goal.met(out[k], out.get("baskets", 0)) else "MISSED"
+            line = f"{line:<{width + 12}}  {goal.text()}: {verdict}"
+        lines.append(line)
+    return lines
+
+
+def score_replay(result: dict, truth: dict, catalogue) -> dict:
+    """Figures of a replay (`cart-gateway replay`) against the truth of its trace
+    (`cart-sim trace`), scored as the bench scores its baskets."""
+    receipts: dict[str, dict] = {}
+    for rc in result.get("receipts", []):
+        if rc.get("ok") or rc.get("cart") not in receipts:
+            receipts[rc.get("cart")] = rc
+    outcomes: dict[str, Counter] = {}
+    for d in result.get("decisions", []):
+        outcomes.setdefault(d.get("cart"), Counter())[d.get("outcome")] += 1
+    scored = []
+    for b in truth["baskets"]:
+        if "contents" not in b:
+            raise ValueError("truth file has no basket contents: write it again with this version of cart-sim trace")
+        j = judge_receipt(catalogue, Counter(b["contents"]["units"]), Counter(b["contents"]["produce_cents"]),
+                          b["truth_cents"], receipts.get(b["cart"]))
+        seen = outcomes.get(b["cart"], Counter())
+        r = BasketResult(b["cart"], b["dishonest"], b["items"], prompts=seen["ask"], reviews=seen["review"],
+                         receipt_ok=j.receipt_ok, wrong=j.wrong, over_cents=j.over_cents, under_cents=j.under_cents,
+                         truth_cents=b["truth_cents"], charged_cents=j.charged_cents, cheats=list(b["cheats"]),
+                         multi_sku_moves=b.get("multi_sku_moves", 0), detail=j.detail)
+        scored.append(r)
+    return {"scenario": truth.get("scenario"), "seed": truth.get("seed"), **basket_figures(scored)}
+
+
+class _Progress:
+    """A rich progress bar with time left on stderr when it is a terminal; else a
+    line every tenth. Never on stdout (its last line is the JSON)."""
+
+    def __init__(self, total: int, quiet: bool):
+        self.total, self.t0 = total, time.time()
+        self.bar = None
+        self.quiet = quiet
+        if not quiet and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+            self.bar = Progress(TextColumn("baskets"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                TextColumn("left"), TimeRemainingColumn(), console=Console(stderr=True),
+                                transient=True)
+            self.task = self.bar.add_task("bench", total=total)
+            self.bar.start()
+
+    def __call__(self, i: int, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=i)
+        elif not self.quiet and (i % max(1, n // 10) == 0 or i == n):
+            el = time.time() - self.t0
+            print(f"  {i}/{n} baskets, {el:.0f} s, about {el / i * (n - i):.0f} s left", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
 def main_bench(args) -> int:
     sc = load_scenario(args.scenario)
     store = Store(sc, args.seed)
     t0 = time.time()
-
-    def progress(i, n):
-        if not args.json and (i % 50 == 0 or i == n):
-            print(f"  {i}/{n} baskets, {time.time() - t0:.0f} s", file=sys.stderr)
-    res = store.run(args.baskets, progress=progress)
+    progress = _Progress(args.baskets, quiet=args.json)
+    try:
+        res = store.run(args.baskets, progress=progress)
+    finally:
+        progress.close()
     out = summarise(res, store, time.time() - t0)
     if getattr(args, "show_wrong", False):
         for r in res:
@@ -86,7 +190,7 @@ def main_bench(args) -> int:
                 print(json.dumps({"cart": r.cart, "dishonest": r.dishonest, "cheats": r.cheats,
                                   "over": r.over_cents, "under": r.under_cents, **r.detail}))
     if not args.json:
-        for k, v in out.items():
-            print(f"{k:>40}: {v}")
+        for line in figure_lines(out):
+            print(line)
     print(json.dumps(out, sort_keys=True))
     return 0

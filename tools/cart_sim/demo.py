@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
+import signal
 import tempfile
-import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console, Group
@@ -24,6 +26,7 @@ from rich.table import Table
 
 from cart_gateway.catalogue import Catalogue
 from cart_model.render import encode_jpeg, render_scene
+from cart_sim.bench import figure_lines
 from cart_sim.virtual_board import VirtualBoard
 from cart_testing.broker import Broker
 from cart_testing.gateway import GatewayProcess, write_config
@@ -66,58 +69,98 @@ class Shopper:
             choice = {"barcode": self.cat[sku].ean13}
         else:
             choice = {"none": True}
-        self.log.append(f"screen: answered {prompt['kind']} with {choice}")
+        self.log.append(describe_answer(prompt.get("kind", "?"), choice, self.cat))
         return {"v": 1, "prompt_id": prompt["prompt_id"], "answer_id": f"a-{prompt['prompt_id']}", "choice": choice}
 
 
-def _view(shoppers, w: Watcher, remaining: float) -> Group:
-    tables = []
-    for sh in shoppers:
-        basket = w.json(f"carts/{sh.cart}/basket") or {}
-        t = Table(title=f"cart {sh.cart} — basket v{basket.get('version', 0)}, "
-                        f"{basket.get('open_prompts', 0)} prompt(s), {basket.get('open_reviews', 0)} review(s)",
-                  expand=True)
-        t.add_column("item")
-        t.add_column("qty", justify="right")
-        t.add_column("g", justify="right")
-        t.add_column("price", justify="right")
-        t.add_column("status")
-        for ln in basket.get("lines", []):
-            t.add_row(ln["name"], str(ln["qty"]), f"{ln['weight_g']:.0f}", f"{ln['price_cents'] / 100:.2f}", ln["status"])
-        t.caption = " | ".join(sh.log[-2:])
-        tables.append(t)
-    return Group(*tables, f"[dim]{remaining:.0f} s left — truth so far: "
-                          + ", ".join(f"{sh.cart}: {len(sh.truth)} items" for sh in shoppers) + "[/dim]")
+def product_name(cat: Catalogue, sku: str | None) -> str:
+    return cat[sku].name if sku in cat else (sku or "nothing")
 
 
-def run(carts: int, seconds: float, seed: int, out: Path | None) -> dict:
-    console = Console()
+def describe_answer(kind: str, choice: dict, cat: Catalogue) -> str:
+    """The caption for a shopper's answer on the cart screen, in products' names."""
+    if "sku" in choice:
+        what = f"picked {product_name(cat, choice['sku'])}"
+    elif "barcode" in choice:
+        s = cat.by_ean(choice["barcode"])
+        what = f"scanned {s.name if s else 'barcode ' + choice['barcode']}"
+    else:
+        what = "said nothing was added"
+    return f"screen ({kind}): {what}"
+
+
+@dataclass
+class CartView:
+    """What the live view shows of one cart."""
+    cart: str
+    basket: dict
+    log: list[str] = field(default_factory=list)
+    truth_items: int = 0
+
+
+def view(carts: list[CartView], remaining: float, width: int = 80) -> Group:
+    """One compact table (two rows per cart) that fits an 80x24 terminal for a few carts."""
+    t = Table(expand=True, pad_edge=False, show_edge=False, box=None, header_style="bold")
+    t.add_column("cart", no_wrap=True, width=5)
+    t.add_column("basket", no_wrap=True, overflow="ellipsis", ratio=1)
+    t.add_column("open", no_wrap=True, width=9)
+    for c in carts:
+        lines = c.basket.get("lines", [])
+        total = sum(ln.get("price_cents", 0) for ln in lines) / 100
+        names = ", ".join(ln["name"] for ln in reversed(lines[-3:]))   # the latest first: the end is cut
+        t.add_row(c.cart, f"{len(lines)} lines, {total:.2f}, latest: {names}" if lines else "empty",
+                  f"{c.basket.get('open_prompts', 0)}p {c.basket.get('open_reviews', 0)}r")
+        t.add_row("", f"[dim]{c.log[-1] if c.log else 'waiting for the shopper'}[/dim]", "")
+    footer = (f"[dim]{remaining:.0f} s to the exit · items really in: "
+              + ", ".join(f"{c.cart} {c.truth_items}" for c in carts) + " · p prompts, r reviews[/dim]")
+    return Group(t, footer)
+
+
+def _views(shoppers, w: Watcher) -> list[CartView]:
+    return [CartView(sh.cart, w.json(f"carts/{sh.cart}/basket") or {}, sh.log, len(sh.truth)) for sh in shoppers]
+
+
+def run(carts: int, seconds: float, seed: int, out: Path | None, console: Console | None = None) -> dict:
+    console = console or Console()
     cat = Catalogue.load()
     root = Path(tempfile.mkdtemp(prefix="cart-demo-"))
-    broker = Broker(root).start()
-    gw = GatewayProcess(write_config(root / "gateway.toml", broker.port, root / "gw-state",
-                                     carts=[f"c{n:03d}" for n in range(1, carts + 1)], detector=True),
-                        root / "gateway.log").start()
-    w = Watcher(broker.port)
-    web = None
-    shoppers = [Shopper(f"c{n:03d}", broker.port, root, seed + n, cat) for n in range(1, carts + 1)]
+    broker = gw = w = web = None
+    shoppers: list[Shopper] = []
     answered: set[str] = set()
     try:
-        w.wait(lambda: (w.json("gateway/gw1/status") or {}).get("state") == "online", 30, "gateway online")
-        from cart_testing.web import start_demo_web     # the staff web service and a cart's screen (docs/web.md)
-        web, urls = start_demo_web(root, root / "gateway.toml", shoppers[0].cart)
+        console.print(f"[bold]virtual store[/bold]: {carts} carts, {seconds:.0f} s of shopping, then the exit")
+        with console.status("starting Mosquitto (the store's MQTT broker)"):
+            broker = Broker(root)      # assigned before start(): a Ctrl-C during start still stops it
+            broker.start()
+        console.print(f"  broker on 127.0.0.1:{broker.port}")
+        with console.status("starting the gateway service and loading the product detector (about 10 s)"):
+            gw = GatewayProcess(write_config(root / "gateway.toml", broker.port, root / "gw-state",
+                                             carts=[f"c{n:03d}" for n in range(1, carts + 1)], detector=True),
+                                root / "gateway.log")
+            gw.start()
+            w = Watcher(broker.port)
+            w.wait(lambda: (w.json("gateway/gw1/status") or {}).get("state") == "online", 60, "gateway online")
+        console.print("  gateway online")
+        with console.status("starting the staff web service (docs/web.md)"):
+            from cart_testing.web import start_demo_web     # the staff web service and a cart's screen
+            web, urls = start_demo_web(root, root / "gateway.toml", f"c{1:03d}")
         for line in urls:
             console.print(line, soft_wrap=True)
-        for sh in shoppers:
-            for b in sh.boards():
-                b.power_on()
-        for sh in shoppers:
-            w.wait(lambda: all((w.json(f"carts/{sh.cart}/{b}/status") or {}).get("state") == "online"
-                               for b in ("scale", "cam")), 30, f"{sh.cart} boards online")
-        time.sleep(1.5)
+        for n in range(1, carts + 1):   # one by one: each made is closed below, even after a Ctrl-C here
+            shoppers.append(Shopper(f"c{n:03d}", broker.port, root, seed + n, cat))
+        with console.status(f"booting {2 * carts} boards (scale and camera per cart) in micropython"):
+            for sh in shoppers:
+                for b in sh.boards():
+                    b.power_on()
+            for sh in shoppers:
+                w.wait(lambda: all((w.json(f"carts/{sh.cart}/{b}/status") or {}).get("state") == "online"
+                                   for b in ("scale", "cam")), 30, f"{sh.cart} boards online")
+            time.sleep(1.5)
+        console.print(f"  {2 * carts} boards online; shoppers start (Ctrl-C stops the demo)")
         t_end = time.monotonic() + seconds
         next_add = {sh.cart: time.monotonic() + 1 + i for i, sh in enumerate(shoppers)}
-        with Live(_view(shoppers, w, seconds), console=console, refresh_per_second=4) as live:
+        with Live(view(_views(shoppers, w), seconds), console=console, refresh_per_second=4,
+                  vertical_overflow="crop") as live:
             while time.monotonic() < t_end:
                 now = time.monotonic()
                 for sh in shoppers:
@@ -137,10 +180,13 @@ def run(carts: int, seconds: float, seed: int, out: Path | None) -> dict:
                         w.c.publish("gateway/gw1/review/verdict", json.dumps(
                             {"v": 1, "review_id": r["review_id"], "verdict_id": f"v-{r['review_id']}",
                              "sku": sku, "qty": 1}), qos=1)
-                        sh.log.append(f"reviewer: {sku}")
-                live.update(_view(shoppers, w, t_end - now))
+                        sh.log.append(f"reviewer: {product_name(cat, sku)}")
+                live.update(view(_views(shoppers, w), t_end - now))
                 time.sleep(0.25)
+        if not console.is_terminal:
+            console.line()   # a terminal's Live ends its last frame with a new line; a pipe's does not
         receipts = {}
+        console.print("exit: every cart checks out")
         for sh in shoppers:
             t0 = time.monotonic()
             w.c.publish(f"carts/{sh.cart}/checkout", json.dumps({"v": 1, "req_id": f"exit-{sh.cart}"}), qos=1)
@@ -148,15 +194,31 @@ def run(carts: int, seconds: float, seed: int, out: Path | None) -> dict:
                          and w.json(f"carts/{sh.cart}/receipt"), 10, f"{sh.cart} receipt")
             receipts[sh.cart] = (rec, (time.monotonic() - t0) * 1000)
         return _report(console, shoppers, receipts, w, cat, out)
+    except Exception:
+        log = root / "gateway.log"
+        if log.exists():   # the folder goes below: show why the gateway may have failed
+            console.print("[red]demo failed; the gateway's last log lines:[/red]")
+            for line in log.read_text(errors="replace").splitlines()[-10:]:
+                console.print(f"  {line}", markup=False, highlight=False)
+        raise
     finally:
-        w.close()
-        for sh in shoppers:
-            for b in sh.boards():
-                b.close()
-        if web:
-            web.stop()
-        gw.stop()
-        broker.stop()
+        # a second Ctrl-C must not leave processes or the folder behind
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            if w is not None:
+                w.close()
+            for sh in shoppers:
+                for b in sh.boards():
+                    b.close()
+            if web is not None:
+                web.stop()
+            if gw is not None:
+                gw.stop()
+            if broker is not None:
+                broker.stop()
+            shutil.rmtree(root, ignore_errors=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _report(console, shoppers, receipts, w: Watcher, cat, out) -> dict:
@@ -173,19 +235,25 @@ def _report(console, shoppers, receipts, w: Watcher, cat, out) -> dict:
             wrong += 1
             continue
         for ln in rec["lines"]:
-            console.print(f"{ln['qty']:>3} × {ln['name']:<40} {ln['price_cents'] / 100:>8.2f}")
-        console.print(f"{'total':>46} {rec['total_cents'] / 100:>8.2f}")
+            console.print(f"{ln['qty']:>3} × {ln['name'][:52]:<52} {ln['price_cents'] / 100:>8.2f}")
+        console.print(f"{'total':>58} {rec['total_cents'] / 100:>8.2f}")
         truth_cents = sum(cat[s].price_cents for s in sh.truth)
         if truth_cents != rec["total_cents"]:
             wrong += 1
             console.print(f"[red]truth was {truth_cents / 100:.2f}[/red]")
-    figures = {"baskets": len(shoppers), "items": items, "shopper_prompts": prompts, "human_reviews": reviews,
+    n = len(shoppers)
+    figures = {"baskets": n, "items": items, "shopper_prompts": prompts, "human_reviews": reviews,
                "wrong_baskets": wrong,
+               "human_reviews_per_1000_baskets": round(1000 * reviews / n, 1) if n else 0.0,
+               "shopper_prompts_per_100_items": round(100 * prompts / items, 1) if items else 0.0,
+               "wrong_baskets_per_1000": round(1000 * wrong / n, 1) if n else 0.0,
                "max_receipt_ms": round(max(ms for _, ms in receipts.values()), 1)}
-    console.print_json(json.dumps(figures))
+    console.rule("figures (a few baskets: the goals are for thousands, see cart-sim bench)")
+    for line in figure_lines(figures, ["baskets", "items", "human_reviews_per_1000_baskets",
+                                       "shopper_prompts_per_100_items", "wrong_baskets_per_1000", "max_receipt_ms"]):
+        console.print(line, markup=False, highlight=False)
     if out:
         out.write_text(json.dumps(figures, indent=1))
-    print(json.dumps(figures))
     return figures
 
 
@@ -197,5 +265,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    figures = run(args.carts, args.seconds, args.seed, args.out)
+    console = Console()
+    try:
+        figures = run(args.carts, args.seconds, args.seed, args.out, console)
+    except KeyboardInterrupt:
+        console.print("demo stopped (Ctrl-C): every process stopped, nothing left behind")
+        return 130
     return 0 if figures["baskets"] else 1

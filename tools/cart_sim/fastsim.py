@@ -29,6 +29,7 @@ from cart_gateway.catalogue import Catalogue
 
 from .physics.hx711 import LoadCellModel
 from .gwfeed import GatewayFeed
+from .judge import judge_receipt
 from .shoppers import Action, Shopper, answer_for, verdict_for
 from .world import ScenePool, pack_weight
 
@@ -72,6 +73,8 @@ class BasketResult:
     reviews_by: Counter = field(default_factory=Counter)   # "<action>: <reason>"
     unattributed_effects: int = 0
     detail: dict = field(default_factory=dict)
+    truth_units: dict = field(default_factory=dict)          # sku -> packed units really in the cart
+    truth_produce_cents: dict = field(default_factory=dict)  # sku -> true price of the produce in the cart
 
 
 class Store:
@@ -374,32 +377,11 @@ class BasketRun:
                 truth[sku] += 1
         res.items = len(self.shopper.in_cart)     # units (a produce bag is one)
         res.truth_cents = sum(cat[s].price_cents * q for s, q in truth.items()) + sum(produce.values())
-        if not receipt or not receipt.get("ok"):
-            res.receipt_ok = False
-            res.wrong = True
-            res.detail = {"refused": receipt.get("reason") if receipt else "none"}
-            return
-        res.receipt_ok = True
-        got, got_prod = Counter(), Counter()
-        for ln in receipt["lines"]:
-            if ln["status"] != "accepted" or ln["sku"] is None:
-                continue
-            if cat[ln["sku"]].sold_by_weight:
-                got_prod[ln["sku"]] += ln["price_cents"]
-            else:
-                got[ln["sku"]] += ln["qty"]
-        res.charged_cents = receipt["total_cents"]
-        # Produce is priced by the scale: a few grams either way is the
-        # sensor's accuracy, not a wrong basket (2 % or 5 cents).
-        prod_ok = set(produce) == set(got_prod) and all(
-            abs(produce[s] - got_prod[s]) <= max(5, 0.02 * produce[s]) for s in produce)
-        res.wrong = truth != got or not prod_ok
-        diff = res.charged_cents - res.truth_cents
-        res.over_cents, res.under_cents = max(0, diff), max(0, -diff)
-        if res.wrong:
-            res.detail = {"missing": dict(truth - got), "extra": dict(got - truth),
-                          "produce_true": dict(produce), "produce_charged": dict(got_prod)}
-
+        res.truth_units, res.truth_produce_cents = dict(truth), dict(produce)
+        j = judge_receipt(cat, truth, produce, res.truth_cents, receipt)
+        res.receipt_ok, res.wrong, res.detail = j.receipt_ok, j.wrong, j.detail
+        if j.receipt_ok:
+            res.charged_cents, res.over_cents, res.under_cents = j.charged_cents, j.over_cents, j.under_cents
 
     def _diagnose(self):
         """Each action whose basket effect differs from what physically happened, by cause:

@@ -38,6 +38,8 @@ def write_trace(scenario: dict, baskets: int, seed: int, out_dir) -> dict:
         truth["baskets"].append({
             "cart": r.cart, "dishonest": r.dishonest, "cheats": r.cheats, "items": r.items,
             "truth_cents": r.truth_cents, "charged_cents": r.charged_cents, "wrong": r.wrong,
+            "contents": {"units": r.truth_units, "produce_cents": r.truth_produce_cents},
+            "multi_sku_moves": r.multi_sku_moves,
             "receipt": {"ok": rc.get("ok"), "total_cents": rc.get("total_cents"),
                         "lines": [{k: ln[k] for k in ("sku", "qty", "price_cents", "status")}
                                   for ln in rc.get("lines", [])]}})

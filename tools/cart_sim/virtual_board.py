@@ -12,10 +12,12 @@ process, with this supervisor playing the hardware (docs/architecture.md).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -286,8 +288,17 @@ def parse_broker(text: str) -> tuple[str, int]:
 
 def main_board(args: argparse.Namespace) -> int:
     """`cart-sim board`: one virtual board in the foreground until Ctrl-C."""
-    vb = VirtualBoard(args.board, args.cart, args.broker, Path(args.fs), seed=args.seed)
-    if args.reflash or not (Path(args.fs) / "main.py").exists():
+    fs = Path(args.fs)
+    if not args.reflash and (fs / "main.py").exists():
+        try:
+            note = use_broker(fs, args.cart, args.broker)
+        except ValueError as e:
+            print(f"cart-sim: {e}", file=sys.stderr)
+            return 2
+        if note:
+            print(note, flush=True)
+    vb = VirtualBoard(args.board, args.cart, args.broker, fs, seed=args.seed)
+    if args.reflash or not (fs / "main.py").exists():
         vb.flash()
     vb.power_on()
     print(f"virtual board {args.board} cart {args.cart}: flash {args.fs}, console {vb.console_path}, "
@@ -307,6 +318,29 @@ def main_board(args: argparse.Namespace) -> int:
     finally:
         vb.close()
     return 0
+
+
+def use_broker(fs: Path, cart: str, broker: tuple[str, int]) -> str | None:
+    """An existing flash keeps its code and journal; --broker is applied to its
+    config.json (what the board connects to is what the command line says).
+    Returns what changed, or None."""
+    path = fs / "config.json"
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read the board's config ({e}); give --reflash to rebuild it") from None
+    if cfg.get("cart") != cart:
+        raise ValueError(f"{fs} is the flash of cart {cfg.get('cart')!r}, not {cart!r}: give that --cart, "
+                         f"another --fs, or --reflash to make it {cart}'s")
+    b = cfg.setdefault("broker", {})
+    old = (b.get("host"), b.get("port"))
+    if old == tuple(broker):
+        return None
+    b["host"], b["port"] = broker
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(cfg, indent=1))
+    tmp.replace(path)
+    return f"{fs}: broker {old[0]}:{old[1]} -> {broker[0]}:{broker[1]} in config.json (code and journal kept)"
 
 
 def add_board_arguments(p: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import random
+import tempfile
 from pathlib import Path
 
 from cart_gateway.catalogue import Catalogue
@@ -50,7 +51,7 @@ class ScenePool:
             h.update(f.read_bytes())
         h.update(catalogue.to_json().encode())
         self.tag = h.hexdigest()[:16]
-        d = Path(cache_dir or os.environ.get("CART_SIM_CACHE", "/tmp/cart_sim_cache"))
+        d = Path(cache_dir or os.environ.get("CART_SIM_CACHE", os.path.join(tempfile.gettempdir(), "cart_sim_cache")))
         self.path = d / f"pool-{self.tag}.json"
         self.cache: dict[str, list] = {}
         if self.path.exists():

@@ -2,25 +2,35 @@
 errors, dir: targets booted as virtual boards against a real Mosquitto,
 batch mode, and a board that never comes online."""
 import json
+import shutil
+import sys
 import time
 
 import paho.mqtt.client as mqtt
 import pytest
 
-from cart_flash import boardconfig
+from cart_flash import boardconfig, device
 from cart_flash.cli import main
 from cart_flash.errors import FlashError, NeverOnline
 from cart_flash.online import StatusWatch
 
 
-def test_dry_run_prints_esptool_and_mpremote_plan(tmp_path, capsys):
+def test_dry_run_prints_esptool_and_mpremote_plan(tmp_path, capsys, monkeypatch):
     creds = tmp_path / "creds.json"
     creds.write_text(json.dumps({"users": {"cart-c001-scale": "s3cret"}}))
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(device, "tool_installed", lambda module: True)   # as on a flashing bench
     rc = main(["flash", "--board", "cart-scale-esp32", "--cart", "c001", "--port", "/dev/ttyUSB0",
                "--broker", "192.168.10.2:8883", "--wifi", "store:pw", "--credentials", str(creds),
                "--ca-pem", "ca.pem", "--image", "fw.bin", "--calibration=-152000,86", "--dry-run"])
     out = capsys.readouterr().out
-    assert rc == 0
+    assert rc == 0, out
+    assert "[1] build the cart-scale-esp32 filesystem image (.mpy files by mpy-cross -march=xtensawin" in out
+    assert "erase the whole flash, then write firmware.bin at 0x1000" in out
+    assert "{" not in out                                  # no raw dicts in a plan
+    assert "checked: the cart-scale-esp32 image builds" in out
+    assert "cannot run" not in out
     assert "--chip esp32 --port /dev/ttyUSB0 --baud 460800 erase_flash" in out
     assert "write_flash -z 0x1000 fw.bin" in out
     assert "mpremote connect /dev/ttyUSB0 cp -r lib main.py boot.py config.json ca.pem :" in out
@@ -118,3 +128,65 @@ def test_batch_csv_without_required_columns(tmp_path, capsys):
     csv.write_text("cart,port\nc1,/dev/ttyUSB0\n")
     assert main(["batch", str(csv)]) == 2
     assert "missing column(s) board, target" in capsys.readouterr().err
+
+
+def _esp32_dry_run(tmp_path, *extra):
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"users": {"cart-c001-scale": "pw"}}))
+    return main(["flash", "--board", "cart-scale-esp32", "--cart", "c001", "--port", "/dev/ttyUSB0",
+                 "--broker", "192.168.10.2:8883", "--wifi", "store:pw", "--credentials", str(creds),
+                 "--dry-run", *extra])
+
+
+def test_dry_run_says_which_tools_are_missing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "esptool", None)     # import fails as when not installed
+    monkeypatch.setitem(sys.modules, "mpremote", None)
+    rc = _esp32_dry_run(tmp_path, "--no-tls", "--image", "fw.bin")
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "cannot run as planned: esptool and mpremote are not installed: pip install -e '.[flash]'" in out
+
+
+def test_dry_run_says_ca_pem_is_needed_for_tls(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(device, "tool_installed", lambda module: True)
+    rc = _esp32_dry_run(tmp_path)
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "has tls: true (broker 192.168.10.2:8883): give --ca-pem" in out
+    assert _esp32_dry_run(tmp_path, "--ca-pem", str(tmp_path / "nope.pem")) == 1
+    assert f"--ca-pem {tmp_path / 'nope.pem'}: no such file" in capsys.readouterr().out
+
+
+def test_a_real_run_refuses_before_touching_the_board_when_tools_are_missing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpremote", None)
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"users": {"cart-c001-scale": "pw"}}))
+    rc = main(["flash", "--board", "cart-scale-esp32", "--cart", "c001", "--port", str(tmp_path / "ttyUSB9"),
+               "--broker", "192.168.10.2:1883", "--wifi", "store:pw", "--credentials", str(creds), "--no-tls"])
+    assert rc == 2
+    assert "mpremote is not installed" in capsys.readouterr().err
+
+
+def test_an_invalid_cart_id_is_named_as_such(tmp_path, capsys):
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"users": {"cart-c001-scale": "pw"}}))
+    rc = main(["flash", "--board", "sim-scale", "--cart", "C-001", "--target", f"dir:{tmp_path / 'fs'}",
+               "--broker", "127.0.0.1:1883", "--credentials", str(creds)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "--cart 'C-001' is not a valid cart id: 1-32 lower-case letters, digits and '-'" in err
+    assert "credentials" not in err
+
+
+def test_board_json_without_micropython_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    from cart_flash import fsimage
+    boards = tmp_path / "boards"
+    shutil.copytree(fsimage.BOARDS, boards)
+    d = json.loads((boards / "cart-scale-esp32" / "board.json").read_text())
+    del d["micropython"]
+    (boards / "cart-scale-esp32" / "board.json").write_text(json.dumps(d))
+    monkeypatch.setattr(fsimage, "BOARDS", boards)
+    rc = _esp32_dry_run(tmp_path, "--no-tls")
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "boards/cart-scale-esp32/board.json: field 'micropython' missing" in err

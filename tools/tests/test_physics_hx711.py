@@ -1,5 +1,5 @@
 """The load-cell model's statistics match the figures it claims
-(/work/shared/reference/figures.md, docs/scale.md)."""
+(docs/figures.md, docs/scale.md)."""
 import statistics
 
 import pytest

@@ -177,3 +177,32 @@ def test_cart_sim_board_cli_rejects_a_bad_broker_address(tmp_path):
     r = subprocess.run([sys.executable, "-m", "cart_sim.cli", "board", "--board", "sim-scale", "--cart", "c001",
                         "--broker", "localhost", "--fs", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2 and "expected HOST:PORT" in r.stderr
+
+
+def test_board_on_an_existing_flash_applies_broker(tmp_path):
+    """`cart-sim board --broker` on an existing --fs connects where it says (config.json updated,
+    code and journal kept) and says so; another cart's flash is refused."""
+    import signal
+    import subprocess
+    import sys
+    from cart_flash.fsimage import ROOT
+    fs = tmp_path / "c001"
+    vb = VirtualBoard("sim-scale", "c001", ("127.0.0.1", 1883), fs)
+    vb.flash()
+    vb.close()
+    (fs / "journal.keep").write_text("x")
+    env = {"PYTHONPATH": ":".join(str(ROOT / p) for p in ("gateway", "tools", "firmware/lib")), "PATH": "/usr/bin:/bin"}
+    cmd = [sys.executable, "-m", "cart_sim.cli", "board", "--board", "sim-scale", "--broker", "127.0.0.1:1",
+           "--fs", str(fs)]
+    p = subprocess.Popen(cmd + ["--cart", "c001"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        first = p.stdout.readline()
+        assert f"{fs}: broker 127.0.0.1:1883 -> 127.0.0.1:1 in config.json (code and journal kept)" in first
+        assert json.loads((fs / "config.json").read_text())["broker"]["port"] == 1
+        assert (fs / "journal.keep").exists()
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=30)
+    r = subprocess.run(cmd + ["--cart", "c002"], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 2
+    assert "is the flash of cart 'c001', not 'c002'" in r.stderr

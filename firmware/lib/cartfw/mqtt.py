@@ -151,7 +151,7 @@ class MQTTClient:
                     await self.net_up()
                 await self._connect()
             except Exception as e:  # any failure: one path, back off and retry
-                self.log("mqtt: connect failed: %r" % (e,))
+                self.log("mqtt: connect failed to %s:%d: %r" % (self.server, self.port, e))
                 self._close()
                 d = delay // 2 + random.getrandbits(16) % (delay // 2 + 1)  # jitter
                 self._set_state(BACKOFF)

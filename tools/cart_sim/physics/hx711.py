@@ -1,6 +1,6 @@
 """A load cell behind an HX711 at 80 SPS: what the scale firmware reads.
 
-Every default rests on /work/shared/reference/figures.md ("Load cells and the
+Every default rests on docs/figures.md ("Load cells and the
 HX711"); docs/scale.md lists them with their sources:
 
 - rate 80 SPS (RATE pin high): HX711 datasheet.

@@ -3,7 +3,7 @@
 # Two layers (docs/scale.md "Spikes"):
 # 1. is_glitch() drops the HX711's spurious 2^n-1 reads (0x7FFFFF, 0xFFFFFF,
 #    ...; bogde/HX711 issues #83 and #216, cited in
-#    /work/shared/reference/figures.md: 1 to 5% of reads) before they reach
+#    docs/figures.md: 1 to 5% of reads) before they reach
 #    any filter, plus anything outside the 24-bit range.
 # 2. Median5 passes the median of the last five accepted reads, which removes
 #    any other outlier of up to two consecutive samples ("spikes that a median
