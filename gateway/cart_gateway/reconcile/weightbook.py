@@ -25,6 +25,8 @@ class WeightBook:
         self.stats: dict[str, list[float]] = {}   # sku -> [n, mean, m2]
         self.mean = self.prior_mean.copy()
         self.sd = self.prior_sd.copy()
+        # bumped whenever mean / sd change: scoring's caches (weight index, scored movements) key on it
+        self.version = 0
 
     @classmethod
     def for_catalogue(cls, catalogue, prior_strength: float = 4.0, min_sd_g: float = 1.0) -> "WeightBook":
@@ -49,6 +51,7 @@ class WeightBook:
         m2 += d * (w - mean)
         self.stats[sku] = [n, mean, m2]
         self._refresh(self._idx[sku])
+        self.version += 1
 
     def _refresh(self, i: int) -> None:
         n, xbar, m2 = self.stats.get(self.skus[i], [0.0, 0.0, 0.0])
@@ -87,3 +90,4 @@ class WeightBook:
         for k in self.stats:
             if k in self._idx:
                 self._refresh(self._idx[k])
+        self.version += 1
