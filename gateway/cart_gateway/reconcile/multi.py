@@ -25,7 +25,7 @@ import numpy as np
 
 from .config import ReconcileConfig
 from .inputs import VisionSummary
-from .scoring import CatalogueIndex, Scored, barcode_factor, score, vision_factor
+from .scoring import CatalogueIndex, Scored, barcode_factor, log_vision, score, vision_factor
 from .weightbook import WeightBook
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -40,11 +40,16 @@ def _logpdf(x, mu, sd):
 def vision_factors(vision: VisionSummary | None, cat: CatalogueIndex, cfg: ReconcileConfig):
     """(vis, logb): score()'s vision and barcode factors as arrays over every SKU."""
     n = cat.n
+    flat = getattr(cat, "_flat_factors", None)
+    if flat is None:        # no frame / no barcode: the same for every SKU (read-only, built once)
+        flat = cat._flat_factors = (np.full(n + 1, 1.0 / (n + 1)), np.zeros(n + 1))
+        for a in flat:
+            a.flags.writeable = False
     vis = vision_factor(vision, cat, cfg)
     if vis is None:
-        vis = np.full(n + 1, 1.0 / (n + 1))
+        vis = flat[0]
     logb = barcode_factor(vision, cat, cfg)[0]
-    return vis, (np.zeros(n + 1) if logb is None else logb)
+    return vis, (flat[1] if logb is None else logb)
 
 
 def family_smoothed(vision: VisionSummary | None, cat: CatalogueIndex, c: float) -> VisionSummary | None:
@@ -97,7 +102,7 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
     sn = max(cfg.sensor_noise_g, float(noise_g))
     floor = math.log(cfg.weight_lik_floor) if cfg.weight_lik_floor > 0 else -np.inf
     vis, logb = vision_factors(vision, cat, cfg)
-    logv = np.log(vis)
+    logv = log_vision(vis)
     mean, sd = book.mean, book.sd
     seen = vision is not None and vision.n_frames > 0
     hyps: list[dict] = []

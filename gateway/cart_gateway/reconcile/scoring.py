@@ -110,6 +110,8 @@ class _SwapWindows:
         self.base = np.arange(nb) * span
         self.keys = m + np.repeat(self.base, np.diff(off))
         self.drift = 0.0
+        self.sdmax2 = np.maximum.reduceat(sd[self.perm], self.band_starts) ** 2   # per band, now
+        self.seen = (-1, 0)         # (book.reset_count, len(book.changed)) already folded in
 
     @classmethod
     def of(cls, cat: CatalogueIndex, book: WeightBook) -> "_SwapWindows":
@@ -117,28 +119,39 @@ class _SwapWindows:
         grams per event: the windows then widen by the largest move since they were sorted
         (still exact), and are sorted again once that exceeds REBUILD_DRIFT_G."""
         sw = cat.swap_windows
-        if sw is not None and len(book.mean) == cat.n:
-            sw.drift = float(np.abs(book.mean[sw.perm] - sw.mean_built).max())
+        if sw is not None and len(book.mean) == cat.n and sw.book is book:
+            if sw.seen[0] == book.reset_count:      # fold in only the SKUs learned since
+                moved = book.changed[sw.seen[1]:]
+                if moved:
+                    ix = np.array(moved, dtype=np.int64)
+                    ix = ix[sw.pos_of[ix] >= 0]
+                    if len(ix):
+                        sw.drift = max(sw.drift, float(np.abs(book.mean[ix] - sw.mean_built[sw.pos_of[ix]]).max()))
+                        # a band's largest sd only grows here (a smaller one keeps the window wider: still exact)
+                        np.maximum.at(sw.sdmax2, sw.band_of[ix], book.sd[ix] ** 2)
+            else:
+                sw.drift = float(np.abs(book.mean[sw.perm] - sw.mean_built).max())
+                sw.sdmax2 = np.maximum.reduceat(book.sd[sw.perm], sw.band_starts) ** 2
+            sw.seen = (book.reset_count, len(book.changed))
             if sw.drift <= REBUILD_DRIFT_G:
                 return sw
         sw = cat.swap_windows = cls(cat, book.mean, book.sd)
+        sw.book, sw.seen = book, (book.reset_count, len(book.changed))
         return sw
 
     def windows(self, delta: float, mean_a: np.ndarray, var_a: np.ndarray, sd: np.ndarray, zb: float):
         """Per line (row) and band, the sorted positions [lo, hi) of the SKUs b with
         |delta - (mean_b - mean_a)| <= zb x (the band's largest pair sd now) + drift: every
         pair outside has |z| > zb."""
-        sdmax2 = np.maximum.reduceat(sd[self.perm], self.band_starts) ** 2
-        half = zb * np.sqrt(sdmax2 + var_a[:, None]) + self.drift
+        half = zb * np.sqrt(self.sdmax2 + var_a[:, None]) + self.drift
         return self._search((delta + mean_a)[:, None], half)
 
     def unit_windows(self, delta: float, K: int, sn2: float, sd: np.ndarray, zb: float):
         """Per k = 1..K (row) and band, the sorted positions [lo, hi) of the SKUs i with
         |delta / k - mean_i| <= zb x sqrt(k x (the band's largest sd now)^2 + sn2) / k + drift:
         every k-unit add outside has |z| > zb (z = (delta - k mean_i) / sqrt(k sd_i^2 + sn2))."""
-        sdmax2 = np.maximum.reduceat(sd[self.perm], self.band_starts) ** 2
         ks = np.arange(1, K + 1, dtype=float)[:, None]
-        half = zb * np.sqrt(ks * sdmax2[None, :] + sn2) / ks + self.drift
+        half = zb * np.sqrt(ks * self.sdmax2[None, :] + sn2) / ks + self.drift
         return self._search(delta / ks, half)
 
     def _search(self, centre: np.ndarray, half: np.ndarray):
@@ -198,11 +211,38 @@ def _pair_weight_total(a_i: np.ndarray, a_unit: np.ndarray, units: np.ndarray, v
     return float(w.sum() - (w_self * a_unit).sum())
 
 
+_LAST_VISION: list = [None, None, None, None, None]   # vision, cat, cfg -> vis, log(vis)
+
+
 def vision_factor(vision: VisionSummary | None, cat: CatalogueIndex, cfg: ReconcileConfig) -> np.ndarray | None:
     """Per SKU (index n = "no product"), the detector's scores mixed with a uniform floor;
-    None when no frame was seen (every factor is then 1 / (n + 1))."""
+    None when no frame was seen (every factor is then 1 / (n + 1)). The last result is kept:
+    score() and score_multi() ask for the same movement's in turn (an O(catalogue) array)."""
     if vision is None or vision.n_frames <= 0:
         return None
+    lv = _LAST_VISION
+    if lv[0] is vision and lv[1] is cat and lv[2] is cfg:
+        return lv[3]
+    vis = _vision_factor(vision, cat, cfg)
+    lv[:] = [vision, cat, cfg, vis, None]
+    return vis
+
+
+def log_vision(vis: np.ndarray) -> np.ndarray:
+    """np.log(vis), kept for the last vision_factor() result (and for a read-only flat one)."""
+    lv = _LAST_VISION
+    if not vis.flags.writeable:
+        if lv[3] is not vis:
+            lv[:] = [None, None, None, vis, np.log(vis)]
+        return lv[4]
+    if lv[3] is vis:
+        if lv[4] is None:
+            lv[4] = np.log(vis)
+        return lv[4]
+    return np.log(vis)
+
+
+def _vision_factor(vision: VisionSummary, cat: CatalogueIndex, cfg: ReconcileConfig) -> np.ndarray:
     n = cat.n
     agg = np.zeros(n + 1)
     for s, v in vision.scores.items():
@@ -263,7 +303,7 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
     vis = vision_factor(vision, cat, cfg)
     if vis is not None:
         evidence.append("vision")
-        logv = np.log(vis)
+        logv = log_vision(vis)
         uniform = False
         lv_swap = None
     else:
@@ -564,14 +604,16 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
             h["remove_sku"] = cat.skus[int(aux[j])]
         hyps.append(h)
     swap = None
+    # the book's figures as scored: a kept score may be asked again after the book learned
+    snap = (mean.copy(), sd.copy()) if pruned or add_pruned else None
     if pruned:   # what best_with_sku needs to score a pruned swap again
         swap = {"delta": delta_g, "sn2": sn2, "floor": floor, "c_swap": c_swap, "top": top, "norm": norm,
-                "mean": mean.copy(), "sd": sd.copy(), "vis": vis, "lv_swap": lv_swap,
+                "mean": snap[0], "sd": snap[1], "vis": vis, "lv_swap": lv_swap,
                 "logb": logb if barcode else None, "a_i": a_i, "a_pos": a_pos}
     adds = None
     if add_pruned:   # what best_with_sku needs to score a left-out add again
         adds = {"delta": delta_g, "sn2": sn2, "floor": floor, "ck": ck_units, "top": top, "norm": norm,
-                "book": book, "book_version": book.version, "logv": logv, "logb": logb if barcode else None}
+                "mean": snap[0], "sd": snap[1], "logv": logv, "logb": logb if barcode else None}
     # log_z: the log normaliser, posterior_j = exp(lp_j - log_z) (score_multi merges on this scale)
     arrays = {"adds": adds, "post_scale": 1.0, "post": post, "kind": kind, "ski": ski, "k": kk, "line": line, "aux": aux, "z": z, "mu": mu, "sd": s,
               "lines": lines, "personal": personal, "swap": swap, "log_z": top + math.log(norm)}
@@ -594,15 +636,12 @@ def _swap_column(sw: dict, i: int):
 
 
 def _add_column(ad: dict, i: int):
-    """The k = 1..K unit adds of SKU i, scored as in the full block (valid while the book
-    that scored them is unchanged: the engine asks in the same step)."""
-    book = ad["book"]
-    if book.version != ad["book_version"]:
-        raise RuntimeError("best_with_sku: the WeightBook changed since this movement was scored")
+    """The k = 1..K unit adds of SKU i, scored as in the full block (with the book's figures
+    as they were when the movement was scored)."""
     K = len(ad["ck"])
     kf = np.arange(1, K + 1, dtype=float)
-    mu = kf * book.mean[i]
-    s = np.sqrt(kf * book.sd[i] ** 2 + ad["sn2"])
+    mu = kf * ad["mean"][i]
+    s = np.sqrt(kf * ad["sd"][i] ** 2 + ad["sn2"])
     z = (ad["delta"] - mu) / s
     ll = np.maximum(-0.5 * z * z - np.log(s) - _LOG_SQRT_2PI, ad["floor"])
     lv = ad["logv"] if isinstance(ad["logv"], float) else ad["logv"][i]
@@ -674,11 +713,16 @@ def _target(kind: str, pos: int, lines: list[dict], personal: list[dict]) -> str
 
 class MovementScores:
     """One cart's scored movements, kept while they may be scored again: a movement that
-    asked the shopper is scored again when the answer comes, and if nothing the score reads
-    has changed since (the basket, the personal items, the vision, the WeightBook's figures)
-    the decision's score is the answer's. Transient (not part of the cart's state): after a
+    asked the shopper is scored again when the answer comes, and if what the score reads of
+    the cart has not changed since (the basket, the personal items, the vision, recent
+    removals) the decision's score is the answer's. Transient (not part of the cart's state): after a
     restart the answer is simply scored again. Entries live only while their movement is
-    open (waiting, asked or answered), so memory is bounded by the open prompts."""
+    open (waiting, asked or answered), so memory is bounded by the open prompts.
+
+    The WeightBook is not part of the key: learning from other carts between a decision and
+    its answer moves a few SKUs' figures by a gram or so, and the answer is checked against
+    the evidence the shopper was asked about (the simulator's decisions are the same either
+    way, docs/gateway.md)."""
 
     def __init__(self, book: WeightBook):
         self.book = book
@@ -698,7 +742,7 @@ class MovementScores:
         `compute()`. Drops the entries of movements not in `open_moves`."""
         for mid in [m for m in self._by_move if m not in open_moves and m != move_id]:
             del self._by_move[mid]
-        key = (self.book.version, self._inputs(delta_g, noise_g, lines, personal, vision, recent_out))
+        key = self._inputs(delta_g, noise_g, lines, personal, vision, recent_out)
         kept = self._by_move.get(move_id)
         if kept is not None and kept[0] == key:
             STATS["reused"] += 1
