@@ -10,7 +10,6 @@ one by one, the rest are counted in at the likelihood floor (see _SwapWindows).
 """
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
@@ -658,7 +657,9 @@ def best_with_sku(sc: Scored, cat: CatalogueIndex, sku: str, removal: bool, max_
         return None
     i = cat.idx[sku]
     kinds = [KINDS.index("remove")] if removal else [KINDS.index("add"), KINDS.index("swap")]
-    m = np.isin(a["kind"], kinds) & (a["ski"] == i)
+    kd_all = a["kind"]
+    m = (kd_all == kinds[0]) if len(kinds) == 1 else ((kd_all == kinds[0]) | (kd_all == kinds[1]))
+    m &= a["ski"] == i
     sw = a.get("swap")
     lazy = not removal and sw is not None and cat.unit_pos[i] >= 0
     if lazy:              # swaps into `sku` may have been pruned: take its whole column instead
@@ -748,8 +749,21 @@ class MovementScores:
             STATS["reused"] += 1
             sc = kept[1]
             arrays = dict(sc.arrays, lines=lines, personal=personal) if sc.arrays else sc.arrays
-            return Scored(copy.deepcopy(sc.hyps), list(sc.evidence), sc.best_fit_z, list(sc.unknown_barcodes), arrays)
+            return Scored(_copy_hyps(sc.hyps), list(sc.evidence), sc.best_fit_z, list(sc.unknown_barcodes), arrays)
         sc = compute()
-        self._by_move[move_id] = (key, Scored(copy.deepcopy(sc.hyps), list(sc.evidence), sc.best_fit_z,
+        self._by_move[move_id] = (key, Scored(_copy_hyps(sc.hyps), list(sc.evidence), sc.best_fit_z,
                                                list(sc.unknown_barcodes), sc.arrays))
         return sc
+
+
+def _copy_hyps(hyps: list[dict]) -> list[dict]:
+    """Copies the engine may change without touching the kept ones (a hypothesis holds
+    scalars and, for multi-product ones, lists of SKUs and dicts of counts)."""
+    out = []
+    for h in hyps:
+        c = dict(h)
+        for k, v in c.items():
+            if isinstance(v, (list, dict)):
+                c[k] = type(v)(v)
+        out.append(c)
+    return out
