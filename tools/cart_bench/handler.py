@@ -32,11 +32,11 @@ class ScoringTimer:
             if self._depth:
                 return fn(*a, **kw)
             self._depth += 1
-            c = time.process_time()
+            c = time.thread_time()      # the handler runs on this thread; ~1 us here, process_time ~7 us
             try:
                 return fn(*a, **kw)
             finally:
-                self.cpu_s += time.process_time() - c
+                self.cpu_s += time.thread_time() - c
                 self.calls += 1
                 self._depth -= 1
         return timed
