@@ -25,7 +25,7 @@ import numpy as np
 
 from .config import ReconcileConfig
 from .inputs import VisionSummary
-from .scoring import CatalogueIndex, Scored, barcode_factor, log_vision, score, vision_factor
+from .scoring import CatalogueIndex, Scored, barcode_factor, log_vision, score, top_with_ties, vision_factor
 from .weightbook import WeightBook
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -236,10 +236,10 @@ def _pick(lp: np.ndarray, keep: int, dense_pos: np.ndarray | None = None) -> np.
     dense block (`dense_pos`, default the index), so the dense and the indexed block agree."""
     if len(lp) > keep:
         cut = np.partition(lp, len(lp) - keep)[len(lp) - keep]
-        cand = np.flatnonzero(lp >= cut)
+        best = top_with_ties(lp, cut, keep, dense_pos)
     else:
         cand = np.arange(len(lp))
-    best = cand[np.lexsort((cand if dense_pos is None else dense_pos[cand], -lp[cand]))][:keep]
+        best = cand[np.lexsort((cand if dense_pos is None else dense_pos[cand], -lp[cand]))][:keep]
     return best[np.isfinite(lp[best])]
 
 

@@ -172,6 +172,23 @@ class _SwapWindows:
         return (p < lo[rows, b]) | (p >= hi[rows, b])
 
 
+def top_with_ties(v: np.ndarray, cut: float, m: int, pos: np.ndarray | None) -> np.ndarray:
+    """Indices of the m largest v, best first, ties to the lowest `pos` (default the index),
+    given `cut`, the m-th largest value. Only the values above the cut are sorted; of the
+    (often many) ties at the cut only the lowest-positioned needed are picked."""
+    above = np.flatnonzero(v > cut)
+    above = above[np.lexsort((above if pos is None else pos[above], -v[above]))]
+    need = m - len(above)
+    if need <= 0:
+        return above[:m]
+    ties = np.flatnonzero(v == cut)
+    if pos is not None and len(ties) > need:
+        tp = pos[ties]
+        first = np.argpartition(tp, need - 1)[:need] if len(ties) > need else np.arange(len(ties))
+        ties = ties[first[np.argsort(tp[first], kind="stable")]]
+    return np.concatenate((above, ties[:need]))
+
+
 def _z_bound(floor: float, s_lo: float) -> float:
     """Beyond this many sd every weight likelihood of sd >= s_lo is below the floor."""
     if floor == -np.inf:
@@ -582,8 +599,7 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
     m_top = max(cfg.ask_top_k, 5)
     if len(post) > 4 * m_top:   # partial sort first; ties (also at the cut) go to the lowest index
         cut = np.partition(post, len(post) - m_top)[len(post) - m_top]
-        cand = np.flatnonzero(post >= cut)
-        order = cand[np.lexsort((dk[cand], -post[cand]))][:m_top]
+        order = top_with_ties(post, cut, m_top, dk)
     else:
         order = np.lexsort((dk, -post))[:m_top]
     az = np.abs(z)
