@@ -22,6 +22,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--skus", type=int, default=317, help="synthetic store catalogue size")
     p.add_argument("--moves", type=int, default=400)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--basket-items", type=int, default=0,
+                   help="check out at this many items, next basket on a fresh cart (0: one basket)")
     p = cmd("handler", "the gateway's handlers in-process, no broker: events per CPU-second")
     p.add_argument("-n", type=int, default=6000, help="events")
     p.add_argument("--batch", type=int, default=64, help="messages per commit")
@@ -47,7 +49,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     if args.name == "reconcile":
         from .reconcile import bench_reconcile
-        res = bench_reconcile(args.skus, args.moves, args.seed)
+        res = bench_reconcile(args.skus, args.moves, args.seed, args.basket_items)
     elif args.name == "handler":
         from .handler import bench_handler
         res = bench_handler(args.n, args.batch, skus=args.skus, profile=args.profile)

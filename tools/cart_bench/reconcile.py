@@ -30,7 +30,10 @@ def _pct(xs: list[float], p: float) -> float | None:
     return round(float(np.percentile(np.array(xs), p)), 3) if xs else None
 
 
-def bench_reconcile(skus: int = 317, moves: int = 400, seed: int = 1) -> dict:
+def bench_reconcile(skus: int = 317, moves: int = 400, seed: int = 1, basket_items: int = 0) -> dict:
+    """`basket_items`: the shopper checks out once the basket holds this many items and the
+    next one starts on a fresh cart state (same catalogue index and WeightBook, as the gateway
+    does after a receipt); 0: one basket for the whole session (it grows to ~170 lines)."""
     cat = store_catalogue(skus, seed=seed)
     items = list(cat)
     t_build = time.perf_counter()
@@ -62,11 +65,35 @@ def bench_reconcile(skus: int = 317, moves: int = 400, seed: int = 1) -> dict:
         return fx
 
     eng.step, eng.advance = timed_step, timed_advance
+    missing = extra = true_items = baskets = 0
+
+    def tally(e) -> None:
+        nonlocal missing, extra, true_items, baskets
+        truth = Counter(s for s, _ in sess.basket)
+        got = Counter()
+        for ln in e.s["lines"]:
+            got[ln["sku"]] += ln["qty"]
+        true_items += sum(truth.values())
+        missing += sum((truth - got).values())
+        extra += sum((got - truth).values())
+        baskets += 1
+    outcomes: Counter = Counter()
     c0, t0 = time.process_time(), time.perf_counter()
-    drive(eng, sess, moves)
+    for _ in range(moves):
+        drive(eng, sess, 1)
+        if basket_items and len(sess.basket) >= basket_items:
+            tally(eng)
+            outcomes.update(d["outcome"] for d in eng.decisions())
+            eng = CartReconciler("bench", cat, None, eng.book, index=eng.cat)
+            orig_step, orig_advance = eng.step, eng.advance
+            eng.step, eng.advance = timed_step, timed_advance
+            sess.basket = []
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    tally(eng)
+    outcomes.update(d["outcome"] for d in eng.decisions())
     answers = times.get(Answer.__name__, [])
-    out = {"bench": "reconcile", "skus": skus, "moves": moves, "seed": seed, "wall_s": round(wall, 3),
+    out = {"bench": "reconcile", "skus": skus, "moves": moves, "seed": seed, "basket_items": basket_items,
+           "baskets": baskets, "wall_s": round(wall, 3),
            "cpu_s": round(cpu, 3), "index_build_ms": round(build_ms, 1),
            "weight_n": len(weight), "weight_p50_ms": _pct(weight, 50), "weight_p99_ms": _pct(weight, 99),
            "weight_max_ms": round(max(weight), 3) if weight else None,
@@ -78,15 +105,10 @@ def bench_reconcile(skus: int = 317, moves: int = 400, seed: int = 1) -> dict:
         a = times[k]
         out["inputs"][k] = {"n": len(a), "p50_ms": _pct(a, 50), "p99_ms": _pct(a, 99), "max_ms": round(max(a), 3)}
         print(f"{k:<14}{len(a):>6}{_pct(a, 50):>10.3f}{_pct(a, 99):>10.3f}{max(a):>10.3f}")
-    outcomes = Counter(d["outcome"] for d in eng.decisions())
-    truth = Counter(s for s, _ in sess.basket)
-    got = Counter()
-    for ln in eng.s["lines"]:
-        got[ln["sku"]] += ln["qty"]
     out["outcomes"] = dict(sorted(outcomes.items()))
-    out["basket_items_true"] = sum(truth.values())
-    out["basket_items_missing"] = sum((truth - got).values())
-    out["basket_items_extra"] = sum((got - truth).values())
+    out["basket_items_true"] = true_items
+    out["basket_items_missing"] = missing
+    out["basket_items_extra"] = extra
     print(f"{skus} SKUs: weight movement decided p50 {out['weight_p50_ms']} ms, p99 {out['weight_p99_ms']} ms "
           f"({len(weight)}); answer p99 {out['answer_p99_ms']} ms ({len(answers)})")
     print("outcomes:", out["outcomes"])
