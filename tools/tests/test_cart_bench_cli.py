@@ -19,6 +19,13 @@ def test_reconcile_bench_json_names_the_weight_and_answer_figures(capsys):
     assert res["bench"] == "reconcile" and res["skus"] == 400
     assert res["weight_n"] > 10 and res["weight_p50_ms"] > 0 and res["weight_p99_ms"] >= res["weight_p50_ms"]
     assert "answer_p99_ms" in res
+    assert res["basket_items_missing"] == 0 and res["basket_items_extra"] == 0   # truthful answers: exact basket
+
+
+def test_reconcile_bench_checks_out_at_the_basket_size(capsys):
+    assert main(["reconcile", "--skus", "400", "--moves", "40", "--basket-items", "8", "--json"]) == 0
+    res = _last_json(capsys)
+    assert res["baskets"] >= 3 and res["basket_lines"] <= 8
 
 
 def test_handler_bench_times_the_scoring_that_runs(capsys):
