@@ -144,7 +144,8 @@ def test_tuned_score_is_identical_on_random_baskets(ci, big):
     rnd = random.Random(1000 + ci + 100 * big)
     book = _book(rnd, cfg, cat)
     compared = pruned = adds_left_out = 0
-    for trial in range(150):
+    trials = 90 if big else 150       # the store's dense reference is ten times the work
+    for trial in range(trials):
         lines = _basket(rnd, rnd.choice([0, 1, 3, 15, 60]), cat)
         personal = [{"pid": f"P{i}", "weight_g": round(rnd.uniform(100, 900), 1)}
                     for i in range(rnd.choice([0, 0, 1, 2]))]
@@ -171,11 +172,11 @@ def test_tuned_score_is_identical_on_random_baskets(ci, big):
             # a shopper naming any SKU, fitting or not (the answer path reads left-out adds and swaps back)
             other = rnd.choice(items).sku
             _same_answer(new, old, other, delta < 0, rnd.choice([4.0, 0.5, 30.0]), index)
-    assert compared > 100      # the comparison ran on real hypotheses, not empty results
+    assert compared > 0.66 * trials   # the comparison ran on real hypotheses, not empty results
     if cfg.prior_swap > 0:
         assert pruned > 20     # and pruning happened in many of them
     if big:
-        assert adds_left_out > 30   # the indexed adds were compared, not only dense fallbacks
+        assert adds_left_out > 15   # the indexed adds were compared, not only dense fallbacks
 
 
 def test_tuned_score_is_identical_with_known_weight():
