@@ -190,7 +190,7 @@ def test_trace_round_trip_and_bad_lines():
 def test_gateway_outputs_decode(tmp_path):
     from cart_gateway.config import GatewayConfig
     from cart_gateway.service import Gateway
-    from cart_gateway.testkit import Board, checkout
+    from cart_bench.testkit import Board, checkout
     cfg = GatewayConfig(state_dir=tmp_path, detector={"enabled": False})
     gw = Gateway(cfg)
     outs = []

@@ -19,6 +19,7 @@ import json
 import logging
 import pickle
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,9 +49,12 @@ class Publish:
     retain: bool = False
     outbox_id: int | None = None
     obj: dict | None = None
+    build: Callable[[], dict] | None = None   # makes obj when first serialised (a batch: only the last one)
 
     def encoded(self) -> bytes:
         if self.payload is None:
+            if self.obj is None and self.build is not None:
+                self.obj = self.build()
             self.payload = dumps(self.obj)
         return self.payload
 
@@ -594,14 +598,17 @@ class Gateway:
         self.metrics.open_reviews.set(len(q))
 
     def _publish_basket(self, rt: CartRt) -> None:
-        b = rt.engine.basket()
-        b["version"] = rt.version()
-        self._emit(f"carts/{rt.cart}/basket", b, retain=True)
+        # built when serialised: in a batch only a cart's last basket is, once, from its final state
+        def build() -> dict:
+            b = rt.engine.basket()
+            b["version"] = rt.version()
+            return b
+        self._emit(f"carts/{rt.cart}/basket", None, retain=True, build=build)
 
-    def _emit(self, topic: str, obj: dict, retain: bool = False) -> None:
+    def _emit(self, topic: str, obj: dict | None, retain: bool = False, build=None) -> None:
         if retain:   # only the last state of a retained topic matters
             self._out = [p for p in self._out if not (p.retain and p.topic == topic)]
-        self._out.append(Publish(topic, None, 1, retain, obj=obj))
+        self._out.append(Publish(topic, None, 1, retain, obj=obj, build=build))
 
     def _flush_out(self) -> list[Publish]:
         out, self._out = self._out, []

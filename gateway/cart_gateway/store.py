@@ -266,8 +266,11 @@ class Store:
                 p: pickle.dumps(json.loads(v), 5)
                 for p, v in self.db.execute("SELECT part, value FROM cart_parts WHERE cart=?", (cart,))}
         parts = split_state(state)
+        settled = _settled_log_parts(parts)
         put = []
         for p, v in parts.items():
+            if p in settled and p in known:
+                continue                # a decision record is not changed once logged
             b = pickle.dumps(v, 5)      # exact and cheap: equal bytes => equal value
             if known.get(p) != b:
                 put.append((cart, p, json.dumps(v, separators=(",", ":"), allow_nan=False)))
@@ -401,6 +404,18 @@ class Store:
 
 # ---------------------------------------------------------- state parts
 _ID_KEYS = ("line_id", "id", "pid")
+LOG_RECHECK = 16    # the newest decision records are still compared; older ones are final
+
+
+def _settled_log_parts(parts: dict[str, object]) -> set[str]:
+    """The parts of decision records older than the newest LOG_RECHECK: the engine appends a
+    record and never edits it, so once stored such a part is not pickled again to find out
+    (a cart's log holds up to log_limit records: comparing them all was most of save_cart)."""
+    head = parts.get("log/")
+    if not isinstance(head, dict) or "list" not in head:
+        return set()
+    ids = head["list"]
+    return {f"log/{i}" for i in ids[:-LOG_RECHECK]} if len(ids) > LOG_RECHECK else set()
 
 
 def split_state(state: dict) -> dict[str, object]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from cart_gateway.config import parse_config
 from cart_gateway.detectors import Candidate
 from cart_gateway.service import Gateway
-from cart_gateway.testkit import Board, frame_chunks
+from cart_bench.testkit import Board, frame_chunks
 
 JUICE = ("SKU0212", 1124.1)      # Dorfkind Juice Orange 1000 g
 KETCHUP = ("SKU0217", 350.2)     # Rivale Ketchup Classic 300 g

@@ -6,7 +6,7 @@ import pytest
 from gwcore import JPEG, JUICE, KETCHUP, Harness
 
 from cart_gateway.protocol import CHUNK_HEADER
-from cart_gateway.testkit import Board, frame_chunks
+from cart_bench.testkit import Board, frame_chunks
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_bad_answers_checkouts_and_verdicts(h):
 
 
 def test_verdict_naming_a_sku_outside_the_catalogue_is_rejected_and_review_stays_open(h):
-    from cart_gateway.testkit import verdict
+    from cart_bench.testkit import verdict
     h.move(7000.0, KETCHUP[0])
     rid = h.last("gateway/gw1/review/new")["review_id"]
     h.send("gateway/gw1/review/verdict", verdict(rid, "v1", "NOPE", 1))

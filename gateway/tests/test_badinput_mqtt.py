@@ -3,9 +3,9 @@ import urllib.request
 
 from gwhelp import Watcher, publisher, start_gateway, stop, write_config
 
-from cart_gateway.bench import free_port
+from cart_bench.env import free_port
 from cart_gateway.protocol import CHUNK_HEADER
-from cart_gateway.testkit import Board
+from cart_bench.testkit import Board
 
 
 def metrics(port):

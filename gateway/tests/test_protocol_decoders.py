@@ -5,7 +5,7 @@ import json
 import pytest
 
 from cart_gateway import protocol as P
-from cart_gateway.testkit import Board, frame_chunks
+from cart_bench.testkit import Board, frame_chunks
 
 SCALE = P.parse_topic("carts/c001/scale/evt")
 CAM = P.parse_topic("carts/c001/cam/evt")

@@ -5,7 +5,7 @@ import pytest
 
 from cart_gateway.reconcile import (Answer, CartReconciler, ReconcileConfig, Unsettled, Verdict, Vision,
                                     WeightChange)
-from cart_gateway.reconcile.synth import catalogue, sku
+from cart_bench.synth import catalogue, sku
 
 
 @dataclass(frozen=True)

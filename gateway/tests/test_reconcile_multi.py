@@ -6,7 +6,7 @@ from cart_gateway.reconcile.multi import fit_skus, score_multi
 from cart_gateway.reconcile.scoring import score
 from cart_gateway.reconcile.inputs import VisionSummary
 
-from cart_gateway.reconcile.synth import sku
+from cart_bench.synth import sku
 from test_reconcile_cases import SKUS, Cart
 
 
@@ -188,7 +188,7 @@ def test_partial_produce_removal_by_an_answer_or_a_verdict(by):
 
 
 def test_multi_scoring_without_multi_hypotheses_matches_single_scoring():
-    from cart_gateway.reconcile.synth import catalogue
+    from cart_bench.synth import catalogue
     from cart_gateway.reconcile.scoring import CatalogueIndex
     from cart_gateway.reconcile.weightbook import WeightBook
     cat = CatalogueIndex(catalogue(SKUS))
@@ -213,7 +213,7 @@ def test_multi_scoring_without_multi_hypotheses_matches_single_scoring():
 
 
 def test_fit_skus_tells_in_out_and_swap_apart_by_weight():
-    from cart_gateway.reconcile.synth import catalogue
+    from cart_bench.synth import catalogue
     from cart_gateway.reconcile.scoring import CatalogueIndex
     from cart_gateway.reconcile.weightbook import WeightBook
     cat = CatalogueIndex(catalogue(SKUS))

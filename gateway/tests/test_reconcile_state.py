@@ -6,8 +6,8 @@ import pytest
 
 from cart_gateway.reconcile import (Answer, CartReconciler, Verdict, ReconcileError, Unsettled, Vision, WeightBook,
                                     WeightChange)
-from cart_gateway.reconcile.scenario import Session, drive
-from cart_gateway.reconcile.synth import synthetic
+from cart_bench.scenario import Session, drive
+from cart_bench.synth import synthetic
 
 SKUS = synthetic(120, seed=5, produce=5)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cart_gateway.reconcile import Answer, CartReconciler, ReconcileConfig, WeightBook
-from cart_gateway.reconcile.synth import catalogue, sku
+from cart_bench.synth import catalogue, sku
 from test_reconcile_cases import Cart
 
 PAIR = [sku("tea-a", 400.0, 12.0, 300), sku("tea-b", 430.0, 12.0, 320), sku("jam", 900.0, 10.0, 250)]

@@ -7,7 +7,7 @@ from gwcore import JPEG, JUICE, KETCHUP
 from gwhelp import ROOT
 
 from cart_gateway.protocol import trace_line
-from cart_gateway.testkit import Board, answer, checkout, frame_chunks
+from cart_bench.testkit import Board, answer, checkout, frame_chunks
 
 
 def make_trace(path):
@@ -108,7 +108,7 @@ def test_replay_of_a_cart_sim_trace_charges_what_the_simulators_gateway_charged(
 def _verdict_trace(path, header_extra: dict, gw_in_topic: str):
     """A weight-only movement the shopper answers 'none of these' -> review; a verdict sent to
     `gateway/<gw_in_topic>/review/verdict` settles it."""
-    from cart_gateway.testkit import verdict
+    from cart_bench.testkit import verdict
     t = 1_700_000_000_000
     lines = [json.dumps(dict({"trace": 1, "created_ms": t, "source": "test"}, **header_extra))]
     scale = Board("c001")

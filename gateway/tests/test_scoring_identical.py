@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import score_reference as ref
+from cart_bench.synth import store_catalogue
 from cart_gateway.catalogue import Catalogue
 from cart_gateway.reconcile import CatalogueIndex, ReconcileConfig, WeightBook
 from cart_gateway.reconcile.inputs import VisionSummary
@@ -20,12 +21,16 @@ from cart_gateway.reconcile.scoring import KINDS, best_with_sku, score
 
 CAT = Catalogue.load()
 INDEX = CatalogueIndex(CAT)
+# a store-sized catalogue (families, weight-alikes): the k-unit adds are indexed by weight too
+BIG = store_catalogue(3000, seed=5)
+BIG_INDEX = CatalogueIndex(BIG)
 
 
-def _basket(rnd: random.Random, n_lines: int) -> list[dict]:
+def _basket(rnd: random.Random, n_lines: int, cat=CAT) -> list[dict]:
     lines = []
+    items = list(cat)
     for i in range(n_lines):
-        it = rnd.choice(list(CAT))
+        it = rnd.choice(items)
         qty = 1 if it.sold_by_weight else rnd.choice([1, 1, 1, 2, 3, 5])
         w = rnd.uniform(50, 2500) if it.sold_by_weight else qty * it.weight_mean_g
         # now and then a produce SKU on a counted line (the line's flag, not the catalogue's, decides)
@@ -39,15 +44,15 @@ def _basket(rnd: random.Random, n_lines: int) -> list[dict]:
     return lines
 
 
-def _vision(rnd: random.Random) -> VisionSummary | None:
+def _vision(rnd: random.Random, cat=CAT) -> VisionSummary | None:
     r = rnd.random()
     if r < 0.4:
         return None
-    skus = rnd.sample([s.sku for s in CAT], rnd.randint(0, 4))
+    skus = rnd.sample([s.sku for s in cat], rnd.randint(0, 4))
     scores = {s: rnd.random() / 2 for s in skus}
     codes = []
     if rnd.random() < 0.3:
-        with_code = [s for s in CAT if s.ean13]
+        with_code = [s for s in cat if s.ean13]
         codes.append(rnd.choice(with_code).ean13)
     if rnd.random() < 0.1:
         codes.append("4000000000000")   # not in the catalogue
@@ -55,9 +60,9 @@ def _vision(rnd: random.Random) -> VisionSummary | None:
                          frame_ids=["c001/1/1"], ref=None, n_frames=rnd.choice([0, 1, 3]))
 
 
-def _book(rnd: random.Random, cfg: ReconcileConfig) -> WeightBook:
-    book = WeightBook.for_catalogue(CAT, cfg.learn_prior_strength, cfg.min_sd_g)
-    for it in rnd.sample(list(CAT), 20):      # some learned SKUs
+def _book(rnd: random.Random, cfg: ReconcileConfig, cat=CAT) -> WeightBook:
+    book = WeightBook.for_catalogue(cat, cfg.learn_prior_strength, cfg.min_sd_g)
+    for it in rnd.sample(list(cat), 20):      # some learned SKUs
         if not it.sold_by_weight:
             for _ in range(rnd.randint(1, 5)):
                 book.observe(it.sku, it.weight_mean_g * rnd.uniform(0.98, 1.02))
@@ -118,9 +123,9 @@ def _same(new, ref) -> None:
     assert _close(float(new.arrays["post"].sum()) + sum(p for k, (p, *_) in rr.items() if k not in rn), 1.0, 1e-12)
 
 
-def _same_answer(new, ref, sku: str, removal: bool, max_z: float) -> None:
-    h = best_with_sku(new, INDEX, sku, removal=removal, max_z=max_z)
-    g = best_with_sku(ref, INDEX, sku, removal=removal, max_z=max_z)
+def _same_answer(new, ref, sku: str, removal: bool, max_z: float, index=INDEX) -> None:
+    h = best_with_sku(new, index, sku, removal=removal, max_z=max_z)
+    g = best_with_sku(ref, index, sku, removal=removal, max_z=max_z)
     assert (h is None) == (g is None)
     if h is not None:
         _same_hyp(h, g)
@@ -131,37 +136,47 @@ CONFIGS = [ReconcileConfig(), ReconcileConfig(prior_swap=0.0, prior_personal=0.0
 
 
 @pytest.mark.parametrize("ci", range(len(CONFIGS)))
-def test_tuned_score_is_identical_on_random_baskets(ci):
+@pytest.mark.parametrize("big", [False, True], ids=["packaged317", "store3000"])
+def test_tuned_score_is_identical_on_random_baskets(ci, big):
     cfg = CONFIGS[ci]
-    rnd = random.Random(1000 + ci)
-    book = _book(rnd, cfg)
-    compared = pruned = 0
-    for trial in range(150):
-        lines = _basket(rnd, rnd.choice([0, 1, 3, 15, 60]))
+    cat, index = (BIG, BIG_INDEX) if big else (CAT, INDEX)
+    items = list(cat)
+    rnd = random.Random(1000 + ci + 100 * big)
+    book = _book(rnd, cfg, cat)
+    compared = pruned = adds_left_out = 0
+    trials = 90 if big else 150       # the store's dense reference is ten times the work
+    for trial in range(trials):
+        lines = _basket(rnd, rnd.choice([0, 1, 3, 15, 60]), cat)
         personal = [{"pid": f"P{i}", "weight_g": round(rnd.uniform(100, 900), 1)}
                     for i in range(rnd.choice([0, 0, 1, 2]))]
         present = [ln for ln in lines if ln["status"] == "accepted"]
         if present and rnd.random() < 0.4:        # a removal of a basket item
             delta = -rnd.choice(present)["weight_g"]
+        elif big and rnd.random() < 0.4:          # an item (or k of one) added at about its weight
+            it = rnd.choice(items)
+            delta = rnd.choice([1, 1, 2, 3]) * it.weight_mean_g + rnd.gauss(0, 2)
         else:
             delta = rnd.choice([rnd.uniform(6, 3000), -rnd.uniform(6, 3000), 0.0, rnd.uniform(3100, 6000)])
         noise = rnd.choice([0.0, 0.8, 4.0])
-        vision = _vision(rnd)
-        new = score(delta, noise, INDEX, book, lines, personal, vision, cfg)
-        old = ref.score(delta, noise, INDEX, book, lines, personal, vision, cfg)
+        vision = _vision(rnd, cat)
+        new = score(delta, noise, index, book, lines, personal, vision, cfg)
+        old = ref.score(delta, noise, index, book, lines, personal, vision, cfg)
         _same(new, old)
         if new.hyps:
             compared += 1
             pruned += len(new.arrays["post"]) < len(old.arrays["post"])
+            adds_left_out += new.arrays["adds"] is not None
             sku = new.hyps[0]["sku"] or (lines[0]["sku"] if lines else None)
             if sku:
-                _same_answer(new, old, sku, delta < 0, 4.0)
-            # a shopper naming any SKU, fitting or not (the answer path reads pruned swaps back)
-            other = rnd.choice(list(CAT)).sku
-            _same_answer(new, old, other, delta < 0, rnd.choice([4.0, 0.5, 30.0]))
-    assert compared > 100      # the comparison ran on real hypotheses, not empty results
+                _same_answer(new, old, sku, delta < 0, 4.0, index)
+            # a shopper naming any SKU, fitting or not (the answer path reads left-out adds and swaps back)
+            other = rnd.choice(items).sku
+            _same_answer(new, old, other, delta < 0, rnd.choice([4.0, 0.5, 30.0]), index)
+    assert compared > 0.66 * trials   # the comparison ran on real hypotheses, not empty results
     if cfg.prior_swap > 0:
         assert pruned > 20     # and pruning happened in many of them
+    if big:
+        assert adds_left_out > 15   # the indexed adds were compared, not only dense fallbacks
 
 
 def test_tuned_score_is_identical_with_known_weight():
@@ -271,3 +286,42 @@ def test_windows_hold_every_pair_that_fits():
         assert need <= kept
         checked += len(need)
     assert checked > 1000
+
+
+@pytest.mark.parametrize("ci", range(len(CONFIGS)))
+def test_indexed_pairs_match_the_dense_pair_block(ci):
+    """score_multi's two-product adds (k of A + one B) on the 3,000-SKU store: the pairs
+    the weight index keeps plus the rest in closed form give the dense block's hypotheses, in
+    order, with posteriors within 1e-9 (weight-alikes give exact ties: lowest index first)."""
+    from cart_gateway.reconcile import multi
+    cfg = CONFIGS[ci]
+    rnd = random.Random(50 + ci)
+    items = list(BIG)
+    book = _book(rnd, cfg, BIG)
+    indexed = 0
+    calls = []
+    real = multi._pairs_indexed
+
+    def spy(*a):
+        r = real(*a)
+        calls.append(r is not None)
+        return r
+    multi._pairs_indexed = spy
+    try:
+        for _ in range(120):
+            lines = _basket(rnd, rnd.choice([0, 3, 15]), BIG)
+            it = rnd.choice(items)
+            delta = rnd.choice([it.weight_mean_g + rnd.choice(items).weight_mean_g + rnd.gauss(0, 2),
+                                2 * it.weight_mean_g + rnd.choice(items).weight_mean_g, rnd.uniform(6, 3000)])
+            vision = _vision(rnd, BIG)
+            new = multi.score_multi(delta, 0.8, BIG_INDEX, book, lines, [], vision, cfg)
+            old = multi.score_multi(delta, 0.8, BIG_INDEX, book, lines, [], vision, cfg, prune=False)
+            assert len(new.hyps) == len(old.hyps)
+            for h, g in zip(new.hyps, old.hyps):
+                _same_hyp(h, g)
+            assert new.best_fit_z == old.best_fit_z
+    finally:
+        multi._pairs_indexed = real
+    indexed = sum(calls)
+    if cfg.weight_lik_floor > 0 and cfg.prior_two > 0:
+        assert indexed > 40       # the indexed pairs were compared, not only dense fallbacks

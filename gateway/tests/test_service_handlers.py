@@ -4,7 +4,7 @@ import json
 from gwcore import JPEG, JUICE, KETCHUP, Harness
 
 from cart_gateway.service import Gateway
-from cart_gateway.testkit import answer, checkout, verdict
+from cart_bench.testkit import answer, checkout, verdict
 
 
 def frame_files(h):
@@ -123,7 +123,7 @@ def test_camera_clock_is_mapped_onto_the_cart_timeline(tmp_path):
 def test_batch_path_gives_the_same_state_as_one_message_at_a_time(tmp_path):
     """The live adapter's group commit (handle_batch) and handle() per message end in the same state."""
     from cart_gateway.service import BatchFailed
-    from cart_gateway.testkit import Board
+    from cart_bench.testkit import Board
     import pytest
     msgs = []
     b = Board("c001")
@@ -156,7 +156,7 @@ def _engine_failure(h):
     rid = "c001-r1"
     h.gw.store.add_review({"review_id": rid, "cart": "c001", "frames": []}, 0)
     h.gw.carts["c001"].engine.s["reviews"][rid] = {"request": {}, "move_id": "m1"}
-    from cart_gateway.testkit import verdict
+    from cart_bench.testkit import verdict
     return [("tick", 1_700_000_100_000), ("msg", "gateway/gw1/review/verdict", verdict(rid, "v9", "NOPE", 1), 1)]
 
 
@@ -188,7 +188,7 @@ def test_every_publish_decodes_with_the_protocols_output_decoders(tmp_path):
 
 def test_burst_runs_at_its_capture_event_with_the_frames_that_arrived(tmp_path):
     """The camera sends frames before the capture event: one still missing then is lost; don't wait."""
-    from cart_gateway.testkit import frame_chunks
+    from cart_bench.testkit import frame_chunks
     h = Harness(tmp_path)
     cam = h.cam
     for ch in frame_chunks(cam.epoch, 1, JPEG):
@@ -207,7 +207,7 @@ def test_burst_runs_at_its_capture_event_with_the_frames_that_arrived(tmp_path):
 def test_a_tick_that_only_moves_the_clock_writes_nothing(tmp_path):
     """Ticks while a movement waits for its vision commit nothing (no fsync a weight event would
     wait behind); the tick that decides it writes the prompt. A restart in between loses nothing."""
-    from cart_gateway.testkit import Board
+    from cart_bench.testkit import Board
     h = Harness(tmp_path)
     b = Board("c001")
     h.send(b.topic, b.unsettled())

@@ -1,6 +1,7 @@
 """kill -9 the gateway repeatedly while a publisher streams events through Mosquitto:
 nothing lost, nothing counted twice, the final basket equals the truth."""
-from cart_gateway.bench import Env, stream_and_kill
+from cart_bench.env import Env
+from cart_bench.recovery import stream_and_kill
 
 
 def test_kill9_repeatedly_under_load_loses_nothing_and_counts_nothing_twice(mosquitto, tmp_path):

@@ -1,7 +1,7 @@
 """The gateway process against a real Mosquitto: events in, retained basket out."""
 from gwhelp import Watcher, publisher, start_gateway, stop, write_config
 
-from cart_gateway.testkit import Board, checkout
+from cart_bench.testkit import Board, checkout
 
 ORANGE_JUICE = 1124.1   # SKU0212 and a few look-alikes weigh about this
 
@@ -39,7 +39,7 @@ def test_weight_event_through_mosquitto_publishes_retained_basket(mosquitto, tmp
 def test_answer_then_checkout_gives_receipt_within_a_second_and_a_fresh_basket(mosquitto, tmp_path):
     import time
 
-    from cart_gateway.testkit import answer
+    from cart_bench.testkit import answer
     cfg = write_config(tmp_path, mosquitto.port)
     gw = start_gateway(cfg, log=tmp_path / "gw.log")
     w = Watcher(mosquitto.port)

@@ -4,7 +4,7 @@ import signal
 from gwhelp import Watcher, publisher, start_gateway, stop, write_config
 
 from cart_testing.broker import Broker
-from cart_gateway.testkit import Board
+from cart_bench.testkit import Board
 
 
 def status(w):

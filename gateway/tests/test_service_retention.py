@@ -2,7 +2,7 @@
 event redelivered later is still recognised as a duplicate."""
 from gwcore import JUICE, KETCHUP, Harness
 
-from cart_gateway.testkit import Board, checkout
+from cart_bench.testkit import Board, checkout
 
 SHORT = {"events_days": 10 / 86400, "decisions_days": 10 / 86400, "prune_interval_s": 1}   # 10 s
 

@@ -5,7 +5,7 @@ from gwcore import JUICE, Harness, barcode_jpeg
 from gwhelp import Watcher, publisher, start_gateway, stop, write_config
 
 from cart_gateway.catalogue import Catalogue
-from cart_gateway.testkit import Board, frame_chunks
+from cart_bench.testkit import Board, frame_chunks
 from cart_gateway.vision import BurstDetector, DetectorWorker, read_ean13
 
 EAN = Catalogue.load()[JUICE[0]].ean13

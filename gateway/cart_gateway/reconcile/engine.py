@@ -15,7 +15,7 @@ from collections import Counter
 from .config import ReconcileConfig
 from .inputs import Answer, Unsettled, Verdict, Vision, VisionSummary, WeightChange
 from .multi import family_smoothed, fit_skus, score_multi, skus_of
-from .scoring import CatalogueIndex, Scored, best_with_sku
+from .scoring import CatalogueIndex, MovementScores, Scored, best_with_sku
 from .weightbook import WeightBook
 
 STATE_VERSION = 1
@@ -37,6 +37,7 @@ class CartReconciler:
         if self.book.skus != self.cat.skus:
             raise ReconcileError("WeightBook and catalogue list different SKUs (build the book from the catalogue)")
         self.s = self._fresh()
+        self._scores = MovementScores(self.book)   # transient: a movement's score, reused for its answer
 
     def _fresh(self) -> dict:
         return {"v": STATE_VERSION, "cart": self.cart, "version": 0, "now_ms": 0,
@@ -336,8 +337,10 @@ class CartReconciler:
         vis = family_smoothed(vis, self.cat, self.cfg.family_confusion)
         recent = [r["sku"] for r in self.s.get("recent_out", [])
                   if mv["mono_ms"] - r["mono_ms"] <= self.cfg.readd_window_ms]
-        return score_multi(mv["delta_g"], mv["noise_g"], self.cat, self.book, self.s["lines"],
-                           self.s["personal"], vis, self.cfg, recent_out=recent)
+        open_moves = {m["id"] for m in self.s["moves"].values() if m["state"] in ("waiting", "prompt", "answered")}
+        return self._scores.get(mv["id"], open_moves, lambda: score_multi(
+            mv["delta_g"], mv["noise_g"], self.cat, self.book, self.s["lines"], self.s["personal"], vis, self.cfg,
+            recent_out=recent), mv["delta_g"], mv["noise_g"], self.s["lines"], self.s["personal"], vis, recent)
 
     def _decide(self, mv: dict) -> None:
         cfg = self.cfg

@@ -25,7 +25,7 @@ import numpy as np
 
 from .config import ReconcileConfig
 from .inputs import VisionSummary
-from .scoring import CatalogueIndex, Scored, barcode_factor, score, vision_factor
+from .scoring import CatalogueIndex, Scored, barcode_factor, log_vision, score, top_with_ties, vision_factor
 from .weightbook import WeightBook
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -40,11 +40,16 @@ def _logpdf(x, mu, sd):
 def vision_factors(vision: VisionSummary | None, cat: CatalogueIndex, cfg: ReconcileConfig):
     """(vis, logb): score()'s vision and barcode factors as arrays over every SKU."""
     n = cat.n
+    flat = getattr(cat, "_flat_factors", None)
+    if flat is None:        # no frame / no barcode: the same for every SKU (read-only, built once)
+        flat = cat._flat_factors = (np.full(n + 1, 1.0 / (n + 1)), np.zeros(n + 1))
+        for a in flat:
+            a.flags.writeable = False
     vis = vision_factor(vision, cat, cfg)
     if vis is None:
-        vis = np.full(n + 1, 1.0 / (n + 1))
+        vis = flat[0]
     logb = barcode_factor(vision, cat, cfg)[0]
-    return vis, (np.zeros(n + 1) if logb is None else logb)
+    return vis, (flat[1] if logb is None else logb)
 
 
 def family_smoothed(vision: VisionSummary | None, cat: CatalogueIndex, c: float) -> VisionSummary | None:
@@ -84,11 +89,12 @@ def family_smoothed(vision: VisionSummary | None, cat: CatalogueIndex, c: float)
 
 def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
                 lines: list[dict], personal: list[dict], vision: VisionSummary | None,
-                cfg: ReconcileConfig, recent_out: list[str] | None = None) -> Scored:
+                cfg: ReconcileConfig, recent_out: list[str] | None = None, prune: bool = True) -> Scored:
     """score() plus the multi-product hypotheses, renormalised together.
 
     `recent_out`: packaged SKUs taken out of this basket moments ago; putting one
-    back (`readd`) is far likelier than any other SKU of that weight."""
+    back (`readd`) is far likelier than any other SKU of that weight. `prune=False`: the
+    dense pair block (the comparison tests' reference)."""
     sc = score(delta_g, noise_g, cat, book, lines, personal, vision, cfg)
     if cfg.prior_two <= 0 and cfg.prior_partial_produce <= 0 and not (recent_out and cfg.prior_readd > 0):
         return sc
@@ -96,7 +102,7 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
     sn = max(cfg.sensor_noise_g, float(noise_g))
     floor = math.log(cfg.weight_lik_floor) if cfg.weight_lik_floor > 0 else -np.inf
     vis, logb = vision_factors(vision, cat, cfg)
-    logv = np.log(vis)
+    logv = log_vision(vis)
     mean, sd = book.mean, book.sd
     seen = vision is not None and vision.n_frames > 0
     hyps: list[dict] = []
@@ -107,32 +113,25 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
     extra_mass = []   # log-sums of every multi hypothesis scored (not only the ones kept)
     keep = max(cfg.ask_top_k, 5)
     if delta_g > 0 and cfg.prior_two > 0 and seen:
-        units = np.flatnonzero(~cat.by_weight)
-        top = units[np.argsort(-vis[units], kind="stable")[: cfg.pair_vision_top]]
+        units = cat.units
+        top = _top_units(vis[units], units, cfg.pair_vision_top)
         ks = np.arange(1, cfg.max_units + 1)
         # rows: (A, k) for A in the top set, k = 1..K; columns: B over every packaged SKU
         a_r = np.repeat(top, len(ks))
         k_r = np.tile(ks, len(top))
-        mu = k_r[:, None] * mean[a_r][:, None] + mean[units][None, :]
-        s = np.sqrt(k_r[:, None] * sd[a_r][:, None] ** 2 + sd[units][None, :] ** 2 + sn * sn)
-        ll = np.maximum(_logpdf(delta_g, mu, s), floor)
         lup = np.log([cfg.unit_prior_of(int(k)) for k in k_r])
-        lp = (math.log(cfg.prior_two) - 2 * math.log(n) + math.log(n + 1) + lup[:, None]
-              + logv[a_r][:, None] + logv[units][None, :] + np.maximum(logb[a_r][:, None], logb[units][None, :]) + ll)
-        # A == B is a k+1 units hypothesis; {A, B} both in the top set with k=1: count the pair once
-        in_top = np.isin(units, top)
-        bad = (units[None, :] == a_r[:, None]) | ((k_r[:, None] == 1) & in_top[None, :] & (units[None, :] < a_r[:, None]))
-        lp = np.where(bad, -np.inf, lp).ravel()
-        extra_mass.append(float(np.logaddexp.reduce(lp)))
-        best = np.argpartition(-lp, keep)[:keep] if len(lp) > keep else np.arange(len(lp))
-        for j in best[np.argsort(-lp[best], kind="stable")]:
-            if not np.isfinite(lp[j]):
-                continue
-            r, c = divmod(int(j), len(units))
-            a, k, b = int(a_r[r]), int(k_r[r]), int(units[c])
-            hyps.append(_h("add2", [cat.skus[a]] * k + [cat.skus[b]], None, float(mu[r, c]), float(s[r, c]),
-                           delta_g, cat.skus[a], k))
-            lps.append(float(lp[j]))
+        c_r = math.log(cfg.prior_two) - 2 * math.log(n) + math.log(n + 1) + lup + logv[a_r]
+        pairs = None
+        if prune and len(a_r) * len(units) >= PAIR_PRUNE_MIN_CELLS:
+            pairs = _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, top, logv, logb, keep)
+        if pairs is None:
+            pairs = _pairs_dense(delta_g, sn, floor, units, mean, sd, a_r, k_r, c_r, top, logv, logb, keep)
+        mass, best = pairs
+        extra_mass.append(mass)
+        for r, b, mu_, s_, lp_ in best:
+            a, k = int(a_r[r]), int(k_r[r])
+            hyps.append(_h("add2", [cat.skus[a]] * k + [cat.skus[b]], None, mu_, s_, delta_g, cat.skus[a], k))
+            lps.append(lp_)
 
     if delta_g > 0 and recent_out and cfg.prior_readd > 0:
         back = sorted({s for s in recent_out if s in cat.idx and not cat.by_weight[cat.idx[s]]})
@@ -211,9 +210,112 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
     arrays = dict(sc.arrays) if sc.arrays else {}
     if arrays:
         arrays["post"] = arrays["post"] * f_single
+        arrays["post_scale"] = arrays.get("post_scale", 1.0) * f_single   # for adds scored again on demand
     evidence = list(sc.evidence)
     best_fit = min([sc.best_fit_z] + [abs(h["z"]) for h in hyps])
     return Scored(merged, evidence, best_fit, sc.unknown_barcodes, arrays)
+
+
+PAIR_PRUNE_MIN_CELLS = 20000   # fewer (A, k) x B cells (~830 packaged SKUs) than this: the dense block
+
+
+def _top_units(v: np.ndarray, units: np.ndarray, m: int) -> np.ndarray:
+    """The m packaged SKUs the camera scored highest, ties to the lowest index (as a stable
+    argsort of -v would give), without sorting the whole catalogue."""
+    if len(v) <= m:
+        return units[np.argsort(-v, kind="stable")]
+    cut = np.partition(v, len(v) - m)[len(v) - m]
+    above = np.flatnonzero(v > cut)
+    above = above[np.lexsort((above, -v[above]))]
+    ties = np.flatnonzero(v == cut)[: m - len(above)]
+    return units[np.concatenate((above, ties))]
+
+
+def _pick(lp: np.ndarray, keep: int, dense_pos: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the `keep` largest finite lp, best first, ties to the lowest position in the
+    dense block (`dense_pos`, default the index), so the dense and the indexed block agree."""
+    if len(lp) > keep:
+        cut = np.partition(lp, len(lp) - keep)[len(lp) - keep]
+        best = top_with_ties(lp, cut, keep, dense_pos)
+    else:
+        cand = np.arange(len(lp))
+        best = cand[np.lexsort((cand if dense_pos is None else dense_pos[cand], -lp[cand]))][:keep]
+    return best[np.isfinite(lp[best])]
+
+
+def _pairs_dense(delta_g, sn, floor, units, mean, sd, a_r, k_r, c_r, top, logv, logb, keep):
+    """Every (A, k) x B pair: (log of their total mass, the best `keep` as (row, B, mu, sd, lp))."""
+    mu = k_r[:, None] * mean[a_r][:, None] + mean[units][None, :]
+    s = np.sqrt(k_r[:, None] * sd[a_r][:, None] ** 2 + sd[units][None, :] ** 2 + sn * sn)
+    ll = np.maximum(_logpdf(delta_g, mu, s), floor)
+    lp = (c_r[:, None] + logv[units][None, :] + np.maximum(logb[a_r][:, None], logb[units][None, :]) + ll)
+    # A == B is a k+1 units hypothesis; {A, B} both in the top set with k=1: count the pair once
+    in_top = np.isin(units, top)
+    bad = (units[None, :] == a_r[:, None]) | ((k_r[:, None] == 1) & in_top[None, :] & (units[None, :] < a_r[:, None]))
+    lp = np.where(bad, -np.inf, lp).ravel()
+    best = []
+    for j in _pick(lp, keep):
+        r, c = divmod(int(j), len(units))
+        best.append((r, int(units[c]), float(mu[r, c]), float(s[r, c]), float(lp[j])))
+    return float(np.logaddexp.reduce(lp)), best
+
+
+def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, top, logv, logb, keep):
+    """The pairs whose weight can fit (the weight index), plus those naming a SKU the camera
+    or a barcode scored, scored one by one; every other pair sits at the likelihood floor with
+    the base vision and barcode factor, so each row's rest is (count) x one value. None when
+    that could change the result (no floor to count the rest at)."""
+    if floor == -np.inf:
+        return None
+    from .scoring import _SwapWindows, _special_units, _z_bound
+    units, n = cat.units, cat.n
+    mean, sd = book.mean, book.sd
+    sn2 = sn * sn
+    sw = _SwapWindows.of(cat, book)
+    var_a = k_r * sd[a_r] ** 2 + sn2
+    zb = _z_bound(floor, math.sqrt(float(sd[units].min()) ** 2 + float(var_a.min())))
+    lo, hi = sw.windows(delta_g, -(k_r * mean[a_r]), var_a, sd, zb)
+    rows, cols = sw.pairs(lo, hi, n)
+    spec = _special_units(vision, cat, barcode_factor(vision, cat, cfg)[1])
+    # always scored: the special SKUs and the pairs the dense block excludes (kept at -inf)
+    R = len(a_r)
+    extra = np.unique(np.concatenate((spec, top)))
+    er, ec = np.repeat(np.arange(R), len(extra)), np.tile(extra, R)
+    out = sw.outside(lo, hi, er, ec)
+    rows, cols = np.concatenate((rows, er[out])), np.concatenate((cols, ec[out]))
+    # the rest of each row sits at the floor with the base factors (any packaged SKU not
+    # special, not in the top set): all tied. Its first `keep` in catalogue order are scored
+    # too, so whatever the dense block would pick among those ties is here.
+    hid = np.ones(n, dtype=bool)
+    hid[extra] = False
+    hid[cat.produce] = False
+    base = np.flatnonzero(hid)
+    if not len(base):
+        return None
+    first = base[: keep + 64]
+    fr, fc = np.repeat(np.arange(R), len(first)), np.tile(first, R)
+    fo = sw.outside(lo, hi, fr, fc).reshape(R, len(first))
+    take = fo & (np.cumsum(fo, axis=1) <= keep)
+    n_in_row = np.bincount(rows, minlength=R) + take.sum(axis=1)
+    if np.any((take.sum(axis=1) < keep) & (n_in_row < len(units))):
+        return None          # a row's ties could not be filled from the first SKUs: dense block
+    take = take.ravel()
+    rows, cols = np.concatenate((rows, fr[take])), np.concatenate((cols, fc[take]))
+    ar, kr = a_r[rows], k_r[rows]
+    mu = kr * mean[ar] + mean[cols]
+    s = np.sqrt(kr * sd[ar] ** 2 + sd[cols] ** 2 + sn2)
+    ll = np.maximum(_logpdf(delta_g, mu, s), floor)
+    lp = c_r[rows] + logv[cols] + np.maximum(logb[ar], logb[cols]) + ll
+    in_top = np.isin(cols, top)
+    bad = (cols == ar) | ((kr == 1) & in_top & (cols < ar))
+    lp = np.where(bad, -np.inf, lp)
+    b0 = int(base[0])
+    lp_h = c_r + logv[b0] + np.maximum(logb[a_r], logb[b0]) + floor
+    n_h = len(units) - np.bincount(rows, minlength=R)
+    best = _pick(lp, keep, rows * len(units) + cat.unit_pos[cols])
+    with np.errstate(divide="ignore"):
+        mass = np.logaddexp(np.logaddexp.reduce(lp), np.logaddexp.reduce(lp_h + np.log(n_h)))
+    return float(mass), [(int(rows[j]), int(cols[j]), float(mu[j]), float(s[j]), float(lp[j])) for j in best]
 
 
 def _h(kind, skus, target, mu, s, delta_g, sku, k) -> dict:

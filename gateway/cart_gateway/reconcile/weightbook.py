@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+CHANGED_KEEP = 1 << 16
+
 
 class WeightBook:
     def __init__(self, skus: list[str], prior_mean: np.ndarray, prior_sd: np.ndarray,
@@ -25,6 +27,11 @@ class WeightBook:
         self.stats: dict[str, list[float]] = {}   # sku -> [n, mean, m2]
         self.mean = self.prior_mean.copy()
         self.sd = self.prior_sd.copy()
+        # bumped whenever mean / sd change; `changed` lists the SKU indices observe() moved since
+        # the last reset (load_dict), so scoring's weight index follows them without a full pass
+        self.version = 0
+        self.changed: list[int] = []
+        self.reset_count = 0
 
     @classmethod
     def for_catalogue(cls, catalogue, prior_strength: float = 4.0, min_sd_g: float = 1.0) -> "WeightBook":
@@ -49,6 +56,11 @@ class WeightBook:
         m2 += d * (w - mean)
         self.stats[sku] = [n, mean, m2]
         self._refresh(self._idx[sku])
+        self.version += 1
+        self.changed.append(self._idx[sku])
+        if len(self.changed) > CHANGED_KEEP:      # bounded: readers that fall behind rebuild
+            self.changed = []
+            self.reset_count += 1
 
     def _refresh(self, i: int) -> None:
         n, xbar, m2 = self.stats.get(self.skus[i], [0.0, 0.0, 0.0])
@@ -87,3 +99,6 @@ class WeightBook:
         for k in self.stats:
             if k in self._idx:
                 self._refresh(self._idx[k])
+        self.version += 1
+        self.changed = []
+        self.reset_count += 1

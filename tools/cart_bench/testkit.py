@@ -1,7 +1,7 @@
 """Protocol payload builders for tests and benchmarks (what boards and screens send).
 
 Mirrors firmware/lib/cartfw/proto.py's encoders for the gateway's own tests
-and `cart_gateway.bench`; the contract test checks the real encoders.
+and `cart-bench`; the contract test checks the real encoders.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import binascii
 import json
 import struct
 
-from .protocol import CHUNK_HEADER
+from cart_gateway.protocol import CHUNK_HEADER
 
 
 def _j(obj) -> bytes:

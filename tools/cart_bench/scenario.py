@@ -7,25 +7,14 @@ and reviews with the truth, as a shopper and a reviewer would.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from .inputs import Answer, Unsettled, Verdict, Vision, WeightChange
+from cart_gateway.detectors.api import Candidate
+from cart_gateway.reconcile.inputs import Answer, Unsettled, Verdict, Vision, WeightChange
 
 
-try:
-    from cart_gateway.detectors.api import Candidate as _Candidate
-
-    def Cand(sku, score):
-        return _Candidate(sku=sku, score=score, cx=0.5, cy=0.5)
-except ImportError:  # detectors package not merged yet: same fields
-    @dataclass(frozen=True)
-    class Cand:  # type: ignore[no-redef]
-        sku: str | None
-        score: float
-        cx: float = 0.5
-        cy: float = 0.5
+def Cand(sku, score):
+    return Candidate(sku=sku, score=score, cx=0.5, cy=0.5)
 
 
 class Session:

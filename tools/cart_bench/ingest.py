@@ -1,0 +1,175 @@
+"""Sustained ingest: weight events/s the gateway stores, side by side with a bare paho
+subscriber receiving the same stream in the same run; the ratio."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+from .env import Env, client
+from .stream import ingest_stream
+
+
+def _screens(port: int, truth: dict) -> mqtt.Client:
+    """The carts' screens: every prompt is answered (truthfully), as shoppers do."""
+    def on_prompt(c, u, m):
+        p = json.loads(m.payload)
+        cart = m.topic.split("/")[1]
+        # weight-only movements all ask, so the n-th prompt is the n-th movement
+        k = int(p["prompt_id"].rsplit("-p", 1)[1])
+        sku = truth[cart][min(k, len(truth[cart])) - 1]
+        c.publish(f"carts/{cart}/screen/answer", json.dumps(
+            {"v": 1, "prompt_id": p["prompt_id"], "answer_id": "a-" + p["prompt_id"],
+             "choice": {"sku": sku}}), qos=1)
+    screen = client(port, "bench-screens", on_prompt)
+    screen.subscribe("carts/+/screen/prompt", qos=1)
+    return screen
+
+
+def _publish_all(port: int, msgs: list, publishers: int) -> float:
+    """Publish at QoS 1 over `publishers` connections (a cart's events stay on one, in order)."""
+    pubs = [client(port, f"bench-pub{i}") for i in range(publishers)]
+    parts = [[] for _ in pubs]
+    for t, p in msgs:
+        parts[int(t.split("/")[1][1:]) % publishers].append((t, p))
+
+    def run(c, part):
+        infos = [c.publish(t, p, qos=1) for t, p in part]
+        for i in infos:
+            i.wait_for_publish(120)
+    t0 = time.perf_counter()
+    ths = [threading.Thread(target=run, args=(c, part)) for c, part in zip(pubs, parts)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    dt = time.perf_counter() - t0
+    for c in pubs:
+        c.loop_stop()
+        c.disconnect()
+    return dt
+
+
+POLL_S = 0.02   # how often the bench reads the gateway's database (another process: no load on the gateway)
+
+
+def _wait_gateway_events(env: Env, n: int, timeout: float = 300) -> tuple[float | None, float | None]:
+    """(first, last): the gateway's first stored event (its receive time, `t_ms` in the events
+    table) and the moment its database first holds n events, as time.time() seconds.
+
+    Read from SQLite by this process (WAL: a reader does not block the gateway's writes).
+    The old bench scraped the gateway's Prometheus endpoint every 20 ms instead, which ran
+    the HTTP server and the exposition in the gateway's own process, under its GIL, while it
+    was being measured."""
+    deadline = time.time() + timeout
+    db = None
+    try:
+        while time.time() < deadline:
+            try:
+                if db is None:
+                    db = sqlite3.connect(f"file:{env.tmp / 'state' / 'gateway.sqlite3'}?mode=ro", uri=True)
+                got, lo = db.execute("SELECT COUNT(*), MIN(t_ms) FROM events").fetchone()
+            except sqlite3.OperationalError:     # not created yet
+                if db is not None:
+                    db.close()
+                db = None
+                time.sleep(POLL_S)
+                continue
+            now = time.time()
+            if got >= n:
+                return lo / 1000.0, now
+            time.sleep(POLL_S)
+    finally:
+        if db is not None:
+            db.close()
+    return None, None
+
+
+def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1) -> dict:
+    """Weight events/s the gateway stores vs a bare paho subscriber of the same stream, same run.
+
+    live: the events are published (QoS 1, `publishers` connections) while both are subscribed:
+      both rates are bounded by the load generator, so a ratio near 1 only says "keeps up".
+      Prompts are answered by a screens client as they come.
+    queued: the events, and the screens' answers (in-stream, see _ingest_stream), are queued at
+      the broker for the gateway's and the bare subscriber's persistent sessions while both are
+      offline; then the bare subscriber, and after it the gateway, drain their queue. Each rate
+      is the subscriber's own (first to last event stored), not the publisher's.
+    """
+    carts = [f"c{i:03d}" for i in range(50)]    # one store's carts
+    msgs, truth = ingest_stream(n, carts, answers=mode == "queued")
+    with tempfile.TemporaryDirectory() as d:
+        env = Env(Path(d), carts=carts)
+        try:
+            env.start_gateway()
+            env.wait_online()
+            bare = {"n": 0, "t_first": None, "t_end": None}
+
+            def on_bare(c, u, m):
+                bare["n"] += 1
+                if bare["t_first"] is None:
+                    bare["t_first"] = time.perf_counter()
+                if bare["n"] == n:
+                    bare["t_end"] = time.perf_counter()
+            sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=mqtt.MQTTv5)
+            sub.max_inflight_messages_set(1000)
+            sub.on_message = on_bare
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+            props.ReceiveMaximum = 1000       # as the gateway
+            sub.connect("127.0.0.1", env.port, clean_start=False, properties=props)
+            sub.loop_start()
+            sub.subscribe("carts/+/+/evt", qos=1)
+            screen = _screens(env.port, truth) if mode == "live" else None
+            time.sleep(0.5)
+            if mode == "queued":
+                sub.disconnect()
+                sub.loop_stop()
+                env.stop_gateway()
+                time.sleep(0.3)
+            t_pub = _publish_all(env.port, msgs, publishers)
+            t0 = time.perf_counter()
+            if mode == "queued":
+                sub.reconnect()
+                sub.loop_start()
+                deadline = time.time() + 120
+                while bare["t_end"] is None and time.time() < deadline:
+                    time.sleep(0.02)
+                env.start_gateway()
+                g_first, g_end = _wait_gateway_events(env, n)
+                gw_rate = n / (g_end - g_first) if g_end and g_end > g_first else None
+                bare_rate = n / (bare["t_end"] - bare["t_first"]) if bare["t_end"] else None
+            else:
+                t0_wall = time.time() - t_pub          # publishing started (the gateway's clock is wall time)
+                g_first, g_end = _wait_gateway_events(env, n)
+                deadline = time.time() + 120
+                while bare["t_end"] is None and time.time() < deadline:
+                    time.sleep(0.02)
+                gw_rate = n / (g_end - t0_wall) if g_end else None
+                bare_rate = n / (bare["t_end"] - t0 + t_pub) if bare["t_end"] else None
+            sub.loop_stop()
+            if screen is not None:
+                screen.loop_stop()
+            m = env.metrics()
+        finally:
+            env.stop()
+    res = {"bench": "ingest", "mode": mode, "events": n, "publishers": publishers, "publish_s": round(t_pub, 3),
+           "publish_events_per_s": round(n / t_pub, 1),
+           "gateway_events_per_s": round(gw_rate, 1) if gw_rate else None,
+           "bare_paho_events_per_s": round(bare_rate, 1) if bare_rate else None,
+           "ratio": round(gw_rate / bare_rate, 3) if gw_rate and bare_rate else None,
+           "gateway_stored": m.get("cart_gateway_events_total"),
+           "answers_handled": m.get('cart_gateway_messages_total{kind="screen/answer"}'),
+           "decisions": m.get("cart_gateway_decisions_total"),
+           "commit_batches": m.get("cart_gateway_commit_seconds_count")}
+    print(f"ingest ({mode}, {publishers} publisher(s) at {res['publish_events_per_s']} ev/s): gateway "
+          f"{res['gateway_events_per_s']} ev/s, bare paho {res['bare_paho_events_per_s']} ev/s, ratio {res['ratio']}")
+    return res
+
