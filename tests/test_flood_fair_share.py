@@ -9,7 +9,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from cart_gateway.testkit import Board
+from cart_bench.testkit import Board
 from cart_testing.broker import free_port
 from cart_testing.gateway import GatewayProcess
 from cart_testing.watch import Watcher
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FLOODER = r"""
 import sys
 import paho.mqtt.client as mqtt
-from cart_gateway.testkit import Board
+from cart_bench.testkit import Board
 port, n = int(sys.argv[1]), int(sys.argv[2])
 c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="flood-c001")
 c.max_queued_messages_set(0)

@@ -7,7 +7,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from cart_testing.broker import Broker
-from cart_gateway.testkit import Board
+from cart_bench.testkit import Board
 b = Broker(Path(tempfile.mkdtemp())).start()
 n = {"c": 0, "last": 0.0}
 def on_msg(c, u, m):

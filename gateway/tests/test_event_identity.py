@@ -10,7 +10,7 @@ import sqlite3
 from gwcore import JPEG, JUICE, KETCHUP, Harness
 
 from cart_gateway.store import Store
-from cart_gateway.testkit import Board, frame_chunks
+from cart_bench.testkit import Board, frame_chunks
 
 
 class InstBoard(Board):

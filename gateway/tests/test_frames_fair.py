@@ -1,7 +1,7 @@
 """Frame assembly is bounded per cart, so one cart cannot block another's frames (issue 11.6)."""
 from gwcore import JPEG, Harness
 
-from cart_gateway.testkit import frame_chunks
+from cart_bench.testkit import frame_chunks
 
 CARTS = {"known": ["c001", "c002", "c003"]}
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cart_gateway import protocol as P
-from cart_gateway.testkit import Board, frame_chunks
+from cart_bench.testkit import Board, frame_chunks
 
 ROOT = Path(__file__).resolve().parents[2]
 # CART_FUZZ_EXAMPLES=5000 for a longer hunt; the default keeps `make test` quick

@@ -2,7 +2,7 @@
 from gwcore import JUICE, KETCHUP, Harness
 
 from cart_gateway.service import Gateway
-from cart_gateway.testkit import answer, checkout, verdict
+from cart_bench.testkit import answer, checkout, verdict
 
 
 def _restart(h: Harness) -> None:

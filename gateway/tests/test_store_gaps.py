@@ -2,7 +2,7 @@
 from gwcore import Harness
 
 from cart_gateway.store import Store
-from cart_gateway.testkit import Board
+from cart_bench.testkit import Board
 
 
 def _statements(store, fn):
