@@ -30,7 +30,7 @@ def test_unit_file_passes_systemd_analyze_verify(tmp_path):
 
 def test_unit_has_the_required_settings():
     text = UNIT.read_text()
-    for key in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "DynamicUser=yes",
+    for key in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "RestartPreventExitStatus=2", "DynamicUser=yes",
                 "StateDirectory=cart-gateway", "ProtectSystem=strict", "NoNewPrivileges=yes",
                 "ExecStart=/opt/cart-gateway/venv/bin/cart-gateway run --config /etc/cart-gateway/gateway.toml"):
         assert key in text, key
