@@ -64,8 +64,8 @@ print(json.dumps([to_signed24(*c) for c in cases]))
 @pytest.mark.micropython
 def test_start_up_register_sequence(tmp_path):
     """Reset, digital power-up, wait for PUR, gain 128 + LDO 3.0 V, analog up
-    on the LDO, 80 SPS, chopper clock off, PGA cap on, internal offset
-    calibration, then cycle start: one write per step, nothing else."""
+    on the LDO with cycle start, 80 SPS, chopper clock off, PGA cap on, then
+    internal offset calibration: one write per step, nothing else."""
     out = run_mp(PRELUDE + """
 clk = Clock()
 bus = SimNAU7802Bus(Src(), cal_reads=4)
@@ -76,10 +76,9 @@ print(json.dumps({"writes": bus.writes, "steps": n, "starts": drv.starts, "error
 """, _stage(tmp_path))
     d = json.loads(out)
     assert d["writes"] == [[0x00, 0x01], [0x00, 0x02],                  # RR, then PUD
-                           [0x01, (5 << 3) | 7], [0x00, 0x86], [0x02, 0x30],  # CTRL1, PUD|PUA|AVDDS, CRS 80
+                           [0x01, (5 << 3) | 7], [0x00, 0x96], [0x02, 0x30],  # CTRL1, PUD|PUA|CS|AVDDS, CRS 80
                            [0x15, 0x30], [0x1C, 0x80],                  # CLK_CHP off, PGA_CAP_EN
-                           [0x02, 0x34],                                # CALS (internal offset)
-                           [0x00, 0x96]]                                # + CS: conversions start
+                           [0x02, 0x34]]                                # CALS (internal offset)
     assert d["starts"] == 1 and d["errors"] == 0
     assert 60 <= d["steps"] <= 80       # ~300 ms of settling at 5 ms per poll, never a blocking wait
 
@@ -98,11 +97,11 @@ src.xs = [-152000, 8388607, -8388608, 0, -1]
 for _ in range(5):
     got.append(drv.read())
 got.append(drv.read())
-print(json.dumps({"cfg": cfg, "got": got, "pu": bus.writes[-1]}))
+print(json.dumps({"cfg": cfg, "got": got, "pu": [w for w in bus.writes if w[0] == 0]}))
 """, _stage(tmp_path))
     d = json.loads(out)
     assert d["cfg"] == [[1, 6], [2, 0x70], [2, 0x74]]         # gain 64, no LDO bits; CRS 7 = 320 SPS
-    assert d["pu"] == [0, 0x16]                               # PUD|PUA|CS, AVDDS off: external AVDD
+    assert d["pu"] == [[0, 1], [0, 2], [0, 0x16]]            # PUD|PUA|CS, AVDDS off: external AVDD
     assert d["got"] == [None, -152000, 8388607, -8388608, 0, -1, None]
 
 

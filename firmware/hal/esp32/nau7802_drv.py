@@ -2,7 +2,9 @@
 # read() -> int | None as the HX711 drivers (docs/scale.md "NAU7802 variant").
 #
 # Register map (Nuvoton NAU7802 datasheet rev 1.7, section 11; the same bits
-# in the Linux iio driver and SparkFun's library):
+# in the Linux iio driver and SparkFun's library, whose begin() order this
+# start-up follows: reset, PUD+PUA, PUR, CS, LDO+AVDDS, gain, rate, ADC 0x30,
+# PGA_CAP_EN, LDO ramp, calibrate):
 #   0x00 PU_CTRL  RR(0) reset, PUD(1) digital up, PUA(2) analog up, PUR(3)
 #                 power-up ready (ro), CS(4) cycle start, CR(5) conversion
 #                 ready (ro), OSCS(6), AVDDS(7) AVDD from the internal LDO
@@ -15,8 +17,8 @@
 #   0x1F REV      revision id (low nibble 0xF)
 #
 # Start-up is a state machine advanced by read(): reset, power up, wait for
-# PUR, configure, let the LDO and the analog front end settle, run the
-# internal offset calibration, start conversions. Each step is one short I2C
+# PUR, configure and start conversions (CS), let the LDO and the analog
+# front end settle, run the internal offset calibration. Each step is one short I2C
 # transaction, none waits, so read() never blocks the asyncio loop for more
 # than one transaction (~100 us at 400 kHz). An I2C error (chip missing,
 # cable off) restarts the sequence after RETRY_MS and counts bus_errors;
@@ -51,8 +53,8 @@ RATES = {10: 0, 20: 1, 40: 2, 80: 3, 320: 7}
 LDO_MV = {4500: 0, 4200: 1, 3900: 2, 3600: 3, 3300: 4, 3000: 5, 2700: 6, 2400: 7}
 
 PUR_TIMEOUT_MS = const(50)    # datasheet: ready about 200 us after PUD
-SETTLE_MS = const(300)        # LDO and analog front end before calibrating (estimate)
-CAL_TIMEOUT_MS = const(1000)  # an internal offset calibration takes a few conversions
+SETTLE_MS = const(300)        # LDO ramp before calibrating: "about 200 ms" (SparkFun library)
+CAL_TIMEOUT_MS = const(1000)  # calibration "approximately 344 ms; wait up to 1000 ms" (SparkFun)
 RETRY_MS = const(500)         # after a bus error or a failed calibration
 
 # start-up states
@@ -185,7 +187,6 @@ class NAU7802:
                     self.cal_errors += 1
                     self._restart("nau7802: offset calibration failed (CAL_ERR)", now)
                 else:
-                    self._wr(PU_CTRL, self._pu_run() | CS)   # conversions start
                     self.state = S_RUN
                     self.starts += 1
             elif dt > CAL_TIMEOUT_MS:
@@ -194,7 +195,9 @@ class NAU7802:
 
     def _configure(self):
         self._wr(CTRL1, ctrl1_value(self._gain, self._ldo))
-        self._wr(PU_CTRL, self._pu_run())       # analog up, AVDD source
+        # analog up, AVDD source, conversions cycling (CS before the
+        # calibration, as SparkFun's power-up does)
+        self._wr(PU_CTRL, self._pu_run() | CS)
         self._wr(CTRL2, ctrl2_value(self._rate))
         self._wr(ADC_REG, self._rd(ADC_REG) | CHPS_OFF)
         self._wr(PWR_CTRL, self._rd(PWR_CTRL) | PGA_CAP_EN)
