@@ -283,3 +283,53 @@ nau7802_drv.NAU7802(None, a["gain"], a["rate"], a["ldo_mv"])
 print(cfg["board"], hx711_drv.open is nau7802_drv.open, p.rate, a["rate"])
 """, tmp_path)
     assert out.split() == ["scale", "True", "80", "80"]
+
+
+@pytest.mark.micropython
+def test_virtual_board_with_the_nau7802_slot_reports_a_placed_item(mosquitto, tmp_path):
+    """The real firmware in micropython (runtime, MQTT, scale app) with the
+    ADC slot filled as on the NAU7802 board: the real driver on the emulated
+    chip, fed by the virtual board's cell. A placed item gives one weight
+    event with its whole weight."""
+    import threading
+    import time
+
+    import paho.mqtt.client as mqtt
+
+    from cart_sim.virtual_board import VirtualBoard
+    vb = VirtualBoard("sim-scale", "c001", ("127.0.0.1", mosquitto.port), tmp_path / "fs")
+    cfg = vb.default_config()
+    cfg["app"] = json.loads((BOARD / "config.template.json").read_text())["app"]
+    vb.flash(cfg)
+    lib = tmp_path / "fs" / "lib"
+    (lib / "hx711_drv.mpy").unlink()
+    shutil.copy(DRV, lib / "nau7802_drv.py")
+    (lib / "hx711_drv.py").write_text("print('adc slot: nau7802 on the emulated chip')\n"
+                                      "from nau7802_chip import open  # noqa: F401\n")
+    msgs, lock = [], threading.Lock()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    c.on_message = lambda cl, u, m: (lock.acquire(), msgs.append(json.loads(m.payload)), lock.release())
+    c.connect("127.0.0.1", mosquitto.port)
+    c.subscribe("carts/c001/scale/evt", 1)
+    c.loop_start()
+
+    def weights():
+        with lock:
+            return [e for e in msgs if e.get("type") == "weight"]
+    try:
+        vb.power_on()
+        assert vb.wait_console("mqtt: connected", timeout=20), vb.console_text()[-2000:]
+        assert vb.wait_console("adc slot: nau7802", timeout=10), vb.console_text()[-2000:]
+        time.sleep(3.0)                    # start-up (~0.4 s) and the first settle
+        vb.cell.set_load(412.0)
+        deadline = time.monotonic() + 20
+        while not weights() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        w = weights()
+        assert len(w) == 1, (w, vb.console_text()[-2000:])
+        assert abs(w[0]["delta_g"] - 412.0) < 3.0
+    finally:
+        c.loop_stop()
+        c.disconnect()
+        vb.close()

@@ -86,3 +86,12 @@ def bus(cfg=None):
     pass it as the i2c of the real driver's NAU7802 class."""
     import hwlink
     return SimNAU7802Bus(hwlink.link().samples)
+
+
+def open(cfg=None):
+    """The scale app's ADC slot on a virtual NAU7802 board: the real driver
+    (nau7802_drv from firmware/hal/esp32, staged next to this module) on the
+    emulated chip on the hardware link. cfg: the config's app.hx711."""
+    from nau7802_drv import NAU7802
+    c = cfg or {}
+    return NAU7802(bus(), c.get("gain", 128), c.get("rate", 80), c.get("ldo_mv", 3000))
