@@ -20,8 +20,11 @@ With --noise-g every part runs at that cell noise (g rms); without it the
 placements and hands draw 0.5..1.5 g rms per trial and pushing runs at 1.5.
 --rate-hz 10 models the HX711's 10 SPS mode (400 ms settling, input noise
 50 instead of 90 nV rms: noise x 0.56, figures.md); --cells 4 averages four
-cells each behind its own ADC (noise / 2). Prints figures, then one JSON line
-(with --json only the JSON line). Not pass/fail.
+cells each behind its own ADC (noise / 2). --adc nau7802 --adc-noise-nv N
+swaps the ADC: the HX711's own 90 nV rms at 80 SPS (0.68 g on this cell) is
+taken out of the cell noise in quadrature and N nV rms put back (docs/scale.md
+"A quieter ADC"). Prints figures, then one JSON line (with --json only the
+JSON line). Not pass/fail.
 """
 from __future__ import annotations
 
@@ -46,6 +49,25 @@ OFFSET = -152_000
 # (fastsim gives the pipeline 4.5 s after every action), so the noise learned
 # is the cell's. Before issue 14 the hands part used 1.5 s.
 SETTLED_MS = 5000
+# The cell (docs/scale.md, load-cell model): 2 mV/V over 50 kg = 0.04 uV per
+# gram per volt of excitation; the HX711 board excites it at 3.3 V (0.132
+# uV/g) and adds 90 nV rms at 80 SPS (figures.md). The NAU7802 variant
+# excites it from its LDO at 3.0 V (0.120 uV/g; the LDO must sit below the
+# 3.3 V DVDD). Both are ratiometric, so counts per gram are the same (~86).
+UV_PER_G_PER_V = 0.04
+HX711_EXC_V, HX711_NV_80SPS = 3.3, 90.0
+NAU7802_EXC_V = 3.0
+
+
+def adc_swap_noise_g(total_g: float, adc_nv: float, exc_v: float = NAU7802_EXC_V) -> float:
+    """Cell noise (g rms) measured behind an HX711 at 80 SPS, with that ADC's
+    own input noise (0.68 g) taken out in quadrature and `adc_nv` nV rms at
+    `exc_v` volts of excitation put back. The rest (cell, mounting, supply,
+    vibration) is what is left of total_g."""
+    hx_g = HX711_NV_80SPS / 1000.0 / (UV_PER_G_PER_V * HX711_EXC_V)
+    rest2 = max(0.0, total_g * total_g - hx_g * hx_g)
+    adc_g = adc_nv / 1000.0 / (UV_PER_G_PER_V * exc_v)
+    return math.sqrt(rest2 + adc_g * adc_g)
 
 
 class Cell:
@@ -55,10 +77,14 @@ class Cell:
     settle_ms = 50.0
     noise_factor = 1.0             # 10 SPS mode, averaged cells
     spike_rate = 0.02
+    adc_nv: float | None = None    # --adc nau7802: its input noise, nV rms
 
 
 def _model(seed, noise_g, **kw):
-    g = (noise_g if Cell.noise_g is None else Cell.noise_g) * Cell.noise_factor
+    g = noise_g if Cell.noise_g is None else Cell.noise_g
+    if Cell.adc_nv is not None:
+        g = adc_swap_noise_g(g, Cell.adc_nv)
+    g *= Cell.noise_factor
     kw.setdefault("spike_rate", Cell.spike_rate)
     return LoadCellModel(seed, rate_hz=Cell.rate_hz, settle_ms=Cell.settle_ms, noise_g=g,
                          counts_per_g=CPG, offset=OFFSET, **kw)
@@ -161,7 +187,7 @@ def hands(n, seed):
     1..8 s, tremor and wander at the model's defaults, then lifted; every
     weight event is false."""
     rng = random.Random(seed)
-    false = suspect = 0
+    false = suspect = uncancelled = 0
     per_press = []
     for k in range(n):
         m = _model(seed * 7 + k, rng.uniform(0.5, 1.5))
@@ -178,7 +204,11 @@ def hands(n, seed):
         false += nw
         if nw:
             per_press.append(round(press))
-    return {"presses": n, "false_weight_events": false, "suspect": suspect,
+            if abs(sum(e[1]["delta_g"] for _, e in evs if e[0] == "weight")) > 3.0:
+                uncancelled += nw
+    # uncancelled: false events in presses whose events do not sum to ~0 (a
+    # gateway cancelling +x/-x pairs could not remove them)
+    return {"presses": n, "false_weight_events": false, "suspect": suspect, "uncancelled": uncancelled,
             "presses_with_false_events": per_press}
 
 
@@ -262,6 +292,7 @@ def actions(n, seed):
     per = {k: {"actions": 0, "one_event": 0, "delta_ok": 0} for k in names}
     lat_kind = {k: [] for k in names}
     lat, n_act, n_one, n_ok = [], 0, 0, 0
+    n_sum_ok = 0  # the action's events summed within tolerance (see "merged_ok_share")
     worst = []
     flags = {"steady": 0, "suspect": 0, None: 0}
     for k in range(n):
@@ -280,6 +311,8 @@ def actions(n, seed):
             mine = [(t, f) for t, f in ws if start <= t < end]
             per[kind]["actions"] += 1
             n_act += 1
+            if mine and abs(sum(f["delta_g"] for _, f in mine) - truth) <= max(3.0, 0.01 * abs(truth)):
+                n_sum_ok += 1
             if len(mine) != 1:
                 worst.append((kind, round(truth, 1), [round(f["delta_g"], 1) for _, f in mine]))
                 continue
@@ -296,7 +329,10 @@ def actions(n, seed):
                 worst.append((kind, round(truth, 1), [round(f["delta_g"], 1)]))
     for k in names:
         per[k]["latency_p95_ms"] = _pct(lat_kind[k], .95)
+    # merged_ok_share: what a gateway that merges all of an action's events
+    # (a provisional event replaced by its follow-up) would get at most.
     return {"actions": n_act, "one_event_share": n_one / n_act, "delta_ok_share": n_ok / n_act,
+            "merged_ok_share": n_sum_ok / n_act,
             "latency_ms": {"p50": _pct(lat, .5), "p95": _pct(lat, .95), "max": max(lat, default=None)},
             "by_kind": per, "hold_flags": {str(k): v for k, v in flags.items()},
             "failures": worst[:40]}
@@ -362,11 +398,24 @@ def main(argv=None):
                     help="4: four cells each behind its own ADC, averaged (noise / 2)")
     ap.add_argument("--noise-factor", type=float, default=1.0,
                     help="scale the cell noise further (a quieter ADC: its noise over the HX711's)")
+    ap.add_argument("--adc", choices=("hx711", "nau7802"), default="hx711",
+                    help="nau7802: the board variant boards/cart-scale-esp32-nau7802 (80 SPS, I2C)")
+    ap.add_argument("--adc-noise-nv", type=float, default=None,
+                    help="with --adc nau7802: its input-referred noise at 80 SPS, gain 128, nV rms "
+                         "(required: no published figure is in docs/scale.md's sources)")
     ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                     help="override a pipeline parameter (cartfw.scale.pipeline.PARAMS)")
     ap.add_argument("--skip-mpy", action="store_true", help="skip the micropython cost run")
     ap.add_argument("--json", action="store_true", help="print only the JSON line")
     a = ap.parse_args(argv)
+    if a.adc == "nau7802":
+        if a.adc_noise_nv is None or not (0 <= a.adc_noise_nv < 10_000):
+            ap.error("--adc nau7802 needs --adc-noise-nv N (0 <= N < 10000 nV rms)")
+        if a.rate_hz != 80 or a.cells != 1:
+            ap.error("--adc nau7802 is benched at 80 SPS on one cell (docs/scale.md)")
+    elif a.adc_noise_nv is not None:
+        ap.error("--adc-noise-nv is for --adc nau7802")
+    Cell.adc_nv = a.adc_noise_nv
     for kv in a.param:
         k, _, v = kv.partition("=")
         PARAMS[k] = float(v)
@@ -378,6 +427,9 @@ def main(argv=None):
     say = (lambda *x: None) if a.json else print
     t0 = time.perf_counter()
     res = {"noise_g": a.noise_g, "seed": a.seed, "rate_hz": a.rate_hz, "cells": a.cells,
+           "adc": a.adc, "adc_noise_nv": a.adc_noise_nv,
+           "cell_noise_g": (None if a.noise_g is None else
+                            round(_model(0, a.noise_g).noise_g, 3)),
            "effective_noise_factor": round(Cell.noise_factor, 3)}
     res["actions"] = ac = actions(a.actions, a.seed)
     say(f"actions: {ac['actions']}: one event {ac['one_event_share']:.4f} (goal >= 0.995), "
@@ -413,6 +465,8 @@ def main(argv=None):
         "delta_ok_share": round(ac["delta_ok_share"], 4),
         "push_false_per_hour": round(pu["false_per_hour"], 2),
         "hand_false_per_100": round(100.0 * hd["false_weight_events"] / max(1, hd["presses"]), 1),
+        "merged_ok_share": round(ac["merged_ok_share"], 4),
+        "hand_uncancelled_per_100": round(100.0 * hd["uncancelled"] / max(1, hd["presses"]), 1),
         "latency_p50_ms": ac["latency_ms"]["p50"],
         "latency_p95_ms": ac["latency_ms"]["p95"],
     })

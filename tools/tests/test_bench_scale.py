@@ -26,3 +26,29 @@ def test_noise_option_reaches_the_cell_model():
     finally:
         bench_scale.Cell.noise_g, bench_scale.Cell.noise_factor = None, 1.0
     assert bench_scale._model(1, 0.7).noise_g == 0.7
+
+
+def test_nau7802_option_swaps_the_adc_noise_in_quadrature():
+    # The HX711's own 90 nV at 3.3 V excitation is 0.68 g on this cell; a 2 g
+    # cell keeps 1.88 g whatever ADC reads it, and 45 nV at 3.0 V adds 0.375 g.
+    assert abs(bench_scale.adc_swap_noise_g(2.0, 0.0) - 1.8802) < 1e-3
+    assert abs(bench_scale.adc_swap_noise_g(2.0, 90.0, exc_v=3.3) - 2.0) < 1e-9
+    assert abs(bench_scale.adc_swap_noise_g(0.5, 45.0) - 0.375) < 1e-3   # below the HX711's floor: ADC only
+    bench_scale.Cell.noise_g, bench_scale.Cell.adc_nv = 2.0, 0.0
+    try:
+        assert abs(bench_scale._model(1, 0.7).noise_g - 1.8802) < 1e-3
+    finally:
+        bench_scale.Cell.noise_g, bench_scale.Cell.adc_nv = None, None
+
+
+def test_nau7802_needs_its_noise_figure(capsys):
+    import pytest
+    with pytest.raises(SystemExit):
+        bench_scale.main(["--adc", "nau7802", "--json"])
+    assert "--adc-noise-nv" in capsys.readouterr().err
+    bench_scale.main(["--noise-g", "2.0", "--adc", "nau7802", "--adc-noise-nv", "45", "--actions", "9",
+                      "--placements", "2", "--hours", "0.01", "--hands", "2", "--skip-mpy", "--json"])
+    d = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert d["adc"] == "nau7802" and abs(d["cell_noise_g"] - 1.917) < 0.01
+    assert 0.0 <= d["merged_ok_share"] <= 1.0 and d["hand_uncancelled_per_100"] <= d["hand_false_per_100"]
+    bench_scale.Cell.adc_nv = None
