@@ -194,6 +194,13 @@ def build_fs(board_name: str, dest: Path, config: dict | None = None, mpy: bool 
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         for f in sorted((FIRMWARE / "hal" / board["family"]).glob("*.py")):
             shutil.copy(f, lib / f.name)
+        # A module the board's own folder provides replaces the family HAL's of the same
+        # name (cart-scale-esp32-nau7802's hx711_drv.py hands the ADC slot to nau7802_drv).
+        own = BOARDS / board_name
+        for m in manifest_modules(board_name):
+            src = ROOT / m.source
+            if src.parent == own and m.image_path.startswith("lib/"):
+                shutil.copy(src, lib / src.name)
         if mpy:
             # Compiled as on a board: the heap then holds no compiler work.
             _compile(new, board["mpy_march"], _mpy_major())

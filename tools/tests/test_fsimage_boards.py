@@ -127,3 +127,14 @@ def _fake_board(tmp_path, monkeypatch, definition):
     (boards / "x" / "board.json").write_text(json.dumps(definition))
     monkeypatch.setattr(fsimage, "BOARDS", boards)
 
+
+
+def test_a_module_in_the_boards_folder_replaces_the_family_hals(tmp_path):
+    # The NAU7802 board's ADC slot (lib/hx711_drv) must be its own hand-over module,
+    # not the esp32 HAL's HX711 driver of the same name.
+    build_fs("cart-scale-esp32-nau7802", tmp_path)
+    slot = (tmp_path / "lib" / "hx711_drv.mpy").read_bytes()
+    assert b"nau7802_drv" in slot
+    assert (tmp_path / "lib" / "nau7802_drv.mpy").is_file()
+    build_fs("cart-scale-esp32", tmp_path / "hx")
+    assert b"nau7802_drv" not in (tmp_path / "hx" / "lib" / "hx711_drv.mpy").read_bytes()
