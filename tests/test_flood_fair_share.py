@@ -68,7 +68,7 @@ def test_one_carts_qos0_flood_does_not_delay_another_carts_basket(mosquitto, tmp
         shopper.loop_start()
         # the flood from its own process: this one's GIL is for the shopper and the watcher
         flooder = subprocess.Popen([sys.executable, "-c", FLOODER, str(mosquitto.port), str(FLOOD)],
-                                   stdout=subprocess.PIPE, text=True, env={"PYTHONPATH": str(ROOT / "gateway")})
+                                   stdout=subprocess.PIPE, text=True, env={"PYTHONPATH": f"{ROOT / 'gateway'}:{ROOT / 'tools'}"})
         assert flooder.stdout.readline().strip() == "started"     # 2,000 sent
         time.sleep(0.5)                                            # the flood is queued at the gateway now
         b = Board("c002")
