@@ -29,6 +29,7 @@ def summarise(results, store: Store, wall_s: float) -> dict:
     simple = [r for r in honest if r.multi_sku_moves == 0]
     return {
         "scenario": store.sc["name"], "seed": store.seed, "baskets": n, "items": items,
+        "oracles": sorted(store.oracles),
         "human_reviews_per_1000_baskets": round(sum(r.reviews for r in results) * per_k, 2),
         "shopper_prompts_per_100_items": round(100.0 * sum(r.prompts for r in results) / items, 2) if items else 0.0,
         "wrong_baskets_per_1000": round(sum(1 for r in results if r.wrong and not r.dishonest) * per_k, 2),
@@ -72,7 +73,12 @@ def _top(c: Counter, n: int = 15) -> dict:
 
 def main_bench(args) -> int:
     sc = load_scenario(args.scenario)
-    store = Store(sc, args.seed)
+    oracles = [o.strip() for o in (getattr(args, "oracle", "") or "").split(",") if o.strip()]
+    try:
+        store = Store(sc, args.seed, oracles=oracles)
+    except ValueError as e:
+        print(f"cart-sim: --oracle: {e}", file=sys.stderr)
+        return 2
     t0 = time.time()
 
     def progress(i, n):

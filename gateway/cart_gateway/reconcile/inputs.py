@@ -7,7 +7,24 @@ board's, or the gateway's receive clock): the engine never reads a clock.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Sequence
+
+# A detector label `personal:<class>` (e.g. `personal:bag`) is the camera positively seeing a
+# shopper's own item; candidates with it are kept apart from product scores (VisionSummary).
+PERSONAL_PREFIX = "personal:"
+
+
+class PersonalClass(str, Enum):
+    """What the camera can recognise as the shopper's own item (issue 13 adds the detector classes)."""
+    BAG = "bag"
+    PHONE = "phone"
+    WALLET = "wallet"
+    KEYS = "keys"
+    TOY = "toy"
+
+
+PERSONAL_CLASSES = frozenset(c.value for c in PersonalClass)
 
 
 @dataclass(frozen=True)
@@ -36,7 +53,8 @@ class Vision:
     """Detections of one capture burst (§6.3) plus barcodes read in its frames.
 
     `frames` holds one candidate list per frame; a candidate needs `.sku`
-    (None = "no product") and `.score` (calibrated probability), e.g.
+    (None = "no product"; `personal:<class>` = a personal item of a PersonalClass)
+    and `.score` (calibrated probability), e.g.
     `cart_gateway.detectors.api.Candidate`. `ref` is the triggering event's
     identity (`<cart>/scale/<epoch>/<seq>`) or None (motion / command burst).
     """
@@ -116,6 +134,7 @@ class VisionSummary:
     frame_ids: list[str] = field(default_factory=list)
     ref: list[int] | None = None
     n_frames: int = 0
+    personal_scores: dict[str, float] = field(default_factory=dict)   # PersonalClass value -> mean score
 
     @classmethod
     def of(cls, v: Vision) -> "VisionSummary":
@@ -123,6 +142,7 @@ class VisionSummary:
             raise ValueError(f"Vision.mono_ms must be an int >= 0, got {v.mono_ms!r}")
         n = len(v.frames)
         sums: dict[str, float] = {}
+        psums: dict[str, float] = {}
         none = 0.0
         for i, frame in enumerate(v.frames):
             best: dict[str | None, float] = {}
@@ -134,24 +154,37 @@ class VisionSummary:
             for sku, s in best.items():
                 if sku is None:
                     none += s
+                elif isinstance(sku, str) and sku.startswith(PERSONAL_PREFIX):
+                    pc = sku[len(PERSONAL_PREFIX):]
+                    if pc not in PERSONAL_CLASSES:
+                        raise ValueError(f"Vision.frames[{i}]: unknown personal class {sku!r}")
+                    psums[pc] = psums.get(pc, 0.0) + s
                 else:
                     sums[sku] = sums.get(sku, 0.0) + s
         scores = {k: sums[k] / n for k in sorted(sums)} if n else {}
+        pscores = {k: psums[k] / n for k in sorted(psums)} if n else {}
         r = parse_ref(v.ref)
         return cls(mono_ms=v.mono_ms, scores=scores, none_score=none / n if n else 0.0,
                    barcodes=[str(b) for b in v.barcodes], frame_ids=[str(f) for f in v.frame_ids],
-                   ref=list(r) if r else None, n_frames=n)
+                   ref=list(r) if r else None, n_frames=n, personal_scores=pscores)
+
+    @property
+    def personal_score(self) -> float:
+        """How sure the camera is that it saw one of the shopper's own items."""
+        return max(self.personal_scores.values(), default=0.0)
 
     def to_dict(self) -> dict:
         return {"mono_ms": self.mono_ms, "scores": dict(self.scores), "none_score": self.none_score,
                 "barcodes": list(self.barcodes), "frame_ids": list(self.frame_ids),
-                "ref": list(self.ref) if self.ref else None, "n_frames": self.n_frames}
+                "ref": list(self.ref) if self.ref else None, "n_frames": self.n_frames,
+                "personal_scores": dict(self.personal_scores)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "VisionSummary":
         return cls(mono_ms=d["mono_ms"], scores=dict(d["scores"]), none_score=d["none_score"],
                    barcodes=list(d["barcodes"]), frame_ids=list(d["frame_ids"]),
-                   ref=list(d["ref"]) if d["ref"] else None, n_frames=d["n_frames"])
+                   ref=list(d["ref"]) if d["ref"] else None, n_frames=d["n_frames"],
+                   personal_scores=dict(d.get("personal_scores", {})))   # absent in states before issue 12
 
     def merge(self, other: "VisionSummary") -> None:
         """Two bursts for one movement: frame-weighted mean of scores."""
@@ -161,6 +194,9 @@ class VisionSummary:
             self.scores = {k: (self.scores.get(k, 0.0) * self.n_frames
                                + other.scores.get(k, 0.0) * other.n_frames) / n for k in keys}
             self.none_score = (self.none_score * self.n_frames + other.none_score * other.n_frames) / n
+            pk = sorted(set(self.personal_scores) | set(other.personal_scores))
+            self.personal_scores = {k: (self.personal_scores.get(k, 0.0) * self.n_frames
+                                        + other.personal_scores.get(k, 0.0) * other.n_frames) / n for k in pk}
         self.n_frames = n
         self.barcodes += [b for b in other.barcodes if b not in self.barcodes]
         self.frame_ids += [f for f in other.frame_ids if f not in self.frame_ids]
