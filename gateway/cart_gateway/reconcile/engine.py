@@ -10,16 +10,32 @@ from __future__ import annotations
 import copy
 import json
 import math
+import weakref
 from collections import Counter
 
 from .config import ReconcileConfig
 from .inputs import Answer, Unsettled, Verdict, Vision, VisionSummary, WeightChange
+from .camera import explain, seen_of, skus_in, unseen_part
 from .multi import family_smoothed, fit_skus, score_multi, skus_of
+from .produce import ProduceBook
 from .scoring import CatalogueIndex, Scored, best_with_sku
 from .weightbook import WeightBook
 
 STATE_VERSION = 1
 _SETTLED_KEEP = 64  # recent settled unsettled-ids, to ignore a late `unsettled`
+# one produce book per catalogue index: store-wide like the WeightBook, without a new constructor
+# argument for the service (which shares one index among its carts)
+_PRODUCE_BOOKS: "weakref.WeakKeyDictionary[CatalogueIndex, ProduceBook]" = weakref.WeakKeyDictionary()
+
+
+def produce_book_for(index: CatalogueIndex, cfg: ReconcileConfig) -> ProduceBook:
+    pb = _PRODUCE_BOOKS.get(index)
+    if pb is None:
+        pb = _PRODUCE_BOOKS[index] = ProduceBook.for_catalogue(
+            (index.items[s] for s in index.produce_skus()) if hasattr(index, "produce_skus")
+            else (index.items[index.skus[i]] for i in index.produce),
+            cfg.produce_prior_items, cfg.produce_prior_log_sd, cfg.learn_prior_strength)
+    return pb
 
 
 class ReconcileError(ValueError):
@@ -36,6 +52,7 @@ class CartReconciler:
             (self.cat.items[s] for s in self.cat.skus), self.cfg.learn_prior_strength, self.cfg.min_sd_g)
         if self.book.skus != self.cat.skus:
             raise ReconcileError("WeightBook and catalogue list different SKUs (build the book from the catalogue)")
+        self.produce = produce_book_for(self.cat, self.cfg)
         self.s = self._fresh()
 
     def _fresh(self) -> dict:
@@ -350,20 +367,32 @@ class CartReconciler:
         top = hyps[0]
         p2 = hyps[1]["posterior"] if len(hyps) > 1 else 0.0
         weight_only = "vision" not in sc.evidence and "barcode" not in sc.evidence
+        cam, why, seen = self._camera_explanation(mv, sc, weight_only)
         need = cfg.accept_weight_only_posterior if weight_only else cfg.accept_posterior
         personal = top["kind"] == "personal"
         if top["kind"] == "remove_part" and not cfg.accept_partial_produce:
             need = 2.0   # some of a produce line out: the shopper confirms (a swap looks the same)
         if mv.get("same_weight"):
             need = 2.0   # only the camera saw it (often a look-alike of what was lifted): the shopper confirms
-        if (top["posterior"] >= need and top["posterior"] - p2 >= cfg.accept_margin
-                and abs(top["z"]) <= cfg.accept_max_z and (not personal or cfg.accept_personal)):
+        if cfg.camera_led and unseen_part(top, seen, cfg):
+            need = 2.0   # a pair or a swap one of whose products the camera did not see: the shopper says
+        scorer_ok = (top["posterior"] >= need and top["posterior"] - p2 >= cfg.accept_margin
+                     and abs(top["z"]) <= cfg.accept_max_z and (not personal or cfg.accept_personal))
+        # the camera explanation overrides an accept only when it accounts for a product the scorer's best leaves out
+        if scorer_ok and (cam is None or not (skus_in(cam) - skus_in(top))):
             self._apply(mv, top)
             mv["state"] = "done"
             self._log("accept", "weight-only posterior above threshold" if weight_only else "posterior above threshold",
                       move=mv["id"], sc=sc, extra=extra)
             if top["posterior"] >= cfg.learn_min_posterior:
                 self._learn(mv, top)
+            return
+        if cam is not None:
+            self._apply(mv, cam)
+            mv["state"] = "done"
+            self._log("accept", why, move=mv["id"], sc=sc, evidence=["weight", "vision"],
+                      extra={"hypothesis": cam, "camera_led": True})
+            self._learn(mv, cam)
             return
         if abs(top["z"]) > cfg.accept_max_z and not personal:
             self._open_review(mv, sc, "weight change fits no item")
@@ -388,6 +417,18 @@ class CartReconciler:
             return
         self._open_review(mv, sc, "evidence does not single out an item"
                           if sc.best_fit_z <= cfg.accept_max_z else "weight change fits no item")
+
+    def _camera_explanation(self, mv: dict, sc: Scored, weight_only: bool):
+        """(hypothesis or None, reason, what was seen): the one combination of what the camera saw
+        that fits the weight (camera.py)."""
+        cfg = self.cfg
+        vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
+        seen = seen_of(vis, self.cat, cfg)
+        if not cfg.camera_led or weight_only or mv.get("same_weight") or "barcode" in sc.evidence:
+            return None, "", seen
+        h, why = explain(mv["delta_g"], mv["noise_g"], seen, self.s["lines"], self.s["personal"], self.cat,
+                         self.book, self.produce, cfg)
+        return h, why, seen
 
     # ------------------------------------------------------------------ apply
     def _line_by_id(self, line_id):
@@ -504,7 +545,8 @@ class CartReconciler:
         elif kind == "personal":
             self.s["n"]["personal"] += 1
             self.s["personal"].append({"pid": f"P{self.s['n']['personal']}", "weight_g": round(d, 1),
-                                       "move_id": mv["id"]})
+                                       "move_id": mv["id"], **({"personal_class": h["personal_class"]}
+                                                              if h.get("personal_class") else {})})
         elif kind == "personal_remove":
             self.s["personal"] = [p for p in self.s["personal"] if p["pid"] != h["target"]]
         self._fx["basket_changed"] = True
@@ -571,12 +613,16 @@ class CartReconciler:
         """A confirmed single unit refines that SKU's weight distribution."""
         if h["kind"] not in ("add", "remove") or h["k"] != 1 or h["sku"] is None:
             return
-        if self.cat.items[h["sku"]].sold_by_weight or abs(h["z"]) > self.cfg.learn_max_z:
+        if self.cat.items[h["sku"]].sold_by_weight:
+            if h["kind"] == "add":     # a confirmed bag teaches what this produce's bags weigh
+                self.produce.observe(h["sku"], mv["delta_g"])
+            return
+        if abs(h["z"]) > self.cfg.learn_max_z:
             return
         self.book.observe(h["sku"], abs(mv["delta_g"]))
 
     # ------------------------------------------------------------------ prompts
-    def _open_prompt(self, mv: dict, sc: Scored, kind: str, hyps: list[dict]) -> None:
+    def _open_prompt(self, mv: dict, sc: Scored, kind: str, hyps: list[dict], confirm: str = "") -> None:
         s = self.s
         s["n"]["prompt"] += 1
         pid = f"{self.cart}-p{s['n']['prompt']}"
@@ -602,13 +648,17 @@ class CartReconciler:
                 "scan": "Please scan the barcode of the item you just put in the cart.",
                 "personal": "Is this a personal item (bag, phone...)?",
                 "removal": "Which item did you just take out of the cart?"}[kind]
+        if confirm:    # the first tap looked like a slip: asked again, differently
+            text = ("Please scan the barcode of the item you just put in, or tap its picture."
+                    if kind == "scan" else "Please tap the picture of the item you just took out.")
         prompt = {"v": 1, "prompt_id": pid, "kind": kind, "text": text, "options": opts,
                   "created_ms": s["now_ms"]}
         s["prompts"][pid] = {"prompt": prompt, "move_id": mv["id"]}
         mv["state"], mv["prompt_id"] = "prompt", pid
         self._fx["prompts_opened"].append(prompt)
         self._fx["basket_changed"] = True   # a pending line appears
-        self._log("ask", f"ask the shopper ({kind})", move=mv["id"], sc=sc, extra={"prompt_id": pid})
+        self._log("ask", f"ask the shopper ({kind})" + (f": {confirm}, asked again" if confirm else ""),
+                  move=mv["id"], sc=sc, extra={"prompt_id": pid})
 
     def _close_prompt(self, pid: str) -> None:
         self.s["prompts"].pop(pid, None)
@@ -679,7 +729,16 @@ class CartReconciler:
             self._open_review(mv, sc, f"shopper's choice {sku} does not fit the weight change"
                               f" (z={h['z'] if h else 'n/a'})", ev)
             return
-        if a.barcode is None and self._doubtful(sc, sku, a.prompt_id):
+        taps = 2 if mv.get("reasked") == sku else 1     # the same answer twice: a slip twice is e^2
+        if a.barcode is None and self._doubtful(sc, sku, a.prompt_id, taps):
+            if self.cfg.reask_on_slip and not mv.get("reasked"):
+                # ask again, differently: scan (or the two pictures) instead of the same list; a human
+                # only if the shopper and the evidence still disagree
+                mv["reasked"] = sku
+                alt = [x for x in sc.hyps if sku not in skus_in(x) and abs(x["z"]) <= self.cfg.contradict_z][:1]
+                self._open_prompt(mv, sc, "scan" if mv["delta_g"] > 0 else "removal", alt + [h],
+                                  confirm=f"shopper's choice {sku} is unlikely given the camera and the weight")
+                return
             self._open_review(mv, sc, f"shopper's choice {sku} is unlikely given the camera and the weight", ev)
             return
         self._apply(mv, h)
@@ -688,7 +747,7 @@ class CartReconciler:
         self._log("answer", "shopper's choice fits the weight", move=mv["id"], evidence=ev,
                   extra=dict(info, hypothesis=h))
 
-    def _doubtful(self, sc: Scored, sku: str, prompt_id: str) -> bool:
+    def _doubtful(self, sc: Scored, sku: str, prompt_id: str, taps: int = 1) -> bool:
         """A tap can be a slip: combine the answer (right with 1 - answer_error_rate) with the
         evidence; a choice the evidence makes unlikely goes to a human instead of the receipt."""
         e = self.cfg.answer_error_rate
@@ -699,7 +758,8 @@ class CartReconciler:
             return False    # not on the screen: chosen on purpose (search, label), not a slip
         p = sum(h["posterior"] for h in sc.hyps if h["sku"] == sku)
         m = max(2, len(opts))
-        post = p * (1 - e) / (p * (1 - e) + (1 - p) * e / (m - 1)) if p > 0 else 0.0
+        right, slip = (1 - e) ** taps, (e / (m - 1)) ** taps
+        post = p * right / (p * right + (1 - p) * slip) if p > 0 else 0.0
         return post < self.cfg.answer_min_posterior
 
     def _produce_out(self, sku: str, delta_g: float) -> dict | None:
@@ -723,7 +783,7 @@ class CartReconciler:
             h = best_with_sku(sc, self.cat, a.skus[0], removal=mv["delta_g"] < 0, max_z=self.cfg.contradict_z)
         else:
             fits = fit_skus(list(a.skus), mv["delta_g"], mv["noise_g"], self.cat, self.book, self.s["lines"],
-                            self.cfg)
+                            self.cfg, produce_z=self.produce.z)
             h = fits[0] if fits else None
         if h is None or abs(h["z"]) > self.cfg.contradict_z:
             self._open_review(mv, sc, f"shopper's choice {list(a.skus)} does not fit the weight change"
