@@ -69,16 +69,44 @@ def unseen_part(h: dict, seen: Seen | None, cfg: ReconcileConfig) -> list[str]:
     return sorted(s for s in skus_in(h) if got.get(s, 0.0) < cfg.pair_seen_min_score)
 
 
+def left_out(h: dict, seen: Seen | None, fits: list[dict], cfg: ReconcileConfig) -> list[str]:
+    """Products the camera saw (mean score >= unexplained_seen_score) that hypothesis h does not
+    involve although a combination of several seen products with them fits the weight: accepting h
+    would ignore a second product of a pair or the other side of a swap. (A look-alike the detector
+    hesitated over is not left out: no combination with it fits.)"""
+    if seen is None or cfg.unexplained_seen_score >= 1:
+        return []
+    mine = skus_in(h)
+    multi = [skus_in(f) for f in fits if len(skus_in(f)) > 1]
+    return sorted(s for s, v in seen.scores.items() if v >= cfg.unexplained_seen_score and s not in mine
+                  and any(s in m for m in multi))
+
+
+def hidden_pair(h: dict, vision: VisionSummary | None, cat, book, cfg: ReconcileConfig) -> bool:
+    """k >= 2 units of one product from a burst with missed frames, when another product weighs
+    the same: the missed frame may have shown it (one A and one look-alike B in, not two A)."""
+    if h["kind"] != "add" or h.get("k", 1) < 2 or h.get("sku") is None or cat.items[h["sku"]].sold_by_weight:
+        return False
+    if vision is not None and vision.n_frames >= cfg.multi_unit_min_frames:
+        return False
+    import numpy as np
+    i = cat.idx[h["sku"]]
+    mean, sd = book.mean, book.sd
+    units = cat.units[cat.units != i]
+    tol = cfg.camera_fit_z * np.sqrt(sd[units] ** 2 + sd[i] ** 2 + cfg.sensor_noise_g ** 2)
+    return bool(np.any(np.abs(mean[units] - mean[i]) <= tol))
+
+
 def _z(delta: float, mu: float, var: float) -> float:
     return (delta - mu) / math.sqrt(var)
 
 
 def explain(delta_g: float, noise_g: float, seen: Seen | None, lines: list[dict], personal: list[dict],
-            cat, book, produce: ProduceBook, cfg: ReconcileConfig) -> tuple[dict | None, str]:
+            cat, book, produce: ProduceBook, cfg: ReconcileConfig) -> tuple[dict | None, str, list[dict]]:
     """The one explanation of this weight change built from what the camera saw, as an engine
-    hypothesis, or (None, why not)."""
+    hypothesis, or None; why; and every combination of what was seen that fits the weight."""
     if seen is None:
-        return None, "no vision"
+        return None, "no vision", []
     sn = max(cfg.sensor_noise_g, float(noise_g))
     sn2 = sn * sn
     prods = seen.products
@@ -91,8 +119,13 @@ def explain(delta_g: float, noise_g: float, seen: Seen | None, lines: list[dict]
             have[ln["sku"]] += ln["qty"]
     K = cfg.max_units
     out: list[tuple[dict, frozenset]] = []     # (hypothesis, what it explains of the seen)
+    done: set = set()
 
     def mv(kind, ins: Counter, outs: Counter, extra=None):
+        key = (tuple(sorted(ins.items())), tuple(sorted(outs.items())))
+        if key in done:
+            return         # k of A + one B with k = 1 is one B + one A
+        done.add(key)
         mu = sum(q * book.params(s)[0] for s, q in ins.items()) - sum(q * book.params(s)[0] for s, q in outs.items())
         var = sum(q * book.params(s)[1] ** 2 for s, q in (ins + outs).items()) + sn2
         z = _z(delta_g, mu, var)
@@ -160,20 +193,43 @@ def explain(delta_g: float, noise_g: float, seen: Seen | None, lines: list[dict]
                 if b != a:
                     mv("swap_multi", Counter({b: 1}), Counter({a: 1}))
 
+    # a produce line out for a packaged product in (the line's weight is known), or a packaged
+    # unit out for a produce bag in (the bag weighs what is left: it must be plausible)
+    for p in loose:
+        for ln in accepted:
+            if ln["sku"] == p:
+                for b in packaged:
+                    mb, sb = book.params(b)
+                    var = sb * sb + 2 * sn2 + (0.01 * ln["weight_g"]) ** 2
+                    z = _z(delta_g, mb - ln["weight_g"], var)
+                    if abs(z) <= cfg.camera_fit_z:
+                        out.append(({"kind": "swap_multi", "sku": b, "k": 1, "skus": sorted([p, b]), "in": {b: 1},
+                                     "out": {p: 1}, "target": None, "posterior": 1.0,
+                                     "mu_g": round(mb - ln["weight_g"], 3), "sd_g": round(math.sqrt(var), 3),
+                                     "z": round(z, 3)}, frozenset([p, b])))
+        for a in packaged:
+            if have[a] and produce.knows(p):
+                bag = delta_g + book.params(a)[0]
+                z = produce.z(p, bag)
+                if bag > cfg.min_delta_g and abs(z) <= cfg.produce_max_z:
+                    out.append(({"kind": "swap_multi", "sku": p, "k": 1, "skus": sorted([p, a]), "in": {p: 1},
+                                 "out": {a: 1}, "target": None, "posterior": 1.0, "mu_g": round(delta_g, 3),
+                                 "sd_g": 0.0, "z": round(z, 3)}, frozenset([p, a])))
+    fits = [h for h, _ in out]
     if not out:
-        return None, "nothing the camera saw fits the weight"
+        return None, "nothing the camera saw fits the weight", fits
     universe = set(prods) | ({"personal"} if seen.personal >= cfg.personal_min_score else set())
     full = [(h, e) for h, e in out if e == universe]
-    cands = full or (out if len(out) == 1 else [])
-    if not cands:
-        return None, "what the camera saw fits the weight in more than one way"
+    if not full:
+        return None, "no combination of everything the camera saw fits the weight", fits
+    cands = full
     if len(cands) > 1:
         cands.sort(key=lambda he: abs(he[0]["z"]))
         if abs(cands[1][0]["z"]) - abs(cands[0][0]["z"]) < cfg.camera_margin_z:
-            return None, "what the camera saw fits the weight in more than one way"
+            return None, "what the camera saw fits the weight in more than one way", fits
     h, e = cands[0]
     mass = sum(prods.get(s, 0.0) for s in e) + (seen.personal if "personal" in e else 0.0)
     if mass < cfg.camera_accept_score:
-        return None, f"the camera is not sure enough ({mass:.2f} < {cfg.camera_accept_score})"
+        return None, f"the camera is not sure enough ({mass:.2f} < {cfg.camera_accept_score})", fits
     return h, "the camera saw " + (", ".join(sorted(x if x != "personal" else f"a personal item ({seen.personal_class})"
-                                                    for x in e))) + " and the weight fits"
+                                                    for x in e))) + " and the weight fits", fits

@@ -56,6 +56,12 @@ class ReconcileConfig(BaseModel):
     seen_max_products: int = Field(4, ge=1, le=8, description="at most this many seen products are combined")
     pair_seen_min_score: float = Field(0.2, ge=0, le=1, description=(
         "a pair or a swap is accepted only if each of its products scored this high"))
+    unexplained_seen_score: float = Field(0.3, ge=0, le=1, description=(
+        "a product the camera saw this surely (mean over the burst) that the best hypothesis leaves out "
+        "blocks its accept: the shopper says (1 turns it off)"))
+    multi_unit_min_frames: int = Field(3, ge=0, description=(
+        "k >= 2 units of one product are accepted from fewer frames only if no other product weighs the same "
+        "(a missed frame may have shown a look-alike second product)"))
     camera_fit_z: float = Field(3.0, gt=0, description="a camera-led explanation must fit the weight within this")
     camera_margin_z: float = Field(1.0, ge=0, description=(
         "two explanations of what was seen that both fit: the better must fit by this much more"))

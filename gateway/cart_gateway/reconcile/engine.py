@@ -15,7 +15,7 @@ from collections import Counter
 
 from .config import ReconcileConfig
 from .inputs import Answer, Unsettled, Verdict, Vision, VisionSummary, WeightChange
-from .camera import explain, seen_of, skus_in, unseen_part
+from .camera import explain, hidden_pair, left_out, seen_of, skus_in, unseen_part
 from .multi import family_smoothed, fit_skus, score_multi, skus_of
 from .produce import ProduceBook
 from .scoring import CatalogueIndex, Scored, best_with_sku
@@ -367,7 +367,7 @@ class CartReconciler:
         top = hyps[0]
         p2 = hyps[1]["posterior"] if len(hyps) > 1 else 0.0
         weight_only = "vision" not in sc.evidence and "barcode" not in sc.evidence
-        cam, why, seen = self._camera_explanation(mv, sc, weight_only)
+        cam, why, seen, fits = self._camera_explanation(mv, sc, weight_only)
         need = cfg.accept_weight_only_posterior if weight_only else cfg.accept_posterior
         personal = top["kind"] == "personal"
         if top["kind"] == "remove_part" and not cfg.accept_partial_produce:
@@ -376,6 +376,13 @@ class CartReconciler:
             need = 2.0   # only the camera saw it (often a look-alike of what was lifted): the shopper confirms
         if cfg.camera_led and unseen_part(top, seen, cfg):
             need = 2.0   # a pair or a swap one of whose products the camera did not see: the shopper says
+        vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
+        if cfg.camera_led and hidden_pair(top, vis, self.cat, self.book, cfg):
+            need = 2.0   # two of A, or A and a look-alike B the missed frame showed: the shopper says
+        if cam is not None and hidden_pair(cam, vis, self.cat, self.book, cfg):
+            cam = None
+        if cfg.camera_led and cam is None and left_out(top, seen, fits, cfg):
+            need = 2.0   # the camera saw a product the best hypothesis ignores: the shopper says
         scorer_ok = (top["posterior"] >= need and top["posterior"] - p2 >= cfg.accept_margin
                      and abs(top["z"]) <= cfg.accept_max_z and (not personal or cfg.accept_personal))
         # the camera explanation overrides an accept only when it accounts for a product the scorer's best leaves out
@@ -425,10 +432,10 @@ class CartReconciler:
         vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
         seen = seen_of(vis, self.cat, cfg)
         if not cfg.camera_led or weight_only or mv.get("same_weight") or "barcode" in sc.evidence:
-            return None, "", seen
-        h, why = explain(mv["delta_g"], mv["noise_g"], seen, self.s["lines"], self.s["personal"], self.cat,
-                         self.book, self.produce, cfg)
-        return h, why, seen
+            return None, "", seen, []
+        h, why, fits = explain(mv["delta_g"], mv["noise_g"], seen, self.s["lines"], self.s["personal"], self.cat,
+                               self.book, self.produce, cfg)
+        return h, why, seen, fits
 
     # ------------------------------------------------------------------ apply
     def _line_by_id(self, line_id):
