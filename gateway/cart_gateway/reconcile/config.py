@@ -78,6 +78,11 @@ class ReconcileConfig(BaseModel):
     # --- timing (event time)
     evidence_window_ms: int = Field(1500, ge=0, description="wait this long for vision after a weight event")
     vision_max_wait_ms: int = Field(10000, ge=0, description="drop unmatched vision after this")
+    merge_gap_ms: int = Field(3000, ge=0, description=(
+        "a settle whose window opens this soon after an undecided movement settled is part of the same "
+        "action and merged into it; 0 decides every settle on its own (docs/reconciliation.md §1)"))
+    merge_hold_ms: int = Field(1000, ge=0, description=(
+        "a movement is decided no sooner than this after it settled, so a second settle can join it"))
     unsettled_expire_ms: int = Field(10000, ge=0, description=(
         "close an `unsettled` window with no `weight` event after this: the scale sends no event "
         "when a push, knock or hand leaves the load where it was (docs/scale.md)"))

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+import math
 from typing import Any, Sequence
+
+from .state import ReconcileError
 
 # A detector label `personal:<class>` (e.g. `personal:bag`) is the camera positively seeing a
 # shopper's own item; candidates with it are kept apart from product scores (VisionSummary).
@@ -201,3 +204,50 @@ class VisionSummary:
         self.barcodes += [b for b in other.barcodes if b not in self.barcodes]
         self.frame_ids += [f for f in other.frame_ids if f not in self.frame_ids]
         self.mono_ms = max(self.mono_ms, other.mono_ms)
+
+
+def check_input(item, cat) -> "VisionSummary | None":
+    """Reject a malformed input with a message naming the field; returns a Vision's summary."""
+    name = type(item).__name__
+    if not isinstance(item, (Unsettled, WeightChange, Vision, Answer, Verdict)):
+        raise ReconcileError(f"step: unsupported input type {name}")
+    m = item.mono_ms
+    if not isinstance(m, int) or isinstance(m, bool) or m < 0:
+        raise ReconcileError(f"{name}.mono_ms must be an int >= 0, got {m!r}")
+    if isinstance(item, WeightChange):
+        for f in ("delta_g", "total_g", "noise_g"):
+            x = getattr(item, f)
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+                raise ReconcileError(f"WeightChange.{f} must be a finite number, got {x!r}")
+        if item.noise_g < 0:
+            raise ReconcileError(f"WeightChange.noise_g must be >= 0, got {item.noise_g!r}")
+    elif isinstance(item, Vision):
+        return _summary(item)
+    elif isinstance(item, Answer):
+        chosen = [item.sku is not None, item.skus is not None, item.barcode is not None,
+                  bool(item.personal), bool(item.none)]
+        if sum(chosen) != 1:
+            raise ReconcileError("Answer: exactly one of sku, skus, barcode, personal, none must be set")
+        if item.skus is not None and (not item.skus or not all(isinstance(x, str) and x for x in item.skus)):
+            raise ReconcileError(f"Answer.skus must be a non-empty list of SKU strings, got {item.skus!r}")
+    elif isinstance(item, Verdict):
+        if isinstance(item.qty, bool) or not isinstance(item.qty, int) or item.qty < 0:
+            raise ReconcileError(f"Verdict.qty must be an int >= 0, got {item.qty!r}")
+        if item.sku is not None and item.sku not in cat.idx:
+            raise ReconcileError(f"Verdict.sku {item.sku!r} is not in the catalogue")
+        for f in ("adds", "removes"):
+            for it in getattr(item, f) or ():
+                if not (isinstance(it, (tuple, list)) and len(it) == 2):
+                    raise ReconcileError(f"Verdict.{f}: each entry must be (sku, qty), got {it!r}")
+                sk, q = it
+                if isinstance(q, bool) or not isinstance(q, int) or q < 1:
+                    raise ReconcileError(f"Verdict.{f}: qty must be an int >= 1, got {q!r}")
+                if sk is not None and sk not in cat.idx:
+                    raise ReconcileError(f"Verdict.{f}: sku {sk!r} is not in the catalogue")
+    return None
+
+def _summary(v: Vision) -> "VisionSummary":
+    try:
+        return VisionSummary.of(v)
+    except (ValueError, AttributeError, TypeError) as e:
+        raise ReconcileError(f"Vision: {e}") from e

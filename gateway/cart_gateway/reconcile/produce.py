@@ -11,6 +11,7 @@ reviewed) refines it. Store-wide, like the WeightBook (docs/reconciliation.md §
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 
@@ -72,3 +73,18 @@ class ProduceBook:
         if not isinstance(d, dict) or d.get("v") != 1:
             raise ValueError(f"produce book: expected v=1, got {d.get('v') if isinstance(d, dict) else d!r}")
         self.stats = {s: _Stats(int(n), float(m), float(m2)) for s, (n, m, m2) in d["stats"].items() if s in self.prior}
+
+
+# one produce book per catalogue index: store-wide like the WeightBook, without a new constructor
+# argument for the service (which shares one index among its carts). Not persisted yet: after a
+# restart the catalogue prior holds until confirmed bags teach it again.
+_BOOKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def produce_book_for(index, cfg) -> ProduceBook:
+    pb = _BOOKS.get(index)
+    if pb is None:
+        pb = _BOOKS[index] = ProduceBook.for_catalogue(
+            (index.items[index.skus[i]] for i in index.produce),
+            cfg.produce_prior_items, cfg.produce_prior_log_sd, cfg.learn_prior_strength)
+    return pb
