@@ -146,3 +146,11 @@ def test_camera_led_off_restores_the_posterior_only_policy():
     assert d[0]["outcome"] == "ask" and not d[0].get("camera_led"), d
     d = Cart(ReconcileConfig(camera_led=False), skus=SKUS + BIG).move(355.0 + 160.0, [("cola", 0.5), ("chips", 0.45)])
     assert not d[0].get("camera_led"), d
+
+
+def test_produce_seen_while_a_bag_of_it_is_in_the_cart_is_not_taken_for_a_new_bag():
+    # seeing the apples may be the bag already in the cart going out (a swap): the shopper says
+    c = Cart(skus=SKUS + BIG)
+    c.move(523.0, [("apple", 0.95)])
+    d = c.move(140.0, [("apple", 0.95)])
+    assert not d[0].get("camera_led"), d

@@ -154,6 +154,8 @@ def explain(delta_g: float, noise_g: float, seen: Seen | None, lines: list[dict]
                         mv("add_multi", Counter({a: k, b: 1}), Counter())
         for p in loose:
             z = produce.z(p, delta_g) if produce.knows(p) else math.inf
+            if any(ln["sku"] == p for ln in accepted):
+                z = math.inf   # a bag of it is in the cart: seeing it may be that bag going out (a swap)
             if abs(z) <= cfg.produce_max_z:
                 out.append(({"kind": "add", "sku": p, "k": 1, "target": None, "posterior": 1.0, "by_weight": True,
                              "mu_g": round(math.exp(produce.params(p)[0]), 1), "sd_g": 0.0, "z": round(z, 3)},
