@@ -154,3 +154,23 @@ def test_produce_seen_while_a_bag_of_it_is_in_the_cart_is_not_taken_for_a_new_ba
     c.move(523.0, [("apple", 0.95)])
     d = c.move(140.0, [("apple", 0.95)])
     assert not d[0].get("camera_led"), d
+
+
+def test_a_detector_hesitating_between_look_alikes_is_not_taken_for_two_products():
+    twins = [sku("tea-a", 200.0, 2.0, 299), sku("tea-b", 201.0, 2.0, 349)]
+    c = Cart(skus=SKUS + BIG + twins)
+    d = c.move(401.0, [("tea-a", 0.55), ("tea-b", 0.4)])     # every frame: a, with b close behind
+    assert not d[0].get("camera_led") and _units(c) != {"tea-a": 1, "tea-b": 1}, d
+    # each seen on its own in a frame: two products
+    c2 = Cart(skus=SKUS + BIG + twins)
+    c2.seq += 1
+    useq = c2.seq
+    from cart_gateway.reconcile import Unsettled, WeightChange
+    from test_reconcile_cases import Cand
+    c2.e.step(Unsettled(1, useq, c2.t, 0.0))
+    c2.e.step(Vision(c2.t + 200, [[Cand("tea-a", 0.95)], [Cand("tea-b", 0.95)], [Cand("tea-a", 0.95)]], (),
+                     f"c1/scale/1/{useq}", ("f1", "f2", "f3")))
+    c2.seq += 1
+    c2.e.step(WeightChange(1, c2.seq, c2.t + 900, 401.0, 401.0, 0.8, useq))
+    c2.e.advance(c2.t + 2600)
+    assert _units(c2) == {"tea-a": 1, "tea-b": 1}

@@ -33,6 +33,7 @@ class Seen:
     personal: float = 0.0
     personal_class: str | None = None
     scores: dict[str, float] = field(default_factory=dict)   # every product the burst scored
+    top_frames: dict[str, int] = field(default_factory=dict)  # frames in which it was the clear best
 
     @property
     def mass(self) -> float:
@@ -45,7 +46,7 @@ def seen_of(vision: VisionSummary | None, cat, cfg: ReconcileConfig) -> Seen | N
     prods = {k: v for k, v in vision.scores.items() if v >= cfg.seen_min_score and k in cat.idx}
     top = dict(sorted(prods.items(), key=lambda kv: (-kv[1], kv[0]))[: cfg.seen_max_products])
     pc = max(vision.personal_scores, key=lambda k: (vision.personal_scores[k], k)) if vision.personal_scores else None
-    return Seen(top, vision.personal_score, pc, dict(vision.scores))
+    return Seen(top, vision.personal_score, pc, dict(vision.scores), dict(vision.top_frames))
 
 
 def skus_in(h: dict) -> set[str]:
@@ -230,6 +231,11 @@ def explain(delta_g: float, noise_g: float, seen: Seen | None, lines: list[dict]
         if abs(cands[1][0]["z"]) - abs(cands[0][0]["z"]) < cfg.camera_margin_z:
             return None, "what the camera saw fits the weight in more than one way", fits
     h, e = cands[0]
+    several = [x for x in e if x != "personal"]
+    if len(several) > 1 and any(seen.top_frames.get(x, 0) < 1 for x in several):
+        # two products, one never the clear best of a frame: more likely a look-alike the detector
+        # hesitated over than a second product (k of A taken for A + A')
+        return None, "a product of the combination was never seen on its own in a frame", fits
     if h["kind"] in ("add", "remove") and not h.get("by_weight") and h.get("sku") \
             and not cat.items[h["sku"]].sold_by_weight:
         # one packaged product: the scorer weighs it against every look-alike (the detector is often

@@ -16,6 +16,7 @@ from .state import ReconcileError
 # A detector label `personal:<class>` (e.g. `personal:bag`) is the camera positively seeing a
 # shopper's own item; candidates with it are kept apart from product scores (VisionSummary).
 PERSONAL_PREFIX = "personal:"
+TOP_MIN = 0.5     # a frame's best candidate at least this sure: that product is what the frame shows
 
 
 class PersonalClass(str, Enum):
@@ -138,6 +139,9 @@ class VisionSummary:
     ref: list[int] | None = None
     n_frames: int = 0
     personal_scores: dict[str, float] = field(default_factory=dict)   # PersonalClass value -> mean score
+    # frames in which a product was the clear best (score >= TOP_MIN): a product seen on its own,
+    # not a look-alike the detector hesitated over in the same frame
+    top_frames: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, v: Vision) -> "VisionSummary":
@@ -146,6 +150,7 @@ class VisionSummary:
         n = len(v.frames)
         sums: dict[str, float] = {}
         psums: dict[str, float] = {}
+        tops: dict[str, int] = {}
         none = 0.0
         for i, frame in enumerate(v.frames):
             best: dict[str | None, float] = {}
@@ -154,6 +159,10 @@ class VisionSummary:
                 if not 0.0 <= s <= 1.0:
                     raise ValueError(f"Vision.frames[{i}]: candidate score {s!r} outside [0, 1]")
                 best[c.sku] = max(best.get(c.sku, 0.0), s)
+            if best:
+                k_top = max(best, key=lambda k: (best[k], str(k)))
+                if isinstance(k_top, str) and best[k_top] >= TOP_MIN:
+                    tops[k_top] = tops.get(k_top, 0) + 1
             for sku, s in best.items():
                 if sku is None:
                     none += s
@@ -169,7 +178,8 @@ class VisionSummary:
         r = parse_ref(v.ref)
         return cls(mono_ms=v.mono_ms, scores=scores, none_score=none / n if n else 0.0,
                    barcodes=[str(b) for b in v.barcodes], frame_ids=[str(f) for f in v.frame_ids],
-                   ref=list(r) if r else None, n_frames=n, personal_scores=pscores)
+                   ref=list(r) if r else None, n_frames=n, personal_scores=pscores,
+                   top_frames={k: tops[k] for k in sorted(tops)})
 
     @property
     def personal_score(self) -> float:
@@ -180,14 +190,15 @@ class VisionSummary:
         return {"mono_ms": self.mono_ms, "scores": dict(self.scores), "none_score": self.none_score,
                 "barcodes": list(self.barcodes), "frame_ids": list(self.frame_ids),
                 "ref": list(self.ref) if self.ref else None, "n_frames": self.n_frames,
-                "personal_scores": dict(self.personal_scores)}
+                "personal_scores": dict(self.personal_scores), "top_frames": dict(self.top_frames)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "VisionSummary":
         return cls(mono_ms=d["mono_ms"], scores=dict(d["scores"]), none_score=d["none_score"],
                    barcodes=list(d["barcodes"]), frame_ids=list(d["frame_ids"]),
                    ref=list(d["ref"]) if d["ref"] else None, n_frames=d["n_frames"],
-                   personal_scores=dict(d.get("personal_scores", {})))   # absent in states before issue 12
+                   personal_scores=dict(d.get("personal_scores", {})),   # both absent in states before issue 12
+                   top_frames=dict(d.get("top_frames", {})))
 
     def merge(self, other: "VisionSummary") -> None:
         """Two bursts for one movement: frame-weighted mean of scores."""
@@ -201,6 +212,8 @@ class VisionSummary:
             self.personal_scores = {k: (self.personal_scores.get(k, 0.0) * self.n_frames
                                         + other.personal_scores.get(k, 0.0) * other.n_frames) / n for k in pk}
         self.n_frames = n
+        self.top_frames = {k: self.top_frames.get(k, 0) + other.top_frames.get(k, 0)
+                           for k in sorted(set(self.top_frames) | set(other.top_frames))}
         self.barcodes += [b for b in other.barcodes if b not in self.barcodes]
         self.frame_ids += [f for f in other.frame_ids if f not in self.frame_ids]
         self.mono_ms = max(self.mono_ms, other.mono_ms)

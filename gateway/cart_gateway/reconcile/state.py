@@ -167,9 +167,11 @@ def check_state(d: Any) -> dict:
             raise ReconcileError(f"reconciler state: reviews[{rid}] is about unknown movement {rec.move_id}")
     for v in s["visions"]:            # vision records before issue 12 had no personal classes
         v.setdefault("personal_scores", {})
+        v.setdefault("top_frames", {})
     for mv in s["moves"].values():
         if mv.get("vision") is not None:
             mv["vision"].setdefault("personal_scores", {})
+            mv["vision"].setdefault("top_frames", {})
     return s
 
 
