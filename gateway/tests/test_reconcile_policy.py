@@ -156,21 +156,30 @@ def test_produce_seen_while_a_bag_of_it_is_in_the_cart_is_not_taken_for_a_new_ba
     assert not d[0].get("camera_led"), d
 
 
+def _burst_move(c, frames, delta):
+    from cart_gateway.reconcile import Unsettled, WeightChange
+    from test_reconcile_cases import Cand
+    c.seq += 1
+    useq = c.seq
+    c.e.step(Unsettled(1, useq, c.t, 0.0))
+    c.e.step(Vision(c.t + 200, [[Cand(k, p)] for k, p in frames], (), f"c1/scale/1/{useq}",
+                    tuple(f"f{i}" for i in range(len(frames)))))
+    c.seq += 1
+    fx = [c.e.step(WeightChange(1, c.seq, c.t + 900, delta, delta, 0.8, useq)), c.e.advance(c.t + 2600)]
+    c.t += 3000
+    return [d for f in fx for d in f["decisions"]]
+
+
 def test_a_detector_hesitating_between_look_alikes_is_not_taken_for_two_products():
-    twins = [sku("tea-a", 200.0, 2.0, 299), sku("tea-b", 201.0, 2.0, 349)]
+    twins = [sku("tea-a", 200.0, 2.0, 299), sku("tea-b", 201.0, 2.0, 349), sku("cof-c", 200.5, 2.0, 399)]
     c = Cart(skus=SKUS + BIG + twins)
     d = c.move(401.0, [("tea-a", 0.55), ("tea-b", 0.4)])     # every frame: a, with b close behind
     assert not d[0].get("camera_led") and _units(c) != {"tea-a": 1, "tea-b": 1}, d
-    # each seen on its own in a frame: two products
+    # two members of one family and one weight, each the best of a frame: still not split by the camera
     c2 = Cart(skus=SKUS + BIG + twins)
-    c2.seq += 1
-    useq = c2.seq
-    from cart_gateway.reconcile import Unsettled, WeightChange
-    from test_reconcile_cases import Cand
-    c2.e.step(Unsettled(1, useq, c2.t, 0.0))
-    c2.e.step(Vision(c2.t + 200, [[Cand("tea-a", 0.95)], [Cand("tea-b", 0.95)], [Cand("tea-a", 0.95)]], (),
-                     f"c1/scale/1/{useq}", ("f1", "f2", "f3")))
-    c2.seq += 1
-    c2.e.step(WeightChange(1, c2.seq, c2.t + 900, 401.0, 401.0, 0.8, useq))
-    c2.e.advance(c2.t + 2600)
-    assert _units(c2) == {"tea-a": 1, "tea-b": 1}
+    d = _burst_move(c2, [("tea-a", 0.95), ("tea-b", 0.95), ("tea-a", 0.95)], 401.0)
+    assert not any(x.get("camera_led") for x in d), d
+    # products of different families, each seen on its own: two products
+    c3 = Cart(skus=SKUS + BIG + twins)
+    _burst_move(c3, [("tea-a", 0.95), ("cof-c", 0.95), ("tea-a", 0.95)], 401.0)
+    assert _units(c3) == {"tea-a": 1, "cof-c": 1}

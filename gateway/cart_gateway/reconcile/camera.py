@@ -98,6 +98,14 @@ def hidden_pair(h: dict, vision: VisionSummary | None, cat, book, cfg: Reconcile
     return bool(np.any(np.abs(mean[units] - mean[i]) <= tol))
 
 
+def _look_alikes(a: str, b: str, cat, book, sn: float, cfg: ReconcileConfig) -> bool:
+    ia, ib = cat.items[a], cat.items[b]
+    if ia.sold_by_weight or ib.sold_by_weight or getattr(ia, "family", None) != getattr(ib, "family", None):
+        return False
+    (ma, sa), (mb, sb) = book.params(a), book.params(b)
+    return abs(ma - mb) <= cfg.camera_fit_z * math.sqrt(sa * sa + sb * sb + sn * sn)
+
+
 def _z(delta: float, mu: float, var: float) -> float:
     return (delta - mu) / math.sqrt(var)
 
@@ -236,6 +244,12 @@ def explain(delta_g: float, noise_g: float, seen: Seen | None, lines: list[dict]
         # two products, one never the clear best of a frame: more likely a look-alike the detector
         # hesitated over than a second product (k of A taken for A + A')
         return None, "a product of the combination was never seen on its own in a frame", fits
+    for i, a in enumerate(several):
+        for b in several[i + 1:]:
+            if _look_alikes(a, b, cat, book, sn, cfg):
+                # the committed detector names the wrong member of a family half the time it errs
+                # (docs/model_card.md): two members of one weight are not split by the camera alone
+                return None, f"{a} and {b} are look-alikes of one weight", fits
     if h["kind"] in ("add", "remove") and not h.get("by_weight") and h.get("sku") \
             and not cat.items[h["sku"]].sold_by_weight:
         # one packaged product: the scorer weighs it against every look-alike (the detector is often
