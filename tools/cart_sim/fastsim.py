@@ -39,6 +39,7 @@ WALL0 = 1_790_000_000_000     # trace t_ms of the first basket (Unix ms)
 CPG = 86.0                    # counts per gram, as LoadCellModel's default (docs/scale.md)
 FRAME_GAP_MS = (80, 200, 320, 440, 560, 680, 800, 920)  # burst frame times after `unsettled`
 TICK_MS = 100                 # the gateway's timer while the cart is quiet
+IDLE_TICKS_MS = (500, 1000, 1500, 2000, 3000, 4000, 5000)   # timer ticks kept while the shopper walks
 
 
 class _Driver:
@@ -309,7 +310,15 @@ class BasketRun:
     def _idle(self, ms: int):
         """Walking the aisle: no samples, but queued answers and verdicts go out."""
         target = self.now + ms
-        while self.queue and self.queue[0][0] <= target:
+        # the gateway's timer keeps running while the shopper walks: its first IDLE_TICKS_MS
+        # are ticked (a decision held for the action to settle again is released then, as live)
+        ticks = [self.now + t for t in IDLE_TICKS_MS if self.now + t < target]
+        while (self.queue and self.queue[0][0] <= target) or ticks:
+            if ticks and (not self.queue or ticks[0] < self.queue[0][0]):
+                self.now = max(self.now, ticks.pop(0))
+                self.cell.t_ms = max(self.cell.t_ms, float(self.now))
+                self._tick()
+                continue
             self.now = max(self.now, self.queue[0][0])
             self.cell.t_ms = max(self.cell.t_ms, float(self.now))
             self._run_queued(self.now)

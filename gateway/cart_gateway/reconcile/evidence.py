@@ -93,6 +93,8 @@ class EvidenceMixin:
             return False
         if now < mv["mono_ms"] + cfg.merge_hold_ms:
             return True
+        if now >= mv["mono_ms"] + cfg.merge_gap_ms + cfg.merge_hold_ms:
+            return False     # bounded: a window that stays open (a push, a lean) does not hold it longer
         return any(mv["mono_ms"] <= u["mono_ms"] <= mv["mono_ms"] + cfg.merge_gap_ms
                    for u in self.s["unsettled"].values())
 
