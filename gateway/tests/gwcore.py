@@ -17,7 +17,11 @@ JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 9   # 2308 bytes: 3 chunks of 1
 class Harness:
     def __init__(self, tmp: Path, **cfg):
         base = {"gateway_id": "gw1", "state_dir": str(tmp / "state"), "carts": {"known": ["c001", "c002"]},
-                "detector": {"enabled": False}}
+                "detector": {"enabled": False},
+                # handler tests send a movement's messages 50 ms apart and read the decision at once:
+                # settles are decided one by one (the engine's merge of one action's settles, issue 12,
+                # is tested in test_reconcile_cases.py)
+                "reconcile": {"merge_gap_ms": 0}}
         base.update(cfg)
         self.cfg = parse_config(base)
         self.bursts: list[tuple[str, list[bytes]]] = []

@@ -70,3 +70,39 @@ def test_bad_input_is_named_and_loses_nothing():
     with pytest.raises(ReconcileError, match="expected v=1"):
         CartReconciler.from_dict({"v": 99}, SKUS)
     assert json.dumps(eng.to_dict(), sort_keys=True) == before
+
+
+def test_a_state_written_before_issue_12_still_loads_and_continues():
+    """tests/data/cart_state_d7ec436.json: written by the engine at d7ec436 (accepted lines, a produce prompt,
+    line, open prompts and reviews, a decided movement), before typed state and the new policy."""
+    from pathlib import Path
+
+    from test_reconcile_cases import SKUS as CASE_SKUS, Cand
+    from cart_bench.synth import catalogue
+    old = (Path(__file__).parent / "data" / "cart_state_d7ec436.json").read_text()
+    cat = catalogue(CASE_SKUS)
+    eng = CartReconciler.from_json(old, cat)
+    b = eng.basket()
+    assert {ln["sku"] for ln in b["lines"] if ln["status"] == "accepted"} == {"cola", "chips"}
+    assert eng.open_prompts() and eng.open_reviews()
+    # its open prompt is answered and its review decided by the new code
+    p = eng.open_prompts()[-1]
+    eng.step(Answer(p["prompt_id"], "a-new", eng.s["now_ms"] + 1000, sku=p["options"][0]["sku"]))
+    for r in eng.open_reviews():
+        eng.step(Verdict(r["review_id"], "v-" + r["review_id"], eng.s["now_ms"] + 1000, None, 0))
+    eng.step(Vision(eng.s["now_ms"] + 10, [[Cand("cola", 0.9)]], (), None, ("f",)))
+    assert json.loads(eng.to_json())["v"] == 1
+    assert CartReconciler.from_json(eng.to_json(), cat).basket() == eng.basket()
+
+
+def test_a_damaged_state_is_refused_naming_the_record():
+    eng = run(31, n=20)
+    d = eng.to_dict()
+    mid = next(iter(d["moves"]))
+    d["moves"][mid]["state"] = "floating"
+    with pytest.raises(ReconcileError, match=rf"moves\[{mid}\]\.state"):
+        CartReconciler.from_dict(d, SKUS)
+    d = eng.to_dict()
+    del d["lines"][0]["sku"]
+    with pytest.raises(ReconcileError, match=r"lines\[0\] lacks sku"):
+        CartReconciler.from_dict(d, SKUS)

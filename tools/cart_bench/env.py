@@ -51,7 +51,10 @@ class Env:
             'log_level = "warning"', "batch_max = 500", f'sqlite_synchronous = "{sync}"',
             "[mqtt]", f"port = {self.port}", "[carts]", f"known = {json.dumps(list(carts))}",
             "[detector]", f"enabled = {'true' if detector else 'false'}", "queue_size = 64",
-            "[frames]", "max_in_progress = 64"]) + "\n")
+            "[frames]", "max_in_progress = 64",
+            # synthetic boards send a movement every 100 ms: one weight event is one movement here
+            # (the engine merges settles of one action otherwise, issue 12)
+            "[reconcile]", "merge_gap_ms = 0"]) + "\n")
         self.gw: subprocess.Popen | None = None
 
     @staticmethod

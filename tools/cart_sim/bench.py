@@ -48,7 +48,8 @@ def summarise(results, store: Store, wall_s: float) -> dict:
         return round(a[min(len(a) - 1, int(q * len(a)))], 1) if a else None
 
     return {
-        "scenario": store.sc["name"], "seed": store.seed, **basket_figures(results),
+        "scenario": store.sc["name"], "seed": store.seed, "oracles": sorted(store.oracles),
+        **basket_figures(results),
         "p50_decision_latency_ms": pct(0.5), "p95_decision_latency_ms": pct(0.95),
         "p95_movement_to_decision_ms": pct(0.95, mlat),
         "stale_unsettled_dropped": store.feed.stale_unsettled_dropped,
@@ -176,7 +177,12 @@ class _Progress:
 
 def main_bench(args) -> int:
     sc = load_scenario(args.scenario)
-    store = Store(sc, args.seed)
+    oracles = [o.strip() for o in (getattr(args, "oracle", "") or "").split(",") if o.strip()]
+    try:
+        store = Store(sc, args.seed, oracles=oracles)
+    except ValueError as e:
+        print(f"cart-sim: --oracle: {e}", file=sys.stderr)
+        return 2
     t0 = time.time()
     progress = _Progress(args.baskets, quiet=args.json)
     try:

@@ -14,6 +14,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--json", action="store_true", help="print only the JSON line")
     b.add_argument("--show-wrong", action="store_true", help="print each wrong basket before the figures")
+    b.add_argument("--oracle", default="", metavar="LIST", help=(
+        "comma-separated truth sources to measure the decision logic's floor: vision (the detector returns "
+        "the truth at 0.99), scale (no noise, spikes, drift, pushes, bumps or resting hands), shopper (no slips)"))
     t = sub.add_parser("trace", help="write trace.jsonl (protocol §14) and truth.json")
     t.add_argument("--scenario", default="default")
     t.add_argument("--baskets", type=int, default=5)

@@ -31,13 +31,16 @@ from .physics.hx711 import LoadCellModel
 from .gwfeed import GatewayFeed
 from .judge import judge_receipt
 from .shoppers import Action, Shopper, answer_for, verdict_for
-from .world import ScenePool, pack_weight
+from .world import EMPTY_CONDITIONS, NO_ITEM, ScenePool, pack_weight
+from cart_gateway.reconcile.inputs import PERSONAL_PREFIX
 
 GW = "sim"
+ORACLES = ("vision", "scale", "shopper")   # `cart-sim bench --oracle`: measuring instruments, never the default
 WALL0 = 1_790_000_000_000     # trace t_ms of the first basket (Unix ms)
 CPG = 86.0                    # counts per gram, as LoadCellModel's default (docs/scale.md)
 FRAME_GAP_MS = (80, 200, 320, 440, 560, 680, 800, 920)  # burst frame times after `unsettled`
 TICK_MS = 100                 # the gateway's timer while the cart is quiet
+IDLE_TICKS_MS = (500, 1000, 1500, 2000, 3000, 4000, 5000)   # timer ticks kept while the shopper walks
 
 
 class _Driver:
@@ -81,7 +84,15 @@ class Store:
     """One store: a shared gateway feed (shared weight book) and the scene pool."""
 
     def __init__(self, scenario: dict, seed: int, catalogue: Catalogue | None = None,
-                 frames: bool = False, sink=None, pool: ScenePool | None = None):
+                 frames: bool = False, sink=None, pool: ScenePool | None = None,
+                 oracles: frozenset | set | tuple = ()):
+        bad = sorted(set(oracles) - set(ORACLES))
+        if bad:
+            raise ValueError(f"unknown oracle {bad[0]!r} (choose from {', '.join(ORACLES)})")
+        # Oracles replace one source of error with the truth, to measure the decision logic's own floor:
+        # vision: the detector returns what the frame shows at 0.99; scale: no noise, spikes, drift,
+        # pushes, bumps or resting hands; shopper: no slips. The world (plans, packs) stays the same.
+        self.oracles = frozenset(oracles)
         self.sc = scenario
         self.seed = seed
         self.cat = catalogue or Catalogue.load()
@@ -94,7 +105,11 @@ class Store:
 
     def _pool_frame(self, cart, epoch, frame):
         k = self._frame_keys.pop((cart, epoch, frame), None)
-        return None if k is None else self.pool.candidates(k)
+        if k is None:
+            return None
+        if "vision" in self.oracles:
+            return oracle_candidates(k)
+        return self.pool.candidates(k)
 
     def run(self, n: int, progress=None) -> list[BasketResult]:
         out = []
@@ -114,8 +129,10 @@ class BasketRun:
         self.cart = f"s{index:05d}"
         self.rng = random.Random(f"{store.seed}|{index}")
         sen = self.sc["sensor"]
-        self.cell = LoadCellModel(self.rng.randrange(1 << 30), noise_g=sen["noise_g"],
-                                  spike_rate=sen["spike_rate"], drift_g_per_h=sen["drift_g_per_h"])
+        self.perfect_scale = "scale" in store.oracles
+        k = 0.0 if self.perfect_scale else 1.0
+        self.cell = LoadCellModel(self.rng.randrange(1 << 30), noise_g=k * sen["noise_g"],
+                                  spike_rate=k * sen["spike_rate"], drift_g_per_h=k * sen["drift_g_per_h"])
         self.drv = _Driver()
         self.seq = {"scale": 0, "cam": 0}
         self.loop = build_scale({"calibration": {"scale": CPG, "offset": 0}}, self.drv, self._emit_scale)
@@ -181,6 +198,10 @@ class BasketRun:
         i = self.rng.randrange(1 << 20)
         if a is None or a.kind == "lean":
             return self.st.pool.key(None, "hand", i)
+        if a.personal_class and a.view == "hand" and a.cheat is None:
+            # a personal item: the pool has no scenes of one yet (the detector's personal classes are
+            # issue 13's); the vision oracle names it, the real detector sees "no product"
+            return self.st.pool.key(None, "hand", i) + "|" + a.personal_class
         items = [x for x in (a.removes + a.adds if a.kind in ("swap", "put_back") else a.adds + a.removes)]
         sku = items[j % len(items)][0] if items else None
         if sku is None or a.view in ("hand", "covered"):
@@ -247,12 +268,13 @@ class BasketRun:
                 elif ma and ma[0] is None and d.get("effect"):
                     self.res.unattributed_effects += 1
         shop = self.sc["shopper"]
+        slip = 0.0 if "shopper" in self.st.oracles else shop["answer_error_rate"]
         for p in fx.get("prompts_opened", []):
             self.res.prompts += 1
             mv = eng.s["moves"][eng.s["prompts"][p["prompt_id"]]["move_id"]]
             a = self.by_useq.get(mv["unsettled_seq"])
             self.res.prompts_by.update([_kind(a, mv["delta_g"]) + ": " + p["kind"]])
-            choice = answer_for(a, p, mv["delta_g"], self.cat, self.rng, shop["answer_error_rate"])
+            choice = answer_for(a, p, mv["delta_g"], self.cat, self.rng, slip)
             body = {"v": 1, "prompt_id": p["prompt_id"], "answer_id": "a-" + p["prompt_id"], "choice": choice}
             t = self.now + int(1000 * self.rng.uniform(shop["answer_s_min"], shop["answer_s_max"]))
             self._push(t, "send", (f"carts/{self.cart}/screen/answer", _j(body), 1, False))
@@ -291,7 +313,15 @@ class BasketRun:
     def _idle(self, ms: int):
         """Walking the aisle: no samples, but queued answers and verdicts go out."""
         target = self.now + ms
-        while self.queue and self.queue[0][0] <= target:
+        # the gateway's timer keeps running while the shopper walks: its first IDLE_TICKS_MS
+        # are ticked (a decision held for the action to settle again is released then, as live)
+        ticks = [self.now + t for t in IDLE_TICKS_MS if self.now + t < target]
+        while (self.queue and self.queue[0][0] <= target) or ticks:
+            if ticks and (not self.queue or ticks[0] < self.queue[0][0]):
+                self.now = max(self.now, ticks.pop(0))
+                self.cell.t_ms = max(self.cell.t_ms, float(self.now))
+                self._tick()
+                continue
             self.now = max(self.now, self.queue[0][0])
             self.cell.t_ms = max(self.cell.t_ms, float(self.now))
             self._run_queued(self.now)
@@ -321,6 +351,9 @@ class BasketRun:
                 self._samples(rng.uniform(150, 250))
             cell.ramp_to(target, rng.uniform(250, 700))
         self._samples(rng.uniform(300, 700))
+        if self.perfect_scale:        # the draws above and in the plan stay the same; only the disturbances go
+            self._samples(4500)
+            return
         if a.hand_rest:
             cell.hand(rng.uniform(100, 1500), rng.uniform(500, 2500))
         if a.push:
@@ -428,6 +461,17 @@ class BasketRun:
             two = len({x[0] for x in a.adds + a.removes if x[0]}) > 1
             self.res.causes.append(f"{a.kind}{'(2 skus)' if two and a.kind != 'swap' else ''}/{settled}/{what}")
             self.wrong_actions.append((self.res.causes[-1], a))
+
+
+def oracle_candidates(key: str) -> list:
+    """What a pool scene shows, as a detector that is never wrong would say it (0.99)."""
+    parts = key.split("|")
+    sku, cond = parts[0], parts[1]
+    if len(parts) > 3:                          # a personal item in view
+        return [[PERSONAL_PREFIX + parts[3], 0.99, 0.5, 0.5]]
+    if sku == NO_ITEM or cond in EMPTY_CONDITIONS:
+        return [[None, 0.99, 0.5, 0.5]]
+    return [[sku, 0.99, 0.5, 0.5]]
 
 
 def _kind(a: Action | None, delta_g: float) -> str:

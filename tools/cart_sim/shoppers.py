@@ -26,6 +26,7 @@ class Action:
     hand_rest: bool = False
     cheat: str | None = None      # cover, declare_personal, label_swap
     label_sku: str | None = None  # label_swap: the cheap SKU whose label is on the pack
+    personal_class: str | None = None  # personal_in/out: bag, phone, toy (what the camera would see)
     think_ms: int = 10000
 
 
@@ -41,7 +42,7 @@ class Shopper:
         d = scenario["dishonest"]
         self.dishonest = rng.random() < d["fraction"]
         self.in_cart: list = []       # [sku, grams] per unit
-        self.personal: list = []      # grams
+        self.personal: list = []      # (grams, class)
         self.last = None
 
     # --- choosing products ---------------------------------------------
@@ -142,13 +143,13 @@ class Shopper:
                 a = Action("swap", removes=[(sku, 1, g)], adds=[(s2.sku, 1, g2)], view=self._view())
             elif r < beh["p_remove"] + beh["p_put_back"] + beh["p_swap"] + beh["p_personal"]:
                 if self.personal and rng.random() < 0.3:
-                    g = self.personal.pop(rng.randrange(len(self.personal)))
-                    a = Action("personal_out", removes=[(None, 1, g)], view="hand")
+                    g, name = self.personal.pop(rng.randrange(len(self.personal)))
+                    a = Action("personal_out", removes=[(None, 1, g)], view="hand", personal_class=name)
                 else:
-                    _, lo, hi = rng.choice(PERSONAL)
+                    name, lo, hi = rng.choice(PERSONAL)
                     g = rng.uniform(lo, hi)
-                    self.personal.append(g)
-                    a = Action("personal_in", adds=[(None, 1, g)], view="hand")
+                    self.personal.append((g, name))
+                    a = Action("personal_in", adds=[(None, 1, g)], view="hand", personal_class=name)
             elif r > 1.0 - beh["p_lean"]:
                 a = Action("lean", view="hand")
             else:

@@ -71,9 +71,15 @@ class ScenePool:
     def key(self, sku: str | None, cond: str, i: int) -> str:
         return f"{sku or NO_ITEM}|{cond}|{i % self.n}"
 
+    @staticmethod
+    def scene_of(key: str) -> str:
+        """The pool scene of a frame key (a key may carry what else is in view, e.g. `|bag`)."""
+        return "|".join(key.split("|")[:3])
+
     def _render(self, key: str):
         from PIL import Image, ImageFilter
         from cart_model.render import render_scene
+        key = self.scene_of(key)
         sku, cond, i = key.split("|")
         rng = random.Random(f"{self.seed}|{key}")
         occ_max, blur_max = self.cam["occlusion_max"], self.cam["blur_max"]
@@ -101,6 +107,7 @@ class ScenePool:
 
     def candidates(self, key: str) -> list:
         """The real detector's output on that pool scene: [[sku|None, score, cx, cy], ...]."""
+        key = self.scene_of(key)
         c = self.cache.get(key)
         if c is None:
             import time

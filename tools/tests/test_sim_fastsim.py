@@ -145,3 +145,26 @@ def test_pool_cache_is_keyed_by_every_detector_file(cat, tmp_path, monkeypatch):
     calib = data / "detector.calib.json"
     calib.write_text(calib.read_text() + " ")
     assert ScenePool(cat, cam, cache_dir=tmp_path).tag != tag
+
+
+def test_oracles_replace_only_their_source_of_error_and_are_reported(cat):
+    from cart_sim.fastsim import BasketRun, oracle_candidates
+    import pytest as _pytest
+    with _pytest.raises(ValueError, match="unknown oracle 'camera'"):
+        Store(_sc(), seed=1, catalogue=cat, oracles=["camera"])
+    assert oracle_candidates("SKU0001|hard|2") == [["SKU0001", 0.99, 0.5, 0.5]]
+    assert oracle_candidates("-|hand|0") == [[None, 0.99, 0.5, 0.5]]
+    assert oracle_candidates("-|covered|1") == [[None, 0.99, 0.5, 0.5]]
+    assert oracle_candidates("-|hand|0|bag") == [["personal:bag", 0.99, 0.5, 0.5]]
+    noisy = {"sensor": {"noise_g": 1.5, "spike_rate": 0.05, "drift_g_per_h": 30.0},
+             "behaviour": {"p_push": 0.7, "p_bump": 0.2, "p_personal": 0.2},
+             "shopper": {"answer_error_rate": 0.2}}
+    plain = Store(_sc(**noisy), seed=2, catalogue=cat)
+    orc = Store(_sc(**noisy), seed=2, catalogue=cat, oracles=("vision", "scale", "shopper"))
+    a, b = BasketRun(plain, 0), BasketRun(orc, 0)
+    assert (a.cell.noise_g, b.cell.noise_g) == (1.5, 0.0)
+    a.run(), b.run()
+    # the same shoppers do the same things; only the evidence and the slips differ
+    assert [(x.kind, x.adds, x.removes, x.push) for x in a.plan] == [(x.kind, x.adds, x.removes, x.push) for x in b.plan]
+    assert summarise([a.res], plain, 0.0)["oracles"] == []
+    assert summarise([b.res], orc, 0.0)["oracles"] == ["scale", "shopper", "vision"]

@@ -48,9 +48,41 @@ class ReconcileConfig(BaseModel):
         "docs/model_card.md). Off by default: on `hard` 0.51 raised prompts (78.6 -> 91.9 per 100 items) "
         "and, through shoppers' slips on them, wrong baskets (287 -> 340 per 1000), docs/reconciliation.md"))
     barcode_other: float = Field(1e-4, gt=0, le=1, description="likelihood of a read for another SKU")
+    # --- camera-led decisions (camera.py; measured effect in docs/reconciliation.md §4.1)
+    camera_led: bool = Field(True, description=(
+        "accept what the camera saw when exactly one combination of it fits the weight (produce, pairs, "
+        "swaps, personal items) and veto pairs/swaps with an unseen product"))
+    seen_min_score: float = Field(0.25, ge=0, le=1, description="a product the burst scores this high (mean) was seen")
+    seen_max_products: int = Field(4, ge=1, le=8, description="at most this many seen products are combined")
+    pair_seen_min_score: float = Field(0.2, ge=0, le=1, description=(
+        "a pair or a swap is accepted only if each of its products scored this high"))
+    unexplained_seen_score: float = Field(0.3, ge=0, le=1, description=(
+        "a product the camera saw this surely (mean over the burst) that the best hypothesis leaves out "
+        "blocks its accept: the shopper says (1 turns it off)"))
+    multi_unit_min_frames: int = Field(3, ge=0, description=(
+        "k >= 2 units of one product are accepted from fewer frames only if no other product weighs the same "
+        "(a missed frame may have shown a look-alike second product)"))
+    camera_fit_z: float = Field(3.0, gt=0, description="a camera-led explanation must fit the weight within this")
+    camera_margin_z: float = Field(1.0, ge=0, description=(
+        "two explanations of what was seen that both fit: the better must fit by this much more"))
+    camera_accept_score: float = Field(0.9, ge=0, le=1, description=(
+        "the camera's summed score on the products of the explanation must reach this"))
+    produce_max_z: float = Field(2.5, gt=0, description="a produce bag is plausible within this (log-weight sd)")
+    produce_prior_items: float = Field(2.0, gt=0, description=(
+        "prior median of a produce bag, in typical items (catalogue weight_mean_g)"))
+    produce_prior_log_sd: float = Field(0.8, gt=0, description="prior sd of a produce bag's log weight")
+    personal_min_score: float = Field(0.5, ge=0, le=1, description=(
+        "the camera recognised a personal item (bag, phone, wallet, keys, toy) this surely; 'no product' never counts"))
+    personal_match_rel: float = Field(0.02, ge=0, description=(
+        "a personal item out matches one put in within this share of its weight (plus the sensor noise)"))
     # --- timing (event time)
     evidence_window_ms: int = Field(1500, ge=0, description="wait this long for vision after a weight event")
     vision_max_wait_ms: int = Field(10000, ge=0, description="drop unmatched vision after this")
+    merge_gap_ms: int = Field(3000, ge=0, description=(
+        "a settle whose window opens this soon after an undecided movement settled is part of the same "
+        "action and merged into it; 0 decides every settle on its own (docs/reconciliation.md §1)"))
+    merge_hold_ms: int = Field(1000, ge=0, description=(
+        "a movement is decided no sooner than this after it settled, so a second settle can join it"))
     unsettled_expire_ms: int = Field(10000, ge=0, description=(
         "close an `unsettled` window with no `weight` event after this: the scale sends no event "
         "when a push, knock or hand leaves the load where it was (docs/scale.md)"))
@@ -71,6 +103,9 @@ class ReconcileConfig(BaseModel):
     answer_min_posterior: float = Field(0.9, ge=0, le=1, description=(
         "an answer whose posterior (evidence x answer reliability) is below this goes to review "
         "(0.97 was tried on `hard`: it reviewed far more right answers than it caught slips)"))
+    reask_on_slip: bool = Field(True, description=(
+        "an answer below answer_min_posterior is asked again differently (scan, or two pictures) before a "
+        "human; the same answer twice is scored as two taps"))
     contradict_z: float = Field(4.0, gt=0, description="an answer whose weight misfits beyond this goes to review")
     # --- learned weights
     learn_min_posterior: float = Field(0.99, gt=0, le=1)

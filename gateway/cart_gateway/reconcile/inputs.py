@@ -7,7 +7,28 @@ board's, or the gateway's receive clock): the engine never reads a clock.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
+import math
 from typing import Any, Sequence
+
+from .state import ReconcileError
+
+# A detector label `personal:<class>` (e.g. `personal:bag`) is the camera positively seeing a
+# shopper's own item; candidates with it are kept apart from product scores (VisionSummary).
+PERSONAL_PREFIX = "personal:"
+TOP_MIN = 0.5     # a frame's best candidate at least this sure: that product is what the frame shows
+
+
+class PersonalClass(str, Enum):
+    """What the camera can recognise as the shopper's own item (issue 13 adds the detector classes)."""
+    BAG = "bag"
+    PHONE = "phone"
+    WALLET = "wallet"
+    KEYS = "keys"
+    TOY = "toy"
+
+
+PERSONAL_CLASSES = frozenset(c.value for c in PersonalClass)
 
 
 @dataclass(frozen=True)
@@ -36,7 +57,8 @@ class Vision:
     """Detections of one capture burst (§6.3) plus barcodes read in its frames.
 
     `frames` holds one candidate list per frame; a candidate needs `.sku`
-    (None = "no product") and `.score` (calibrated probability), e.g.
+    (None = "no product"; `personal:<class>` = a personal item of a PersonalClass)
+    and `.score` (calibrated probability), e.g.
     `cart_gateway.detectors.api.Candidate`. `ref` is the triggering event's
     identity (`<cart>/scale/<epoch>/<seq>`) or None (motion / command burst).
     """
@@ -116,6 +138,10 @@ class VisionSummary:
     frame_ids: list[str] = field(default_factory=list)
     ref: list[int] | None = None
     n_frames: int = 0
+    personal_scores: dict[str, float] = field(default_factory=dict)   # PersonalClass value -> mean score
+    # frames in which a product was the clear best (score >= TOP_MIN): a product seen on its own,
+    # not a look-alike the detector hesitated over in the same frame
+    top_frames: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, v: Vision) -> "VisionSummary":
@@ -123,6 +149,8 @@ class VisionSummary:
             raise ValueError(f"Vision.mono_ms must be an int >= 0, got {v.mono_ms!r}")
         n = len(v.frames)
         sums: dict[str, float] = {}
+        psums: dict[str, float] = {}
+        tops: dict[str, int] = {}
         none = 0.0
         for i, frame in enumerate(v.frames):
             best: dict[str | None, float] = {}
@@ -131,27 +159,46 @@ class VisionSummary:
                 if not 0.0 <= s <= 1.0:
                     raise ValueError(f"Vision.frames[{i}]: candidate score {s!r} outside [0, 1]")
                 best[c.sku] = max(best.get(c.sku, 0.0), s)
+            if best:
+                k_top = max(best, key=lambda k: (best[k], str(k)))
+                if isinstance(k_top, str) and best[k_top] >= TOP_MIN:
+                    tops[k_top] = tops.get(k_top, 0) + 1
             for sku, s in best.items():
                 if sku is None:
                     none += s
+                elif isinstance(sku, str) and sku.startswith(PERSONAL_PREFIX):
+                    pc = sku[len(PERSONAL_PREFIX):]
+                    if pc not in PERSONAL_CLASSES:
+                        raise ValueError(f"Vision.frames[{i}]: unknown personal class {sku!r}")
+                    psums[pc] = psums.get(pc, 0.0) + s
                 else:
                     sums[sku] = sums.get(sku, 0.0) + s
         scores = {k: sums[k] / n for k in sorted(sums)} if n else {}
+        pscores = {k: psums[k] / n for k in sorted(psums)} if n else {}
         r = parse_ref(v.ref)
         return cls(mono_ms=v.mono_ms, scores=scores, none_score=none / n if n else 0.0,
                    barcodes=[str(b) for b in v.barcodes], frame_ids=[str(f) for f in v.frame_ids],
-                   ref=list(r) if r else None, n_frames=n)
+                   ref=list(r) if r else None, n_frames=n, personal_scores=pscores,
+                   top_frames={k: tops[k] for k in sorted(tops)})
+
+    @property
+    def personal_score(self) -> float:
+        """How sure the camera is that it saw one of the shopper's own items."""
+        return max(self.personal_scores.values(), default=0.0)
 
     def to_dict(self) -> dict:
         return {"mono_ms": self.mono_ms, "scores": dict(self.scores), "none_score": self.none_score,
                 "barcodes": list(self.barcodes), "frame_ids": list(self.frame_ids),
-                "ref": list(self.ref) if self.ref else None, "n_frames": self.n_frames}
+                "ref": list(self.ref) if self.ref else None, "n_frames": self.n_frames,
+                "personal_scores": dict(self.personal_scores), "top_frames": dict(self.top_frames)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "VisionSummary":
         return cls(mono_ms=d["mono_ms"], scores=dict(d["scores"]), none_score=d["none_score"],
                    barcodes=list(d["barcodes"]), frame_ids=list(d["frame_ids"]),
-                   ref=list(d["ref"]) if d["ref"] else None, n_frames=d["n_frames"])
+                   ref=list(d["ref"]) if d["ref"] else None, n_frames=d["n_frames"],
+                   personal_scores=dict(d.get("personal_scores", {})),   # both absent in states before issue 12
+                   top_frames=dict(d.get("top_frames", {})))
 
     def merge(self, other: "VisionSummary") -> None:
         """Two bursts for one movement: frame-weighted mean of scores."""
@@ -161,7 +208,59 @@ class VisionSummary:
             self.scores = {k: (self.scores.get(k, 0.0) * self.n_frames
                                + other.scores.get(k, 0.0) * other.n_frames) / n for k in keys}
             self.none_score = (self.none_score * self.n_frames + other.none_score * other.n_frames) / n
+            pk = sorted(set(self.personal_scores) | set(other.personal_scores))
+            self.personal_scores = {k: (self.personal_scores.get(k, 0.0) * self.n_frames
+                                        + other.personal_scores.get(k, 0.0) * other.n_frames) / n for k in pk}
         self.n_frames = n
+        self.top_frames = {k: self.top_frames.get(k, 0) + other.top_frames.get(k, 0)
+                           for k in sorted(set(self.top_frames) | set(other.top_frames))}
         self.barcodes += [b for b in other.barcodes if b not in self.barcodes]
         self.frame_ids += [f for f in other.frame_ids if f not in self.frame_ids]
         self.mono_ms = max(self.mono_ms, other.mono_ms)
+
+
+def check_input(item, cat) -> "VisionSummary | None":
+    """Reject a malformed input with a message naming the field; returns a Vision's summary."""
+    name = type(item).__name__
+    if not isinstance(item, (Unsettled, WeightChange, Vision, Answer, Verdict)):
+        raise ReconcileError(f"step: unsupported input type {name}")
+    m = item.mono_ms
+    if not isinstance(m, int) or isinstance(m, bool) or m < 0:
+        raise ReconcileError(f"{name}.mono_ms must be an int >= 0, got {m!r}")
+    if isinstance(item, WeightChange):
+        for f in ("delta_g", "total_g", "noise_g"):
+            x = getattr(item, f)
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+                raise ReconcileError(f"WeightChange.{f} must be a finite number, got {x!r}")
+        if item.noise_g < 0:
+            raise ReconcileError(f"WeightChange.noise_g must be >= 0, got {item.noise_g!r}")
+    elif isinstance(item, Vision):
+        return _summary(item)
+    elif isinstance(item, Answer):
+        chosen = [item.sku is not None, item.skus is not None, item.barcode is not None,
+                  bool(item.personal), bool(item.none)]
+        if sum(chosen) != 1:
+            raise ReconcileError("Answer: exactly one of sku, skus, barcode, personal, none must be set")
+        if item.skus is not None and (not item.skus or not all(isinstance(x, str) and x for x in item.skus)):
+            raise ReconcileError(f"Answer.skus must be a non-empty list of SKU strings, got {item.skus!r}")
+    elif isinstance(item, Verdict):
+        if isinstance(item.qty, bool) or not isinstance(item.qty, int) or item.qty < 0:
+            raise ReconcileError(f"Verdict.qty must be an int >= 0, got {item.qty!r}")
+        if item.sku is not None and item.sku not in cat.idx:
+            raise ReconcileError(f"Verdict.sku {item.sku!r} is not in the catalogue")
+        for f in ("adds", "removes"):
+            for it in getattr(item, f) or ():
+                if not (isinstance(it, (tuple, list)) and len(it) == 2):
+                    raise ReconcileError(f"Verdict.{f}: each entry must be (sku, qty), got {it!r}")
+                sk, q = it
+                if isinstance(q, bool) or not isinstance(q, int) or q < 1:
+                    raise ReconcileError(f"Verdict.{f}: qty must be an int >= 1, got {q!r}")
+                if sk is not None and sk not in cat.idx:
+                    raise ReconcileError(f"Verdict.{f}: sku {sk!r} is not in the catalogue")
+    return None
+
+def _summary(v: Vision) -> "VisionSummary":
+    try:
+        return VisionSummary.of(v)
+    except (ValueError, AttributeError, TypeError) as e:
+        raise ReconcileError(f"Vision: {e}") from e

@@ -335,19 +335,32 @@ def skus_of(h: dict) -> list[str]:
 
 
 def fit_skus(skus: list[str], delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
-             lines: list[dict], cfg: ReconcileConfig) -> list[dict]:
+             lines: list[dict], cfg: ReconcileConfig, produce_z=None) -> list[dict]:
     """Hypotheses that move exactly the units `skus` (a shopper's multi-product answer),
-    best weight fit first: all in, all out of basket lines, or a swap (some out, the rest in)."""
+    best weight fit first: all in, all out of basket lines, or a swap (some out, the rest in).
+
+    Produce has no unit weight: a produce line out weighs what the line holds; a produce bag
+    in takes whatever weight the packaged units leave (it must be > 0), and `produce_z(sku, grams)`
+    (ProduceBook.z) says how plausible that bag is."""
     sn = max(cfg.sensor_noise_g, float(noise_g))
     cnt = Counter(skus)
     if any(s not in cat.idx for s in cnt):
         return []
     in_basket = Counter()
+    produce_w: dict[str, list[float]] = {}
     for ln in lines:
-        if ln["status"] == "accepted" and not ln["by_weight"]:
+        if ln["status"] != "accepted":
+            continue
+        if ln["by_weight"]:
+            produce_w.setdefault(ln["sku"], []).append(float(ln["weight_g"]))
+            in_basket[ln["sku"]] += 1
+        else:
             in_basket[ln["sku"]] += ln["qty"]
     out = []
     distinct = sorted(cnt)
+    loose = {s for s in cnt if cat.by_weight[cat.idx[s]]}
+    if sum(cnt[s] for s in loose) > 1:
+        return []      # two produce bags in one answer: which weighs what is the reviewer's
     # every split of the named units into "out" (must be in the basket) and "in"
     splits = [Counter()]
     for s in distinct:
@@ -356,15 +369,25 @@ def fit_skus(skus: list[str], delta_g: float, noise_g: float, cat: CatalogueInde
         in_c = cnt - out_c
         if any(out_c[s] > in_basket[s] for s in out_c):
             continue
-        if any(cat.by_weight[cat.idx[s]] for s in cnt):
-            continue   # produce has no unit weight: answered one SKU at a time
-        mu = sum(in_c[s] * book.params(s)[0] for s in in_c) - sum(out_c[s] * book.params(s)[0] for s in out_c)
-        var = sum((in_c[s] + out_c[s]) * book.params(s)[1] ** 2 for s in cnt) + sn * sn
+        mu = sum(in_c[s] * book.params(s)[0] for s in in_c if s not in loose) \
+            - sum(out_c[s] * book.params(s)[0] for s in out_c if s not in loose)
+        var = sum((in_c[s] + out_c[s]) * book.params(s)[1] ** 2 for s in cnt if s not in loose) + sn * sn
+        for s in loose:
+            if out_c[s]:    # the line that came out: the one whose weight fits best
+                w = min(produce_w[s], key=lambda g: abs(delta_g - (mu - g)))
+                mu -= w
+                var += sn * sn
+            elif delta_g - mu <= cfg.min_delta_g:
+                mu = math.inf     # a bag in that weighs nothing: does not fit
+            else:
+                bag_z = produce_z(s, delta_g - mu) if produce_z else 0.0
+                mu = delta_g - bag_z * math.sqrt(var)    # a bag in: it weighs what the rest leaves
         z = (delta_g - mu) / math.sqrt(var)
         kind = "add_multi" if not +out_c else ("remove_multi" if not +in_c else "swap_multi")
         out.append({"kind": kind, "sku": distinct[0], "k": cnt[distinct[0]], "skus": list(skus),
                     "in": dict(+in_c), "out": dict(+out_c), "target": None, "posterior": 1.0,
-                    "mu_g": round(mu, 3), "sd_g": round(math.sqrt(var), 3), "z": round(z, 3)})
+                    "mu_g": round(mu, 3) if math.isfinite(mu) else None, "sd_g": round(math.sqrt(var), 3),
+                    "z": round(z, 3) if math.isfinite(z) else 1e9})
     out.sort(key=lambda h: abs(h["z"]))
     return out
 

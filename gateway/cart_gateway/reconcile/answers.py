@@ -1,0 +1,210 @@
+"""The shopper's answers (§11) and the reviewer's verdicts (§13) applied to their movement.
+
+An answer is applied through the best hypothesis involving what the shopper named whose weight
+fits; a tap the evidence makes unlikely is asked again differently (scan, or the two pictures)
+before a human; an answer that contradicts the weight, "none", or a personal claim against a
+seen product goes to review. A verdict is applied as stated. (docs/reconciliation.md §4.)
+"""
+from __future__ import annotations
+
+import math
+
+from .camera import skus_in
+from .inputs import Answer, Verdict
+from .multi import fit_skus
+from .scoring import Scored, best_with_sku
+from .state import SEEN_KEEP, MoveState
+
+
+class AnswersMixin:
+    def _on_answer(self, a: Answer) -> None:
+        s = self.s
+        if a.answer_id in s["answers_seen"]:
+            self._log("ignored", "duplicate answer_id", extra={"answer_id": a.answer_id})
+            return
+        if a.prompt_id not in s["prompts"]:
+            self._log("ignored", "answer to a closed or unknown prompt",
+                      extra={"answer_id": a.answer_id, "prompt_id": a.prompt_id})
+            return
+        s["answers_seen"] = (s["answers_seen"] + [a.answer_id])[-SEEN_KEEP:]
+        mv = s["moves"][s["prompts"][a.prompt_id]["move_id"]]
+        self._prompt_options = {a.prompt_id: s["prompts"][a.prompt_id]["prompt"]["options"]}
+        self._close_prompt(a.prompt_id)
+        mv["state"], mv["prompt_id"] = MoveState.ANSWERED, None
+        self._fx["basket_changed"] = True
+        sc = self._score(mv)
+        ev = ["answer", "weight"]
+        info = {"answer_id": a.answer_id, "prompt_id": a.prompt_id}
+        if a.none and mv.get("same_weight"):
+            mv["state"] = MoveState.DONE     # the weight did not change and the shopper swapped nothing
+            self._log("answer", "shopper: nothing was swapped (no weight change)", move=mv["id"], evidence=ev,
+                      extra=info)
+            return
+        if a.none:
+            self._open_review(mv, sc, "shopper chose none of the options", ev)
+            return
+        if a.personal:
+            if mv["delta_g"] > 0:
+                strong = [h for h in sc.hyps if h["kind"] != "personal" and abs(h["z"]) <= self.cfg.accept_max_z
+                          and h["posterior"] >= 0.5 and ("vision" in sc.evidence or "barcode" in sc.evidence)]
+                if strong or mv["delta_g"] > self.cfg.personal_max_g:
+                    self._open_review(mv, sc, "shopper says personal item but the evidence says product", ev)
+                    return
+                h = {"kind": "personal", "sku": None, "k": 1, "target": None, "posterior": 1.0, "z": 0.0}
+            else:
+                cands = [h for h in sc.hyps if h["kind"] == "personal_remove" and abs(h["z"]) <= self.cfg.contradict_z]
+                if not cands:
+                    self._open_review(mv, sc, "no personal item of this weight in the cart", ev)
+                    return
+                h = cands[0]
+            self._apply(mv, h)
+            mv["state"] = MoveState.DONE
+            self._log("answer", "shopper confirmed a personal item", move=mv["id"], evidence=ev,
+                      extra=dict(info, hypothesis=h))
+            return
+        if a.skus is not None:
+            self._answer_skus(mv, sc, a, ev, info)
+            return
+        sku = a.sku
+        if a.barcode is not None:
+            sku = self.cat.sku_of_barcode(a.barcode)
+            ev = ["answer", "barcode", "weight"]
+            if sku is None:
+                self._open_review(mv, sc, f"scanned barcode {a.barcode} is not in the catalogue", ev)
+                return
+        if sku not in self.cat.idx:
+            self._open_review(mv, sc, f"shopper chose unknown sku {sku!r}", ev)
+            return
+        h = best_with_sku(sc, self.cat, sku, removal=mv["delta_g"] < 0, max_z=self.cfg.contradict_z)
+        if mv["delta_g"] < 0 and self.cat.items[sku].sold_by_weight:
+            h = self._produce_out(sku, mv["delta_g"]) or h
+        if h is None or abs(h["z"]) > self.cfg.contradict_z:
+            self._open_review(mv, sc, f"shopper's choice {sku} does not fit the weight change"
+                              f" (z={h['z'] if h else 'n/a'})", ev)
+            return
+        taps = 2 if mv.get("reasked") == sku else 1     # the same answer twice: a slip twice is e^2
+        if a.barcode is None and self._doubtful(sc, sku, a.prompt_id, taps):
+            if self.cfg.reask_on_slip and not mv.get("reasked"):
+                # ask again, differently: scan (or the two pictures) instead of the same list; a human
+                # only if the shopper and the evidence still disagree
+                mv["reasked"] = sku
+                alt = [x for x in sc.hyps if sku not in skus_in(x) and abs(x["z"]) <= self.cfg.contradict_z][:1]
+                self._open_prompt(mv, sc, "scan" if mv["delta_g"] > 0 else "removal", alt + [h],
+                                  confirm=f"shopper's choice {sku} is unlikely given the camera and the weight")
+                return
+            self._open_review(mv, sc, f"shopper's choice {sku} is unlikely given the camera and the weight", ev)
+            return
+        self._apply(mv, h)
+        mv["state"] = MoveState.DONE
+        self._learn(mv, h)
+        self._log("answer", "shopper's choice fits the weight", move=mv["id"], evidence=ev,
+                  extra=dict(info, hypothesis=h))
+
+    def _doubtful(self, sc: Scored, sku: str, prompt_id: str, taps: int = 1) -> bool:
+        """A tap can be a slip: combine the answer (right with 1 - answer_error_rate) with the
+        evidence; a choice the evidence makes unlikely goes to a human instead of the receipt."""
+        e = self.cfg.answer_error_rate
+        if e <= 0 or not sc.hyps or "vision" not in sc.evidence:
+            return False    # weight alone: the priors, not evidence, rank the options
+        opts = self._prompt_options.get(prompt_id, ())
+        if not any(o["sku"] == sku and not o.get("skus") for o in opts):
+            return False    # not on the screen: chosen on purpose (search, label), not a slip
+        p = sum(h["posterior"] for h in sc.hyps if h["sku"] == sku)
+        m = max(2, len(opts))
+        right, slip = (1 - e) ** taps, (e / (m - 1)) ** taps
+        post = p * right / (p * right + (1 - p) * slip) if p > 0 else 0.0
+        return post < self.cfg.answer_min_posterior
+
+    def _produce_out(self, sku: str, delta_g: float) -> dict | None:
+        """Some or all of a loose-produce line of `sku` came out: the line that holds enough."""
+        tol = 3 * self.cfg.sensor_noise_g * math.sqrt(2.0)
+        lines = [ln for ln in self.s["lines"] if ln["sku"] == sku and ln["status"] == "accepted"
+                 and ln["weight_g"] + tol >= -delta_g]
+        if not lines:
+            return None
+        ln = min(lines, key=lambda x: x["weight_g"])
+        return {"kind": "remove_part", "sku": sku, "k": 1, "target": ln["line_id"], "posterior": 1.0,
+                "mu_g": round(delta_g, 3), "sd_g": 0.0, "z": 0.0}
+
+    def _answer_skus(self, mv: dict, sc: Scored, a, ev: list, info: dict) -> None:
+        """The shopper named several products (one entry per unit): in, out, or swapped, by the weight."""
+        unknown = [x for x in a.skus if x not in self.cat.idx]
+        if unknown:
+            self._open_review(mv, sc, f"shopper chose unknown sku {unknown[0]!r}", ev)
+            return
+        if len(a.skus) == 1:
+            h = best_with_sku(sc, self.cat, a.skus[0], removal=mv["delta_g"] < 0, max_z=self.cfg.contradict_z)
+        else:
+            fits = fit_skus(list(a.skus), mv["delta_g"], mv["noise_g"], self.cat, self.book, self.s["lines"],
+                            self.cfg, produce_z=self.produce.z)
+            h = fits[0] if fits else None
+        if h is None or abs(h["z"]) > self.cfg.contradict_z:
+            self._open_review(mv, sc, f"shopper's choice {list(a.skus)} does not fit the weight change"
+                              f" (z={h['z'] if h else 'n/a'})", ev)
+            return
+        self._apply(mv, h)
+        mv["state"] = MoveState.DONE
+        self._learn(mv, h)
+        self._log("answer", "shopper's choice fits the weight", move=mv["id"], evidence=ev,
+                  extra=dict(info, hypothesis=h))
+
+    def _on_verdict(self, v: Verdict) -> None:
+        s = self.s
+        if v.verdict_id in s["verdicts_seen"]:
+            self._log("ignored", "duplicate verdict_id", extra={"verdict_id": v.verdict_id})
+            return
+        if v.review_id not in s["reviews"]:
+            self._log("ignored", "verdict for a closed or unknown review",
+                      extra={"verdict_id": v.verdict_id, "review_id": v.review_id})
+            return
+        s["verdicts_seen"] = (s["verdicts_seen"] + [v.verdict_id])[-SEEN_KEEP:]
+        mv = s["moves"][s["reviews"].pop(v.review_id)["move_id"]]
+        self._fx["reviews_closed"].append(v.review_id)
+        self._fx["basket_changed"] = True
+        mv["state"], mv["review_id"] = MoveState.DONE, None
+        d = mv["delta_g"]
+        info = {"verdict_id": v.verdict_id, "review_id": v.review_id, "sku": v.sku, "qty": v.qty}
+        if v.adds is not None or v.removes is not None:
+            ins, outs = list(v.adds or ()), list(v.removes or ())
+            info.update(adds=[list(x) for x in ins], removes=[list(x) for x in outs])
+            before = self._counts()
+            self._move_units(mv, ins, outs)
+            mv["effect"] = self._effect(before)
+            self._note_removals(mv)
+            mv["applied"] = {"kind": "verdict", "in": ins, "out": outs}
+            if len(ins) == 1 and not outs and ins[0][0] is not None and ins[0][1] == 1 \
+                    and not self.cat.items[ins[0][0]].sold_by_weight:
+                self._learn_verdict(mv, ins[0][0])
+            self._log("verdict", "reviewer decided (items)", move=mv["id"], evidence=["verdict"], extra=info)
+            return
+        before = self._counts()
+        if v.qty == 0:
+            self._log("verdict", "reviewer: no basket change", move=mv["id"], evidence=["verdict"], extra=info)
+            return
+        if v.sku is None:
+            if d > 0:
+                self._apply(mv, {"kind": "personal", "sku": None, "k": 1, "target": None})
+            else:
+                cands = sorted(s["personal"], key=lambda p: abs(p["weight_g"] + d))
+                if cands:
+                    self._apply(mv, {"kind": "personal_remove", "sku": None, "k": 1, "target": cands[0]["pid"]})
+            self._log("verdict", "reviewer: not a product", move=mv["id"], evidence=["verdict"], extra=info)
+            return
+        if d > 0:
+            self._add_units(v.sku, v.qty, d, mv["id"])
+        else:
+            lines = [ln for ln in s["lines"] if ln["sku"] == v.sku and ln["status"] == "accepted"]
+            if not lines:
+                self._log("verdict", f"reviewer removed {v.sku} but it is not in the basket",
+                          move=mv["id"], evidence=["verdict"], extra=info)
+                return
+            if lines[0]["by_weight"]:
+                self._remove_produce(min(lines, key=lambda x: abs(x["weight_g"] + d)), d)
+            else:
+                self._remove_units(lines[0], v.qty, d)
+        mv["applied"] = {"kind": "add" if d > 0 else "remove", "sku": v.sku, "k": v.qty}
+        mv["effect"] = self._effect(before)
+        self._note_removals(mv)
+        if v.qty == 1 and not self.cat.items[v.sku].sold_by_weight:
+            self._learn_verdict(mv, v.sku)
+        self._log("verdict", "reviewer decided", move=mv["id"], evidence=["verdict"], extra=info)

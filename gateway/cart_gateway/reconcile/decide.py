@@ -1,0 +1,238 @@
+"""The policy: accept, ask the shopper, or send to a human; prompts, reviews and the decision log.
+
+A movement is decided once its evidence is in (or its window passed) and the action is not
+still settling. The scorer's posterior decides single products; what the camera saw decides
+produce, pairs, swaps and personal items (camera.py), and vetoes a pair or a swap with an
+unseen product. (docs/reconciliation.md §4.)
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+from .. import protocol as P
+from .camera import explain, hidden_pair, left_out, seen_of, skus_in, unseen_part
+from .inputs import VisionSummary
+from .multi import family_smoothed, score_multi, skus_of
+from .scoring import Scored
+from .state import BASKET_CHANGES, MoveState, PromptKind
+
+
+PROMPT_TEXT = {PromptKind.PICK: "Which item did you just put in the cart?",
+               PromptKind.SCAN: "Please scan the barcode of the item you just put in the cart.",
+               PromptKind.PERSONAL: "Is this a personal item (bag, phone...)?",
+               PromptKind.REMOVAL: "Which item did you just take out of the cart?"}
+
+
+class DecideMixin:
+    def _flush(self) -> None:
+        s, now = self.s, self.s["now_ms"]
+        waiting = sorted((m for m in s["moves"].values() if m["state"] == MoveState.WAITING),
+                         key=lambda m: (m["mono_ms"], m["id"]))
+        for mv in waiting:
+            if mv["vision"] is None and now < mv["deadline_ms"]:
+                break  # later movements wait for this one: removals need the adds before them
+            if self._held(mv):
+                break  # the same action may settle again (merged, not decided twice)
+            if abs(mv["delta_g"]) < self.cfg.min_delta_g and not mv.get("same_weight"):
+                mv["state"] = MoveState.DONE     # merged back to where it was: out and back in, or a push
+                self._log("no_change", "merged settles cancel out: lifted and put back", move=mv["id"],
+                          evidence=["weight", "vision"] if mv["vision"] else ["weight"],
+                          extra={"delta_g": mv["delta_g"]})
+                continue
+            self._decide(mv)
+        # a decided movement is kept only while late vision may still arrive for it
+        for mid in [m["id"] for m in s["moves"].values()
+                    if m["state"] == MoveState.DONE and now - m["mono_ms"] > self.cfg.vision_max_wait_ms]:
+            del s["moves"][mid]
+        keep = []
+        for d in s["visions"]:
+            age = now - d["mono_ms"]
+            open_ref = d["ref"] is not None and f"{d['ref'][0]}/{d['ref'][1]}" in s["unsettled"]
+            if age > self.cfg.vision_max_wait_ms or (age > self.cfg.evidence_window_ms and not open_ref):
+                v = VisionSummary.from_dict(d)
+                ref = v.ref or [None, None]
+                if self._same_weight_swap(v, ref[0], None, ref[1], 0.0, 0.0, 0.0):
+                    continue
+                self._log("no_change", "vision without a weight change: item lifted and put back",
+                          evidence=["vision"], extra={"frames": d["frame_ids"], "scores": d["scores"]})
+            else:
+                keep.append(d)
+        s["visions"] = keep
+        for mv in sorted((m for m in s["moves"].values() if m["state"] == MoveState.WAITING and m.get("same_weight")),
+                         key=lambda m: (m["mono_ms"], m["id"])):
+            self._decide(mv)     # opened just now from vision alone: nothing more to wait for
+
+    def _score(self, mv: dict) -> Scored:
+        vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
+        vis = family_smoothed(vis, self.cat, self.cfg.family_confusion)
+        recent = [r["sku"] for r in self.s.get("recent_out", [])
+                  if mv["mono_ms"] - r["mono_ms"] <= self.cfg.readd_window_ms]
+        open_moves = {m["id"] for m in self.s["moves"].values()
+                      if m["state"] in (MoveState.WAITING, MoveState.PROMPT, MoveState.ANSWERED)}
+        # a movement asked about is scored again when its answer comes: reuse the decision's score
+        # when nothing it reads has changed (scoring.MovementScores)
+        return self._scores.get(mv["id"], open_moves, lambda: score_multi(
+            mv["delta_g"], mv["noise_g"], self.cat, self.book, self.s["lines"], self.s["personal"], vis, self.cfg,
+            recent_out=recent), mv["delta_g"], mv["noise_g"], self.s["lines"], self.s["personal"], vis, recent)
+
+    def _decide(self, mv: dict) -> None:
+        cfg = self.cfg
+        sc = self._score(mv)
+        hyps = sc.hyps
+        extra = {"delta_g": mv["delta_g"], "unknown_barcodes": sc.unknown_barcodes} if sc.unknown_barcodes else None
+        if not hyps:
+            self._open_review(mv, sc, "no hypothesis explains this weight change")
+            return
+        top = hyps[0]
+        p2 = hyps[1]["posterior"] if len(hyps) > 1 else 0.0
+        weight_only = "vision" not in sc.evidence and "barcode" not in sc.evidence
+        cam, why, seen, fits = self._camera_explanation(mv, sc, weight_only)
+        need = cfg.accept_weight_only_posterior if weight_only else cfg.accept_posterior
+        personal = top["kind"] == "personal"
+        if top["kind"] == "remove_part" and not cfg.accept_partial_produce:
+            need = 2.0   # some of a produce line out: the shopper confirms (a swap looks the same)
+        if mv.get("same_weight"):
+            need = 2.0   # only the camera saw it (often a look-alike of what was lifted): the shopper confirms
+        if cfg.camera_led and unseen_part(top, seen, cfg):
+            need = 2.0   # a pair or a swap one of whose products the camera did not see: the shopper says
+        vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
+        if cfg.camera_led and hidden_pair(top, vis, self.cat, self.book, cfg):
+            need = 2.0   # two of A, or A and a look-alike B the missed frame showed: the shopper says
+        if cam is not None and hidden_pair(cam, vis, self.cat, self.book, cfg):
+            cam = None
+        if cfg.camera_led and cam is None and left_out(top, seen, fits, cfg):
+            need = 2.0   # the camera saw a product the best hypothesis ignores: the shopper says
+        scorer_ok = (top["posterior"] >= need and top["posterior"] - p2 >= cfg.accept_margin
+                     and abs(top["z"]) <= cfg.accept_max_z and (not personal or cfg.accept_personal))
+        # the camera explanation overrides an accept only when it accounts for a product the scorer's best leaves out
+        if scorer_ok and (cam is None or not (skus_in(cam) - skus_in(top))):
+            self._apply(mv, top)
+            mv["state"] = MoveState.DONE
+            self._log("accept", "weight-only posterior above threshold" if weight_only else "posterior above threshold",
+                      move=mv["id"], sc=sc, extra=extra)
+            if top["posterior"] >= cfg.learn_min_posterior:
+                self._learn(mv, top)
+            return
+        if cam is not None:
+            self._apply(mv, cam)
+            mv["state"] = MoveState.DONE
+            self._log("accept", why, move=mv["id"], sc=sc, evidence=["weight", "vision"],
+                      extra={"hypothesis": cam, "camera_led": True})
+            self._learn(mv, cam)
+            return
+        if abs(top["z"]) > cfg.accept_max_z and not personal:
+            self._open_review(mv, sc, "weight change fits no item")
+            return
+        top_k = hyps[: cfg.ask_top_k]
+        cover = sum(h["posterior"] for h in top_k)
+        if mv.get("same_weight"):
+            # only the camera saw it: the shopper says whether anything was swapped
+            self._open_prompt(mv, sc, "pick", [h for h in hyps if h["kind"] == "swap"][: cfg.ask_top_k] or top_k)
+            return
+        if cover >= cfg.ask_cover or personal:
+            kind = "personal" if personal else ("removal" if mv["delta_g"] < 0 else "pick")
+            self._open_prompt(mv, sc, kind, top_k)
+            return
+        if mv["delta_g"] > 0 and cfg.ask_scan and sc.best_fit_z <= cfg.accept_max_z:
+            self._open_prompt(mv, sc, "scan", hyps[: max(cfg.ask_top_k, 5)])
+            return
+        if mv["delta_g"] <= 0 and cfg.ask_open_removal and abs(top["z"]) <= cfg.accept_max_z:
+            # something in the basket fits but nothing stands out (often a swap): the shopper names
+            # what they took out (and put in); an answer that does not fit goes to review
+            self._open_prompt(mv, sc, "removal", hyps[: max(cfg.ask_top_k, 5)])
+            return
+        self._open_review(mv, sc, "evidence does not single out an item"
+                          if sc.best_fit_z <= cfg.accept_max_z else "weight change fits no item")
+
+    def _camera_explanation(self, mv: dict, sc: Scored, weight_only: bool):
+        """(hypothesis or None, reason, what was seen): the one combination of what the camera saw
+        that fits the weight (camera.py)."""
+        cfg = self.cfg
+        vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
+        seen = seen_of(vis, self.cat, cfg)
+        if not cfg.camera_led or weight_only or mv.get("same_weight") or "barcode" in sc.evidence:
+            return None, "", seen, []
+        h, why, fits = explain(mv["delta_g"], mv["noise_g"], seen, self.s["lines"], self.s["personal"], self.cat,
+                               self.book, self.produce, cfg)
+        return h, why, seen, fits
+
+    def _open_prompt(self, mv: dict, sc: Scored, kind: str, hyps: list[dict], confirm: str = "") -> None:
+        s = self.s
+        s["n"]["prompt"] += 1
+        pid = f"{self.cart}-p{s['n']['prompt']}"
+        opts, seen = [], set()
+        for h in hyps:
+            names = (skus_of(h) if h["kind"] in ("add2", "remove2")
+                     else [h["sku"], h["remove_sku"]] if h["kind"] == "swap"
+                     else [h["sku"]] if h["sku"] else [])
+            key = tuple(sorted(names))
+            if not names or key in seen:
+                continue
+            seen.add(key)
+            if len(names) == 1:
+                opts.append({"sku": names[0], "name": self.cat.items[names[0]].name})
+            elif h["kind"] == "swap":
+                opts.append({"sku": names[0], "skus": list(names),
+                             "name": f"{self.cat.items[names[0]].name} instead of {self.cat.items[names[1]].name}"})
+            else:
+                cnt = Counter(names)
+                label = " + ".join((f"{q} x " if q > 1 else "") + self.cat.items[k].name for k, q in cnt.items())
+                opts.append({"sku": names[0], "name": label, "skus": list(names)})
+        text = PROMPT_TEXT[PromptKind(kind)]
+        if confirm:    # the first tap looked like a slip: asked again, differently
+            text = ("Please scan the barcode of the item you just put in, or tap its picture."
+                    if kind == "scan" else "Please tap the picture of the item you just took out.")
+        prompt = P.Prompt(v=1, prompt_id=pid, kind=kind, text=text, options=opts,
+                          created_ms=s["now_ms"]).model_dump(exclude_none=True)
+        s["prompts"][pid] = {"prompt": prompt, "move_id": mv["id"]}
+        mv["state"], mv["prompt_id"] = MoveState.PROMPT, pid
+        self._fx["prompts_opened"].append(prompt)
+        self._fx["basket_changed"] = True   # a pending line appears
+        self._log("ask", f"ask the shopper ({kind})" + (f": {confirm}, asked again" if confirm else ""),
+                  move=mv["id"], sc=sc, extra={"prompt_id": pid})
+
+    def _close_prompt(self, pid: str) -> None:
+        self.s["prompts"].pop(pid, None)
+        self._fx["prompts_closed"].append(pid)
+
+    def _open_review(self, mv: dict, sc: Scored, reason: str, evidence: list[str] | None = None) -> None:
+        s = self.s
+        s["n"]["review"] += 1
+        rid = f"{self.cart}-r{s['n']['review']}"
+        vis = mv["vision"] or {}
+        req = {"v": 1, "review_id": rid, "cart": self.cart, "created_ms": s["now_ms"],
+               "candidates": [dict({"sku": h["sku"], "score": round(h["posterior"], 6), "kind": h["kind"]},
+                                   **({"skus": h["skus"]} if "skus" in h else {}))
+                              for h in sc.hyps if h["sku"]],
+               "weight": {"delta_g": mv["delta_g"], "total_g": mv["total_g"], "noise_g": mv["noise_g"],
+                          "unsettled_seq": mv["unsettled_seq"], "seq": mv["seq"], "epoch": mv["epoch"]},
+               "frames": list(vis.get("frame_ids", [])), "barcodes": list(vis.get("barcodes", [])),
+               "reason": reason}
+        s["reviews"][rid] = {"request": req, "move_id": mv["id"]}
+        mv["state"], mv["review_id"] = MoveState.REVIEW, rid
+        self._fx["reviews_opened"].append(req)
+        self._fx["basket_changed"] = True
+        self._log("review", reason, move=mv["id"], sc=sc, evidence=evidence, extra={"review_id": rid})
+
+    def _log(self, outcome: str, reason: str, move: str | None = None, sc: Scored | None = None,
+             evidence: list[str] | None = None, extra: dict | None = None) -> None:
+        s = self.s
+        s["n"]["decision"] += 1
+        rec = {"id": f"d{s['n']['decision']}", "mono_ms": s["now_ms"], "move_id": move,
+               "outcome": outcome, "reason": reason}
+        if sc is not None:
+            rec["evidence"] = evidence or list(sc.evidence)
+            if sc.hyps:
+                rec["hypothesis"] = sc.hyps[0]
+                rec["posterior"] = sc.hyps[0]["posterior"]
+                rec["runner_up"] = sc.hyps[1] if len(sc.hyps) > 1 else None
+                rec["candidates"] = sc.hyps[:3]
+        elif evidence is not None:
+            rec["evidence"] = evidence
+        if extra:
+            rec.update(extra)
+        mv = s["moves"].get(move) if move else None
+        if mv is not None and outcome in BASKET_CHANGES:
+            rec["effect"] = mv.get("effect", {})   # what the basket charged or credited for this movement
+        s["log"] = (s["log"] + [rec])[-self.cfg.log_limit:]
+        self._fx["decisions"].append(rec)

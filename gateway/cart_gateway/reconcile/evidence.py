@@ -1,0 +1,192 @@
+"""Pairing a cart's weight windows with its vision: movements, not settles.
+
+`unsettled` opens a window, `weight` settles it into a movement; a capture burst is matched to
+its movement by `ref` (or by time); settles of one physical action (a second settle opening
+while the first is undecided, `merge_gap_ms`) are merged into one movement; vision of a window
+with no weight change may still be a swap for a product of the same weight.
+(docs/reconciliation.md §1.)
+"""
+from __future__ import annotations
+
+import math
+
+from .inputs import Unsettled, VisionSummary, WeightChange
+from .state import SETTLED_KEEP, MoveState
+
+
+class EvidenceMixin:
+    def _on_unsettled(self, u: Unsettled) -> None:
+        key = f"{u.epoch}/{u.seq}"
+        if key in self.s["settled_refs"]:
+            return  # its weight event came first
+        self.s["unsettled"][key] = {"mono_ms": u.mono_ms, "total_g": float(u.total_g)}
+
+    def _on_weight(self, w: WeightChange) -> None:
+        s = self.s
+        ukey = f"{w.epoch}/{w.unsettled_seq}" if w.unsettled_seq is not None else None
+        start = w.mono_ms
+        if ukey:
+            u = s["unsettled"].pop(ukey, None)
+            if u:
+                start = u["mono_ms"]
+            s["settled_refs"] = (s["settled_refs"] + [ukey])[-SETTLED_KEEP:]
+        if abs(w.delta_g) < self.cfg.min_delta_g:
+            if ukey:
+                s["nochange_refs"] = (s["nochange_refs"] + [ukey])[-SETTLED_KEEP:]
+            vis = self._take_visions(w.epoch, w.unsettled_seq, start, w.mono_ms)
+            if vis:
+                merged = vis[0]
+                for v in vis[1:]:
+                    merged.merge(v)
+                if self._same_weight_swap(merged, w.epoch, w.seq, w.unsettled_seq, w.delta_g, w.total_g, w.noise_g):
+                    return
+            why = ("vision without a weight change: item lifted and put back" if vis
+                   else "weight change below min_delta_g")
+            self._log("no_change", why, evidence=["weight", "vision"] if vis else ["weight"],
+                      extra={"delta_g": w.delta_g, "frames": [f for v in vis for f in v.frame_ids]})
+            return
+        host = self._merge_host(w.epoch, start)
+        if host is not None:
+            self._merge(host, w, start)
+            return
+        s["n"]["move"] += 1
+        mid = f"m{s['n']['move']}"
+        s["moves"][mid] = {"id": mid, "epoch": w.epoch, "seq": w.seq, "unsettled_seq": w.unsettled_seq,
+                           "start_ms": start, "mono_ms": w.mono_ms, "delta_g": float(w.delta_g),
+                           "total_g": float(w.total_g), "noise_g": float(w.noise_g),
+                           "deadline_ms": w.mono_ms + self.cfg.evidence_window_ms,
+                           "vision": None, "state": MoveState.WAITING, "prompt_id": None, "review_id": None}
+        vis = self._take_visions(w.epoch, w.unsettled_seq, start, w.mono_ms)
+        for v in vis:
+            self._attach(s["moves"][mid], v)
+        self._fx["basket_changed"] = w.delta_g > 0   # a pending line shows until decided
+
+    def _merge_host(self, epoch: int, start_ms: int) -> dict | None:
+        """The undecided movement a settle starting at `start_ms` continues: one physical action
+        (a slow or pushed placement) settling twice is one decision, not two wrong ones."""
+        gap = self.cfg.merge_gap_ms
+        if gap <= 0:
+            return None
+        cands = [m for m in self.s["moves"].values() if m["state"] == MoveState.WAITING and not m.get("same_weight")
+                 and m["epoch"] == epoch and m["mono_ms"] <= start_ms <= m["mono_ms"] + gap]
+        return max(cands, key=lambda m: (m["mono_ms"], m["id"])) if cands else None
+
+    def _merge(self, mv: dict, w: WeightChange, start: int) -> None:
+        mv["delta_g"] = round(mv["delta_g"] + float(w.delta_g), 3)
+        mv["total_g"], mv["seq"] = float(w.total_g), w.seq
+        mv["noise_g"] = max(mv["noise_g"], float(w.noise_g))
+        mv["mono_ms"] = w.mono_ms
+        mv["deadline_ms"] = w.mono_ms + self.cfg.evidence_window_ms
+        if w.unsettled_seq is not None:
+            mv["merged_useqs"] = mv.get("merged_useqs", []) + [w.unsettled_seq]
+        for v in self._take_visions(w.epoch, w.unsettled_seq, start, w.mono_ms):
+            self._attach(mv, v)
+        self._log("merged", f"settle {w.seq} continues movement {mv['id']} (one action)", move=mv["id"],
+                  evidence=["weight"], extra={"delta_g": mv["delta_g"], "part_g": float(w.delta_g)})
+        self._fx["basket_changed"] = True
+
+    def _held(self, mv: dict) -> bool:
+        """Wait before deciding while the same action may still be settling: shortly after the
+        settle, or while an `unsettled` window opened just after it is still open."""
+        cfg, now = self.cfg, self.s["now_ms"]
+        if cfg.merge_gap_ms <= 0:
+            return False
+        if now < mv["mono_ms"] + cfg.merge_hold_ms:
+            return True
+        if now >= mv["mono_ms"] + cfg.merge_gap_ms + cfg.merge_hold_ms:
+            return False     # bounded: a window that stays open (a push, a lean) does not hold it longer
+        return any(mv["mono_ms"] <= u["mono_ms"] <= mv["mono_ms"] + cfg.merge_gap_ms
+                   for u in self.s["unsettled"].values())
+
+    def _refs_of(self, mv: dict) -> list:
+        return [[mv["epoch"], q] for q in [mv["unsettled_seq"]] + mv.get("merged_useqs", []) if q is not None]
+
+    def _take_visions(self, epoch, useq, start_ms, end_ms) -> list[VisionSummary]:
+        """Buffered vision for this movement: by ref, else by time proximity."""
+        win = self.cfg.evidence_window_ms
+        keep, took = [], []
+        for d in self.s["visions"]:
+            v = VisionSummary.from_dict(d)
+            if v.ref is not None:
+                hit = useq is not None and v.ref == [epoch, useq]
+            else:
+                hit = start_ms - win <= v.mono_ms <= end_ms + win
+            (took if hit else keep).append(d if not hit else v)
+        self.s["visions"] = keep
+        return took
+
+    def _attach(self, mv: dict, v: VisionSummary) -> None:
+        if mv["vision"] is None:
+            mv["vision"] = v.to_dict()
+        else:
+            cur = VisionSummary.from_dict(mv["vision"])
+            cur.merge(v)
+            mv["vision"] = cur.to_dict()
+
+    def _on_vision(self, v: VisionSummary) -> None:
+        s, win = self.s, self.cfg.evidence_window_ms
+        target = None
+        if v.ref is not None:
+            for mv in s["moves"].values():
+                if v.ref in self._refs_of(mv):
+                    target = mv
+                    break
+        else:
+            best = None
+            for mv in s["moves"].values():
+                if mv["start_ms"] - win <= v.mono_ms <= mv["mono_ms"] + win:
+                    d = abs(v.mono_ms - mv["mono_ms"])
+                    if mv["state"] == MoveState.WAITING and (best is None or d < best[0]):
+                        best = (d, mv)
+            target = best[1] if best else None
+        if target is None:
+            key = f"{v.ref[0]}/{v.ref[1]}" if v.ref is not None else None
+            if key in s["nochange_refs"]:
+                self._log("no_change", "vision without a weight change: item lifted and put back",
+                          evidence=["vision"], extra={"frames": v.frame_ids})
+                return
+            if key in s["settled_refs"]:
+                self._log("late_vision", "vision for a movement decided long ago; kept for the record",
+                          evidence=["vision"], extra={"frames": v.frame_ids})
+                return
+            s["visions"].append(v.to_dict())
+            return
+        if target["state"] == MoveState.WAITING:
+            self._attach(target, v)
+        else:
+            self._log("late_vision", "vision arrived after the decision; kept for the record",
+                      move=target["id"], evidence=["vision"], extra={"frames": v.frame_ids})
+
+    def _same_weight_swap(self, v: VisionSummary, epoch, seq, useq, delta_g: float, total_g: float,
+                          noise_g: float) -> bool:
+        """The camera saw a product that is not in the basket but the weight did not change: a swap
+        for a product of the same weight (the scale cannot see it). Opens a movement for it, so the
+        swap hypotheses (and, if unsure, the shopper) decide; returns True if it did."""
+        cfg = self.cfg
+        if cfg.same_weight_swap_min_score <= 0 or not v.scores:
+            return False
+        lines = [ln for ln in self.s["lines"] if ln["status"] == "accepted" and not ln["by_weight"]]
+        have = {ln["sku"] for ln in lines}
+        # frames of a swap show both products; the one that matters is the one not in the basket
+        new = [k for k in v.scores if k not in have and k in self.cat.idx and not self.cat.items[k].sold_by_weight]
+        if not new:
+            return False     # only products already in the basket: lifted and put back
+        sku = max(new, key=lambda k: (v.scores[k], k))
+        if v.scores[sku] < cfg.same_weight_swap_min_score:
+            return False
+        mb, sb = self.book.params(sku)
+        near = [ln for ln in lines if abs(self.book.params(ln["sku"])[0] - mb)
+                <= 3.0 * math.hypot(self.book.params(ln["sku"])[1], sb) + cfg.min_delta_g]
+        if not near:
+            return False
+        s = self.s
+        s["n"]["move"] += 1
+        mid = f"m{s['n']['move']}"
+        s["moves"][mid] = {"id": mid, "epoch": epoch, "seq": seq, "unsettled_seq": useq,
+                           "start_ms": v.mono_ms, "mono_ms": s["now_ms"], "delta_g": float(delta_g),
+                           "total_g": float(total_g), "noise_g": float(noise_g), "deadline_ms": s["now_ms"],
+                           "vision": v.to_dict(), "state": MoveState.WAITING, "prompt_id": None, "review_id": None,
+                           "same_weight": True}
+        self._log("same_weight_swap", f"camera saw {sku} (not in the basket) with no weight change",
+                  move=mid, evidence=["vision", "weight", "context"], extra={"frames": v.frame_ids})
+        return True

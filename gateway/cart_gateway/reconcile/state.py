@@ -1,0 +1,188 @@
+"""A cart's reconciliation state: its records, their kinds, and the JSON round trip (in one place).
+
+The engine keeps the state as JSON types (`CartReconciler.s`), so that persisting after every
+step is one `json.dumps`; this module says what that JSON holds (typed records and enums),
+checks a stored state before the engine resumes it (an error names the record and the field),
+and upgrades states written by earlier versions (an old database still loads: tested with a
+state written at d7ec436, before issue 12).
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import MISSING, dataclass, field, fields
+from enum import Enum
+from typing import Any
+
+STATE_VERSION = 1
+SETTLED_KEEP = 64     # recent settled unsettled-ids, to ignore a late `unsettled`
+SEEN_KEEP = 256       # answer / verdict ids remembered for idempotence
+
+
+class ReconcileError(ValueError):
+    """An input the engine cannot apply, or a stored state it cannot resume; the message names the field."""
+
+
+class MoveState(str, Enum):
+    WAITING = "waiting"      # settled, waiting for its vision (or for the action to settle again)
+    PROMPT = "prompt"        # the shopper is asked
+    ANSWERED = "answered"    # answered; being applied
+    REVIEW = "review"        # a human reviewer decides
+    DONE = "done"            # decided; kept a while for late vision
+
+
+class PromptKind(str, Enum):
+    PICK = "pick"
+    SCAN = "scan"
+    PERSONAL = "personal"
+    REMOVAL = "removal"
+
+
+class Outcome(str, Enum):
+    """The decision log's outcomes."""
+    ACCEPT = "accept"
+    ASK = "ask"
+    REVIEW = "review"
+    ANSWER = "answer"
+    VERDICT = "verdict"
+    NO_CHANGE = "no_change"
+    LATE_VISION = "late_vision"
+    SAME_WEIGHT_SWAP = "same_weight_swap"
+    MERGED = "merged"
+    IGNORED = "ignored"
+
+
+BASKET_CHANGES = (Outcome.ACCEPT, Outcome.ANSWER, Outcome.VERDICT)
+
+
+@dataclass
+class Line:
+    """One basket line: packaged units of a SKU, or one bag of loose produce (by weight)."""
+    line_id: str
+    sku: str
+    name: str
+    qty: int
+    weight_g: float
+    unit_price_cents: int
+    price_cents: int
+    status: str
+    by_weight: bool
+    move_id: str
+
+
+@dataclass
+class PersonalItem:
+    pid: str
+    weight_g: float
+    move_id: str
+    personal_class: str | None = None     # what the camera recognised (issue 12), if it did
+
+
+@dataclass
+class Movement:
+    """One physical action's weight change (one or more settles merged), its evidence and its fate."""
+    id: str
+    epoch: int
+    seq: int | None
+    unsettled_seq: int | None
+    start_ms: int
+    mono_ms: int
+    delta_g: float
+    total_g: float
+    noise_g: float
+    deadline_ms: int
+    vision: dict | None
+    state: MoveState
+    prompt_id: str | None
+    review_id: str | None
+    same_weight: bool = False
+    merged_useqs: list[int] = field(default_factory=list)
+    reasked: str | None = None
+    effect: dict = field(default_factory=dict)
+    applied: dict | None = None
+
+
+@dataclass
+class PromptRecord:
+    prompt: dict        # the §11 payload
+    move_id: str
+
+
+@dataclass
+class ReviewRecord:
+    request: dict       # the §13 request
+    move_id: str
+
+
+def fresh_state(cart: str) -> dict:
+    return {"v": STATE_VERSION, "cart": cart, "version": 0, "now_ms": 0,
+            "n": {"line": 0, "prompt": 0, "review": 0, "move": 0, "decision": 0, "personal": 0},
+            "lines": [], "personal": [], "unsettled": {}, "settled_refs": [], "nochange_refs": [], "moves": {},
+            "visions": [], "prompts": {}, "reviews": {}, "answers_seen": [], "verdicts_seen": [],
+            "log": [], "receipt": None}
+
+
+def _typed(cls, d: Any, where: str):
+    """Build record `cls` from its JSON object, naming the record and field that is wrong."""
+    if not isinstance(d, dict):
+        raise ReconcileError(f"reconciler state: {where} must be an object, got {type(d).__name__}")
+    names = {f.name for f in fields(cls)}
+    need = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+    missing = sorted(need - set(d))
+    if missing:
+        raise ReconcileError(f"reconciler state: {where} lacks {', '.join(missing)}")
+    try:
+        return cls(**{k: v for k, v in d.items() if k in names})
+    except (TypeError, ValueError) as e:
+        raise ReconcileError(f"reconciler state: {where}: {e}") from e
+
+
+def check_state(d: Any) -> dict:
+    """A stored state, checked and upgraded to what this version writes; raises ReconcileError."""
+    if not isinstance(d, dict) or d.get("v") != STATE_VERSION:
+        got = d.get("v") if isinstance(d, dict) else d
+        raise ReconcileError(f"reconciler state: expected v={STATE_VERSION}, got {got!r}")
+    base = fresh_state(d.get("cart", ""))
+    missing = sorted(set(base) - set(d))
+    if missing:
+        raise ReconcileError(f"reconciler state: missing keys {missing}")
+    s = copy.deepcopy(d)
+    for i, ln in enumerate(s["lines"]):
+        _typed(Line, ln, f"lines[{i}]")
+    for i, p in enumerate(s["personal"]):
+        _typed(PersonalItem, p, f"personal[{i}]")
+    for mid, mv in s["moves"].items():
+        m = _typed(Movement, mv, f"moves[{mid}]")
+        try:
+            MoveState(m.state)
+        except ValueError:
+            raise ReconcileError(f"reconciler state: moves[{mid}].state {m.state!r} is not a movement state") from None
+    for pid, p in s["prompts"].items():
+        rec = _typed(PromptRecord, p, f"prompts[{pid}]")
+        if rec.move_id not in s["moves"]:
+            raise ReconcileError(f"reconciler state: prompts[{pid}] is about unknown movement {rec.move_id}")
+    for rid, r in s["reviews"].items():
+        rec = _typed(ReviewRecord, r, f"reviews[{rid}]")
+        if rec.move_id not in s["moves"]:
+            raise ReconcileError(f"reconciler state: reviews[{rid}] is about unknown movement {rec.move_id}")
+    for v in s["visions"]:            # vision records before issue 12 had no personal classes
+        v.setdefault("personal_scores", {})
+        v.setdefault("top_frames", {})
+    for mv in s["moves"].values():
+        if mv.get("vision") is not None:
+            mv["vision"].setdefault("personal_scores", {})
+            mv["vision"].setdefault("top_frames", {})
+    return s
+
+
+def dumps(s: dict) -> str:
+    """The state as compact JSON (no deep copy: cheap enough to persist after every step)."""
+    return json.dumps(s, separators=(",", ":"), allow_nan=False)
+
+
+def loads(text: str) -> dict:
+    try:
+        d = json.loads(text)
+    except ValueError as e:
+        raise ReconcileError(f"reconciler state: not JSON ({e})") from e
+    return check_state(d)
