@@ -128,7 +128,7 @@ async def main():
             out.setdefault("bad", []).append(str(e))
     # a still over app.still_max is refused, its slot stays usable
     gc.collect()
-    link.stills.append(b"\xff\xd8" + b"x" * 262150)
+    link.stills.append(b"\xff\xd8" + b"x" * 393216)
     try:
         await rt.cmds["capture"]({"still": True})
     except RuntimeError as e:
@@ -162,7 +162,7 @@ async def main():
     except ValueError as e:
         out["bad_res"] = str(e)
     try:
-        await app_mod.start(Rt(Hal(Link()), {"still_chunk": 1024}))
+        await app_mod.start(Rt(Hal(Link()), {"still_chunk": 1024, "still_max": 200000}))
     except ValueError as e:
         out["bad_chunk"] = str(e)
     print(json.dumps(out))
@@ -187,7 +187,7 @@ def _still_jpeg() -> bytes:
 def r(tmp_path_factory):
     d = tmp_path_factory.mktemp("still")
     jpeg = _still_jpeg()
-    assert 100_000 < len(jpeg) <= 262144
+    assert 100_000 < len(jpeg) <= 393216
     (d / "still.jpg").write_bytes(jpeg)
     first, last = run_mpy(SCRIPT, d, heap=str(BUDGET + 98304)).strip().splitlines()[-2:]
     out = json.loads(last)
@@ -202,11 +202,11 @@ def test_settle_takes_one_still_marked_with_its_resolution(r):
     st = caps[1]
     assert st["ref"] == "c001/scale/3/17"          # the movement's unsettled event, as its burst
     assert st["frames"] == [4] and len(st["frame_ms"]) == 1
-    assert st["still"] == {"w": 1280, "h": 1024}
+    assert st["still"] == {"w": 1600, "h": 1200}
     # the gateway's decoder reassembles the still from the chunks the app published
     chunks = [P.decode_frame_chunk(bytes.fromhex(h)) for h in r["chunks"]]
     still = [c for c in chunks if c.frame == 4]
-    assert all(c.still and (c.width, c.height) == (1280, 1024) for c in still)
+    assert all(c.still and (c.width, c.height) == (1600, 1200) for c in still)
     assert not any(c.still for c in chunks if c.frame != 4)
     assert len(still) == -(-len(r["jpeg"]) // 4096)        # 4096-byte chunks
     asm = P.FrameAssembler(still[0], 0)
@@ -221,12 +221,12 @@ def test_removal_and_replay_take_no_still(r):
 
 def test_still_command_and_bad_args(r):
     assert r["cmd"] == {"still": 5}
-    assert r["cmd_events"][0][1]["trigger"] == "command" and r["cmd_events"][0][1]["still"]["w"] == 1280
+    assert r["cmd_events"][0][1]["trigger"] == "command" and r["cmd_events"][0][1]["still"]["w"] == 1600
     assert r["bad"] == ["args.still: must be true, without args.frames"] * 2
 
 
 def test_oversized_and_missing_still_refused_and_counted(r):
-    assert "still size 262152 bytes exceeds the §7 limit of 262144 bytes" in r["oversize"]
+    assert "still size 393218 bytes exceeds this slot's capacity of 393216 bytes" in r["oversize"]
     assert "no still within 2000 ms" in r["none"]
     assert [e[1]["code"] for e in r["fail_events"]] == ["camera_fail", "camera_fail"]
     st = r["tele"]["cam"]["stills"]
@@ -243,12 +243,12 @@ def test_in_flight_bound_shared_with_bursts(r):
 def test_motion_stop_takes_a_still(r):
     caps = [f for t, f in r["motion_events"] if t == "capture"]
     assert [c["trigger"] for c in caps] == ["motion", "motion_stop"], r["motion_events"]
-    assert caps[1]["ref"] is None and caps[1]["still"] == {"w": 1280, "h": 1024}
+    assert caps[1]["ref"] is None and caps[1]["still"] == {"w": 1600, "h": 1200}
 
 
 def test_bad_still_settings_name_the_key(r):
     assert r["bad_res"].startswith("config app.still_res: must be one of SVGA, SXGA, UXGA, VGA, XGA")
-    assert r["bad_chunk"].startswith("config app.still_max: 262144 bytes needs more than 64 chunks")
+    assert r["bad_chunk"].startswith("config app.still_max: 200000 bytes needs more than 128 chunks")
 
 
 def test_heap_within_the_board_budget(r):

@@ -23,7 +23,8 @@ MAX_COMMAND_BYTES = 4096
 MAX_CHUNK_PAYLOAD = 4096
 MAX_FRAME_BYTES = 131072
 MAX_FRAME_CHUNKS = 64
-MAX_STILL_BYTES = 262144   # §7.1: a still, 64 chunks of 4096 bytes
+MAX_STILL_BYTES = 524288   # §7.1: a still, at most 128 chunks
+MAX_STILL_CHUNKS = 128
 STILL_RESOLUTIONS = {1: (640, 480), 2: (800, 600), 3: (1024, 768), 4: (1280, 1024), 5: (1600, 1200)}
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
@@ -479,6 +480,7 @@ def decode_frame_chunk(payload: bytes) -> FrameChunk:
     still = fmt >> 4 != 0
     wh = STILL_RESOLUTIONS.get(fmt >> 4, (0, 0)) if still else (0, 0)
     limit = MAX_STILL_BYTES if still else MAX_FRAME_BYTES
+    climit = MAX_STILL_CHUNKS if still else MAX_FRAME_CHUNKS
     checks = (
         ("magic", magic == b"CF", f"{magic!r} is not b'CF'"),
         ("ver", ver == 1, f"{ver} is not 1"),
@@ -486,7 +488,7 @@ def decode_frame_chunk(payload: bytes) -> FrameChunk:
          f"{fmt:#04x} is not 0x01 (JPEG frame) or 0xR1 (JPEG still, R a resolution code 1..5)"),
         ("epoch", epoch >= 1, "must be ≥ 1"),
         ("frame", frame >= 1, "must be ≥ 1"),
-        ("count", 1 <= count <= MAX_FRAME_CHUNKS, f"{count} is not in 1..{MAX_FRAME_CHUNKS}"),
+        ("count", 1 <= count <= climit, f"{count} is not in 1..{climit}"),
         ("index", index < count, f"{index} is not below count {count}"),
         ("size", 1 <= size <= limit, f"{size} is not in 1..{limit}" + (" (a still)" if still else "")),
     )

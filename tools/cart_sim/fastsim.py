@@ -31,12 +31,14 @@ from .physics.hx711 import LoadCellModel
 from .gwfeed import GatewayFeed
 from .shoppers import Action, Shopper, answer_for, verdict_for
 from .world import ScenePool, pack_weight
+from . import stills
 
 GW = "sim"
 WALL0 = 1_790_000_000_000     # trace t_ms of the first basket (Unix ms)
 CPG = 86.0                    # counts per gram, as LoadCellModel's default (docs/scale.md)
 FRAME_GAP_MS = (80, 200, 320, 440, 560, 680, 800, 920)  # burst frame times after `unsettled`
 TICK_MS = 100                 # the gateway's timer while the cart is quiet
+STILL_MS = 800                # weight event -> still read at the gateway (docs/camera.md "Stills")
 
 
 class _Driver:
@@ -88,6 +90,7 @@ class Store:
         self._frame_keys: dict[tuple, str | None] = {}
         self.feed = GatewayFeed(self.cat, frame_source=None if frames else self._pool_frame)
         self.engine_s = 0.0
+        self.stills = stills.attach(self, scenario["camera"])   # None unless camera.still
 
     def _pool_frame(self, cart, epoch, frame):
         k = self._frame_keys.pop((cart, epoch, frame), None)
@@ -100,6 +103,8 @@ class Store:
             if progress:
                 progress(i + 1, n)
         self.pool.save()
+        if self.stills is not None:
+            self.stills.save()
         return out
 
 
@@ -133,6 +138,8 @@ class BasketRun:
         self.wrong_actions: list = []    # (cause, action), for diagnosis scripts
         self.action_io: dict = {}        # id(action) -> ({sku: in}, {sku: out}) charged / credited so far
         self.log: list = []
+        self.still_cam = store.stills and stills.StillCamera(store.stills, self.sc["camera"],
+                                                              f"{store.seed}|{index}|still")
 
     # --- message plumbing -------------------------------------------------------
     def _clock(self):
@@ -159,6 +166,10 @@ class BasketRun:
             self.by_useq[s] = self.action
             self._burst(s)
         self._send(f"carts/{self.cart}/scale/evt", payload)
+        if typ == "weight" and self.still_cam:
+            k = self.still_cam.still_key(self.action, fields["delta_g"])
+            if k is not False:
+                self._push(self.now + STILL_MS, "still", (fields["window"]["unsettled_seq"], k))
         return s
 
     def _burst(self, useq: int):
@@ -194,6 +205,8 @@ class BasketRun:
             saved, self.now = self.now, max(self.now, t)
             if kind == "capture":
                 self._capture(*data)
+            elif kind == "still":
+                stills.send_still(self, *data)
             else:
                 self._send(*data)
             self.now = max(saved, self.now)

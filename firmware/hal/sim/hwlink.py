@@ -11,10 +11,10 @@ from array import array
 from micropython import const
 
 _SAMPLES = const(64)        # ~0.8 s of conversions at 80/s
-_LINE_MAX = const(48)       # longest line we accept (`S 262144`, `s -8388608`)
+_LINE_MAX = const(48)       # longest line we accept (`S 524288`, `s -8388608`)
 _FRAMES = const(3)          # queued frames
 _FRAME_MAX = const(131072)  # protocol §7
-_STILL_MAX = const(262144)  # protocol §7.1
+_STILL_MAX = const(524288)  # protocol §7.1
 _RX = const(512)
 
 

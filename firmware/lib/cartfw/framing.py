@@ -27,8 +27,9 @@ COUNT_MAX = const(64)
 FRAME_MAX = const(131072)
 # A still (§7.1): one high-resolution JPEG after a placement, for barcodes and
 # the crop classifier. `fmt`'s high nibble is its resolution code (0 = a burst
-# frame); its size limit is larger, so it needs chunks of 4096 bytes.
-STILL_MAX = const(262144)
+# frame); its limits are larger: 1..524288 bytes in at most 128 chunks.
+STILL_MAX = const(524288)
+STILL_COUNT_MAX = const(128)
 RESOLUTIONS = {1: (640, 480), 2: (800, 600), 3: (1024, 768), 4: (1280, 1024), 5: (1600, 1200)}
 RES_NAMES = {"VGA": 1, "SVGA": 2, "XGA": 3, "SXGA": 4, "UXGA": 5}
 
@@ -54,16 +55,16 @@ def check_chunk_size(chunk_size):
         raise FramingError("chunk_size %r: must be an integer 1..%d (§7)" % (chunk_size, CHUNK_MAX))
 
 
-def check_frame_size(size, chunk_size, capacity=FRAME_MAX, limit=FRAME_MAX, what="frame"):
+def check_frame_size(size, chunk_size, capacity=FRAME_MAX, limit=FRAME_MAX, what="frame", count_max=COUNT_MAX):
     # Raise FramingError naming the limit that `size` breaks (limit: FRAME_MAX, or STILL_MAX for a still).
     if size < 1:
         raise FramingError("%s is empty (size 0; §7 needs 1..%d bytes)" % (what, limit))
     if size > limit:
         raise FramingError("%s size %d bytes exceeds the §7 limit of %d bytes" % (what, size, limit))
     n = chunk_count(size, chunk_size)
-    if n > COUNT_MAX:
+    if n > count_max:
         raise FramingError("%s size %d bytes needs %d chunks of %d bytes; §7 allows at most %d"
-                           % (what, size, n, chunk_size, COUNT_MAX))
+                           % (what, size, n, chunk_size, count_max))
     if size > capacity:
         raise FramingError("%s size %d bytes exceeds this slot's capacity of %d bytes"
                            % (what, size, capacity))
@@ -86,11 +87,12 @@ class FrameSlot:
         self.fmt = FMT_JPEG if still_res is None else still_fmt(still_res)
         self.limit = FRAME_MAX if still_res is None else STILL_MAX
         self.what = "frame" if still_res is None else "still"
+        self.count_max = COUNT_MAX if still_res is None else STILL_COUNT_MAX
         if not isinstance(max_size, int) or not 1 <= max_size <= self.limit:
             raise FramingError("max_size %r: must be an integer 1..%d (§7)" % (max_size, self.limit))
         slots = chunk_count(max_size, chunk_size)
-        if slots > COUNT_MAX:
-            slots = COUNT_MAX
+        if slots > self.count_max:
+            slots = self.count_max
         self.chunk_size = chunk_size
         self.stride = HEADER_LEN + chunk_size
         self.capacity = min(max_size, slots * chunk_size)
@@ -111,7 +113,7 @@ class FrameSlot:
         the frame breaks a §7 limit or the slot's capacity."""
         self.clear()
         size = len(src)
-        check_frame_size(size, self.chunk_size, self.capacity, self.limit, self.what)
+        check_frame_size(size, self.chunk_size, self.capacity, self.limit, self.what, self.count_max)
         if not 1 <= epoch <= 0xFFFFFFFF or not 1 <= frame <= 0xFFFFFFFF:
             raise FramingError("epoch %r / frame %r: must be 1..2^32-1 (§7)" % (epoch, frame))
         src = memoryview(src)
@@ -157,6 +159,6 @@ def encode(frame_bytes, epoch, frame, chunk_size=CHUNK_DEFAULT, still_res=None):
     limit = FRAME_MAX if still_res is None else STILL_MAX
     slot = FrameSlot(chunk_size, max(1, min(len(frame_bytes), limit)), still_res)
     if len(frame_bytes) > limit:
-        check_frame_size(len(frame_bytes), chunk_size, limit, limit, slot.what)
+        check_frame_size(len(frame_bytes), chunk_size, limit, limit, slot.what, slot.count_max)
     slot.load(frame_bytes, epoch, frame)
     return [bytes(slot.chunk(i)) for i in range(slot.count)]

@@ -51,6 +51,9 @@ class ReconcileConfig(BaseModel):
     # --- timing (event time)
     evidence_window_ms: int = Field(1500, ge=0, description="wait this long for vision after a weight event")
     vision_max_wait_ms: int = Field(10000, ge=0, description="drop unmatched vision after this")
+    wait_for_still: bool = Field(False, description=(
+        "cameras take a still after each placement (docs/camera.md): a movement waits for its still "
+        "(within evidence_window_ms) as well as its burst"))
     unsettled_expire_ms: int = Field(10000, ge=0, description=(
         "close an `unsettled` window with no `weight` event after this: the scale sends no event "
         "when a push, knock or hand leaves the load where it was (docs/scale.md)"))

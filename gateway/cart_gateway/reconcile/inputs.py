@@ -45,6 +45,7 @@ class Vision:
     barcodes: Sequence[str] = ()
     ref: str | None = None
     frame_ids: Sequence[str] = ()
+    still: bool = False          # a still (§7.1): barcodes only, no candidate frames
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class VisionSummary:
     frame_ids: list[str] = field(default_factory=list)
     ref: list[int] | None = None
     n_frames: int = 0
+    stills: int = 0
 
     @classmethod
     def of(cls, v: Vision) -> "VisionSummary":
@@ -140,18 +142,18 @@ class VisionSummary:
         r = parse_ref(v.ref)
         return cls(mono_ms=v.mono_ms, scores=scores, none_score=none / n if n else 0.0,
                    barcodes=[str(b) for b in v.barcodes], frame_ids=[str(f) for f in v.frame_ids],
-                   ref=list(r) if r else None, n_frames=n)
+                   ref=list(r) if r else None, n_frames=n, stills=int(bool(v.still)))
 
     def to_dict(self) -> dict:
         return {"mono_ms": self.mono_ms, "scores": dict(self.scores), "none_score": self.none_score,
                 "barcodes": list(self.barcodes), "frame_ids": list(self.frame_ids),
-                "ref": list(self.ref) if self.ref else None, "n_frames": self.n_frames}
+                "ref": list(self.ref) if self.ref else None, "n_frames": self.n_frames, "stills": self.stills}
 
     @classmethod
     def from_dict(cls, d: dict) -> "VisionSummary":
         return cls(mono_ms=d["mono_ms"], scores=dict(d["scores"]), none_score=d["none_score"],
                    barcodes=list(d["barcodes"]), frame_ids=list(d["frame_ids"]),
-                   ref=list(d["ref"]) if d["ref"] else None, n_frames=d["n_frames"])
+                   ref=list(d["ref"]) if d["ref"] else None, n_frames=d["n_frames"], stills=d.get("stills", 0))
 
     def merge(self, other: "VisionSummary") -> None:
         """Two bursts for one movement: frame-weighted mean of scores."""
@@ -162,6 +164,7 @@ class VisionSummary:
                                + other.scores.get(k, 0.0) * other.n_frames) / n for k in keys}
             self.none_score = (self.none_score * self.n_frames + other.none_score * other.n_frames) / n
         self.n_frames = n
+        self.stills += other.stills
         self.barcodes += [b for b in other.barcodes if b not in self.barcodes]
         self.frame_ids += [f for f in other.frame_ids if f not in self.frame_ids]
         self.mono_ms = max(self.mono_ms, other.mono_ms)

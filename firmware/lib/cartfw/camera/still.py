@@ -18,7 +18,7 @@ class Stiller:
     `still_max` bytes, allocated here once; the still gets the next frame
     number of the epoch, from the Burster's counter."""
 
-    def __init__(self, cam, burster, res, chunk_size=4096, still_max=262144,
+    def __init__(self, cam, burster, res, chunk_size=4096, still_max=393216,
                  capture_timeout_ms=2000):
         self.cam = cam
         self.b = burster
