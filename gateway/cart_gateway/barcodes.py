@@ -21,7 +21,7 @@ import numpy as np
 SCALE = 1             # gradients at full scale: a smaller copy aliases 1.5-3 px modules
 CELL = 32             # structure-tensor cell, px
 MIN_COHERENCE = 0.55  # gradients this aligned look like bars
-MAX_REGIONS = 6       # regions tried per still, strongest first (bounds the time)
+MAX_REGIONS = 4       # regions tried per still, strongest first (bounds the time)
 
 
 @dataclass(frozen=True)

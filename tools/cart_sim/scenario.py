@@ -69,7 +69,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "still_view_mm": (720.0, 100.0, 2000.0),  # view width at the item's depth (renderer's scale)
         "p_barcode_facing": (0.35, 0.0, 1.0),     # placements whose code faces the camera (estimate)
         "still_min_g": (5.0, 0.0, 1000.0),        # the camera board's app.still_min_g
-        "still_pool": (2, 1, 20),                 # pre-rendered stills per SKU and condition
+        "still_pool": (1, 1, 20),                 # pre-rendered stills per SKU and condition
     },
     "sensor": {
         "noise_g": (1.0, 0.0, 5.0),         # HX711 rms at 80 SPS, 0.5-1.5 g for cart cells
