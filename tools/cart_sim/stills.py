@@ -116,6 +116,8 @@ class StillPool:
             c = self.cache[key] = list(r.codes)
             self.rendered += 1
             self._dirty = True
+            if self.rendered % 25 == 0:
+                self.save()   # renders are slow: keep them if the run is stopped
         return list(c)
 
     def save(self) -> None:
