@@ -167,3 +167,39 @@ def test_rendered_still_reads_when_modules_are_big_enough():
 
 def test_reader_survives_garbage():
     assert StillBarcodeReader().read(b"not a jpeg").codes == []
+
+
+# ---------------------------------------------------------------- engine: wait for the still
+
+def _engine(wait):
+    from cart_gateway.reconcile import CartReconciler, ReconcileConfig
+    from cart_gateway.reconcile.synth import catalogue, sku
+    skus = [sku("soup", 420.0, 6.0, 199), sku("beans", 425.0, 6.0, 149)]   # told apart only by sight or code
+    return CartReconciler("c1", catalogue(skus), ReconcileConfig(wait_for_still=wait)), {s.sku: s for s in skus}
+
+
+def _soup_placement(e):
+    from cart_gateway.detectors.api import Candidate
+    from cart_gateway.reconcile import Unsettled, Vision, WeightChange
+    e.step(Unsettled(1, 1, 1000, 0.0))
+    e.step(Vision(1200, [[Candidate("beans", 0.5, 0.5, 0.5)], [Candidate("soup", 0.5, 0.5, 0.5)]], (),
+                  "c1/scale/1/1", ["c1/1/1", "c1/1/2"]))
+    return e.step(WeightChange(1, 2, 1900, 421.0, 421.0, 0.7, 1))
+
+
+def test_a_placement_waits_for_its_still_and_takes_its_barcode():
+    from cart_gateway.reconcile import Vision
+    e, cat = _engine(True)
+    fx = _soup_placement(e)
+    assert not [d for d in fx["decisions"] if d.get("move_id")]            # waiting for the still
+    ean = cat["soup"].ean13
+    fx = e.step(Vision(2700, (), [ean], "c1/scale/1/1", ["c1/1/3"], still=True))
+    d = [d for d in fx["decisions"] if d.get("move_id")][-1]
+    assert d["outcome"] == "accept" and "barcode" in d["evidence"]
+    assert e.basket()["lines"][0]["sku"] == "soup"
+
+
+def test_without_wait_for_still_the_burst_decides_at_once():
+    e, _ = _engine(False)
+    fx = _soup_placement(e)
+    assert [d for d in fx["decisions"] if d.get("move_id")]                 # decided on the burst (a prompt)
