@@ -39,8 +39,32 @@ class StillRead:
     regions: int = 0
 
 
+def _centre(r) -> tuple[float, float, float]:
+    """Centre of a result's quadrilateral and its longest side (the symbol's length in px)."""
+    p = r.position
+    pts = (p.top_left, p.top_right, p.bottom_right, p.bottom_left)
+    side = max(((a.x - b.x) ** 2 + (a.y - b.y) ** 2) ** 0.5 for a, b in zip(pts, pts[1:] + pts[:1]))
+    return sum(q.x for q in pts) / 4.0, sum(q.y for q in pts) / 4.0, side
+
+
 def _ean13(results) -> list[str]:
-    return [r.text for r in results if r.valid and len(r.text) == 13 and r.text.isdigit()]
+    """Valid EAN-13 texts, one per printed symbol. zxing-cpp may return one
+    symbol twice (the downscaled pass), once misread with a valid check digit
+    (1.3 % of the fast-mode pool's stills at 240 mm, docs/camera.md): a symbol
+    read as two different codes is dropped as ambiguous, because a wrong code
+    is worse evidence than none."""
+    ok = [r for r in results if r.valid and len(r.text) == 13 and r.text.isdigit()]
+    groups: list[list] = []
+    for r in ok:
+        c = _centre(r)
+        for g in groups:
+            near = 0.5 * max(g[0][2], c[2], 8.0)    # centres within half a symbol: the same symbol
+            if abs(g[0][0] - c[0]) <= near and abs(g[0][1] - c[1]) <= near:
+                g[1].add(r.text)
+                break
+        else:
+            groups.append((c, {r.text}))
+    return [next(iter(texts)) for _, texts in groups if len(texts) == 1]
 
 
 def code_regions(gray: np.ndarray, max_regions: int = MAX_REGIONS) -> list[Region]:
