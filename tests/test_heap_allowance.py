@@ -18,7 +18,7 @@ MODULES = {
     "sim-cam": "cartfw.app cartfw.runtime cartfw.mqtt cartfw.journal cartfw.config cartfw.proto "
                "cartfw.commands cartfw.telemetry cartfw.safemode cartfw.tls cartfw.clock cartfw.ntp hal hwlink camera_drv "
                "cartfw.apps.camera cartfw.framing cartfw.camera.burst cartfw.camera.trigger "
-               "cartfw.camera.change cartfw.camera.settings",
+               "cartfw.camera.change cartfw.camera.settings cartfw.camera.still",
 }
 
 

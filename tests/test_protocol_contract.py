@@ -37,6 +37,10 @@ out("tele", proto.encode_tele("c001", "scale", 3, clock, {"heap_free": 20000, "h
 frame = bytes(range(256)) * 10 + b"end"
 for c in framing.encode(frame, 2, 7, 1024):
     out("frame", c)
+out("still_evt", proto.encode_event("c001", "cam", 2, 6, "capture", {"trigger": "settled",
+    "ref": "c001/scale/3/16", "frames": [10], "frame_ms": [900], "still": {"w": 1600, "h": 1200}}, clock))
+for c in framing.encode(bytes(range(256)) * 40, 2, 10, 4096, 5):
+    out("still", c)
 """
 
 
@@ -74,6 +78,28 @@ def test_firmware_frame_chunks_reassemble(firmware_output):
     asm = P.FrameAssembler(chunks[0], started=0.0)
     results = [asm.add(c) for c in reversed(chunks)]  # out of order is fine
     assert results[-1] == bytes(range(256)) * 10 + b"end"
+
+
+def test_firmware_still_decodes_with_its_resolution(firmware_output):
+    (b,) = [b for k, b in firmware_output if k == "still_evt"]
+    ev = P.decode_event(P.parse_topic("carts/c001/cam/evt"), b)
+    assert ev.trigger == "settled" and ev.still.w == 1600 and ev.frames == [10]
+    chunks = [P.decode_frame_chunk(b) for k, b in firmware_output if k == "still"]
+    assert len(chunks) == 3 and all(c.still and (c.width, c.height) == (1600, 1200) for c in chunks)
+    asm = P.FrameAssembler(chunks[0], started=0.0)
+    assert [asm.add(c) for c in chunks][-1] == bytes(range(256)) * 40
+
+
+def test_still_capture_event_rules():
+    base = {"v": 1, "cart": "c001", "board": "cam", "epoch": 1, "seq": 2, "mono_ms": 10, "wall_ms": None,
+            "synced": False, "type": "capture", "ref": None, "frame_ms": [1]}
+    t = P.parse_topic("carts/c001/cam/evt")
+    for bad, why in (({"trigger": "settled", "frames": [1]}, "field 'still' is required"),
+                     ({"trigger": "settled", "frames": [1, 2], "frame_ms": [1, 2], "still": {"w": 1600, "h": 1200}},
+                      "exactly one frame"),
+                     ({"trigger": "command", "frames": [1], "still": {"w": 0, "h": 1200}}, "still")):
+        with pytest.raises(P.ProtocolError, match=why):
+            P.decode_event(t, json.dumps({**base, **bad}).encode())
 
 
 # ----------------------------------------------------------- bad input

@@ -67,7 +67,8 @@ async def main():
     out = {}
     link = Link()
     link.q = [b"\xff\xd8" + bytes([k]) * (1500 + k) + b"\xff\xd9" for k in range(3)]
-    rt = Rt(Hal(link), {"motion": False, "burst_gap_ms": 20, "frame_max": 8192})
+    rt = Rt(Hal(link), {"motion": False, "burst_gap_ms": 20, "frame_max": 8192,
+                               "still": False})
     await app_mod.start(rt)
     out["subs"] = list(rt.subs)
     out["cmds"] = list(rt.cmds)
@@ -100,7 +101,7 @@ async def main():
     # motion: a second app on a fresh camera, frames change size after warm-up
     link2 = Link()
     rt2 = Rt(Hal(link2), {"motion": True, "motion_ms": 50, "burst_gap_ms": 10, "burst_frames": 2,
-                       "frame_max": 8192})
+                       "frame_max": 8192, "still": False})
     await app_mod.start(rt2)
     for i in range(8):
         link2.q.append(b"\xff\xd8" + b"e" * (4000 + (i % 2) * 10))
@@ -109,7 +110,8 @@ async def main():
     await asyncio.sleep(0.6)
     out["motion_events"] = rt2.events[:]
     # no camera frames at all: the capture times out -> camera_fail
-    rt3 = Rt(Hal(Link()), {"motion": False, "capture_timeout_ms": 100, "frame_max": 8192})
+    rt3 = Rt(Hal(Link()), {"motion": False, "capture_timeout_ms": 100, "frame_max": 8192,
+                       "still": False})
     await app_mod.start(rt3)
     try:
         await rt3.cmds["capture"]({"frames": 1})

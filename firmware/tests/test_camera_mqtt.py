@@ -98,7 +98,7 @@ def test_unsettled_and_command_bursts_over_mosquitto(tmp_path, mosquitto):
     (flash / "config.json").write_text(json.dumps({
         "cart": "c001", "board": "cam",
         "broker": {"host": "127.0.0.1", "port": port, "keepalive_s": 10},
-        "tele_s": 1, "app": {"motion": False}}))
+        "tele_s": 1, "app": {"motion": False, "still": False}}))
 
     msgs = []
     lock = threading.Lock()

@@ -81,6 +81,8 @@ class FramesConfig(_Strict):
     assembly_timeout_s: float = Field(5.0, gt=0, description="§7: drop a frame incomplete this long after its first chunk")
     burst_timeout_s: float = Field(5.0, gt=0, description="run detection with what arrived this long after the capture event")
     retention_s: float = Field(3600.0, gt=0, description="delete a frame this old unless an open review needs it")
+    still_max_bytes: int = Field(393216, ge=1024, le=524288,
+                                 description="§7.1: refuse (and count) a still larger than this")
 
 
 class IngestConfig(_Strict):

@@ -11,7 +11,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .protocol import FrameAssembler, FrameChunk, ProtocolError
+from .protocol import MAX_FRAME_BYTES, FrameAssembler, FrameChunk, ProtocolError
+
+
+class FrameTooLarge(ProtocolError):
+    """A frame or still over this gateway's size limit for its kind (refused, counted)."""
+
+    def __init__(self, kind: str, size: int, limit: int):
+        super().__init__(f"{kind}: field 'size' {size} bytes is over this gateway's limit of {limit} bytes")
+        self.kind = kind
 
 
 class Assemblies:
@@ -21,12 +29,15 @@ class Assemblies:
     Frames come only from a cart's `cam` board, so the per-cart bound is also the per-board
     one. A new frame always gets a slot: over its cart's bound the cart's oldest frame is
     dropped; over the total, the oldest frame of the cart holding the most. Drops are
-    returned to the caller (counted per cart)."""
+    returned to the caller (counted per cart). `still_max_bytes` bounds a still (§7.1) below
+    the protocol's limit; burst frames keep §7's."""
 
-    def __init__(self, max_in_progress: int, timeout_ms: int, max_per_cart: int = 4):
+    def __init__(self, max_in_progress: int, timeout_ms: int, max_per_cart: int = 4,
+                 still_max_bytes: int = 393216):
         self.max = max_in_progress
         self.per_cart = max_per_cart
         self.timeout_ms = timeout_ms
+        self.max_bytes = {"frame": MAX_FRAME_BYTES, "still": still_max_bytes}
         self._open: dict[tuple[str, int, int], FrameAssembler] = {}   # insertion order = age
         self._count: dict[str, int] = {}
 
@@ -43,6 +54,9 @@ class Assemblies:
         Raises ProtocolError for a chunk that disagrees with its frame, or a
         frame whose size or CRC is wrong (the frame is dropped).
         """
+        kind = "still" if chunk.still else "frame"
+        if chunk.size > self.max_bytes[kind]:
+            raise FrameTooLarge(kind, chunk.size, self.max_bytes[kind])
         key = (cart, chunk.epoch, chunk.frame)
         asm = self._open.get(key)
         evicted = []

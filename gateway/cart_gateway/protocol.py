@@ -24,6 +24,9 @@ MAX_COMMAND_BYTES = 4096
 MAX_CHUNK_PAYLOAD = 4096
 MAX_FRAME_BYTES = 131072
 MAX_FRAME_CHUNKS = 64
+MAX_STILL_BYTES = 524288   # §7.1: a still, at most 128 chunks
+MAX_STILL_CHUNKS = 128
+STILL_RESOLUTIONS = {1: (640, 480), 2: (800, 600), 3: (1024, 768), 4: (1280, 1024), 5: (1600, 1200)}
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")    # \Z: "$" would let a trailing newline in
 INST_RE = re.compile(r"^[0-9a-f]{8,32}$")     # §5 board instance id
@@ -165,17 +168,28 @@ class UnsettledEvent(_Event):
     total_g: Grams
 
 
+class StillInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    w: int = Field(ge=1, le=4096)
+    h: int = Field(ge=1, le=4096)
+
+
 class CaptureEvent(_Event):
     type: Literal["capture"]
-    trigger: Literal["unsettled", "motion", "command"]
+    trigger: Literal["unsettled", "motion", "command", "settled", "motion_stop"]
     ref: str | None = None
     frames: list[Annotated[int, Field(ge=1, le=MAX_COUNT)]] = Field(min_length=1, max_length=8)
     frame_ms: list[TimeMs]
+    still: StillInfo | None = None     # §6.3: a still (§7.1) of this resolution, one frame
 
     @model_validator(mode="after")
     def _same_length(self):
         if len(self.frame_ms) != len(self.frames):
             raise ValueError("frame_ms must have one entry per frame")
+        if self.still is not None and len(self.frames) != 1:
+            raise ValueError("a still capture names exactly one frame")
+        if self.trigger in ("settled", "motion_stop") and self.still is None:
+            raise ValueError(f"trigger {self.trigger!r} is a still's: field 'still' is required")
         return self
 
 
@@ -533,6 +547,9 @@ class FrameChunk:
     size: int
     crc32: int
     data: bytes
+    still: bool = False      # §7.1: fmt's high nibble is a still's resolution code
+    width: int = 0           # a still's resolution; 0 for burst frames
+    height: int = 0
 
 
 def decode_frame_chunk(payload: bytes) -> FrameChunk:
@@ -542,20 +559,26 @@ def decode_frame_chunk(payload: bytes) -> FrameChunk:
     if len(payload) > CHUNK_HEADER.size + MAX_CHUNK_PAYLOAD:
         raise ProtocolError(f"{what}: data of {len(payload) - 24} bytes is over the {MAX_CHUNK_PAYLOAD}-byte limit")
     magic, ver, fmt, epoch, frame, index, count, size, crc = CHUNK_HEADER.unpack_from(payload)
+    still = fmt >> 4 != 0
+    wh = STILL_RESOLUTIONS.get(fmt >> 4, (0, 0)) if still else (0, 0)
+    limit = MAX_STILL_BYTES if still else MAX_FRAME_BYTES
+    climit = MAX_STILL_CHUNKS if still else MAX_FRAME_CHUNKS
     checks = (
         ("magic", magic == b"CF", f"{magic!r} is not b'CF'"),
         ("ver", ver == 1, f"{ver} is not 1"),
-        ("fmt", fmt == 1, f"{fmt} is not 1 (JPEG)"),
+        ("fmt", fmt & 0x0F == 1 and (not still or wh[0]),
+         f"{fmt:#04x} is not 0x01 (JPEG frame) or 0xR1 (JPEG still, R a resolution code 1..5)"),
         ("epoch", epoch >= 1, "must be ≥ 1"),
         ("frame", frame >= 1, "must be ≥ 1"),
-        ("count", 1 <= count <= MAX_FRAME_CHUNKS, f"{count} is not in 1..{MAX_FRAME_CHUNKS}"),
+        ("count", 1 <= count <= climit, f"{count} is not in 1..{climit}"),
         ("index", index < count, f"{index} is not below count {count}"),
-        ("size", 1 <= size <= MAX_FRAME_BYTES, f"{size} is not in 1..{MAX_FRAME_BYTES}"),
+        ("size", 1 <= size <= limit, f"{size} is not in 1..{limit}" + (" (a still)" if still else "")),
     )
     for field, ok, why in checks:
         if not ok:
             raise ProtocolError(f"{what}: field {field!r}: {why}")
-    return FrameChunk(epoch, frame, index, count, size, crc, bytes(payload[CHUNK_HEADER.size:]))
+    return FrameChunk(epoch, frame, index, count, size, crc, bytes(payload[CHUNK_HEADER.size:]),
+                      still, *wh)
 
 
 class FrameAssembler:
@@ -564,14 +587,15 @@ class FrameAssembler:
     def __init__(self, first: FrameChunk, started: float):
         self.epoch, self.frame, self.count, self.size, self.crc32 = (
             first.epoch, first.frame, first.count, first.size, first.crc32)
+        self.still, self.width, self.height = first.still, first.width, first.height
         self.started = started
         self._parts: dict[int, bytes] = {}
         self._bytes = 0
 
     def add(self, chunk: FrameChunk) -> bytes | None:
         """Add a chunk; return the whole frame once complete and verified."""
-        if (chunk.count, chunk.size, chunk.crc32) != (self.count, self.size, self.crc32):
-            raise ProtocolError(f"frame chunk: field 'count/size/crc32' disagrees with the frame's first chunk")
+        if (chunk.count, chunk.size, chunk.crc32, chunk.width) != (self.count, self.size, self.crc32, self.width):
+            raise ProtocolError(f"frame chunk: field 'count/size/crc32/fmt' disagrees with the frame's first chunk")
         if chunk.index in self._parts:
             return None  # duplicate chunk (QoS 1 redelivery)
         self._bytes += len(chunk.data)

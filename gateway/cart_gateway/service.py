@@ -26,12 +26,13 @@ from pathlib import Path
 from . import protocol as P
 from .catalogue import Catalogue
 from .config import GatewayConfig
-from .frames import Assemblies, FrameFiles, frame_id
+from .frames import Assemblies, FrameFiles, FrameTooLarge, frame_id
 from .logs import event
 from .metrics import Metrics
 from .reconcile import (CartReconciler, CatalogueIndex, ReconcileError, Unsettled, Vision, WeightBook,
                         WeightChange, answer_of, verdict_of)
 from .store import Store
+from .vision import check_still
 
 VERSION = "0.1.0"
 INFO, WARN = logging.INFO, logging.WARNING
@@ -99,7 +100,7 @@ class Gateway:
         self._book_seen = pickle.dumps(self.book.stats, 5)
         self.files = FrameFiles(state / "frames")
         self.asm = Assemblies(cfg.frames.max_in_progress, int(cfg.frames.assembly_timeout_s * 1000),
-                              cfg.frames.max_per_cart)
+                              cfg.frames.max_per_cart, cfg.frames.still_max_bytes)
         # submit_burst(burst_id, jpegs) -> bool; None = no detector (bursts carry barcodes only if any)
         self.submit_burst = submit_burst
         self.carts: dict[str, CartRt] = {}
@@ -234,7 +235,7 @@ class Gateway:
                 ids = [frame_id(b["cart"], b["epoch"], n) for n in b["frames"]]
                 present = [i for i in ids if self.store.frame_path(i)]
                 v = Vision(mono_ms=b["engine_ms"], frames=frames, barcodes=barcodes, ref=b["ref"],
-                           frame_ids=present)
+                           frame_ids=present, still=not frames)   # a still adds no candidate frames
                 self._step(rt, v, t_ms)
                 self._persist()
         except ReconcileError as e:
@@ -391,7 +392,15 @@ class Gateway:
             return   # redelivered chunk of a frame we already stored
         try:
             state, frame, evicted = self.asm.add(tp.cart, chunk, t_ms)
+            if frame is not None and chunk.still:
+                check_still(frame, chunk.width, chunk.height)   # §7.1: a JPEG of its declared resolution
+        except FrameTooLarge as e:
+            self.metrics.frames.labels(f"oversized_{e.kind}").inc()
+            self.metrics.frames_dropped.labels(tp.cart, "oversized").inc()
+            raise
         except P.ProtocolError:
+            if chunk.still:
+                self.metrics.frames.labels("still_refused").inc()
             self.metrics.frames_dropped.labels(tp.cart, "malformed").inc()
             raise
         for cart, ep, n in evicted:

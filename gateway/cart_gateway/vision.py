@@ -1,6 +1,9 @@
 """Detection of a capture burst: the product detector plus zxing-cpp barcodes.
 
 `BurstDetector.run(jpegs)` -> (per-frame candidate lists, EAN-13 strings).
+A still (§7.1, at least VGA; burst frames are QVGA) is not a burst frame: it
+adds no candidate list (the burst model reads QVGA) and its barcodes are read
+by barcodes.StillBarcodeReader (full frame, then around bar-like regions).
 `DetectorWorker` runs it on its own thread with a bounded queue, so MQTT
 ingest never waits for inference; results go back through a callback.
 """
@@ -13,12 +16,38 @@ import threading
 import time
 
 from .logs import event
+from .protocol import ProtocolError
+
+STILL_MIN_WIDTH = 640   # §7.1's smallest still (VGA); the camera's burst frames are QVGA
+
+
+def jpeg_size(jpeg: bytes) -> tuple[int, int] | None:
+    """(width, height) from the JPEG's header, or None when it is not a readable JPEG."""
+    from PIL import Image
+    try:
+        img = Image.open(io.BytesIO(jpeg))
+        if img.format != "JPEG":
+            return None
+        return img.size
+    except Exception:
+        return None
+
+
+def check_still(jpeg: bytes, width: int, height: int) -> None:
+    """§7.1: a still must be a JPEG of the resolution its chunks declare (ProtocolError otherwise)."""
+    got = jpeg_size(jpeg)
+    if got is None:
+        raise ProtocolError("still: the reassembled bytes are not a readable JPEG")
+    if got != (width, height):
+        raise ProtocolError(f"still: JPEG is {got[0]}x{got[1]}, field 'fmt' declares {width}x{height}")
 
 
 class BurstDetector:
     def __init__(self, detector=None, barcodes: bool = True):
         self.detector = detector      # a detectors.DetectionApi, or None (barcodes only)
         self.barcodes = barcodes
+        self._still_reader = None
+        self.still_ms: list[float] = []   # barcode read time per still (bounded, for telemetry)
 
     @classmethod
     def from_config(cls, section) -> "BurstDetector":
@@ -29,12 +58,24 @@ class BurstDetector:
     def run(self, jpegs: list[bytes]) -> tuple[list[list], list[str]]:
         frames, codes = [], []
         for jpeg in jpegs:
-            frames.append(self.detector.detect(jpeg) if self.detector is not None else [])
-            if self.barcodes:
-                for c in read_ean13(jpeg):
-                    if c not in codes:
-                        codes.append(c)
+            size = jpeg_size(jpeg)
+            if size is not None and size[0] >= STILL_MIN_WIDTH:
+                found = self.read_still(jpeg) if self.barcodes else []
+            else:
+                frames.append(self.detector.detect(jpeg) if self.detector is not None else [])
+                found = read_ean13(jpeg) if self.barcodes else []
+            for c in found:
+                if c not in codes:
+                    codes.append(c)
         return frames, codes
+
+    def read_still(self, jpeg: bytes) -> list[str]:
+        from .barcodes import StillBarcodeReader
+        if self._still_reader is None:
+            self._still_reader = StillBarcodeReader()
+        r = self._still_reader.read(jpeg)
+        self.still_ms = (self.still_ms + [r.ms])[-256:]
+        return r.codes
 
 
 def read_ean13(jpeg: bytes) -> list[str]:

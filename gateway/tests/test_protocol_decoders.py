@@ -204,7 +204,7 @@ def test_frame_assembler_rejects_mismatch_overflow_and_bad_crc():
     asm = P.FrameAssembler(chunks[0], 0)
     assert asm.add(chunks[0]) is None and asm.add(chunks[0]) is None     # redelivery is harmless
     other = P.decode_frame_chunk(frame_chunks(1, 1, data[:-1], chunk_size=1024)[1])
-    raises(asm.add, other, match="'count/size/crc32'")
+    raises(asm.add, other, match="'count/size/crc32/fmt'")
     big = P.decode_frame_chunk(P.CHUNK_HEADER.pack(b"CF", 1, 1, 1, 1, 0, 2, 10, 0) + b"x" * 20)
     raises(P.FrameAssembler(big, 0).add, big, match="more than field 'size'")
 

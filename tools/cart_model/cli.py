@@ -79,9 +79,16 @@ def _calibrate(args) -> int:
 
 
 def _eval(args) -> int:
-    from .evaluate import evaluate
-    res = evaluate(Path(args.model_dir), args.catalogue, args.scenes, args.seed, latency_frames=args.latency_frames,
-                   workers=args.workers)
+    res = {}
+    sections = set(args.sections.split(","))
+    if "detector" in sections:
+        from .evaluate import evaluate
+        res = evaluate(Path(args.model_dir), args.catalogue, args.scenes, args.seed,
+                       latency_frames=args.latency_frames, workers=args.workers)
+    if "barcode" in sections and args.stills > 0:
+        from .stills_eval import barcode_eval
+        res["barcode"] = barcode_eval(args.catalogue, args.stills, args.seed, args.still_res,
+                                      args.still_view_mm, args.p_facing)
     if not args.json:
         for k, v in res.items():
             if k != "confusion":
@@ -139,6 +146,12 @@ def main(argv=None) -> int:
     e.add_argument("--latency-frames", type=int, default=200)
     e.add_argument("--workers", type=int, default=2, help="processes rendering the test scenes")
     e.add_argument("--json", action="store_true", help="print only the JSON line")
+    e.add_argument("--sections", default="detector,barcode", help="comma list: detector, barcode")
+    e.add_argument("--stills", type=int, default=150, help="held-out stills for the barcode section (0: skip)")
+    e.add_argument("--still-res", choices=["SXGA", "UXGA"], default="UXGA")
+    e.add_argument("--still-view-mm", type=float, default=720.0,
+                   help="view width at the item's depth (docs/camera.md \"Barcodes on packs\")")
+    e.add_argument("--p-facing", type=float, default=0.35, help="share of stills whose code faces the camera")
     e.set_defaults(fn=_eval)
     args = p.parse_args(argv)
     if getattr(args, "fn", None) is _train and not args.photos and not (args.data and args.val):

@@ -103,10 +103,12 @@ def _paste_barcode(img: Image.Image, sku, box) -> None:
     img.paste(bc, (x0, y0))
 
 
-def _draw_package(sku) -> Image.Image:
+def _draw_package(sku, k: int = 1, barcode: bool = True) -> Image.Image:
+    """k: output scale (1 = QVGA; a still at SXGA/UXGA draws at k = 4/5, without
+    the QVGA frames' oversized barcode: the still places a real-size one, `_still_code`)."""
     look = sku.look or {}
     w, h = _package_size(sku)
-    ss = 3  # draw supersampled, then shrink: smooth edges and small text
+    ss = 3 if k == 1 else k  # draw supersampled (QVGA) or directly at the still's scale
     W, H = w * ss, h * ss
     img = Image.new("RGBA", (W, H), (0, 0, 0, 0))
     d = ImageDraw.Draw(img)
@@ -118,16 +120,17 @@ def _draw_package(sku) -> Image.Image:
             rw = W * (0.5 if count > 1 else 0.9) * rng.uniform(0.85, 1.0)
             rh = rw * elong if elong > 0.5 else rw * 0.35
             cx, cy = rng.uniform(rw / 2, W - rw / 2), rng.uniform(rh / 2, H - rh / 2)
-            for k in range(6):  # shading: darker rim, lighter centre
-                f = 0.65 + 0.08 * k
-                sh = 1 - k * 0.12
+            for j in range(6):  # shading: darker rim, lighter centre
+                f = 0.65 + 0.08 * j
+                sh = 1 - j * 0.12
                 d.ellipse([cx - rw / 2 * sh, cy - rh / 2 * sh, cx + rw / 2 * sh, cy + rh / 2 * sh],
                           fill=tuple(min(255, int(c * f)) for c in bg) + (255,))
             d.line([cx, cy - rh / 2, cx + rw * 0.05, cy - rh / 2 - H * 0.06], fill=(90, 60, 30, 255), width=ss * 2)
     elif sku.shape == "box":
         d.rectangle([0, 0, W - 1, H - 1], fill=bg + (255,), outline=(30, 30, 30, 255), width=ss)
         _label(d, sku, look, (ss * 2, ss * 2, W - ss * 2, H * 0.82), 1.0)
-        _paste_barcode(img, sku, (W * 0.45, H * 0.84, W * 0.95, H * 0.97))
+        if barcode:
+            _paste_barcode(img, sku, (W * 0.45, H * 0.84, W * 0.95, H * 0.97))
     elif sku.shape == "bottle":
         neck_w = W * 0.38
         d.rectangle([W / 2 - neck_w / 2, 0, W / 2 + neck_w / 2, H * 0.08], fill=_tuple(look["logo_colour"]) + (255,))
@@ -137,16 +140,18 @@ def _draw_package(sku) -> Image.Image:
                             fill=tuple(int(c * 0.6 + 90) for c in bg) + (230,))
         d.rectangle([0, H * 0.38, W - 1, H * 0.86], fill=bg + (255,))
         _label(d, sku, look, (ss, H * 0.38, W - ss, H * 0.78), 0.8)
-        _paste_barcode(img, sku, (W * 0.1, H * 0.79, W * 0.9, H * 0.86))
+        if barcode:
+            _paste_barcode(img, sku, (W * 0.1, H * 0.79, W * 0.9, H * 0.86))
     elif sku.shape == "can":
         d.rectangle([0, H * 0.06, W - 1, H * 0.94], fill=bg + (255,))
         for y in (H * 0.06, H * 0.94):
             d.ellipse([0, y - H * 0.06, W - 1, y + H * 0.06], fill=(185, 185, 190, 255), outline=(120, 120, 125, 255))
         for x in range(0, W, max(1, W // 12)):  # cylinder shading
             a = abs(x / W - 0.35)
-            d.line([x, H * 0.1, x, H * 0.9], fill=(0, 0, 0, int(90 * a)), width=1)
+            d.line([x, H * 0.1, x, H * 0.9], fill=(0, 0, 0, int(90 * a)), width=1 if k == 1 else max(1, W // 12))
         _label(d, sku, look, (ss * 2, H * 0.14, W - ss * 2, H * 0.8), 0.9)
-        _paste_barcode(img, sku, (W * 0.2, H * 0.8, W * 0.8, H * 0.88))
+        if barcode:
+            _paste_barcode(img, sku, (W * 0.2, H * 0.8, W * 0.8, H * 0.88))
     else:  # bag: crimped top and bottom, pillow sides
         pts = []
         teeth = 8
@@ -158,12 +163,13 @@ def _draw_package(sku) -> Image.Image:
         pts += [(W * 0.03, H * 0.5)]
         d.polygon(pts, fill=bg + (255,))
         _label(d, sku, look, (ss * 4, H * 0.1, W - ss * 4, H * 0.8), 1.0)
-        _paste_barcode(img, sku, (W * 0.5, H * 0.82, W * 0.92, H * 0.92))
-    return img.resize((w, h), Image.LANCZOS)
+        if barcode:
+            _paste_barcode(img, sku, (W * 0.5, H * 0.82, W * 0.92, H * 0.92))
+    return img.resize((w, h), Image.LANCZOS) if k == 1 else img
 
 
-def _background(rng: random.Random, size) -> Image.Image:
-    """Cart interior: a tinted floor with a wire mesh seen from above."""
+def _background(rng: random.Random, size, k: int = 1) -> Image.Image:
+    """Cart interior: a tinted floor with a wire mesh seen from above (k: pixels per QVGA pixel)."""
     W, H = size
     base = [rng.randint(60, 170)] * 3
     tint = rng.randint(-25, 25)
@@ -174,10 +180,11 @@ def _background(rng: random.Random, size) -> Image.Image:
     wire = _tuple(min(255, c + rng.randint(40, 80)) for c in base)
     off = rng.randint(0, pitch)
     skew = rng.uniform(-0.3, 0.3)
+    pitch, off = pitch * k, off * k
     for x in range(-W, 2 * W, pitch):
-        d.line([(x + off, 0), (x + off + skew * H, H)], fill=wire, width=2)
+        d.line([(x + off, 0), (x + off + skew * H, H)], fill=wire, width=2 * k)
     for y in range(-pitch + off, H + pitch, pitch):
-        d.line([(0, y), (W, y - skew * W * 0.2)], fill=wire, width=2)
+        d.line([(0, y), (W, y - skew * W * 0.2)], fill=wire, width=2 * k)
     return img
 
 
@@ -201,7 +208,7 @@ def _rect(d, box, fill) -> None:
     d.rectangle([min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)], fill=fill)
 
 
-def _hand(canvas: Image.Image, rng: random.Random, bbox, occlusion: float) -> None:
+def _hand(canvas: Image.Image, rng: random.Random, bbox, occlusion: float, k: int = 1) -> None:
     """A hand covering roughly `occlusion` of the item's box, coming in from a frame edge."""
     x0, y0, x1, y1 = bbox
     bw, bh = x1 - x0, y1 - y0
@@ -213,18 +220,18 @@ def _hand(canvas: Image.Image, rng: random.Random, bbox, occlusion: float) -> No
     palm_w, palm_h = bw * 0.9, bh * depth
     if side == "bottom":
         px0, py0 = x0 + bw * rng.uniform(-0.1, 0.2), y1 - palm_h
-        _rect(d, [px0, py0, px0 + palm_w, canvas.height + 10], skin)  # palm + wrist to the edge
-        for k in range(4):
-            fx = px0 + palm_w * (0.1 + 0.22 * k)
-            _rect(d, [fx, py0 - bh * 0.25, fx + palm_w * 0.16, py0 + 5], skin)
+        _rect(d, [px0, py0, px0 + palm_w, canvas.height + 10 * k], skin)  # palm + wrist to the edge
+        for f in range(4):
+            fx = px0 + palm_w * (0.1 + 0.22 * f)
+            _rect(d, [fx, py0 - bh * 0.25, fx + palm_w * 0.16, py0 + 5 * k], skin)
     else:
         palm_w, palm_h = bw * depth, bh * 0.9
         if side == "left":
             px0 = x0 + palm_w * 0.0
-            _rect(d, [-10, y0 + bh * 0.05, px0 + palm_w, y0 + bh * 0.05 + palm_h], skin)
+            _rect(d, [-10 * k, y0 + bh * 0.05, px0 + palm_w, y0 + bh * 0.05 + palm_h], skin)
         else:
             px0 = x1 - palm_w
-            _rect(d, [px0, y0 + bh * 0.05, canvas.width + 10, y0 + bh * 0.05 + palm_h], skin)
+            _rect(d, [px0, y0 + bh * 0.05, canvas.width + 10 * k, y0 + bh * 0.05 + palm_h], skin)
     canvas.paste(layer, (0, 0), layer)
 
 
@@ -265,19 +272,32 @@ def render_scene(catalogue, sku: str | None, rng_seed: int, basket_skus: list[st
     (None: random, mostly 0).
     Returns (RGB image, truth) where truth = {"sku", "cx", "cy", "bbox"} (normalised 0..1).
     """
-    rng = random.Random(rng_seed)
-    W, H = CAMERA_SIZE
-    canvas = _background(rng, CAMERA_SIZE).convert("RGBA")
+    img, truth, _ = _compose(catalogue, sku, random.Random(rng_seed), 1, basket_skus, occlusion, blur,
+                             scale, out_of_view)
+    if size != CAMERA_SIZE:
+        img = img.resize(size, Image.BILINEAR)
+    return img, truth
+
+
+def _compose(catalogue, sku, rng, k, basket_skus, occlusion, blur, scale, out_of_view, decorate=None):
+    """The scene in QVGA geometry drawn at k pixels per QVGA pixel (k = 1: the
+    burst frame, byte for byte as before stills existed). decorate(pkg, s, ang)
+    -> pkg lets a still put its barcode on the item; returns (image, truth,
+    the item's box in pixels or None)."""
+    W, H = CAMERA_SIZE[0] * k, CAMERA_SIZE[1] * k
+    pack = package_image if k == 1 else (lambda sk: _still_package(sk, k))
+    canvas = _background(rng, (W, H), k).convert("RGBA")
     for b in basket_skus or []:
-        pkg = package_image(catalogue[b])
+        pkg = pack(catalogue[b])
         # Basket items lie deeper, toward the frame's edges.
         edge = rng.choice(["top", "bottom", "left", "right"])
-        bx = rng.uniform(0, W) if edge in ("top", "bottom") else (rng.uniform(-10, 60) if edge == "left" else rng.uniform(W - 60, W + 10))
-        by = rng.uniform(0, H) if edge in ("left", "right") else (rng.uniform(-10, 50) if edge == "top" else rng.uniform(H - 50, H + 10))
+        bx = rng.uniform(0, W) if edge in ("top", "bottom") else (rng.uniform(-10, 60) * k if edge == "left" else W + rng.uniform(-60, 10) * k)
+        by = rng.uniform(0, H) if edge in ("left", "right") else (rng.uniform(-10, 50) * k if edge == "top" else H + rng.uniform(-50, 10) * k)
         _place(canvas, pkg, bx, by, rng.uniform(0.5, 0.8), rng.uniform(0, 360), brightness=rng.uniform(0.55, 0.8))
     truth = {"sku": sku, "cx": 0.5, "cy": 0.5, "bbox": None}
+    bbox = None
     if sku is not None:
-        pkg = package_image(catalogue[sku])
+        pkg = pack(catalogue[sku])
         s = scale if scale is not None else rng.uniform(0.8, 1.4)
         ang = rng.uniform(-45, 45) + rng.choice([0, 0, 90, 180])
         oov = out_of_view if out_of_view is not None else (rng.uniform(0.1, 0.4) if rng.random() < 0.15 else 0.0)
@@ -294,20 +314,159 @@ def render_scene(catalogue, sku: str | None, rng_seed: int, basket_skus: list[st
                 cy = half_h * shift
             else:
                 cy = H - half_h * shift
+        if decorate is not None:
+            pkg = decorate(pkg, s, ang)
         bbox = _place(canvas, pkg, cx, cy, s, ang)
         if occlusion > 0:
-            _hand(canvas, rng, bbox, occlusion)
+            _hand(canvas, rng, bbox, occlusion, k)
         vis = (max(0, bbox[0]), max(0, bbox[1]), min(W, bbox[2]), min(H, bbox[3]))
         truth.update(cx=round(min(1, max(0, (vis[0] + vis[2]) / 2 / W)), 4),
                      cy=round(min(1, max(0, (vis[1] + vis[3]) / 2 / H)), 4),
                      bbox=[round(vis[0] / W, 4), round(vis[1] / H, 4), round(vis[2] / W, 4), round(vis[3] / H, 4)])
     elif occlusion > 0:  # an empty hand reaching in
-        _hand(canvas, rng, (W * 0.3, H * 0.3, W * 0.7, H * 0.7), occlusion)
+        _hand(canvas, rng, (W * 0.3, H * 0.3, W * 0.7, H * 0.7), occlusion, k)
     img = canvas.convert("RGB")
     img = _lighting(img, rng)
-    img = _motion_blur(img, int(round(blur * 14)), rng.uniform(0, math.pi))
-    if size != CAMERA_SIZE:
-        img = img.resize(size, Image.BILINEAR)
+    img = _motion_blur(img, int(round(blur * 14 * k)), rng.uniform(0, math.pi))
+    return img, truth, bbox
+
+
+# ---------------------------------------------------------------- stills
+# A still (protocol §7.1) is the same camera's view after the item settled, at
+# SXGA or UXGA: the scene drawn at k = 4 or 5 pixels per QVGA pixel (SXGA is the
+# sensor's full UXGA view scaled to 1280x1024, as esp32-camera's OV2640 driver
+# does), with the item's EAN-13 at its real printed size. docs/camera.md
+# "Barcodes on packs" gives the sources of every figure here.
+STILL_SIZES = {"SXGA": (1280, 1024), "UXGA": (1600, 1200)}
+VIEW_MM = 720.0        # width of the camera's view at an item's depth at scale 1 (see docs/camera.md)
+EAN_MODULE_MM = 0.33   # GS1 nominal module (100 % magnification): 37.29 mm wide with quiet zones
+EAN_BAR_MM = 22.85     # nominal bar height at 100 %
+# per pack type: (magnification lo, hi), bar height kept (truncation lo, hi)
+CODE_SIZE = {"box": ((0.85, 1.3), (0.7, 1.0)), "bag": ((0.8, 1.1), (0.6, 1.0)),
+             "bottle": ((0.8, 1.0), (0.5, 0.8)), "can": ((0.8, 1.0), (0.5, 0.8))}
+
+_STILL_PACKAGES: dict[tuple[str, int], Image.Image] = {}
+
+
+def _still_package(sku, k: int) -> Image.Image:
+    key = (sku.sku, k)
+    if key not in _STILL_PACKAGES:
+        if len(_STILL_PACKAGES) > 1024:
+            _STILL_PACKAGES.clear()
+        _STILL_PACKAGES[key] = _draw_package(sku, k, barcode=False)
+    return _STILL_PACKAGES[key]
+
+
+@lru_cache(maxsize=256)
+def _ean_modules(ean13: str) -> str:
+    import barcode
+    return barcode.EAN13(ean13).build()[0]   # 95 modules, '1' = bar
+
+
+def _flat_code(ean13: str, module_px: float, bar_px: float) -> Image.Image:
+    """The symbol with its quiet zones (11 + 7 modules) and a white band for the
+    digits, drawn at 8 px per module and shrunk to module_px (the lens and the
+    sensor's sampling blur it, they do not snap it to pixels)."""
+    mods = "0" * 11 + _ean_modules(ean13) + "0" * 7
+    ss = 8
+    hi_h = max(8, int(round(bar_px / module_px * ss)))
+    txt = int(hi_h * 0.18)
+    a = np.full((hi_h + txt, len(mods) * ss), 255, np.uint8)
+    for i, m in enumerate(mods):
+        if m == "1":
+            a[:hi_h, i * ss:(i + 1) * ss] = 20
+    img = Image.fromarray(a).convert("RGB")
+    w = max(4, int(round(len(mods) * module_px)))
+    h = max(3, int(round((hi_h + txt) / ss * module_px)))
+    return img.resize((w, h), Image.LANCZOS)
+
+
+def _wrap_cylinder(code: Image.Image, width: int, theta0: float) -> tuple[Image.Image, Image.Image]:
+    """Wrap a flat code around a cylinder of diameter `width` px seen side-on,
+    its centre at angle theta0 from the camera: columns compress toward the
+    limbs and darken with the surface's angle to the light. Returns (RGB, mask)."""
+    R = width / 2.0
+    src = np.asarray(code, dtype=np.float32)
+    ch, cw = src.shape[:2]
+    xs = (np.arange(width) + 0.5 - R) / R
+    theta = np.arcsin(np.clip(xs, -0.999, 0.999))
+    col = R * (theta - theta0) + cw / 2.0
+    ok = (col >= 0) & (col < cw - 1)
+    c0 = np.clip(col.astype(int), 0, cw - 2)
+    f = (col - c0)[None, :, None]
+    out = src[:, c0] * (1 - f) + src[:, c0 + 1] * f
+    shade = (0.55 + 0.45 * np.cos(theta))[None, :, None]
+    out = np.clip(out * shade, 0, 255).astype(np.uint8)
+    mask = np.zeros((ch, width), np.uint8)
+    mask[:, ok] = 255
+    return Image.fromarray(out), Image.fromarray(mask)
+
+
+def _code_decorator(sku, k: int, rng: random.Random, facing: bool, view_mm: float, info: dict):
+    """decorate(pkg, s, ang) for _compose: the item's EAN-13 on one face, at its
+    printed size for the pack type, in a random place and orientation on that
+    face, wrapped on cans and bottles; nothing when the code faces away."""
+    def decorate(pkg: Image.Image, s: float, ang: float) -> Image.Image:
+        shape = sku.shape
+        info.update(facing=bool(facing and shape in CODE_SIZE), ean13=sku.ean13, module_px=0.0)
+        if not info["facing"]:
+            return pkg
+        (m_lo, m_hi), (t_lo, t_hi) = CODE_SIZE[shape]
+        mag = rng.uniform(m_lo, m_hi)
+        px_per_mm = k * CAMERA_SIZE[0] / view_mm          # in the package image, before the item scale s
+        module_px = EAN_MODULE_MM * mag * px_per_mm
+        bar_px = EAN_BAR_MM * mag * rng.uniform(t_lo, t_hi) * px_per_mm
+        code = _flat_code(sku.ean13, module_px, bar_px)
+        pkg = pkg.copy()
+        W, H = pkg.size
+        curved = shape in ("can", "bottle")
+        ladder = curved and rng.random() < 0.3 or (not curved and rng.random() < 0.4)
+        info.update(mag=round(mag, 3), module_px=round(module_px * s, 3), curved=curved, ladder=ladder)
+        if ladder:   # bars across the pack's long axis: the code runs along it
+            code = code.rotate(90, expand=True)
+        if curved and not ladder:
+            theta0 = rng.uniform(-0.9, 0.9)
+            img, mask = _wrap_cylinder(code, W, theta0)
+            y0 = int(rng.uniform(0.3, 0.85) * H - img.height / 2)
+            pkg.paste(img, (0, max(0, y0)), mask)
+            info["theta0"] = round(theta0, 3)
+            return pkg
+        cw, ch = code.size
+        if cw > W * 0.95 or ch > H * 0.95:   # a code larger than the face: shrink to fit, as printers do
+            f = min(W * 0.95 / cw, H * 0.95 / ch)
+            code = code.resize((max(4, int(cw * f)), max(3, int(ch * f))), Image.LANCZOS)
+            info["module_px"] = round(info["module_px"] * f, 3)
+            cw, ch = code.size
+        x0 = int(rng.uniform(0.03 * W, max(0.03 * W, 0.97 * W - cw)))
+        y0 = int(rng.uniform(0.45 * H if shape in ("box", "bag") else 0.3 * H, max(0.3 * H, 0.97 * H - ch)))
+        pkg.paste(code, (x0, y0))
+        return pkg
+    return decorate
+
+
+def render_still(catalogue, sku: str | None, rng_seed: int, res: str = "SXGA",
+                 basket_skus: list[str] | None = None, occlusion: float = 0.0, blur: float = 0.0,
+                 scale: float | None = None, out_of_view: float | None = None, facing: bool = True,
+                 view_mm: float = VIEW_MM) -> tuple[Image.Image, dict]:
+    """One still (§7.1) at `res` (SXGA or UXGA). As render_scene, plus the item's
+    barcode: `facing` False = the code is on a face the camera does not see.
+    truth adds "barcode": {facing, ean13, mag, module_px (px per module in the
+    still, before any angle), curved, ladder}."""
+    if res not in STILL_SIZES:
+        raise ValueError(f"still resolution {res!r}: one of {sorted(STILL_SIZES)}")
+    w, h = STILL_SIZES[res]
+    k = w // CAMERA_SIZE[0]
+    info: dict = {}
+    deco = None
+    if sku is not None:
+        deco = _code_decorator(catalogue[sku], k, random.Random(f"code|{rng_seed}"), facing, view_mm, info)
+    img, truth, _ = _compose(catalogue, sku, random.Random(rng_seed), k, basket_skus, occlusion, blur,
+                             scale, out_of_view, deco)
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.BILINEAR)
+        if info.get("module_px"):
+            info["module_px"] = round(info["module_px"] * min(1.0, h / (CAMERA_SIZE[1] * k)), 3)
+    truth["barcode"] = info or None
     return img, truth
 
 

@@ -56,6 +56,7 @@ def summarise(results, store: Store, wall_s: float) -> dict:
         "pool_scenes_rendered": store.pool.rendered,
         "gateway_s": round(store.engine_s, 2), "pool_render_s": round(store.pool.render_s, 2),
         "wall_s": round(wall_s, 2),
+        **({"stills": store.stills.summary()} if getattr(store, "stills", None) else {}),
     }
 
 

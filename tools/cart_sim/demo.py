@@ -25,7 +25,7 @@ from rich.live import Live
 from rich.table import Table
 
 from cart_gateway.catalogue import Catalogue
-from cart_model.render import encode_jpeg, render_scene
+from cart_model.render import encode_jpeg, render_scene, render_still
 from cart_sim.bench import figure_lines
 from cart_sim.virtual_board import VirtualBoard
 from cart_testing.broker import Broker
@@ -52,8 +52,11 @@ class Shopper:
     def add_item(self) -> None:
         sku = self.rng.choice(self.packaged)
         s = self.cat[sku]
-        img, _ = render_scene(self.cat, sku, self.rng.randrange(1 << 30), basket_skus=self.truth[-3:])
+        seed = self.rng.randrange(1 << 30)
+        img, _ = render_scene(self.cat, sku, seed, basket_skus=self.truth[-3:])
         self.cam.push_frame(encode_jpeg(img))
+        # the still the camera takes once the placement settles (§7.1)
+        self.cam.push_still(encode_jpeg(render_still(self.cat, sku, seed, "UXGA", basket_skus=self.truth[-3:])[0]))
         weight = max(1.0, self.rng.gauss(s.weight_mean_g, s.weight_sd_g))
         self.total_g += weight
         self.truth.append(sku)

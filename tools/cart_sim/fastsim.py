@@ -33,6 +33,7 @@ from .judge import judge_receipt
 from .shoppers import Action, Shopper, answer_for, verdict_for
 from .world import EMPTY_CONDITIONS, NO_ITEM, ScenePool, pack_weight
 from cart_gateway.reconcile.inputs import PERSONAL_PREFIX
+from . import stills
 
 GW = "sim"
 ORACLES = ("vision", "scale", "shopper")   # `cart-sim bench --oracle`: measuring instruments, never the default
@@ -41,6 +42,7 @@ CPG = 86.0                    # counts per gram, as LoadCellModel's default (doc
 FRAME_GAP_MS = (80, 200, 320, 440, 560, 680, 800, 920)  # burst frame times after `unsettled`
 TICK_MS = 100                 # the gateway's timer while the cart is quiet
 IDLE_TICKS_MS = (500, 1000, 1500, 2000, 3000, 4000, 5000)   # timer ticks kept while the shopper walks
+STILL_MS = 800                # weight event -> still read at the gateway (docs/camera.md "Stills")
 
 
 class _Driver:
@@ -102,6 +104,7 @@ class Store:
         self._frame_keys: dict[tuple, str | None] = {}
         self.feed = GatewayFeed(self.cat, frame_source=None if frames else self._pool_frame)
         self.engine_s = 0.0
+        self.stills = stills.attach(self, scenario["camera"])   # None unless camera.still
 
     def _pool_frame(self, cart, epoch, frame):
         k = self._frame_keys.pop((cart, epoch, frame), None)
@@ -118,6 +121,8 @@ class Store:
             if progress:
                 progress(i + 1, n)
         self.pool.save()
+        if self.stills is not None:
+            self.stills.save()
         return out
 
 
@@ -153,6 +158,8 @@ class BasketRun:
         self.wrong_actions: list = []    # (cause, action), for diagnosis scripts
         self.action_io: dict = {}        # id(action) -> ({sku: in}, {sku: out}) charged / credited so far
         self.log: list = []
+        self.still_cam = store.stills and stills.StillCamera(store.stills, self.sc["camera"],
+                                                              f"{store.seed}|{index}|still")
 
     # --- message plumbing -------------------------------------------------------
     def _clock(self):
@@ -179,6 +186,10 @@ class BasketRun:
             self.by_useq[s] = self.action
             self._burst(s)
         self._send(f"carts/{self.cart}/scale/evt", payload)
+        if typ == "weight" and self.still_cam:
+            k = self.still_cam.still_key(self.action, fields["delta_g"])
+            if k is not False:
+                self._push(self.now + STILL_MS, "still", (fields["window"]["unsettled_seq"], k))
         return s
 
     def _burst(self, useq: int):
@@ -218,6 +229,8 @@ class BasketRun:
             saved, self.now = self.now, max(self.now, t)
             if kind == "capture":
                 self._capture(*data)
+            elif kind == "still":
+                stills.send_still(self, *data)
             else:
                 self._send(*data)
             self.now = max(saved, self.now)

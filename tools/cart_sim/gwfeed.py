@@ -33,6 +33,7 @@ class GatewayFeed:
         self.detector = detector
         self.detect_cache = detect_cache if detect_cache is not None else {}
         self.frame_source = frame_source         # fast mode: (cart, epoch, frame) -> candidates|None
+        self.still_source = None                 # fast mode: (cart, epoch, frame) -> codes read|None
         self.receipts: dict[str, dict] = {}
         self.errors: list[str] = []
 
@@ -74,6 +75,11 @@ class GatewayFeed:
             if ev.type == "weight":
                 return eng.step(WeightChange(ev.epoch, ev.seq, ev.mono_ms, ev.delta_g, ev.total_g,
                                              ev.noise_g, ev.window.unsettled_seq))
+            if ev.type == "capture" and ev.still is not None:   # §7.1: barcodes only
+                f = ev.frames[0]
+                codes = self.still_source(cart, ev.epoch, f) if self.still_source else None
+                return eng.step(Vision(ev.mono_ms, (), codes or (), ev.ref,
+                                       [f"{cart}/{ev.epoch}/{f}"] if codes is not None else [], still=True))
             if ev.type == "capture":
                 frames, ids = [], []
                 for f in ev.frames:

@@ -63,6 +63,13 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "blur_max": (0.3, 0.0, 1.0),
         "p_hard_view": (0.15, 0.0, 1.0),    # share of bursts drawn from the occluded/blurred pool
         "pool_per_condition": (3, 1, 20),   # pre-rendered scenes per SKU and condition
+        # stills after a placement (docs/camera.md "Stills", "Barcodes on packs")
+        "still": (False, None, None),             # off by default until the optics resolve codes (docs/camera.md)
+        "still_res": ("UXGA", ("SXGA", "UXGA"), None),
+        "still_view_mm": (720.0, 100.0, 2000.0),  # view width at the item's depth (renderer's scale)
+        "p_barcode_facing": (0.35, 0.0, 1.0),     # placements whose code faces the camera (estimate)
+        "still_min_g": (5.0, 0.0, 1000.0),        # the camera board's app.still_min_g
+        "still_pool": (1, 1, 20),                 # pre-rendered stills per SKU and condition
     },
     "sensor": {
         "noise_g": (1.0, 0.0, 5.0),         # HX711 rms at 80 SPS, 0.5-1.5 g for cart cells
@@ -75,6 +82,10 @@ SCHEMA: dict[str, dict[str, tuple]] = {
 def _check(section: str, key: str, value, spec):
     dflt, lo, hi = spec
     name = f"{section}.{key}"
+    if isinstance(dflt, str):   # lo: the allowed values
+        if value not in lo:
+            raise ScenarioError(f"scenario key {name}: must be one of {', '.join(lo)}, got {value!r}")
+        return value
     if isinstance(dflt, bool):
         if not isinstance(value, bool):
             raise ScenarioError(f"scenario key {name}: must be true or false, got {value!r}")

@@ -51,6 +51,7 @@ class VirtualBoard:
         self._want_on = False
         self._lock = threading.RLock()
         self._frames: list[bytes] = []
+        self._still: bytes | None = None
         self._conn: socket.socket | None = None
         self._wdt_ms = 0
         self._last_feed = 0.0
@@ -151,6 +152,12 @@ class VirtualBoard:
             self._frames.append(bytes(jpeg))
             del self._frames[:-3]  # the camera keeps only the latest frames
 
+    def push_still(self, jpeg: bytes) -> None:
+        """The scene at still resolution (§7.1): what the sensor would give
+        after switching to SXGA/UXGA; the board keeps only the latest."""
+        with self._lock:
+            self._still = bytes(jpeg)
+
     # ------------------------------------------------------------ threads
     def _drop_link(self) -> None:
         if self._conn is not None:
@@ -222,8 +229,11 @@ class VirtualBoard:
                         out += b"s %d\n" % raw
                 with self._lock:
                     frames, self._frames = self._frames, []
+                    still, self._still = self._still, None
                 for f in frames:
                     out += b"f %d\n" % len(f) + f
+                if still is not None:
+                    out += b"S %d\n" % len(still) + still
                 if out:
                     self._send(out)
             delay = next_t - time.monotonic()

@@ -15,6 +15,9 @@ import asyncio
 from acamera import Camera, FrameSize, GrabMode, PixelFormat
 
 QUALITY = 80  # the API's JPEG quality in percent (mapped to the sensor's 63..0)
+SKIP = 2      # frames dropped after a resolution switch (auto exposure settles)
+_STILL_SIZES = {1: FrameSize.VGA, 2: FrameSize.SVGA, 3: FrameSize.XGA, 4: FrameSize.SXGA,
+                5: FrameSize.UXGA}
 
 
 class Esp32Camera:
@@ -36,6 +39,23 @@ class Esp32Camera:
             self.fails += 1
             return None
         return mv
+
+    async def capture_still(self, res, timeout_ms=2000):
+        """One JPEG at still resolution code `res` (cartfw.framing.RESOLUTIONS:
+        4 = SXGA, 5 = UXGA) into PSRAM. reconfigure() re-initialises the sensor
+        and reallocates the frame buffers at the new size; the first frames
+        after the switch are exposed for the old mode, so SKIP are dropped.
+        end_still() switches back to QVGA; the caller copies the still first."""
+        self.cam.reconfigure(frame_size=_STILL_SIZES[res], fb_count=1, grab_mode=GrabMode.LATEST)
+        mv = None
+        for _ in range(SKIP + 1):
+            mv = await self.capture(timeout_ms)
+            if mv is None:
+                return None
+        return mv
+
+    def end_still(self):
+        self.cam.reconfigure(frame_size=FrameSize.QVGA, fb_count=2, grab_mode=GrabMode.LATEST)
 
     def release(self):
         # Hand the frame buffer back to the driver early (optional).

@@ -30,6 +30,7 @@ class SimCamera:
         self.poll_ms = poll_ms
         self.last = None
         self.frames_in = 0
+        self.stills_in = 0
         self.fails = 0
 
     def _take(self):
@@ -50,6 +51,29 @@ class SimCamera:
                 return self.last
         self.fails += 1
         return None
+
+    async def capture_still(self, res, timeout_ms=2000):
+        """One still (§7.1) at resolution code `res`: the supervisor renders the
+        scene at that resolution and sends it as an `S <n>` line. Waits, polling,
+        up to timeout_ms (a real sensor's resolution switch takes a few frames);
+        None when none came. `take_still` is optional: a link without it has no
+        still."""
+        take = getattr(self.link, "take_still", None)
+        if take is None:
+            return None
+        t0 = ticks_ms()
+        while True:
+            st = take()
+            if st is not None:
+                self.stills_in += 1
+                return st
+            if ticks_diff(ticks_ms(), t0) >= timeout_ms:
+                self.fails += 1
+                return None
+            await asyncio.sleep(self.poll_ms / 1000)
+
+    def end_still(self):
+        pass   # the sim sensor has no resolution to switch back
 
     def release(self):
         pass

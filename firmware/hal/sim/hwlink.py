@@ -1,6 +1,7 @@
 # Hardware link client for virtual boards (docs/architecture.md, "The hardware
 # link"). The supervisor plays the chips: it sends HX711 conversions
-# (`s <int>`) and camera frames (`f <n>` + n bytes); we send watchdog feeds,
+# (`s <int>`), camera frames (`f <n>` + n bytes) and stills (`S <n>` + n
+# bytes, the high-resolution capture of §7.1); we send watchdog feeds,
 # resets and hello. Every buffer is bounded and sized once.
 import os
 import socket
@@ -10,9 +11,10 @@ from array import array
 from micropython import const
 
 _SAMPLES = const(64)        # ~0.8 s of conversions at 80/s
-_LINE_MAX = const(48)       # longest line we accept (`f 131072`, `s -8388608`)
+_LINE_MAX = const(48)       # longest line we accept (`S 524288`, `s -8388608`)
 _FRAMES = const(3)          # queued frames
 _FRAME_MAX = const(131072)  # protocol §7
+_STILL_MAX = const(524288)  # protocol §7.1
 _RX = const(512)
 
 
@@ -51,11 +53,14 @@ class Link:
         self.samples = _Samples()
         self.frames = []
         self.frames_dropped = 0
+        self.still = None       # the latest still the sensor would deliver at still resolution
+        self.stills_in = 0
         self.bad_lines = 0
         self._rx = bytearray(_RX)
         self._line = bytearray(_LINE_MAX)
         self._ll = 0
         self._frame = None   # frame being received
+        self._is_still = False
         self._fpos = 0
         self.closed = False
 
@@ -72,16 +77,23 @@ class Link:
     def take_frame(self):
         return self.frames.pop(0) if self.frames else None
 
+    def take_still(self):
+        # The latest still, once: the supervisor renders the scene at still resolution.
+        st, self.still = self.still, None
+        return st
+
     def _on_line(self, n):
         ln = self._line
         try:
             if n > 2 and ln[0] == 0x73 and ln[1] == 0x20:      # "s <int>"
                 self.samples.put(int(bytes(ln[2:n])))
-            elif n > 2 and ln[0] == 0x66 and ln[1] == 0x20:    # "f <n>"
+            elif n > 2 and ln[0] in (0x66, 0x53) and ln[1] == 0x20:    # "f <n>", "S <n>"
                 size = int(bytes(ln[2:n]))
-                if not 0 < size <= _FRAME_MAX:
+                still = ln[0] == 0x53
+                if not 0 < size <= (_STILL_MAX if still else _FRAME_MAX):
                     raise ValueError
                 self._frame = bytearray(size)
+                self._is_still = still
                 self._fpos = 0
             else:
                 self.bad_lines += 1
@@ -96,7 +108,11 @@ class Link:
                 self._frame[self._fpos:self._fpos + take] = mv[i:i + take]
                 self._fpos += take
                 i += take
-                if self._fpos == len(self._frame):
+                if self._fpos == len(self._frame) and self._is_still:
+                    self.still = self._frame   # a newer still replaces an unread one
+                    self.stills_in += 1
+                    self._frame = None
+                elif self._fpos == len(self._frame):
                     if len(self.frames) >= _FRAMES:
                         self.frames.pop(0)
                         self.frames_dropped += 1

@@ -83,6 +83,9 @@ class ReconcileConfig(BaseModel):
         "action and merged into it; 0 decides every settle on its own (docs/reconciliation.md §1)"))
     merge_hold_ms: int = Field(1000, ge=0, description=(
         "a movement is decided no sooner than this after it settled, so a second settle can join it"))
+    wait_for_still: bool = Field(False, description=(
+        "cameras take a still after each placement (docs/camera.md): a movement waits for its still "
+        "(within evidence_window_ms) as well as its burst"))
     unsettled_expire_ms: int = Field(10000, ge=0, description=(
         "close an `unsettled` window with no `weight` event after this: the scale sends no event "
         "when a push, knock or hand leaves the load where it was (docs/scale.md)"))

@@ -29,7 +29,9 @@ class DecideMixin:
         waiting = sorted((m for m in s["moves"].values() if m["state"] == MoveState.WAITING),
                          key=lambda m: (m["mono_ms"], m["id"]))
         for mv in waiting:
-            if mv["vision"] is None and now < mv["deadline_ms"]:
+            missing = mv["vision"] is None or (self.cfg.wait_for_still and mv["delta_g"] > 0
+                                               and not mv["vision"].get("stills"))
+            if missing and now < mv["deadline_ms"]:
                 break  # later movements wait for this one: removals need the adds before them
             if self._held(mv):
                 break  # the same action may settle again (merged, not decided twice)

@@ -67,6 +67,7 @@ class Vision:
     barcodes: Sequence[str] = ()
     ref: str | None = None
     frame_ids: Sequence[str] = ()
+    still: bool = False          # a still (§7.1): barcodes only, no candidate frames
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ class VisionSummary:
     # frames in which a product was the clear best (score >= TOP_MIN): a product seen on its own,
     # not a look-alike the detector hesitated over in the same frame
     top_frames: dict[str, int] = field(default_factory=dict)
+    stills: int = 0   # stills among the frames (docs/camera.md): their barcodes only
 
     @classmethod
     def of(cls, v: Vision) -> "VisionSummary":
@@ -179,7 +181,7 @@ class VisionSummary:
         return cls(mono_ms=v.mono_ms, scores=scores, none_score=none / n if n else 0.0,
                    barcodes=[str(b) for b in v.barcodes], frame_ids=[str(f) for f in v.frame_ids],
                    ref=list(r) if r else None, n_frames=n, personal_scores=pscores,
-                   top_frames={k: tops[k] for k in sorted(tops)})
+                   top_frames={k: tops[k] for k in sorted(tops)}, stills=int(bool(v.still)))
 
     @property
     def personal_score(self) -> float:
@@ -190,7 +192,8 @@ class VisionSummary:
         return {"mono_ms": self.mono_ms, "scores": dict(self.scores), "none_score": self.none_score,
                 "barcodes": list(self.barcodes), "frame_ids": list(self.frame_ids),
                 "ref": list(self.ref) if self.ref else None, "n_frames": self.n_frames,
-                "personal_scores": dict(self.personal_scores), "top_frames": dict(self.top_frames)}
+                "personal_scores": dict(self.personal_scores), "top_frames": dict(self.top_frames),
+                "stills": self.stills}
 
     @classmethod
     def from_dict(cls, d: dict) -> "VisionSummary":
@@ -198,7 +201,7 @@ class VisionSummary:
                    barcodes=list(d["barcodes"]), frame_ids=list(d["frame_ids"]),
                    ref=list(d["ref"]) if d["ref"] else None, n_frames=d["n_frames"],
                    personal_scores=dict(d.get("personal_scores", {})),   # both absent in states before issue 12
-                   top_frames=dict(d.get("top_frames", {})))
+                   top_frames=dict(d.get("top_frames", {})), stills=d.get("stills", 0))
 
     def merge(self, other: "VisionSummary") -> None:
         """Two bursts for one movement: frame-weighted mean of scores."""
@@ -214,6 +217,7 @@ class VisionSummary:
         self.n_frames = n
         self.top_frames = {k: self.top_frames.get(k, 0) + other.top_frames.get(k, 0)
                            for k in sorted(set(self.top_frames) | set(other.top_frames))}
+        self.stills += other.stills
         self.barcodes += [b for b in other.barcodes if b not in self.barcodes]
         self.frame_ids += [f for f in other.frame_ids if f not in self.frame_ids]
         self.mono_ms = max(self.mono_ms, other.mono_ms)

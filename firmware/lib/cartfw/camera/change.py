@@ -32,6 +32,7 @@ class ChangeDetector:
         self.min_bytes = min_bytes
         self.cooldown_ms = cooldown_ms
         self.triggers = 0
+        self.quiet = False   # the last check's size stayed inside the noise band (motion stopped)
         self.last_ms = None  # time of the last trigger or burst
         self.reset()
 
@@ -49,11 +50,13 @@ class ChangeDetector:
             return False  # no frame: nothing to compare
         self.n += 1
         if self.n == 1:
+            self.quiet = False
             self.base = size
             return False
         diff = size - self.base
         if diff < 0:
             diff = -diff
+        self.quiet = diff < self.min_bytes or diff <= self.k * self.dev
         if self.last_ms is not None and now_ms - self.last_ms < self.cooldown_ms:
             self.base = size
             return False

@@ -1,0 +1,194 @@
+"""Fast mode's stills (protocol §7.1): barcodes read from cached still renders.
+
+After each placement the camera board takes one still (docs/camera.md
+"Stills"); the gateway reads its barcodes (cart_gateway.barcodes). Rendering a
+UXGA still and reading it costs about 0.5 s here, so fast mode draws each
+placement's still from a seeded pool of `still_pool` scenes per (SKU,
+condition) whose code faces the camera, rendered once by
+cart_model.render.render_still and read once by the real reader; the codes
+read are cached on disk, keyed by the renderer, the reader, the catalogue and
+the still settings. A placement whose code faces away (share
+1 - camera.p_barcode_facing), whose item is out of the camera's sight (a
+hand-held or covered item) or that adds no product gives no code and is not
+rendered: no code is drawn that a reader could find.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+from cart_gateway.catalogue import Catalogue
+
+# the burst's viewing condition (shoppers.Action.view) -> the still's
+STILL_CONDITIONS = {"clear": "clear", "hard": "hand", "oov": "oov"}
+
+
+class StillPool:
+    def __init__(self, catalogue: Catalogue, camera: dict, seed: int = 0,
+                 cache_dir: str | os.PathLike | None = None):
+        self.cat = catalogue
+        self.cam = camera
+        self.seed = seed
+        self.res = camera["still_res"]
+        self.view_mm = float(camera["still_view_mm"])
+        self.n = int(camera["still_pool"])
+        self.rendered = 0
+        self.render_s = 0.0
+        self.read_ms: list[float] = []
+        self.stats = {"stills": 0, "facing": 0, "right": 0, "wrong": 0}
+        self._reader = None
+        import cart_gateway.barcodes as rd
+        import cart_model.render as rn
+        h = hashlib.sha256(json.dumps({"res": self.res, "view": self.view_mm, "seed": seed,
+                                       "occ": camera["occlusion_max"]}, sort_keys=True).encode())
+        for mod in (rn, rd):
+            h.update(Path(mod.__file__).read_bytes())
+        h.update(catalogue.to_json().encode())
+        self.tag = h.hexdigest()[:16]
+        d = Path(cache_dir or os.environ.get("CART_SIM_CACHE", "/tmp/cart_sim_cache"))
+        self.path = d / f"stills-{self.tag}.json"
+        self.cache: dict[str, list] = {}
+        if self.path.exists():
+            try:
+                self.cache = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                self.cache = {}
+        self._dirty = False
+
+    def key(self, sku: str | None, view: str, i: int) -> str | None:
+        """Pool key of a facing still of `sku` seen as `view`; None: nothing to read."""
+        cond = STILL_CONDITIONS.get(view)
+        if sku is None or cond is None or self.cat[sku].shape == "produce":
+            return None
+        return f"{sku}|{cond}|{i % self.n}"
+
+    def render(self, key: str):
+        from cart_model.render import render_still
+        sku, cond, i = key.split("|")
+        rng = random.Random(f"{self.seed}|still|{key}")
+        rs = rng.randrange(1 << 30)
+        occ, oov = 0.0, 0.0
+        if cond == "hand":        # a hand still resting on the item
+            occ = rng.uniform(0.3 * self.cam["occlusion_max"], self.cam["occlusion_max"])
+        elif cond == "oov":
+            oov = rng.uniform(0.4, 0.5)
+        else:
+            occ = rng.uniform(0, 0.3 * self.cam["occlusion_max"])
+        return render_still(self.cat, sku, rs, self.res, occlusion=occ, out_of_view=oov,
+                            facing=True, view_mm=self.view_mm)
+
+    def summary(self) -> dict:
+        n = self.stats["stills"]
+        return {"res": self.res, "view_mm": self.view_mm, "stills": n, "facing": self.stats["facing"],
+                "read_right": self.stats["right"], "read_wrong": self.stats["wrong"],
+                "read_rate": round(self.stats["right"] / n, 4) if n else None,
+                "read_rate_facing": round(self.stats["right"] / self.stats["facing"], 4) if self.stats["facing"] else None,
+                "stills_rendered": self.rendered, "render_read_s": round(self.render_s, 1)}
+
+    def codes(self, key: str | None) -> list[str]:
+        """EAN-13 codes the gateway's reader finds in that still ([] for None)."""
+        self.stats["stills"] += 1
+        if key is None:
+            return []
+        self.stats["facing"] += 1
+        got = self._codes(key)
+        want = self.cat[key.split("|")[0]].ean13
+        self.stats["right"] += want in got
+        self.stats["wrong"] += any(c != want for c in got)
+        return got
+
+    def _codes(self, key: str) -> list[str]:
+        c = self.cache.get(key)
+        if c is None:
+            from cart_gateway.barcodes import StillBarcodeReader
+            from cart_model.render import encode_jpeg
+            if self._reader is None:
+                self._reader = StillBarcodeReader()
+            t0 = time.perf_counter()
+            img, _ = self.render(key)
+            r = self._reader.read(encode_jpeg(img))
+            self.render_s += time.perf_counter() - t0
+            self.read_ms.append(r.ms)
+            c = self.cache[key] = list(r.codes)
+            self.rendered += 1
+            self._dirty = True
+            if self.rendered % 25 == 0:
+                self.save()   # renders are slow: keep them if the run is stopped
+        return list(c)
+
+    def save(self) -> None:
+        if self._dirty:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.cache, sort_keys=True))
+            tmp.replace(self.path)
+            self._dirty = False
+
+
+class StillCamera:
+    """What one basket's camera does after a placement settles: whether it
+    takes a still and which pool scene the still shows. Its own random
+    stream, so turning stills on does not change the shoppers."""
+
+    def __init__(self, pool: StillPool, camera: dict, rng_seed: str):
+        self.pool = pool
+        self.p_facing = float(camera["p_barcode_facing"])
+        self.min_g = float(camera["still_min_g"])
+        self.rng = random.Random(rng_seed)
+
+    def still_key(self, action, delta_g: float) -> str | None | bool:
+        """False: no still (a removal or small change); else the pool key (None: no code to read)."""
+        if delta_g < self.min_g:
+            return False
+        facing = self.rng.random() < self.p_facing
+        i = self.rng.randrange(1 << 20)
+        if action is None or not facing:
+            return None
+        skus = [sku for sku, _, _ in action.adds if sku]
+        if not skus or action.kind == "lean":
+            return None
+        return self.pool.key(skus[0], action.view, i)
+
+
+# --- fastsim's hooks (kept here so fastsim.py only calls them) ---------------
+
+def attach(store, camera: dict) -> StillPool | None:
+    """Give a fastsim.Store its still pool when the scenario's camera takes
+    stills; the engine then waits for a placement's still (wait_for_still)."""
+    if not camera["still"]:
+        return None
+    if store.send_frames:
+        raise ValueError("scenario key camera.still: trace mode (real frame chunks) has no stills yet; "
+                         "use the bench (fast mode)")
+    pool = StillPool(store.cat, camera, seed=0)
+    store._still_keys = {}
+    store.feed.cfg = store.feed.cfg.model_copy(update={"wait_for_still": True})
+
+    def source(cart, epoch, frame):
+        if (cart, epoch, frame) not in store._still_keys:
+            return None
+        r0 = pool.render_s
+        codes = pool.codes(store._still_keys.pop((cart, epoch, frame)))
+        store.pool.render_s += pool.render_s - r0   # first-time renders are not the gateway's time
+        return codes
+
+    store.feed.still_source = source
+    return pool
+
+
+def send_still(run, useq: int | None, key: str | None) -> None:
+    """The camera's still of the placement that just settled: §6.3 capture event with `still`."""
+    from cartfw import proto
+    from cart_model.render import STILL_SIZES
+    run.frame_no += 1
+    run.st._still_keys[(run.cart, 1, run.frame_no)] = key
+    w, h = STILL_SIZES[run.sc["camera"]["still_res"]]
+    run.seq["cam"] += 1
+    fields = {"trigger": "settled", "ref": None if useq is None else f"{run.cart}/scale/1/{useq}",
+              "frames": [run.frame_no], "frame_ms": [run.now], "still": {"w": w, "h": h}}
+    run._send(f"carts/{run.cart}/cam/evt",
+              proto.encode_event(run.cart, "cam", 1, run.seq["cam"], "capture", fields, run._clock()))

@@ -1,0 +1,91 @@
+"""Fast mode's stills (tools/cart_sim/stills.py): which placements take a still,
+which show a code, the pool's real render + read, and the engine taking the
+read as barcode evidence."""
+import pytest
+
+from cart_gateway.catalogue import Catalogue
+from cart_sim.bench import summarise
+from cart_sim.fastsim import Store
+from cart_sim.scenario import ScenarioError, validate
+from cart_sim.shoppers import Action
+from cart_sim.stills import StillCamera, StillPool
+
+
+@pytest.fixture(scope="module")
+def cat():
+    return Catalogue.load()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CART_SIM_CACHE", str(tmp_path_factory.mktemp("stillcache")))
+    yield
+    mp.undo()
+
+
+CALM = {"baskets": {"mean_items": 3, "p_multi_units": 0, "p_two_items": 0, "p_produce": 0, "p_lookalike": 0},
+        "behaviour": {"p_remove": 0, "p_put_back": 0, "p_swap": 0, "p_personal": 0, "p_lean": 0,
+                      "p_push": 0, "p_bump": 0, "p_hand_rest": 0, "p_out_of_view": 0,
+                      "think_s_min": 2, "think_s_max": 4},
+        "camera": {"p_missed_frame": 0, "p_hard_view": 0, "pool_per_condition": 1, "still": True,
+                   "still_view_mm": 200.0, "p_barcode_facing": 1.0},
+        "dishonest": {"fraction": 0}, "shopper": {"answer_error_rate": 0}}
+
+
+def _box(cat):
+    return next(s.sku for s in cat if s.shape == "box")
+
+
+def test_still_camera_decides_what_the_still_shows(cat):
+    sc = validate(CALM, "t")
+    pool = StillPool(cat, sc["camera"])
+    cam = StillCamera(pool, sc["camera"], "x")
+    sku = _box(cat)
+    a = Action("add", adds=[(sku, 1, 400.0)], view="clear")
+    assert cam.still_key(a, -400.0) is False                   # a removal takes no still
+    assert cam.still_key(a, 2.0) is False                      # below still_min_g
+    assert cam.still_key(a, 400.0) == f"{sku}|clear|0"
+    assert cam.still_key(Action("add", adds=[(sku, 1, 400.0)], view="covered"), 400.0) is None
+    assert cam.still_key(Action("personal_in", adds=[(None, 1, 300.0)], view="hand"), 300.0) is None
+    away = StillCamera(pool, dict(sc["camera"], p_barcode_facing=0.0), "x")
+    assert away.still_key(a, 400.0) is None                    # the code faces away
+
+
+def test_pool_reads_the_real_render_and_caches_it(cat):
+    sc = validate(CALM, "t")
+    pool = StillPool(cat, sc["camera"])
+    sku = "SKU0212"
+    key = pool.key(sku, "clear", 0)
+    got = pool.codes(key)
+    assert pool.rendered == 1 and pool.codes(key) == got and pool.rendered == 1
+    pool.save()
+    again = StillPool(cat, sc["camera"])
+    assert again.codes(key) == got and again.rendered == 0     # from the disk cache
+    assert pool.codes(None) == []
+    s = pool.summary()
+    assert s["stills"] == 3 and s["facing"] == 2
+
+
+def test_fast_mode_reads_barcodes_from_stills_and_the_engine_uses_them(cat):
+    store = Store(validate(CALM, "t"), seed=3, catalogue=cat)
+    res = store.run(2)
+    out = summarise(res, store, 1.0)
+    st = out["stills"]
+    assert st["stills"] >= 4 and st["facing"] == st["stills"] and st["read_wrong"] == 0
+    assert st["read_right"] >= 1
+    ev = [d for e in store.feed.engines.values() for d in e.decisions() if "barcode" in d.get("evidence", [])]
+    assert ev, "no decision used a barcode"
+
+
+def test_still_scenario_keys_are_checked():
+    with pytest.raises(ScenarioError, match="camera.still_res: must be one of SXGA, UXGA"):
+        validate({"camera": {"still_res": "QXGA"}}, "t")
+    with pytest.raises(ScenarioError, match="camera.p_barcode_facing"):
+        validate({"camera": {"p_barcode_facing": 1.5}}, "t")
+    assert validate({}, "t")["camera"]["still"] is False
+
+
+def test_trace_mode_refuses_stills(cat):
+    with pytest.raises(ValueError, match="camera.still: trace mode"):
+        Store(validate(CALM, "t"), seed=1, catalogue=cat, frames=True)
