@@ -52,7 +52,7 @@ def test_settle_takes_a_uxga_still_within_the_heap_budget(mosquitto, virtual_boa
         weights = w.events("weight")
         assert [e["trigger"] for e in stills] == ["settled", "settled"]
         assert stills[0]["still"] == {"w": 1600, "h": 1200}
-        assert stills[0]["ref"] == f"c001/scale/{weights[0]['epoch']}/{weights[0]['window']['unsettled_seq']}"
+        assert stills[0]["ref"] == f"c001/scale/{weights[0]['inst']}/{weights[0]['epoch']}/{weights[0]['window']['unsettled_seq']}"
         chunks = [P.decode_frame_chunk(p) for t, p in w.all if t == "carts/c001/cam/frame"]
         mine = [c for c in chunks if c.frame == stills[0]["frames"][0]]
         assert mine and all(c.still and c.width == 1600 for c in mine)

@@ -30,8 +30,10 @@ def test_gateway_board_and_screen_work_through_the_closed_broker(tmp_path):
                    what="board online with its own user")
         time.sleep(1.0)  # baseline
         vb.cell.set_load(1124.1)
-        first = screen.wait(lambda: (screen.json("carts/c001/basket") or {}).get("lines"), 30,
-                            what="the basket on the screen")
+        # decided (a weight-only add is asked about): a settle while it is still undecided would
+        # be merged into it as one action (reconciliation, merge_gap_ms)
+        first = screen.wait(lambda: (screen.json("carts/c001/basket") or {}).get("open_prompts")
+                            and screen.json("carts/c001/basket")["lines"], 30, what="the basket on the screen")
         assert len(first) == 1
         gw.stop()  # the board's next event waits in the gateway's session at the broker
         vb.cell.set_load(1124.1 + 480.0)

@@ -72,7 +72,7 @@ def test_assemblies_bound_stills_by_their_own_limit():
         a.add("c001", big, 0)
     assert len(a) == 0
     frame = P.decode_frame_chunk(P.CHUNK_HEADER.pack(b"CF", 1, 0x01, 1, 2, 0, 30, 120_000, 0) + b"x" * 4096)
-    assert a.add("c001", frame, 0) == ("partial", None)    # burst frames keep §7's limit
+    assert a.add("c001", frame, 0) == ("partial", None, [])    # burst frames keep §7's limit
 
 
 def test_check_still_refuses_wrong_resolution_and_non_jpeg():
@@ -173,9 +173,9 @@ def test_reader_survives_garbage():
 
 def _engine(wait):
     from cart_gateway.reconcile import CartReconciler, ReconcileConfig
-    from cart_gateway.reconcile.synth import catalogue, sku
+    from cart_bench.synth import catalogue, sku
     skus = [sku("soup", 420.0, 6.0, 199), sku("beans", 425.0, 6.0, 149)]   # told apart only by sight or code
-    return CartReconciler("c1", catalogue(skus), ReconcileConfig(wait_for_still=wait)), {s.sku: s for s in skus}
+    return CartReconciler("c1", catalogue(skus), ReconcileConfig(wait_for_still=wait, merge_gap_ms=0)), {s.sku: s for s in skus}   # no merge hold: the still wait alone
 
 
 def _soup_placement(e):

@@ -214,9 +214,11 @@ def build_fs(board_name: str, dest: Path, config: dict | None = None, mpy: bool 
         dest.mkdir(exist_ok=True)
         if (dest / "lib").exists():
             shutil.rmtree(dest / "lib")
-        (lib).rename(dest / "lib")
+        # a rename where dest shares the scratch folder's filesystem; a copy where it does not
+        # (a flash mounted as its own filesystem, as the flash-fault tests do)
+        shutil.move(str(lib), str(dest / "lib"))
         for entry in ("main.py", "boot.py"):
-            (new / entry).replace(dest / entry)
+            shutil.move(str(new / entry), str(dest / entry))
     if config is not None:
         tmp_cfg = dest / "config.json.tmp"
         tmp_cfg.write_text(json.dumps(config, indent=1))
