@@ -1,24 +1,44 @@
-"""The runtime with a board app under the scale board's heap budget
-(-X heapsize=96k): runs for a minute (slow variant: five) through a broker
-restart and a stream of events and commands, without MemoryError. Prints the
-high-water mark of the live heap."""
+"""The runtime with a board app under the scale board's heap budget: runs for a
+minute (slow variant: five) through a broker restart and a stream of events and
+commands, without MemoryError. Prints the high-water mark of the live heap.
+
+The heap is the 96 KB data budget plus the room the firmware's own bytecode takes
+in the unix port, measured here (the project's heap rule, tests/test_heap_allowance.py:
+a device freezes that code into flash). The data high-water must stay under the
+budget. Until issue 11 this test ran code and data in 96 KB together; the runtime's
+code grew past what that left for data during a broker restart's replay."""
 import json
 import time
 
 import pytest
 
+from cart_testing.mpy import run_micropython
 from fwtest import LOADGEN, Broker, board_config
 
 pytestmark = pytest.mark.micropython
 
 BUDGET = 96 * 1024
+RUNTIME = ("cartfw.app cartfw.runtime cartfw.mqtt cartfw.journal cartfw.config cartfw.proto cartfw.commands "
+           "cartfw.telemetry cartfw.safemode cartfw.tls cartfw.clock cartfw.ntp hal hwlink cartfw.apps.scale")
+
+
+def code_bytes(flash) -> int:
+    """What the board's compiled code takes in the unix port's heap (imports only)."""
+    script = ("import gc, asyncio, socket, json, struct, binascii, os, time\n"
+              "gc.collect(); a = gc.mem_alloc()\n" + "".join(f"import {m}\n" for m in RUNTIME.split())
+              + "gc.collect(); print(gc.mem_alloc() - a)\n")
+    r = run_micropython(script, [flash / "lib"], heap="1m", cwd=flash)
+    assert r.returncode == 0, r.stderr + r.stdout
+    return int(r.stdout.split()[-1])
 
 
 def soak(tmp_path, board_factory, subscriber_factory, seconds):
     broker = Broker(tmp_path, persistence=True).start()
     try:
         sub = subscriber_factory(broker.port)
-        b = board_factory(app=LOADGEN, heap="96k")
+        probe = board_factory(name="probe", app=LOADGEN)   # staged only, never started
+        code = code_bytes(probe.flash)
+        b = board_factory(app=LOADGEN, heap=f"{(BUDGET + code) // 1024 + 1}k")
         b.write_config(board_config(broker.port, app={"rate_hz": 10, "count": 0}, tele_s=2,
                                     journal={"max_bytes": 65536}))
         b.start()
@@ -42,9 +62,11 @@ def soak(tmp_path, board_factory, subscriber_factory, seconds):
         peak = max(t["heap_peak"] for t in teles)
         low = min(t["heap_free"] for t in teles)
         n = len({(e["epoch"], e["seq"]) for e in sub.events()})
-        print(f"\nheap budget {BUDGET} B, live-heap high-water {peak} B ({100 * peak / BUDGET:.0f}%), "
-              f"lowest free after gc {low} B, {n} events delivered, {seconds} s")
-        assert peak < BUDGET
+        data = peak - code
+        print(f"\nheap budget {BUDGET} B (+ {code} B of code in the unix heap), data high-water {data} B "
+              f"({100 * data / BUDGET:.0f}%), live heap incl. code {peak} B, lowest free after gc {low} B, "
+              f"{n} events delivered, {seconds} s")
+        assert data < BUDGET
         assert n >= seconds * 10 * 0.8
     finally:
         broker.stop()
