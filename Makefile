@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all setup venv mosquitto chromium test demo bench clean model-smoke
+.PHONY: all setup venv mosquitto chromium test demo clean
 
 all: test
 
