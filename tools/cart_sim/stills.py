@@ -23,6 +23,8 @@ from pathlib import Path
 
 from cart_gateway.catalogue import Catalogue
 
+from .world import cache_file, read_cache
+
 # the burst's viewing condition (shoppers.Action.view) -> the still's
 STILL_CONDITIONS = {"clear": "clear", "hard": "hand", "oov": "oov"}
 
@@ -49,14 +51,8 @@ class StillPool:
             h.update(Path(mod.__file__).read_bytes())
         h.update(catalogue.to_json().encode())
         self.tag = h.hexdigest()[:16]
-        d = Path(cache_dir or os.environ.get("CART_SIM_CACHE", "/tmp/cart_sim_cache"))
-        self.path = d / f"stills-{self.tag}.json"
-        self.cache: dict[str, list] = {}
-        if self.path.exists():
-            try:
-                self.cache = json.loads(self.path.read_text())
-            except (OSError, ValueError):
-                self.cache = {}
+        self.path = cache_file("stills", self.tag, cache_dir)
+        self.cache: dict[str, list] = read_cache(self.path)
         self._dirty = False
 
     def key(self, sku: str | None, view: str, i: int) -> str | None:

@@ -32,6 +32,22 @@ def pack_weight(rng: random.Random, sku) -> float:
     return sku.weight_mean_g + max(-3 * sd, min(3 * sd, rng.gauss(0.0, sd)))
 
 
+def cache_file(kind: str, tag: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where a pool of rendered scenes (or stills) keyed by `tag` is cached between runs."""
+    d = Path(cache_dir or os.environ.get("CART_SIM_CACHE", os.path.join(tempfile.gettempdir(), "cart_sim_cache")))
+    return d / f"{kind}-{tag}.json"
+
+
+def read_cache(path: Path) -> dict:
+    """A cached pool, or an empty one when it is missing or unreadable (it is rebuilt)."""
+    if path.exists():
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            pass
+    return {}
+
+
 class ScenePool:
     def __init__(self, catalogue: Catalogue, camera: dict, seed: int = 0,
                  cache_dir: str | os.PathLike | None = None, detector=None):
@@ -51,14 +67,8 @@ class ScenePool:
             h.update(f.read_bytes())
         h.update(catalogue.to_json().encode())
         self.tag = h.hexdigest()[:16]
-        d = Path(cache_dir or os.environ.get("CART_SIM_CACHE", os.path.join(tempfile.gettempdir(), "cart_sim_cache")))
-        self.path = d / f"pool-{self.tag}.json"
-        self.cache: dict[str, list] = {}
-        if self.path.exists():
-            try:
-                self.cache = json.loads(self.path.read_text())
-            except (OSError, ValueError):
-                self.cache = {}
+        self.path = cache_file("pool", self.tag, cache_dir)
+        self.cache: dict[str, list] = read_cache(self.path)
         self._dirty = False
 
     @property
