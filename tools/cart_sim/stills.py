@@ -23,7 +23,7 @@ from pathlib import Path
 
 from cart_gateway.catalogue import Catalogue
 
-from .world import cache_file, read_cache
+from .world import cache_file, read_cache, write_cache
 
 # the burst's viewing condition (shoppers.Action.view) -> the still's
 STILL_CONDITIONS = {"clear": "clear", "hard": "hand", "oov": "oov"}
@@ -118,10 +118,7 @@ class StillPool:
 
     def save(self) -> None:
         if self._dirty:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.cache, sort_keys=True))
-            tmp.replace(self.path)
+            write_cache(self.path, self.cache)
             self._dirty = False
 
 

@@ -48,6 +48,14 @@ def read_cache(path: Path) -> dict:
     return {}
 
 
+def write_cache(path: Path, cache: dict) -> None:
+    """Atomically: a run stopped mid-write leaves the old cache whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cache, sort_keys=True))
+    tmp.replace(path)
+
+
 class ScenePool:
     def __init__(self, catalogue: Catalogue, camera: dict, seed: int = 0,
                  cache_dir: str | os.PathLike | None = None, detector=None):
@@ -131,10 +139,7 @@ class ScenePool:
 
     def save(self) -> None:
         if self._dirty:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.cache, sort_keys=True))
-            tmp.replace(self.path)
+            write_cache(self.path, self.cache)
             self._dirty = False
 
 
