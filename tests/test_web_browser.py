@@ -106,9 +106,20 @@ def _submit(drv, el):
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
     from selenium.webdriver.common.by import By
+    from selenium.common.exceptions import WebDriverException
     old = drv.find_element(By.TAG_NAME, "html")
     el.submit() if el.tag_name == "input" else el.click()
-    WebDriverWait(drv, 15).until(EC.staleness_of(old))
+
+    def replaced(d):
+        try:
+            return EC.staleness_of(old)(d)
+        except WebDriverException as e:
+            # chromedriver sometimes answers a node of the page just left with an inspector
+            # error instead of "stale element": that too means the page was replaced
+            if "does not belong to the document" in str(e):
+                return True
+            raise
+    WebDriverWait(drv, 15).until(replaced)
 
 
 def _tls(store):
