@@ -163,8 +163,8 @@ class GatewayConfig(_Strict):
         return self.mqtt.client_id or f"gateway-{self.gateway_id}"
 
 
-def _format(err: ValidationError, where: str) -> str:
-    lines = [f"{where}: invalid configuration"]
+def format_errors(err: ValidationError, where: str, what: str = "configuration") -> str:
+    lines = [f"{where}: invalid {what}"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
@@ -176,17 +176,21 @@ def parse_config(data: dict, where: str = "<config>") -> GatewayConfig:
     try:
         return GatewayConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format(e, where)) from None
+        raise ConfigError(format_errors(e, where)) from None
 
 
-def load_config(path) -> GatewayConfig:
-    p = Path(path)
+def read_toml(p: Path) -> dict:
+    """A TOML file's table; ConfigError names the file and what is wrong with it."""
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        return tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{p}: file not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: cannot read: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
-    return parse_config(data, str(p))
+
+
+def load_config(path) -> GatewayConfig:
+    p = Path(path)
+    return parse_config(read_toml(p), str(p))

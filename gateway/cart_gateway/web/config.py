@@ -7,12 +7,11 @@ keys are the listening address, TLS, sessions and its broker credentials.
 from __future__ import annotations
 
 import ipaddress
-import tomllib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..config import ConfigError, GatewayConfig, load_config
+from ..config import ConfigError, GatewayConfig, format_errors, load_config, read_toml
 
 
 class _Strict(BaseModel):
@@ -74,28 +73,12 @@ class WebConfig(_Strict):
         return self
 
 
-def _format(err: ValidationError, where: str) -> str:
-    lines = [f"{where}: invalid web configuration"]
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"  {loc}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}")
-    return "\n".join(lines)
-
-
 def load_web_config(path) -> tuple[WebConfig, GatewayConfig]:
     """The web config and the gateway config it names; ConfigError names the file and key."""
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read: {e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML: {e}") from None
-    try:
-        web = WebConfig.model_validate(data)
+        web = WebConfig.model_validate(read_toml(p))
     except ValidationError as e:
-        raise ConfigError(_format(e, str(p))) from None
+        raise ConfigError(format_errors(e, str(p), "web configuration")) from None
     gw_path = web.gateway_config if web.gateway_config.is_absolute() else p.parent / web.gateway_config
     return web, load_config(gw_path)
