@@ -202,8 +202,10 @@ class Reviewer:
         for counts in itertools.product(*choices):
             if not any(counts):
                 continue
-            fixed = sum(c * self.cat[s].weight_mean_g for s, c in zip(skus, counts)
-                        if c and not self.cat[s].sold_by_weight)
+            packed = [(c, self.cat[s].weight_mean_g) for s, c in zip(skus, counts)
+                      if c and not self.cat[s].sold_by_weight]
+            fixed = sum(c * w for c, w in packed)
+            spread = sum(abs(c) * w for c, w in packed)      # every pack's own spread counts, in or out
             free = [(s, c) for s, c in zip(skus, counts) if c and self.cat[s].sold_by_weight]
             rest = d - fixed
             extra = []
@@ -214,7 +216,7 @@ class Reviewer:
             elif personal and abs(rest) > SMALL_CHANGE_G:
                 extra = [(None, 1 if rest > 0 else -1)]
                 rest = 0.0
-            tol = max(PLACE_TOLERANCE[0], PLACE_TOLERANCE[1] * abs(fixed))
+            tol = max(PLACE_TOLERANCE[0], PLACE_TOLERANCE[1] * spread)
             if abs(rest) > tol:
                 continue
             items = [(s, c) for s, c in zip(skus, counts) if c] + extra

@@ -21,6 +21,7 @@ class ScenarioError(ValueError):
 SCHEMA: dict[str, dict[str, tuple]] = {
     "baskets": {
         "mean_items": (14.0, 1.0, 60.0),   # mean basket size (units), truncated to [1, 60]
+        "size_shape": (2.0, 0.2, 10.0),    # Gamma shape of the basket size (smaller: more small trips)
         "max_items": (60, 1, 60),
         "units_per_pick_max": (4, 1, 6),   # several units of one SKU at once
         "p_multi_units": (0.08, 0.0, 1.0),

@@ -124,7 +124,7 @@ class Shopper:
     def plan(self, weigh) -> list[Action]:
         """Actions until `n_items` product units went in (removals come on top)."""
         rng, b, beh = self.rng, self.sc["baskets"], self.sc["behaviour"]
-        n_items = max(1, min(b["max_items"], round(rng.gammavariate(2.0, b["mean_items"] / 2.0))))
+        n_items = max(1, min(b["max_items"], round(rng.gammavariate(b["size_shape"], b["mean_items"] / b["size_shape"]))))
         out: list[Action] = []
         added = 0
         while added < n_items:
@@ -232,6 +232,8 @@ def intended_choice(did: Did | None, prompt: dict, catalogue) -> dict:
     whole = None
     if did.kind == "swap" and did.put_in and did.took_out:
         whole = [x for x in did.put_in + did.took_out if x is not None]
+    if options and whole is None and all(" instead of " in o.get("name", "") for o in options):
+        return {"none": True}     # every picture is a swap ("B instead of A"), and they swapped nothing
     o = _choose_option(options, products, whole)
     handled = whole or products
     if prompt.get("kind") == "scan" and (len(set(handled)) == 1 or o is None

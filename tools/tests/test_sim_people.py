@@ -123,6 +123,10 @@ def test_two_products_swaps_leans_and_personal_items(cat):
     # asked "which did you swap?" (every option a swap): they swapped nothing
     assert answer_for(back, _prompt("pick", ("SKU0004", "SKU0003"), ("SKU0005", "SKU0003")), cat, r, 0) == \
         {"none": True}
+    swaps = _prompt("pick", ("SKU0004", "SKU0005"), ("SKU0001", "SKU0005"))
+    for o in swaps["options"]:
+        o["name"] = o["name"].replace(" + ", " instead of ")     # as the gateway names a swap option
+    assert answer_for(back, swaps, cat, r, 0) == {"none": True}       # their product is not even shown
     assert answer_for(Action("lean"), _prompt("pick", "SKU0003"), cat, r, 0) == {"none": True}
     assert answer_for(Action("remove", removes=[("SKU0003", 1, 280.0)]), _prompt("pick", "SKU0003"), cat, r, 0) \
         == {"none": True}        # asked what went in: nothing did
