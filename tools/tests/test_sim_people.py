@@ -240,3 +240,17 @@ def test_bench_reports_the_reviewer(tmp_path, monkeypatch):
     assert out["review_clear_s_p50"] > 0 and out["review_clear_s_p95"] >= out["review_clear_s_p50"]
     assert 0 < out["reviewer_errors"] <= reviews
     assert {"reviews_cleared_at_cart", "prompts_on_earlier_action"} <= set(out)
+
+
+def test_the_reviewer_oracle_sends_the_truth(tmp_path, monkeypatch):
+    from cart_sim.bench import summarise
+    from cart_sim.fastsim import Store
+    monkeypatch.setenv("CART_SIM_CACHE", str(tmp_path))
+    sc = validate({"baskets": {"mean_items": 5, "p_two_items": 0.6},
+                   "behaviour": {"p_swap": 0.3, "think_s_min": 2, "think_s_max": 4},
+                   "camera": {"pool_per_condition": 1}, "reviewer": {"error_rate": 1.0}}, "t")
+    st = Store(sc, 3, oracles=("reviewer",))
+    res = st.run(6)
+    out = summarise(res, st, 1.0)
+    assert sum(r.reviews for r in res) > 0
+    assert out["reviewer_errors"] == out["reviewer_slips"] == out["reviews_cleared_at_cart"] == 0
