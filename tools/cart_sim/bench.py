@@ -52,12 +52,28 @@ def summarise(results, store: Store, wall_s: float) -> dict:
         **basket_figures(results),
         "p50_decision_latency_ms": pct(0.5), "p95_decision_latency_ms": pct(0.95),
         "p95_movement_to_decision_ms": pct(0.95, mlat),
+        **reviewer_figures(results),
         "stale_unsettled_dropped": store.feed.stale_unsettled_dropped,
         "pool_scenes_rendered": store.pool.rendered,
         "gateway_s": round(store.engine_s, 2), "pool_render_s": round(store.pool.render_s, 2),
         "wall_s": round(wall_s, 2),
         **({"stills": store.stills.summary()} if getattr(store, "stills", None) else {}),
     }
+
+
+def reviewer_figures(results) -> dict:
+    """The reviewer model's figures (cart_sim/reviewers.py) and how often a prompt came after the
+    shopper had already done something else (they answer about what they did last)."""
+    clear = sorted(x for r in results for x in r.review_clear_ms)
+
+    def pct_s(q):
+        return round(clear[min(len(clear) - 1, int(q * len(clear)))] / 1000.0, 1) if clear else None
+
+    return {"review_clear_s_p50": pct_s(0.5), "review_clear_s_p95": pct_s(0.95),
+            "reviewer_errors": sum(r.reviewer_errors for r in results),
+            "reviewer_slips": sum(r.reviewer_slips for r in results),
+            "reviews_cleared_at_cart": sum(r.reviews_at_cart for r in results),
+            "prompts_on_earlier_action": sum(r.prompts_on_earlier_action for r in results)}
 
 
 def basket_figures(results) -> dict:

@@ -16,7 +16,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--show-wrong", action="store_true", help="print each wrong basket before the figures")
     b.add_argument("--oracle", default="", metavar="LIST", help=(
         "comma-separated truth sources to measure the decision logic's floor: vision (the detector returns "
-        "the truth at 0.99), scale (no noise, spikes, drift, pushes, bumps or resting hands), shopper (no slips)"))
+        "the truth at 0.99), scale (no noise, spikes, drift, pushes, bumps or resting hands), shopper (no slips), reviewer (every verdict is the truth)"))
     t = sub.add_parser("trace", help="write trace.jsonl (protocol §14) and truth.json")
     t.add_argument("--scenario", default="default")
     t.add_argument("--baskets", type=int, default=5)

@@ -30,13 +30,14 @@ from cart_gateway.catalogue import Catalogue
 from .physics.hx711 import LoadCellModel
 from .gwfeed import GatewayFeed
 from .judge import judge_receipt
-from .shoppers import Action, Shopper, answer_for, verdict_for
+from .shoppers import Action, Shopper, answer_for
+from .reviewers import Review, Reviewer, ReviewPage, normalised, truth_verdict
 from .world import EMPTY_CONDITIONS, NO_ITEM, ScenePool, pack_weight
 from cart_gateway.reconcile.inputs import PERSONAL_PREFIX
 from . import stills
 
 GW = "sim"
-ORACLES = ("vision", "scale", "shopper")   # `cart-sim bench --oracle`: measuring instruments, never the default
+ORACLES = ("vision", "scale", "shopper", "reviewer")   # `cart-sim bench --oracle`: measuring instruments, never the default
 WALL0 = 1_790_000_000_000     # trace t_ms of the first basket (Unix ms)
 CPG = 86.0                    # counts per gram, as LoadCellModel's default (docs/scale.md)
 FRAME_GAP_MS = (80, 200, 320, 440, 560, 680, 800, 920)  # burst frame times after `unsettled`
@@ -77,6 +78,11 @@ class BasketResult:
     prompts_by: Counter = field(default_factory=Counter)   # "<action>: <prompt kind>"
     reviews_by: Counter = field(default_factory=Counter)   # "<action>: <reason>"
     unattributed_effects: int = 0
+    review_clear_ms: list = field(default_factory=list)      # review opened -> verdict (the reviewer model)
+    reviewer_errors: int = 0      # verdicts that differ from what really happened in the movement
+    reviewer_slips: int = 0       # of which taps on a wrong row
+    reviews_at_cart: int = 0      # the page could not tell: staff looked in the cart
+    prompts_on_earlier_action: int = 0   # prompts about a movement before the shopper's latest action
     detail: dict = field(default_factory=dict)
     truth_units: dict = field(default_factory=dict)          # sku -> packed units really in the cart
     truth_produce_cents: dict = field(default_factory=dict)  # sku -> true price of the produce in the cart
@@ -158,6 +164,8 @@ class BasketRun:
         self.wrong_actions: list = []    # (cause, action), for diagnosis scripts
         self.action_io: dict = {}        # id(action) -> ({sku: in}, {sku: out}) charged / credited so far
         self.log: list = []
+        self.reviewer = Reviewer(self.sc["reviewer"], self.cat, random.Random(f"{store.seed}|{index}|reviewer"))
+        self.shown: dict[str, str] = {}   # frame id -> the scene it was taken of (what the review page shows)
         self.still_cam = store.stills and stills.StillCamera(store.stills, self.sc["camera"],
                                                               f"{store.seed}|{index}|still")
 
@@ -242,6 +250,7 @@ class BasketRun:
             mss.append(t)
             if key is None:
                 continue
+            self.shown[f"{self.cart}/1/{no}"] = key
             if self.st.send_frames:
                 for ch in framing.encode(self.st.pool.jpeg(key), 1, no):
                     self._send(f"carts/{self.cart}/cam/frame", ch, t=t)
@@ -287,7 +296,8 @@ class BasketRun:
             mv = eng.s["moves"][eng.s["prompts"][p["prompt_id"]]["move_id"]]
             a = self.by_useq.get(mv["unsettled_seq"])
             self.res.prompts_by.update([_kind(a, mv["delta_g"]) + ": " + p["kind"]])
-            choice = answer_for(a, p, mv["delta_g"], self.cat, self.rng, slip)
+            choice = self._shopper_answer(p, slip)
+            self.res.prompts_on_earlier_action += a is not self.action
             body = {"v": 1, "prompt_id": p["prompt_id"], "answer_id": "a-" + p["prompt_id"], "choice": choice}
             t = self.now + int(1000 * self.rng.uniform(shop["answer_s_min"], shop["answer_s_max"]))
             self._push(t, "send", (f"carts/{self.cart}/screen/answer", _j(body), 1, False))
@@ -296,10 +306,32 @@ class BasketRun:
             mv = eng.s["moves"][eng.s["reviews"][r["review_id"]]["move_id"]]
             a = self.by_useq.get(mv["unsettled_seq"])
             self.res.reviews_by.update([_kind(a, mv["delta_g"]) + ": " + _reason(r["reason"])])
-            body = {"v": 1, "review_id": r["review_id"], "verdict_id": "v-" + r["review_id"],
-                    **verdict_for(a, mv["delta_g"], *(self.action_io.get(id(a), ({}, {})) if a is not None else ({}, {})))}
-            t = self.now + int(1000 * self.rng.uniform(shop["review_s_min"], shop["review_s_max"]))
-            self._push(t, "send", (f"gateway/{GW}/review/verdict", _j(body), 1, False))
+            verdict, clear_ms = self._reviewer_verdict(r, a)
+            body = {"v": 1, "review_id": r["review_id"], "verdict_id": "v-" + r["review_id"], **verdict}
+            self._push(self.now + clear_ms, "send", (f"gateway/{GW}/review/verdict", _j(body), 1, False))
+
+    def _shopper_answer(self, prompt: dict, slip: float) -> dict:
+        """The shopper's §11 choice: from the prompt as the screen shows it and the shopper's
+        latest action (what they just did), nothing else."""
+        return answer_for(self.action, prompt, self.cat, self.rng, slip)
+
+    def _reviewer_verdict(self, request: dict, action: Action | None) -> tuple[dict, int]:
+        """The reviewer's §13 verdict fields and the time to clear, from what the review page
+        shows (request, basket, stored frames); `action` is the judge's, for a cart visit and
+        to count reviewer errors."""
+        d = request["weight"]["delta_g"]
+        io = self.action_io.get(id(action), ({}, {})) if action is not None else ({}, {})
+        truth = truth_verdict(action, d, *io)
+        if "reviewer" in self.st.oracles:     # the reviewer is never wrong (and never walks to the cart)
+            rv = Review(truth, self.reviewer.clear_ms(False))
+        else:
+            page = ReviewPage.build(request, self.st.feed.engine(self.cart).basket(), self.shown.get)
+            rv = self.reviewer.review(page, lambda: truth)
+        self.res.review_clear_ms.append(rv.clear_ms)
+        self.res.reviewer_errors += normalised(rv.verdict, d) != normalised(truth, d)
+        self.res.reviewer_slips += rv.slip
+        self.res.reviews_at_cart += rv.at_cart
+        return rv.verdict, rv.clear_ms
 
     # --- physics ---------------------------------------------------------------
     def _samples(self, ms: float):

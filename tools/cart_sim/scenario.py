@@ -21,6 +21,7 @@ class ScenarioError(ValueError):
 SCHEMA: dict[str, dict[str, tuple]] = {
     "baskets": {
         "mean_items": (14.0, 1.0, 60.0),   # mean basket size (units), truncated to [1, 60]
+        "size_shape": (2.0, 0.2, 10.0),    # Gamma shape of the basket size (smaller: more small trips)
         "max_items": (60, 1, 60),
         "units_per_pick_max": (4, 1, 6),   # several units of one SKU at once
         "p_multi_units": (0.08, 0.0, 1.0),
@@ -53,8 +54,15 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "answer_error_rate": (0.01, 0.0, 1.0),
         "answer_s_min": (2.0, 0.0, 120.0),
         "answer_s_max": (8.0, 0.0, 120.0),
-        "review_s_min": (20.0, 0.0, 3600.0),
-        "review_s_max": (90.0, 0.0, 3600.0),
+    },
+    "reviewer": {   # cart_sim/reviewers.py; docs/simulation.md §4 "Reviewer"
+        "error_rate": (0.005, 0.0, 1.0),       # a tap on a wrong row of the review page
+        "clear_s_median": (30.0, 1.0, 3600.0),  # review opened -> verdict, lognormal (estimate)
+        "clear_s_p95": (90.0, 1.0, 3600.0),
+        "visit_s_median": (120.0, 1.0, 3600.0),  # added when the page cannot tell: staff walk to the cart
+        "visit_s_p95": (300.0, 1.0, 3600.0),
+        "p_read_hard": (0.9, 0.0, 1.0),        # a person names the product in an occluded / blurred frame
+        "p_read_oov": (0.5, 0.0, 1.0),         # ... in a frame with half the pack out of view
     },
     "camera": {
         "frames_per_burst": (3, 1, 8),
@@ -126,9 +134,12 @@ def validate(data: dict, name: str = "<scenario>") -> dict:
     if b["think_s_min"] > b["think_s_max"]:
         raise ScenarioError("scenario key behaviour.think_s_min: larger than think_s_max")
     s = out["shopper"]
-    for a in ("answer", "review"):
-        if s[f"{a}_s_min"] > s[f"{a}_s_max"]:
-            raise ScenarioError(f"scenario key shopper.{a}_s_min: larger than {a}_s_max")
+    if s["answer_s_min"] > s["answer_s_max"]:
+        raise ScenarioError("scenario key shopper.answer_s_min: larger than answer_s_max")
+    r = out["reviewer"]
+    for a in ("clear", "visit"):
+        if r[f"{a}_s_median"] > r[f"{a}_s_p95"]:
+            raise ScenarioError(f"scenario key reviewer.{a}_s_median: larger than {a}_s_p95")
     if sum(out["dishonest"][k] for k in ("w_cover", "w_declare_personal", "w_label_swap")) <= 0:
         raise ScenarioError("scenario key dishonest.w_cover: the three trick weights sum to 0")
     return out

@@ -4,10 +4,13 @@ A plan is a list of actions; each action records what really went in and out
 of the cart (`adds`, `removes`: (sku, units, grams) per product; personal
 items as sku None). The runner (fastsim.py) turns actions into loads on the
 load cell and scenes for the camera; this module never looks at the gateway.
+A shopper answers a prompt from the prompt as the cart screen shows it and from
+what they did (`Did`: products and counts, no grams), never from the scale.
 """
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 
 PERSONAL = (  # name, grams lo..hi (estimates: a tote bag, a phone, a child's toy)
@@ -121,7 +124,7 @@ class Shopper:
     def plan(self, weigh) -> list[Action]:
         """Actions until `n_items` product units went in (removals come on top)."""
         rng, b, beh = self.rng, self.sc["baskets"], self.sc["behaviour"]
-        n_items = max(1, min(b["max_items"], round(rng.gammavariate(2.0, b["mean_items"] / 2.0))))
+        n_items = max(1, min(b["max_items"], round(rng.gammavariate(b["size_shape"], b["mean_items"] / b["size_shape"]))))
         out: list[Action] = []
         added = 0
         while added < n_items:
@@ -167,91 +170,92 @@ def _units(items) -> list[str]:
     return [sku for sku, units, _ in items if sku is not None for _ in range(units)]
 
 
-def which_part(action: Action, delta_g: float) -> str | None:
-    """Which part of the action a settled weight change is: "whole", "in" (only what went
-    in), "out" (only what came out), or None when it is none of them (a hand, a lean)."""
-    parts = {"whole": sum(g for _, _, g in action.adds) - sum(g for _, _, g in action.removes),
-             "in": sum(g for _, _, g in action.adds), "out": -sum(g for _, _, g in action.removes)}
-    if action.kind == "put_back":
-        parts.pop("whole")       # out and back in are two movements
-    parts = {k: v for k, v in parts.items() if v}
-    if not parts:
-        return None
-    which = min(parts, key=lambda k: abs(parts[k] - delta_g))
-    if abs(parts[which] - delta_g) > max(25.0, 0.1 * abs(parts[which])):
-        return None
-    return which
+@dataclass(frozen=True)
+class Did:
+    """What a shopper knows of what they just did: the products (one entry per unit, None for a
+    personal item) that went in and came out, and any trick. No grams: a shopper does not know
+    what the scale read, nor how the gateway split the action into movements."""
+    kind: str
+    put_in: tuple = ()
+    took_out: tuple = ()
+    cheat: str | None = None
+    label_sku: str | None = None
+
+    @classmethod
+    def of(cls, a: Action) -> "Did":
+        def units(items):
+            return tuple(sku for sku, n, _ in items for _ in range(1 if sku is None else n))
+        return cls(a.kind, units(a.adds), units(a.removes), a.cheat, a.label_sku)
 
 
-def answer_for(action: Action | None, prompt: dict, delta_g: float, catalogue, rng: random.Random,
+def _option_units(o: dict) -> list:
+    return list(o.get("skus") or [o["sku"]])
+
+
+def _tap(o: dict) -> dict:
+    """The §11 choice a tap on option `o` sends (as the cart screen does, web/forms.screen_choice)."""
+    return {"skus": list(o["skus"])} if o.get("skus") else {"sku": o["sku"]}
+
+
+def _choose_option(options: list, want: list, whole: list | None) -> dict | None:
+    """The option a shopper recognises as what they handled: the whole swap, then exactly these
+    units, then the same products in another count, then one showing only products they handled."""
+    want_c, whole_c = Counter(want), Counter(whole or ())
+    for test in ((lambda u: whole is not None and Counter(u) == whole_c),
+                 (lambda u: Counter(u) == want_c),
+                 (lambda u: set(u) == set(want)),
+                 (lambda u: set(u) <= set(want))):
+        hits = [o for o in options if test(_option_units(o))]
+        if hits:    # the closest count first (a screen shows "2 x A" beside "A")
+            return min(hits, key=lambda o: abs(len(_option_units(o)) - len(want)))
+    return None
+
+
+def intended_choice(did: Did | None, prompt: dict, catalogue) -> dict:
+    """The §11 choice a shopper means to make, from the prompt as the cart screen shows it (its
+    kind, its options: pictures and names; "It's my own item", "None of these", a barcode field)
+    and what they did. The gateway's settled weight plays no part."""
+    if did is None or did.kind == "lean":
+        return {"none": True}             # they put nothing in and took nothing out
+    asks_out = prompt.get("kind") == "removal"    # "Which item did you just take out?"; else "put in"
+    side = list(did.took_out if asks_out else did.put_in)
+    if not asks_out and did.cheat in ("cover", "declare_personal"):
+        return {"personal": True}
+    if not side:
+        return {"none": True}             # asked what went in when they only took out (or the reverse)
+    products = [x for x in side if x is not None]
+    if not products:
+        return {"personal": True}
+    options = list(prompt.get("options", []))
+    if not asks_out and did.cheat == "label_swap" and did.label_sku:
+        products = [did.label_sku] * len(products)     # they act out the label they stuck on
+    whole = None
+    if did.kind == "swap" and did.put_in and did.took_out:
+        whole = [x for x in did.put_in + did.took_out if x is not None]
+    if options and whole is None and all(" instead of " in o.get("name", "") for o in options):
+        return {"none": True}     # every picture is a swap ("B instead of A"), and they swapped nothing
+    o = _choose_option(options, products, whole)
+    handled = whole or products
+    if prompt.get("kind") == "scan" and (len(set(handled)) == 1 or o is None
+                                         or Counter(_option_units(o)) not in (Counter(products), Counter(handled))):
+        return {"barcode": catalogue[products[0]].ean13}   # as asked (two products: unless one picture shows both)
+    if o is not None:
+        return _tap(o)
+    if any(set(_option_units(x)) & set(products) for x in options):
+        return {"none": True}     # their product is shown only in what they did not do ("B instead of A")
+    return {"barcode": catalogue[products[0]].ean13}   # not on the screen: scan it from the pack
+
+
+def answer_for(action: Action | None, prompt: dict, catalogue, rng: random.Random,
                error_rate: float) -> dict:
-    """The shopper's §11 choice for a prompt about the movement `action` caused."""
-    if action is None or which_part(action, delta_g) is None:
-        return {"none": True}     # not something the shopper put in or took out
-    items = action.adds if delta_g > 0 else action.removes
-    if action.cheat in ("cover", "declare_personal") and delta_g > 0:
-        return {"personal": True}
-    if action.cheat == "label_swap" and delta_g > 0:
-        s = catalogue[action.label_sku]
-        return {"barcode": s.ean13} if prompt["kind"] == "scan" else {"sku": s.sku}
-    swap = action.kind == "swap" and bool(_units(action.removes)) and bool(_units(action.adds))
-    if not items and not swap:
-        return {"none": True}
-    sku = items[0][0] if items else None
-    if sku is None and not swap:
-        return {"personal": True}
-    named = _units(action.removes) + _units(action.adds) if swap else _units(items)
-    opts = [o for o in prompt.get("options", []) if sorted(o.get("skus") or [o["sku"]]) != sorted(named)]
-    if opts and rng.random() < error_rate:
-        o = rng.choice(opts)                 # a tap on the wrong picture
-        return {"skus": list(o["skus"])} if o.get("skus") else {"sku": o["sku"]}
-    if swap:
-        # "which items did you move?": both, the one taken out and the one put in
-        return {"skus": named}
-    if len({x for x in _units(items)}) > 1:
-        return {"skus": _units(items)}       # two different products at once: name both
-    if prompt["kind"] == "scan":
-        return {"barcode": catalogue[sku].ean13}
-    return {"sku": sku}
-
-
-def verdict_for(action: Action | None, delta_g: float, done_in: dict | None = None,
-                done_out: dict | None = None) -> dict:
-    """The reviewer sees the frames, the weight trace, the shopper and the basket so far:
-    the truth of this movement, i.e. the part of the action not yet accounted for.
-    `done_in` / `done_out`: what the gateway already charged / credited for this action
-    (per SKU, units; grams for produce; "personal" for personal items). Returns the §13
-    fields: sku/qty, plus adds/removes lists when one SKU cannot say it."""
-    if action is None:
-        return {"sku": None, "qty": 0}
-
-    def remaining(items, done):
-        done = dict(done or {})
-        out = []
-        for sku, units, _ in items:
-            key = "personal" if sku is None else sku
-            n = 1 if sku is None else units
-            got = done.get(key, 0)
-            taken = min(n, int(got)) if got >= 1 else 0     # produce: grams, so any charge covers the bag
-            if n - taken > 0:
-                out.append((sku, n - taken))
-            done[key] = got - taken
-        return out
-
-    rem_in, rem_out = remaining(action.adds, done_in), remaining(action.removes, done_out)
-    which = which_part(action, delta_g)
-    if action.kind in ("swap", "add") and rem_in and rem_out and which in ("whole", None):
-        ins, outs = rem_in, rem_out
-    elif delta_g > 0 and rem_in:
-        ins, outs = rem_in, []
-    elif delta_g < 0 and rem_out:
-        ins, outs = [], rem_out
-    else:
-        return {"sku": None, "qty": 0}     # nothing of this action is left to account for: a hand, a lean
-    if len(ins) + len(outs) == 1:
-        sku, units = (ins or outs)[0]
-        return {"sku": sku, "qty": units}
-    first = (ins or outs)[0]
-    return {"sku": first[0], "qty": first[1],
-            "adds": [{"sku": sku, "qty": units} for sku, units in ins],
-            "removes": [{"sku": sku, "qty": units} for sku, units in outs]}
+    """The shopper's §11 choice for `prompt`, given only what they see (the prompt) and what they
+    just did (`action`, read as `Did`: no weights); with `error_rate` a tap on another picture."""
+    did = None if action is None else Did.of(action)
+    choice = intended_choice(did, prompt, catalogue)
+    if "sku" in choice or "skus" in choice or "barcode" in choice:
+        meant = (choice["skus"] if "skus" in choice else [choice["sku"]] if "sku" in choice
+                 else [getattr(catalogue.by_ean(choice["barcode"]), "sku", None)])
+        others = [o for o in prompt.get("options", []) if Counter(_option_units(o)) != Counter(meant)]
+        if others and rng.random() < error_rate:
+            return _tap(rng.choice(others))      # a tap on the wrong picture
+    return choice
