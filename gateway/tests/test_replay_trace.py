@@ -85,7 +85,7 @@ def test_replay_result_content(tmp_path):
 def test_replay_of_a_cart_sim_trace_charges_what_the_simulators_gateway_charged(tmp_path):
     """A trace from the virtual store (real JPEG frames, lost chunks, answers, verdicts, checkouts)
     replayed with the real detector gives the receipts the simulator's in-process gateway issued
-    (cart_sim.gwfeed, the same engine): the service adds no decisions of its own."""
+    (the same service, driven in process by cart_sim.fastsim): the detector adds nothing of its own."""
     r = subprocess.run([sys.executable, "-m", "cart_sim.cli", "trace", "--baskets", "2", "--seed", "3",
                         "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300,
                        env={"PYTHONPATH": f"{ROOT / 'gateway'}:{ROOT / 'tools'}:{ROOT / 'firmware/lib'}"})

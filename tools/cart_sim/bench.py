@@ -61,7 +61,7 @@ def summarise(results, scenario: dict, seed: int, oracles=(), totals: RunTotals 
         "pool_render_s": round(tot.pool_render_s, 2),
         "workers": tot.workers, "gateways": tot.chunks,
         "gateway_refused_messages": dict(sorted(tot.refused.items())),   # bad_input by reason: 0 expected
-        "wall_s": round(wall_s, 2),
+        "wall_s": round(wall_s, 2), "cpu_s": round(tot.cpu_s, 2),
         **({"stills": tot.stills.summary()} if tot.stills is not None else {}),
     }
 

@@ -712,6 +712,7 @@ class ChunkResult:
     stills_render_s: float = 0.0
     stills_read_ms: list = field(default_factory=list)
     refused: Counter = field(default_factory=Counter)   # messages the gateway refused, by reason
+    cpu_s: float = 0.0                                    # CPU time of the process that ran it
 
 
 def run_chunk(scenario: dict, seed: int, first: int, n: int, oracles=(), catalogue: Catalogue | None = None,
@@ -720,6 +721,7 @@ def run_chunk(scenario: dict, seed: int, first: int, n: int, oracles=(), catalog
     """Baskets first .. first + n - 1 on one fresh gateway. A basket's shopper, sensor and camera
     draws depend only on (seed, its index), so a run's figures do not depend on how its chunks
     are spread over processes."""
+    cpu0 = time.process_time()
     pool_before = set(pool.cache) if pool is not None else None
     st = Store(scenario, seed, catalogue=catalogue, pool=pool, oracles=oracles, sink=sink, frames=frames,
                still_pool=still_pool)
@@ -736,6 +738,7 @@ def run_chunk(scenario: dict, seed: int, first: int, n: int, oracles=(), catalog
         out.stills_rendered, out.stills_render_s = sp.rendered - s0[1], sp.render_s - s0[2]
         out.stills_read_ms = sp.read_ms[s0[3]:]
         out.stills_new = {k: v for k, v in sp.cache.items() if k not in s0[4]}
+    out.cpu_s = time.process_time() - cpu0
     return out
 
 
@@ -758,6 +761,7 @@ class RunTotals:
     workers: int = 1
     chunks: int = 0
     refused: Counter = field(default_factory=Counter)
+    cpu_s: float = 0.0         # summed over the workers (wall_s ~ cpu_s / workers on idle cores)
     stills: "stills.StillPool | None" = None
 
 
@@ -784,6 +788,7 @@ def run_baskets(scenario: dict, seed: int, n: int, oracles=(), workers: int | No
         tot.pool_rendered += len(c.pool_new)
         tot.pool_render_s += c.pool_render_s
         tot.refused.update(c.refused)
+        tot.cpu_s += c.cpu_s
         if c.pool_new:
             pool.cache.update(c.pool_new)
             pool._dirty = True
