@@ -113,7 +113,7 @@ def test_dishonest_shoppers_produce_loss_figures(cat):
     assert out["undetected_loss_cents"] == sum(r.under_cents for r in lost)
 
 
-TIMED = ("gateway_s", "detector_stage_s", "pool_render_s", "wall_s", "pool_scenes_rendered", "workers",
+TIMED = ("gateway_s", "detector_stage_s", "pool_render_s", "wall_s", "cpu_s", "pool_scenes_rendered", "workers",
          "p50_decision_latency_ms", "p95_decision_latency_ms", "p50_movement_to_decision_ms",
          "p95_movement_to_decision_ms")   # measured times (the latencies include the handler's compute time)
 
