@@ -101,7 +101,8 @@ class _Rejections(logging.Handler):
 
 
 @contextlib.contextmanager
-def _collect_rejections(summary: ReplaySummary):
+def collect_rejections(summary: ReplaySummary):
+    """The service's bad_input records counted into summary; its other log records not shown."""
     log = logging.getLogger("cart_gateway")
     handler, saved = _Rejections(summary), (log.handlers[:], log.propagate, log.level)
     log.handlers, log.propagate = [handler], False
@@ -114,21 +115,27 @@ def _collect_rejections(summary: ReplaySummary):
 
 
 class Replayer:
-    def __init__(self, cfg: GatewayConfig, state_dir: Path, detector=None):
+    """The live handlers driven by recorded (or simulated) messages: `feed()` one message,
+    `tick()` the timer; detection runs inline. `run()` replays a trace; the fast simulator
+    (cart_sim.fastsim) drives the same object message by message."""
+
+    def __init__(self, cfg: GatewayConfig, state_dir: Path, detector=None, store=None):
         cfg = cfg.model_copy(update={"state_dir": Path(state_dir)})
         self.detector = detector
         self._pending: list[tuple[str, list[bytes]]] = []
-        self.gw = Gateway(cfg, submit_burst=self._submit)
+        self.gw = Gateway(cfg, store=store, submit_burst=self._submit)
         self.gw.keep_decisions = True
         self.tick_ms = cfg.tick_ms
         self.prompts: list[dict] = []
         self.published: list[dict] = []
+        self.keep_outputs = False           # the fast simulator reads every Publish (outputs)
+        self.outputs: list = []
 
     def _submit(self, burst_id: str, jpegs: list[bytes]) -> bool:
         self._pending.append((burst_id, jpegs))
         return True
 
-    def _step(self, fn, *args) -> None:
+    def _step(self, fn, *args) -> list:
         store = self.gw.store
         store.begin()
         outs = fn(*args)
@@ -138,15 +145,44 @@ class Replayer:
             if p.topic.endswith("/screen/prompt"):
                 self.prompts.append(json.loads(p.payload))
             self.published.append({"topic": p.topic, "retain": p.retain})
+        if self.keep_outputs:
+            self.outputs += outs
+        return outs
 
-    def _run_bursts(self, t_ms: int) -> None:
+    def _run_bursts(self, t_ms: int) -> list:
+        outs = []
         while self._pending:
             burst_id, jpegs = self._pending.pop(0)
             if self.detector is not None:
                 frames, codes = self.detector.run(jpegs)
             else:
                 frames, codes = [[] for _ in jpegs], []
-            self._step(self.gw.apply_vision, burst_id, frames, codes, t_ms)
+            outs += self._step(self.gw.apply_vision, burst_id, frames, codes, t_ms)
+        return outs
+
+    def feed(self, topic: str, payload: bytes, t_ms: int) -> list:
+        """One message received at t_ms, then any burst it completed: the publishes caused."""
+        outs = self._step(self.gw.handle, topic, payload, t_ms)
+        return outs + self._run_bursts(t_ms)
+
+    def tick(self, t_ms: int) -> list:
+        """The service's timer firing at t_ms."""
+        outs = self._step(self.gw.tick, t_ms)
+        return outs + self._run_bursts(t_ms)
+
+    def ticks_until(self, next_tick: int, t_ms: int, on_publish=None) -> int:
+        """Fire the timer at every grid point next_tick, next_tick + tick_ms, ... <= t_ms and
+        return the next grid point. Stretches in which the gateway waits on no timer
+        (Gateway.timer_pending) are skipped up to their last grid point, which is ticked (for
+        retention): the same effects as ticking each one, without ticking hours of idle time."""
+        while t_ms >= next_tick:
+            if not self.gw.timer_pending():
+                next_tick += (t_ms - next_tick) // self.tick_ms * self.tick_ms
+            outs = self.tick(next_tick)
+            if on_publish is not None and outs:
+                on_publish(next_tick, outs)
+            next_tick += self.tick_ms
+        return next_tick
 
     def run(self, records) -> dict:
         next_tick = None
@@ -155,22 +191,20 @@ class Replayer:
         for r in records:
             if next_tick is None:
                 next_tick = r.t_ms + self.tick_ms
-            while r.t_ms >= next_tick:          # the timer fires between messages, as live
-                self._step(self.gw.tick, next_tick)
-                self._run_bursts(next_tick)
-                next_tick += self.tick_ms
-            self._step(self.gw.handle, r.topic, r.payload, r.t_ms)
-            self._run_bursts(r.t_ms)
+            next_tick = self.ticks_until(next_tick, r.t_ms)   # the timer fires between messages, as live
+            self.feed(r.topic, r.payload, r.t_ms)
             last = r.t_ms
         # let the last movements' vision wait run out, as the live timer would
         end = last + self.gw.cfg.reconcile.evidence_window_ms + self.tick_ms
         self._step(self.gw.tick, end)
         self._run_bursts(end)
+        return self.result(time.perf_counter() - t_start)
+
+    def result(self, total_s: float = 0.0) -> dict:
         result = self.gw.snapshot()
         result["prompts_issued"] = self.prompts
         result["decisions"] = self.gw.decision_log   # every session's, in order
-        result["timing"] = {"decisions": self.gw.decision_times,
-                            "total_s": round(time.perf_counter() - t_start, 4)}
+        result["timing"] = {"decisions": self.gw.decision_times, "total_s": round(total_s, 4)}
         return result
 
 
@@ -192,7 +226,7 @@ def replay_file(trace: str, cfg: GatewayConfig, state_dir: str | None = None, de
         detector = BurstDetector.from_config(cfg.detector)
     summary = ReplaySummary(messages=len(records),
                             carts={r.topic.split("/")[1] for r in records if r.topic.startswith("carts/")})
-    with tempfile.TemporaryDirectory(prefix="cart-replay-") as tmp, _collect_rejections(summary):
+    with tempfile.TemporaryDirectory(prefix="cart-replay-") as tmp, collect_rejections(summary):
         rp = Replayer(cfg, Path(state_dir or tmp), detector)
         try:
             result = rp.run(records)

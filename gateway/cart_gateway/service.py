@@ -213,14 +213,24 @@ class Gateway:
                       cart=cart, epoch=epoch, frame=frame)
             self._burst_timeouts(t_ms)
             for rt in self.carts.values():
-                s = rt.engine.s
-                if s["unsettled"] or s["visions"] or any(m["state"] == "waiting" for m in s["moves"].values()):
-                    if t_ms > s["now_ms"]:
-                        self._advance(rt, t_ms, t_ms)
+                if self._timer_waits(rt) and t_ms > rt.engine.s["now_ms"]:
+                    self._advance(rt, t_ms, t_ms)
             self._retention(t_ms)
             self._persist()
         self.metrics.frames_in_progress.set(len(self.asm))
         return self._flush_out()
+
+    def timer_pending(self) -> bool:
+        """Whether a tick now could change anything but retention: a cart waiting on time (an
+        open window, a vision wait), a frame being assembled or a burst waiting for its frames.
+        Replay and the fast simulator skip the ticks in between when it is False (same result)."""
+        return bool(len(self.asm) or self.store.bursts()
+                    or any(self._timer_waits(rt) for rt in self.carts.values()))
+
+    @staticmethod
+    def _timer_waits(rt: CartRt) -> bool:
+        s = rt.engine.s
+        return bool(s["unsettled"] or s["visions"] or any(m["state"] == "waiting" for m in s["moves"].values()))
 
     def apply_vision(self, burst_id: str, frames: list[list], barcodes: list[str], t_ms: int) -> list[Publish]:
         """A burst's detections are ready: feed them to the cart's reconciler."""

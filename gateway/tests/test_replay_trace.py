@@ -85,7 +85,7 @@ def test_replay_result_content(tmp_path):
 def test_replay_of_a_cart_sim_trace_charges_what_the_simulators_gateway_charged(tmp_path):
     """A trace from the virtual store (real JPEG frames, lost chunks, answers, verdicts, checkouts)
     replayed with the real detector gives the receipts the simulator's in-process gateway issued
-    (cart_sim.gwfeed, the same engine): the service adds no decisions of its own."""
+    (the same service, driven in process by cart_sim.fastsim): the detector adds nothing of its own."""
     r = subprocess.run([sys.executable, "-m", "cart_sim.cli", "trace", "--baskets", "2", "--seed", "3",
                         "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300,
                        env={"PYTHONPATH": f"{ROOT / 'gateway'}:{ROOT / 'tools'}:{ROOT / 'firmware/lib'}"})
@@ -167,3 +167,43 @@ def test_replay_without_a_header_id_uses_the_one_id_in_the_trace_topics(tmp_path
     assert r.returncode == 0, r.stderr
     assert (res["trace"]["gateway_id"], res["trace"]["gateway_id_from"]) == ("sim", "trace topics")
     assert [x["status"] for x in res["reviews"]] == ["closed"]
+
+
+def test_skipping_idle_ticks_gives_what_ticking_every_one_gives(tmp_path):
+    """Replay skips the timer's grid points while nothing waits on time (Gateway.timer_pending)
+    and ticks the last one: the same decisions, at the same times, as ticking each grid point."""
+    from cart_gateway.config import parse_config
+    from cart_gateway.protocol import read_trace
+    from cart_gateway.replay import Replayer
+
+    class EveryTick(Replayer):
+        def ticks_until(self, next_tick, t_ms, on_publish=None):
+            while t_ms >= next_tick:
+                self.tick(next_tick)
+                next_tick += self.tick_ms
+            return next_tick
+
+    trace = tmp_path / "t.jsonl"
+    make_trace(trace)
+    with open(trace, encoding="utf-8") as f:
+        _, recs = read_trace(f)
+    import dataclasses
+    k = next(i for i, r in enumerate(recs) if r.topic.endswith("/checkout"))
+    # ten minutes of nothing between the last answer and the checkout
+    recs = recs[:k] + [dataclasses.replace(r, t_ms=r.t_ms + 600_000) for r in recs[k:]]
+    results, ticks = [], []
+    for cls in (Replayer, EveryTick):
+        cfg = parse_config({"gateway_id": "gw1", "state_dir": str(tmp_path / cls.__name__),
+                            "carts": {"known": ["c001"]}, "detector": {"enabled": False}})
+        rp = cls(cfg, tmp_path / cls.__name__)
+        n = [0]
+        orig = rp.gw.tick
+        rp.gw.tick = lambda t, _o=orig: (n.__setitem__(0, n[0] + 1), _o(t))[1]
+        res = rp.run(recs)
+        rp.gw.store.close()
+        res.pop("timing")
+        results.append(res)
+        ticks.append(n[0])
+    assert results[0] == results[1]
+    assert [d["outcome"] for d in results[0]["decisions"]][:2] == ["ask", "ask"]
+    assert ticks[0] < ticks[1] / 10, ticks     # the idle stretches were skipped

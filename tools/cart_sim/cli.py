@@ -17,6 +17,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--oracle", default="", metavar="LIST", help=(
         "comma-separated truth sources to measure the decision logic's floor: vision (the detector returns "
         "the truth at 0.99), scale (no noise, spikes, drift, pushes, bumps or resting hands), shopper (no slips), reviewer (every verdict is the truth)"))
+    b.add_argument("--workers", type=int, default=None, metavar="N", help=(
+        "processes (default: one per core); baskets run in chunks of 100 on a fresh gateway each, "
+        "so the figures do not depend on N"))
     t = sub.add_parser("trace", help="write trace.jsonl (protocol §14) and truth.json")
     t.add_argument("--scenario", default="default")
     t.add_argument("--baskets", type=int, default=5)
@@ -33,6 +36,9 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     if args.cmd in ("bench", "trace") and args.baskets < 1:
         print("cart-sim: --baskets must be >= 1", file=sys.stderr)
+        return 2
+    if args.cmd == "bench" and args.workers is not None and args.workers < 1:
+        print("cart-sim: --workers must be >= 1", file=sys.stderr)
         return 2
     try:
         if args.cmd == "bench":

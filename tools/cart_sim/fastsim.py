@@ -3,32 +3,45 @@
 Per basket (one cart): a LoadCellModel (cart_sim.physics) produces raw HX711
 conversions at 80 SPS; the firmware's own ScaleLoop/ScalePipeline
 (cartfw.apps.scale.build, run under CPython) turns them into §6 events,
-encoded with cartfw.proto; a camera burst (§6.3) follows each `unsettled`,
-its frames drawn from the ScenePool (real renderer + real detector, cached).
+encoded with cartfw.proto; a camera burst (§6.3) follows each `unsettled`.
 Every message goes to a sink as (t_ms, topic, qos, retain, payload) and to
-GatewayFeed.handle, i.e. the real reconciliation engine. The shopper answers
-prompts, a reviewer answers reviews (both as protocol messages), then the
-shopper checks out; the receipt is compared with what is really in the cart.
+the real gateway: `cart_gateway.service.Gateway` (SQLite in memory, frames in
+a temporary directory) driven by `cart_gateway.replay.Replayer`, the driver
+`cart-gateway replay` uses, so a trace of the run replays to the same receipts.
+The gateway's timer fires on its `tick_ms` grid whenever it waits on time
+(Replayer.ticks_until), also while the shopper walks.
 
-Time between actions (walking the aisle) is skipped: the cell's clock jumps
-and the pipeline resumes with 300 ms of samples before the next action.
+Frames: each burst frame is drawn from the ScenePool (real renderer + real
+detector, cached). In fast mode its bytes are a stand-in JPEG naming the pool
+scene (assembled, stored and handed to the detector stage by the gateway like
+any frame); the detector stage (PoolDetector) returns the real detector's
+cached output for that scene. In trace mode the frames are the real JPEGs.
+What the simulator learns about the gateway comes from its publishes
+(prompts, reviews, baskets, receipts) and its decision log.
 """
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
+import os
 import re
 import random
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cartfw import proto, framing
 from cartfw.apps.scale import build as build_scale
 from cart_gateway.catalogue import Catalogue
+from cart_gateway.config import parse_config
+from cart_gateway.detectors.api import Candidate
+from cart_gateway.replay import Replayer, ReplaySummary, collect_rejections
+from cart_gateway.store import Store as GatewayStore
 
 from .physics.hx711 import LoadCellModel
-from .gwfeed import GatewayFeed
 from .judge import judge_receipt
 from .shoppers import Action, Shopper, answer_for
 from .reviewers import Review, Reviewer, ReviewPage, normalised, truth_verdict
@@ -39,11 +52,11 @@ from . import stills
 GW = "sim"
 ORACLES = ("vision", "scale", "shopper", "reviewer")   # `cart-sim bench --oracle`: measuring instruments, never the default
 WALL0 = 1_790_000_000_000     # trace t_ms of the first basket (Unix ms)
+BASKET_SPAN_MS = 10_000_000   # each basket starts this long after the one before (gateway time)
 CPG = 86.0                    # counts per gram, as LoadCellModel's default (docs/scale.md)
 FRAME_GAP_MS = (80, 200, 320, 440, 560, 680, 800, 920)  # burst frame times after `unsettled`
-TICK_MS = 100                 # the gateway's timer while the cart is quiet
-IDLE_TICKS_MS = (500, 1000, 1500, 2000, 3000, 4000, 5000)   # timer ticks kept while the shopper walks
 STILL_MS = 800                # weight event -> still read at the gateway (docs/camera.md "Stills")
+STANDIN = b"cart-sim scene "  # JPEG comment of a stand-in frame: the pool scene it shows
 
 
 class _Driver:
@@ -83,17 +96,122 @@ class BasketResult:
     reviewer_slips: int = 0       # of which taps on a wrong row
     reviews_at_cart: int = 0      # the page could not tell: staff looked in the cart
     prompts_on_earlier_action: int = 0   # prompts about a movement before the shopper's latest action
+    unsettled_without_weight: int = 0   # windows the firmware opened and no weight event closed
     detail: dict = field(default_factory=dict)
     truth_units: dict = field(default_factory=dict)          # sku -> packed units really in the cart
     truth_produce_cents: dict = field(default_factory=dict)  # sku -> true price of the produce in the cart
+    receipt: dict | None = None                              # the receipt the gateway published
+
+
+def gateway_config(state_dir: str, wait_for_still: bool = False):
+    """The gateway's own defaults (tick_ms, reconcile), for the simulator's cart ids."""
+    cfg = parse_config({"gateway_id": GW, "state_dir": state_dir, "carts": {"pattern": "s[0-9]+"}})
+    if wait_for_still:
+        cfg = cfg.model_copy(update={"reconcile": cfg.reconcile.model_copy(update={"wait_for_still": True})})
+    return cfg
+
+
+def _scratch_dir() -> str | None:
+    """Frame files of the gateway under test: on tmpfs when there is one (each is fsynced)."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+def _tiny_jpeg(size: tuple[int, int]) -> bytes:
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", size, (128, 128, 128)).save(buf, "JPEG", quality=10)
+    return buf.getvalue()
+
+
+class PoolDetector:
+    """The fast mode's detector stage, with BurstDetector.run's interface: a frame's detections
+    are the real detector's on the pool scene it shows (ScenePool, cached), a still's codes the
+    real reader's on its still scene (StillPool). Frames are recognised by their bytes: a
+    stand-in names its scene in a JPEG comment; a real JPEG (trace mode) is looked up by hash."""
+
+    def __init__(self, pool: ScenePool, still_pool=None, vision_oracle: bool = False):
+        self.pool, self.stills, self.vision_oracle = pool, still_pool, vision_oracle
+        self.real: dict[bytes, tuple[str, str | None]] = {}   # digest -> (kind, key), trace mode
+        self._bases: dict[tuple, bytes] = {}
+        self.s = 0.0                 # time in this stage (first-time renders included)
+
+    def candidates(self, key: str | None) -> list:
+        if key is None:
+            return []
+        return oracle_candidates(key) if self.vision_oracle else self.pool.candidates(key)
+
+    def standin(self, kind: str, key: str | None, size: tuple[int, int] = (16, 16)) -> bytes:
+        base = self._bases.get(size)
+        if base is None:
+            base = self._bases[size] = _tiny_jpeg(size)
+        text = STANDIN + f"{kind} {key or NO_ITEM}".encode()
+        return b"\xff\xd8\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + base[2:]
+
+    def real_jpeg(self, key: str) -> bytes:
+        jpeg = self.pool.jpeg(key)
+        self.real[hashlib.blake2b(jpeg, digest_size=16).digest()] = ("frame", key)
+        return jpeg
+
+    def _scene(self, jpeg: bytes) -> tuple[str, str | None] | None:
+        if jpeg[4:6] and jpeg[6:6 + len(STANDIN)] == STANDIN:
+            n = int.from_bytes(jpeg[4:6], "big")
+            kind, key = jpeg[6 + len(STANDIN):4 + n].decode().split(" ", 1)
+            return kind, None if key == NO_ITEM else key
+        return self.real.get(hashlib.blake2b(jpeg, digest_size=16).digest())
+
+    def run(self, jpegs: list[bytes]) -> tuple[list[list], list[str]]:
+        t0 = time.perf_counter()
+        frames, codes = [], []
+        for jpeg in jpegs:
+            scene = self._scene(jpeg)
+            if scene is not None and scene[0] == "still":
+                for c in self.stills.codes(scene[1]):
+                    if c not in codes:
+                        codes.append(c)
+                continue
+            c = [] if scene is None else self.candidates(scene[1])
+            frames.append([Candidate(sku=s, score=sc, cx=x, cy=y) for s, sc, x, y in c])
+        self.s += time.perf_counter() - t0
+        return frames, codes
+
+
+def scene_pool(catalogue: Catalogue, scenario: dict) -> ScenePool:
+    """The camera's scene pool for a run (world.py; cached on disk)."""
+    return ScenePool(catalogue, scenario["camera"], seed=0)
+
+
+# --- the people (shoppers.py): each reached through one function -----------------
+
+def shopper_for(scenario: dict, catalogue: Catalogue, rng: random.Random) -> Shopper:
+    """The basket's shopper (plans what they do)."""
+    return Shopper(scenario, catalogue, rng)
+
+
+def shopper_answer(action: Action | None, prompt: dict, catalogue: Catalogue,
+                   rng: random.Random, slip: float):
+    """The shopper's answer to a prompt on the cart screen (§11): from the prompt as the screen
+    shows it and the shopper's latest action (what they just did), nothing else."""
+    return answer_for(action, prompt, catalogue, rng, slip)
+
+
+def reviewer_verdict(reviewer: Reviewer, oracle: bool, action: Action | None, request: dict,
+                     basket: dict | None, scene_of, charged: tuple[dict, dict]) -> Review:
+    """The human reviewer's verdict for a review request (§13), from what the review page shows:
+    the request, the §10 basket and the stored frames. `action` and `charged` are the judge's,
+    used only when staff walk to the cart (or under `--oracle reviewer`)."""
+    truth = truth_verdict(action, request["weight"]["delta_g"], *charged)
+    if oracle:     # the reviewer is never wrong (and never walks to the cart)
+        return Review(truth, reviewer.clear_ms(False))
+    return reviewer.review(ReviewPage.build(request, basket, scene_of), lambda: truth)
 
 
 class Store:
-    """One store: a shared gateway feed (shared weight book) and the scene pool."""
+    """One store's gateway (the real service, fresh state) and its scene pool, for a run of baskets."""
 
     def __init__(self, scenario: dict, seed: int, catalogue: Catalogue | None = None,
                  frames: bool = False, sink=None, pool: ScenePool | None = None,
-                 oracles: frozenset | set | tuple = ()):
+                 oracles: frozenset | set | tuple = (), still_pool=None):
         bad = sorted(set(oracles) - set(ORACLES))
         if bad:
             raise ValueError(f"unknown oracle {bad[0]!r} (choose from {', '.join(ORACLES)})")
@@ -104,32 +222,48 @@ class Store:
         self.sc = scenario
         self.seed = seed
         self.cat = catalogue or Catalogue.load()
-        self.pool = pool or ScenePool(self.cat, scenario["camera"], seed=0)
+        self.pool = pool or scene_pool(self.cat, scenario)
         self.send_frames = frames            # trace mode: real JPEG chunks
         self.sink = sink
-        self._frame_keys: dict[tuple, str | None] = {}
-        self.feed = GatewayFeed(self.cat, frame_source=None if frames else self._pool_frame)
-        self.engine_s = 0.0
-        self.stills = stills.attach(self, scenario["camera"])   # None unless camera.still
+        if still_pool is not None and scenario["camera"]["still"]:
+            self.stills = still_pool                # a run's shared pool (run_baskets)
+        else:
+            self.stills = stills.attach(self, scenario["camera"])   # None unless camera.still
+        self.detector = PoolDetector(self.pool, self.stills, "vision" in self.oracles)
+        self._tmp = tempfile.TemporaryDirectory(prefix="cart-sim-gw-", dir=_scratch_dir())
+        cfg = gateway_config(self._tmp.name, wait_for_still=self.stills is not None)
+        self.gateway = Replayer(cfg, Path(self._tmp.name), detector=self.detector,
+                                store=GatewayStore(":memory:", "OFF"))
+        self.gateway.keep_outputs = True
+        self.tick_ms = cfg.tick_ms
+        self.next_tick: int | None = None    # the gateway timer's next grid point (None: no message yet)
+        self.gateway_s = 0.0                 # time in the gateway's handlers, the detector stage excluded
+        self.receipts: dict[str, dict] = {}  # cart -> the receipt the gateway published
+        self.refused = ReplaySummary()       # messages the gateway refused (bad_input), by reason
 
-    def _pool_frame(self, cart, epoch, frame):
-        k = self._frame_keys.pop((cart, epoch, frame), None)
-        if k is None:
-            return None
-        if "vision" in self.oracles:
-            return oracle_candidates(k)
-        return self.pool.candidates(k)
-
-    def run(self, n: int, progress=None) -> list[BasketResult]:
+    def run(self, n: int, progress=None, first: int = 0) -> list[BasketResult]:
+        """Baskets first .. first + n - 1, one after another on this store's gateway."""
         out = []
-        for i in range(n):
-            out.append(BasketRun(self, i).run())
-            if progress:
-                progress(i + 1, n)
+        try:
+            with collect_rejections(self.refused):    # the service's bad_input warnings, counted
+                for i in range(first, first + n):
+                    out.append(BasketRun(self, i).run())
+                    if progress:
+                        progress(i - first + 1, n)
+        finally:
+            self.close()
+        return out
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self.gateway.gw.store.close()
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def save_pools(self) -> None:
         self.pool.save()
         if self.stills is not None:
             self.stills.save()
-        return out
 
 
 class BasketRun:
@@ -147,22 +281,26 @@ class BasketRun:
         self.drv = _Driver()
         self.seq = {"scale": 0, "cam": 0}
         self.loop = build_scale({"calibration": {"scale": CPG, "offset": 0}}, self.drv, self._emit_scale)
-        self.wall0 = WALL0 + index * 10_000_000
+        self.wall0 = WALL0 + index * BASKET_SPAN_MS
         self.now = 0                      # mono ms, both boards
         self.queue: list = []             # (t, n, kind, data): scheduled camera / answers / verdicts
         self.qn = 0
         self.frame_no = 0
         self.action: Action | None = None
         self.by_useq: dict[int, Action] = {}
-        self.shopper = Shopper(self.sc, self.cat, self.rng)
+        self.closed_useqs: set[int] = set()   # windows a weight event closed
+        self.shopper = shopper_for(self.sc, self.cat, self.rng)
         self.res = BasketResult(self.cart, self.shopper.dishonest, 0)
-        self.first_decision: dict[str, int] = {}
+        self.receipt: dict | None = None
+        self.basket: dict | None = None   # the last retained §10 basket the gateway published
+        self.first_decision: dict[str, float] = {}
         self.move_latency: dict = {}     # movement start (unsettled) -> decision
-        self.move_action: dict = {}      # engine move id -> (action, delta_g), for diagnosis
+        self.move_action: dict = {}      # gateway move id -> (action, delta_g), for diagnosis
         self.action_got: dict = {}       # id(action) -> summed basket effect of its movements
         self.action_how: dict = {}       # id(action) -> outcomes that changed the basket
         self.wrong_actions: list = []    # (cause, action), for diagnosis scripts
         self.action_io: dict = {}        # id(action) -> ({sku: in}, {sku: out}) charged / credited so far
+        self.prompt_move: dict[str, dict] = {}   # prompt / review id -> the decision's movement
         self.log: list = []
         self.reviewer = Reviewer(self.sc["reviewer"], self.cat, random.Random(f"{store.seed}|{index}|reviewer"))
         self.shown: dict[str, str] = {}   # frame id -> the scene it was taken of (what the review page shows)
@@ -173,18 +311,57 @@ class BasketRun:
     def _clock(self):
         return (self.now, None, False)
 
+    def _gateway(self, fn, *args):
+        """One call into the gateway; its time, less the detector stage's, is the gateway's."""
+        st = self.st
+        d0, t0 = st.detector.s, time.perf_counter()
+        outs = fn(*args)
+        st.gateway_s += time.perf_counter() - t0 - (st.detector.s - d0)
+        return outs
+
+    def _timer(self, upto_ms: int, stop_on_publish: bool = False) -> bool:
+        """The gateway's timer up to gateway time upto_ms, on the grid live and replay fire it
+        (every tick_ms from the first message; a stretch in which nothing waits on time is
+        skipped to its last grid point, as Replayer.ticks_until does). stop_on_publish: return
+        True after the first tick that published, with self.now at its time."""
+        st = self.st
+        while st.next_tick is not None and st.next_tick <= upto_ms:
+            t = st.next_tick
+            if not st.gateway.gw.timer_pending():
+                t += (upto_ms - t) // st.tick_ms * st.tick_ms
+            self._gateway(st.gateway.tick, t)
+            st.next_tick = t + st.tick_ms
+            outs = self._take_outputs()
+            if outs is not None:
+                self._outputs(outs, t)
+                if stop_on_publish:
+                    self.now = max(self.now, t - self.wall0)
+                    return True
+        return False
+
     def _send(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, t: int | None = None):
+        st = self.st
         t_ms = self.wall0 + (self.now if t is None else t)
-        if self.st.sink is not None:
-            self.st.sink(t_ms, topic, qos, retain, payload)
-        r0 = self.st.pool.render_s
-        t0 = time.perf_counter()
-        fx = self.st.feed.handle(topic, payload, t_ms)
-        dt = time.perf_counter() - t0 - (self.st.pool.render_s - r0)   # first-time scene renders are not the gateway's
-        self.st.engine_s += dt
-        if fx:
-            self._effects(fx, dt * 1000.0)
-        return fx
+        if st.sink is not None:
+            st.sink(t_ms, topic, qos, retain, payload)
+        if st.next_tick is None:
+            st.next_tick = t_ms + st.tick_ms
+        self._timer(t_ms)                # the timer fires before the message, as in replay
+        self._gateway(st.gateway.feed, topic, payload, t_ms)
+        outs = self._take_outputs()
+        if outs is not None:
+            self._outputs(outs, t_ms)
+        return outs
+
+    def _take_outputs(self):
+        """What the gateway published and decided since the last call (None: nothing)."""
+        gw = self.st.gateway
+        pubs, gw.outputs = gw.outputs, []
+        decs, times = gw.gw.decision_log, gw.gw.decision_times
+        gw.gw.decision_log, gw.gw.decision_times = [], []
+        if not pubs and not decs:
+            return None
+        return pubs, list(zip(decs, times))
 
     def _emit_scale(self, typ, fields):
         self.seq["scale"] += 1
@@ -193,6 +370,8 @@ class BasketRun:
         if typ == "unsettled":
             self.by_useq[s] = self.action
             self._burst(s)
+        elif typ == "weight":
+            self.closed_useqs.add(fields["window"]["unsettled_seq"])
         self._send(f"carts/{self.cart}/scale/evt", payload)
         if typ == "weight" and self.still_cam:
             k = self.still_cam.still_key(self.action, fields["delta_g"])
@@ -251,69 +430,64 @@ class BasketRun:
             if key is None:
                 continue
             self.shown[f"{self.cart}/1/{no}"] = key
-            if self.st.send_frames:
-                for ch in framing.encode(self.st.pool.jpeg(key), 1, no):
-                    self._send(f"carts/{self.cart}/cam/frame", ch, t=t)
-            else:
-                self.st._frame_keys[(self.cart, 1, no)] = key
+            jpeg = self.st.detector.real_jpeg(key) if self.st.send_frames else self.st.detector.standin("frame", key)
+            for ch in framing.encode(jpeg, 1, no):
+                self._send(f"carts/{self.cart}/cam/frame", ch, t=t)
         self.seq["cam"] += 1
         fields = {"trigger": "unsettled", "ref": f"{self.cart}/scale/1/{useq}", "frames": nos, "frame_ms": mss}
         self._send(f"carts/{self.cart}/cam/evt",
                    proto.encode_event(self.cart, "cam", 1, self.seq["cam"], "capture", fields, self._clock()))
 
+    def send_still_frame(self, key: str | None, res: str) -> int:
+        """A still's chunks (§7.1, a stand-in JPEG of the still's size): its frame number."""
+        self.frame_no += 1
+        code = framing.RES_NAMES[res]
+        jpeg = self.st.detector.standin("still", key, framing.RESOLUTIONS[code])
+        for ch in framing.encode(jpeg, 1, self.frame_no, still_res=code):
+            self._send(f"carts/{self.cart}/cam/frame", ch)
+        return self.frame_no
+
     # --- the gateway's outputs, answered by the shopper and the reviewer --------
-    def _effects(self, fx: dict, step_ms: float = 0.0):
-        if "receipt" in fx:
-            return
-        eng = self.st.feed.engine(self.cart)
-        for d in fx.get("decisions", []):
-            m = d.get("move_id")
-            if m and m not in self.first_decision and d["outcome"] in ("accept", "ask", "review"):
-                mv = eng.s["moves"].get(m)
-                if mv:
-                    # settle -> decision: event time waited for evidence plus the engine's compute time
-                    self.first_decision[m] = d["mono_ms"] - mv["mono_ms"] + step_ms
-                    self.move_latency[m] = d["mono_ms"] - mv["start_ms"] + step_ms
-                    self.move_action[m] = (self.by_useq.get(mv["unsettled_seq"]), round(mv["delta_g"], 1))
-            if m:
-                self.log.append(d)
-                ma = self.move_action.get(m)
-                if ma and ma[0] is not None and "effect" in d:
-                    # what the gateway charged / credited for this action (diagnosis, issue 6)
-                    self.action_got.setdefault(id(ma[0]), {}).update(
-                        {k: round(self.action_got.get(id(ma[0]), {}).get(k, 0) + v, 1) for k, v in d["effect"].items()})
-                    self.action_how.setdefault(id(ma[0]), []).append(d["outcome"])
-                    io = self.action_io.setdefault(id(ma[0]), ({}, {}))
-                    for k, v in d["effect"].items():     # what went in and what came out, kept apart
-                        side = io[0] if v > 0 else io[1]
-                        side[k] = round(side.get(k, 0) + abs(v), 1)
-                elif ma and ma[0] is None and d.get("effect"):
-                    self.res.unattributed_effects += 1
+    def _outputs(self, outs, t_ms: int):
+        """Publishes and decisions of one gateway call at gateway time t_ms."""
+        pubs, decisions = outs
+        for d, timing in decisions:
+            self._decision(d, timing.get("processing_ms", 0.0))
         shop = self.sc["shopper"]
         slip = 0.0 if "shopper" in self.st.oracles else shop["answer_error_rate"]
-        for p in fx.get("prompts_opened", []):
-            self.res.prompts += 1
-            mv = eng.s["moves"][eng.s["prompts"][p["prompt_id"]]["move_id"]]
-            a = self.by_useq.get(mv["unsettled_seq"])
-            self.res.prompts_by.update([_kind(a, mv["delta_g"]) + ": " + p["kind"]])
-            choice = self._shopper_answer(p, slip)
-            self.res.prompts_on_earlier_action += a is not self.action
-            body = {"v": 1, "prompt_id": p["prompt_id"], "answer_id": "a-" + p["prompt_id"], "choice": choice}
-            t = self.now + int(1000 * self.rng.uniform(shop["answer_s_min"], shop["answer_s_max"]))
-            self._push(t, "send", (f"carts/{self.cart}/screen/answer", _j(body), 1, False))
-        for r in fx.get("reviews_opened", []):
-            self.res.reviews += 1
-            mv = eng.s["moves"][eng.s["reviews"][r["review_id"]]["move_id"]]
-            a = self.by_useq.get(mv["unsettled_seq"])
-            self.res.reviews_by.update([_kind(a, mv["delta_g"]) + ": " + _reason(r["reason"])])
-            verdict, clear_ms = self._reviewer_verdict(r, a)
-            body = {"v": 1, "review_id": r["review_id"], "verdict_id": "v-" + r["review_id"], **verdict}
-            self._push(self.now + clear_ms, "send", (f"gateway/{GW}/review/verdict", _j(body), 1, False))
-
-    def _shopper_answer(self, prompt: dict, slip: float) -> dict:
-        """The shopper's §11 choice: from the prompt as the screen shows it and the shopper's
-        latest action (what they just did), nothing else."""
-        return answer_for(self.action, prompt, self.cat, self.rng, slip)
+        now = t_ms - self.wall0
+        for pub in pubs:
+            topic = pub.topic
+            if not topic.endswith(("/receipt", "/screen/prompt", "/review/new", "/basket")):
+                continue
+            obj = json.loads(pub.payload)
+            if topic.endswith("/basket"):
+                self.basket = obj          # the retained §10 basket, as the review page shows it
+            elif topic.endswith("/receipt"):
+                self.receipt = obj
+                if obj.get("ok"):
+                    self.st.receipts[self.cart] = obj
+            elif topic.endswith("/screen/prompt"):
+                p = obj
+                self.res.prompts += 1
+                mv = self.prompt_move.get(p["prompt_id"], {})
+                a = self.by_useq.get(mv.get("unsettled_seq"))
+                delta = mv.get("delta_g", 0.0)
+                self.res.prompts_by.update([_kind(a, delta) + ": " + p["kind"]])
+                choice = shopper_answer(self.action, p, self.cat, self.rng, slip)
+                self.res.prompts_on_earlier_action += a is not self.action
+                body = {"v": 1, "prompt_id": p["prompt_id"], "answer_id": "a-" + p["prompt_id"], "choice": choice}
+                t = now + int(1000 * self.rng.uniform(shop["answer_s_min"], shop["answer_s_max"]))
+                self._push(t, "send", (f"carts/{self.cart}/screen/answer", _j(body), 1, False))
+            elif topic == f"gateway/{GW}/review/new":
+                r = obj
+                self.res.reviews += 1
+                w = r["weight"]
+                a = self.by_useq.get(w["unsettled_seq"])
+                self.res.reviews_by.update([_kind(a, w["delta_g"]) + ": " + _reason(r["reason"])])
+                verdict, clear_ms = self._reviewer_verdict(r, a)
+                body = {"v": 1, "review_id": r["review_id"], "verdict_id": "v-" + r["review_id"], **verdict}
+                self._push(now + clear_ms, "send", (f"gateway/{GW}/review/verdict", _j(body), 1, False))
 
     def _reviewer_verdict(self, request: dict, action: Action | None) -> tuple[dict, int]:
         """The reviewer's §13 verdict fields and the time to clear, from what the review page
@@ -321,58 +495,68 @@ class BasketRun:
         to count reviewer errors."""
         d = request["weight"]["delta_g"]
         io = self.action_io.get(id(action), ({}, {})) if action is not None else ({}, {})
+        rv = reviewer_verdict(self.reviewer, "reviewer" in self.st.oracles, action, request,
+                              self.basket, self.shown.get, io)
         truth = truth_verdict(action, d, *io)
-        if "reviewer" in self.st.oracles:     # the reviewer is never wrong (and never walks to the cart)
-            rv = Review(truth, self.reviewer.clear_ms(False))
-        else:
-            page = ReviewPage.build(request, self.st.feed.engine(self.cart).basket(), self.shown.get)
-            rv = self.reviewer.review(page, lambda: truth)
         self.res.review_clear_ms.append(rv.clear_ms)
         self.res.reviewer_errors += normalised(rv.verdict, d) != normalised(truth, d)
         self.res.reviewer_slips += rv.slip
         self.res.reviews_at_cart += rv.at_cart
         return rv.verdict, rv.clear_ms
 
+    def _decision(self, d: dict, processing_ms: float) -> None:
+        m, mv = d.get("move_id"), d.get("movement")
+        if not m or mv is None:
+            return
+        for k in ("prompt_id", "review_id"):
+            if k in d:
+                self.prompt_move[d[k]] = mv
+        if m not in self.first_decision and d["outcome"] in ("accept", "ask", "review"):
+            # settle -> decision: gateway time waited for evidence plus the handler's compute time
+            self.first_decision[m] = d["mono_ms"] - mv["settled_ms"] + processing_ms
+            self.move_latency[m] = d["mono_ms"] - mv["start_ms"] + processing_ms
+            self.move_action[m] = (self.by_useq.get(mv["unsettled_seq"]), mv["delta_g"])
+        self.log.append(d)
+        ma = self.move_action.get(m)
+        if ma and ma[0] is not None and "effect" in d:
+            # what the gateway charged / credited for this action (diagnosis, issue 6)
+            got = self.action_got.setdefault(id(ma[0]), {})
+            for k, v in d["effect"].items():
+                got[k] = round(got.get(k, 0) + v, 1)
+            self.action_how.setdefault(id(ma[0]), []).append(d["outcome"])
+            io = self.action_io.setdefault(id(ma[0]), ({}, {}))
+            for k, v in d["effect"].items():     # what went in and what came out, kept apart
+                side = io[0] if v > 0 else io[1]
+                side[k] = round(side.get(k, 0) + abs(v), 1)
+        elif ma and ma[0] is None and d.get("effect"):
+            self.res.unattributed_effects += 1
+
     # --- physics ---------------------------------------------------------------
     def _samples(self, ms: float):
-        """Run the cell and the firmware for `ms` of simulated time."""
+        """Run the cell and the firmware for `ms` of simulated time (the gateway's timer with them)."""
         end = self.cell.t_ms + ms
-        next_tick = self.now + TICK_MS
         while self.cell.t_ms < end:
             self.now = int(self.cell.t_ms)
             self.drv.raw = self.cell.next_raw()
             self.loop.step(self.now)
             if self.queue and self.queue[0][0] <= self.now:
                 self._run_queued(self.now)
-            if self.now >= next_tick:
-                next_tick = self.now + TICK_MS
-                self._tick()
-
-    def _tick(self):
-        t0 = time.perf_counter()
-        fx = self.st.feed.tick(self.cart, self.wall0 + self.now)
-        dt = time.perf_counter() - t0
-        self.st.engine_s += dt
-        self._effects(fx, dt * 1000.0)
+            self._timer(self.wall0 + self.now)
 
     def _idle(self, ms: int):
-        """Walking the aisle: no samples, but queued answers and verdicts go out."""
+        """Walking the aisle: no samples; the gateway's timer runs, queued answers and verdicts go out."""
         target = self.now + ms
-        # the gateway's timer keeps running while the shopper walks: its first IDLE_TICKS_MS
-        # are ticked (a decision held for the action to settle again is released then, as live)
-        ticks = [self.now + t for t in IDLE_TICKS_MS if self.now + t < target]
-        while (self.queue and self.queue[0][0] <= target) or ticks:
-            if ticks and (not self.queue or ticks[0] < self.queue[0][0]):
-                self.now = max(self.now, ticks.pop(0))
+        while True:
+            nxt = min(self.queue[0][0], target) if self.queue else target
+            if not self._timer(self.wall0 + nxt, stop_on_publish=True):
+                if not (self.queue and self.queue[0][0] <= target):
+                    break
+                self.now = max(self.now, self.queue[0][0])
                 self.cell.t_ms = max(self.cell.t_ms, float(self.now))
-                self._tick()
-                continue
-            self.now = max(self.now, self.queue[0][0])
+                self._run_queued(self.now)
             self.cell.t_ms = max(self.cell.t_ms, float(self.now))
-            self._run_queued(self.now)
         self.now = target
         self.cell.t_ms = float(target)
-        self._tick()
 
     def _do(self, a: Action):
         rng, cell, beh = self.rng, self.cell, self.sc["behaviour"]
@@ -432,12 +616,15 @@ class BasketRun:
             if self.queue:
                 self._idle(max(0, self.queue[0][0] - self.now) + 1)
                 continue
-            fx = self._send(f"carts/{self.cart}/checkout", _j({"v": 1, "req_id": f"{self.cart}-q{attempt}"}))
-            receipt = fx["receipt"]
-            if receipt["ok"]:
+            self.receipt = None
+            self._send(f"carts/{self.cart}/checkout", _j({"v": 1, "req_id": f"{self.cart}-q{attempt}"}))
+            receipt = self.receipt
+            if receipt is not None and receipt["ok"]:
                 break
             self.res.refusals += 1
             self._idle(2000)
+        self.res.receipt = receipt
+        self.res.unsettled_without_weight = len(set(self.by_useq) - self.closed_useqs)
         self._score(receipt)
         self._diagnose()
         self.res.latencies_ms = sorted(self.first_decision.values())
@@ -536,3 +723,132 @@ def _reason(r: str) -> str:
 
 def _j(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
+
+
+# --- a run in gateway-sized chunks, on several cores ----------------------------
+
+GATEWAY_BASKETS = 100   # baskets per fresh gateway: chunk k is baskets [100 k, 100 k + 100)
+
+
+@dataclass
+class ChunkResult:
+    """One chunk's baskets and what it measured and rendered (merged in chunk order)."""
+    first: int
+    results: list
+    gateway_s: float = 0.0
+    detector_s: float = 0.0
+    pool_new: dict = field(default_factory=dict)     # scene pool entries this chunk rendered
+    pool_render_s: float = 0.0
+    stills_new: dict = field(default_factory=dict)
+    stills_stats: Counter = field(default_factory=Counter)
+    stills_rendered: int = 0
+    stills_render_s: float = 0.0
+    stills_read_ms: list = field(default_factory=list)
+    refused: Counter = field(default_factory=Counter)   # messages the gateway refused, by reason
+    cpu_s: float = 0.0                                    # CPU time of the process that ran it
+
+
+def run_chunk(scenario: dict, seed: int, first: int, n: int, oracles=(), catalogue: Catalogue | None = None,
+              pool: ScenePool | None = None, still_pool=None, sink=None, frames: bool = False,
+              progress=None) -> ChunkResult:
+    """Baskets first .. first + n - 1 on one fresh gateway. A basket's shopper, sensor and camera
+    draws depend only on (seed, its index), so a run's figures do not depend on how its chunks
+    are spread over processes."""
+    cpu0 = time.process_time()
+    pool_before = set(pool.cache) if pool is not None else None
+    st = Store(scenario, seed, catalogue=catalogue, pool=pool, oracles=oracles, sink=sink, frames=frames,
+               still_pool=still_pool)
+    pool_before = set(st.pool.cache) if pool_before is None else pool_before
+    sp = st.stills
+    s0 = (Counter(sp.stats), sp.rendered, sp.render_s, len(sp.read_ms), set(sp.cache)) if sp else None
+    r0 = st.pool.render_s
+    res = st.run(n, progress=progress, first=first)
+    out = ChunkResult(first, res, gateway_s=st.gateway_s, detector_s=st.detector.s,
+                      pool_new={k: v for k, v in st.pool.cache.items() if k not in pool_before},
+                      pool_render_s=st.pool.render_s - r0, refused=Counter(st.refused.refused_by_reason))
+    if sp is not None:
+        out.stills_stats = Counter(sp.stats) - s0[0]
+        out.stills_rendered, out.stills_render_s = sp.rendered - s0[1], sp.render_s - s0[2]
+        out.stills_read_ms = sp.read_ms[s0[3]:]
+        out.stills_new = {k: v for k, v in sp.cache.items() if k not in s0[4]}
+    out.cpu_s = time.process_time() - cpu0
+    return out
+
+
+_WORK: dict = {}   # what forked workers inherit: scenario, catalogue, pools
+
+
+def _chunk_job(job: tuple) -> ChunkResult:
+    first, n = job
+    w = _WORK
+    return run_chunk(w["scenario"], w["seed"], first, n, w["oracles"], w["catalogue"], w["pool"], w["stills"])
+
+
+@dataclass
+class RunTotals:
+    """A whole run's store-side figures (summed over its chunks)."""
+    gateway_s: float = 0.0
+    detector_s: float = 0.0
+    pool_rendered: int = 0
+    pool_render_s: float = 0.0
+    workers: int = 1
+    chunks: int = 0
+    refused: Counter = field(default_factory=Counter)
+    cpu_s: float = 0.0         # summed over the workers (wall_s ~ cpu_s / workers on idle cores)
+    stills: "stills.StillPool | None" = None
+
+
+def run_baskets(scenario: dict, seed: int, n: int, oracles=(), workers: int | None = None,
+                catalogue: Catalogue | None = None, progress=None, chunk: int = GATEWAY_BASKETS,
+                pool: ScenePool | None = None) -> tuple[list[BasketResult], RunTotals]:
+    """n baskets in chunks of `chunk` (one fresh gateway each) on `workers` processes (default:
+    one per core), merged in basket order; the pools' new renders are saved once, here."""
+    bad = sorted(set(oracles) - set(ORACLES))
+    if bad:
+        raise ValueError(f"unknown oracle {bad[0]!r} (choose from {', '.join(ORACLES)})")
+    cat = catalogue or Catalogue.load()
+    pool = pool or scene_pool(cat, scenario)
+    sp = stills.StillPool(cat, scenario["camera"], seed=0) if scenario["camera"]["still"] else None
+    jobs = [(i, min(chunk, n - i)) for i in range(0, n, chunk)]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    tot = RunTotals(workers=workers, chunks=len(jobs), stills=sp)
+    results: list[BasketResult] = []
+
+    def merge(c: ChunkResult) -> None:
+        results.extend(c.results)
+        tot.gateway_s += c.gateway_s
+        tot.detector_s += c.detector_s
+        tot.pool_rendered += len(c.pool_new)
+        tot.pool_render_s += c.pool_render_s
+        tot.refused.update(c.refused)
+        tot.cpu_s += c.cpu_s
+        if c.pool_new:
+            pool.cache.update(c.pool_new)
+            pool._dirty = True
+        if sp is not None:
+            sp.stats.update(c.stills_stats)
+            sp.rendered += c.stills_rendered
+            sp.render_s += c.stills_render_s
+            sp.read_ms += c.stills_read_ms
+            if c.stills_new:
+                sp.cache.update(c.stills_new)
+                sp._dirty = True
+        if progress:
+            progress(len(results), n)
+
+    if workers == 1:
+        for first, k in jobs:
+            merge(run_chunk(scenario, seed, first, k, oracles, cat, pool, sp))
+    else:
+        import multiprocessing as mp
+        _WORK.update(scenario=scenario, seed=seed, oracles=tuple(oracles), catalogue=cat, pool=pool, stills=sp)
+        try:
+            with mp.get_context("fork").Pool(workers) as procs:
+                for c in procs.imap(_chunk_job, jobs):    # in chunk order, whoever ran it
+                    merge(c)
+        finally:
+            _WORK.clear()
+    pool.save()
+    if sp is not None:
+        sp.save()
+    return results, tot

@@ -151,37 +151,25 @@ class StillCamera:
 
 def attach(store, camera: dict) -> StillPool | None:
     """Give a fastsim.Store its still pool when the scenario's camera takes
-    stills; the engine then waits for a placement's still (wait_for_still)."""
+    stills; the gateway then waits for a placement's still (wait_for_still) and the
+    fast mode's detector stage reads the still's codes from this pool."""
     if not camera["still"]:
         return None
     if store.send_frames:
         raise ValueError("scenario key camera.still: trace mode (real frame chunks) has no stills yet; "
                          "use the bench (fast mode)")
-    pool = StillPool(store.cat, camera, seed=0)
-    store._still_keys = {}
-    store.feed.cfg = store.feed.cfg.model_copy(update={"wait_for_still": True})
-
-    def source(cart, epoch, frame):
-        if (cart, epoch, frame) not in store._still_keys:
-            return None
-        r0 = pool.render_s
-        codes = pool.codes(store._still_keys.pop((cart, epoch, frame)))
-        store.pool.render_s += pool.render_s - r0   # first-time renders are not the gateway's time
-        return codes
-
-    store.feed.still_source = source
-    return pool
+    return StillPool(store.cat, camera, seed=0)
 
 
 def send_still(run, useq: int | None, key: str | None) -> None:
     """The camera's still of the placement that just settled: §6.3 capture event with `still`."""
     from cartfw import proto
     from cart_model.render import STILL_SIZES
-    run.frame_no += 1
-    run.st._still_keys[(run.cart, 1, run.frame_no)] = key
-    w, h = STILL_SIZES[run.sc["camera"]["still_res"]]
+    res = run.sc["camera"]["still_res"]
+    no = run.send_still_frame(key, res)
+    w, h = STILL_SIZES[res]
     run.seq["cam"] += 1
     fields = {"trigger": "settled", "ref": None if useq is None else f"{run.cart}/scale/1/{useq}",
-              "frames": [run.frame_no], "frame_ms": [run.now], "still": {"w": w, "h": h}}
+              "frames": [no], "frame_ms": [run.now], "still": {"w": w, "h": h}}
     run._send(f"carts/{run.cart}/cam/evt",
               proto.encode_event(run.cart, "cam", 1, run.seq["cam"], "capture", fields, run._clock()))

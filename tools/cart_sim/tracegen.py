@@ -2,22 +2,27 @@
 
 trace.jsonl: header, then every message the boards, the screen (answers,
 checkout) and the review station (verdicts) sent, in send order, frames as
-real JPEG chunks (cartfw.framing). truth.json: per basket what was really in
-the cart and what the in-process gateway charged, so a replay can be checked.
+real JPEG chunks (cartfw.framing), or with `real_frames=False` as the fast
+mode's stand-in frames (replay them with fastsim.PoolDetector as the
+detector). truth.json: per basket what was really in the cart and the receipt
+the in-process gateway (the real service, one for the whole trace) published,
+so a replay can be checked.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from cart_gateway.catalogue import Catalogue
 from cart_gateway.protocol import trace_line
 
 from .bench import summarise
-from .fastsim import GW, WALL0, Store
+from .fastsim import GW, WALL0, RunTotals, run_chunk, scene_pool
 from .scenario import load_scenario
 
 
-def write_trace(scenario: dict, baskets: int, seed: int, out_dir) -> dict:
+def write_trace(scenario: dict, baskets: int, seed: int, out_dir, real_frames: bool = True,
+                pool=None) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     f = open(out / "trace.jsonl", "w", encoding="utf-8")
@@ -27,14 +32,16 @@ def write_trace(scenario: dict, baskets: int, seed: int, out_dir) -> dict:
 
     def sink(t_ms, topic, qos, retain, payload):
         f.write(trace_line(t_ms, topic, qos, retain, payload) + "\n")
+    pool = pool or scene_pool(Catalogue.load(), scenario)
     try:
-        store = Store(scenario, seed, frames=True, sink=sink)
-        res = store.run(baskets)
+        chunk = run_chunk(scenario, seed, 0, baskets, catalogue=pool.cat, sink=sink, frames=real_frames, pool=pool)
     finally:
         f.close()
+    pool.save()
+    res = chunk.results
     truth = {"scenario": scenario["name"], "seed": seed, "baskets": []}
     for r in res:
-        rc = store.feed.receipts.get(r.cart) or {}
+        rc = r.receipt or {}
         truth["baskets"].append({
             "cart": r.cart, "dishonest": r.dishonest, "cheats": r.cheats, "items": r.items,
             "truth_cents": r.truth_cents, "charged_cents": r.charged_cents, "wrong": r.wrong,
@@ -43,7 +50,7 @@ def write_trace(scenario: dict, baskets: int, seed: int, out_dir) -> dict:
             "receipt": {"ok": rc.get("ok"), "total_cents": rc.get("total_cents"),
                         "lines": [{k: ln[k] for k in ("sku", "qty", "price_cents", "status")}
                                   for ln in rc.get("lines", [])]}})
-    truth["summary"] = summarise(res, store, 0.0)
+    truth["summary"] = summarise(res, scenario, seed, (), RunTotals(gateway_s=chunk.gateway_s), 0.0)
     (out / "truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True), encoding="utf-8")
     return truth
 

@@ -233,7 +233,7 @@ def test_bench_reports_the_reviewer(tmp_path, monkeypatch):
                    "camera": {"pool_per_condition": 1}, "reviewer": {"error_rate": 1.0}}, "t")
     st = Store(sc, 3)
     res = st.run(6)
-    out = summarise(res, st, 1.0)
+    out = summarise(res, st.sc, st.seed)
     reviews = sum(r.reviews for r in res)
     assert reviews > 0, "the scenario should open reviews"
     assert out["reviewer_slips"] == reviews                 # error_rate 1: every verdict a slip
@@ -251,6 +251,6 @@ def test_the_reviewer_oracle_sends_the_truth(tmp_path, monkeypatch):
                    "camera": {"pool_per_condition": 1}, "reviewer": {"error_rate": 1.0}}, "t")
     st = Store(sc, 3, oracles=("reviewer",))
     res = st.run(6)
-    out = summarise(res, st, 1.0)
+    out = summarise(res, st.sc, st.seed)
     assert sum(r.reviews for r in res) > 0
     assert out["reviewer_errors"] == out["reviewer_slips"] == out["reviews_cleared_at_cart"] == 0

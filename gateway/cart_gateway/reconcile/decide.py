@@ -234,6 +234,9 @@ class DecideMixin:
         if extra:
             rec.update(extra)
         mv = s["moves"].get(move) if move else None
+        if mv is not None:   # which weight event the decision is about (audit; the simulator's attribution)
+            rec["movement"] = {"unsettled_seq": mv["unsettled_seq"], "start_ms": mv["start_ms"],
+                               "settled_ms": mv["mono_ms"], "delta_g": round(mv["delta_g"], 1)}
         if mv is not None and outcome in BASKET_CHANGES:
             rec["effect"] = mv.get("effect", {})   # what the basket charged or credited for this movement
         s["log"] = (s["log"] + [rec])[-self.cfg.log_limit:]
