@@ -84,7 +84,7 @@ class Store:
         self.db.executescript(SCHEMA)
         _migrate_end(self.db, old)
         self._in_tx = False
-        self._parts: dict[str, dict[str, bytes]] = {}   # cart -> part -> pickle of the stored value
+        self._parts: dict[str, dict[str, object]] = {}  # cart -> part -> a private copy of the stored value
         self._heads: dict[str, tuple] = {}              # cart -> stored (session, version_base, clock)
 
     # ---------------------------------------------------------- transactions
@@ -249,13 +249,20 @@ class Store:
                      self.db.execute("SELECT part, value FROM cart_parts WHERE cart=?", (c,))}
             state = join_state(parts) if parts else json.loads(st)
             clock = json.loads(ck)
-            self._parts[c] = {p: pickle.dumps(v, 5) for p, v in parts.items()}
+            # join_state hands the decoded values to the engine, which changes them: keep a copy
+            self._parts[c] = pickle.loads(pickle.dumps(parts, 5))
             self._heads[c] = (sess, vb, ck)
             out.append((c, sess, vb, state, clock))
         return out
 
     def save_cart(self, cart, session, version_base, state: dict, clock) -> int:
-        """Store a cart's state; writes only the parts that changed. Returns the rows written."""
+        """Store a cart's state; writes only the parts that changed. Returns the rows written.
+
+        Each part is compared with a private copy of what was stored (`==`, in C, without
+        allocating): pickling every part to compare bytes was most of this function's cost,
+        and the cost grew with the basket. A copy is made (pickle round trip: exact types)
+        only of a part that changed. `==` takes 1 for 1.0 or True: the engine does not change
+        a field's type, and JSON would read either back as an equal number."""
         ck = json.dumps(clock, sort_keys=True)
         if self._heads.get(cart) != (session, version_base, ck):
             self.db.execute("INSERT OR REPLACE INTO carts VALUES (?,?,?,?,?)", (cart, session, version_base, "", ck))
@@ -263,18 +270,17 @@ class Store:
         known = self._parts.get(cart)
         if known is None:     # not seen since the last load or rollback: ask the database what is stored
             known = self._parts[cart] = {
-                p: pickle.dumps(json.loads(v), 5)
-                for p, v in self.db.execute("SELECT part, value FROM cart_parts WHERE cart=?", (cart,))}
+                p: json.loads(v) for p, v in self.db.execute("SELECT part, value FROM cart_parts WHERE cart=?", (cart,))}
         parts = split_state(state)
         settled = _settled_log_parts(parts)
         put = []
         for p, v in parts.items():
-            if p in settled and p in known:
-                continue                # a decision record is not changed once logged
-            b = pickle.dumps(v, 5)      # exact and cheap: equal bytes => equal value
-            if known.get(p) != b:
+            old = known.get(p, _ABSENT)
+            if old is not _ABSENT and (p in settled or _final_move(p, old)):
+                continue                # a logged decision, a decided movement: not changed once stored
+            if old is _ABSENT or old != v:
                 put.append((cart, p, json.dumps(v, separators=(",", ":"), allow_nan=False)))
-                known[p] = b
+                known[p] = pickle.loads(pickle.dumps(v, 5))
         gone = [(cart, p) for p in known if p not in parts]
         for _, p in gone:
             del known[p]
@@ -403,8 +409,16 @@ class Store:
 
 
 # ---------------------------------------------------------- state parts
+_ABSENT = object()
 _ID_KEYS = ("line_id", "id", "pid")
 LOG_RECHECK = 16    # the newest decision records are still compared; older ones are final
+
+
+def _final_move(part: str, stored) -> bool:
+    """A movement stored as decided (`done`): the engine keeps it only to recognise late vision
+    for it and then deletes it; every change to it happens in the step that decides it
+    (reconcile/decide.py, answers.py), so once stored it is not compared again."""
+    return part.startswith("moves/") and isinstance(stored, dict) and stored.get("state") == "done"
 
 
 def _settled_log_parts(parts: dict[str, object]) -> set[str]:

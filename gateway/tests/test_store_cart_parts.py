@@ -33,3 +33,30 @@ def test_a_long_session_saved_step_by_step_reloads_exactly(tmp_path):
     assert state == eng.s
     # rows written per save do not grow with the log (a few movement / line / log parts)
     assert max(writes[-50:]) <= 40
+
+
+def test_a_resumed_cart_changed_again_stores_the_change(tmp_path):
+    """The store compares each part with its own copy of what it stored (not pickled bytes): a
+    cart loaded, changed by its engine and saved again writes the change and reloads exactly."""
+    skus = synthetic(120, seed=4)
+    sess = Session(skus, cart="c001", seed=4)
+    eng = CartReconciler("c001", skus)
+    st = Store(tmp_path / "g.sqlite3")
+    for _ in range(20):
+        for ev in sess.movement():
+            _respond(eng, sess, eng.step(ev))
+    st.begin()
+    st.save_cart("c001", 1, 0, eng.s, {})
+    st.commit()
+    for _ in range(2):                       # resume, change, save; twice
+        [(_, _, _, state, _)] = st.load_carts()
+        eng = CartReconciler.from_dict(state, skus)
+        for _ in range(10):
+            for ev in sess.movement():
+                _respond(eng, sess, eng.step(ev))
+        st.begin()
+        assert st.save_cart("c001", 1, 0, eng.s, {}) > 0
+        st.commit()
+    st.close()
+    [(_, _, _, state, _)] = Store(tmp_path / "g.sqlite3").load_carts()
+    assert state == eng.s
