@@ -273,10 +273,14 @@ class Store:
                 p: json.loads(v) for p, v in self.db.execute("SELECT part, value FROM cart_parts WHERE cart=?", (cart,))}
         parts = split_state(state)
         settled = _settled_log_parts(parts)
+        # the engine bumps `version` in every step that changes the basket (engine.step): with
+        # the stored version, no line or personal item changed, so none is compared
+        same_basket = "version" in known and known["version"] == parts.get("version", _ABSENT)
         put = []
         for p, v in parts.items():
             old = known.get(p, _ABSENT)
-            if old is not _ABSENT and (p in settled or _final_move(p, old)):
+            if old is not _ABSENT and (p in settled or _final_move(p, old)
+                                       or (same_basket and p.startswith(_BASKET_PARTS))):
                 continue                # a logged decision, a decided movement: not changed once stored
             if old is _ABSENT or old != v:
                 put.append((cart, p, json.dumps(v, separators=(",", ":"), allow_nan=False)))
@@ -410,6 +414,7 @@ class Store:
 
 # ---------------------------------------------------------- state parts
 _ABSENT = object()
+_BASKET_PARTS = ("lines/", "personal/")   # changed only with the basket's version
 _ID_KEYS = ("line_id", "id", "pid")
 LOG_RECHECK = 16    # the newest decision records are still compared; older ones are final
 
