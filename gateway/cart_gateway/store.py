@@ -264,6 +264,7 @@ class Store:
         only of a part that changed. `==` takes 1 for 1.0 or True: the engine does not change
         a field's type, and JSON would read either back as an equal number."""
         ck = json.dumps(clock, sort_keys=True)
+        same_session = (self._heads.get(cart) or (None,))[0] == session
         if self._heads.get(cart) != (session, version_base, ck):
             self.db.execute("INSERT OR REPLACE INTO carts VALUES (?,?,?,?,?)", (cart, session, version_base, "", ck))
             self._heads[cart] = (session, version_base, ck)
@@ -271,21 +272,18 @@ class Store:
         if known is None:     # not seen since the last load or rollback: ask the database what is stored
             known = self._parts[cart] = {
                 p: json.loads(v) for p, v in self.db.execute("SELECT part, value FROM cart_parts WHERE cart=?", (cart,))}
-        parts = split_state(state)
-        settled = _settled_log_parts(parts)
-        # the engine bumps `version` in every step that changes the basket (engine.step): with
-        # the stored version, no line or personal item changed, so none is compared
-        same_basket = "version" in known and known["version"] == parts.get("version", _ABSENT)
+        # the engine bumps `version` in every step that changes the basket (engine.step): at the
+        # stored version (of this session: a new basket counts from 0 again) no line or personal
+        # item changed, so they are neither split nor compared
+        skip = _BASKET_KEYS if same_session and known.get("version", _ABSENT) == state.get("version") else ()
+        parts = split_state(state, skip)
         put = []
         for p, v in parts.items():
             old = known.get(p, _ABSENT)
-            if old is not _ABSENT and (p in settled or _final_move(p, old)
-                                       or (same_basket and p.startswith(_BASKET_PARTS))):
-                continue                # a logged decision, a decided movement: not changed once stored
-            if old is _ABSENT or old != v:
+            if old is _ABSENT or not (_final_move(p, old) or old == v):
                 put.append((cart, p, json.dumps(v, separators=(",", ":"), allow_nan=False)))
                 known[p] = pickle.loads(pickle.dumps(v, 5))
-        gone = [(cart, p) for p in known if p not in parts]
+        gone = [(cart, p) for p in known if p not in parts and p.split("/", 1)[0] not in skip]
         for _, p in gone:
             del known[p]
         if put:
@@ -414,36 +412,26 @@ class Store:
 
 # ---------------------------------------------------------- state parts
 _ABSENT = object()
-_BASKET_PARTS = ("lines/", "personal/")   # changed only with the basket's version
+_BASKET_KEYS = ("lines", "personal")   # change only with the basket's version
 _ID_KEYS = ("line_id", "id", "pid")
-LOG_RECHECK = 16    # the newest decision records are still compared; older ones are final
 
 
 def _final_move(part: str, stored) -> bool:
     """A movement stored as decided (`done`): the engine keeps it only to recognise late vision
     for it and then deletes it; every change to it happens in the step that decides it
     (reconcile/decide.py, answers.py), so once stored it is not compared again."""
-    return part.startswith("moves/") and isinstance(stored, dict) and stored.get("state") == "done"
+    return part[:6] == "moves/" and type(stored) is dict and stored.get("state") == "done"
 
 
-def _settled_log_parts(parts: dict[str, object]) -> set[str]:
-    """The parts of decision records older than the newest LOG_RECHECK: the engine appends a
-    record and never edits it, so once stored such a part is not pickled again to find out
-    (a cart's log holds up to log_limit records: comparing them all was most of save_cart)."""
-    head = parts.get("log/")
-    if not isinstance(head, dict) or "list" not in head:
-        return set()
-    ids = head["list"]
-    return {f"log/{i}" for i in ids[:-LOG_RECHECK]} if len(ids) > LOG_RECHECK else set()
-
-
-def split_state(state: dict) -> dict[str, object]:
+def split_state(state: dict, skip=()) -> dict[str, object]:
     """A reconciler state as parts: `key` for a plain value; for a dict of dicts
     (moves, prompts, reviews, ...) `key/` holds the key order and `key/<k>` each item;
     for a list of dicts with a unique id (lines, log, personal) `key/` holds the id
     field and the ids in order and `key/<id>` each item."""
     out: dict[str, object] = {"/": list(state)}    # top-level key order
     for k, v in state.items():
+        if k in skip:       # the caller knows these are unchanged: no parts for them
+            continue
         if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
             out[k + "/"] = {"dict": list(v)}
             for sk, x in v.items():
