@@ -186,11 +186,11 @@ class Runner:
             while not self._stop.is_set():
                 timeout = max(0.0, min(next_tick, next_wd if wd else next_tick) - time.monotonic())
                 batch = self._take(timeout)
-                self._process(batch)
                 now = time.monotonic()
-                if now >= next_tick:
-                    self.gw.store.begin()
-                    self._commit_publish([], self.gw.handle_batch([("tick", int(time.time() * 1000))]))
+                tick = now >= next_tick
+                # a due tick joins the batch's transaction: one commit (one fsync) per round, not two
+                self._process(batch, int(time.time() * 1000) if tick else None)
+                if tick:
                     next_tick = now + tick_s
                 if wd and now >= next_wd:
                     sd_notify("WATCHDOG=1")
@@ -204,8 +204,8 @@ class Runner:
     def _take(self, timeout: float) -> list:
         return self.q.take(timeout, self.cfg.batch_max)
 
-    def _process(self, batch: list) -> None:
-        if not batch:
+    def _process(self, batch: list, tick_ms: int | None = None) -> None:
+        if not batch and tick_ms is None:
             return
         store = self.gw.store
         acks, outs, work = [], [], []
@@ -225,6 +225,8 @@ class Runner:
                     self._done_ids.append(oid)
             elif kind == "connected":
                 outs += self._connected(item[1])   # stored publishes: not part of the batch's changes
+        if tick_ms is not None:
+            work.append(("tick", tick_ms))      # after the messages: they may end a wait it decides
         if self._done_ids:
             store.outbox_done(self._done_ids)
         batch_outs: list = []
@@ -243,6 +245,8 @@ class Runner:
             for it in work:
                 if it[0] == "msg":
                     outs += self.gw.handle(it[1], it[2], it[3])
+                elif it[0] == "tick":
+                    outs += self.gw.tick(it[1])
                 else:
                     outs += self.gw.apply_vision(it[1], it[2], it[3], it[4])
         self._done_ids = []

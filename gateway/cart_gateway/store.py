@@ -84,7 +84,7 @@ class Store:
         self.db.executescript(SCHEMA)
         _migrate_end(self.db, old)
         self._in_tx = False
-        self._parts: dict[str, dict[str, bytes]] = {}   # cart -> part -> pickle of the stored value
+        self._parts: dict[str, dict[str, object]] = {}  # cart -> part -> a private copy of the stored value
         self._heads: dict[str, tuple] = {}              # cart -> stored (session, version_base, clock)
 
     # ---------------------------------------------------------- transactions
@@ -249,33 +249,41 @@ class Store:
                      self.db.execute("SELECT part, value FROM cart_parts WHERE cart=?", (c,))}
             state = join_state(parts) if parts else json.loads(st)
             clock = json.loads(ck)
-            self._parts[c] = {p: pickle.dumps(v, 5) for p, v in parts.items()}
+            # join_state hands the decoded values to the engine, which changes them: keep a copy
+            self._parts[c] = pickle.loads(pickle.dumps(parts, 5))
             self._heads[c] = (sess, vb, ck)
             out.append((c, sess, vb, state, clock))
         return out
 
     def save_cart(self, cart, session, version_base, state: dict, clock) -> int:
-        """Store a cart's state; writes only the parts that changed. Returns the rows written."""
+        """Store a cart's state; writes only the parts that changed. Returns the rows written.
+
+        Each part is compared with a private copy of what was stored (`==`, in C, without
+        allocating): pickling every part to compare bytes was most of this function's cost,
+        and the cost grew with the basket. A copy is made (pickle round trip: exact types)
+        only of a part that changed. `==` takes 1 for 1.0 or True: the engine does not change
+        a field's type, and JSON would read either back as an equal number."""
         ck = json.dumps(clock, sort_keys=True)
+        same_session = (self._heads.get(cart) or (None,))[0] == session
         if self._heads.get(cart) != (session, version_base, ck):
             self.db.execute("INSERT OR REPLACE INTO carts VALUES (?,?,?,?,?)", (cart, session, version_base, "", ck))
             self._heads[cart] = (session, version_base, ck)
         known = self._parts.get(cart)
         if known is None:     # not seen since the last load or rollback: ask the database what is stored
             known = self._parts[cart] = {
-                p: pickle.dumps(json.loads(v), 5)
-                for p, v in self.db.execute("SELECT part, value FROM cart_parts WHERE cart=?", (cart,))}
-        parts = split_state(state)
-        settled = _settled_log_parts(parts)
+                p: json.loads(v) for p, v in self.db.execute("SELECT part, value FROM cart_parts WHERE cart=?", (cart,))}
+        # the engine bumps `version` in every step that changes the basket (engine.step): at the
+        # stored version (of this session: a new basket counts from 0 again) no line or personal
+        # item changed, so they are neither split nor compared
+        skip = _BASKET_KEYS if same_session and known.get("version", _ABSENT) == state.get("version") else ()
+        parts = split_state(state, skip)
         put = []
         for p, v in parts.items():
-            if p in settled and p in known:
-                continue                # a decision record is not changed once logged
-            b = pickle.dumps(v, 5)      # exact and cheap: equal bytes => equal value
-            if known.get(p) != b:
+            old = known.get(p, _ABSENT)
+            if old is _ABSENT or not (_final_move(p, old) or old == v):
                 put.append((cart, p, json.dumps(v, separators=(",", ":"), allow_nan=False)))
-                known[p] = b
-        gone = [(cart, p) for p in known if p not in parts]
+                known[p] = pickle.loads(pickle.dumps(v, 5))
+        gone = [(cart, p) for p in known if p not in parts and p.split("/", 1)[0] not in skip]
         for _, p in gone:
             del known[p]
         if put:
@@ -403,28 +411,27 @@ class Store:
 
 
 # ---------------------------------------------------------- state parts
+_ABSENT = object()
+_BASKET_KEYS = ("lines", "personal")   # change only with the basket's version
 _ID_KEYS = ("line_id", "id", "pid")
-LOG_RECHECK = 16    # the newest decision records are still compared; older ones are final
 
 
-def _settled_log_parts(parts: dict[str, object]) -> set[str]:
-    """The parts of decision records older than the newest LOG_RECHECK: the engine appends a
-    record and never edits it, so once stored such a part is not pickled again to find out
-    (a cart's log holds up to log_limit records: comparing them all was most of save_cart)."""
-    head = parts.get("log/")
-    if not isinstance(head, dict) or "list" not in head:
-        return set()
-    ids = head["list"]
-    return {f"log/{i}" for i in ids[:-LOG_RECHECK]} if len(ids) > LOG_RECHECK else set()
+def _final_move(part: str, stored) -> bool:
+    """A movement stored as decided (`done`): the engine keeps it only to recognise late vision
+    for it and then deletes it; every change to it happens in the step that decides it
+    (reconcile/decide.py, answers.py), so once stored it is not compared again."""
+    return part[:6] == "moves/" and type(stored) is dict and stored.get("state") == "done"
 
 
-def split_state(state: dict) -> dict[str, object]:
+def split_state(state: dict, skip=()) -> dict[str, object]:
     """A reconciler state as parts: `key` for a plain value; for a dict of dicts
     (moves, prompts, reviews, ...) `key/` holds the key order and `key/<k>` each item;
     for a list of dicts with a unique id (lines, log, personal) `key/` holds the id
     field and the ids in order and `key/<id>` each item."""
     out: dict[str, object] = {"/": list(state)}    # top-level key order
     for k, v in state.items():
+        if k in skip:       # the caller knows these are unchanged: no parts for them
+            continue
         if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
             out[k + "/"] = {"dict": list(v)}
             for sk, x in v.items():

@@ -239,5 +239,9 @@ class DecideMixin:
                                "settled_ms": mv["mono_ms"], "delta_g": round(mv["delta_g"], 1)}
         if mv is not None and outcome in BASKET_CHANGES:
             rec["effect"] = mv.get("effect", {})   # what the basket charged or credited for this movement
-        s["log"] = (s["log"] + [rec])[-self.cfg.log_limit:]
+        # the log is not cart state: the gateway stores every record (its decisions table) from
+        # the step's effects; the engine keeps the last log_limit in memory for decisions()
+        self._log_mem.append(rec)
+        if len(self._log_mem) > self.cfg.log_limit:
+            del self._log_mem[: len(self._log_mem) - self.cfg.log_limit]
         self._fx["decisions"].append(rec)

@@ -43,6 +43,7 @@ class CartReconciler(EvidenceMixin, DecideMixin, BasketMixin, AnswersMixin):
             raise ReconcileError("WeightBook and catalogue list different SKUs (build the book from the catalogue)")
         self.produce = produce_book_for(self.cat, self.cfg)
         self.s = self._fresh()
+        self._log_mem: list[dict] = []             # the last log_limit decisions (not in the state)
         self._scores = MovementScores(self.book)   # transient: a movement's score, reused for its answer
 
     def _fresh(self) -> dict:
@@ -68,6 +69,8 @@ class CartReconciler(EvidenceMixin, DecideMixin, BasketMixin, AnswersMixin):
     @classmethod
     def _resume(cls, s: dict, catalogue, config, book, index) -> "CartReconciler":
         eng = cls(s["cart"], catalogue, config, book, index=index)
+        # a state written before the log left it (issue 12) still holds its last records
+        eng._log_mem, s["log"] = list(s["log"])[-eng.cfg.log_limit:], []
         eng.s = s
         return eng
 
@@ -163,7 +166,9 @@ class CartReconciler(EvidenceMixin, DecideMixin, BasketMixin, AnswersMixin):
         return [self.s["reviews"][k]["request"] for k in sorted(self.s["reviews"], key=_natural)]
 
     def decisions(self) -> list[dict]:
-        return list(self.s["log"])
+        """The last log_limit decisions of this engine's life (since it was made or resumed);
+        the gateway's decisions table holds them all."""
+        return list(self._log_mem)
 
     def checkout(self, req_id: str, mono_ms: int | None = None) -> dict:
         """§12 receipt, or a refusal with the reason."""
