@@ -34,6 +34,7 @@ from .calibrate import ece, fit_temperature
 
 SURE, CONFIDENT = 0.99, 0.97     # the "right and sure" and "confident" thresholds
 ENROL_VIEWS = 6
+BIG_STILLS = 200                 # held-out stills of the larger enrolled catalogue
 
 
 def burst_detector(model_dir: Path, threads: int = 2):
@@ -237,7 +238,8 @@ def big_catalogue_eval(clf: StillClassifier, det, n_skus: int, views: int, still
     big_only = Gallery([lb for lb in gallery.entry_labels if lb in set(skus) or lb == NONE_LABEL],
                        np.stack([v for lb, v in zip(gallery.entry_labels, gallery.vectors)
                                  if lb in set(skus) or lb == NONE_LABEL]))
-    specs, ss = sc.render_still_scenes(big, skus, skus, stills, sc.STILL_TEST0 + 3_000_000 + seed, "train", workers,
+    specs, ss = sc.render_still_scenes(big, skus, skus, min(stills, BIG_STILLS), sc.STILL_TEST0 + 3_000_000 + seed,
+                                       "train", workers,
                                        cache_dir=cache_dir)
     E, _ = embed_stills(clf, det, ss)
     out = {"skus": len(skus), "enrol_views": views}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cart_gateway.catalogue import Catalogue
-from cart_gateway.detectors.still import STILL_INPUT, Gallery, StillClassifier
+from cart_gateway.detectors.still import STILL_INPUT, StillClassifier
 from cart_gateway.vision import BurstDetector, StillFrame
 from cart_model import still_crops as sc
 from cart_model.cli import DATA_DIR
