@@ -99,12 +99,13 @@ def test_a_broken_still_file_stops_start_up_with_a_clear_error(tmp_path, broken,
     with pytest.raises(DetectorLoadError, match=message):
         StillClassifier(model)
     # At start-up the same error stops the gateway, naming the file.
-    cfg = GatewayConfig.model_validate({"detector": {"still_model_path": str(model)}})
+    cfg = GatewayConfig.model_validate({"detector": {"still_classifier": True, "still_model_path": str(model)}})
     with pytest.raises(StartupError, match=message):
         load_detector(cfg)
 
 
 def test_still_classifier_is_off_when_disabled_and_named_files_must_exist(tmp_path):
+    assert GatewayConfig().detector.still_classifier is False     # off until a model meets its goals
     assert load_still_classifier(False, tmp_path / "missing.tflite") is None
     with pytest.raises(DetectorLoadError, match="not found"):
         load_still_classifier(True, tmp_path / "missing.tflite")

@@ -73,7 +73,8 @@ def _train(args) -> int:
               "labels": parts[0]["labels"]}
         va = sc.load(Path(args.val))
         train_still(tr, va, Path(args.out_dir), epochs=args.epochs, batch=args.batch, threads=args.threads,
-                    width=args.width, seed=args.seed, budget_minutes=args.budget_minutes)
+                    width=args.width, seed=args.seed, budget_minutes=args.budget_minutes,
+                    input_size=args.still_input)
         return 0
     from .train import train
     if args.photos:
@@ -193,6 +194,8 @@ def main(argv=None) -> int:
                    help="frame: stage 1 (whole frame, centroid); crop: stage 2 on the --crops windows "
                         "(writes detector_crop.tflite; then run `calibrate`); still: the still classifier on "
                         "`render-still` windows (writes still.tflite, still_gallery.npz, still.calib.json)")
+    t.add_argument("--still-input", type=int, default=None,
+                   help="still stage: model input side (default: the 160 px window; smaller is resized)")
     t.add_argument("--budget-minutes", type=float, default=None,
                    help="crop stage: fit the cosine schedule into this wall time (after timing epoch 1)")
     t.set_defaults(fn=_train)

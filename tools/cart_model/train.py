@@ -227,7 +227,7 @@ def _cosface_loss(tf, n_classes: int, s: float = STILL_SCALE, m: float = STILL_M
 
 def train_still(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 8, batch: int = 64,
                 threads: int = 2, width: float = 1.0, seed: int = 0, lr: float = 3e-3,
-                budget_minutes: float | None = None, log=print) -> dict:
+                budget_minutes: float | None = None, input_size: int | None = None, log=print) -> dict:
     """Still classifier: writes still.tflite (int8 in, embedding out), still_gallery.npz
     (the trained classes' head directions) and still.calib.json (temperature fitted on the
     validation windows with the int8 model; `cart-model calibrate --still` refits it on
@@ -240,6 +240,10 @@ def train_still(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 8
     tf.keras.utils.set_random_seed(seed)
     labels = [str(s) for s in train_data["labels"]]
     x, y = train_data["x"], train_data["y"]
+    if input_size and input_size != x.shape[1]:       # train on the windows as the gateway resizes them
+        from cart_gateway.detectors.still import fit_window
+        x = np.stack([fit_window(w, input_size) for w in x])
+        val_data = dict(val_data, x=np.stack([fit_window(w, input_size) for w in val_data["x"]]))
     model, embed = build_still_model(tf, len(labels), x.shape[1:3], width)
     model.compile(optimizer=tf.keras.optimizers.Adam(lr), loss=_cosface_loss(tf, len(labels)),
                   metrics=["accuracy"])

@@ -27,7 +27,7 @@ from ..reconcile.inputs import PERSONAL_CLASSES, PERSONAL_PREFIX
 from .api import NONE_LABEL, Candidate, DetectorLoadError, softmax
 from .preprocess import DetectorInputError, crop_around
 
-STILL_INPUT = (160, 160)    # model input (w, h)
+STILL_INPUT = (160, 160)    # the window (w, h); a model with a smaller square input gets it resized
 VIEW_WIDTH = 400            # the still is decoded to this width: 1.25 px per QVGA pixel of the view
 # (UXGA at libjpeg's 1/4 scale, no resize); the 160 px window spans 128 QVGA px of the view,
 # where flavour text is 10-15 px tall (8-12 px in a QVGA frame, 3-5 px in the burst model's input)
@@ -59,6 +59,13 @@ def still_view(jpeg: bytes, width: int = VIEW_WIDTH) -> np.ndarray:
 def still_window(jpeg: bytes, cx: float, cy: float) -> np.ndarray:
     """The model's input: a STILL_INPUT window of the still's view centred on (cx, cy) (0..1)."""
     return crop_around(still_view(jpeg), cx, cy, STILL_INPUT)
+
+
+def fit_window(window: np.ndarray, size: int) -> np.ndarray:
+    """The window resized (area-averaged) to a smaller square model input."""
+    if window.shape[0] == size and window.shape[1] == size:
+        return window
+    return np.asarray(Image.fromarray(window).resize((size, size), Image.BILINEAR), dtype=np.uint8)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -166,8 +173,10 @@ class StillClassifier:
         from .plugins.cpu_tfl import _Tfl
         model_path = Path(model_path)
         self.model = _Tfl(model_path, num_threads)
-        if self.model.input_size != STILL_INPUT:
-            raise DetectorLoadError(f"still model {model_path}: input {self.model.input_size}, expected {STILL_INPUT}")
+        w, h = self.model.input_size
+        if w != h or not 64 <= w <= STILL_INPUT[0]:
+            raise DetectorLoadError(f"still model {model_path}: input {self.model.input_size}, expected a square "
+                                    f"of 64..{STILL_INPUT[0]} px (the window is resized to it)")
         if len(self.model.outputs) != 1:
             raise DetectorLoadError(f"still model {model_path}: expected one embedding output")
         self._out = next(iter(self.model.outputs.values()))
@@ -184,6 +193,9 @@ class StillClassifier:
                                     f"{self.calibration.model_sha256[:12]}..., this one {sha[:12]}...)")
 
     def embed_window(self, window: np.ndarray) -> np.ndarray:
+        """A STILL_INPUT window (resized to the model's input when that is smaller) -> unit embedding."""
+        if window.shape[1::-1] != self.model.input_size:
+            window = fit_window(window, self.model.input_size[0])
         return _unit(self.model.run(window, self._out)[0].astype(np.float32))
 
     def logits(self, e: np.ndarray) -> np.ndarray:
@@ -206,8 +218,8 @@ class StillClassifier:
 
 def load_still_classifier(enabled: bool, model_path: Path | None, num_threads: int = 2) -> StillClassifier | None:
     """The configured still classifier: None when disabled, or when no model path is set and
-    no model is committed under data/; a model that is named or committed must load whole
-    (model, gallery and calibration), or start-up stops with DetectorLoadError."""
+    no model is committed under data/; when enabled, the named (or committed) model must load
+    whole (model, gallery and calibration), or start-up stops with DetectorLoadError."""
     if not enabled:
         return None
     if model_path is None:
