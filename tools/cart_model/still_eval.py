@@ -53,6 +53,8 @@ def enrol(clf: StillClassifier, cat_path, labels: list[str], views: int = ENROL_
           workers: int = 2, log=print) -> Gallery:
     """Embed `views` rendered windows per label and add each label's mean to the gallery."""
     g = clf.gallery
+    if not labels:
+        return g
     t0 = time.time()
     specs = sc.enrol_specs(labels, views)
     E = np.stack([clf.embed_window(w) for w in sc.render_windows(cat_path, specs, workers)])
@@ -137,7 +139,8 @@ def calibrate_still(model_dir: Path, cat_path=None, stills: int = 400, seed: int
     skus = Catalogue.load(cat_path).skus()
     trained, unseen = sc.split_skus(skus)
     personal = [PERSONAL_PREFIX + k for k in sc.personal_kinds()]
-    gallery = enrol(clf, cat_path, [s for s in unseen + personal if s not in clf.gallery], views, workers, log)
+    to_enrol = [s for s in unseen + personal if s not in clf.gallery]     # personal kinds are usually trained
+    gallery = enrol(clf, cat_path, to_enrol, views, workers, log)
     specs, val = sc.render_still_scenes(cat_path, skus, skus, stills, sc.STILL_VAL0 + 5_000_000 + seed,
                                         workers=workers, personal_share=sc.PERSONAL_SHARE if personal else 0.0,
                                         cache_dir=cache_dir)
@@ -152,7 +155,7 @@ def calibrate_still(model_dir: Path, cat_path=None, stills: int = 400, seed: int
     doc = json.loads(path.read_text(encoding="utf-8"))
     doc.update({"temperature": round(t, 4), "fitted_on": f"{stills} validation stills (UXGA)",
                 "model_sha256": hashlib.sha256((model_dir / "still.tflite").read_bytes()).hexdigest(),
-                "enrolled": len(unseen) + len(personal), "enrol_views": views,
+                "enrolled": sum(s in gallery for s in unseen), "enrol_views": views,   # never-trained SKUs
                 "val_stills": figures(softmax(cos * scale / t), y, gallery.labels)})
     path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     log(json.dumps(doc))
