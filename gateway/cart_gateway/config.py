@@ -112,6 +112,11 @@ class DetectorSection(_Strict):
     queue_size: int = Field(8, ge=1, le=256, description="capture bursts waiting for inference; a full queue drops (counted)")
     barcodes: bool = Field(True, description="read EAN-13 barcodes in frames with zxing-cpp")
     plugin: dict[str, Any] | None = Field(None, description="detector plugin config; default: the committed model on CPU")
+    still_classifier: bool = Field(False, description="classify each still's item window (issue 13 part 2); "
+                                   "off by default until a committed still model meets its goals "
+                                   "(docs/model_card.md)")
+    still_model_path: PathStr | None = Field(None, description="still.tflite (still_gallery.npz and still.calib.json "
+                                          "beside it); default: the committed one under data/, if any")
 
     @field_validator("plugin")
     @classmethod

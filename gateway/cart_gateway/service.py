@@ -32,7 +32,7 @@ from .metrics import Metrics
 from .reconcile import (CartReconciler, CatalogueIndex, ReconcileError, Unsettled, Vision, WeightBook,
                         WeightChange, answer_of, verdict_of)
 from .store import Store
-from .vision import check_still
+from .vision import check_still, is_still_result
 
 VERSION = "0.1.0"
 INFO, WARN = logging.INFO, logging.WARNING
@@ -245,7 +245,7 @@ class Gateway:
                 ids = [frame_id(b["cart"], b["epoch"], n) for n in b["frames"]]
                 present = [i for i in ids if self.store.frame_path(i)]
                 v = Vision(mono_ms=b["engine_ms"], frames=frames, barcodes=barcodes, ref=b["ref"],
-                           frame_ids=present, still=not frames)   # a still adds no candidate frames
+                           frame_ids=present, still=is_still_result(frames))
                 self._step(rt, v, t_ms)
                 self._persist()
         except ReconcileError as e:

@@ -1,9 +1,12 @@
 """Detection of a capture burst: the product detector plus zxing-cpp barcodes.
 
 `BurstDetector.run(jpegs)` -> (per-frame candidate lists, EAN-13 strings).
-A still (§7.1, at least VGA; burst frames are QVGA) is not a burst frame: it
-adds no candidate list (the burst model reads QVGA) and its barcodes are read
-by barcodes.StillBarcodeReader (full frame, then around bar-like regions).
+A still (§7.1, at least VGA; burst frames are QVGA) is not a burst frame: its
+barcodes are read by barcodes.StillBarcodeReader (full frame, then around
+bar-like regions), and with a still classifier (detectors.still) it adds one
+`StillFrame` candidate list: the burst model's stage 1 finds the item on the
+still decoded small, the classifier reads the item's window at 1.25 px per
+QVGA pixel (issue 13 part 2).
 `DetectorWorker` runs it on its own thread with a bounded queue, so MQTT
 ingest never waits for inference; results go back through a callback.
 """
@@ -42,18 +45,30 @@ def check_still(jpeg: bytes, width: int, height: int) -> None:
         raise ProtocolError(f"still: JPEG is {got[0]}x{got[1]}, field 'fmt' declares {width}x{height}")
 
 
+class StillFrame(list):
+    """The still classifier's candidates for one still: a frame of a Vision, marked as a still's."""
+
+
+def is_still_result(frames: list) -> bool:
+    """A detection result that came from a still only (no burst frame in it)."""
+    return all(isinstance(f, StillFrame) for f in frames)
+
+
 class BurstDetector:
-    def __init__(self, detector=None, barcodes: bool = True):
+    def __init__(self, detector=None, barcodes: bool = True, still_classifier=None):
         self.detector = detector      # a detectors.DetectionApi, or None (barcodes only)
         self.barcodes = barcodes
+        self.still_classifier = still_classifier   # a detectors.still.StillClassifier, or None
         self._still_reader = None
         self.still_ms: list[float] = []   # barcode read time per still (bounded, for telemetry)
+        self.still_classify_ms: list[float] = []   # centroid + window + still model per still
 
     @classmethod
     def from_config(cls, section) -> "BurstDetector":
         from .detectors import create_detector, default_detector_config
+        from .detectors.still import load_still_classifier
         det = create_detector(section.plugin if section.plugin is not None else default_detector_config())
-        return cls(det, section.barcodes)
+        return cls(det, section.barcodes, load_still_classifier(section.still_classifier, section.still_model_path))
 
     def run(self, jpegs: list[bytes]) -> tuple[list[list], list[str]]:
         frames, codes = [], []
@@ -61,6 +76,8 @@ class BurstDetector:
             size = jpeg_size(jpeg)
             if size is not None and size[0] >= STILL_MIN_WIDTH:
                 found = self.read_still(jpeg) if self.barcodes else []
+                if self.still_classifier is not None:
+                    frames.append(self.classify_still(jpeg))
             else:
                 frames.append(self.detector.detect(jpeg) if self.detector is not None else [])
                 found = read_ean13(jpeg) if self.barcodes else []
@@ -68,6 +85,18 @@ class BurstDetector:
                 if c not in codes:
                     codes.append(c)
         return frames, codes
+
+    def classify_still(self, jpeg: bytes) -> StillFrame:
+        """The still classifier's candidates, its window centred where stage 1 sees the item."""
+        t0 = time.perf_counter()
+        cx, cy = 0.5, 0.5
+        if self.detector is not None:
+            raw = self.detector.detect_raw(self.detector.preprocess(jpeg))
+            n = len(self.detector.labels)
+            cx, cy = float(raw[n]), float(raw[n + 1])
+        out = StillFrame(self.still_classifier.classify(jpeg, cx, cy))
+        self.still_classify_ms = (self.still_classify_ms + [(time.perf_counter() - t0) * 1000])[-256:]
+        return out
 
     def read_still(self, jpeg: bytes) -> list[str]:
         from .barcodes import StillBarcodeReader

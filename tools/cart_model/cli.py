@@ -43,10 +43,39 @@ def _render(args) -> int:
     return 0
 
 
+def _render_still(args) -> int:
+    from cart_gateway.catalogue import Catalogue
+    from . import still_crops as sc
+    skus = _skus(Catalogue.load(args.catalogue), args.limit_skus)
+    trained, _ = sc.split_skus(skus)
+    seed0 = {"train": sc.STILL_TRAIN0, "val": sc.STILL_VAL0}[args.split] + args.seed
+    t0 = time.time()
+    data = sc.render_crops(args.catalogue, trained, skus, args.scenes, seed0, workers=args.workers,
+                           personal_share=args.personal_share)
+    sc.save(Path(args.out), data)
+    print(json.dumps({"out": str(args.out), "windows": len(data["y"]), "classes": len(data["labels"]),
+                      "seconds": round(time.time() - t0, 1)}))
+    return 0
+
+
 def _train(args) -> int:
     import numpy as np
 
     from . import dataset
+    if args.stage == "still":
+        from . import still_crops as sc
+        from .train import train_still
+        parts = [sc.load(Path(d)) for d in args.data]
+        if any(list(p["labels"]) != list(parts[0]["labels"]) for p in parts):
+            print("error: the --data files have different labels", file=sys.stderr)
+            return 2
+        tr = {"x": np.concatenate([p["x"] for p in parts]), "y": np.concatenate([p["y"] for p in parts]),
+              "labels": parts[0]["labels"]}
+        va = sc.load(Path(args.val))
+        train_still(tr, va, Path(args.out_dir), epochs=args.epochs, batch=args.batch, threads=args.threads,
+                    width=args.width, seed=args.seed, budget_minutes=args.budget_minutes,
+                    input_size=args.still_input)
+        return 0
     from .train import train
     if args.photos:
         tr, va = dataset.split_photos(dataset.load_photo_folders(Path(args.photos)))
@@ -73,8 +102,27 @@ def _train(args) -> int:
 
 
 def _calibrate(args) -> int:
+    if args.still:
+        from .still_eval import calibrate_still
+        calibrate_still(Path(args.model_dir), args.catalogue, args.scenes, args.seed, args.enrol_views, args.workers,
+                        cache_dir=Path(args.cache_dir) if args.cache_dir else None)
+        return 0
     from .fuse import calibrate_two_stage
     calibrate_two_stage(Path(args.model_dir), args.catalogue, args.scenes, args.seed, args.workers)
+    return 0
+
+
+def _enrol(args) -> int:
+    from .still_eval import StillClassifier, enrol, enrol_photos
+    model_dir = Path(args.model_dir)
+    if args.photos:
+        enrol_photos(model_dir, Path(args.photos))
+        return 0
+    if not args.labels:
+        print("error: enrol needs --photos DIR or --labels SKU...", file=sys.stderr)
+        return 2
+    clf = StillClassifier(model_dir / "still.tflite")
+    enrol(clf, args.catalogue, args.labels, args.views, args.workers).save(model_dir / "still_gallery.npz")
     return 0
 
 
@@ -89,6 +137,12 @@ def _eval(args) -> int:
         from .stills_eval import barcode_eval
         res["barcode"] = barcode_eval(args.catalogue, args.stills, args.seed, args.still_res,
                                       args.still_view_mm, args.p_facing)
+    if "still" in sections and args.stills > 0 and (Path(args.model_dir) / "still.tflite").exists():
+        from .still_eval import still_eval
+        res["still"] = still_eval(Path(args.model_dir), args.catalogue, args.stills, args.seed, args.workers,
+                                  big=args.still_big, big_views=args.enrol_views,
+                                  log=(lambda s: None) if args.json else print,
+                                  cache_dir=Path(args.cache_dir) if args.cache_dir else None)
     if not args.json:
         for k, v in res.items():
             if k != "confusion":
@@ -115,6 +169,17 @@ def main(argv=None) -> int:
     r.add_argument("--crops", action="store_true", help="also store the second stage's native-resolution crops (xc)")
     r.add_argument("--sheet", default=None, help="also save a PNG contact sheet of the first 48 scenes")
     r.set_defaults(fn=_render)
+    rs = sub.add_parser("render-still", help="render still-classifier training windows (.npz; trained SKUs only)")
+    rs.add_argument("--out", required=True)
+    rs.add_argument("--catalogue", default=None)
+    rs.add_argument("--split", choices=["train", "val"], default="train")
+    rs.add_argument("--scenes", type=int, default=1000)
+    rs.add_argument("--seed", type=int, default=0, help="offset inside the split's seed range")
+    rs.add_argument("--limit-skus", type=int, default=None)
+    rs.add_argument("--workers", type=int, default=2)
+    rs.add_argument("--personal-share", type=float, default=0.0,
+                    help="share of personal items (needs tools/cart_model/personal.py)")
+    rs.set_defaults(fn=_render_still)
     t = sub.add_parser("train", help="train, convert to int8 TFLite, fit the temperature")
     t.add_argument("--data", nargs="+", help="train .npz file(s) from `render` (concatenated)")
     t.add_argument("--val", help="validation .npz from `render --split val`")
@@ -125,9 +190,12 @@ def main(argv=None) -> int:
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--width", type=float, default=1.0)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--stage", choices=["frame", "crop"], default="frame",
+    t.add_argument("--stage", choices=["frame", "crop", "still"], default="frame",
                    help="frame: stage 1 (whole frame, centroid); crop: stage 2 on the --crops windows "
-                        "(writes detector_crop.tflite; then run `calibrate`)")
+                        "(writes detector_crop.tflite; then run `calibrate`); still: the still classifier on "
+                        "`render-still` windows (writes still.tflite, still_gallery.npz, still.calib.json)")
+    t.add_argument("--still-input", type=int, default=None,
+                   help="still stage: model input side (default: the 160 px window; smaller is resized)")
     t.add_argument("--budget-minutes", type=float, default=None,
                    help="crop stage: fit the cosine schedule into this wall time (after timing epoch 1)")
     t.set_defaults(fn=_train)
@@ -137,7 +205,20 @@ def main(argv=None) -> int:
     k.add_argument("--scenes", type=int, default=2000)
     k.add_argument("--seed", type=int, default=0, help="offset inside the validation seed range")
     k.add_argument("--workers", type=int, default=2)
+    k.add_argument("--still", action="store_true",
+                   help="the still classifier instead: enrol the held-out SKUs (and personal kinds), "
+                        "then fit its temperature on --scenes validation stills")
+    k.add_argument("--enrol-views", type=int, default=6, help="--still: rendered views per enrolled label")
+    k.add_argument("--cache-dir", default=None, help="--still: keep the rendered validation stills here")
     k.set_defaults(fn=_calibrate)
+    n = sub.add_parser("enrol", help="add SKUs (or personal:<kind>) to the still classifier's gallery, no retraining")
+    n.add_argument("--model-dir", default=str(DATA_DIR))
+    n.add_argument("--photos", help="a folder per label of pictures framed on the item (a store's own photos)")
+    n.add_argument("--labels", nargs="+", help="instead: render --views views of these catalogue SKUs")
+    n.add_argument("--views", type=int, default=6)
+    n.add_argument("--catalogue", default=None)
+    n.add_argument("--workers", type=int, default=2)
+    n.set_defaults(fn=_enrol)
     e = sub.add_parser("eval", help="evaluate on held-out seeded scenes; last line is one JSON object")
     e.add_argument("--model-dir", default=str(DATA_DIR))
     e.add_argument("--catalogue", default=None)
@@ -146,8 +227,12 @@ def main(argv=None) -> int:
     e.add_argument("--latency-frames", type=int, default=200)
     e.add_argument("--workers", type=int, default=2, help="processes rendering the test scenes")
     e.add_argument("--json", action="store_true", help="print only the JSON line")
-    e.add_argument("--sections", default="detector,barcode", help="comma list: detector, barcode")
-    e.add_argument("--stills", type=int, default=150, help="held-out stills for the barcode section (0: skip)")
+    e.add_argument("--sections", default="detector,barcode,still", help="comma list: detector, barcode, still")
+    e.add_argument("--still-big", type=int, default=0,
+                   help="still: also enrol this many never-trained SKUs of a generated catalogue and score them")
+    e.add_argument("--enrol-views", type=int, default=2, help="views per SKU for --still-big")
+    e.add_argument("--cache-dir", default=None, help="still: keep the rendered held-out stills here")
+    e.add_argument("--stills", type=int, default=150, help="held-out stills for the barcode and still sections (0: skip)")
     e.add_argument("--still-res", choices=["SXGA", "UXGA"], default="UXGA")
     e.add_argument("--still-view-mm", type=float, default=720.0,
                    help="view width at the item's depth (docs/camera.md \"Barcodes on packs\")")

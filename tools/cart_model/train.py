@@ -27,8 +27,23 @@ def build_model(tf, n_classes: int, input_hw=(96, 128), width: float = 1.0, cent
     centroid (cx, cy in 0..1) from a flattened 1x1-conv map, which keeps where things are.
     The second stage (native-resolution crop) has the logits head only."""
     L = tf.keras.layers
-    ch = lambda c: max(8, int(c * width))
     x_in = L.Input((*input_hw, 3), name="image")
+    x = _trunk(tf, x_in, width)
+    g = L.GlobalAveragePooling2D()(x)
+    g = L.Dropout(0.2)(g)
+    logits = L.Dense(n_classes, name="logits")(g)
+    if not centroid_head:
+        return tf.keras.Model(x_in, {"logits": logits})
+    m = L.Conv2D(8, 1, activation="relu")(x)
+    m = L.Flatten()(m)
+    centroid = L.Dense(2, activation="sigmoid", name="centroid")(m)
+    return tf.keras.Model(x_in, {"logits": logits, "centroid": centroid})
+
+
+def _trunk(tf, x_in, width: float):
+    """3x3 conv (stride 2) then six depthwise-separable blocks, BN + ReLU6 throughout."""
+    L = tf.keras.layers
+    ch = lambda c: max(8, int(c * width))
     x = L.Rescaling(1 / 255.0)(x_in)
     x = L.Conv2D(ch(16), 3, strides=2, padding="same", use_bias=False)(x)
     x = L.BatchNormalization()(x)
@@ -40,15 +55,7 @@ def build_model(tf, n_classes: int, input_hw=(96, 128), width: float = 1.0, cent
         x = L.Conv2D(ch(filters), 1, use_bias=False)(x)
         x = L.BatchNormalization()(x)
         x = L.ReLU(6.0)(x)
-    g = L.GlobalAveragePooling2D()(x)
-    g = L.Dropout(0.2)(g)
-    logits = L.Dense(n_classes, name="logits")(g)
-    if not centroid_head:
-        return tf.keras.Model(x_in, {"logits": logits})
-    m = L.Conv2D(8, 1, activation="relu")(x)
-    m = L.Flatten()(m)
-    centroid = L.Dense(2, activation="sigmoid", name="centroid")(m)
-    return tf.keras.Model(x_in, {"logits": logits, "centroid": centroid})
+    return x
 
 
 def _centroid_loss(tf):
@@ -186,5 +193,88 @@ def train_crop(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 20
             "crop_train_seconds": round(train_s, 1), "crop_model_bytes": path.stat().st_size,
             "crop_keras_val_acc": [round(float(v), 4) for v in hist.history.get("val_accuracy",
                                    hist.history.get("val_logits_accuracy", []))]}
+    log(json.dumps(info))
+    return info
+
+
+# ---------------------------------------------------------------- still crop classifier
+STILL_SCALE = 16.0      # CosFace scale s: logits = s * (cos - m * onehot) in training
+STILL_MARGIN = 0.15     # CosFace margin m (Wang et al. 2018): tighter classes, so unseen SKUs separate
+STILL_EMBED = 128
+
+
+def build_still_model(tf, n_classes: int, input_hw, width: float = 1.0, dim: int = STILL_EMBED):
+    """Trunk -> pooled -> dense embedding (`embed`, what the gateway runs) -> cosine head
+    (`cos`, training only: its normalised weights become the trained classes' gallery rows)."""
+    L = tf.keras.layers
+    x_in = L.Input((*input_hw, 3), name="image")
+    g = L.GlobalAveragePooling2D()(_trunk(tf, x_in, width))
+    g = L.Dropout(0.1)(g)
+    emb = L.Dense(dim, name="embed")(g)
+    unit = L.UnitNormalization(name="unit")(emb)
+    cos = L.Dense(n_classes, use_bias=False, name="cos",
+                  kernel_constraint=tf.keras.constraints.UnitNorm(axis=0))(unit)
+    return tf.keras.Model(x_in, cos), tf.keras.Model(x_in, emb)
+
+
+def _cosface_loss(tf, n_classes: int, s: float = STILL_SCALE, m: float = STILL_MARGIN):
+    def loss(y_true, cos):
+        y = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
+        logits = s * (cos - m * tf.one_hot(y, n_classes))
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+    return loss
+
+
+def train_still(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 8, batch: int = 64,
+                threads: int = 2, width: float = 1.0, seed: int = 0, lr: float = 3e-3,
+                budget_minutes: float | None = None, input_size: int | None = None, log=print) -> dict:
+    """Still classifier: writes still.tflite (int8 in, embedding out), still_gallery.npz
+    (the trained classes' head directions) and still.calib.json (temperature fitted on the
+    validation windows with the int8 model; `cart-model calibrate --still` refits it on
+    real stills)."""
+    import hashlib
+
+    from cart_gateway.detectors.api import softmax
+    from cart_gateway.detectors.still import Gallery, _unit
+    tf = _tf(threads)
+    tf.keras.utils.set_random_seed(seed)
+    labels = [str(s) for s in train_data["labels"]]
+    x, y = train_data["x"], train_data["y"]
+    if input_size and input_size != x.shape[1]:       # train on the windows as the gateway resizes them
+        from cart_gateway.detectors.still import fit_window
+        x = np.stack([fit_window(w, input_size) for w in x])
+        val_data = dict(val_data, x=np.stack([fit_window(w, input_size) for w in val_data["x"]]))
+    model, embed = build_still_model(tf, len(labels), x.shape[1:3], width)
+    model.compile(optimizer=tf.keras.optimizers.Adam(lr), loss=_cosface_loss(tf, len(labels)),
+                  metrics=["accuracy"])
+    budget = _TimeBudget(tf, lr, epochs, budget_minutes * 60 if budget_minutes else None, log)
+    t0 = time.time()
+    hist = model.fit(x, y, batch_size=batch, epochs=epochs, validation_data=(val_data["x"], val_data["y"]),
+                     verbose=2, shuffle=True, callbacks=budget.callbacks())
+    train_s = time.time() - t0
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "still.tflite"
+    rng = np.random.default_rng(seed)
+    path.write_bytes(convert_int8(tf, embed, x[rng.choice(len(x), min(300, len(x)), replace=False)]))
+    w = _unit(model.get_layer("cos").get_weights()[0].T.astype(np.float32))
+    Gallery(labels, w).save(out_dir / "still_gallery.npz")
+    # Temperature on the validation windows, through the int8 model and the gallery as the gateway scores.
+    from cart_gateway.detectors.still import StillClassifier
+    cal_path = out_dir / "still.calib.json"
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    cal_path.write_text(json.dumps({"scale": STILL_SCALE, "temperature": 1.0, "model_sha256": sha}), encoding="utf-8")
+    clf = StillClassifier(path, num_threads=threads)
+    order = {lb: i for i, lb in enumerate(clf.gallery.labels)}
+    yv = np.array([order[labels[i]] for i in val_data["y"]])
+    cos = np.stack([clf.gallery.cosines(clf.embed_window(v)) for v in val_data["x"]])
+    t = fit_temperature(cos * STILL_SCALE, yv)
+    info = {"scale": STILL_SCALE, "temperature": round(t, 4), "model_sha256": sha, "fitted_on": "val windows",
+            "val_top1_int8": round(float((cos.argmax(1) == yv).mean()), 4),
+            "val_ece": round(ece(softmax(cos * STILL_SCALE / t), yv), 4), "val_n": int(len(yv)),
+            "train_n": int(len(y)), "epochs": len(hist.history.get("loss", [])), "train_seconds": round(train_s, 1),
+            "model_bytes": path.stat().st_size, "classes": len(labels),
+            "keras_val_acc": [round(float(v), 4) for v in hist.history.get("val_accuracy", [])]}
+    cal_path.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     log(json.dumps(info))
     return info

@@ -1,0 +1,52 @@
+"""Still-classifier data: the unseen-SKU split, the unseen style leaves the renderer as it
+was, personal-item scenes, windows at the model's input, the held-out still cache."""
+import numpy as np
+
+from cart_gateway.catalogue import Catalogue
+from cart_gateway.detectors.still import STILL_INPUT
+from cart_model import render
+from cart_model import still_crops as sc
+
+CAT = Catalogue.load()
+
+
+def test_unseen_skus_are_disjoint_from_trained_ones_and_cover_every_family_kind():
+    trained, unseen = sc.split_skus(CAT.skus())
+    assert set(trained).isdisjoint(unseen) and len(trained) + len(unseen) == len(CAT)
+    assert len(unseen) >= 50
+    kinds = {(CAT[s].look or {}).get("family_kind", "produce") for s in unseen}
+    assert {"colour", "text", "size", "produce"} <= kinds
+
+
+def test_unseen_style_swaps_font_and_floor_only_inside_its_block():
+    font, floor = render._font, render._background
+    skus = CAT.skus()
+    spec = sc.scene_spec(skus, skus, 123, "unseen")
+    train_spec = sc.StillSpec(spec.seed, spec.label, spec.basket, spec.occlusion, spec.out_of_view, "train")
+    with sc.unseen_style():
+        assert render._font is not font and render._background is not floor
+    assert render._font is font and render._background is floor
+    sc._init(None)
+    a, b = sc._train_one(spec), sc._train_one(train_spec)
+    assert a.shape == b.shape == (STILL_INPUT[1], STILL_INPUT[0], 3)
+    assert np.abs(a.astype(int) - b.astype(int)).mean() > 10      # another look, same scene
+
+
+def test_personal_scenes_are_labelled_with_their_kind():
+    assert sc.personal_kinds() == ("bag", "phone", "wallet", "keys", "toy")
+    d = sc.render_crops(None, [], [], 12, 4242, workers=1, personal_share=1.0)
+    labels = [str(d["labels"][i]) for i in d["y"]]
+    assert {lb for lb in labels if lb != "__none__"} <= {f"personal:{k}" for k in sc.personal_kinds()}
+    assert sum(lb.startswith("personal:") for lb in labels) >= 8
+
+
+def test_held_out_stills_are_cached_under_their_specs(tmp_path):
+    skus = CAT.skus()[:5]
+    specs, a = sc.render_still_scenes(None, skus, skus, 2, sc.STILL_TEST0, workers=1, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("stills-*.pkl"))) == 1
+    specs2, b = sc.render_still_scenes(None, skus, skus, 2, sc.STILL_TEST0, workers=1, cache_dir=tmp_path)
+    assert specs == specs2 and a == b
+    jpeg, cx, cy = a[0]
+    assert jpeg[:2] == b"\xff\xd8" and 0 <= cx <= 1 and 0 <= cy <= 1
+    sc.render_still_scenes(None, skus, skus, 2, sc.STILL_TEST0, "unseen", workers=1, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("stills-*.pkl"))) == 2          # another style, another entry

@@ -1,0 +1,70 @@
+"""Still classifier end to end, small: render windows -> train (CosFace head) -> int8
+LiteRT embedding model + gallery -> enrol a never-trained SKU -> calibrate on real UXGA
+stills -> the gateway's StillClassifier and BurstDetector classify a still."""
+import json
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from cart_gateway.catalogue import Catalogue
+from cart_gateway.detectors.still import STILL_INPUT, StillClassifier
+from cart_gateway.vision import BurstDetector, StillFrame
+from cart_model import still_crops as sc
+from cart_model.cli import DATA_DIR
+from cart_model.still_eval import burst_detector, calibrate_still, enrol, figures
+from cart_model.train import train_still
+
+
+def test_still_training_pipeline_end_to_end(tmp_path):
+    t0 = time.time()
+    small = Catalogue(list(Catalogue.load())[:12])
+    cat_path = tmp_path / "cat.json"
+    cat_path.write_text(small.to_json())
+    skus = small.skus()
+    trained, unseen = sc.split_skus(skus)
+    assert unseen and not set(unseen) & set(trained)
+    tr = sc.render_crops(cat_path, trained, skus, 48, sc.STILL_TRAIN0, workers=1)
+    va = sc.render_crops(cat_path, trained, skus, 8, sc.STILL_VAL0, workers=1)
+    assert tr["x"].shape == (48, STILL_INPUT[1], STILL_INPUT[0], 3)
+    assert list(tr["labels"]) == ["__none__", *trained]          # unseen SKUs never in a batch
+    for f in ("detector.tflite", "detector_crop.tflite", "detector_labels.txt", "detector.calib.json"):
+        shutil.copy(DATA_DIR / f, tmp_path / f)                  # stage 1 finds the item on the still
+    info = train_still(tr, va, tmp_path, epochs=1, batch=32, width=0.5, log=lambda s: None)
+    model = tmp_path / "still.tflite"
+    assert info["model_bytes"] == model.stat().st_size <= 1_000_000
+    clf = StillClassifier(model)
+    assert clf.model.interpreter.get_input_details()[0]["dtype"] == np.int8   # full-integer
+    assert sorted(clf.gallery.labels) == sorted(["__none__", *trained])
+
+    # Enrol the held-out SKU from rendered views: it gets a row, no retraining.
+    g = enrol(clf, cat_path, unseen, views=2, workers=1, log=lambda s: None)
+    assert set(unseen) <= set(g.labels) and len(g) == len(clf.gallery) + len(unseen)
+
+    doc = calibrate_still(tmp_path, cat_path, stills=6, views=2, workers=1, log=lambda s: None)
+    assert 0.05 <= doc["temperature"] <= 20 and doc["enrolled"] == len(unseen)
+    assert json.loads((tmp_path / "still.calib.json").read_text())["model_sha256"] == doc["model_sha256"]
+    clf = StillClassifier(model)                                   # reloads the enrolled gallery
+    assert set(unseen) <= set(clf.gallery.labels)
+    from cart_model.render import encode_jpeg, render_still
+    img, _ = render_still(small, unseen[0], 77, "UXGA")
+    frames, _ = BurstDetector(burst_detector(tmp_path), False, clf).run([encode_jpeg(img)])
+    (frame,) = frames
+    assert isinstance(frame, StillFrame) and len(frame) == 5
+    assert sum(c.score for c in frame) <= 1 + 1e-6
+    assert {c.sku for c in frame} <= set(clf.gallery.labels) | {None}
+    # A generous bound only: 8.5 min at load 15 on 2 cores under nice 10; about a minute quiet.
+    assert time.time() - t0 < 900
+
+
+def test_figures_count_confident_wrong_and_right_sure():
+    labels = ["A", "B", "__none__"]
+    probs = np.array([[0.995, 0.004, 0.001],    # right, sure
+                      [0.98, 0.01, 0.01],       # wrong (truth B), confident
+                      [0.5, 0.4, 0.1]])         # right, unsure
+    y = np.array([0, 1, 0])
+    f = figures(probs, y, labels)
+    assert f["top1"] == pytest.approx(2 / 3, abs=1e-3) and f["right_sure"] == pytest.approx(1 / 3, abs=1e-3)
+    assert f["confident_wrong"] == pytest.approx(1 / 3, abs=1e-3) and f["confident_wrong_n"] == 1
+    assert f["precision_at_097"] == 0.5 and f["products_called_personal"] == 0.0
