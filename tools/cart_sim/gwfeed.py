@@ -15,8 +15,8 @@ import hashlib
 
 from cart_gateway import protocol as P
 from cart_gateway.detectors.api import Candidate
-from cart_gateway.reconcile import (CartReconciler, ReconcileConfig, Unsettled, Vision, WeightChange,
-                                    answer_of, verdict_of)
+from cart_gateway.reconcile import CartReconciler, ReconcileConfig, Unsettled, Vision, answer_of, verdict_of
+from cart_gateway.reconcile.provisional import weight_change
 
 
 class GatewayFeed:
@@ -73,8 +73,7 @@ class GatewayFeed:
             if ev.type == "unsettled":
                 return eng.step(Unsettled(ev.epoch, ev.seq, ev.mono_ms, ev.total_g))
             if ev.type == "weight":
-                return eng.step(WeightChange(ev.epoch, ev.seq, ev.mono_ms, ev.delta_g, ev.total_g,
-                                             ev.noise_g, ev.window.unsettled_seq))
+                return eng.step(weight_change(ev.epoch, ev, ev.mono_ms))
             if ev.type == "capture" and ev.still is not None:   # §7.1: barcodes only
                 f = ev.frames[0]
                 codes = self.still_source(cart, ev.epoch, f) if self.still_source else None

@@ -3,7 +3,8 @@
 # ScaleLoop.step(now_ms) drains the driver's ready conversions into the
 # pipeline and hands events to emit(type, fields) -> seq (rt.event). It
 # fills window.unsettled_seq from the seq emit returned for the matching
-# `unsettled`. Tested with the real SimHX711 and a plain list as emit.
+# `unsettled`, and `replaces` from the seq of the provisional weight event a
+# final one replaces (protocol §6.1). Tested with the real SimHX711 and a plain list as emit.
 try:
     from micropython import const
 except ImportError:
@@ -19,6 +20,7 @@ class ScaleLoop:
         self.emit = emit
         self.bad_samples = 0
         self._unsettled_seq = None
+        self._prov_seq = None    # seq of the open provisional weight event
 
     def step(self, now_ms):
         """Returns the number of conversions taken."""
@@ -48,9 +50,19 @@ class ScaleLoop:
         if typ == "weight":
             fields["window"]["unsettled_seq"] = self._unsettled_seq
             self._unsettled_seq = None
+            if fields.get("replaces"):
+                # The final of a provisional (§6.1): name it; without a seq
+                # (the emit failed) it is an ordinary event.
+                if self._prov_seq is None:
+                    del fields["replaces"]
+                else:
+                    fields["replaces"] = self._prov_seq
+                self._prov_seq = None
         seq = self.emit(typ, fields)
         if typ == "unsettled":
             self._unsettled_seq = seq
+        elif typ == "weight" and fields.get("prov"):
+            self._prov_seq = seq
 
     def tele(self):
         t = self.pipe.tele()

@@ -40,6 +40,7 @@ PARAMS = {
     "trend_k": (3.0, 0.5, 100.0),     # hold trend <= trend_k sigma of noise
     "wander_g": (3.0, 0.0, 1000.0),    # long hold: rough hold levels spread <= this
     "motion_ms": (0, 0, 60000),        # 0: off. See docs/scale.md "unsettled"
+    "prov_ms": (1000, 0, 10000),       # a removal or a rough settle is provisional this long (0: off)
     "timeout_ms": (1000, 50, 600000),  # no sample this long: hx711_timeout
 }
 
@@ -79,6 +80,17 @@ class ScalePipeline:
         self._timed_out = False
         self._same_at = -(1 << 30)  # sample index of the last SAME settle
         self.quiet_unsettled = 0    # unsettled events held back in motion
+        # Provisional weight events (protocol §6.1 `prov` / `replaces`): a
+        # removal (the "out" of a swap?) or a settle after rough holds (a hand
+        # still on it?) is sent at once but stays open prov_ms; a change that
+        # begins meanwhile is reported with it as one final event, else the
+        # refined level is. Counts and sample indices only: nothing allocated
+        # while it waits.
+        self._prov = False          # a provisional event is open
+        self._prov_pre = 0          # its level before the change, counts
+        self._prov_at = 0           # sample index it was sent at
+        self._prov_t0 = 0           # sample index its change began
+        self._prov_hold = "steady"
         self.set_scale(counts_per_g)
 
     def set_scale(self, counts_per_g):
@@ -109,6 +121,7 @@ class ScalePipeline:
         self._hold_d4 = int(2 * (p["hold_noise_g"] * c) ** 2) or 1
         self._zero_band = int(p["zero_band_g"] * c + 0.5)
         self._motion_n = _ms_to_n(p["motion_ms"], self.rate) if p["motion_ms"] else -1
+        self._prov_n = _ms_to_n(p["prov_ms"], self.rate) if p["prov_ms"] else 0
         self._floor_var = int((p["rough_floor_g"] * c) ** 2)
         self._k2x64 = int(p["rough_k"] * p["rough_k"] * 64 + 0.5)  # int math per window
         self._base_var = 0  # EMA of quiet-window variance while settled
@@ -201,6 +214,8 @@ class ScalePipeline:
             if d and -self._zero_band <= d <= self._zero_band:
                 s = det.track_step
                 self.offset += s if d > s else (-s if d < -s else d)
+            if self._prov and det.n - self._prov_at >= self._prov_n:
+                return ("weight", self._final_fields())
             return None
         self._pend_ok = False
         if r == _s.BEGIN:
@@ -217,6 +232,23 @@ class ScalePipeline:
             f = self._weight_fields()
             if f is None:
                 return None
+            if self._prov:
+                # A change that began while the provisional was open: one
+                # action (out then in, or a hand letting go): one final event
+                # from the level before the provisional, replacing it.
+                self._prov = False
+                delta = (det.level - self._prov_pre) / self.cpg
+                f["delta_g"] = round(delta, 1)
+                f["settle_ms"] = self.ms(det.n - 1 - self._prov_t0)
+                f["window"]["pre_g"] = round(self.grams(self._prov_pre), 1)
+                f["replaces"] = True   # ScaleLoop puts the provisional's seq here
+            elif self._prov_n and (f["delta_g"] < 0 or det.suspect):
+                self._prov = True
+                self._prov_pre = det.pre
+                self._prov_at = det.n
+                self._prov_t0 = det.t_start
+                self._prov_hold = f["hold"]
+                f["prov"] = True
             det.ref = det.level
             return ("weight", f)
         return None  # FIRST, SAME
@@ -289,6 +321,40 @@ class ScalePipeline:
                 "max_g": round(hi, 1),
                 "std_g": round(std, 2),
                 "dur_ms": self.ms(det.t_rest - det.t_start),
+                "unsettled_seq": None,
+            },
+        }
+
+    def _final_fields(self):
+        # The open provisional's final event: nothing else began in prov_ms;
+        # the level has been refined since (refine_ms), so is the delta.
+        det = self.det
+        self._prov = False
+        c = abs(self.cpg)
+        delta = (det.level - self._prov_pre) / self.cpg
+        det.ref = det.level
+        lo = self.grams(det.cmin)
+        hi = self.grams(det.cmax)
+        if lo > hi:
+            lo, hi = hi, lo
+        n = det.cn
+        cm = det.cs / n if n else 0.0
+        std = (max(0.0, det.css / n - cm * cm)) ** 0.5 / c if n else 0.0
+        return {
+            "delta_g": round(delta, 1),
+            "total_g": round(self.grams(det.level), 1),
+            "noise_g": round(det.quiet_var ** 0.5 / c, 2),
+            "settle_ms": self.ms(det.n - 1 - self._prov_t0),
+            "hold": self._prov_hold,
+            "replaces": True,   # ScaleLoop puts the provisional's seq here
+            "window": {
+                "n": n,
+                "pre_g": round(self.grams(self._prov_pre), 1),
+                "post_g": round(self.grams(det.level), 1),
+                "min_g": round(lo, 1),
+                "max_g": round(hi, 1),
+                "std_g": round(std, 2),
+                "dur_ms": self.ms(det.t_rest - self._prov_t0),
                 "unsettled_seq": None,
             },
         }
