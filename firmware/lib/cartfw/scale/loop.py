@@ -10,6 +10,8 @@ try:
 except ImportError:
     const = lambda x: x  # noqa: E731
 
+from cartfw.scale.pipeline import SAME_WINDOW
+
 MAX_PER_STEP = const(16)  # bound the work per call; 16 samples = 200 ms
 
 
@@ -21,6 +23,7 @@ class ScaleLoop:
         self.bad_samples = 0
         self._unsettled_seq = None
         self._prov_seq = None    # seq of the open provisional weight event
+        self._prov_useq = None   # ... and its unsettled_seq
 
     def step(self, now_ms):
         """Returns the number of conversions taken."""
@@ -48,8 +51,12 @@ class ScaleLoop:
     def _send(self, ev):
         typ, fields = ev
         if typ == "weight":
-            fields["window"]["unsettled_seq"] = self._unsettled_seq
-            self._unsettled_seq = None
+            win = fields["window"]
+            if win["unsettled_seq"] == SAME_WINDOW:
+                win["unsettled_seq"] = self._prov_useq   # the provisional's own change
+            else:
+                win["unsettled_seq"] = self._unsettled_seq
+                self._unsettled_seq = None
             if fields.get("replaces"):
                 # The final of a provisional (§6.1): name it; without a seq
                 # (the emit failed) it is an ordinary event.
@@ -63,6 +70,7 @@ class ScaleLoop:
             self._unsettled_seq = seq
         elif typ == "weight" and fields.get("prov"):
             self._prov_seq = seq
+            self._prov_useq = fields["window"]["unsettled_seq"]
 
     def tele(self):
         t = self.pipe.tele()

@@ -16,6 +16,10 @@ from cartfw.scale import settle as _s
 # and the cell's noise are far below it.
 _SPIKE = const(1 << 15)
 
+# window.unsettled_seq of a provisional's final that adds no change of its
+# own: ScaleLoop puts the provisional's unsettled_seq there.
+SAME_WINDOW = "same"
+
 # name: (default, lo, hi). Checked by ScalePipeline; errors name the key.
 PARAMS = {
     "rate_hz": (80, 1, 1000),          # HX711 RATE pin high: 80 SPS
@@ -90,7 +94,9 @@ class ScalePipeline:
         self._prov_pre = 0          # its level before the change, counts
         self._prov_at = 0           # sample index it was sent at
         self._prov_t0 = 0           # sample index its change began
-        self._prov_hold = "steady"
+        self._prov_up = False       # its change went up (counts)
+        self._prov_f = None         # its fields, for the final's window
+        self._queued = None         # an event to return at the next sample
         self.set_scale(counts_per_g)
 
     def set_scale(self, counts_per_g):
@@ -198,7 +204,10 @@ class ScalePipeline:
         d = raw - m
         r = det.push(m, raw if -_SPIKE <= d <= _SPIKE else m)
         if r == _s.NONE:
-            return None
+            q = self._queued     # an event held back one sample (see BEGIN)
+            if q is not None:
+                self._queued = None
+            return q
         if r == _s.TRACKED:
             # A window is learned one window late, once the next one was
             # quiet too: the last window before a change can hold its first
@@ -215,28 +224,51 @@ class ScalePipeline:
                 s = det.track_step
                 self.offset += s if d > s else (-s if d < -s else d)
             if self._prov and det.n - self._prov_at >= self._prov_n:
-                return ("weight", self._final_fields())
-            return None
+                return ("weight", self._final_fields(det.level))
+            q = self._queued
+            if q is not None:
+                self._queued = None
+            return q
         self._pend_ok = False
         if r == _s.BEGIN:
+            fin = None
+            if self._prov and (det.cs > 0) == self._prov_up:
+                # The next change goes the same way (a second item in, or
+                # out): not one action with the provisional, which is final
+                # now at its refined level; the `unsettled` follows next.
+                fin = ("weight", self._final_fields(det.level))
             if det.n - self._same_at <= self._motion_n:
                 # The last change came back to the same level moments ago:
                 # the cart is moving. No camera burst per wobble; a real
                 # change still gives its `weight` (unsettled_seq null).
                 self.quiet_unsettled += 1
-                return None
-            return ("unsettled", {"total_g": round(self.grams(det.pre), 1)})
+                return fin
+            ev = ("unsettled", {"total_g": round(self.grams(det.pre), 1)})
+            if fin is None:
+                return ev
+            self._queued = ev
+            return fin
         if r == _s.SAME:
             self._same_at = det.n
         if r == _s.CHANGED:
             f = self._weight_fields()
             if f is None:
                 return None
+            if self._prov and det.n - self._prov_at > 4 * self._prov_n:
+                # Began in time but settled long after (pushed meanwhile):
+                # too late to be the same action; the provisional is final,
+                # this change an event of its own, sent next.
+                fin = self._final_fields(det.pre)
+                det.ref = det.level
+                self._queued = ("weight", f)
+                return ("weight", fin)
             if self._prov:
-                # A change that began while the provisional was open: one
-                # action (out then in, or a hand letting go): one final event
-                # from the level before the provisional, replacing it.
+                # A change the other way began while the provisional was
+                # open: one action (out then in, a hand pressing and
+                # lifting): one final event from the level before the
+                # provisional, replacing it.
                 self._prov = False
+                self._prov_f = None
                 delta = (det.level - self._prov_pre) / self.cpg
                 f["delta_g"] = round(delta, 1)
                 f["settle_ms"] = self.ms(det.n - 1 - self._prov_t0)
@@ -247,7 +279,8 @@ class ScalePipeline:
                 self._prov_pre = det.pre
                 self._prov_at = det.n
                 self._prov_t0 = det.t_start
-                self._prov_hold = f["hold"]
+                self._prov_up = det.level > det.pre
+                self._prov_f = f
                 f["prov"] = True
             det.ref = det.level
             return ("weight", f)
@@ -325,38 +358,26 @@ class ScalePipeline:
             },
         }
 
-    def _final_fields(self):
-        # The open provisional's final event: nothing else began in prov_ms;
-        # the level has been refined since (refine_ms), so is the delta.
-        det = self.det
+    def _final_fields(self, level):
+        # The open provisional's final event at `level` (counts): no change
+        # the other way began in prov_ms; the level has been refined since
+        # (refine_ms), so is the delta. Its change and window are the
+        # provisional's (ScaleLoop gives it the same unsettled_seq).
         self._prov = False
-        c = abs(self.cpg)
-        delta = (det.level - self._prov_pre) / self.cpg
-        det.ref = det.level
-        lo = self.grams(det.cmin)
-        hi = self.grams(det.cmax)
-        if lo > hi:
-            lo, hi = hi, lo
-        n = det.cn
-        cm = det.cs / n if n else 0.0
-        std = (max(0.0, det.css / n - cm * cm)) ** 0.5 / c if n else 0.0
+        pf = self._prov_f
+        self._prov_f = None
+        post = round(self.grams(level), 1)
+        win = dict(pf["window"])
+        win["post_g"] = post
+        win["unsettled_seq"] = SAME_WINDOW
         return {
-            "delta_g": round(delta, 1),
-            "total_g": round(self.grams(det.level), 1),
-            "noise_g": round(det.quiet_var ** 0.5 / c, 2),
-            "settle_ms": self.ms(det.n - 1 - self._prov_t0),
-            "hold": self._prov_hold,
+            "delta_g": round((level - self._prov_pre) / self.cpg, 1),
+            "total_g": post,
+            "noise_g": pf["noise_g"],
+            "settle_ms": pf["settle_ms"],
+            "hold": pf["hold"],
             "replaces": True,   # ScaleLoop puts the provisional's seq here
-            "window": {
-                "n": n,
-                "pre_g": round(self.grams(self._prov_pre), 1),
-                "post_g": round(self.grams(det.level), 1),
-                "min_g": round(lo, 1),
-                "max_g": round(hi, 1),
-                "std_g": round(std, 2),
-                "dur_ms": self.ms(det.t_rest - self._prov_t0),
-                "unsettled_seq": None,
-            },
+            "window": win,
         }
 
     def poll(self, now_ms):
