@@ -9,8 +9,9 @@ open (at most `prov_wait_ms`). A final whose provisional was decided already (th
 makes a movement of the difference only; one whose provisional was never seen (lost) counts whole.
 
 Hand pair: a hand rests on the basket (+x settles) and lifts (-x). When a removal matches an
-undecided addition of the same size made shortly before and the camera saw no product or personal
-item in either, both are cancelled: the addition's prompt (if one is open) is withdrawn.
+addition of the same size made shortly before that is not yet in the basket (waiting, asked or under
+review) and the camera saw no product or personal item in either, both are cancelled: the
+addition's prompt or review is withdrawn.
 """
 from __future__ import annotations
 
@@ -131,7 +132,7 @@ class ProvisionalMixin:
             return False
         minus = (w.mono_ms, float(w.delta_g), float(w.noise_g))
         cands = [m for m in self.s["moves"].values()
-                 if m["epoch"] == w.epoch and m["state"] in (MoveState.WAITING, MoveState.PROMPT)
+                 if m["epoch"] == w.epoch and m["state"] in (MoveState.WAITING, MoveState.PROMPT, MoveState.REVIEW)
                  and not m.get("same_weight") and "prov" not in m
                  and hand_pair((m["mono_ms"], m["delta_g"], m["noise_g"]), minus, cfg)]
         if not cands:
@@ -145,8 +146,11 @@ class ProvisionalMixin:
             self.s["visions"].extend(v.to_dict() for v in vis)
             return False
         if mv["state"] == MoveState.PROMPT and mv["prompt_id"]:
-            self._close_prompt(mv["prompt_id"])
-        mv["state"] = MoveState.DONE
+            self._close_prompt(mv["prompt_id"])           # the shopper is not asked about a hand
+        if mv["state"] == MoveState.REVIEW and mv["review_id"]:
+            self.s["reviews"].pop(mv["review_id"], None)   # nor is a reviewer
+            self._fx["reviews_closed"].append(mv["review_id"])
+        mv["state"], mv["prompt_id"], mv["review_id"] = MoveState.DONE, None, None
         self._log("no_change", f"hand: +{mv['delta_g']:.1f} g then {w.delta_g:.1f} g (weight {w.seq}) "
                   f"within {w.mono_ms - mv['mono_ms']} ms, nothing seen: both cancelled", move=mv["id"],
                   evidence=["weight", "vision"] if (mv["vision"] or vis) else ["weight"],
