@@ -75,10 +75,12 @@ def test_a_swap_sent_provisional_then_final_is_one_movement_of_the_whole_change(
 def test_a_removal_and_its_final_count_once():
     e = engine()
     seq, t, total = basket_with(e, "cola", "water")
-    add(e, seq, t, -355.5, total - 355.5, [("cola", 0.9)], prov=True)
-    e.step(WeightChange(1, seq + 2, t + 2000, -354.8, total - 354.8, 0.5, seq, replaces=seq + 1))
-    d = e.advance(t + 8000)["decisions"]
+    d = add(e, seq, t, -355.5, total - 355.5, [("cola", 0.9)], prov=True)
+    assert [x for x in d if x["outcome"] == "accept"] == []
+    # the final of the same change (its own unsettled_seq), 1.1 s later: decided with it, not 1 s after
+    d = e.step(WeightChange(1, seq + 2, t + 2000, -354.8, total - 354.8, 0.5, seq, replaces=seq + 1))["decisions"]
     assert outcomes([x for x in d if x["outcome"] == "accept"]) == ["accept"]
+    assert [x for x in e.advance(t + 8000)["decisions"] if x["outcome"] == "accept"] == []
     assert [ln["sku"] for ln in e.basket()["lines"]] == ["water"]
 
 

@@ -94,12 +94,16 @@ class ProvisionalMixin:
             return True
         mv.pop("prov", None)
         mv["delta_g"] = round(mv["delta_g"] + delta, 3)
-        mv["total_g"], mv["seq"], mv["mono_ms"] = float(w.total_g), w.seq, w.mono_ms
+        mv["total_g"], mv["seq"] = float(w.total_g), w.seq
         mv["noise_g"] = max(mv["noise_g"], float(w.noise_g))
-        mv["deadline_ms"] = w.mono_ms + self.cfg.evidence_window_ms
         mv["wseqs"] = mv.get("wseqs", [op["seq"]]) + [w.seq]
-        if w.unsettled_seq is not None and w.unsettled_seq != mv["unsettled_seq"]:
+        if w.unsettled_seq is not None and w.unsettled_seq not in [mv["unsettled_seq"]] + mv.get("merged_useqs", []):
+            # a second change (the swap's "in"): it settled now, its burst may still come
             mv["merged_useqs"] = mv.get("merged_useqs", []) + [w.unsettled_seq]
+            mv["mono_ms"] = w.mono_ms
+            mv["deadline_ms"] = w.mono_ms + self.cfg.evidence_window_ms
+        # else the provisional's own change at its refined level: the merge hold and the wait for
+        # vision still count from when it settled, so the decision comes with the final
         for v in self._take_visions(w.epoch, w.unsettled_seq, start, w.mono_ms):
             self._attach(mv, v)
         self._log("merged", f"weight {w.seq} replaces provisional {w.replaces} in movement {mv['id']}",
