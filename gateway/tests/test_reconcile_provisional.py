@@ -236,3 +236,34 @@ def test_hand_pair_window_is_bounded_and_can_be_turned_off():
         e.advance(t + 4000)
         fx = e.step(WeightChange(1, seq + 3, t + later, -421.0, total + 2.0, 0.8, None))
         assert fx["prompts_closed"] == [] and not any(x.get("hand_pair") for x in fx["decisions"])
+
+
+# ---------------------------------------------------------------- through the service's decode path
+def test_the_service_hands_prov_and_replaces_to_the_engine_and_refuses_a_forged_one(tmp_path):
+    import json
+
+    from gwcore import JUICE, KETCHUP, Harness
+    h = Harness(tmp_path)
+    h.move(JUICE[1], JUICE[0])
+    h.move(KETCHUP[1], KETCHUP[0])
+    juice_seq = 2                                   # unsettled 1, weight 2 (Board counts seqs per event)
+    sc = h.scale
+    h.send(sc.topic, sc.unsettled())
+    useq = sc.seq
+    prov = json.loads(sc.weight(-KETCHUP[1], unsettled_seq=useq))
+    h.send(sc.topic, json.dumps(dict(prov, prov=True)).encode())
+    h.tick(2500)                                    # past merge_hold and the vision wait: held for its final
+    assert sorted(ln["sku"] for ln in h.basket()["lines"]) == sorted([JUICE[0], KETCHUP[0]])
+    fin = json.loads(sc.weight(0.0, unsettled_seq=useq))
+    fin.update(delta_g=-KETCHUP[1] + 0.3, replaces=prov["seq"])
+    h.send(sc.topic, json.dumps(fin).encode())
+    h.tick(3000)
+    assert [ln["sku"] for ln in h.basket()["lines"]] == [JUICE[0]]
+    log = h.gw.carts["c001"].engine.decisions()
+    assert any("replaces provisional" in d["reason"] for d in log)
+    # forged: a final naming the juice's ordinary weight event is refused whole, nothing lost
+    before = h.gw.carts["c001"].engine.to_json()
+    forged = json.loads(sc.weight(-JUICE[1], unsettled_seq=None))
+    h.send(sc.topic, json.dumps(dict(forged, replaces=juice_seq)).encode())
+    assert h.gw.carts["c001"].engine.to_json() == before
+    assert h.count("bad", "rejected_by_engine") == 1
