@@ -252,7 +252,7 @@ def test_the_service_hands_prov_and_replaces_to_the_engine_and_refuses_a_forged_
     useq = sc.seq
     prov = json.loads(sc.weight(-KETCHUP[1], unsettled_seq=useq))
     h.send(sc.topic, json.dumps(dict(prov, prov=True)).encode())
-    h.tick(2500)                                    # past merge_hold and the vision wait: held for its final
+    h.tick(2000)                                    # past merge_hold and the vision wait: held for its final
     assert sorted(ln["sku"] for ln in h.basket()["lines"]) == sorted([JUICE[0], KETCHUP[0]])
     fin = json.loads(sc.weight(0.0, unsettled_seq=useq))
     fin.update(delta_g=-KETCHUP[1] + 0.3, replaces=prov["seq"])
@@ -267,3 +267,19 @@ def test_the_service_hands_prov_and_replaces_to_the_engine_and_refuses_a_forged_
     h.send(sc.topic, json.dumps(dict(forged, replaces=juice_seq)).encode())
     assert h.gw.carts["c001"].engine.to_json() == before
     assert h.count("bad", "rejected_by_engine") == 1
+
+
+def test_a_hand_lift_sent_provisional_cancels_when_its_final_comes():
+    e = engine()
+    seq, t, total = basket_with(e, "water")
+    add(e, seq, t, 423.0, total + 423.0, None)
+    e.advance(t + 4000)
+    (p,) = e.open_prompts()
+    # the lift is a removal: the scale sends it provisional, then its final
+    fx = e.step(WeightChange(1, seq + 3, t + 6000, -421.0, total + 2.0, 0.8, None, prov=True))
+    assert fx["prompts_closed"] == []                    # a provisional is not paired: its final may differ
+    fx = e.step(WeightChange(1, seq + 4, t + 7100, -422.0, total + 1.0, 0.6, None, replaces=seq + 3))
+    assert fx["prompts_closed"] == [p["prompt_id"]]
+    assert any(x.get("hand_pair") for x in fx["decisions"])
+    e.advance(t + 12000)
+    assert [ln["sku"] for ln in e.basket()["lines"]] == ["water"] and e.open_prompts() == []

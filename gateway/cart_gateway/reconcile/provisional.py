@@ -110,6 +110,7 @@ class ProvisionalMixin:
                   move=mv["id"], evidence=["weight"],
                   extra={"delta_g": mv["delta_g"], "provisional_g": op["delta_g"], "final_g": float(w.delta_g)})
         self._fx["basket_changed"] = True
+        self._pair_final(mv)
         return True
 
     def _note_provisional(self, mv: dict, w: WeightChange) -> None:
@@ -129,38 +130,56 @@ class ProvisionalMixin:
         return "prov" in mv and self.s["now_ms"] < mv["mono_ms"] + self.cfg.prov_wait_ms
 
     def _cancel_hand_pair(self, w: WeightChange, start: int) -> bool:
-        """A removal that takes back an undecided addition of the same size, with no product seen in
-        either: a hand pressed and lifted. Cancels both; True if it did."""
-        cfg = self.cfg
-        if w.delta_g >= 0 or w.prov or cfg.hand_pair_ms <= 0:
+        """A removal that takes back an addition of the same size not yet in the basket, with no
+        product seen in either: a hand pressed and lifted. Cancels both; True if it did. A
+        provisional removal is paired when its final comes (_pair_final)."""
+        if w.delta_g >= 0 or w.prov or self.cfg.hand_pair_ms <= 0:
             return False
-        minus = (w.mono_ms, float(w.delta_g), float(w.noise_g))
-        cands = [m for m in self.s["moves"].values()
-                 if m["epoch"] == w.epoch and m["state"] in (MoveState.WAITING, MoveState.PROMPT, MoveState.REVIEW)
-                 and not m.get("same_weight") and "prov" not in m
-                 and hand_pair((m["mono_ms"], m["delta_g"], m["noise_g"]), minus, cfg)]
-        if not cands:
-            return False
-        mv = max(cands, key=lambda m: (m["mono_ms"], m["id"]))
-        if self._saw_something(mv["vision"]):
+        plus = self._hand_partner(w.epoch, (w.mono_ms, float(w.delta_g), float(w.noise_g)), None)
+        if plus is None:
             return False
         vis = self._take_visions(w.epoch, w.unsettled_seq, start, w.mono_ms)
         if any(self._saw_something(v.to_dict()) for v in vis):
             # not a hand after all: the vision stays for the removal's own movement
             self.s["visions"].extend(v.to_dict() for v in vis)
             return False
+        self._cancel_pair(plus, w.seq, float(w.delta_g), w.mono_ms, bool(vis))
+        return True
+
+    def _pair_final(self, mv: dict) -> bool:
+        """A removal's movement whose provisional was just replaced: the hand-pair rule as above."""
+        if mv["delta_g"] >= 0 or self.cfg.hand_pair_ms <= 0 or self._saw_something(mv["vision"]):
+            return False
+        plus = self._hand_partner(mv["epoch"], (mv["mono_ms"], mv["delta_g"], mv["noise_g"]), mv["id"])
+        if plus is None:
+            return False
+        mv["state"] = MoveState.DONE
+        self._cancel_pair(plus, mv["seq"], mv["delta_g"], mv["mono_ms"], mv["vision"] is not None)
+        return True
+
+    def _hand_partner(self, epoch: int, minus: tuple[int, float, float], not_id: str | None) -> dict | None:
+        cands = [m for m in self.s["moves"].values()
+                 if m["epoch"] == epoch and m["id"] != not_id
+                 and m["state"] in (MoveState.WAITING, MoveState.PROMPT, MoveState.REVIEW)
+                 and not m.get("same_weight") and "prov" not in m
+                 and hand_pair((m["mono_ms"], m["delta_g"], m["noise_g"]), minus, self.cfg)]
+        if not cands:
+            return None
+        mv = max(cands, key=lambda m: (m["mono_ms"], m["id"]))
+        return None if self._saw_something(mv["vision"]) else mv
+
+    def _cancel_pair(self, mv: dict, seq: int, minus_g: float, mono_ms: int, had_vision: bool) -> None:
         if mv["state"] == MoveState.PROMPT and mv["prompt_id"]:
             self._close_prompt(mv["prompt_id"])           # the shopper is not asked about a hand
         if mv["state"] == MoveState.REVIEW and mv["review_id"]:
             self.s["reviews"].pop(mv["review_id"], None)   # nor is a reviewer
             self._fx["reviews_closed"].append(mv["review_id"])
         mv["state"], mv["prompt_id"], mv["review_id"] = MoveState.DONE, None, None
-        self._log("no_change", f"hand: +{mv['delta_g']:.1f} g then {w.delta_g:.1f} g (weight {w.seq}) "
-                  f"within {w.mono_ms - mv['mono_ms']} ms, nothing seen: both cancelled", move=mv["id"],
-                  evidence=["weight", "vision"] if (mv["vision"] or vis) else ["weight"],
-                  extra={"delta_g": mv["delta_g"], "cancelled_by_g": float(w.delta_g), "hand_pair": True})
+        self._log("no_change", f"hand: +{mv['delta_g']:.1f} g then {minus_g:.1f} g (weight {seq}) "
+                  f"within {mono_ms - mv['mono_ms']} ms, nothing seen: both cancelled", move=mv["id"],
+                  evidence=["weight", "vision"] if (mv["vision"] or had_vision) else ["weight"],
+                  extra={"delta_g": mv["delta_g"], "cancelled_by_g": minus_g, "hand_pair": True})
         self._fx["basket_changed"] = True
-        return True
 
     def _saw_something(self, vision: dict | None) -> bool:
         seen = seen_of(VisionSummary.from_dict(vision), self.cat, self.cfg) if vision else None

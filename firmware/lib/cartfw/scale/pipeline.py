@@ -232,10 +232,11 @@ class ScalePipeline:
         self._pend_ok = False
         if r == _s.BEGIN:
             fin = None
-            if self._prov and (det.cs > 0) == self._prov_up:
+            if self._prov and ((det.cs > 0) == self._prov_up or det.n - self._prov_at > self._prov_n):
                 # The next change goes the same way (a second item in, or
-                # out): not one action with the provisional, which is final
-                # now at its refined level; the `unsettled` follows next.
+                # out), or comes after prov_ms (a push): not one action with
+                # the provisional, which is final now at its refined level;
+                # the `unsettled` follows next.
                 fin = ("weight", self._final_fields(det.level))
             if det.n - self._same_at <= self._motion_n:
                 # The last change came back to the same level moments ago:
@@ -250,6 +251,9 @@ class ScalePipeline:
             return fin
         if r == _s.SAME:
             self._same_at = det.n
+            if self._prov and det.n - self._prov_at >= self._prov_n:
+                # a wobble that came back (a push) after prov_ms: final now
+                return ("weight", self._final_fields(det.level))
         if r == _s.CHANGED:
             f = self._weight_fields()
             if f is None:
