@@ -283,3 +283,12 @@ def test_a_hand_lift_sent_provisional_cancels_when_its_final_comes():
     assert any(x.get("hand_pair") for x in fx["decisions"])
     e.advance(t + 12000)
     assert [ln["sku"] for ln in e.basket()["lines"]] == ["water"] and e.open_prompts() == []
+
+
+def test_an_open_provisional_survives_a_restart_of_the_engine():
+    e = engine()
+    seq, t, total = basket_with(e, "cola", "water")
+    add(e, seq, t, -355.0, total - 355.0, [("cola", 0.9)], prov=True)
+    e2 = CartReconciler.from_json(e.to_json(), catalogue(SKUS), ReconcileConfig())
+    d = e2.step(WeightChange(1, seq + 2, t + 2000, -355.2, total - 355.2, 0.5, seq, replaces=seq + 1))["decisions"]
+    assert "accept" in outcomes(d) and [ln["sku"] for ln in e2.basket()["lines"]] == ["water"]
