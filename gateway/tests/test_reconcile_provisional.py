@@ -292,3 +292,27 @@ def test_an_open_provisional_survives_a_restart_of_the_engine():
     e2 = CartReconciler.from_json(e.to_json(), catalogue(SKUS), ReconcileConfig())
     d = e2.step(WeightChange(1, seq + 2, t + 2000, -355.2, total - 355.2, 0.5, seq, replaces=seq + 1))["decisions"]
     assert "accept" in outcomes(d) and [ln["sku"] for ln in e2.basket()["lines"]] == ["water"]
+
+
+def test_a_hand_that_pressed_in_two_steps_is_cancelled_by_its_one_lift():
+    e = engine()
+    seq, t, total = basket_with(e, "water")
+    add(e, seq, t, 240.0, total + 240.0, [(None, 0.9)])      # the press (fits no product) ...
+    e.advance(t + 4000)
+    add(e, seq + 2, t + 4500, 15.4, total + 255.4, None)      # ... a little harder, past merge_gap_ms
+    e.advance(t + 8000)
+    assert len(e.open_prompts()) + len(e.open_reviews()) == 2
+    fx = e.step(WeightChange(1, seq + 5, t + 9000, -254.0, total + 1.4, 0.8, None))
+    assert sum(1 for x in fx["decisions"] if x.get("hand_pair")) == 2
+    e.advance(t + 14000)
+    assert [ln["sku"] for ln in e.basket()["lines"]] == ["water"]
+    assert e.open_prompts() == [] and e.open_reviews() == []
+
+
+def test_hand_group_takes_only_the_latest_additions_in_time():
+    from cart_gateway.reconcile.provisional import hand_group
+    cfg = ReconcileConfig()
+    assert hand_group([(0, 500.0, 1.0), (1000, 164.0, 1.5), (2000, 15.0, 1.4)], (8000, -178.5, 0.8), cfg) == [1, 2]
+    assert hand_group([(0, 500.0, 1.0), (1000, 164.0, 1.5)], (8000, -164.5, 0.8), cfg) == [1]
+    assert hand_group([(0, 164.0, 1.5)], (20000, -164.0, 0.8), cfg) == []          # too long after
+    assert hand_group([(0, 100.0, 1.0), (500, -50.0, 1.0), (900, 60.0, 1.0)], (2000, -160.0, 1.0), cfg) == []

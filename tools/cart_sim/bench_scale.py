@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 from cart_gateway.reconcile.config import ReconcileConfig
-from cart_gateway.reconcile.provisional import hand_pair
+from cart_gateway.reconcile.provisional import hand_group
 from cart_sim.physics import LoadCellModel
 from cartfw.scale.pipeline import ScalePipeline
 
@@ -143,17 +143,18 @@ MIN_DELTA_G = min(GW.min_delta_g, ScalePipeline(CPG).p["min_delta_g"])
 
 
 def gateway_cancelled(ws):
-    """Indices of readings (from effective()) the gateway's hand-pair rule cancels: each removal
-    with an earlier uncancelled addition of the same size (nothing seen: the bench has no camera)."""
+    """Indices of readings (from effective()) the gateway's hand-pair rule (reconcile/provisional.py
+    hand_group) cancels: each removal with the earlier uncancelled additions it takes back (nothing
+    seen: the bench has no camera)."""
     gone = set()
     for j, (_, tj, fj) in enumerate(ws):
         if fj["delta_g"] >= 0:
             continue
-        for i in range(j - 1, -1, -1):
-            ti, fi = ws[i][1], ws[i][2]
-            if i not in gone and hand_pair((ti, fi["delta_g"], fi["noise_g"]), (tj, fj["delta_g"], fj["noise_g"]), GW):
-                gone.update((i, j))
-                break
+        idx = [i for i in range(j) if i not in gone and ws[i][2]["delta_g"] > 0]
+        pick = hand_group([(ws[i][1], ws[i][2]["delta_g"], ws[i][2]["noise_g"]) for i in idx],
+                          (tj, fj["delta_g"], fj["noise_g"]), GW)
+        if pick:
+            gone.update([idx[k] for k in pick] + [j])
     return gone
 
 

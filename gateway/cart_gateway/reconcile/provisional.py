@@ -44,6 +44,25 @@ def hand_pair(plus: tuple[int, float, float], minus: tuple[int, float, float], c
             and same_size(plus[1], minus[1], math.hypot(plus[2], minus[2]), cfg.hand_pair_abs_g, cfg.hand_pair_rel))
 
 
+HAND_PARTS = 3   # a hand's press may settle in up to this many steps (pressing harder, wandering)
+
+
+def hand_group(pluses: list[tuple[int, float, float]], minus: tuple[int, float, float], cfg) -> list[int]:
+    """Indices into `pluses` (earlier additions, oldest first, none seen) that a removal takes back
+    as a hand's lift: the latest one, or the latest 2..HAND_PARTS together, of the same size in time
+    (hand_pair); [] if none. Shared by the engine and cart_sim.bench_scale."""
+    total = noise2 = 0.0
+    for k in range(1, min(HAND_PARTS, len(pluses)) + 1):
+        t, d, n = pluses[-k]
+        if d <= 0:
+            return []
+        total += d
+        noise2 += n * n
+        if hand_pair((t, total, math.sqrt(noise2)), minus, cfg):
+            return list(range(len(pluses) - k, len(pluses)))
+    return []
+
+
 class ProvisionalMixin:
     # ------------------------------------------------------------------ checks (before any change)
     def _check_provisional(self, w: WeightChange) -> None:
@@ -136,7 +155,7 @@ class ProvisionalMixin:
         if w.delta_g >= 0 or w.prov or self.cfg.hand_pair_ms <= 0:
             return False
         plus = self._hand_partner(w.epoch, (w.mono_ms, float(w.delta_g), float(w.noise_g)), None)
-        if plus is None:
+        if not plus:
             return False
         vis = self._take_visions(w.epoch, w.unsettled_seq, start, w.mono_ms)
         if any(self._saw_something(v.to_dict()) for v in vis):
@@ -151,34 +170,35 @@ class ProvisionalMixin:
         if mv["delta_g"] >= 0 or self.cfg.hand_pair_ms <= 0 or self._saw_something(mv["vision"]):
             return False
         plus = self._hand_partner(mv["epoch"], (mv["mono_ms"], mv["delta_g"], mv["noise_g"]), mv["id"])
-        if plus is None:
+        if not plus:
             return False
         mv["state"] = MoveState.DONE
         self._cancel_pair(plus, mv["seq"], mv["delta_g"], mv["mono_ms"], mv["vision"] is not None)
         return True
 
-    def _hand_partner(self, epoch: int, minus: tuple[int, float, float], not_id: str | None) -> dict | None:
-        cands = [m for m in self.s["moves"].values()
-                 if m["epoch"] == epoch and m["id"] != not_id
-                 and m["state"] in (MoveState.WAITING, MoveState.PROMPT, MoveState.REVIEW)
-                 and not m.get("same_weight") and "prov" not in m
-                 and hand_pair((m["mono_ms"], m["delta_g"], m["noise_g"]), minus, self.cfg)]
-        if not cands:
-            return None
-        mv = max(cands, key=lambda m: (m["mono_ms"], m["id"]))
-        return None if self._saw_something(mv["vision"]) else mv
+    def _hand_partner(self, epoch: int, minus: tuple[int, float, float], not_id: str | None) -> list[dict]:
+        """The additions not yet in the basket, nothing seen, that this removal takes back ([]: none)."""
+        cands = sorted((m for m in self.s["moves"].values()
+                        if m["epoch"] == epoch and m["id"] != not_id
+                        and m["state"] in (MoveState.WAITING, MoveState.PROMPT, MoveState.REVIEW)
+                        and not m.get("same_weight") and "prov" not in m and m["mono_ms"] <= minus[0]),
+                       key=lambda m: (m["mono_ms"], m["id"]))
+        cands = [m for m in cands if m["delta_g"] > 0 and not self._saw_something(m["vision"])]
+        pick = hand_group([(m["mono_ms"], m["delta_g"], m["noise_g"]) for m in cands], minus, self.cfg)
+        return [cands[i] for i in pick]
 
-    def _cancel_pair(self, mv: dict, seq: int, minus_g: float, mono_ms: int, had_vision: bool) -> None:
-        if mv["state"] == MoveState.PROMPT and mv["prompt_id"]:
-            self._close_prompt(mv["prompt_id"])           # the shopper is not asked about a hand
-        if mv["state"] == MoveState.REVIEW and mv["review_id"]:
-            self.s["reviews"].pop(mv["review_id"], None)   # nor is a reviewer
-            self._fx["reviews_closed"].append(mv["review_id"])
-        mv["state"], mv["prompt_id"], mv["review_id"] = MoveState.DONE, None, None
-        self._log("no_change", f"hand: +{mv['delta_g']:.1f} g then {minus_g:.1f} g (weight {seq}) "
-                  f"within {mono_ms - mv['mono_ms']} ms, nothing seen: both cancelled", move=mv["id"],
-                  evidence=["weight", "vision"] if (mv["vision"] or had_vision) else ["weight"],
-                  extra={"delta_g": mv["delta_g"], "cancelled_by_g": minus_g, "hand_pair": True})
+    def _cancel_pair(self, pluses: list[dict], seq: int, minus_g: float, mono_ms: int, had_vision: bool) -> None:
+        for mv in pluses:
+            if mv["state"] == MoveState.PROMPT and mv["prompt_id"]:
+                self._close_prompt(mv["prompt_id"])           # the shopper is not asked about a hand
+            if mv["state"] == MoveState.REVIEW and mv["review_id"]:
+                self.s["reviews"].pop(mv["review_id"], None)   # nor is a reviewer
+                self._fx["reviews_closed"].append(mv["review_id"])
+            mv["state"], mv["prompt_id"], mv["review_id"] = MoveState.DONE, None, None
+            self._log("no_change", f"hand: +{mv['delta_g']:.1f} g (of {len(pluses)}) then {minus_g:.1f} g "
+                      f"(weight {seq}) within {mono_ms - mv['mono_ms']} ms, nothing seen: cancelled", move=mv["id"],
+                      evidence=["weight", "vision"] if (mv["vision"] or had_vision) else ["weight"],
+                      extra={"delta_g": mv["delta_g"], "cancelled_by_g": minus_g, "hand_pair": True})
         self._fx["basket_changed"] = True
 
     def _saw_something(self, vision: dict | None) -> bool:
