@@ -480,11 +480,13 @@ def test_a_second_removal_soon_after_is_an_event_of_its_own(tmp_path):
     s.run(4000)
     evs, _ = both(s.out, tmp_path)
     later = [e for e in evs if e["i"] >= n0]
-    assert types(later) == ["unsettled", "weight", "weight", "unsettled", "weight", "weight"], later
+    # the first's final right after the second's unsettled
+    assert types(later) == ["unsettled", "weight", "unsettled", "weight", "weight", "weight"], later
     d = [round(w["delta_g"]) for w in weights(later)]
     assert len(d) == 2 and abs(d[0] + 400) <= 3 and abs(d[1] + 300) <= 3, later
     ws = _sent(later)
     assert ws[1]["fields"]["replaces"] == ws[0]["seq"] and ws[3]["fields"]["replaces"] == ws[2]["seq"]
+    assert later[3]["seq"] == later[2]["seq"] + 1 and later[3]["i"] - later[2]["i"] <= 1
     # each event's window names its own unsettled
     uns = [e["seq"] for e in later if e["type"] == "unsettled"]
     assert [w["fields"]["window"]["unsettled_seq"] for w in ws] == [uns[0], uns[0], uns[1], uns[1]]

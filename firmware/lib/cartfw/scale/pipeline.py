@@ -96,7 +96,7 @@ class ScalePipeline:
         self._prov_t0 = 0           # sample index its change began
         self._prov_up = False       # its change went up (counts)
         self._prov_f = None         # its fields, for the final's window
-        self._queued = None         # an event to return at the next sample
+        self._queued = None         # an event to return at the next quiet sample
         self.set_scale(counts_per_g)
 
     def set_scale(self, counts_per_g):
@@ -235,8 +235,9 @@ class ScalePipeline:
             if self._prov and ((det.cs > 0) == self._prov_up or det.n - self._prov_at > self._prov_n):
                 # The next change goes the same way (a second item in, or
                 # out), or comes after prov_ms (a push): not one action with
-                # the provisional, which is final now at its refined level;
-                # the `unsettled` follows next.
+                # the provisional, which is final now at its refined level,
+                # sent right after the `unsettled` (so a gateway holding the
+                # provisional's movement sees the new window open first).
                 fin = ("weight", self._final_fields(det.level))
             if det.n - self._same_at <= self._motion_n:
                 # The last change came back to the same level moments ago:
@@ -244,11 +245,8 @@ class ScalePipeline:
                 # change still gives its `weight` (unsettled_seq null).
                 self.quiet_unsettled += 1
                 return fin
-            ev = ("unsettled", {"total_g": round(self.grams(det.pre), 1)})
-            if fin is None:
-                return ev
-            self._queued = ev
-            return fin
+            self._queued = fin
+            return ("unsettled", {"total_g": round(self.grams(det.pre), 1)})
         if r == _s.SAME:
             self._same_at = det.n
             if self._prov and det.n - self._prov_at >= self._prov_n:
