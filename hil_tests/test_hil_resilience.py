@@ -6,12 +6,12 @@ import time
 
 import pytest
 
-from cartrig.checks import check_no_gaps, check_order, dedupe
+from cartrig.checks import check_no_gaps, check_order, dedupe, readings
 from cartrig.drivers.load import OperatorLoadDriver
 
 
 def _weights(scale, since):
-    return [e for e in scale.events(since) if e["type"] == "weight"]
+    return readings(scale.events(since))
 
 
 def test_broker_outage_events_buffered_and_replayed(scale, rig, figures):
@@ -42,7 +42,7 @@ def test_broker_outage_events_buffered_and_replayed(scale, rig, figures):
     uniq, dups = dedupe(evs)
     check_order(uniq)
     check_no_gaps(uniq)
-    w = [e for e in uniq if e["type"] == "weight"]
+    w = readings(uniq)
     assert [round(e["delta_g"]) for e in w] == pytest.approx(placed, abs=3), w
     figures(scale, f"outage {lim.outage_s:.0f} s: events replayed", len(uniq))
     figures(scale, "outage: broker back -> all replayed (s)", round(replay_s, 2))

@@ -77,8 +77,26 @@ class Script:
         return self
 
 
-def weights(evs):
+def sent_weights(evs):
     return [e["fields"] for e in evs if e["type"] == "weight"]
+
+
+def weights(evs):
+    """The readings a gateway counts (protocol §6.1): a final event takes the place of the
+    provisional it `replaces`; one back at the level before it (|delta| < 15 g) removes it."""
+    out = []
+    for e in evs:
+        if e["type"] != "weight":
+            continue
+        f = e["fields"]
+        at = [i for i, (q, _) in enumerate(out) if q == f.get("replaces")]
+        if not at:
+            out.append((e["seq"], f))
+        elif abs(f["delta_g"]) < 15:
+            del out[at[0]]
+        else:
+            out[at[0]] = (e["seq"], f)
+    return [f for _, f in out]
 
 
 def types(evs):
@@ -394,3 +412,100 @@ def test_removal_while_a_hand_rests_on_another_item_is_one_event(tmp_path):
     w = _one([e for e in evs if e["i"] >= n0], -500)
     assert w["window"]["pre_g"] == pytest.approx(1500, abs=3)
     assert abs(end["scale_total_g"] - 1000) < 3
+
+
+# -- provisional events (protocol §6.1 `prov` / `replaces`, issue 14) ---------------------
+
+def _sent(evs):
+    return [e for e in evs if e["type"] == "weight"]
+
+
+@pytest.mark.micropython
+def test_swap_settled_between_out_and_in_is_one_final_event_replacing_the_provisional(tmp_path):
+    # Out (300 g), 400 ms at rest (long enough to settle at 1 g), then 450 g in: the
+    # removal goes out provisional, the final names it and carries the whole swap.
+    s = Script(40, noise_g=1.0).run(2000)
+    s.m.set_load(1500)
+    s.run(5000)
+    n0 = len(s.out)
+    rest = s.m.ramp_to(1200, 250)
+    s.run(rest - s.m.t_ms + 400)
+    s.m.ramp_to(1650, 300)
+    s.run(4000)
+    evs, _ = both(s.out, tmp_path)
+    ws = _sent([e for e in evs if e["i"] >= n0])
+    assert len(ws) == 2, ws
+    prov, fin = ws
+    assert prov["fields"]["prov"] is True and abs(prov["fields"]["delta_g"] + 300) <= 3
+    assert fin["fields"]["replaces"] == prov["seq"] and "prov" not in fin["fields"]
+    assert abs(fin["fields"]["delta_g"] - 150) <= 3
+    assert fin["fields"]["window"]["pre_g"] == pytest.approx(1500, abs=3)
+    uns = [e["seq"] for e in evs if e["i"] >= n0 and e["type"] == "unsettled"]
+    assert len(uns) == 2 and fin["fields"]["window"]["unsettled_seq"] == uns[1]
+    assert [round(w["delta_g"]) for w in weights(evs)][-1:] == [round(fin["fields"]["delta_g"])]
+
+
+@pytest.mark.micropython
+def test_removal_alone_is_provisional_then_final_at_its_refined_level(tmp_path):
+    s = Script(41, noise_g=2.0).run(2000)
+    s.m.set_load(900)
+    s.run(5000)
+    n0 = len(s.out)
+    s.m.ramp_to(650, 300)
+    s.run(4000)
+    evs, _ = both(s.out, tmp_path)
+    ws = _sent([e for e in evs if e["i"] >= n0])
+    assert len(ws) == 2, ws
+    prov, fin = ws
+    assert prov["fields"]["prov"] is True
+    assert fin["fields"]["replaces"] == prov["seq"]
+    assert abs(fin["fields"]["delta_g"] + 250) <= 3
+    # about prov_ms (1 s) later, the same change: the provisional's unsettled_seq
+    assert 900 <= (fin["i"] - prov["i"]) * 12.5 <= 1300
+    assert fin["fields"]["window"]["unsettled_seq"] == prov["fields"]["window"]["unsettled_seq"] is not None
+    assert [round(w["delta_g"]) for w in weights(evs)][-1] == round(fin["fields"]["delta_g"])
+
+
+@pytest.mark.micropython
+def test_a_second_removal_soon_after_is_an_event_of_its_own(tmp_path):
+    # Out, out again 500 ms after: the same direction is not one action; the first
+    # provisional is made final when the second change begins.
+    s = Script(42, noise_g=1.0).run(2000)
+    s.m.set_load(2000)
+    s.run(5000)
+    n0 = len(s.out)
+    rest = s.m.ramp_to(1600, 250)
+    s.run(rest - s.m.t_ms + 500)
+    s.m.ramp_to(1300, 250)
+    s.run(4000)
+    evs, _ = both(s.out, tmp_path)
+    later = [e for e in evs if e["i"] >= n0]
+    # the first's final right after the second's unsettled
+    assert types(later) == ["unsettled", "weight", "unsettled", "weight", "weight", "weight"], later
+    d = [round(w["delta_g"]) for w in weights(later)]
+    assert len(d) == 2 and abs(d[0] + 400) <= 3 and abs(d[1] + 300) <= 3, later
+    ws = _sent(later)
+    assert ws[1]["fields"]["replaces"] == ws[0]["seq"] and ws[3]["fields"]["replaces"] == ws[2]["seq"]
+    assert later[3]["seq"] == later[2]["seq"] + 1 and later[3]["i"] - later[2]["i"] <= 1
+    # each event's window names its own unsettled
+    uns = [e["seq"] for e in later if e["type"] == "unsettled"]
+    assert [w["fields"]["window"]["unsettled_seq"] for w in ws] == [uns[0], uns[0], uns[1], uns[1]]
+
+
+@pytest.mark.micropython
+def test_a_placement_is_final_at_once(tmp_path):
+    s = Script(43, noise_g=2.0).run(5000)
+    s.m.ramp_to(420, 250)
+    s.run(3000)
+    evs, _ = both(s.out, tmp_path)
+    (w,) = sent_weights(evs)
+    assert "prov" not in w and "replaces" not in w and abs(w["delta_g"] - 420) <= 3
+
+
+def test_provisional_window_is_a_checked_parameter():
+    from cartfw.scale.pipeline import ScalePipeline
+    assert ScalePipeline(CPG, OFFSET, prov_ms=0).p["prov_ms"] == 0
+    with pytest.raises(ValueError, match="prov_ms"):
+        ScalePipeline(CPG, OFFSET, prov_ms=-1)
+    with pytest.raises(ValueError, match="prov_ms"):
+        ScalePipeline(CPG, OFFSET, prov_ms=float("nan"))

@@ -161,6 +161,18 @@ class WeightEvent(_Event):
     # rule or after holds rejected for tremor (a hand may be on the basket);
     # None from firmware that predates it.
     hold: Literal["steady", "suspect"] | None = None
+    # Optional (§6.1, issue 14): `prov` true: a final event replacing this one follows;
+    # `replaces`: the seq (same stream) of the provisional this final one replaces.
+    prov: Annotated[bool, Field(strict=True)] = False
+    replaces: Annotated[int, Field(strict=True, ge=1, lt=2**32)] | None = None
+
+    @model_validator(mode="after")
+    def _provisional(self):
+        if self.replaces is not None and self.replaces >= self.seq:
+            raise ValueError(f"replaces {self.replaces} must name an earlier event (below seq {self.seq})")
+        if self.prov and self.replaces is not None:
+            raise ValueError("a replacing event is final: prov and replaces together")
+        return self
 
 
 class UnsettledEvent(_Event):

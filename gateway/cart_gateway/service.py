@@ -30,7 +30,8 @@ from .frames import Assemblies, FrameFiles, FrameTooLarge, frame_id
 from .logs import event
 from .metrics import Metrics
 from .reconcile import (CartReconciler, CatalogueIndex, ReconcileError, Unsettled, Vision, WeightBook,
-                        WeightChange, answer_of, verdict_of)
+                        answer_of, verdict_of)
+from .reconcile.provisional import weight_change
 from .store import Store
 from .vision import check_still, is_still_result
 
@@ -350,8 +351,7 @@ class Gateway:
         self._dirty.add(ev.cart)
         self._counted.append(ev.type)
         if ev.type == "weight":
-            w = WeightChange(epoch, ev.seq, now, ev.delta_g, ev.total_g, ev.noise_g, ev.window.unsettled_seq)
-            self._step(rt, w, t_ms)
+            self._step(rt, weight_change(epoch, ev, now), t_ms)
         elif ev.type == "unsettled":
             self._step(rt, Unsettled(epoch, ev.seq, now, ev.total_g), t_ms)
         elif ev.type == "capture":

@@ -100,6 +100,41 @@ def test_weight_event_hold_flag_is_optional():
         assert P.decode_event(SCALE, js(dict(d, hold=v))).hold == v
 
 
+# §6.1 `prov` / `replaces` (issue 14): a provisional reading and the final one that replaces it
+@pytest.mark.parametrize("mutate, match", [
+    (lambda d: d.update(prov="yes"), "'prov'"),
+    (lambda d: d.update(prov=1), "'prov'"),
+    (lambda d: d.update(replaces=0), "'replaces'"),
+    (lambda d: d.update(replaces=-3), "'replaces'"),
+    (lambda d: d.update(replaces=2**32), "'replaces'"),
+    (lambda d: d.update(replaces=3.5), "'replaces'"),
+    (lambda d: d.update(replaces="3"), "'replaces'"),
+    (lambda d: d.update(replaces=True), "'replaces'"),
+    (lambda d: d.update(replaces=10), "must name an earlier event"),       # itself (forged)
+    (lambda d: d.update(replaces=11), "must name an earlier event"),       # a later one
+    (lambda d: d.update(replaces=4, prov=True), "prov and replaces together"),
+])
+def test_weight_event_rejects_bad_provisional_fields(mutate, match):
+    d = dict(weight(), seq=10)
+    mutate(d)
+    raises(P.decode_event, SCALE, js(d), match=match)
+
+
+@pytest.mark.parametrize("field, match", [("replaces", "'replaces'"), ("delta_g", "'delta_g'")])
+def test_weight_event_rejects_nan_in_a_provisional_final(field, match):
+    d = dict(weight(), seq=10, replaces=4)
+    d[field] = float("nan")
+    raises(P.decode_event, SCALE, json.dumps(d).encode(), match=match)
+
+
+def test_weight_event_provisional_fields_are_optional():
+    d = dict(weight(), seq=10)
+    ev = P.decode_event(SCALE, js(d))
+    assert ev.prov is False and ev.replaces is None     # firmware before issue 14: final, replaces nothing
+    assert P.decode_event(SCALE, js(dict(d, prov=True))).prov is True
+    assert P.decode_event(SCALE, js(dict(d, replaces=9))).replaces == 9
+
+
 def test_unsettled_event_rejects_missing_total():
     d = json.loads(Board("c001").unsettled())
     del d["total_g"]

@@ -48,3 +48,19 @@ def check_order(events: list[dict]) -> None:
         if e in last and s <= last[e]:
             raise AssertionError(f"epoch {e}: seq {s} arrived after seq {last[e]}")
         last[e] = s
+
+
+def readings(events: list[dict]) -> list[dict]:
+    """The weight readings a gateway counts (protocol §6.1): a final event (`replaces`) takes the
+    place of the provisional it names, in the provisional's position."""
+    out: list[dict] = []
+    for e in events:
+        if e.get("type") != "weight":
+            continue
+        at = [i for i, x in enumerate(out) if e.get("replaces") is not None and x["seq"] == e["replaces"]
+              and x.get("epoch") == e.get("epoch")]
+        if at:
+            out[at[0]] = e
+        else:
+            out.append(e)
+    return out

@@ -38,6 +38,8 @@ import sys
 import time
 from pathlib import Path
 
+from cart_gateway.reconcile.config import ReconcileConfig
+from cart_gateway.reconcile.provisional import hand_group
 from cart_sim.physics import LoadCellModel
 from cartfw.scale.pipeline import ScalePipeline
 
@@ -115,6 +117,47 @@ def _run(m, p, ms, evs):
             evs.append((t, e))
 
 
+def effective(evs):
+    """The weight readings a gateway counts (protocol §6.1): a final event replaces the open
+    provisional before it. Returns [(t_first_ms, t_final_ms, fields)]: t_first is when the first
+    reading of it came (the provisional's time, if any), fields are the final event's. The bench
+    feeds the pipeline without ScaleLoop, so `replaces` is True, not a seq: it names the open one.
+    A final that comes back to the level before its provisional (a hand lifted) is no reading."""
+    out, open_i = [], None
+    for t, (typ, f) in evs:
+        if typ != "weight":
+            continue
+        if f.get("replaces") and open_i is not None:
+            if abs(f["delta_g"]) < MIN_DELTA_G:   # back where it was before the provisional: nothing
+                out.pop(open_i)
+            else:
+                out[open_i] = (out[open_i][0], t, f)
+        else:
+            out.append((t, t, f))
+        open_i = len(out) - 1 if f.get("prov") else None
+    return out
+
+
+GW = ReconcileConfig()
+MIN_DELTA_G = min(GW.min_delta_g, ScalePipeline(CPG).p["min_delta_g"])
+
+
+def gateway_cancelled(ws):
+    """Indices of readings (from effective()) the gateway's hand-pair rule (reconcile/provisional.py
+    hand_group) cancels: each removal with the earlier uncancelled additions it takes back (nothing
+    seen: the bench has no camera)."""
+    gone = set()
+    for j, (_, tj, fj) in enumerate(ws):
+        if fj["delta_g"] >= 0:
+            continue
+        idx = [i for i in range(j) if i not in gone and ws[i][2]["delta_g"] > 0]
+        pick = hand_group([(ws[i][1], ws[i][2]["delta_g"], ws[i][2]["noise_g"]) for i in idx],
+                          (tj, fj["delta_g"], fj["noise_g"]), GW)
+        if pick:
+            gone.update([idx[k] for k in pick] + [j])
+    return gone
+
+
 def placements(n, seed):
     """Each trial: an empty, settled basket; one item of 20 g..3 kg (log-
     uniform) lowered over 100..500 ms; noise 0.5..1.5 g rms (figures.md)."""
@@ -128,7 +171,7 @@ def placements(n, seed):
         _run(m, p, 1500, evs)
         rest = m.ramp_to(w, rng.uniform(100, 500))
         _run(m, p, 3000, evs)
-        ws = [(t, e[1]) for t, e in evs if e[0] == "weight"]
+        ws = [(t, f) for t, _, f in effective(evs)]
         if not ws:
             missed += 1
             continue
@@ -187,7 +230,7 @@ def hands(n, seed):
     1..8 s, tremor and wander at the model's defaults, then lifted; every
     weight event is false."""
     rng = random.Random(seed)
-    false = suspect = uncancelled = 0
+    false = suspect = uncancelled = sent = 0
     per_press = []
     for k in range(n):
         m = _model(seed * 7 + k, rng.uniform(0.5, 1.5))
@@ -199,16 +242,18 @@ def hands(n, seed):
         press = rng.uniform(100, 800)
         m.hand(press, rng.uniform(1000, 8000))
         _run(m, p, 10_000, evs)
-        nw = sum(1 for _, e in evs if e[0] == "weight")
-        suspect += sum(1 for _, e in evs if e[0] == "weight" and e[1].get("hold") == "suspect")
+        ws = effective(evs)
+        nw = len(ws)
+        sent += sum(1 for _, e in evs if e[0] == "weight")
+        suspect += sum(1 for _, _, f in ws if f.get("hold") == "suspect")
         false += nw
         if nw:
             per_press.append(round(press))
-            if abs(sum(e[1]["delta_g"] for _, e in evs if e[0] == "weight")) > 3.0:
-                uncancelled += nw
-    # uncancelled: false events in presses whose events do not sum to ~0 (a
-    # gateway cancelling +x/-x pairs could not remove them)
-    return {"presses": n, "false_weight_events": false, "suspect": suspect, "uncancelled": uncancelled,
+            uncancelled += nw - len(gateway_cancelled(ws))
+    # false: readings after provisionals are replaced; sent: every weight event; uncancelled: those
+    # the gateway's hand-pair rule (reconcile/provisional.py) does not cancel
+    return {"presses": n, "false_weight_events": false, "sent_weight_events": sent, "suspect": suspect,
+            "uncancelled": uncancelled,
             "presses_with_false_events": per_press}
 
 
@@ -293,6 +338,8 @@ def actions(n, seed):
     lat_kind = {k: [] for k in names}
     lat, n_act, n_one, n_ok = [], 0, 0, 0
     n_sum_ok = 0  # the action's events summed within tolerance (see "merged_ok_share")
+    n_sent_one = n_gw_ok = 0   # one weight event sent at all; one left and right after the gateway's pair cancel
+    lat_final = []             # load at rest -> the final reading (a provisional's replacement)
     worst = []
     flags = {"steady": 0, "suspect": 0, None: 0}
     for k in range(n):
@@ -305,35 +352,46 @@ def actions(n, seed):
         m.set_load(base)
         _run(m, p, SETTLED_MS, [])
         acts, evs = _one_trial(kind, rng, m, p)
-        ws = [(t, e[1]) for t, e in evs if e[0] == "weight"]
+        ws = effective(evs)
+        gone = gateway_cancelled(ws)
+        sent = [t for t, e in evs if e[0] == "weight"]
         for i, (start, rest, truth) in enumerate(acts):
             end = acts[i + 1][0] if i + 1 < len(acts) else float("inf")
-            mine = [(t, f) for t, f in ws if start <= t < end]
+            mine = [(t, tf, f) for t, tf, f in ws if start <= t < end]
+            tol = max(3.0, 0.01 * abs(truth))
             per[kind]["actions"] += 1
             n_act += 1
-            if mine and abs(sum(f["delta_g"] for _, f in mine) - truth) <= max(3.0, 0.01 * abs(truth)):
+            n_sent_one += sum(1 for t in sent if start <= t < end) == 1
+            gw = [f for j, (t, _, f) in enumerate(ws) if start <= t < end and j not in gone]
+            n_gw_ok += len(gw) == 1 and abs(gw[0]["delta_g"] - truth) <= tol
+            if mine and abs(sum(f["delta_g"] for _, _, f in mine) - truth) <= tol:
                 n_sum_ok += 1
             if len(mine) != 1:
-                worst.append((kind, round(truth, 1), [round(f["delta_g"], 1) for _, f in mine]))
+                worst.append((kind, round(truth, 1), [round(f["delta_g"], 1) for _, _, f in mine]))
                 continue
-            t, f = mine[0]
+            t, tf, f = mine[0]
             flags[f.get("hold")] += 1
             n_one += 1
             per[kind]["one_event"] += 1
             lat.append(t - rest)
+            lat_final.append(tf - rest)
             lat_kind[kind].append(t - rest)
-            if abs(f["delta_g"] - truth) <= max(3.0, 0.01 * abs(truth)):
+            if abs(f["delta_g"] - truth) <= tol:
                 n_ok += 1
                 per[kind]["delta_ok"] += 1
             else:
                 worst.append((kind, round(truth, 1), [round(f["delta_g"], 1)]))
     for k in names:
         per[k]["latency_p95_ms"] = _pct(lat_kind[k], .95)
-    # merged_ok_share: what a gateway that merges all of an action's events
-    # (a provisional event replaced by its follow-up) would get at most.
+    # Shares are of the readings a gateway counts (provisionals replaced by their finals, §6.1);
+    # sent_one_event_share counts every weight event sent; gateway_ok_share also applies the
+    # gateway's hand-pair cancel; merged_ok_share: an action's readings summed (an upper bound).
+    # Latency: load at rest -> the first reading (provisional or final); latency_final_ms: -> final.
     return {"actions": n_act, "one_event_share": n_one / n_act, "delta_ok_share": n_ok / n_act,
-            "merged_ok_share": n_sum_ok / n_act,
+            "merged_ok_share": n_sum_ok / n_act, "sent_one_event_share": n_sent_one / n_act,
+            "gateway_ok_share": n_gw_ok / n_act,
             "latency_ms": {"p50": _pct(lat, .5), "p95": _pct(lat, .95), "max": max(lat, default=None)},
+            "latency_final_ms": {"p50": _pct(lat_final, .5), "p95": _pct(lat_final, .95)},
             "by_kind": per, "hold_flags": {str(k): v for k, v in flags.items()},
             "failures": worst[:40]}
 
@@ -469,6 +527,11 @@ def main(argv=None):
         "hand_uncancelled_per_100": round(100.0 * hd["uncancelled"] / max(1, hd["presses"]), 1),
         "latency_p50_ms": ac["latency_ms"]["p50"],
         "latency_p95_ms": ac["latency_ms"]["p95"],
+        "latency_final_p50_ms": ac["latency_final_ms"]["p50"],
+        "latency_final_p95_ms": ac["latency_final_ms"]["p95"],
+        "sent_one_event_share": round(ac["sent_one_event_share"], 4),
+        "gateway_ok_share": round(ac["gateway_ok_share"], 4),
+        "hand_sent_per_100": round(100.0 * hd["sent_weight_events"] / max(1, hd["presses"]), 1),
     })
     res["wall_s"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(res))

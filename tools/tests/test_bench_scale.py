@@ -52,3 +52,28 @@ def test_nau7802_needs_its_noise_figure(capsys):
     assert d["adc"] == "nau7802" and abs(d["cell_noise_g"] - 1.917) < 0.01
     assert 0.0 <= d["merged_ok_share"] <= 1.0 and d["hand_uncancelled_per_100"] <= d["hand_false_per_100"]
     bench_scale.Cell.adc_nv = None
+
+
+def _w(delta, prov=False, replaces=False, noise=0.8):
+    f = {"delta_g": delta, "noise_g": noise}
+    if prov:
+        f["prov"] = True
+    if replaces:
+        f["replaces"] = True
+    return ("weight", f)
+
+
+def test_readings_replace_provisionals_as_a_gateway_does():
+    evs = [(100, ("unsettled", {})), (300, _w(-300.0, prov=True)), (700, _w(150.0, replaces=True)),
+           (900, _w(200.0)), (2000, _w(-120.0, prov=True)), (2600, _w(-1.0, replaces=True))]
+    r = bench_scale.effective(evs)
+    # the swap is one reading at the provisional's time with the final's delta; the -120 / back
+    # to where it was (a hand lifted) is none
+    assert [(t0, t1, f["delta_g"]) for t0, t1, f in r] == [(300, 700, 150.0), (900, 900, 200.0)]
+
+
+def test_hand_pairs_are_counted_with_the_gateways_own_rule():
+    ws = [(0, 0, {"delta_g": 500.0, "noise_g": 0.8}), (1000, 1000, {"delta_g": 180.0, "noise_g": 1.2}),
+          (6000, 6000, {"delta_g": -176.0, "noise_g": 1.0}), (30000, 30000, {"delta_g": -500.0, "noise_g": 0.8})]
+    # the hand's +180/-176 within seconds cancels; the item taken out 30 s later does not pair
+    assert bench_scale.gateway_cancelled(ws) == {1, 2}

@@ -89,6 +89,15 @@ class ReconcileConfig(BaseModel):
     unsettled_expire_ms: int = Field(10000, ge=0, description=(
         "close an `unsettled` window with no `weight` event after this: the scale sends no event "
         "when a push, knock or hand leaves the load where it was (docs/scale.md)"))
+    # --- provisional weight events and a hand's +x/-x pair (provisional.py, docs/reconciliation.md §1.1)
+    prov_wait_ms: int = Field(2500, ge=0, description=(
+        "a movement whose provisional weight event (protocol §6.1 `prov`) has no final yet waits this long "
+        "(the scale sends the final about prov_ms = 1 s later, or when the change the other way settles)"))
+    hand_pair_ms: int = Field(12000, ge=0, description=(
+        "a removal this soon after an undecided addition of the same size, nothing seen in either, cancels "
+        "both (a hand pressed and lifted); 0 turns it off"))
+    hand_pair_abs_g: float = Field(4.0, ge=0, description="same size: within this many grams ...")
+    hand_pair_rel: float = Field(0.05, ge=0, description="... or this share of the addition, or 3 x the noise")
     # --- decision thresholds
     accept_posterior: float = Field(0.97, gt=0, le=1)
     accept_margin: float = Field(0.9, ge=0, le=1, description="top minus runner-up")

@@ -5,6 +5,7 @@ what changed; `advance(mono_ms)` lets event time pass; `to_dict()` / `from_dict(
 JSON forms) round-trip the whole state through state.py. The work is done by:
 
   evidence.py  weight windows and vision paired into movements (settles of one action merged)
+  provisional.py  a provisional weight event replaced by its final; a hand's +x/-x pair cancelled
   decide.py    the policy: accept / ask / review, prompts, reviews, the decision log
   basket.py    the ledger: lines, personal items, effects, learning; the §10 payload
   answers.py   shopper answers and reviewer verdicts
@@ -24,6 +25,7 @@ from .decide import DecideMixin
 from .evidence import EvidenceMixin
 from .inputs import Answer, Unsettled, Vision, WeightChange, check_input
 from .produce import produce_book_for
+from .provisional import ProvisionalMixin
 from .scoring import CatalogueIndex, MovementScores
 from .state import MoveState, ReconcileError, check_state, dumps, fresh_state, loads
 from .weightbook import WeightBook
@@ -31,7 +33,7 @@ from .weightbook import WeightBook
 __all__ = ["CartReconciler", "ReconcileError"]
 
 
-class CartReconciler(EvidenceMixin, DecideMixin, BasketMixin, AnswersMixin):
+class CartReconciler(EvidenceMixin, ProvisionalMixin, DecideMixin, BasketMixin, AnswersMixin):
     def __init__(self, cart: str, catalogue, config: ReconcileConfig | None = None,
                  book: WeightBook | None = None, *, index: CatalogueIndex | None = None):
         self.cart = cart
@@ -80,6 +82,8 @@ class CartReconciler(EvidenceMixin, DecideMixin, BasketMixin, AnswersMixin):
               "reviews_opened": [], "reviews_closed": [], "decisions": []}
         self._fx = fx
         vs = check_input(item, self.cat)      # before any change: bad input loses nothing
+        if isinstance(item, WeightChange):
+            self._check_provisional(item)
         self._tick(item.mono_ms)
         if isinstance(item, Unsettled):
             self._on_unsettled(item)

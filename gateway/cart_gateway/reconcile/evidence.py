@@ -30,6 +30,8 @@ class EvidenceMixin:
             if u:
                 start = u["mono_ms"]
             s["settled_refs"] = (s["settled_refs"] + [ukey])[-SETTLED_KEEP:]
+        if self._replace_provisional(w, start):    # provisional.py: a final replaces, never adds
+            return
         if abs(w.delta_g) < self.cfg.min_delta_g:
             if ukey:
                 s["nochange_refs"] = (s["nochange_refs"] + [ukey])[-SETTLED_KEEP:]
@@ -48,18 +50,26 @@ class EvidenceMixin:
         host = self._merge_host(w.epoch, start)
         if host is not None:
             self._merge(host, w, start)
+            self._note_provisional(host, w)
             return
+        if self._cancel_hand_pair(w, start):      # provisional.py: a hand pressed and lifted
+            return
+        self._note_provisional(self._new_movement(w, start, float(w.delta_g)), w)
+
+    def _new_movement(self, w: WeightChange, start: int, delta_g: float) -> dict:
+        s = self.s
         s["n"]["move"] += 1
         mid = f"m{s['n']['move']}"
         s["moves"][mid] = {"id": mid, "epoch": w.epoch, "seq": w.seq, "unsettled_seq": w.unsettled_seq,
-                           "start_ms": start, "mono_ms": w.mono_ms, "delta_g": float(w.delta_g),
+                           "start_ms": start, "mono_ms": w.mono_ms, "delta_g": delta_g,
                            "total_g": float(w.total_g), "noise_g": float(w.noise_g),
                            "deadline_ms": w.mono_ms + self.cfg.evidence_window_ms,
                            "vision": None, "state": MoveState.WAITING, "prompt_id": None, "review_id": None}
         vis = self._take_visions(w.epoch, w.unsettled_seq, start, w.mono_ms)
         for v in vis:
             self._attach(s["moves"][mid], v)
-        self._fx["basket_changed"] = w.delta_g > 0   # a pending line shows until decided
+        self._fx["basket_changed"] = delta_g > 0   # a pending line shows until decided
+        return s["moves"][mid]
 
     def _merge_host(self, epoch: int, start_ms: int) -> dict | None:
         """The undecided movement a settle starting at `start_ms` continues: one physical action
@@ -89,6 +99,8 @@ class EvidenceMixin:
         """Wait before deciding while the same action may still be settling: shortly after the
         settle, or while an `unsettled` window opened just after it is still open."""
         cfg, now = self.cfg, self.s["now_ms"]
+        if self._held_provisional(mv):
+            return True
         if cfg.merge_gap_ms <= 0:
             return False
         if now < mv["mono_ms"] + cfg.merge_hold_ms:

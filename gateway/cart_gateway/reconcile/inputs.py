@@ -50,6 +50,8 @@ class WeightChange:
     total_g: float
     noise_g: float = 0.0
     unsettled_seq: int | None = None
+    prov: bool = False              # §6.1: a final event replacing it follows (reconcile/provisional.py)
+    replaces: int | None = None     # §6.1: the seq of the provisional event this final one replaces
 
 
 @dataclass(frozen=True)

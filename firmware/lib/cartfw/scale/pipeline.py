@@ -16,6 +16,10 @@ from cartfw.scale import settle as _s
 # and the cell's noise are far below it.
 _SPIKE = const(1 << 15)
 
+# window.unsettled_seq of a provisional's final that adds no change of its
+# own: ScaleLoop puts the provisional's unsettled_seq there.
+SAME_WINDOW = "same"
+
 # name: (default, lo, hi). Checked by ScalePipeline; errors name the key.
 PARAMS = {
     "rate_hz": (80, 1, 1000),          # HX711 RATE pin high: 80 SPS
@@ -40,6 +44,7 @@ PARAMS = {
     "trend_k": (3.0, 0.5, 100.0),     # hold trend <= trend_k sigma of noise
     "wander_g": (3.0, 0.0, 1000.0),    # long hold: rough hold levels spread <= this
     "motion_ms": (0, 0, 60000),        # 0: off. See docs/scale.md "unsettled"
+    "prov_ms": (1000, 0, 10000),       # a removal or a rough settle is provisional this long (0: off)
     "timeout_ms": (1000, 50, 600000),  # no sample this long: hx711_timeout
 }
 
@@ -79,6 +84,19 @@ class ScalePipeline:
         self._timed_out = False
         self._same_at = -(1 << 30)  # sample index of the last SAME settle
         self.quiet_unsettled = 0    # unsettled events held back in motion
+        # Provisional weight events (protocol §6.1 `prov` / `replaces`): a
+        # removal (the "out" of a swap?) or a settle after rough holds (a hand
+        # still on it?) is sent at once but stays open prov_ms; a change that
+        # begins meanwhile is reported with it as one final event, else the
+        # refined level is. Counts and sample indices only: nothing allocated
+        # while it waits.
+        self._prov = False          # a provisional event is open
+        self._prov_pre = 0          # its level before the change, counts
+        self._prov_at = 0           # sample index it was sent at
+        self._prov_t0 = 0           # sample index its change began
+        self._prov_up = False       # its change went up (counts)
+        self._prov_f = None         # its fields, for the final's window
+        self._queued = None         # an event to return at the next quiet sample
         self.set_scale(counts_per_g)
 
     def set_scale(self, counts_per_g):
@@ -109,6 +127,7 @@ class ScalePipeline:
         self._hold_d4 = int(2 * (p["hold_noise_g"] * c) ** 2) or 1
         self._zero_band = int(p["zero_band_g"] * c + 0.5)
         self._motion_n = _ms_to_n(p["motion_ms"], self.rate) if p["motion_ms"] else -1
+        self._prov_n = _ms_to_n(p["prov_ms"], self.rate) if p["prov_ms"] else 0
         self._floor_var = int((p["rough_floor_g"] * c) ** 2)
         self._k2x64 = int(p["rough_k"] * p["rough_k"] * 64 + 0.5)  # int math per window
         self._base_var = 0  # EMA of quiet-window variance while settled
@@ -185,7 +204,10 @@ class ScalePipeline:
         d = raw - m
         r = det.push(m, raw if -_SPIKE <= d <= _SPIKE else m)
         if r == _s.NONE:
-            return None
+            q = self._queued     # an event held back one sample (see BEGIN)
+            if q is not None:
+                self._queued = None
+            return q
         if r == _s.TRACKED:
             # A window is learned one window late, once the next one was
             # quiet too: the last window before a change can hold its first
@@ -201,22 +223,67 @@ class ScalePipeline:
             if d and -self._zero_band <= d <= self._zero_band:
                 s = det.track_step
                 self.offset += s if d > s else (-s if d < -s else d)
-            return None
+            if self._prov and det.n - self._prov_at >= self._prov_n:
+                return ("weight", self._final_fields(det.level))
+            q = self._queued
+            if q is not None:
+                self._queued = None
+            return q
         self._pend_ok = False
         if r == _s.BEGIN:
+            fin = None
+            if self._prov and ((det.cs > 0) == self._prov_up or det.n - self._prov_at > self._prov_n):
+                # The next change goes the same way (a second item in, or
+                # out), or comes after prov_ms (a push): not one action with
+                # the provisional, which is final now at its refined level,
+                # sent right after the `unsettled` (so a gateway holding the
+                # provisional's movement sees the new window open first).
+                fin = ("weight", self._final_fields(det.level))
             if det.n - self._same_at <= self._motion_n:
                 # The last change came back to the same level moments ago:
                 # the cart is moving. No camera burst per wobble; a real
                 # change still gives its `weight` (unsettled_seq null).
                 self.quiet_unsettled += 1
-                return None
+                return fin
+            self._queued = fin
             return ("unsettled", {"total_g": round(self.grams(det.pre), 1)})
         if r == _s.SAME:
             self._same_at = det.n
+            if self._prov and det.n - self._prov_at >= self._prov_n:
+                # a wobble that came back (a push) after prov_ms: final now
+                return ("weight", self._final_fields(det.level))
         if r == _s.CHANGED:
             f = self._weight_fields()
             if f is None:
                 return None
+            if self._prov and det.n - self._prov_at > 4 * self._prov_n:
+                # Began in time but settled long after (pushed meanwhile):
+                # too late to be the same action; the provisional is final,
+                # this change an event of its own, sent next.
+                fin = self._final_fields(det.pre)
+                det.ref = det.level
+                self._queued = ("weight", f)
+                return ("weight", fin)
+            if self._prov:
+                # A change the other way began while the provisional was
+                # open: one action (out then in, a hand pressing and
+                # lifting): one final event from the level before the
+                # provisional, replacing it.
+                self._prov = False
+                self._prov_f = None
+                delta = (det.level - self._prov_pre) / self.cpg
+                f["delta_g"] = round(delta, 1)
+                f["settle_ms"] = self.ms(det.n - 1 - self._prov_t0)
+                f["window"]["pre_g"] = round(self.grams(self._prov_pre), 1)
+                f["replaces"] = True   # ScaleLoop puts the provisional's seq here
+            elif self._prov_n and (f["delta_g"] < 0 or det.suspect):
+                self._prov = True
+                self._prov_pre = det.pre
+                self._prov_at = det.n
+                self._prov_t0 = det.t_start
+                self._prov_up = det.level > det.pre
+                self._prov_f = f
+                f["prov"] = True
             det.ref = det.level
             return ("weight", f)
         return None  # FIRST, SAME
@@ -291,6 +358,28 @@ class ScalePipeline:
                 "dur_ms": self.ms(det.t_rest - det.t_start),
                 "unsettled_seq": None,
             },
+        }
+
+    def _final_fields(self, level):
+        # The open provisional's final event at `level` (counts): no change
+        # the other way began in prov_ms; the level has been refined since
+        # (refine_ms), so is the delta. Its change and window are the
+        # provisional's (ScaleLoop gives it the same unsettled_seq).
+        self._prov = False
+        pf = self._prov_f
+        self._prov_f = None
+        post = round(self.grams(level), 1)
+        win = dict(pf["window"])
+        win["post_g"] = post
+        win["unsettled_seq"] = SAME_WINDOW
+        return {
+            "delta_g": round((level - self._prov_pre) / self.cpg, 1),
+            "total_g": post,
+            "noise_g": pf["noise_g"],
+            "settle_ms": pf["settle_ms"],
+            "hold": pf["hold"],
+            "replaces": True,   # ScaleLoop puts the provisional's seq here
+            "window": win,
         }
 
     def poll(self, now_ms):
