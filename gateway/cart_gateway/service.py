@@ -36,6 +36,7 @@ from .store import Store
 from .vision import check_still, is_still_result
 
 VERSION = "0.1.0"
+FRAME_SWEEP_MS = 1000    # how often the timer looks for frames past retention (retention_s is minutes)
 INFO, WARN = logging.INFO, logging.WARNING
 
 
@@ -108,6 +109,10 @@ class Gateway:
         for cart, session, vbase, st, clock in self.store.load_carts():
             eng = CartReconciler.from_dict(st, self.catalogue, rc, self.book, index=self.index)
             self.carts[cart] = CartRt(cart, session, vbase, eng, clock)
+        # carts that may wait on time (a superset): every engine step adds its cart, a tick that
+        # finds it waiting on nothing drops it, so a tick costs the waiting carts, not all of them
+        self._timed: set[str] = set(self.carts)
+        self._next_frame_sweep_ms = 0
         # bursts queued for inference when we stopped: the queue is gone, run them again
         for b in self.store.bursts("queued"):
             self.store.set_burst_state(b["burst_id"], "waiting")
@@ -163,6 +168,7 @@ class Gateway:
         for cart, session, vbase, st, clock in self.store.load_carts():
             eng = CartReconciler.from_dict(st, self.catalogue, self.cfg.reconcile, self.book, index=self.index)
             self.carts[cart] = CartRt(cart, session, vbase, eng, clock)
+        self._timed = set(self.carts)
         saved = self.store.load_book()
         self.book.load_dict(saved or {"v": 1, "stats": {}})
         self._book_seen = pickle.dumps(self.book.stats, 5)
@@ -213,8 +219,12 @@ class Gateway:
                 event(WARN, "frame_incomplete", "frame dropped: incomplete after the §7 timeout",
                       cart=cart, epoch=epoch, frame=frame)
             self._burst_timeouts(t_ms)
-            for rt in self.carts.values():
-                if self._timer_waits(rt) and t_ms > rt.engine.s["now_ms"]:
+            for cart, rt in self.carts.items():    # in cart order, as every other pass
+                if cart not in self._timed:
+                    continue
+                if not self._timer_waits(rt):
+                    self._timed.discard(cart)
+                elif t_ms > rt.engine.s["now_ms"]:
                     self._advance(rt, t_ms, t_ms)
             self._retention(t_ms)
             self._persist()
@@ -226,7 +236,7 @@ class Gateway:
         open window, a vision wait), a frame being assembled or a burst waiting for its frames.
         Replay and the fast simulator skip the ticks in between when it is False (same result)."""
         return bool(len(self.asm) or self.store.bursts()
-                    or any(self._timer_waits(rt) for rt in self.carts.values()))
+                    or any(self._timer_waits(self.carts[c]) for c in self._timed if c in self.carts))
 
     @staticmethod
     def _timer_waits(rt: CartRt) -> bool:
@@ -459,10 +469,13 @@ class Gateway:
 
     def _retention(self, t_ms: int) -> None:
         self._prune_logs(t_ms)
-        keep = self._review_frames()
-        limit = int(self.cfg.frames.retention_s * 1000)
-        for fid, cart, session, path, ft in self.store.frames():
-            if t_ms - ft > limit and fid not in keep:
+        if t_ms < self._next_frame_sweep_ms:
+            return          # frame retention is in seconds: sweeping every tick only cost CPU
+        self._next_frame_sweep_ms = t_ms + FRAME_SWEEP_MS
+        old = self.store.frames(before_ms=t_ms - int(self.cfg.frames.retention_s * 1000))
+        keep = self._review_frames() if old else set()
+        for fid, cart, session, path, ft in old:
+            if fid not in keep:
                 self._delete_frame(fid, path, "retention")
 
     def _prune_logs(self, t_ms: int) -> None:
@@ -561,6 +574,7 @@ class Gateway:
     # Every engine call goes through _step or _advance, so every effect it returns (decisions,
     # prompts, reviews, basket changes) is stored and published: none may be dropped (issue 11.1).
     def _step(self, rt: CartRt, item, t_ms: int) -> dict:
+        self._timed.add(rt.cart)
         fx = rt.engine.step(item)
         self._after(rt, fx, t_ms)
         return fx
@@ -658,6 +672,7 @@ class Gateway:
                 _, session, vbase, st, clock = row
                 eng = CartReconciler.from_dict(st, self.catalogue, self.cfg.reconcile, self.book, index=self.index)
                 self.carts[cart] = CartRt(cart, session, vbase, eng, clock)
+                self._timed.add(cart)
         self._dirty.clear()
         if pickle.dumps(self.book.stats, 5) != self._book_seen:   # changed since it was last stored
             saved = self.store.load_book()

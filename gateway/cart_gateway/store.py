@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, payload BLOB NOT NU
 -- retention (prune) looks rows up by cart and age / session: without these it
 -- scanned both tables every prune interval inside the core loop's transaction
 CREATE INDEX IF NOT EXISTS events_cart_t ON events(cart, t_ms);
+CREATE INDEX IF NOT EXISTS frames_t ON frames(t_ms);
 CREATE INDEX IF NOT EXISTS decisions_cart ON decisions(cart, session);
 """
 
@@ -343,8 +344,12 @@ class Store:
         row = self.db.execute("SELECT path FROM frames WHERE frame_id=?", (frame_id,)).fetchone()
         return row[0] if row else None
 
-    def frames(self) -> list[tuple[str, str, int, str, int]]:
-        return self.db.execute("SELECT frame_id, cart, session, path, t_ms FROM frames ORDER BY t_ms").fetchall()
+    def frames(self, before_ms: int | None = None) -> list[tuple[str, str, int, str, int]]:
+        """Stored frames, oldest first; with before_ms only those taken before it (retention)."""
+        q = "SELECT frame_id, cart, session, path, t_ms FROM frames"
+        if before_ms is None:
+            return self.db.execute(q + " ORDER BY t_ms").fetchall()
+        return self.db.execute(q + " WHERE t_ms < ? ORDER BY t_ms", (before_ms,)).fetchall()
 
     def delete_frame(self, frame_id) -> None:
         self.db.execute("DELETE FROM frames WHERE frame_id=?", (frame_id,))
