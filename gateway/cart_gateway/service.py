@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,7 +98,7 @@ class Gateway:
         saved = self.store.load_book()
         if saved:
             self.book.load_dict(saved)
-        self._book_seen = pickle.dumps(self.book.stats, 5)
+        self._book_seen = self.book.version
         self.files = FrameFiles(state / "frames")
         self.asm = Assemblies(cfg.frames.max_in_progress, int(cfg.frames.assembly_timeout_s * 1000),
                               cfg.frames.max_per_cart, cfg.frames.still_max_bytes)
@@ -171,7 +170,7 @@ class Gateway:
         self._timed = set(self.carts)
         saved = self.store.load_book()
         self.book.load_dict(saved or {"v": 1, "stats": {}})
-        self._book_seen = pickle.dumps(self.book.stats, 5)
+        self._book_seen = self.book.version
 
     def handle(self, topic: str, payload: bytes, t_ms: int) -> list[Publish]:
         """One MQTT message. Runs inside the caller's transaction; returns publishes (already in the outbox)."""
@@ -674,10 +673,10 @@ class Gateway:
                 self.carts[cart] = CartRt(cart, session, vbase, eng, clock)
                 self._timed.add(cart)
         self._dirty.clear()
-        if pickle.dumps(self.book.stats, 5) != self._book_seen:   # changed since it was last stored
+        if self.book.version != self._book_seen:   # changed since it was last stored
             saved = self.store.load_book()
             self.book.load_dict(saved or {"v": 1, "stats": {}})
-            self._book_seen = pickle.dumps(self.book.stats, 5)
+            self._book_seen = self.book.version
 
     def _persist(self) -> None:
         if self._batch:
@@ -686,7 +685,7 @@ class Gateway:
             rt = self.carts.get(cart)
             if rt is not None:
                 self.store.save_cart(cart, rt.session, rt.version_base, rt.engine.s, rt.clock)
-        seen = pickle.dumps(self.book.stats, 5)    # cheap exact change check; JSON only when it changed
+        seen = self.book.version    # bumped by every change: JSON only when it changed
         if seen != self._book_seen:
             self.store.save_book(self.book.to_dict())
             self._book_seen = seen

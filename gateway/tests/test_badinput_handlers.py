@@ -156,9 +156,8 @@ def test_verdict_whose_item_lists_name_nothing_leaves_the_review_open(h, lists):
 def test_a_write_failing_after_the_carts_were_saved_loses_nothing_and_corrupts_nothing(h, monkeypatch):
     """The WeightBook write fails after the cart parts were written: the message's savepoint
     is rolled back, so memory, the part cache and the database must all go back with it."""
-    import types
+    import itertools
 
-    from cart_gateway import service
     from cart_gateway.service import Gateway
     from cart_gateway.store import Store
     h.move(JUICE[1])
@@ -169,8 +168,11 @@ def test_a_write_failing_after_the_carts_were_saved_loses_nothing_and_corrupts_n
 
     def disk_full(_state):
         raise OSError("disk full")
-    # every book comparison differs, so every message writes the book, which fails
-    monkeypatch.setattr(service, "pickle", types.SimpleNamespace(dumps=lambda *a: object()))
+    # every book comparison differs (each read of its version is new), so every message writes
+    # the book, which fails
+    ticks = itertools.count(10**9)
+    monkeypatch.setattr(type(h.gw.book), "version", property(lambda self: next(ticks), lambda self, v: None),
+                        raising=False)
     monkeypatch.setattr(h.gw.store, "save_book", disk_full)
     for t, p in msgs:
         assert h.send(t, p) == []
