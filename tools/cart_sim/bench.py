@@ -179,8 +179,14 @@ class _Progress:
 def main_bench(args) -> int:
     sc = load_scenario(args.scenario)
     oracles = [o.strip() for o in (getattr(args, "oracle", "") or "").split(",") if o.strip()]
+    from .world import ScenePool, load_catalogue
+    t_cat = time.perf_counter()
+    cat = load_catalogue(getattr(args, "catalogue", None))
+    t_cat = time.perf_counter() - t_cat
+    pool_seed = args.seed if getattr(args, "pool_seed", None) is None else args.pool_seed
     try:
-        store = Store(sc, args.seed, oracles=oracles)
+        store = Store(sc, args.seed, catalogue=cat, pool=ScenePool(cat, sc["camera"], seed=pool_seed),
+                      oracles=oracles)
     except ValueError as e:
         print(f"cart-sim: --oracle: {e}", file=sys.stderr)
         return 2
@@ -191,6 +197,8 @@ def main_bench(args) -> int:
     finally:
         progress.close()
     out = summarise(res, store, time.time() - t0)
+    out.update(store.pool.figures(), catalogue={"name": getattr(args, "catalogue", None) or "packaged",
+                                               "skus": len(cat), "load_s": round(t_cat, 2)})
     if getattr(args, "show_wrong", False):
         for r in res:
             if r.wrong or (r.dishonest and r.under_cents):

@@ -98,7 +98,7 @@ class Store:
         self.sc = scenario
         self.seed = seed
         self.cat = catalogue or Catalogue.load()
-        self.pool = pool or ScenePool(self.cat, scenario["camera"], seed=0)
+        self.pool = pool or ScenePool(self.cat, scenario["camera"], seed=seed)
         self.send_frames = frames            # trace mode: real JPEG chunks
         self.sink = sink
         self._frame_keys: dict[tuple, str | None] = {}
