@@ -1,0 +1,97 @@
+"""The virtual store's world: the store-size catalogue (`--catalogue store-20k`) and the scene pools."""
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from cart_gateway.catalogue import Catalogue, CatalogueError
+from cart_sim.scenario import load_scenario
+from cart_sim.world import ScenePool, load_catalogue, write_cache
+
+
+@pytest.fixture(scope="module")
+def store20k(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cat")
+    return load_catalogue("store-20k", d), d
+
+
+def test_store_20k_is_a_store_size_catalogue_in_the_gateways_schema(store20k):
+    cat, d = store20k
+    assert len(cat) >= 20000
+    assert Catalogue.load(cat.source).skus() == cat.skus()          # an ordinary file the gateway loads
+    packs = [s for s in cat if not s.sold_by_weight]
+    fams = Counter(s.family for s in packs)
+    assert sum(v >= 2 for v in fams.values()) > 0.8 * len(fams)      # look-alike families
+    produce = sum(s.sold_by_weight for s in cat)
+    assert produce == 300                                             # 1.5 %: ~300 produce items per store
+    nets = Counter(s.net_g for s in packs)                            # nominal sizes shared across brands
+    assert nets.most_common(1)[0][1] > 500
+    assert all(s.look and "bg" in s.look for s in cat)                # the renderer can draw every SKU
+    assert load_catalogue("store-20k", d).source == cat.source        # written once, then reused
+
+
+def test_unknown_catalogue_name_is_refused_by_name(tmp_path):
+    with pytest.raises(CatalogueError, match="store-9k"):
+        load_catalogue("store-9k", tmp_path)
+
+
+def test_renderer_draws_generated_store_skus(store20k):
+    from cart_model.render import render_scene
+    cat, _ = store20k
+    for sku in (cat.skus()[0], cat.skus()[12345], cat.skus()[-1]):   # a pack, another, loose produce
+        img, truth = render_scene(cat, sku, 5, basket_skus=cat.skus()[100:103], pool_style=True)
+        assert img.size == (320, 240) and truth["bbox"] is not None
+
+
+def _pool(cat, seed, tmp_path, n=8):
+    cam = dict(load_scenario("hard")["camera"], pool_per_condition=n)
+    return ScenePool(cat, cam, seed=seed, cache_dir=tmp_path)
+
+
+def test_pool_has_8_views_per_condition_that_depend_on_the_pool_seed(tmp_path):
+    cat = Catalogue.load()
+    assert load_scenario("default")["camera"]["pool_per_condition"] >= 8
+    sku = cat.skus()[3]
+    p1, p2 = _pool(cat, 1, tmp_path), _pool(cat, 2, tmp_path)
+    views = [np.asarray(p1._render(p1.key(sku, "clear", i)), np.int16) for i in range(8)]
+    for i in range(8):
+        for j in range(i):
+            assert np.abs(views[i] - views[j]).mean() > 5          # 8 different views
+    other = np.asarray(p2._render(p2.key(sku, "clear", 0)), np.int16)
+    assert np.abs(views[0] - other).mean() > 5                     # another pool seed, another view
+    again = np.asarray(_pool(cat, 1, tmp_path)._render(p1.key(sku, "clear", 0)), np.int16)
+    assert np.array_equal(views[0], again)                         # same seed, same view
+    assert p1.tag != p2.tag
+
+
+def test_personal_item_scenes_are_their_own_scenes(tmp_path):
+    cat = Catalogue.load()
+    p = _pool(cat, 1, tmp_path)
+    hand = p.key(None, "hand", 2)
+    assert p.scene_of(hand + "|phone") == hand + "|phone"
+    a = np.asarray(p._render(hand), np.int16)
+    seen = [np.asarray(p._render(hand + "|" + k), np.int16) for k in ("bag", "phone", "wallet", "keys", "toy")]
+    for s in seen:
+        assert np.abs(s - a).mean() > 3                            # the personal item is drawn in view
+    assert np.abs(seen[0] - seen[1]).mean() > 3
+
+
+def test_pool_renders_lazily_only_what_is_asked_and_saves_merged(tmp_path):
+    cat = Catalogue.load()
+    p = _pool(cat, 3, tmp_path, n=8)
+    keys = [p.key(cat.skus()[0], "clear", i) for i in (0, 1, 1, 9)]   # 9 is view 1 again
+    for k in keys:
+        c = p.candidates(k)
+        assert isinstance(c, list) and c
+    assert p.rendered == 2
+    # another worker saved its scenes meanwhile: both survive
+    write_cache(p.path, {"other|clear|0": [[None, 0.5, 0.5, 0.5]]})
+    p.save()
+    on_disk = json.loads(p.path.read_text())
+    assert "other|clear|0" in on_disk and p.key(cat.skus()[0], "clear", 1) in on_disk
+    q = _pool(cat, 3, tmp_path, n=8)
+    q.candidates(keys[0])
+    assert q.rendered == 0                                        # cached on disk
+    f = p.figures()
+    assert f["pool_seed"] == 3 and f["pool_views_per_condition"] == 8 and f["pool_render_ms_per_view"] > 0
