@@ -54,17 +54,21 @@ LINES = ["", "Bio", "Premium", "Kids", "Family", "Light", "Gold", "Select", "Fre
 # are pre-packed). docs/simulation.md "Catalogue and scene pools".
 PRODUCE_SHARE = 0.015
 MAX_PRODUCE = 600
-STORE_SIZES = {"store-20k": 20000}   # named generated catalogues (`--catalogue store-20k`)
+# Named generated stores (`--catalogue store-20k`): the packaged catalogue's SKUs (the ones the
+# shipped detector was trained on) plus generated ones up to the size.
+STORE_SIZES = {"store-20k": 20000}
 
 
-def store_catalogue(n: int, seed: int = 1, looks: bool = True) -> Catalogue:
+def store_catalogue(n: int, seed: int = 1, looks: bool = True, base: Catalogue | None = None) -> Catalogue:
     """`n` SKUs shaped like a supermarket's: 1.5 % loose produce (at least the 32 kinds of the
     packaged catalogue while n allows, at most 600 PLUs), the rest
     packaged in look-alike families (brand x product line x product; variants differ by
     colour, flavour text at the same net weight, or by size), on the nominal pack sizes every brand
     uses (so many packs of other families weigh the same: the weight-alikes), with the e-mark
     spread of catalogue_gen. `looks`: the renderer's hints (colours, logo), drawn from their own
-    seeded stream so the weights do not depend on them. Seeded and deterministic; SKU ids `S000001`..."""
+    seeded stream so the weights do not depend on them. `base`: SKUs the store also sells (e.g. the
+    packaged catalogue, whose SKUs the shipped detector knows), counted in n and in the produce
+    share. Seeded and deterministic; generated SKU ids `S000001`..."""
     import random
 
     from cart_model.catalogue_gen import BRANDS, FLAVOURS, PRODUCE, PRODUCTS, family_looks, pack_spread_g, produce_look
@@ -75,6 +79,12 @@ def store_catalogue(n: int, seed: int = 1, looks: bool = True) -> Catalogue:
     n_produce = max(1, min(MAX_PRODUCE, max(round(PRODUCE_SHARE * n), min(len(PRODUCE), n // 10))))
     combos = [(shape, p) for shape, ps in PRODUCTS.items() for p in ps]
     items: list[Sku] = []
+    kept = list(base or [])
+    base_produce = sum(s.sold_by_weight for s in kept)
+    if len(kept) >= n:
+        raise ValueError(f"store_catalogue: n={n} must exceed the base's {len(kept)} SKUs")
+    n_packs = n - n_produce - (len(kept) - base_produce)      # packs still to generate
+    n_loose = max(0, n_produce - base_produce)                # loose produce still to generate
 
     def add(**kw) -> None:
         i = len(items) + 1
@@ -82,7 +92,7 @@ def store_catalogue(n: int, seed: int = 1, looks: bool = True) -> Catalogue:
         items.append(Sku(sku=f"S{i:06d}", ean13=ean13(f"{prefix}{i:010d}"), **kw))
 
     f = 0
-    while len(items) < n - n_produce:
+    while len(items) < n_packs:
         shape, (product, nets, tare_ratio, price_kg) = combos[f % len(combos)]
         k = f // len(combos)
         brand = BRANDS[(f * 7 + k) % len(BRANDS)] + (f" {k // len(BRANDS) + 1}" if k >= len(BRANDS) else "")
@@ -98,7 +108,7 @@ def store_catalogue(n: int, seed: int = 1, looks: bool = True) -> Catalogue:
         kind = "size" if size_family else ("colour", "text")[f % 3 % 2]
         fam_looks = family_looks(look_rng, kind, len(variants)) if looks else [None] * len(variants)
         for (flavour, net), look in zip(variants, fam_looks):
-            if len(items) >= n - n_produce:
+            if len(items) >= n_packs:
                 break
             tare = round(max(2.0, net * tare_ratio * rng.uniform(0.8, 1.2)), 1)
             mean = round(net * rng.uniform(1.0, 1.01) + tare, 1)   # packers overfill slightly
@@ -108,7 +118,8 @@ def store_catalogue(n: int, seed: int = 1, looks: bool = True) -> Catalogue:
                 price_cents=max(49, price), sold_by_weight=False, net_g=float(net), tare_g=tare,
                 weight_mean_g=mean, weight_sd_g=pack_spread_g(net, tare), look=look)
         f += 1
-    for j in range(n - len(items)):
+    first = len(PRODUCE) if base_produce else 0    # the base sells grade 1 of each kind already
+    for j in range(first, first + n_loose):
         name, unit_g, colour = PRODUCE[j % len(PRODUCE)]
         grade = j // len(PRODUCE)
         add(name=name + (f" grade {grade + 1}" if grade else ""), brand="Loose", family=f"P{j + 1:04d}",
@@ -116,4 +127,4 @@ def store_catalogue(n: int, seed: int = 1, looks: bool = True) -> Catalogue:
             sold_by_weight=True, net_g=0.0, tare_g=0.0, weight_mean_g=float(unit_g),
             weight_sd_g=round(0.18 * unit_g, 1),
             look=produce_look(look_rng, name, colour, grade) if looks else None)
-    return Catalogue(items, f"store_catalogue(n={n}, seed={seed})")
+    return Catalogue(kept + items, f"store_catalogue(n={n}, seed={seed}{', with ' + base.source if base else ''})")

@@ -58,7 +58,8 @@ def write_cache(path: Path, cache: dict) -> None:
 
 def load_catalogue(spec: str | None, cache_dir: str | os.PathLike | None = None) -> Catalogue:
     """The catalogue a run uses: None = the packaged one; a generated store's name
-    (`store-20k`, cart_bench.synth.STORE_SIZES) = written once to the cache as an ordinary
+    (`store-20k`, cart_bench.synth.STORE_SIZES: the packaged SKUs plus generated ones) = written
+    once to the cache as an ordinary
     catalogue file (the gateway's schema) and read back by the gateway's own loader; else a path."""
     if not spec:
         return Catalogue.load()
@@ -66,13 +67,16 @@ def load_catalogue(spec: str | None, cache_dir: str | os.PathLike | None = None)
     if spec in synth.STORE_SIZES:
         import cart_model.catalogue_gen as gen
         h = hashlib.sha256(spec.encode())
+        from cart_gateway import catalogue as packaged
+        h.update(packaged.DEFAULT_PATH.read_bytes())
         for mod in (synth, gen):   # the file changes when its generator does
             h.update(Path(mod.__file__).read_bytes())
         path = cache_file("catalogue", f"{spec}-{h.hexdigest()[:12]}", cache_dir)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(synth.store_catalogue(synth.STORE_SIZES[spec]).to_json(), encoding="utf-8")
+            store = synth.store_catalogue(synth.STORE_SIZES[spec], base=Catalogue.load())
+            tmp.write_text(store.to_json(), encoding="utf-8")
             tmp.replace(path)
         return Catalogue.load(path)
     if not Path(spec).exists() and not any(c in spec for c in "/\\."):

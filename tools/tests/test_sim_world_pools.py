@@ -29,6 +29,8 @@ def test_store_20k_is_a_store_size_catalogue_in_the_gateways_schema(store20k):
     assert nets.most_common(1)[0][1] > 500
     assert all(s.look and "bg" in s.look for s in cat)                # the renderer can draw every SKU
     assert load_catalogue("store-20k", d).source == cat.source        # written once, then reused
+    packaged = Catalogue.load()
+    assert all(s.sku in cat and cat[s.sku] == s for s in packaged)    # the SKUs the shipped detector knows
 
 
 def test_unknown_catalogue_name_is_refused_by_name(tmp_path):
