@@ -180,8 +180,13 @@ def main_bench(args) -> int:
     sc = load_scenario(args.scenario)
     oracles = [o.strip() for o in (getattr(args, "oracle", "") or "").split(",") if o.strip()]
     from .world import ScenePool, load_catalogue
+    from cart_gateway.catalogue import CatalogueError
     t_cat = time.perf_counter()
-    cat = load_catalogue(getattr(args, "catalogue", None))
+    try:
+        cat = load_catalogue(getattr(args, "catalogue", None))
+    except CatalogueError as e:
+        print(f"cart-sim: --catalogue: {e}", file=sys.stderr)
+        return 2
     t_cat = time.perf_counter() - t_cat
     pool_seed = args.seed if getattr(args, "pool_seed", None) is None else args.pool_seed
     try:

@@ -97,3 +97,29 @@ def test_pool_renders_lazily_only_what_is_asked_and_saves_merged(tmp_path):
     assert q.rendered == 0                                        # cached on disk
     f = p.figures()
     assert f["pool_seed"] == 3 and f["pool_views_per_condition"] == 8 and f["pool_render_ms_per_view"] > 0
+
+
+def test_bench_refuses_a_bad_catalogue_by_name(tmp_path, capsys):
+    from cart_sim.cli import main
+    bad = tmp_path / "cat.json"
+    bad.write_text('{"schema": 1, "items": [{"sku": "X"}]}')
+    assert main(["bench", "--baskets", "1", "--catalogue", str(bad)]) == 2
+    assert "missing field" in capsys.readouterr().err
+    assert main(["bench", "--baskets", "1", "--catalogue", "store-9k"]) == 2
+    assert "store-9k" in capsys.readouterr().err
+
+
+def test_bench_json_reports_pool_seed_and_catalogue_and_runs_on_store_20k(store20k, monkeypatch, capsys):
+    from cart_sim.cli import main
+    _, d = store20k
+    monkeypatch.setenv("CART_SIM_CACHE", str(d))
+    assert main(["bench", "--baskets", "2", "--json", "--oracle", "vision", "--pool-seed", "5",
+                 "--catalogue", "store-20k"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["pool_seed"] == 5 and out["pool_views_per_condition"] == 8
+    assert out["catalogue"]["name"] == "store-20k" and out["catalogue"]["skus"] == 20000
+    assert out["baskets"] == 2 and out["items"] > 0
+    assert main(["bench", "--baskets", "1", "--json", "--oracle", "vision"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["pool_seed"] == 1 and out["catalogue"] == {"name": "packaged", "skus": 317,
+                                                          "load_s": out["catalogue"]["load_s"]}
