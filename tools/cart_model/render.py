@@ -280,14 +280,27 @@ def _hand_many(canvas: Image.Image, rng: random.Random, bbox, occlusion: float, 
         d.rectangle([c - palm_w * 0.7, sy, c + palm_w * 0.7, size + palm_w], fill=sleeve + (255,))
     side = rng.choice(["bottom", "bottom", "left", "right", "top"])
     rot = {"bottom": 0, "right": 90, "top": 180, "left": 270}[side] + rng.uniform(-35, 35)
+    layer = layer.crop(layer.getchannel("A").getbbox())   # rotate only the hand, not the empty layer
     layer = layer.rotate(rot, resample=Image.BILINEAR, expand=True)
-    if rng.random() < 0.5:
-        layer = layer.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5) * k))
-    # put the fingertips over the item: the layer centre sits on the item's centre, pulled toward the side
+    if rng.random() < 0.3:   # moving or out of focus
+        layer = layer.filter(ImageFilter.BoxBlur(max(1, k)))
+    # slide the hand out along its arm until it covers about `occlusion` of the item's box
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    pull = 0.25 * (1 - depth)
-    dx, dy = {"bottom": (0, bh * pull), "top": (0, -bh * pull), "left": (-bw * pull, 0), "right": (bw * pull, 0)}[side]
-    canvas.paste(layer, (int(cx + dx - layer.width / 2), int(cy + dy - layer.height / 2)), layer)
+    ux, uy = {"bottom": (0, 1), "top": (0, -1), "left": (-1, 0), "right": (1, 0)}[side]
+    mask = np.asarray(layer.getchannel("A")) > 0
+    bx0, by0, bx1, by1 = (int(round(v)) for v in (x0, y0, x1, y1))
+
+    def covered(t: float) -> float:
+        lx, ly = int(cx + ux * t - layer.width / 2), int(cy + uy * t - layer.height / 2)
+        sub = mask[max(0, by0 - ly):max(0, by1 - ly), max(0, bx0 - lx):max(0, bx1 - lx)]
+        return float(sub.sum()) / max(1, (bx1 - bx0) * (by1 - by0))
+
+    lo, hi = 0.0, float(max(layer.width, layer.height))
+    for _ in range(10):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if covered(mid) > occlusion else (lo, mid)
+    t = (lo + hi) / 2
+    canvas.paste(layer, (int(cx + ux * t - layer.width / 2), int(cy + uy * t - layer.height / 2)), layer)
 
 
 def _motion_blur(img: Image.Image, length: int, angle: float) -> Image.Image:
