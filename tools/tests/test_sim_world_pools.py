@@ -123,3 +123,19 @@ def test_bench_json_reports_pool_seed_and_catalogue_and_runs_on_store_20k(store2
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["pool_seed"] == 1 and out["catalogue"] == {"name": "packaged", "skus": 317,
                                                           "load_s": out["catalogue"]["load_s"]}
+
+
+@pytest.mark.parametrize("occ", [0.1, 0.3, 0.6])
+def test_pool_hand_covers_about_the_requested_share_of_the_item(occ):
+    import random
+
+    from PIL import Image
+
+    from cart_model.render import _hand_many
+    box = (110, 70, 200, 190)
+    shares = []
+    for i in range(20):
+        c = Image.new("RGBA", (320, 240), (0, 0, 0, 0))
+        _hand_many(c, random.Random(i), box, occ)
+        shares.append((np.asarray(c)[70:190, 110:200, 3] > 0).mean())
+    assert abs(np.mean(shares) - occ) < 0.05 and max(shares) < occ + 0.12, shares
