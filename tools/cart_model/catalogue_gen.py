@@ -96,6 +96,28 @@ def _far_colour(rng: random.Random, others: list[list[int]]) -> list[int]:
     return c
 
 
+def family_looks(rng: random.Random, kind: str, n: int) -> list[dict]:
+    """The renderer's hints for the n variants of one family: one design, and the variants
+    differ only by `kind` (colour: the pack colour; text: the flavour text; size: the net weight)."""
+    base = {"bg": _colour(rng), "band": _colour(rng), "text": rng.choice([[255, 255, 255], [20, 20, 20]]),
+            "logo": rng.choice(LOGOS), "logo_colour": _colour(rng), "aspect": round(rng.uniform(0.55, 0.85), 2)}
+    out, colours = [], []
+    for _ in range(n):
+        look = dict(base, family_kind=kind)
+        if kind == "colour":
+            look["bg"] = _far_colour(rng, colours)
+            colours.append(look["bg"])
+        out.append(look)
+    return out
+
+
+def produce_look(rng: random.Random, name: str, colour, grade: int = 0) -> dict:
+    """Loose produce: its colour (a grade or variety a little lighter or darker), count and elongation."""
+    f = 1.0 + 0.08 * ((grade % 5) - 2) if grade else 1.0
+    return {"bg": [max(0, min(255, int(c * f))) for c in colour], "count": rng.randint(1, 4),
+            "elong": round(rng.uniform(0.6, 1.0) if name not in ("Banana", "Carrot", "Cucumber", "Zucchini") else 0.3, 2)}
+
+
 def generate(seed: int = 1, n_families: int = 112) -> Catalogue:
     rng = random.Random(seed)
     used_ean: set[str] = set()

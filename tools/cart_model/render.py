@@ -235,6 +235,74 @@ def _hand(canvas: Image.Image, rng: random.Random, bbox, occlusion: float, k: in
     canvas.paste(layer, (0, 0), layer)
 
 
+SKIN = [(255, 224, 196), (241, 194, 160), (224, 172, 130), (198, 134, 96), (141, 85, 54), (96, 60, 40)]
+
+
+def _hand_many(canvas: Image.Image, rng: random.Random, bbox, occlusion: float, k: int = 1) -> None:
+    """A hand in one of many poses (the scene pools' hands): skin from a range of tones,
+    rounded fingers spread or together, a sleeve at the wrist, from any frame edge at an angle,
+    covering roughly `occlusion` of the item's box."""
+    x0, y0, x1, y1 = bbox
+    bw, bh = max(8.0, x1 - x0), max(8.0, y1 - y0)
+    tone = SKIN[rng.randrange(len(SKIN))]
+    skin = _tuple(min(255, c * rng.uniform(0.85, 1.1)) for c in tone)
+    shade = _tuple(c * 0.8 for c in skin)
+    sleeve = _tuple(rng.randint(20, 230) for _ in range(3))
+    size = int(max(bw, bh) * 2.2) + 4
+    layer = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    d = ImageDraw.Draw(layer)
+    c = size / 2
+    depth = max(0.1, min(1.0, occlusion))
+    palm_w = bw * rng.uniform(0.5, 0.8)
+    reach = bh * (0.3 + 0.8 * depth)           # how far the fingers come over the item
+    top = c - reach * 0.5                      # fingertips end here; the arm goes down to the edge
+    d.rounded_rectangle([c - palm_w / 2, top + reach * 0.35, c + palm_w / 2, size + palm_w],
+                        radius=palm_w * 0.3, fill=skin + (255,))
+    spread = rng.uniform(0.0, 0.35)
+    n_f = rng.choice([4, 4, 4, 3, 2])
+    fw = palm_w / 4.6
+    for f in range(n_f):
+        t = (f - (n_f - 1) / 2)
+        fx = c + t * palm_w / 4.2
+        ang = t * spread
+        L = reach * rng.uniform(0.35, 0.5) * (1 - 0.15 * abs(t))
+        ex, ey = fx + L * math.sin(ang), top + reach * 0.4 - L * math.cos(ang)
+        d.line([fx, top + reach * 0.4, ex, ey], fill=skin + (255,), width=max(2, int(fw)))
+        d.ellipse([ex - fw / 2, ey - fw / 2, ex + fw / 2, ey + fw / 2], fill=skin + (255,))
+    if rng.random() < 0.8:   # the thumb, to one side
+        sgn = rng.choice([-1, 1])
+        tx, ty = c + sgn * palm_w / 2, top + reach * 0.75
+        ex, ey = tx + sgn * palm_w * 0.45, ty - reach * 0.25
+        d.line([tx, ty, ex, ey], fill=shade + (255,), width=max(2, int(fw * 1.1)))
+        d.ellipse([ex - fw / 2, ey - fw / 2, ex + fw / 2, ey + fw / 2], fill=shade + (255,))
+    if rng.random() < 0.75:  # a sleeve at the wrist
+        sy = top + reach * 0.35 + palm_w * rng.uniform(0.9, 1.4)
+        d.rectangle([c - palm_w * 0.7, sy, c + palm_w * 0.7, size + palm_w], fill=sleeve + (255,))
+    side = rng.choice(["bottom", "bottom", "left", "right", "top"])
+    rot = {"bottom": 0, "right": 90, "top": 180, "left": 270}[side] + rng.uniform(-35, 35)
+    layer = layer.crop(layer.getchannel("A").getbbox())   # rotate only the hand, not the empty layer
+    layer = layer.rotate(rot, resample=Image.BILINEAR, expand=True)
+    if rng.random() < 0.3:   # moving or out of focus
+        layer = layer.filter(ImageFilter.BoxBlur(max(1, k)))
+    # slide the hand out along its arm until it covers about `occlusion` of the item's box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    ux, uy = {"bottom": (0, 1), "top": (0, -1), "left": (-1, 0), "right": (1, 0)}[side]
+    mask = np.asarray(layer.getchannel("A")) > 0
+    bx0, by0, bx1, by1 = (int(round(v)) for v in (x0, y0, x1, y1))
+
+    def covered(t: float) -> float:
+        lx, ly = int(cx + ux * t - layer.width / 2), int(cy + uy * t - layer.height / 2)
+        sub = mask[max(0, by0 - ly):max(0, by1 - ly), max(0, bx0 - lx):max(0, bx1 - lx)]
+        return float(sub.sum()) / max(1, (bx1 - bx0) * (by1 - by0))
+
+    lo, hi = 0.0, float(max(layer.width, layer.height))
+    for _ in range(10):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if covered(mid) > occlusion else (lo, mid)
+    t = (lo + hi) / 2
+    canvas.paste(layer, (int(cx + ux * t - layer.width / 2), int(cy + uy * t - layer.height / 2)), layer)
+
+
 def _motion_blur(img: Image.Image, length: int, angle: float) -> Image.Image:
     if length < 2:
         return img
@@ -262,7 +330,8 @@ def _lighting(img: Image.Image, rng: random.Random) -> Image.Image:
 
 def render_scene(catalogue, sku: str | None, rng_seed: int, basket_skus: list[str] | None = None,
                  occlusion: float = 0.0, blur: float = 0.0, size=CAMERA_SIZE, scale: float | None = None,
-                 out_of_view: float | None = None) -> tuple[Image.Image, dict]:
+                 out_of_view: float | None = None, personal: np.ndarray | None = None,
+                 pool_style: bool = False) -> tuple[Image.Image, dict]:
     """One cart-camera frame.
 
     sku: the new item (None: no new item, only the basket and maybe a hand).
@@ -270,16 +339,21 @@ def render_scene(catalogue, sku: str | None, rng_seed: int, basket_skus: list[st
     occlusion: 0..1 share of the item's box a hand covers. blur: 0..1 motion blur strength.
     scale: item scale (None: random 0.8..1.4). out_of_view: 0..0.5 share pushed past a frame edge
     (None: random, mostly 0).
+    personal: an RGBA tile (cart_model.personal.draw_personal) moved instead of a product (sku None).
+    pool_style: the virtual store's scene pools: basket items anywhere under the new one (also
+    behind it, not only at the edges) and hands in many poses (`_hand_many`); False keeps the
+    training renders as they were.
     Returns (RGB image, truth) where truth = {"sku", "cx", "cy", "bbox"} (normalised 0..1).
     """
     img, truth, _ = _compose(catalogue, sku, random.Random(rng_seed), 1, basket_skus, occlusion, blur,
-                             scale, out_of_view)
+                             scale, out_of_view, personal=personal, pool_style=pool_style)
     if size != CAMERA_SIZE:
         img = img.resize(size, Image.BILINEAR)
     return img, truth
 
 
-def _compose(catalogue, sku, rng, k, basket_skus, occlusion, blur, scale, out_of_view, decorate=None):
+def _compose(catalogue, sku, rng, k, basket_skus, occlusion, blur, scale, out_of_view, decorate=None,
+             personal=None, pool_style=False):
     """The scene in QVGA geometry drawn at k pixels per QVGA pixel (k = 1: the
     burst frame, byte for byte as before stills existed). decorate(pkg, s, ang)
     -> pkg lets a still put its barcode on the item; returns (image, truth,
@@ -287,8 +361,13 @@ def _compose(catalogue, sku, rng, k, basket_skus, occlusion, blur, scale, out_of
     W, H = CAMERA_SIZE[0] * k, CAMERA_SIZE[1] * k
     pack = package_image if k == 1 else (lambda sk: _still_package(sk, k))
     canvas = _background(rng, (W, H), k).convert("RGBA")
+    hand = _hand_many if pool_style else _hand
     for b in basket_skus or []:
         pkg = pack(catalogue[b])
+        if pool_style:   # a filled basket: items lie deeper anywhere, some right under the new one
+            _place(canvas, pkg, rng.uniform(0.05, 0.95) * W, rng.uniform(0.05, 0.95) * H, rng.uniform(0.55, 0.9),
+                   rng.uniform(0, 360), brightness=rng.uniform(0.5, 0.85))
+            continue
         # Basket items lie deeper, toward the frame's edges.
         edge = rng.choice(["top", "bottom", "left", "right"])
         bx = rng.uniform(0, W) if edge in ("top", "bottom") else (rng.uniform(-10, 60) * k if edge == "left" else W + rng.uniform(-60, 10) * k)
@@ -296,7 +375,15 @@ def _compose(catalogue, sku, rng, k, basket_skus, occlusion, blur, scale, out_of
         _place(canvas, pkg, bx, by, rng.uniform(0.5, 0.8), rng.uniform(0, 360), brightness=rng.uniform(0.55, 0.8))
     truth = {"sku": sku, "cx": 0.5, "cy": 0.5, "bbox": None}
     bbox = None
-    if sku is not None:
+    if sku is None and personal is not None:   # the shopper's own thing moved in view
+        tile = Image.fromarray(personal, "RGBA")
+        if k != 1:
+            tile = tile.resize((tile.width * k, tile.height * k), Image.BILINEAR)
+        s = rng.uniform(0.8, 1.4)
+        bbox = _place(canvas, tile, rng.uniform(0.3 * W, 0.7 * W), rng.uniform(0.3 * H, 0.7 * H), s, 0.0)
+        if occlusion > 0:
+            hand(canvas, rng, bbox, occlusion, k)
+    elif sku is not None:
         pkg = pack(catalogue[sku])
         s = scale if scale is not None else rng.uniform(0.8, 1.4)
         ang = rng.uniform(-45, 45) + rng.choice([0, 0, 90, 180])
@@ -318,13 +405,13 @@ def _compose(catalogue, sku, rng, k, basket_skus, occlusion, blur, scale, out_of
             pkg = decorate(pkg, s, ang)
         bbox = _place(canvas, pkg, cx, cy, s, ang)
         if occlusion > 0:
-            _hand(canvas, rng, bbox, occlusion, k)
+            hand(canvas, rng, bbox, occlusion, k)
         vis = (max(0, bbox[0]), max(0, bbox[1]), min(W, bbox[2]), min(H, bbox[3]))
         truth.update(cx=round(min(1, max(0, (vis[0] + vis[2]) / 2 / W)), 4),
                      cy=round(min(1, max(0, (vis[1] + vis[3]) / 2 / H)), 4),
                      bbox=[round(vis[0] / W, 4), round(vis[1] / H, 4), round(vis[2] / W, 4), round(vis[3] / H, 4)])
     elif occlusion > 0:  # an empty hand reaching in
-        _hand(canvas, rng, (W * 0.3, H * 0.3, W * 0.7, H * 0.7), occlusion, k)
+        hand(canvas, rng, (W * 0.3, H * 0.3, W * 0.7, H * 0.7), occlusion, k)
     img = canvas.convert("RGB")
     img = _lighting(img, rng)
     img = _motion_blur(img, int(round(blur * 14 * k)), rng.uniform(0, math.pi))

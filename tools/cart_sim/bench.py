@@ -205,14 +205,27 @@ def main_bench(args) -> int:
     if bad:
         print(f"cart-sim: --oracle: unknown oracle {bad[0]!r} (choose from {', '.join(ORACLES)})", file=sys.stderr)
         return 2
+    from .world import ScenePool, load_catalogue
+    from cart_gateway.catalogue import CatalogueError
+    t_cat = time.perf_counter()
+    try:
+        cat = load_catalogue(getattr(args, "catalogue", None))
+    except CatalogueError as e:
+        print(f"cart-sim: --catalogue: {e}", file=sys.stderr)
+        return 2
+    t_cat = time.perf_counter() - t_cat
+    pool_seed = args.seed if getattr(args, "pool_seed", None) is None else args.pool_seed
+    pool = ScenePool(cat, sc["camera"], seed=pool_seed)
     t0 = time.time()
     progress = _Progress(args.baskets, quiet=args.json)
     try:
         res, totals = run_baskets(sc, args.seed, args.baskets, oracles, workers=getattr(args, "workers", None),
-                                  progress=progress)
+                                  catalogue=cat, progress=progress, pool=pool)
     finally:
         progress.close()
     out = summarise(res, sc, args.seed, oracles, totals, time.time() - t0)
+    out.update(pool.figures(), catalogue={"name": getattr(args, "catalogue", None) or "packaged",
+                                         "skus": len(cat), "load_s": round(t_cat, 2)})
     if getattr(args, "show_wrong", False):
         for r in res:
             if r.wrong or (r.dishonest and r.under_cents):

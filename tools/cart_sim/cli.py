@@ -13,6 +13,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--baskets", type=int, default=100)
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--json", action="store_true", help="print only the JSON line")
+    b.add_argument("--catalogue", default=None, metavar="FILE|store-20k", help=(
+        "a catalogue file (the gateway's schema) or a generated store (store-20k: 20,000 SKUs); "
+        "default the packaged 317"))
+    b.add_argument("--pool-seed", type=int, default=None, help="the scene pool's seed (default: --seed)")
     b.add_argument("--show-wrong", action="store_true", help="print each wrong basket before the figures")
     b.add_argument("--oracle", default="", metavar="LIST", help=(
         "comma-separated truth sources to measure the decision logic's floor: vision (the detector returns "

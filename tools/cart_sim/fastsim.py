@@ -176,9 +176,9 @@ class PoolDetector:
         return frames, codes
 
 
-def scene_pool(catalogue: Catalogue, scenario: dict) -> ScenePool:
-    """The camera's scene pool for a run (world.py; cached on disk)."""
-    return ScenePool(catalogue, scenario["camera"], seed=0)
+def scene_pool(catalogue: Catalogue, scenario: dict, seed: int) -> ScenePool:
+    """The camera's scene pool for a run (world.py; its views depend on the pool seed; cached on disk)."""
+    return ScenePool(catalogue, scenario["camera"], seed=seed)
 
 
 # --- the people (shoppers.py): each reached through one function -----------------
@@ -222,7 +222,7 @@ class Store:
         self.sc = scenario
         self.seed = seed
         self.cat = catalogue or Catalogue.load()
-        self.pool = pool or scene_pool(self.cat, scenario)
+        self.pool = pool or scene_pool(self.cat, scenario, seed)
         self.send_frames = frames            # trace mode: real JPEG chunks
         self.sink = sink
         if still_pool is not None and scenario["camera"]["still"]:
@@ -739,6 +739,7 @@ class ChunkResult:
     detector_s: float = 0.0
     pool_new: dict = field(default_factory=dict)     # scene pool entries this chunk rendered
     pool_render_s: float = 0.0
+    pool_draw_s: float = 0.0                          # of which drawing the scenes
     stills_new: dict = field(default_factory=dict)
     stills_stats: Counter = field(default_factory=Counter)
     stills_rendered: int = 0
@@ -761,11 +762,11 @@ def run_chunk(scenario: dict, seed: int, first: int, n: int, oracles=(), catalog
     pool_before = set(st.pool.cache) if pool_before is None else pool_before
     sp = st.stills
     s0 = (Counter(sp.stats), sp.rendered, sp.render_s, len(sp.read_ms), set(sp.cache)) if sp else None
-    r0 = st.pool.render_s
+    r0, d0 = st.pool.render_s, st.pool.draw_s
     res = st.run(n, progress=progress, first=first)
     out = ChunkResult(first, res, gateway_s=st.gateway_s, detector_s=st.detector.s,
                       pool_new={k: v for k, v in st.pool.cache.items() if k not in pool_before},
-                      pool_render_s=st.pool.render_s - r0, refused=Counter(st.refused.refused_by_reason))
+                      pool_render_s=st.pool.render_s - r0, pool_draw_s=st.pool.draw_s - d0, refused=Counter(st.refused.refused_by_reason))
     if sp is not None:
         out.stills_stats = Counter(sp.stats) - s0[0]
         out.stills_rendered, out.stills_render_s = sp.rendered - s0[1], sp.render_s - s0[2]
@@ -807,7 +808,7 @@ def run_baskets(scenario: dict, seed: int, n: int, oracles=(), workers: int | No
     if bad:
         raise ValueError(f"unknown oracle {bad[0]!r} (choose from {', '.join(ORACLES)})")
     cat = catalogue or Catalogue.load()
-    pool = pool or scene_pool(cat, scenario)
+    pool = pool or scene_pool(cat, scenario, seed)
     sp = stills.StillPool(cat, scenario["camera"], seed=0) if scenario["camera"]["still"] else None
     jobs = [(i, min(chunk, n - i)) for i in range(0, n, chunk)]
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
@@ -846,6 +847,10 @@ def run_baskets(scenario: dict, seed: int, n: int, oracles=(), workers: int | No
             with mp.get_context("fork").Pool(workers) as procs:
                 for c in procs.imap(_chunk_job, jobs):    # in chunk order, whoever ran it
                     merge(c)
+                    # the workers' pools counted their renders: the run's pool reports them
+                    pool.rendered += len(c.pool_new)
+                    pool.render_s += c.pool_render_s
+                    pool.draw_s += c.pool_draw_s
         finally:
             _WORK.clear()
     pool.save()

@@ -70,7 +70,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "occlusion_max": (0.3, 0.0, 1.0),   # hand over the item, share of its box
         "blur_max": (0.3, 0.0, 1.0),
         "p_hard_view": (0.15, 0.0, 1.0),    # share of bursts drawn from the occluded/blurred pool
-        "pool_per_condition": (3, 1, 20),   # pre-rendered scenes per SKU and condition
+        "pool_per_condition": (8, 1, 64),   # views per SKU and condition, rendered lazily (docs/simulation.md)
         # stills after a placement (docs/camera.md "Stills", "Barcodes on packs")
         "still": (False, None, None),             # off by default until the optics resolve codes (docs/camera.md)
         "still_res": ("UXGA", ("SXGA", "UXGA"), None),

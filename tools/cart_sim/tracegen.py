@@ -32,7 +32,7 @@ def write_trace(scenario: dict, baskets: int, seed: int, out_dir, real_frames: b
 
     def sink(t_ms, topic, qos, retain, payload):
         f.write(trace_line(t_ms, topic, qos, retain, payload) + "\n")
-    pool = pool or scene_pool(Catalogue.load(), scenario)
+    pool = pool or scene_pool(Catalogue.load(), scenario, seed)
     try:
         chunk = run_chunk(scenario, seed, 0, baskets, catalogue=pool.cat, sink=sink, frames=real_frames, pool=pool)
     finally:

@@ -51,12 +51,51 @@ def read_cache(path: Path) -> dict:
 def write_cache(path: Path, cache: dict) -> None:
     """Atomically: a run stopped mid-write leaves the old cache whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")   # one per process: two workers may save at once
     tmp.write_text(json.dumps(cache, sort_keys=True))
     tmp.replace(path)
 
 
+def load_catalogue(spec: str | None, cache_dir: str | os.PathLike | None = None) -> Catalogue:
+    """The catalogue a run uses: None = the packaged one; a generated store's name
+    (`store-20k`, cart_bench.synth.STORE_SIZES: the packaged SKUs plus generated ones) = written
+    once to the cache as an ordinary
+    catalogue file (the gateway's schema) and read back by the gateway's own loader; else a path."""
+    if not spec:
+        return Catalogue.load()
+    from cart_bench import synth
+    if spec in synth.STORE_SIZES:
+        import cart_model.catalogue_gen as gen
+        h = hashlib.sha256(spec.encode())
+        from cart_gateway import catalogue as packaged
+        h.update(packaged.DEFAULT_PATH.read_bytes())
+        for mod in (synth, gen):   # the file changes when its generator does
+            h.update(Path(mod.__file__).read_bytes())
+        path = cache_file("catalogue", f"{spec}-{h.hexdigest()[:12]}", cache_dir)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            store = synth.store_catalogue(synth.STORE_SIZES[spec], base=Catalogue.load())
+            tmp.write_text(store.to_json(), encoding="utf-8")
+            tmp.replace(path)
+        return Catalogue.load(path)
+    if not Path(spec).exists() and not any(c in spec for c in "/\\."):
+        from cart_gateway.catalogue import CatalogueError
+        raise CatalogueError(f"catalogue {spec!r}: not a file and not a generated store "
+                             f"(one of {', '.join(synth.STORE_SIZES)})")
+    return Catalogue.load(spec)
+
+
 class ScenePool:
+    """The camera's scenes of one run, rendered lazily (only the (SKU, condition, view) keys the
+    run's bursts draw) and cached on disk with the detector's output. Views depend on `seed`
+    (the bench's pool seed): `pool_per_condition` views per SKU and condition, each with other
+    basket items lying under the moved one, hands in many poses, and personal items
+    (cart_model.personal) in many poses."""
+
+    BASKET_MAX = 6            # other items in view under the moved one (estimate: a filled basket)
+    P_SAME_FAMILY = 0.3       # one of them a look-alike of the moved item (estimate)
+
     def __init__(self, catalogue: Catalogue, camera: dict, seed: int = 0,
                  cache_dir: str | os.PathLike | None = None, detector=None):
         self.cat = catalogue
@@ -65,19 +104,27 @@ class ScenePool:
         self._det = detector
         self.n = int(camera["pool_per_condition"])
         self.rendered = 0
-        self.render_s = 0.0
-        tag = json.dumps({"occ": camera["occlusion_max"], "blur": camera["blur_max"], "seed": seed},
+        self.render_s = 0.0       # render + detect, first time only
+        self.draw_s = 0.0         # of which drawing the scene
+        self._skus = catalogue.skus()
+        self._family: dict[str, list[str]] | None = None
+        tag = json.dumps({"occ": camera["occlusion_max"], "blur": camera["blur_max"], "seed": seed, "n": self.n},
                          sort_keys=True)
         from cart_gateway.detectors import DEFAULT_MODEL
+        import cart_model.personal as pe
+        import cart_model.render as rn
         h = hashlib.sha256(tag.encode())
         for f in sorted(Path(DEFAULT_MODEL).parent.glob("detector*")):   # both stages, labels, calibration
             h.update(f.name.encode())
             h.update(f.read_bytes())
+        for mod in (rn, pe):                # the scenes change when their drawing does
+            h.update(Path(mod.__file__).read_bytes())
+        h.update(Path(__file__).read_bytes())
         h.update(catalogue.to_json().encode())
         self.tag = h.hexdigest()[:16]
         self.path = cache_file("pool", self.tag, cache_dir)
         self.cache: dict[str, list] = read_cache(self.path)
-        self._dirty = False
+        self._new: dict[str, list] = {}
 
     @property
     def detector(self):
@@ -91,24 +138,45 @@ class ScenePool:
 
     @staticmethod
     def scene_of(key: str) -> str:
-        """The pool scene of a frame key (a key may carry what else is in view, e.g. `|bag`)."""
-        return "|".join(key.split("|")[:3])
+        """The pool scene of a frame key: sku|condition|view, plus the personal item in view (`|bag`)."""
+        return "|".join(key.split("|")[:4])
+
+    def _basket(self, rng: random.Random, sku: str | None) -> list[str]:
+        """Other items already in the basket, seen under the moved one."""
+        out = [self._skus[rng.randrange(len(self._skus))] for _ in range(rng.randint(0, self.BASKET_MAX))]
+        if sku is not None and out and rng.random() < self.P_SAME_FAMILY:
+            if self._family is None:
+                self._family = {}
+                for s in self.cat:
+                    self._family.setdefault(s.family, []).append(s.sku)
+            fam = [x for x in self._family[self.cat[sku].family] if x != sku]
+            if fam:
+                out[0] = rng.choice(fam)
+        return [x for x in out if x != sku]
 
     def _render(self, key: str):
         from PIL import Image, ImageFilter
         from cart_model.render import render_scene
-        key = self.scene_of(key)
-        sku, cond, i = key.split("|")
-        rng = random.Random(f"{self.seed}|{key}")
+        parts = self.scene_of(key).split("|")
+        sku, cond = parts[0], parts[1]
+        sku = None if sku == NO_ITEM else sku
+        rng = random.Random(f"{self.seed}|{'|'.join(parts)}")
         occ_max, blur_max = self.cam["occlusion_max"], self.cam["blur_max"]
         rs = rng.randrange(1 << 30)
+        basket = self._basket(rng, sku)
         if cond == "covered":   # a palm over the lens: a dark, defocused frame
-            img, _ = render_scene(self.cat, None, rs, occlusion=1.0, blur=1.0)
-            img = Image.eval(img.filter(ImageFilter.GaussianBlur(12)), lambda v: v // 6)
-            return img
+            img, _ = render_scene(self.cat, None, rs, basket, occlusion=1.0, blur=1.0, pool_style=True)
+            return Image.eval(img.filter(ImageFilter.GaussianBlur(12)), lambda v: v // rng.randint(4, 8))
         if cond == "hand":
-            img, _ = render_scene(self.cat, None, rs, occlusion=rng.uniform(0.3, 0.7),
-                                  blur=rng.uniform(0, blur_max))
+            personal = None
+            if len(parts) > 3:   # the shopper's own thing, held: cart_model.personal in one of many poses
+                import numpy as np
+                from cart_model.personal import KINDS, draw_personal
+                kind = parts[3] if parts[3] in KINDS else KINDS[zlib_crc(parts[3]) % len(KINDS)]
+                personal = draw_personal(kind, np.random.default_rng(rng.randrange(1 << 32)), rng.randint(70, 130))
+            occ = rng.uniform(0.1, 0.4) if personal is not None else rng.uniform(0.3, 0.7)   # a held thing shows
+            img, _ = render_scene(self.cat, None, rs, basket, occlusion=occ,
+                                  blur=rng.uniform(0, blur_max), personal=personal, pool_style=True)
             return img
         if cond == "clear":
             occ, blur, oov = rng.uniform(0, 0.3 * occ_max), rng.uniform(0, 0.3 * blur_max), 0.0
@@ -116,12 +184,17 @@ class ScenePool:
             occ, blur, oov = rng.uniform(0.3 * occ_max, occ_max), rng.uniform(0.3 * blur_max, blur_max), 0.0
         else:
             occ, blur, oov = 0.0, rng.uniform(0, blur_max), rng.uniform(0.4, 0.5)
-        img, _ = render_scene(self.cat, sku, rs, occlusion=occ, blur=blur, out_of_view=oov)
+        img, _ = render_scene(self.cat, sku, rs, basket, occlusion=occ, blur=blur, out_of_view=oov,
+                              pool_style=True)
         return img
 
     def jpeg(self, key: str) -> bytes:
         from cart_model.render import encode_jpeg
-        return encode_jpeg(self._render(key))
+        import time
+        t0 = time.perf_counter()
+        img = self._render(key)
+        self.draw_s += time.perf_counter() - t0
+        return encode_jpeg(img)
 
     def candidates(self, key: str) -> list:
         """The real detector's output on that pool scene: [[sku|None, score, cx, cy], ...]."""
@@ -132,15 +205,31 @@ class ScenePool:
             t0 = time.perf_counter()
             c = detect_list(self.detector, self.jpeg(key))
             self.render_s += time.perf_counter() - t0
-            self.cache[key] = c
+            self.cache[key] = self._new[key] = c
             self.rendered += 1
-            self._dirty = True
         return c
 
+    def figures(self) -> dict:
+        """What the bench JSON reports of the pool."""
+        n = max(1, self.rendered)
+        return {"pool_seed": self.seed, "pool_views_per_condition": self.n, "pool_scenes_rendered": self.rendered,
+                "pool_scenes_cached": len(self.cache) - self.rendered,
+                "pool_render_ms_per_view": round(1000 * self.draw_s / n, 1) if self.rendered else None,
+                "pool_detect_ms_per_view": round(1000 * (self.render_s - self.draw_s) / n, 1) if self.rendered else None}
+
     def save(self) -> None:
-        if self._dirty:
-            write_cache(self.path, self.cache)
-            self._dirty = False
+        """Write the new scenes, merged with what is on disk now (another process of the same
+        run, e.g. a second worker, may have added its own meanwhile)."""
+        if self._new:
+            cache = read_cache(self.path)
+            cache.update(self._new)
+            write_cache(self.path, cache)
+            self._new = {}
+
+
+def zlib_crc(text: str) -> int:
+    import zlib
+    return zlib.crc32(text.encode())
 
 
 def detect_list(detector, jpeg: bytes) -> list:

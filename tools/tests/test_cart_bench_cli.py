@@ -45,6 +45,6 @@ def test_store_catalogue_of_any_size_has_families_and_weight_alikes():
     for s in packs:
         fams.setdefault(s.family, []).append(s)
     assert sum(len(v) >= 2 for v in fams.values()) > 0.8 * len(fams)     # look-alike families
-    assert 0.02 * len(cat) <= sum(s.sold_by_weight for s in cat) <= 0.1 * len(cat)
+    assert 0.01 * len(cat) <= sum(s.sold_by_weight for s in cat) <= 0.1 * len(cat)   # synth.PRODUCE_SHARE, 1.5 %
     assert len(weight_alike_pairs(cat)) > len(packs)       # packs of other families at the same weight
     assert [s.sku for s in store_catalogue(2000, seed=3)] == [s.sku for s in cat]   # seeded

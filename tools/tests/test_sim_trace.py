@@ -57,7 +57,7 @@ def test_a_bench_trace_of_50_baskets_replays_to_the_same_receipts(tmp_path):
     from cart_sim.scenario import load_scenario
     from cart_sim.tracegen import write_trace
     sc = load_scenario("hard")
-    pool = scene_pool(Catalogue.load(), sc)
+    pool = scene_pool(Catalogue.load(), sc, 2)
     truth = write_trace(sc, 50, 2, tmp_path / "tr", real_frames=False, pool=pool)
     cfg = parse_config({"gateway_id": "sim", "state_dir": str(tmp_path), "carts": {"pattern": "s[0-9]+"}})
     result = replay_file(str(tmp_path / "tr" / "trace.jsonl"), cfg, str(tmp_path / "state"),
