@@ -74,19 +74,31 @@ def test_the_follow_up_offers_the_count_of_the_tapped_product_and_applies_it():
     assert _units(c2) == {"soup": 2}
 
 
-def test_a_tap_on_what_went_in_of_a_swap_offers_the_swap():
+def test_a_tap_on_what_went_in_of_a_swap_is_read_as_the_swap():
     c = Cart(skus=SKUS + BIG)
     c.move(355.0, [("cola", 0.9)])
     c.move(160.0, [("chips", 0.9)])
     # water in, cola out: +1175 g; the camera was covered, so the gateway asks
     p = _prompted(c, 1530.0 - 355.0, [])
-    fx = _answer(c, p, sku="water")                 # the shopper taps the product they put in
-    (again,) = fx["prompts_opened"]
-    swap = [o for o in again["options"] if sorted(o.get("skus") or []) == ["cola", "water"]]
-    assert swap and swap[0]["name"] == "Water instead of Cola", again["options"]
-    fx = _answer(c, again, skus=tuple(swap[0]["skus"]))
-    assert not fx["reviews_opened"], fx
+    fx = _answer(c, p, sku="water")     # the shopper taps the product they put in
+    # what came out is on the ledger: only the cola line fits the rest (-355 g)
+    assert not fx["prompts_opened"] and not fx["reviews_opened"], fx
+    assert fx["decisions"][-1]["hypothesis"]["out"] == {"cola": 1}
     assert _units(c) == {"chips": 1, "water": 1}
+
+
+def test_a_swap_tap_that_two_basket_lines_fit_offers_both_swaps():
+    c = Cart(skus=SKUS + BIG)
+    c.move(420.0, [("soup", 0.9)])
+    c.move(425.0, [("beans", 0.9)])
+    # water in, soup or beans out (the same weight): +1108 g, the camera covered
+    p = _prompted(c, 1530.0 - 422.0, [])
+    fx = _answer(c, p, sku="water")
+    (again,) = fx["prompts_opened"]
+    names = {o["name"] for o in again["options"] if o.get("skus")}
+    assert {"Water instead of Soup", "Water instead of Beans"} <= names, again["options"]
+    fx = _answer(c, again, skus=("water", "beans"))
+    assert _units(c) == {"soup": 1, "water": 1}, fx
 
 
 def test_a_tap_on_what_came_out_of_a_swap_offers_the_swap():

@@ -46,20 +46,33 @@ def _unit(cat, book, sku: str) -> tuple[float, float] | None:
 
 def _combined(sku: str, r: dict, removal: bool, delta_g: float, noise_g: float, cat, book, lines,
               cfg: ReconcileConfig, produce_z) -> dict | None:
-    """The whole movement's hypothesis for "the tapped `sku`, plus what `r` says the rest was"."""
-    if r.get("sku") is None or r["kind"] not in ("add", "remove") or "skus" in r:
+    """The whole movement's hypothesis for "the tapped `sku`, plus what `r` says the rest was".
+    As in the scorer's own pairs (multi.py), a movement is k units of one product and at most one
+    unit of another: the rest is more of the tapped product, one other product, or both."""
+    if r.get("sku") is None:
         return None
-    other, k = r["sku"], int(r["k"])
-    if removal:     # the tap named what came out; the rest went in
-        if r["kind"] != "add" or other == sku:
+    if r["kind"] == "add2" and not removal:
+        rest = Counter(r["skus"])
+        others = [s for s in rest if s != sku]
+        if len(others) != 1 or rest[others[0]] != 1:
             return None
-        want_in, want_out = Counter({other: k}), Counter({sku: 1})
-    elif r["kind"] == "add":
-        want_in, want_out = Counter({sku: 1}) + Counter({other: k}), Counter()
-    else:           # the tap named what went in; the rest came out of the basket
-        if other == sku:
+        want_in, want_out = Counter({sku: 1}) + rest, Counter()
+    elif r["kind"] not in ("add", "remove") or "skus" in r:
+        return None
+    else:
+        other, k = r["sku"], int(r["k"])
+        if other != sku and k != 1:
             return None
-        want_in, want_out = Counter({sku: 1}), Counter({other: k})
+        if removal:     # the tap named what came out; the rest went in
+            if r["kind"] != "add" or other == sku:
+                return None
+            want_in, want_out = Counter({other: k}), Counter({sku: 1})
+        elif r["kind"] == "add":
+            want_in, want_out = Counter({sku: 1}) + Counter({other: k}), Counter()
+        else:           # the tap named what went in; the rest came out of the basket
+            if other == sku:
+                return None
+            want_in, want_out = Counter({sku: 1}), Counter({other: k})
     names = list((want_in + want_out).elements())
     for h in fit_skus(names, delta_g, noise_g, cat, book, lines, cfg, produce_z=produce_z):
         if Counter(h["in"]) == want_in and Counter(h["out"]) == want_out:
@@ -101,8 +114,12 @@ def read_tap(sku: str, mv: dict, seen: Seen | None, vision, cat, book, lines: li
         if abs(r["z"]) > cfg.contradict_z:
             continue
         h = _combined(sku, r, removal, d, mv["noise_g"], cat, book, lines, cfg, produce.z)
-        if h is not None and abs(h["z"]) <= cfg.contradict_z:
-            readings.append(h)
+        if h is None or abs(h["z"]) > cfg.contradict_z:
+            continue
+        loose_in = [s for s in h["in"] if s != sku and cat.items[s].sold_by_weight]
+        if any((seen.scores if seen else {}).get(s, 0.0) < cfg.pair_seen_min_score for s in loose_in):
+            continue    # a produce bag takes any weight: offered only when the camera saw it
+        readings.append(h)
     if partial:
         # the produce line only partly out is the other honest reading; ask only if the camera
         # saw a product the swap would put in (otherwise answers.py applies the partial removal)
@@ -123,11 +140,13 @@ def read_tap(sku: str, mv: dict, seen: Seen | None, vision, cat, book, lines: li
 
 
 def _all_seen(h: dict, sku: str, seen: Seen | None, cfg: ReconcileConfig) -> bool:
-    """Every product besides the tapped one was seen; more units of the tapped one only if the
-    camera saw no other product (a look-alike of the same weight would read the same)."""
+    """Every product put in besides the tapped one was seen (what came out is on the ledger);
+    more units of the tapped one only if the camera saw no other product (a look-alike of the
+    same weight would read the same)."""
     got = seen.scores if seen is not None else {}
-    others = set(h["in"]) | set(h["out"])
-    others.discard(sku)
+    others = set(h["in"]) - {sku}
+    if set(h["out"]) - {sku}:
+        return all(got.get(s, 0.0) >= cfg.pair_seen_min_score for s in others)
     if not others:
         return seen is not None and not any(v >= cfg.pair_seen_min_score for s, v in got.items() if s != sku)
     return all(got.get(s, 0.0) >= cfg.pair_seen_min_score for s in others)
