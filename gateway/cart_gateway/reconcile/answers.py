@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import math
 
-from .camera import skus_in
-from .inputs import Answer, Verdict
-from .multi import fit_skus
+from .camera import seen_of, skus_in
+from .inputs import Answer, Verdict, VisionSummary
+from .multi import family_smoothed, fit_skus
 from .scoring import Scored, best_with_sku
 from .state import SEEN_KEEP, MoveState
+from .taps import TapVerdict, read_tap
+
+# the second question after a tap the weight says is only part of the story (taps.py)
+FOLLOWUP_TEXT = {"pick": "You chose {name}. The weight says there is more: which of these did you put in?",
+                 "removal": "You chose {name}. The weight says something else changed too: which of these did you do?"}
 
 
 class AnswersMixin:
@@ -78,6 +83,8 @@ class AnswersMixin:
         h = best_with_sku(sc, self.cat, sku, removal=mv["delta_g"] < 0, max_z=self.cfg.contradict_z)
         if mv["delta_g"] < 0 and self.cat.items[sku].sold_by_weight:
             h = self._produce_out(sku, mv["delta_g"]) or h
+        if self._tap_read(mv, sc, sku, h, ev, info):
+            return
         if h is None or abs(h["z"]) > self.cfg.contradict_z:
             self._open_review(mv, sc, f"shopper's choice {sku} does not fit the weight change"
                               f" (z={h['z'] if h else 'n/a'})", ev)
@@ -99,6 +106,30 @@ class AnswersMixin:
         self._learn(mv, h)
         self._log("answer", "shopper's choice fits the weight", move=mv["id"], evidence=ev,
                   extra=dict(info, hypothesis=h))
+
+    def _tap_read(self, mv: dict, sc: Scored, sku: str, h: dict | None, ev: list, info: dict) -> bool:
+        """A tap on one picture when the weight says more than one unit of it (taps.py): the rest
+        accepted when clear, else asked once more as pictures. False: read as before."""
+        vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
+        recent = [r["sku"] for r in self.s.get("recent_out", [])
+                  if mv["mono_ms"] - r["mono_ms"] <= self.cfg.readd_window_ms]
+        tr = read_tap(sku, mv, seen_of(vis, self.cat, self.cfg), family_smoothed(vis, self.cat, self.cfg.family_confusion),
+                      self.cat, self.book, self.s["lines"], self.s["personal"], self.cfg, self.produce, h,
+                      recent_out=recent)
+        if tr.verdict is TapVerdict.ACCEPT:
+            self._apply(mv, tr.hypothesis)
+            mv["state"] = MoveState.DONE
+            self._log("answer", f"shopper's tap on {sku} plus the rest of the weight, which is clear", move=mv["id"],
+                      evidence=ev + ["vision"], extra=dict(info, hypothesis=tr.hypothesis))
+            return True
+        if tr.verdict is TapVerdict.ASK:
+            mv["tap_followup"] = True
+            self._open_prompt(mv, sc, "removal" if mv["delta_g"] < 0 else "pick", tr.readings,
+                              text=FOLLOWUP_TEXT["removal" if mv["delta_g"] < 0 else "pick"].format(
+                                  name=self.cat.items[sku].name),
+                              confirm=f"the weight says {sku} is not all that changed: {tr.why}")
+            return True
+        return False
 
     def _doubtful(self, sc: Scored, sku: str, prompt_id: str, taps: int = 1) -> bool:
         """A tap can be a slip: combine the answer (right with 1 - answer_error_rate) with the

@@ -158,14 +158,17 @@ class DecideMixin:
                                self.book, self.produce, cfg)
         return h, why, seen, fits
 
-    def _open_prompt(self, mv: dict, sc: Scored, kind: str, hyps: list[dict], confirm: str = "") -> None:
+    def _open_prompt(self, mv: dict, sc: Scored, kind: str, hyps: list[dict], confirm: str = "",
+                     text: str = "") -> None:
         s = self.s
         s["n"]["prompt"] += 1
         pid = f"{self.cart}-p{s['n']['prompt']}"
         opts, seen = [], set()
         for h in hyps:
-            names = (skus_of(h) if h["kind"] in ("add2", "remove2")
+            one_for_one = h["kind"] == "swap_multi" and len(h["in"]) == len(h["out"]) == 1
+            names = (skus_of(h) if h["kind"] in ("add2", "remove2", "add_multi", "remove_multi")
                      else [h["sku"], h["remove_sku"]] if h["kind"] == "swap"
+                     else [*h["in"], *h["out"]] if one_for_one
                      else [h["sku"]] if h["sku"] else [])
             key = tuple(sorted(names))
             if not names or key in seen:
@@ -173,15 +176,16 @@ class DecideMixin:
             seen.add(key)
             if len(names) == 1:
                 opts.append({"sku": names[0], "name": self.cat.items[names[0]].name})
-            elif h["kind"] == "swap":
+            elif h["kind"] == "swap" or one_for_one:
                 opts.append({"sku": names[0], "skus": list(names),
                              "name": f"{self.cat.items[names[0]].name} instead of {self.cat.items[names[1]].name}"})
             else:
                 cnt = Counter(names)
                 label = " + ".join((f"{q} x " if q > 1 else "") + self.cat.items[k].name for k, q in cnt.items())
                 opts.append({"sku": names[0], "name": label, "skus": list(names)})
-        text = PROMPT_TEXT[PromptKind(kind)]
-        if confirm:    # the first tap looked like a slip: asked again, differently
+        if not text:     # else the caller's question (the follow-up of a tap, answers.py)
+            text = PROMPT_TEXT[PromptKind(kind)]
+        if confirm and text == PROMPT_TEXT[PromptKind(kind)]:    # the first tap looked like a slip: asked again, differently
             text = ("Please scan the barcode of the item you just put in, or tap its picture."
                     if kind == "scan" else "Please tap the picture of the item you just took out.")
         prompt = P.Prompt(v=1, prompt_id=pid, kind=kind, text=text, options=opts,

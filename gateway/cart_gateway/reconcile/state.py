@@ -98,6 +98,7 @@ class Movement:
     same_weight: bool = False
     merged_useqs: list[int] = field(default_factory=list)
     reasked: str | None = None
+    tap_followup: bool = False     # a tap that named part of the movement was asked about once more (taps.py)
     effect: dict = field(default_factory=dict)
     applied: dict | None = None
 
