@@ -26,6 +26,7 @@ from pathlib import Path
 from . import protocol as P
 from .catalogue import Catalogue
 from .config import GatewayConfig
+from .fleet import FleetOut, out_topic
 from .frames import Assemblies, FrameFiles, FrameTooLarge, frame_id
 from .logs import event
 from .metrics import Metrics
@@ -120,6 +121,7 @@ class Gateway:
         self._t0 = 0.0
         self._batch = False
         self._next_prune_ms = 0
+        self.fleet = FleetOut(self.store.db, self.gw, cfg.fleet.timezone, cfg.fleet.figures_interval_s)
         self._repair_outputs()
 
     # ================================================================ entry points
@@ -218,6 +220,10 @@ class Gateway:
                     if t_ms > s["now_ms"]:
                         self._advance(rt, t_ms, t_ms)
             self._retention(t_ms)
+            if self.fleet.due(t_ms):   # docs/fleet.md: bridged out to head office
+                self._emit(out_topic(self.gw, "figures"), self.fleet.figures(t_ms))
+                self._emit(out_topic(self.gw, "health"), self.fleet.health(
+                    t_ms, VERSION, len(self.carts), len(self.store.open_reviews())))
             self._persist()
         self.metrics.frames_in_progress.set(len(self.asm))
         return self._flush_out()
@@ -528,6 +534,7 @@ class Gateway:
         res = dict(res, receipt_id=f"{cart}-{rt.session}-{rt.engine.s['version']}")
         self.store.add_receipt(cart, req.req_id, res, t_ms)
         self._emit(topic, res, retain=True)
+        self._emit(out_topic(self.gw, "receipt"), self.fleet.receipt_record(cart, rt.session, res, t_ms))
         event(INFO, "receipt", "receipt issued", cart=cart, req=req.req_id, receipt=res["receipt_id"],
               total_cents=res["total_cents"])
         # a fresh basket for the next shopper; this session's frames are no longer needed

@@ -19,6 +19,7 @@ import sys
 from cart_fleet.errors import FleetError
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "cart_fleet.central",
     "cart_fleet.consumer",
     "cart_fleet.queries",
     "cart_fleet.bench",

@@ -37,7 +37,7 @@ class Broker:
 
     def start(self):
         conf = self.tmp / f"mosquitto-{self.port}.conf"
-        text = self._security() + "max_inflight_messages 0\nmax_queued_messages 100000\n"
+        text = self._security() + self._limits()
         if self.persistence:  # as on the gateway Pi: sessions survive a restart
             text += f"persistence true\npersistence_location {self.tmp}/\n"
             if os.geteuid() == 0:
@@ -57,6 +57,16 @@ class Broker:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"mosquitto did not start on port {self.port}; see {self.log}")
+
+    def _limits(self) -> str:
+        return "max_inflight_messages 0\nmax_queued_messages 100000\n"
+
+    def kill(self):
+        """kill -9: no last save of the persistence file (what a power cut does)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

@@ -1,0 +1,83 @@
+"""What the gateway tells head office (docs/fleet.md §Messages).
+
+Everything here is published under `gateway/<gw>/fleet/out/`, the one subtree
+the store's bridge carries to the central broker (docs/fleet.md §Topics):
+- `receipt`: one ledger record per issued receipt — the receipt (§12) and a
+  summary of its basket (items, prompts asked, reviews sent). No frame ids, no
+  review requests, no line evidence: nothing in it can fetch a picture.
+- `figures`: the store's day so far (baskets, reviews, prompts), on the timer.
+- `health`: the gateway's health, on the timer.
+
+All are QoS 1 through the gateway's outbox, so a record written with its
+receipt is published at least once even across a gateway crash; the central
+ledger drops the copies (tools/cart_fleet/ledger.py).
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+DAYS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS fleet_days (
+  day TEXT PRIMARY KEY, baskets INTEGER NOT NULL, items INTEGER NOT NULL,
+  prompts INTEGER NOT NULL, reviews INTEGER NOT NULL)"""
+
+# the only receipt-line fields that leave the store (a line's evidence stays)
+LINE_FIELDS = ("line_id", "sku", "name", "qty", "weight_g", "unit_price_cents", "price_cents")
+
+
+def out_topic(gateway: str, kind: str) -> str:
+    return f"gateway/{gateway}/fleet/out/{kind}"
+
+
+class FleetOut:
+    def __init__(self, db, gateway: str, tz: str, interval_s: float):
+        self.db, self.gw = db, gateway
+        self.tz = ZoneInfo(tz)
+        self.interval_ms = int(interval_s * 1000)
+        self.next_ms = 0
+        self.started = time.monotonic()
+        db.execute(DAYS_SCHEMA)
+
+    def day_of(self, t_ms: int) -> str:
+        return datetime.fromtimestamp(t_ms / 1000, timezone.utc).astimezone(self.tz).date().isoformat()
+
+    def receipt_record(self, cart: str, session: int, receipt: dict, t_ms: int) -> dict:
+        """The ledger record of one receipt; counts it into the store's day (same transaction)."""
+        outcomes = dict(self.db.execute("SELECT outcome, count(*) FROM decisions WHERE cart=? AND session=? "
+                                        "GROUP BY outcome", (cart, session)).fetchall())
+        lines = [{k: ln[k] for k in LINE_FIELDS if k in ln} for ln in receipt.get("lines", [])]
+        items = sum(int(ln.get("qty", 0)) for ln in lines)
+        day = self.day_of(t_ms)
+        prompts, reviews = outcomes.get("prompt", 0), outcomes.get("review", 0)
+        self.db.execute("INSERT INTO fleet_days VALUES (?,1,?,?,?) ON CONFLICT(day) DO UPDATE SET "
+                        "baskets=baskets+1, items=items+excluded.items, prompts=prompts+excluded.prompts, "
+                        "reviews=reviews+excluded.reviews", (day, items, prompts, reviews))
+        r = {k: receipt[k] for k in ("receipt_id", "req_id", "total_cents", "issued_ms") if k in receipt}
+        return {"v": 1, "gateway": self.gw, "cart": cart, "day": day, "published_ms": t_ms,
+                "receipt": dict(r, lines=lines),
+                "basket": {"items": items, "lines": len(lines), "prompts": prompts, "reviews": reviews,
+                           "accepted": outcomes.get("accept", 0)}}
+
+    def due(self, t_ms: int) -> bool:
+        if not self.interval_ms or t_ms < self.next_ms:
+            return False
+        self.next_ms = t_ms + self.interval_ms
+        return True
+
+    def figures(self, t_ms: int) -> dict:
+        day = self.day_of(t_ms)
+        row = self.db.execute("SELECT baskets, items, prompts, reviews FROM fleet_days WHERE day=?",
+                              (day,)).fetchone() or (0, 0, 0, 0)
+        b, i, p, r = row
+        return {"v": 1, "gateway": self.gw, "day": day, "at_ms": t_ms, "baskets": b, "items": i,
+                "prompts": p, "reviews": r,
+                "reviews_per_1000_baskets": round(1000 * r / b, 2) if b else 0.0,
+                "prompts_per_100_items": round(100 * p / i, 2) if i else 0.0}
+
+    def health(self, t_ms: int, version: str, carts: int, open_reviews: int) -> dict:
+        outbox = self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        return {"v": 1, "gateway": self.gw, "at_ms": t_ms, "version": version,
+                "uptime_s": int(time.monotonic() - self.started), "carts": carts,
+                "open_reviews": open_reviews, "outbox": outbox}
