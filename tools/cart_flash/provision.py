@@ -339,7 +339,7 @@ def bridge_conf(link: FleetLink, gateway: str) -> str:
         # persistent sessions on both sides: what is queued for the link survives a drop
         "cleansession false",
         "start_type automatic",
-        "restart_timeout 2 30",
+        "restart_timeout 1 10",   # back within 10 s of the central broker returning
         "keepalive_interval 30",
         f"bridge_cafile {link.cafile}",
         "bridge_insecure false",

@@ -68,6 +68,8 @@ def connect(dsn: str) -> psycopg.Connection:
     except psycopg.OperationalError as e:
         raise FleetError(f"cannot reach PostgreSQL at {dsn!r}: {str(e).strip()}") from None
     with conn.transaction():
+        # consumers start together: one creates the tables, the others wait for it
+        conn.execute("SELECT pg_advisory_xact_lock(1818)")
         conn.execute(SCHEMA)
     return conn
 

@@ -86,3 +86,192 @@ def fleet_record(gateway: str, cart: str, receipt_id: str, day: str, issued_ms: 
                                   "accepted": items}}, sort_keys=True).encode()
 
 
+
+
+class ConsumerProcess:
+    """`cart-fleet consume` as a real process (so a test can kill -9 it)."""
+
+    def __init__(self, tmp: Path, central: CentralBroker, dsn: str, n: int = 1, group: str = "ledger"):
+        import sys
+        self.user = f"ledger-{n}"
+        pw = tmp / f"{self.user}.pw"
+        pw.write_text(central.users[self.user])
+        self.log = tmp / f"{self.user}.log"
+        self.args = [sys.executable, "-m", "cart_fleet", "consume", "--broker", f"127.0.0.1:{central.port}",
+                     "--db", dsn, "--client-id", self.user, "--group", group, "--user", self.user,
+                     "--password-file", str(pw), "--ca", str(central.ca)]
+        self.proc = None
+
+    def start(self) -> "ConsumerProcess":
+        import subprocess
+        from cart_testing.gateway import ROOT
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tools"), str(ROOT / "gateway"), env.get("PYTHONPATH", "")])
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen(self.args, env=env, stdout=out, stderr=out, cwd=str(ROOT))
+        return self
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        import subprocess
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class FleetRig:
+    """One store (broker + bridge + the real gateway process) bridged to the central
+    broker, `cart-fleet consume` processes and a real PostgreSQL, on loopback.
+    `checkouts(...)` drives checkout load as an exit gate does; `truth()` is the
+    gateway's own receipts, `ledger()` what reached PostgreSQL."""
+
+    def __init__(self, tmp: Path, consumers: int = 2, carts=("c001", "c002", "c003", "c004")):
+        from cart_testing.postgres import PostgresCluster
+        self.tmp, self.carts = tmp, carts
+        self.pg = PostgresCluster().start()
+        self.central = CentralBroker(tmp, stores=("s001",), consumers=max(consumers, 2)).start()
+        self.store = BridgedStoreBroker(tmp, self.central, carts=carts, exits=["gate1"], review=["desk1"]).start()
+        self.consumers = [ConsumerProcess(tmp, self.central, self.pg.dsn, n) for n in range(1, consumers + 1)]
+        self.gw_state = tmp / "gw-state"
+        self.gateway = None
+        self._exit = None
+        self._sent: list[str] = []
+        self._stop_load = None
+
+    # ---------------------------------------------------------------- parts
+    def start_gateway(self, timeout: float = 60):
+        from cart_testing.gateway import GatewayProcess, write_config
+        cfg = write_config(self.tmp / "gw.toml", self.store.port, self.gw_state, carts=self.carts,
+                           username="gateway-gw1", password=self.store.users["gateway-gw1"])
+        self.gateway = GatewayProcess(cfg, self.tmp / "gateway.log").start()
+        self.wait_gateway_online(timeout)
+
+    def wait_gateway_online(self, timeout: float = 60) -> None:
+        import time
+        from cart_testing.peer import Peer
+        p = Peer(self.store.port, "review-desk1", self.store.users["review-desk1"])
+        p.connect()
+        try:
+            p.sub(["gateway/gw1/status"])
+            end = time.monotonic() + timeout
+            while time.monotonic() < end:
+                for _, payload, _ in p.got(0.2):
+                    if json.loads(payload).get("state") == "online":
+                        return
+            raise AssertionError(f"the gateway did not come online in {timeout} s; see {self.tmp}/gateway.log")
+        finally:
+            p.close()
+
+    def start_consumers(self) -> None:
+        for c in self.consumers:
+            c.start()
+
+    def close(self) -> None:
+        self.stop_load()
+        if self._exit is not None:
+            self._exit.close()
+        for c in self.consumers:
+            c.stop()
+        if self.gateway is not None:
+            self.gateway.stop()
+        self.store.stop()
+        self.central.stop()
+        self.pg.destroy()
+
+    # ---------------------------------------------------------------- load
+    def _exit_peer(self):
+        from cart_testing.peer import Peer
+        if self._exit is None:
+            self._exit = Peer(self.store.port, "exit-gate1", self.store.users["exit-gate1"], client_id="exit-gate1")
+            self._exit.c.reconnect_delay_set(0.1, 1)
+            self._exit.connect()
+        return self._exit
+
+    def checkout(self, n: int, prefix: str) -> None:
+        """n checkout requests now, round-robin over the carts (each pays an empty basket)."""
+        ex = self._exit_peer()
+        for i in range(n):
+            req = f"{prefix}-{len(self._sent)}"
+            ex.pub(f"carts/{self.carts[len(self._sent) % len(self.carts)]}/checkout",
+                   json.dumps({"v": 1, "req_id": req}).encode())
+            self._sent.append(req)
+
+    def start_load(self, per_s: float, prefix: str = "q") -> None:
+        """Checkouts at per_s in a thread until stop_load(); a publish that fails while the
+        store broker is away is retried (the exit gate keeps asking)."""
+        import threading
+        import time
+        self._stop_load = threading.Event()
+
+        def run():
+            ex = self._exit_peer()
+            while not self._stop_load.is_set():
+                req = f"{prefix}-{len(self._sent)}"
+                cart = self.carts[len(self._sent) % len(self.carts)]
+                try:
+                    ex.pub(f"carts/{cart}/checkout", json.dumps({"v": 1, "req_id": req}).encode(), timeout=2)
+                    self._sent.append(req)
+                except (RuntimeError, ValueError):
+                    time.sleep(0.2)
+                    continue
+                time.sleep(1.0 / per_s)
+        self._load = threading.Thread(target=run, daemon=True)
+        self._load.start()
+
+    def stop_load(self) -> None:
+        if self._stop_load is not None:
+            self._stop_load.set()
+            self._load.join(10)
+            self._stop_load = None
+
+    # ---------------------------------------------------------------- results
+    def truth(self) -> dict[str, dict]:
+        """receipt_id -> receipt, from the gateway's own SQLite (what the store issued)."""
+        import sqlite3
+        db = sqlite3.connect(self.gw_state / "gateway.sqlite3")
+        try:
+            rows = db.execute("SELECT receipt FROM receipts").fetchall()
+        finally:
+            db.close()
+        out = {}
+        for (r,) in rows:
+            d = json.loads(r)
+            if d.get("ok"):
+                out[d["receipt_id"]] = d
+        return out
+
+    def ledger(self) -> list[tuple[str, str, int]]:
+        """(receipt_id, req_id, deliveries) of every ledger row."""
+        import psycopg
+        with psycopg.connect(self.pg.dsn) as db:
+            try:
+                return db.execute("SELECT receipt_id, record->'receipt'->>'req_id', deliveries FROM receipts").fetchall()
+            except psycopg.errors.UndefinedTable:
+                return []
+
+    def wait_ledger(self, timeout: float) -> tuple[dict, list]:
+        """Until every receipt the gateway issued is in the ledger (or timeout)."""
+        import time
+        end = time.monotonic() + timeout
+        while True:
+            truth, rows = self.truth(), self.ledger()
+            if {r for r, _, _ in rows} >= set(truth) or time.monotonic() > end:
+                return truth, rows
+            time.sleep(0.5)
+
+
+def losses(truth: dict, rows: list) -> dict:
+    """lost: issued receipts not in the ledger; doubled: a checkout request in the ledger
+    under two receipt ids, or a receipt id twice; copies: deliveries absorbed by the ledger."""
+    ids = [r for r, _, _ in rows]
+    reqs = [q for _, q, _ in rows]
+    return {"issued": len(truth), "stored": len(rows), "lost": len(set(truth) - set(ids)),
+            "doubled": (len(ids) - len(set(ids))) + (len(reqs) - len(set(reqs))),
+            "unknown": len(set(ids) - set(truth)), "copies_absorbed": sum(d - 1 for _, _, d in rows)}
