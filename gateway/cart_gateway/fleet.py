@@ -63,6 +63,9 @@ class FleetOut:
     def due(self, t_ms: int) -> bool:
         if not self.interval_ms or t_ms < self.next_ms:
             return False
+        if not self.next_ms:        # the first one an interval after start (a tick alone writes nothing)
+            self.next_ms = t_ms + self.interval_ms
+            return False
         self.next_ms = t_ms + self.interval_ms
         return True
 

@@ -115,7 +115,7 @@ def grants(user: User, gateway: str) -> list[Grant]:
                    f"{g}/review/verdict", f"{g}/staff/#")
                 + _w("carts/+/basket", "carts/+/screen/prompt", "carts/+/screen/state", "carts/+/receipt",
                      "carts/+/+/cmd", f"{g}/status", f"{g}/review/new", f"{g}/review/queue")
-                + _r(f"{g}/fleet/in/#") + _w(f"{g}/fleet/out/#"))
+                + _r(f"{g}/fleet/in/#", "fleet/in/+/rollout/#") + _w(f"{g}/fleet/out/#", "fleet/out/+/rollout/#"))
     if user.role is Role.SCREEN:
         c = f"carts/{user.cart}"
         return (_r(f"{c}/basket", f"{c}/screen/prompt", f"{c}/screen/state", f"{c}/receipt")
@@ -132,7 +132,7 @@ def grants(user: User, gateway: str) -> list[Grant]:
         return (_r("carts/+/+/status", "carts/+/+/evt", "carts/+/+/tele", "carts/+/+/cmd/res")
                 + _w("carts/+/+/cmd"))
     if user.role is Role.FLEET:
-        return _r(f"{g}/fleet/out/#") + _w(f"{g}/fleet/in/#")
+        return _r(f"{g}/fleet/out/#", "fleet/out/+/rollout/#") + _w(f"{g}/fleet/in/#", "fleet/in/+/rollout/#")
     raise AssertionError(user.role)
 
 
@@ -297,8 +297,8 @@ def mosquitto_conf(port: int, passwd: Path, acl: Path, bind: str = "0.0.0.0",
 # receipts (the ledger) and rollout status queue through an outage; figures and
 # health at QoS 0: each is superseded a minute later, so queueing a day of them
 # would only delay the receipts behind them when the link returns.
-BRIDGE_OUT = (("receipt", 1), ("rollout", 1), ("figures", 0), ("health", 0))
-BRIDGE_IN = ("catalogue", "model", "config", "prices")
+BRIDGE_OUT = (("receipt", 1), ("figures", 0), ("health", 0))
+BRIDGE_IN = ("config", "prices")
 BRIDGE_CA = "/etc/mosquitto/cart/fleet/ca.pem"
 
 
@@ -352,6 +352,10 @@ def bridge_conf(link: FleetLink, gateway: str) -> str:
     lines += [f"topic {kind} out {qos} {local}out/ {remote}out/" for kind, qos in BRIDGE_OUT]
     lines += [f"topic {kind} in 1 {local}in/ {remote}in/" for kind in BRIDGE_IN]
     lines += [f"topic {kind} in 1 {local}in/ chain/in/" for kind in BRIDGE_IN]
+    # model and catalogue rollout (docs/protocol.md §17): the same topic names on both brokers
+    lines += [f"topic rollout/# in 1 fleet/in/{link.store}/ fleet/in/{link.store}/",
+              "topic rollout/# in 1 fleet/in/all/ fleet/in/all/",
+              f"topic rollout/# out 1 fleet/out/{link.store}/ fleet/out/{link.store}/"]
     return "\n".join(lines) + "\n"
 
 

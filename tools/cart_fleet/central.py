@@ -1,12 +1,13 @@
 """`cart-fleet central`: users, ACL and broker config of the central broker.
 
 Roles on the central broker (docs/fleet.md §Central ACL), client id = user name:
-- store `store-<store>` (a store's bridge): writes only `stores/<store>/out/#`,
-  reads only `stores/<store>/in/#` and `chain/in/#`. It can neither read nor
-  write another store's topics.
+- store `store-<store>` (a store's bridge): writes only its out kinds
+  `stores/<store>/out/<kind>` and its rollout status `fleet/out/<store>/rollout/#`,
+  reads only `stores/<store>/in/#`, `chain/in/#` and the rollouts
+  `fleet/in/<store>|all/rollout/#`. It can neither read nor write another store's topics.
 - ledger consumer `ledger-<n>`: reads `stores/+/out/receipt|figures|health`.
-- head-office publisher `hq-<id>` (rollout): writes `stores/+/in/#` and
-  `chain/in/#`, reads `stores/+/out/#`.
+- head-office publisher `hq-<id>` (rollout): writes `stores/+/in/#`,
+  `chain/in/#` and `fleet/in/+/rollout/#`, reads `stores/+/out/#` and `fleet/out/+/rollout/#`.
 There is no topic for frames or review requests on the central broker: a
 store user cannot write anything outside its `out/` kinds below, so even a
 misconfigured bridge is refused there (issue 18: enforced twice)."""
@@ -45,13 +46,16 @@ def acl_text(chain: Chain) -> str:
     for s in chain.stores:
         lines += ["# store bridge", f"user store-{s}"]
         lines += [f"topic write {topics.central_out(s, topics.Out(k))}" for k in STORE_OUT]
-        lines += [f"topic read stores/{s}/in/#", "topic read chain/in/#", ""]
+        lines += [f"topic read stores/{s}/in/#", "topic read chain/in/#",
+                  f"topic read {topics.rollout_in(s)}", f"topic read {topics.rollout_in('all')}",
+                  f"topic write {topics.rollout_out(s)}", ""]
     for n in range(1, chain.consumers + 1):
         lines += ["# ledger consumer", f"user ledger-{n}"]
         lines += [f"topic read {topics.central_out('+', k)}" for k in LEDGER_READS] + [""]
     for p in chain.publishers:
         lines += ["# head-office publisher", f"user hq-{p}", "topic write stores/+/in/#", "topic write chain/in/#",
-                  "topic read stores/+/out/#", ""]
+                  "topic read stores/+/out/#", f"topic write {topics.rollout_in('+')}",
+                  f"topic read {topics.rollout_out('+')}", ""]
     return "\n".join(lines)
 
 

@@ -7,6 +7,11 @@ prefix on the central broker, `stores/<store>/out|in/<kind>`; chain-wide
 updates arrive from `chain/in/<kind>`. Frames (`carts/+/cam/frame`) and review
 requests (`gateway/<gw>/review/new`, they name frames) are outside the subtree,
 so no bridge line can reach them.
+
+Rollout (rollout.py, docs/protocol.md §17) keeps one name on both brokers:
+`fleet/in/<store>/rollout/...` and `fleet/in/all/rollout/...` in,
+`fleet/out/<store>/rollout/...` out; the bridge carries those three subtrees
+unchanged (the central ACL binds each store to its own).
 """
 from __future__ import annotations
 
@@ -19,15 +24,21 @@ class Out(str, Enum):
     FIGURES = "figures"    # review / prompt / basket counts of the store's day so far
     HEALTH = "health"      # the gateway's health (carts online, queue depths, uptime)
     BRIDGE = "bridge"      # the bridge's own connection state (Mosquitto notifications)
-    ROLLOUT = "rollout"    # rollout status of models / catalogues (rollout.py)
 
 
 class In(str, Enum):
-    """Head office -> store."""
-    CATALOGUE = "catalogue"
-    MODEL = "model"
+    """Head office -> store (models and catalogues: the rollout topics below)."""
     CONFIG = "config"
     PRICES = "prices"
+
+
+def rollout_in(store: str) -> str:
+    """`all` for the chain-wide one."""
+    return f"fleet/in/{store}/rollout/#"
+
+
+def rollout_out(store: str) -> str:
+    return f"fleet/out/{store}/rollout/#"
 
 
 def store_out(gateway: str, kind: Out) -> str:

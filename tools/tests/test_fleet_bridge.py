@@ -30,10 +30,13 @@ STORE_TOPICS = ([f"carts/c001/{b}/{s}" for b in ("scale", "cam") for s in ("stat
                    "gateway/gw1/status", "gateway/gw1/review/new", "gateway/gw1/review/queue",
                    "gateway/gw1/review/verdict", "gateway/gw1/staff/x"]
                 + [f"gateway/gw1/fleet/out/{k}" for k in ("receipt", "figures", "health", "rollout", "frame", "other")]
-                + [f"gateway/gw1/fleet/in/{k}" for k in ("model", "catalogue")]
-                + ["gateway/gw1/fleet/out/receipt/c001-1-7"])
+                + [f"gateway/gw1/fleet/in/{k}" for k in ("config", "prices")]
+                + ["gateway/gw1/fleet/out/receipt/c001-1-7",
+                   # rollout (protocol §17): a store's status goes out under its own id only
+                   "fleet/out/s001/rollout/model/status", "fleet/out/s002/rollout/model/status",
+                   "fleet/out/s001/frame", "fleet/in/s001/rollout/model/manifest"])
 EXPECTED_CENTRAL = {"stores/s001/out/receipt", "stores/s001/out/figures", "stores/s001/out/health",
-                    "stores/s001/out/rollout"}
+                    "fleet/out/s001/rollout/model/status"}
 
 
 def peer(port, user, pw, ca=None):
@@ -122,16 +125,19 @@ def test_updates_from_head_office_reach_the_gateway_subtree_only(tmp_path):
         wait_bridge(ca)
         sa.sub(["#"])
         time.sleep(0.5)     # the bridge's remote subscriptions are made right after it connects
-        for t in ("stores/s001/in/model", "stores/s001/in/prices", "chain/in/catalogue", "stores/s002/in/model",
-                  "stores/s001/in/frames", "stores/s001/out/receipt"):
+        for t in ("stores/s001/in/config", "stores/s001/in/prices", "chain/in/prices", "stores/s002/in/config",
+                  "stores/s001/in/frames", "stores/s001/out/receipt", "fleet/in/s001/rollout/model/manifest",
+                  "fleet/in/all/rollout/catalogue/chunk", "fleet/in/s002/rollout/model/manifest"):
             hq.pub(t, t.encode())
         got = set()
         end = time.monotonic() + 10
-        while time.monotonic() < end and len(got) < 3:
+        while time.monotonic() < end and len(got) < 5:
             got |= {(t, p) for t, p, _ in sa.got(0.2) if not t.startswith("stores/")}
-        assert got == {("gateway/gw1/fleet/in/model", b"stores/s001/in/model"),
+        assert got == {("gateway/gw1/fleet/in/config", b"stores/s001/in/config"),
                        ("gateway/gw1/fleet/in/prices", b"stores/s001/in/prices"),
-                       ("gateway/gw1/fleet/in/catalogue", b"chain/in/catalogue")}
+                       ("gateway/gw1/fleet/in/prices", b"chain/in/prices"),
+                       ("fleet/in/s001/rollout/model/manifest", b"fleet/in/s001/rollout/model/manifest"),
+                       ("fleet/in/all/rollout/catalogue/chunk", b"fleet/in/all/rollout/catalogue/chunk")}
     finally:
         for p in (hq, sa, ca):
             p.close()
@@ -155,18 +161,25 @@ def test_a_store_credential_reaches_only_its_own_store(central_only):
         ca.sub(["#"])
         tried = ["stores/s001/out/receipt", "stores/s001/out/frame", "stores/s001/out/receipt/x",
                  "stores/s002/out/receipt", "stores/s001/in/model", "chain/in/model", "stores/s002/in/model",
-                 "carts/c001/cam/frame", "x"]
+                 "carts/c001/cam/frame", "x", "fleet/out/s001/rollout/model/status",
+                 "fleet/out/s002/rollout/model/status", "fleet/in/s001/rollout/model/manifest",
+                 "fleet/in/all/rollout/model/manifest"]
         for t in tried:
             s1.pub(t, b"{}")
         ca.pub("audit/done", b"")
-        assert {t for t, _, _ in ca.take_until("audit/done")} == {"stores/s001/out/receipt"}
+        assert {t for t, _, _ in ca.take_until("audit/done")} == {"stores/s001/out/receipt",
+                                                                  "fleet/out/s001/rollout/model/status"}
         # reads: its own in kinds and the chain's, nothing of another store, no out topic
-        s1.sub(["#", "stores/+/out/#", "stores/s002/in/#", "stores/s001/in/#", "chain/in/#", "$share/g/stores/+/out/#"])
+        s1.sub(["#", "stores/+/out/#", "stores/s002/in/#", "stores/s001/in/#", "chain/in/#", "$share/g/stores/+/out/#",
+                "fleet/#", "fleet/in/s001/rollout/#", "fleet/in/all/rollout/#", "fleet/in/s002/rollout/#"])
         for t in ("stores/s002/in/model", "stores/s002/out/receipt", "stores/s001/out/receipt",
-                  "stores/s001/in/model", "chain/in/model"):
+                  "stores/s001/in/model", "chain/in/model", "fleet/in/s002/rollout/model/manifest",
+                  "fleet/in/s001/rollout/model/manifest", "fleet/in/all/rollout/model/manifest",
+                  "fleet/out/s002/rollout/model/status"):
             ca.pub(t, t.encode())
         got = {t for t, _, _ in s1.got(1.5)}
-        assert got == {"stores/s001/in/model", "chain/in/model"}
+        assert got == {"stores/s001/in/model", "chain/in/model", "fleet/in/s001/rollout/model/manifest",
+                       "fleet/in/all/rollout/model/manifest"}
     finally:
         s1.close()
         ca.close()
@@ -201,11 +214,14 @@ def test_provision_writes_the_bridge_conf(tmp_path):
     for line in ("connection fleet-s001", "address central.example:8883", "bridge_protocol_version mqttv50",
                  "cleansession false", "remote_username store-s001", "bridge_cafile /etc/mosquitto/cart/fleet/ca.pem",
                  "topic receipt out 1 gateway/gw1/fleet/out/ stores/s001/out/",
-                 "topic model in 1 gateway/gw1/fleet/in/ stores/s001/in/",
-                 "topic model in 1 gateway/gw1/fleet/in/ chain/in/"):
+                 "topic prices in 1 gateway/gw1/fleet/in/ stores/s001/in/",
+                 "topic prices in 1 gateway/gw1/fleet/in/ chain/in/",
+                 "topic rollout/# out 1 fleet/out/s001/ fleet/out/s001/"):
         assert line in text.splitlines(), line
     topics = [ln for ln in text.splitlines() if ln.startswith("topic ")]
-    assert all(" gateway/gw1/fleet/" in ln for ln in topics)
-    assert not any("#" in ln or "frame" in ln or "review" in ln for ln in topics)
+    # each line maps only the gateway's fleet subtree or a rollout subtree of this store / the chain
+    assert all(" gateway/gw1/fleet/" in ln or ln.startswith("topic rollout/# ") and
+               (" fleet/in/s001/ " in ln or " fleet/in/all/ " in ln or " fleet/out/s001/ " in ln) for ln in topics)
+    assert not any(ln.startswith("topic #") or "frame" in ln or "review" in ln for ln in topics)
     assert main(["provision", "--out", str(tmp_path / "q"), "--carts", "c001", "--gateway", "gw1",
                  "--fleet", "central.example:8883"]) == 2     # no --store / credentials: a clear error
