@@ -97,6 +97,8 @@ class FleetConfig(_Strict):
     """What goes to head office over the store's bridge (docs/fleet.md)."""
     timezone: str = Field("UTC", description="the store's time zone: a receipt's business day")
     figures_interval_s: float = Field(60.0, ge=0, le=86400, description="figures and health this often; 0 = off")
+    resend_s: float = Field(60.0, ge=1, le=86400, description="a receipt record the ledger has not acknowledged "
+                            "this long after sending, while acks arrive, is sent again")
 
     @field_validator("timezone")
     @classmethod

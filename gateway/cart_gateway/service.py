@@ -121,7 +121,8 @@ class Gateway:
         self._t0 = 0.0
         self._batch = False
         self._next_prune_ms = 0
-        self.fleet = FleetOut(self.store.db, self.gw, cfg.fleet.timezone, cfg.fleet.figures_interval_s)
+        self.fleet = FleetOut(self.store.db, self.gw, cfg.fleet.timezone, cfg.fleet.figures_interval_s,
+                              cfg.fleet.resend_s)
         self._repair_outputs()
 
     # ================================================================ entry points
@@ -220,6 +221,8 @@ class Gateway:
                     if t_ms > s["now_ms"]:
                         self._advance(rt, t_ms, t_ms)
             self._retention(t_ms)
+            for rec in self.fleet.resends(t_ms):   # lost on the way to the ledger: again
+                self._emit(out_topic(self.gw, "receipt"), rec)
             if self.fleet.due(t_ms):   # docs/fleet.md: bridged out to head office
                 self._emit(out_topic(self.gw, "figures"), self.fleet.figures(t_ms))
                 self._emit(out_topic(self.gw, "health"), self.fleet.health(
@@ -285,6 +288,9 @@ class Gateway:
 
     # ================================================================ dispatch
     def _dispatch(self, topic: str, payload: bytes, t_ms: int) -> str:
+        if topic == self.fleet.ack_topic:       # the ledger stored these receipts (docs/fleet.md)
+            self.fleet.on_ack(payload, t_ms)
+            return "fleet_ack"
         tp = P.parse_topic(topic)
         if tp.cart is not None and not self.cfg.carts.accepts(tp.cart):
             self._reject("unknown_cart", topic, f"cart {tp.cart!r} is not in carts.known / carts.pattern")

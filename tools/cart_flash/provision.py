@@ -298,7 +298,7 @@ def mosquitto_conf(port: int, passwd: Path, acl: Path, bind: str = "0.0.0.0",
 # health at QoS 0: each is superseded a minute later, so queueing a day of them
 # would only delay the receipts behind them when the link returns.
 BRIDGE_OUT = (("receipt", 1), ("figures", 0), ("health", 0))
-BRIDGE_IN = ("config", "prices")
+BRIDGE_IN = ("ack", "config", "prices")   # ack: the ledger's acknowledgements (docs/fleet.md)
 BRIDGE_CA = "/etc/mosquitto/cart/fleet/ca.pem"
 
 
@@ -351,7 +351,7 @@ def bridge_conf(link: FleetLink, gateway: str) -> str:
     ]
     lines += [f"topic {kind} out {qos} {local}out/ {remote}out/" for kind, qos in BRIDGE_OUT]
     lines += [f"topic {kind} in 1 {local}in/ {remote}in/" for kind in BRIDGE_IN]
-    lines += [f"topic {kind} in 1 {local}in/ chain/in/" for kind in BRIDGE_IN]
+    lines += [f"topic {kind} in 1 {local}in/ chain/in/" for kind in BRIDGE_IN if kind != "ack"]
     # model and catalogue rollout (docs/protocol.md §17): the same topic names on both brokers
     lines += [f"topic rollout/# in 1 fleet/in/{link.store}/ fleet/in/{link.store}/",
               "topic rollout/# in 1 fleet/in/all/ fleet/in/all/",

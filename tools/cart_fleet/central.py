@@ -5,7 +5,8 @@ Roles on the central broker (docs/fleet.md §Central ACL), client id = user name
   `stores/<store>/out/<kind>` and its rollout status `fleet/out/<store>/rollout/#`,
   reads only `stores/<store>/in/#`, `chain/in/#` and the rollouts
   `fleet/in/<store>|all/rollout/#`. It can neither read nor write another store's topics.
-- ledger consumer `ledger-<n>`: reads `stores/+/out/receipt|figures|health`.
+- ledger consumer `ledger-<n>`: reads `stores/+/out/receipt|figures|health`,
+  writes `stores/+/in/ack` (what it committed, back to each store's gateway).
 - head-office publisher `hq-<id>` (rollout): writes `stores/+/in/#`,
   `chain/in/#` and `fleet/in/+/rollout/#`, reads `stores/+/out/#` and `fleet/out/+/rollout/#`.
 There is no topic for frames or review requests on the central broker: a
@@ -51,7 +52,8 @@ def acl_text(chain: Chain) -> str:
                   f"topic write {topics.rollout_out(s)}", ""]
     for n in range(1, chain.consumers + 1):
         lines += ["# ledger consumer", f"user ledger-{n}"]
-        lines += [f"topic read {topics.central_out('+', k)}" for k in LEDGER_READS] + [""]
+        lines += [f"topic read {topics.central_out('+', k)}" for k in LEDGER_READS]
+        lines += [f"topic write {topics.central_in('+', topics.In.ACK)}", ""]
     for p in chain.publishers:
         lines += ["# head-office publisher", f"user hq-{p}", "topic write stores/+/in/#", "topic write chain/in/#",
                   "topic read stores/+/out/#", f"topic write {topics.rollout_in('+')}",

@@ -8,6 +8,9 @@ member of the group. Exactly once per receipt id comes from two halves:
   and the broker delivers it again (to the same persistent session on
   reconnect: client id and session expiry fixed);
 - a copy delivered twice is a no-op in the ledger (`ledger.INSERT_RECEIPT`).
+After the commit it tells each store's gateway which receipt ids it stored
+(`stores/<store>/in/ack`, bridged to `gateway/<gw>/fleet/in/ack`): the gateway
+sends again what the link lost (gateway/cart_gateway/fleet.py).
 While PostgreSQL is down the batch is retried and nothing is acked, so the
 broker stops sending once `receive_maximum` messages are in flight: the
 backlog waits on the broker, not in this process.
@@ -15,6 +18,7 @@ backlog waits on the broker, not in this process.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import queue
 import signal
@@ -194,8 +198,13 @@ class Consumer:
             return   # stopping: unacked, the broker redelivers
         self.stats.stored += len(good)
         self.stats.receipts += len(receipts)
-        for store, _ in receipts:
+        committed: dict[str, list[str]] = {s: [] for s, _ in figures}   # a figures batch: an empty ack, a heartbeat
+        for store, r in receipts:
             self.stats.by_store[store] = self.stats.by_store.get(store, 0) + 1
+            committed.setdefault(store, []).append(r.receipt_id)
+        for store, ids in committed.items():    # end to end: the gateway forgets what is acked here
+            self.mqtt.publish(topics.central_in(store, topics.In.ACK),
+                              json.dumps({"v": 1, "receipts": ids}, separators=(",", ":")), qos=1)
         for m in batch:           # refused ones too: they would only come back
             if m.gen == self._gen:
                 self.mqtt.ack(m.mid, 1)

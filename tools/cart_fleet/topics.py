@@ -28,6 +28,7 @@ class Out(str, Enum):
 
 class In(str, Enum):
     """Head office -> store (models and catalogues: the rollout topics below)."""
+    ACK = "ack"            # the ledger committed these receipt ids (consumer -> gateway)
     CONFIG = "config"
     PRICES = "prices"
 

@@ -150,6 +150,8 @@ class FleetRig:
         from cart_testing.gateway import GatewayProcess, write_config
         cfg = write_config(self.tmp / "gw.toml", self.store.port, self.gw_state, carts=self.carts,
                            username="gateway-gw1", password=self.store.users["gateway-gw1"])
+        with open(cfg, "a") as f:       # records the link lost go again 5 s after sending (default 60)
+            f.write("[fleet]\nresend_s = 5\nfigures_interval_s = 5\n")
         self.gateway = GatewayProcess(cfg, self.tmp / "gateway.log").start()
         self.wait_gateway_online(timeout)
 

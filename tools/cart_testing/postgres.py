@@ -17,6 +17,14 @@ from pathlib import Path
 from cart_testing.broker import free_port
 
 
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 class PostgresMissing(RuntimeError):
     pass
 
@@ -78,7 +86,26 @@ class PostgresCluster:
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
-            time.sleep(0.5)
+            # its backends notice the postmaster is gone and exit; until then a new one cannot start
+            end = time.monotonic() + 20
+            while time.monotonic() < end and (self._backends() or _alive(pid)):
+                time.sleep(0.2)
+            # A crash leaves its lock files. PostgreSQL takes them as stale once the pid is gone,
+            # but a container whose init reaps no orphans keeps the pid as a zombie: remove them.
+            pid_file.unlink(missing_ok=True)
+            for lock in self.root.glob(".s.PGSQL.*"):
+                lock.unlink(missing_ok=True)
+
+    def _backends(self) -> list[int]:
+        """Processes of this cluster: every PostgreSQL process runs in its data directory."""
+        mine = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.readlink(f"/proc/{pid}/cwd") == str(self.data):
+                    mine.append(int(pid))
+            except OSError:
+                pass
+        return mine
 
     def destroy(self) -> None:
         self.stop("immediate")
