@@ -221,8 +221,12 @@ class Gateway:
                     if t_ms > s["now_ms"]:
                         self._advance(rt, t_ms, t_ms)
             self._retention(t_ms)
-            for rec in self.fleet.resends(t_ms):   # lost on the way to the ledger: again
+            again = self.fleet.resends(t_ms)      # lost on the way to the ledger: again
+            for rec in again:
                 self._emit(out_topic(self.gw, "receipt"), rec)
+            if again:
+                event(INFO, "fleet_resend", f"{len(again)} receipt records sent again: the ledger has not "
+                      "acknowledged them", records=len(again))
             if self.fleet.due(t_ms):   # docs/fleet.md: bridged out to head office
                 self._emit(out_topic(self.gw, "figures"), self.fleet.figures(t_ms))
                 self._emit(out_topic(self.gw, "health"), self.fleet.health(

@@ -8,7 +8,7 @@ import json
 
 def cmd_bench(a: argparse.Namespace) -> int:
     from cart_fleet.benchrun import run_bench
-    res = run_bench(a.n)
+    res = run_bench(a.n, a.latency_n)
     if a.json:
         print(json.dumps(res, sort_keys=True))
     return 0
@@ -16,6 +16,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="receipts/s stored (1 and 2 consumers vs bare paho), checkout -> ledger latency")
-    p.add_argument("-n", type=int, default=3000, help="receipts per run")
+    p.add_argument("-n", type=int, default=3000, help="receipt records per throughput run")
+    p.add_argument("--latency-n", type=int, default=200, help="checkouts for the latency run (10/s)")
     p.add_argument("--json", action="store_true", help="end with one JSON line of every figure")
     p.set_defaults(fn=cmd_bench)

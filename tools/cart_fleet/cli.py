@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cart_fleet.consumer",
     "cart_fleet.queries",
     "cart_fleet.bench",
+    "cart_fleet.sizing",
     # rollout (publish / rollback) modules go below this line
 )
 

@@ -31,6 +31,9 @@ def finish(rig, timeout=90):
     rig.stop_load()
     truth, rows = rig.wait_ledger(timeout)
     res = losses(truth, rows)
+    log = rig.tmp / "gateway.log"
+    res["resent"] = sum(json.loads(ln.split(" records=", 1)[1].split()[0]) for ln in log.read_text().splitlines()
+                        if "event=fleet_resend" in ln)
     print("fleet outage:", json.dumps(res, sort_keys=True))
     assert res["issued"] > 0
     missing = {r: truth[r]["issued_ms"] for r in set(truth) - {r for r, _, _ in rows}}
@@ -84,4 +87,16 @@ def test_postgresql_down_under_load(rig):
     rig.pg.kill()                            # and a crash: committed rows survive (WAL), the rest is redelivered
     rig.pg.start()
     time.sleep(3)
+    finish(rig)
+
+
+def test_central_broker_kill9_under_load(rig):
+    """A crash of the central broker loses what it held in memory (Mosquitto saves its
+    state every autosave_interval); the gateway sends again what the ledger never acked."""
+    rig.start_load(per_s=10)
+    time.sleep(4)
+    rig.central.kill()
+    time.sleep(3)
+    rig.central.start()
+    time.sleep(4)
     finish(rig)
