@@ -30,7 +30,7 @@ import time
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from .protocol import ID_RE, ProtocolError
+from .protocol import ProtocolError
 
 DAYS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS fleet_days (

@@ -81,6 +81,20 @@ class Broker:
 
 
 
+def add_test_users(prov: Path, users: dict[str, str], extra_users: dict[str, str] | None,
+                   extra_acl: str) -> dict[str, str]:
+    """Test-only users and ACL lines appended to a provisioned password file and ACL in `prov`."""
+    from cart_flash import provision
+    users = dict(users)
+    if extra_users:
+        users.update(extra_users)
+        provision.write_passwd(prov / "mosquitto.passwd", users)
+    if extra_acl:
+        with open(prov / "mosquitto.acl", "a") as f:
+            f.write("\n" + extra_acl + "\n")
+    return users
+
+
 class SecureBroker(Broker):
     """Mosquitto configured by `cart-flash provision` (provision.mosquitto_conf):
     no anonymous clients, the generated ACL, use_username_as_clientid.
@@ -97,13 +111,7 @@ class SecureBroker(Broker):
         from cart_flash import provision
         self.prov = tmp / f"prov-{self.port}"
         self.creds = provision.provision(self.prov, list(carts), gateway, list(review), **more)
-        self.users = dict(self.creds["users"])
-        if extra_users:
-            self.users.update(extra_users)
-            provision.write_passwd(self.prov / "mosquitto.passwd", self.users)
-        if extra_acl:
-            with open(self.prov / "mosquitto.acl", "a") as f:
-                f.write("\n" + extra_acl + "\n")
+        self.users = add_test_users(self.prov, self.creds["users"], extra_users, extra_acl)
 
     def _security(self) -> str:
         from cart_flash import provision

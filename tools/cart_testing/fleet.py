@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from cart_testing.broker import Broker, SecureBroker
+from cart_testing.broker import Broker, SecureBroker, add_test_users
 
 
 class CentralBroker(Broker):
@@ -27,13 +27,7 @@ class CentralBroker(Broker):
             provision.make_server_cert(self.tls, self.tls, ["127.0.0.1"])
         self.ca = self.tls / "ca.pem"
         creds = central.provision_central(self.prov, central.Chain(tuple(stores), consumers))
-        self.users = dict(creds["users"])
-        if extra_users:
-            self.users.update(extra_users)
-            provision.write_passwd(self.prov / "mosquitto.passwd", self.users)
-        if extra_acl:
-            with open(self.prov / "mosquitto.acl", "a") as f:
-                f.write("\n" + extra_acl + "\n")
+        self.users = add_test_users(self.prov, creds["users"], extra_users, extra_acl)
 
     def store_credentials(self, store: str) -> Path:
         return self.prov / f"store-{store}.json"
@@ -258,13 +252,14 @@ class FleetRig:
             except psycopg.errors.UndefinedTable:
                 return []
 
-    def wait_ledger(self, timeout: float) -> tuple[dict, list]:
-        """Until every receipt the gateway issued is in the ledger (or timeout)."""
+    def wait_ledger(self, timeout: float, issued: int = 1) -> tuple[dict, list]:
+        """Until the gateway has issued at least `issued` receipts and every one it issued
+        is in the ledger (or timeout)."""
         import time
         end = time.monotonic() + timeout
         while True:
             truth, rows = self.truth(), self.ledger()
-            if {r for r, _, _ in rows} >= set(truth) or time.monotonic() > end:
+            if len(truth) >= issued and {r for r, _, _ in rows} >= set(truth) or time.monotonic() > end:
                 return truth, rows
             time.sleep(0.5)
 

@@ -10,7 +10,6 @@ import psycopg
 import pytest
 
 from cart_testing.fleet import FleetRig, fleet_record, losses
-from cart_testing.peer import Peer
 
 
 @pytest.fixture
@@ -26,7 +25,7 @@ def test_every_receipt_reaches_the_ledger_once_and_two_consumers_share_them(rig,
     rig.start_consumers()
     rig.start_gateway()
     rig.checkout(60, "a")
-    truth, rows = rig.wait_ledger(60)
+    truth, rows = rig.wait_ledger(90, issued=60)
     res = losses(truth, rows)
     assert res["issued"] == 60 and res["lost"] == 0 and res["doubled"] == 0 and res["unknown"] == 0, res
     with psycopg.connect(rig.pg.dsn) as db:

@@ -29,6 +29,7 @@ def rig(tmp_path):
 
 def finish(rig, timeout=90):
     rig.stop_load()
+    time.sleep(2)               # the last checkouts answered: the truth is complete
     truth, rows = rig.wait_ledger(timeout)
     res = losses(truth, rows)
     log = rig.tmp / "gateway.log"
