@@ -9,11 +9,11 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all setup venv mosquitto chromium test demo clean
+.PHONY: all setup venv mosquitto chromium postgresql test demo clean
 
 all: test
 
-setup: venv mosquitto chromium
+setup: venv mosquitto chromium postgresql
 
 # pip installs only when the requirement files changed since the last install.
 venv: $(STAMP)
@@ -41,6 +41,16 @@ chromium:
 	else echo "error: Chromium is missing. Install it: sudo apt-get install chromium chromium-driver" >&2; exit 1; fi; \
 	echo "installing chromium and chromium-driver with apt-get"; \
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+
+# PostgreSQL from Debian, for cart-fleet's head-office ledger (the tests start
+# their own throwaway cluster with initdb / pg_ctl: tools/cart_testing/postgres.py).
+postgresql:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; \
+	else echo "error: PostgreSQL is missing. Install it: sudo apt-get install postgresql" >&2; exit 1; fi; \
+	echo "installing postgresql with apt-get"; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null
 
 # pytest exits 5 when a selection collects nothing; that is not a failure here.
 test: setup

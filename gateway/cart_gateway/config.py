@@ -93,6 +93,24 @@ class IngestConfig(_Strict):
                                       "(burst: qos0_per_cart); boards send only telemetry at QoS 0")
 
 
+class FleetConfig(_Strict):
+    """What goes to head office over the store's bridge (docs/fleet.md)."""
+    timezone: str = Field("UTC", description="the store's time zone: a receipt's business day")
+    figures_interval_s: float = Field(60.0, ge=0, le=86400, description="figures and health this often; 0 = off")
+    resend_s: float = Field(60.0, ge=1, le=86400, description="a receipt record the ledger has not acknowledged "
+                            "this long after sending, while acks arrive, is sent again")
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (an IANA name, e.g. Europe/Berlin)") from None
+        return v
+
+
 class RetentionConfig(_Strict):
     """How long the event log and the decision log keep rows (docs/gateway.md, Retention).
 
@@ -138,6 +156,7 @@ class GatewayConfig(_Strict):
     detector: DetectorSection = Field(default_factory=DetectorSection)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
     # The engine keeps only its 10 latest decisions in its state (persisted after every
     # message); the full decision log is the `decisions` table in SQLite.
     reconcile: ReconcileConfig = Field(default_factory=lambda: ReconcileConfig(log_limit=10))

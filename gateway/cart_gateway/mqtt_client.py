@@ -47,7 +47,8 @@ def _nodelay(client, userdata, sock) -> None:
 
 def subscriptions(gw: str) -> list[str]:
     return ["carts/+/+/evt", "carts/+/cam/frame", "carts/+/+/status", "carts/+/+/tele",
-            "carts/+/screen/answer", "carts/+/checkout", f"gateway/{gw}/review/verdict"]
+            "carts/+/screen/answer", "carts/+/checkout", f"gateway/{gw}/review/verdict",
+            f"gateway/{gw}/fleet/in/ack"]   # the ledger's acknowledgements (docs/fleet.md)
 
 
 def describe_connect_error(e: BaseException | None) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 from . import protocol as P
 from .catalogue import Catalogue
 from .config import GatewayConfig
+from .fleet import FleetOut, out_topic
 from .frames import Assemblies, FrameFiles, FrameTooLarge, frame_id
 from .logs import event
 from .metrics import Metrics
@@ -125,6 +126,8 @@ class Gateway:
         self._t0 = 0.0
         self._batch = False
         self._next_prune_ms = 0
+        self.fleet = FleetOut(self.store.db, self.gw, cfg.fleet.timezone, cfg.fleet.figures_interval_s,
+                              cfg.fleet.resend_s)
         self._repair_outputs()
 
     # ================================================================ entry points
@@ -226,6 +229,16 @@ class Gateway:
                 elif t_ms > rt.engine.s["now_ms"]:
                     self._advance(rt, t_ms, t_ms)
             self._retention(t_ms)
+            again = self.fleet.resends(t_ms)      # lost on the way to the ledger: again
+            for rec in again:
+                self._emit(out_topic(self.gw, "receipt"), rec)
+            if again:
+                event(INFO, "fleet_resend", f"{len(again)} receipt records sent again: the ledger has not "
+                      "acknowledged them", records=len(again))
+            if self.fleet.due(t_ms):   # docs/fleet.md: bridged out to head office
+                self._emit(out_topic(self.gw, "figures"), self.fleet.figures(t_ms))
+                self._emit(out_topic(self.gw, "health"), self.fleet.health(
+                    t_ms, VERSION, len(self.carts), len(self.store.open_reviews())))
             self._persist()
         self.metrics.frames_in_progress.set(len(self.asm))
         return self._flush_out()
@@ -299,6 +312,9 @@ class Gateway:
 
     # ================================================================ dispatch
     def _dispatch(self, topic: str, payload: bytes, t_ms: int) -> str:
+        if topic == self.fleet.ack_topic:       # the ledger stored these receipts (docs/fleet.md)
+            self.fleet.on_ack(payload, t_ms)
+            return "fleet_ack"
         tp = P.parse_topic(topic)
         if tp.cart is not None and not self.cfg.carts.accepts(tp.cart):
             self._reject("unknown_cart", topic, f"cart {tp.cart!r} is not in carts.known / carts.pattern")
@@ -550,6 +566,7 @@ class Gateway:
         res = dict(res, receipt_id=f"{cart}-{rt.session}-{rt.engine.s['version']}")
         self.store.add_receipt(cart, req.req_id, res, t_ms)
         self._emit(topic, res, retain=True)
+        self._emit(out_topic(self.gw, "receipt"), self.fleet.receipt_record(cart, rt.session, res, t_ms))
         event(INFO, "receipt", "receipt issued", cart=cart, req=req.req_id, receipt=res["receipt_id"],
               total_cents=res["total_cents"])
         # a fresh basket for the next shopper; this session's frames are no longer needed

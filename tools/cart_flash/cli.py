@@ -118,8 +118,17 @@ def cmd_provision(a: argparse.Namespace) -> int:
     if old.exists():
         existing = json.loads(old.read_text())["users"]
     ids = lambda v: [i for i in (v or "").split(",") if i]  # noqa: E731
+    fleet = a.fleet is not None
+    if fleet and not (a.store and a.fleet_credentials):
+        raise FlashError("--fleet needs --store and --fleet-credentials (store-<store>.json from `cart-fleet central`)")
     creds = provision.provision(a.out, carts, a.gateway, review, existing, web=ids(a.web), exits=ids(a.exit),
                                 bench=ids(a.bench), fleet_bridge=a.fleet_bridge)
+    if fleet:
+        user, password = provision.load_fleet_credentials(a.fleet_credentials)
+        link = provision.FleetLink(a.store, a.fleet[0], a.fleet[1], user, password, a.fleet_ca)
+        conf = provision.write_bridge_conf(a.out, link, a.gateway)
+        print(f"fleet bridge to {a.fleet[0]}:{a.fleet[1]} as store {a.store}: {conf} "
+              f"(install in /etc/mosquitto/conf.d/, and the chain CA as {a.fleet_ca}: docs/fleet.md)")
     print(f"{len(creds['users'])} MQTT users in {a.out}/credentials.json (keep secret), "
           f"{a.out}/mosquitto.passwd and {a.out}/mosquitto.acl (install on the gateway Pi in /etc/mosquitto/cart/: docs/install-pi.md §3)")
     return 0
@@ -154,6 +163,12 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--exit", help="comma-separated exit gate ids (user exit-<id>)")
     pr.add_argument("--bench", help="comma-separated bench rig ids (user bench-<id>: rig monitor, --verify-user)")
     pr.add_argument("--fleet-bridge", action="store_true", help="a fleet-<gw> user for the head-office bridge")
+    pr.add_argument("--fleet", type=boardconfig.parse_hostport, metavar="HOST:PORT",
+                    help="write fleet-bridge.conf: the store broker's bridge to the central broker (docs/fleet.md)")
+    pr.add_argument("--store", help="with --fleet: the store id, its prefix stores/<store>/ on the central broker")
+    pr.add_argument("--fleet-credentials", type=Path, help="with --fleet: store-<store>.json from `cart-fleet central`")
+    pr.add_argument("--fleet-ca", default=provision.BRIDGE_CA,
+                    help=f"with --fleet: the chain CA's path on the Pi (default {provision.BRIDGE_CA})")
     pr.set_defaults(fn=cmd_provision)
     t = sub.add_parser("tls", help="store CA and the broker's certificate (openssl)")
     t.add_argument("--out", type=Path, required=True)

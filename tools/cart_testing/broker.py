@@ -37,7 +37,7 @@ class Broker:
 
     def start(self):
         conf = self.tmp / f"mosquitto-{self.port}.conf"
-        text = self._security() + "max_inflight_messages 0\nmax_queued_messages 100000\n"
+        text = self._security() + self._limits()
         if self.persistence:  # as on the gateway Pi: sessions survive a restart
             text += f"persistence true\npersistence_location {self.tmp}/\n"
             if os.geteuid() == 0:
@@ -58,6 +58,16 @@ class Broker:
                 time.sleep(0.05)
         raise RuntimeError(f"mosquitto did not start on port {self.port}; see {self.log}")
 
+    def _limits(self) -> str:
+        return "max_inflight_messages 0\nmax_queued_messages 100000\n"
+
+    def kill(self):
+        """kill -9: no last save of the persistence file (what a power cut does)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
@@ -69,6 +79,20 @@ class Broker:
         self.proc = None
 
 
+
+
+def add_test_users(prov: Path, users: dict[str, str], extra_users: dict[str, str] | None,
+                   extra_acl: str) -> dict[str, str]:
+    """Test-only users and ACL lines appended to a provisioned password file and ACL in `prov`."""
+    from cart_flash import provision
+    users = dict(users)
+    if extra_users:
+        users.update(extra_users)
+        provision.write_passwd(prov / "mosquitto.passwd", users)
+    if extra_acl:
+        with open(prov / "mosquitto.acl", "a") as f:
+            f.write("\n" + extra_acl + "\n")
+    return users
 
 
 class SecureBroker(Broker):
@@ -87,13 +111,7 @@ class SecureBroker(Broker):
         from cart_flash import provision
         self.prov = tmp / f"prov-{self.port}"
         self.creds = provision.provision(self.prov, list(carts), gateway, list(review), **more)
-        self.users = dict(self.creds["users"])
-        if extra_users:
-            self.users.update(extra_users)
-            provision.write_passwd(self.prov / "mosquitto.passwd", self.users)
-        if extra_acl:
-            with open(self.prov / "mosquitto.acl", "a") as f:
-                f.write("\n" + extra_acl + "\n")
+        self.users = add_test_users(self.prov, self.creds["users"], extra_users, extra_acl)
 
     def _security(self) -> str:
         from cart_flash import provision

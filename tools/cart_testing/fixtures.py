@@ -56,3 +56,17 @@ def virtual_boards(mosquitto, tmp_path):
     finally:
         for vb in boards:
             vb.close()
+
+
+@pytest.fixture
+def postgres():
+    """A throwaway PostgreSQL cluster on a free loopback port (`.dsn`, `.stop()`, `.start()`, `.kill()`)."""
+    from cart_testing.postgres import PostgresCluster, PostgresMissing
+    try:
+        pg = PostgresCluster().start()
+    except PostgresMissing as e:
+        pytest.fail(str(e))
+    try:
+        yield pg
+    finally:
+        pg.destroy()

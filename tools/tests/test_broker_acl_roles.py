@@ -25,7 +25,10 @@ def cart_topics(c):
 
 
 GW = ["gateway/gw1/status", "gateway/gw1/review/new", "gateway/gw1/review/queue",
-      "gateway/gw1/review/verdict", "gateway/gw1/staff/action"]
+      "gateway/gw1/review/verdict", "gateway/gw1/staff/action",
+      # docs/fleet.md: what the gateway writes for head office, and what comes from it
+      "gateway/gw1/fleet/out/receipt", "gateway/gw1/fleet/in/prices",
+      "fleet/in/s001/rollout/model/manifest", "fleet/out/s001/rollout/model/status"]
 # the store's whole topic tree, plus a few topics nobody has any business on
 ALL = cart_topics("c001") + cart_topics("c002") + GW + ["carts/c001/other", "gateway/gw2/review/verdict", "x"]
 
@@ -41,12 +44,13 @@ WRITES = {
                       "carts/c001/cam/cmd/res", "carts/c001/cam/frame"},
     "screen-c001": {"carts/c001/screen/answer", "carts/c001/checkout"},
     "gateway-gw1": each("basket", "screen/prompt", "screen/state", "receipt", "scale/cmd", "cam/cmd")
-    | {"gateway/gw1/status", "gateway/gw1/review/new", "gateway/gw1/review/queue"},
+    | {"gateway/gw1/status", "gateway/gw1/review/new", "gateway/gw1/review/queue", "gateway/gw1/fleet/out/receipt",
+       "fleet/out/s001/rollout/model/status"},
     "review-desk1": {"gateway/gw1/review/verdict"},
     "web-staff1": {"gateway/gw1/review/verdict", "gateway/gw1/staff/action"} | each("screen/answer"),
     "exit-gate1": each("checkout"),
     "bench-rig1": each("scale/cmd", "cam/cmd"),
-    "fleet-gw1": set(),
+    "fleet-gw1": {"gateway/gw1/fleet/in/prices", "fleet/in/s001/rollout/model/manifest"},
 }
 READS = {
     "cart-c001-scale": {"carts/c001/scale/cmd"},
@@ -54,14 +58,15 @@ READS = {
     "screen-c001": {"carts/c001/basket", "carts/c001/screen/prompt", "carts/c001/screen/state", "carts/c001/receipt"},
     "gateway-gw1": each("scale/evt", "cam/evt", "scale/status", "cam/status", "scale/tele", "cam/tele",
                         "scale/cmd/res", "cam/cmd/res", "cam/frame", "screen/answer", "checkout")
-    | {"gateway/gw1/review/verdict", "gateway/gw1/staff/action"},
+    | {"gateway/gw1/review/verdict", "gateway/gw1/staff/action", "gateway/gw1/fleet/in/prices",
+       "fleet/in/s001/rollout/model/manifest"},
     "review-desk1": {"gateway/gw1/status", "gateway/gw1/review/new", "gateway/gw1/review/queue"},
     "web-staff1": each("basket", "screen/prompt", "screen/state", "receipt", "scale/status", "cam/status")
     | {"gateway/gw1/status", "gateway/gw1/review/new", "gateway/gw1/review/queue"},
     "exit-gate1": each("receipt"),
     "bench-rig1": each("scale/status", "cam/status", "scale/evt", "cam/evt", "scale/tele", "cam/tele",
                        "scale/cmd/res", "cam/cmd/res"),
-    "fleet-gw1": each("receipt") | {"gateway/gw1/status", "gateway/gw1/review/queue"},
+    "fleet-gw1": {"gateway/gw1/fleet/out/receipt", "fleet/out/s001/rollout/model/status"},
 }
 
 
