@@ -29,6 +29,7 @@ from .config import GatewayConfig
 from .frames import Assemblies, FrameFiles, FrameTooLarge, frame_id
 from .logs import event
 from .metrics import Metrics
+from .rollout import catalogue_path
 from .reconcile import (CartReconciler, CatalogueIndex, ReconcileError, Unsettled, Vision, WeightBook,
                         WeightChange, answer_of, verdict_of)
 from .store import Store
@@ -90,7 +91,7 @@ class Gateway:
         state = Path(cfg.state_dir)
         self.store = store or Store(state / "gateway.sqlite3", cfg.sqlite_synchronous)
         self.metrics = metrics or Metrics()
-        self.catalogue = catalogue or Catalogue.load(cfg.catalogue)
+        self.catalogue = catalogue or Catalogue.load(catalogue_path(cfg))   # rolled out, else configured
         self.index = CatalogueIndex(self.catalogue)
         rc = cfg.reconcile
         self.book = WeightBook.for_catalogue(self.catalogue, rc.learn_prior_strength, rc.min_sd_g)
@@ -165,6 +166,25 @@ class Gateway:
         saved = self.store.load_book()
         self.book.load_dict(saved or {"v": 1, "stats": {}})
         self._book_seen = pickle.dumps(self.book.stats, 5)
+
+    def swap_catalogue(self, catalogue: Catalogue) -> str | None:
+        """Rollout's hot reload, between batches (state committed): every cart resumes on the
+        new catalogue. None when swapped; else why it must wait (an open basket holds a SKU
+        the new one drops: its receipt would name an unknown SKU), and nothing changed."""
+        for cart, rt in self.carts.items():
+            gone = sorted({ln["sku"] for ln in rt.engine.s["lines"] if ln["sku"] and ln["sku"] not in catalogue})
+            if gone:
+                return f"the open basket of cart {cart} holds {gone[:3]}, which the new catalogue drops"
+        rc = self.cfg.reconcile
+        index = CatalogueIndex(catalogue)
+        book = WeightBook.for_catalogue(catalogue, rc.learn_prior_strength, rc.min_sd_g)
+        book.load_dict(self.book.to_dict())          # what it learned goes on (SKUs by name)
+        carts = {cart: CartRt(cart, rt.session, rt.version_base,
+                              CartReconciler.from_dict(rt.engine.s, catalogue, rc, book, index=index), rt.clock)
+                 for cart, rt in self.carts.items()}
+        self.catalogue, self.index, self.book, self.carts = catalogue, index, book, carts
+        self._book_seen = pickle.dumps(self.book.stats, 5)
+        return None
 
     def handle(self, topic: str, payload: bytes, t_ms: int) -> list[Publish]:
         """One MQTT message. Runs inside the caller's transaction; returns publishes (already in the outbox)."""
