@@ -113,7 +113,8 @@ class Runner:
         def labels():
             d = self.worker.det.detector if self.worker is not None else None
             return d.labels[1:] if d is not None else None
-        hooks = SwapHooks(set_detector, self.gw.swap_catalogue, labels, lambda: self.gw.catalogue)
+        hooks = SwapHooks(set_detector, self.gw.swap_catalogue, labels, lambda: self.gw.catalogue,
+                          self.gw.prepare_catalogue)
         return Rollout(self.cfg, lambda t, p: self.client.publish(t, p, qos=1, retain=True),
                        lambda result: self.q.put_internal(("rollout", result)), hooks)
 

@@ -202,6 +202,14 @@ def parse_manifest(payload: bytes, keys: dict, store: str, kind: Kind) -> Manife
     return Manifest(**m)
 
 
+def _claimed_serial(payload: bytes) -> int | None:
+    try:
+        v = json.loads(payload).get("serial")
+    except (ValueError, AttributeError):
+        return None
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
 def chunk_payload(sha256_hex: str, index: int, data: bytes) -> bytes:
     return CHUNK_HEADER.pack(bytes.fromhex(sha256_hex)[:8], index) + data
 
@@ -423,8 +431,9 @@ class Checker:
     """Hash, load, evaluate: runs on the rollout thread."""
 
     def __init__(self, cfg, rcfg, running_labels: Callable[[], list[str] | None],
-                 running_catalogue: Callable[[], object]):
+                 running_catalogue: Callable[[], object], prepare_catalogue: Callable = lambda c: c):
         self.cfg, self.rcfg = cfg, rcfg
+        self.prepare_catalogue = prepare_catalogue
         self.running_labels = running_labels
         self.running_catalogue = running_catalogue
         self._holdout: Holdout | None = None
@@ -496,10 +505,10 @@ class Checker:
         return self._baseline[1]
 
     def _check_catalogue(self, path: Path, figures: dict):
-        from .catalogue import Catalogue, CatalogueError
+        from .catalogue import CatalogueError
         t0 = time.perf_counter()
         try:
-            cat = Catalogue.load(path)
+            cat = load_catalogue_gently(path)
         except CatalogueError as e:
             raise Refused(Check.LOAD, str(e).replace(str(path), "catalogue")) from None
         figures["load_ms"] = round((time.perf_counter() - t0) * 1000, 1)
@@ -516,7 +525,46 @@ class Checker:
             raise Refused(Check.EVALUATE, f"drops {len(dropped)} of {len(running)} running SKUs ({share:.0%}), "
                                           f"more than max_dropped_share {self.rcfg.max_dropped_share:.0%}")
         figures.update(skus=len(cat), dropped=len(dropped), added=sum(s.sku not in running for s in cat))
-        return cat
+        return self.prepare_catalogue(cat)
+
+
+def _validate_catalogue(path: str, lines_path: str) -> str | None:
+    """In a child process: Catalogue.load's checks; the validated records one per line
+    (None), or the error. 30,000 records parsed and checked in the service's process kept
+    the GIL from its core thread for seconds (cart_fleet.rollout_bench --catalogue-skus)."""
+    from .catalogue import Catalogue, CatalogueError
+    try:
+        cat = Catalogue.load(path)
+    except CatalogueError as e:
+        return str(e)
+    with open(lines_path, "w", encoding="utf-8") as f:
+        for sku in cat:
+            f.write(json.dumps(asdict(sku), separators=(",", ":")) + "\n")
+    return None
+
+
+def load_catalogue_gently(path: Path, slice_items: int = 200):
+    """A catalogue checked in a child process, then read here record by record in slices
+    that let the core thread in (no single long hold of the GIL)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .catalogue import Catalogue, CatalogueError, Sku
+    lines = Path(path).with_suffix(".checked.jsonl")
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as ex:
+        err = ex.submit(_validate_catalogue, str(path), str(lines)).result()
+    if err is not None:
+        raise CatalogueError(err)
+    items = []
+    try:
+        with open(lines, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                items.append(Sku(**json.loads(line)))
+                if n % slice_items == 0:
+                    time.sleep(0.001)       # hand the GIL to the core thread
+    finally:
+        lines.unlink(missing_ok=True)
+    return Catalogue(items, str(path))
 
 
 # ====================================================================== the manager
@@ -560,7 +608,7 @@ class Rollout:
         self.stores = {k: VersionStore(cfg.state_dir, k) for k in Kind}
         self.transfers: dict[Kind, Transfer] = {}
         self.pending: dict[Kind, Ready] = {}       # checked, waiting to be swapped in
-        self.checker = Checker(cfg, self.rcfg, hooks.labels, hooks.catalogue)
+        self.checker = Checker(cfg, self.rcfg, hooks.labels, hooks.catalogue, hooks.prepare_catalogue)
         self._jobs: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="rollout", daemon=True)
         self._busy: set[Kind] = set()
@@ -603,7 +651,8 @@ class Rollout:
         except Refused as e:
             if e.check is Check.CHUNK:
                 self._drop_transfer(kind)
-            self._status(kind, State.FAILED, m, e.check, e.reason)
+            self._status(kind, State.FAILED, m, e.check, e.reason,
+                         claimed=_claimed_serial(payload) if m is None and part == "manifest" else None)
             event(WARN, "rollout_refused", f"{kind.value} update refused: {e.check.value}: {e.reason}",
                   kind=kind.value, check=e.check.value)
 
@@ -735,7 +784,7 @@ class Rollout:
         return brief or {"serial": 0, "version": "configured"}
 
     def _status(self, kind: Kind, state: State, m: Manifest | None, check: Check | None, reason: str,
-                figures: dict | None = None) -> None:
+                figures: dict | None = None, claimed: int | None = None) -> None:
         p = self.stores[kind].read()
         doc = {"v": PROTOCOL_V, "store": self.store_id, "kind": kind.value, "state": state.value,
                "update": m.brief() if m else None, "action": m.action.value if m else None,
@@ -743,6 +792,8 @@ class Rollout:
                "running": self._running(kind),
                "previous": p.versions.get(p.previous or "", {"serial": 0, "version": "configured"}),
                "figures": figures or {}, "t_ms": int(time.time() * 1000)}
+        if claimed is not None:     # a manifest refused before it was verified: the serial it claims
+            doc["claimed_serial"] = claimed
         self.publish(self.status_topic(kind), json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
 
     # ------------------------------------------------------------ rollout thread
@@ -774,7 +825,7 @@ class Rollout:
             else:
                 from .catalogue import Catalogue, CatalogueError
                 try:
-                    obj = Catalogue.load(d / CATALOGUE_FILE if d else self.cfg.catalogue)
+                    obj = self.checker.prepare_catalogue(Catalogue.load(d / CATALOGUE_FILE if d else self.cfg.catalogue))
                 except CatalogueError as e:
                     raise Refused(Check.LOAD, str(e)) from None
             return Ready(kind, m, arg, obj, {}, State.ROLLED_BACK)
@@ -792,6 +843,7 @@ class SwapHooks:
     set_catalogue: Callable[[object], str | None]   # None = swapped; else why it must wait
     labels: Callable[[], list[str] | None]           # the running detector's SKU labels
     catalogue: Callable[[], object]                  # the running catalogue
+    prepare_catalogue: Callable[[object], object]    # off the core thread: what set_catalogue takes
 
 
 def read_archive_members(data: bytes) -> list[str]:

@@ -29,6 +29,7 @@ from .config import GatewayConfig
 from .frames import Assemblies, FrameFiles, FrameTooLarge, frame_id
 from .logs import event
 from .metrics import Metrics
+from .reconcile.produce import produce_book_for
 from .rollout import catalogue_path
 from .reconcile import (CartReconciler, CatalogueIndex, ReconcileError, Unsettled, Vision, WeightBook,
                         WeightChange, answer_of, verdict_of)
@@ -81,6 +82,14 @@ class CartRt:
 
     def version(self) -> int:
         return self.version_base + self.engine.s["version"]
+
+
+@dataclass
+class CatalogueSwap:
+    """A catalogue rollout's new catalogue with its index and weight book (priors), built off the core thread."""
+    catalogue: Catalogue
+    index: CatalogueIndex
+    book: WeightBook
 
 
 class Gateway:
@@ -167,17 +176,22 @@ class Gateway:
         self.book.load_dict(saved or {"v": 1, "stats": {}})
         self._book_seen = pickle.dumps(self.book.stats, 5)
 
-    def swap_catalogue(self, catalogue: Catalogue) -> str | None:
+    def prepare_catalogue(self, catalogue: Catalogue) -> "CatalogueSwap":
+        """Rollout, off the core thread: what grows with the catalogue is built here, not in the swap."""
+        rc = self.cfg.reconcile
+        index = CatalogueIndex(catalogue)
+        produce_book_for(index, rc)     # cached per index
+        return CatalogueSwap(catalogue, index, WeightBook.for_catalogue(catalogue, rc.learn_prior_strength, rc.min_sd_g))
+
+    def swap_catalogue(self, new: "CatalogueSwap") -> str | None:
         """Rollout's hot reload, between batches (state committed): every cart resumes on the
         new catalogue. None when swapped; else why it must wait (an open basket holds a SKU
         the new one drops: its receipt would name an unknown SKU), and nothing changed."""
+        catalogue, index, book, rc = new.catalogue, new.index, new.book, self.cfg.reconcile
         for cart, rt in self.carts.items():
             gone = sorted({ln["sku"] for ln in rt.engine.s["lines"] if ln["sku"] and ln["sku"] not in catalogue})
             if gone:
                 return f"the open basket of cart {cart} holds {gone[:3]}, which the new catalogue drops"
-        rc = self.cfg.reconcile
-        index = CatalogueIndex(catalogue)
-        book = WeightBook.for_catalogue(catalogue, rc.learn_prior_strength, rc.min_sd_g)
         book.load_dict(self.book.to_dict())          # what it learned goes on (SKUs by name)
         carts = {cart: CartRt(cart, rt.session, rt.version_base,
                               CartReconciler.from_dict(rt.engine.s, catalogue, rc, book, index=index), rt.clock)

@@ -66,7 +66,7 @@ class Rig:
             self.det = d
         hooks = SwapHooks(set_detector, self.gw.swap_catalogue,
                           lambda: self.det.detector.labels[1:] if self.det.detector else None,
-                          lambda: self.gw.catalogue)
+                          lambda: self.gw.catalogue, self.gw.prepare_catalogue)
         self.r = Rollout(self.cfg, lambda t, p: self.status.append(dict(json.loads(p), topic=t)),
                          self.results.put, hooks)
         self.r.start()

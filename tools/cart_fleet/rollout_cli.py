@@ -1,5 +1,5 @@
-"""`cart-fleet publish | rollback | rollout-status | rollout-keygen`: rollout from head office
-(docs/fleet.md Rollout). `add_parsers(sub)` registers them in cart-fleet's CLI."""
+"""`cart-fleet publish | rollback | rollout-status | rollout-keygen | rollout-holdout`: rollout
+from head office (docs/fleet.md Rollout). `register(sub)` adds them to cart-fleet's CLI."""
 from __future__ import annotations
 
 import argparse
@@ -58,7 +58,7 @@ def _publish(args) -> int:
     targets = _targets(args)
     serial = R.next_serial()
     updates = [R.make_update(kind, data, t, key, args.version, serial) for t in targets]
-    secs = R.send(_central(args), updates)
+    secs = R.send(_central(args), updates, rate=args.rate)
     print(f"{kind.value} {args.file}: {len(data)} bytes in {len(updates[0].chunks)} chunks to "
           f"{len(targets)} target(s), acknowledged by the central broker in {secs:.2f} s", file=sys.stderr)
     return _report(args, kind, serial, targets)
@@ -92,6 +92,11 @@ def _holdout(args) -> int:
     return holdout_main(["--out", args.out, "--scenes", str(args.scenes)])
 
 
+def _bench(args) -> int:
+    from .rollout_bench import main as bench_main
+    return bench_main((["--json"] if args.json else []) + ["--catalogue-skus", str(args.catalogue_skus)])
+
+
 def _broker_args(p) -> None:
     p.add_argument("--broker", default="127.0.0.1:1883", help="the central broker, HOST:PORT")
     p.add_argument("--username", help="MQTT user (password in $CART_FLEET_PASSWORD)")
@@ -108,46 +113,57 @@ def _target_args(p) -> None:
     p.add_argument("--expect", action="append", help="with --all --wait: a store to wait for (repeatable)")
 
 
-def add_parsers(sub) -> None:
+def _guarded(fn):
+    def run(args) -> int:
+        try:
+            return fn(args)
+        except R.RolloutError as e:
+            print(f"cart-fleet: {e}", file=sys.stderr)
+            return 2
+    return run
+
+
+def register(sub) -> None:
     p = sub.add_parser("publish", help="sign and send a model or catalogue to store gateways")
     p.add_argument("kind", choices=[k.value for k in Kind])
     p.add_argument("file", help="model: a directory with detector.tflite + labels (+ crop, calib) or the "
                    ".tflite; catalogue: the JSON file")
     p.add_argument("--version", help="a label for this version (default: the UTC time)")
+    p.add_argument("--rate", type=float, default=R.CHUNK_RATE, help="chunks (8 KiB) a second at most")
     _target_args(p)
     _broker_args(p)
-    p.set_defaults(fn=_publish)
+    p.set_defaults(fn=_guarded(_publish))
     p = sub.add_parser("rollback", help="return store gateways to their previous model or catalogue")
     p.add_argument("kind", choices=[k.value for k in Kind])
     _target_args(p)
     _broker_args(p)
-    p.set_defaults(fn=_rollback)
+    p.set_defaults(fn=_guarded(_rollback))
     p = sub.add_parser("rollout-status", help="each store's retained rollout status")
     p.add_argument("kind", choices=[k.value for k in Kind])
     p.add_argument("--json", action="store_true")
     _broker_args(p)
-    p.set_defaults(fn=_status)
+    p.set_defaults(fn=_guarded(_status))
     p = sub.add_parser("rollout-keygen", help="make the chain's Ed25519 key pair for signing updates")
     p.add_argument("--out", required=True)
     p.add_argument("--name", default="rollout")
-    p.set_defaults(fn=_keygen)
+    p.set_defaults(fn=_guarded(_keygen))
     p = sub.add_parser("rollout-holdout", help="render the held-out scenes a gateway evaluates models on")
     p.add_argument("--out", required=True)
     p.add_argument("--scenes", type=int, default=64)
-    p.set_defaults(fn=_holdout)
+    p.set_defaults(fn=_guarded(_holdout))
+    p = sub.add_parser("rollout-bench", help="time a model and a catalogue rollout on a local broker + gateway")
+    p.add_argument("--catalogue-skus", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=_bench)
 
 
 def main(argv=None) -> int:
     """Standalone entry (the same subcommands as in `cart-fleet`)."""
     ap = argparse.ArgumentParser(prog="cart-fleet", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    add_parsers(sub)
+    register(sub)
     args = ap.parse_args(argv)
-    try:
-        return args.fn(args)
-    except R.RolloutError as e:
-        print(f"cart-fleet: {e}", file=sys.stderr)
-        return 2
+    return args.fn(args)
 
 
 if __name__ == "__main__":
