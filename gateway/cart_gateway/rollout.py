@@ -242,7 +242,7 @@ class VersionStore:
     def read(self) -> Pointers:
         try:
             return Pointers.from_json(self.state_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):   # nothing rolled out (state_dir checks say the rest)
             return Pointers()
 
     @contextlib.contextmanager
