@@ -32,6 +32,7 @@ import os
 import queue
 import shutil
 import struct
+import sys
 import tarfile
 import threading
 import time
@@ -55,6 +56,7 @@ MANIFEST_MAX_BYTES = 4096
 MODEL_FILES = ("detector.tflite", "detector_labels.txt")
 MODEL_OPTIONAL = ("detector_crop.tflite", "detector.calib.json")
 CATALOGUE_FILE = "catalogue.json"
+CHECK_SWITCH_INTERVAL_S = 0.0005   # while a check runs (Python's default: 0.005)
 HOLDOUT_DIR = Path(__file__).parent / "data" / "holdout"
 
 
@@ -802,7 +804,15 @@ class Rollout:
             job = self._jobs.get()
             if job is None:
                 return
-            self.post(self.run_job(job))
+            # While this thread computes, the core thread waits for the GIL after each of its
+            # SQLite / socket calls: a shorter switch interval hands it back sooner.
+            interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(interval, CHECK_SWITCH_INTERVAL_S))
+            try:
+                result = self.run_job(job)
+            finally:
+                sys.setswitchinterval(interval)
+            self.post(result)
 
     def run_job(self, job):
         op, kind, m, arg = job

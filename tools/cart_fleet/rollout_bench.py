@@ -58,60 +58,70 @@ def wait_online(port: int, timeout_s: float = 60) -> None:
         msg = sub.simple("gateway/gw1/status", hostname="127.0.0.1", port=port, keepalive=10)
 
 
-class CheckoutProbe:
-    """Checkout requests every `period_s`, round-robin over carts; receipt latency per request."""
+def _probe_main(port: int, carts, period_s: float, stop, out) -> None:
+    """The probe's own process: the bench's signing and chunking must not starve it of the GIL."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    sent: dict[str, float] = {}
+    lat: list[tuple[float, float]] = []     # (sent at, latency s); time.monotonic is system-wide
 
-    def __init__(self, port: int, carts=PROBE_CARTS, period_s: float = 0.02):
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-        self.carts, self.period_s = carts, period_s
-        self.sent: dict[str, float] = {}
-        self.lat: list[tuple[float, float]] = []    # (sent at, latency s)
-        self._stop = threading.Event()
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="rollout-probe", protocol=mqtt.MQTTv5)
-        self.c.on_message = self._on_message
-        self.c.connect("127.0.0.1", port)
-        self.c.subscribe("carts/+/receipt", qos=1)
-        self.c.loop_start()
-        time.sleep(0.5)       # retained receipts of earlier runs arrive first
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def _on_message(self, c, u, msg):
+    def on_message(c, u, msg):
         try:
             req = json.loads(msg.payload).get("req_id")
         except ValueError:
             return
-        t0 = self.sent.pop(req, None)
+        t0 = sent.pop(req, None)
         if t0 is not None:
-            self.lat.append((t0, time.monotonic() - t0))
+            lat.append((t0, time.monotonic() - t0))
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="rollout-probe", protocol=mqtt.MQTTv5)
+    c.on_message = on_message
+    c.connect("127.0.0.1", port)
+    c.subscribe("carts/+/receipt", qos=1)
+    c.loop_start()
+    time.sleep(0.5)       # retained receipts of earlier runs arrive first
+    out.put("ready")
+    n = 0
+    busy: dict[str, str] = {}
+    while not stop.is_set():          # like exit gates: a cart's next checkout only after its receipt
+        cart = carts[n % len(carts)]
+        n += 1
+        if busy.get(cart) in sent:
+            continue
+        req = f"probe-{n}"
+        busy[cart] = req
+        sent[req] = time.monotonic()
+        c.publish(f"carts/{cart}/checkout", json.dumps({"v": 1, "req_id": req}), qos=1)
+        stop.wait(period_s)
+    deadline = time.monotonic() + 3.0
+    while sent and time.monotonic() < deadline:
+        time.sleep(0.05)
+    c.disconnect()
+    c.loop_stop()
+    out.put((lat, sorted(sent)))
 
-    def _run(self):
-        """Like exit gates: a cart's next checkout only after its receipt came."""
-        n = 0
-        busy: dict[str, str] = {}
-        while not self._stop.is_set():
-            cart = self.carts[n % len(self.carts)]
-            n += 1
-            if busy.get(cart) in self.sent:
-                continue          # still waiting for this cart's receipt
-            req = f"probe-{n}"
-            busy[cart] = req
-            self.sent[req] = time.monotonic()
-            self.c.publish(f"carts/{cart}/checkout", json.dumps({"v": 1, "req_id": req}), qos=1)
-            self._stop.wait(self.period_s)
+
+class CheckoutProbe:
+    """Checkout requests every `period_s`, round-robin over carts, from a separate process;
+    receipt latency per request."""
+
+    def __init__(self, port: int, carts=PROBE_CARTS, period_s: float = 0.02):
+        import multiprocessing
+        ctx = multiprocessing.get_context("spawn")
+        self._stop, self._out = ctx.Event(), ctx.Queue()
+        self._proc = ctx.Process(target=_probe_main, args=(port, tuple(carts), period_s, self._stop, self._out),
+                                 daemon=True)
+        self.lat: list[tuple[float, float]] = []
+        self.sent: list[str] = []      # unanswered request ids (after stop)
 
     def start(self):
-        self._t.start()
+        self._proc.start()
+        self._out.get(timeout=60)
         return self
 
-    def stop(self, drain_s: float = 3.0) -> None:
+    def stop(self) -> None:
         self._stop.set()
-        self._t.join()
-        deadline = time.monotonic() + drain_s
-        while self.sent and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.c.disconnect()
-        self.c.loop_stop()
+        self.lat, self.sent = self._out.get(timeout=60)
+        self._proc.join(10)
 
     def figures(self, t_from: float, t_to: float) -> dict:
         xs = sorted(lat * 1000 for t, lat in self.lat if t_from <= t < t_to)
