@@ -626,6 +626,14 @@ class Rollout:
         return f"fleet/out/{self.store_id}/rollout/{kind.value}/status"
 
     def start(self) -> None:
+        """Start the check thread; a transfer cut by a restart (its .part is still there) is reported."""
+        for kind, st in self.stores.items():
+            parts = sorted((st.dir / "incoming").glob("*.part")) if (st.dir / "incoming").is_dir() else []
+            if parts:
+                shutil.rmtree(st.dir / "incoming", ignore_errors=True)
+                self._status(kind, State.FAILED, None, Check.TRANSFER,
+                             f"the gateway restarted during the transfer of serial {parts[-1].stem}: publish again",
+                             claimed=int(parts[-1].stem) if parts[-1].stem.isdigit() else None)
         self._thread.start()
 
     def stop(self) -> None:

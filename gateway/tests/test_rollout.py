@@ -230,6 +230,28 @@ def test_truncated_transfer_times_out(rig):
     assert_refused(rig, "transfer", f"3 of {-(-m['size'] // 8192)} chunks")
 
 
+def test_restart_during_a_transfer_is_reported_and_the_old_one_runs(tmp_path):
+    rig = Rig(tmp_path)
+    data = model_tar()
+    m = rig.send("model", data, chunks=range(5))
+    rig.close()                                   # the gateway stops (or is killed) mid-transfer
+    again = Rig.__new__(Rig)
+    again.__dict__.update(rig.__dict__, status=[], results=queue.Queue())
+    again.gw = Gateway(rig.cfg)
+    hooks = rig.r.hooks
+    again.r = Rollout(rig.cfg, lambda t, p: again.status.append(json.loads(p)), again.results.put, hooks)
+    again.r.start()
+    try:
+        st = again.status[-1]
+        assert st["state"] == "failed" and st["check"] == "transfer" and "restarted" in st["reason"], st
+        assert st["claimed_serial"] == m["serial"] and st["running"]["version"] == "configured"
+        assert not (rig.cfg.state_dir / "rollout" / "model" / "incoming").exists()
+        again.send("model", data)                 # published again: a new serial
+        assert again.settle()["state"] == "installed"
+    finally:
+        again.close()
+
+
 def test_short_last_chunk(rig):
     data = model_tar()
     m = rig.manifest("model", data)
