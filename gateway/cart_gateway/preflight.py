@@ -111,10 +111,18 @@ def check_database(cfg: GatewayConfig) -> None:
                            f"to start with an empty state)") from None
 
 
+def check_rollout_keys(cfg: GatewayConfig) -> None:
+    from .rollout import check_keys
+    try:
+        check_keys(cfg)
+    except ValueError as e:
+        raise StartupError(f"{e} (the chain's Ed25519 public key, PEM: docs/fleet.md Rollout)") from None
+
+
 def check_all(cfg: GatewayConfig, detector: bool = True) -> list[str]:
     """Every problem found (empty: the gateway can start, broker aside)."""
     problems = []
-    checks = [check_catalogue, check_metrics_port, check_state_dir, check_database] + \
+    checks = [check_catalogue, check_metrics_port, check_state_dir, check_database, check_rollout_keys] + \
         ([load_detector] if detector else [])
     for check in checks:
         try:

@@ -840,12 +840,22 @@ class Rollout:
             d = self.stores[kind].versions / arg if arg else None
             if kind is Kind.MODEL:
                 obj = self.checker.load_model(d)
+                cat = self.checker.running_catalogue()
+                unknown = [s for s in obj.detector.labels[1:] if cat is not None and s not in cat] if obj.detector else []
+                if unknown:
+                    raise Refused(Check.EVALUATE, f"that model names {len(unknown)} SKUs the running catalogue "
+                                                  f"lacks (e.g. {unknown[:3]})")
             else:
                 from .catalogue import Catalogue, CatalogueError
                 try:
-                    obj = self.checker.prepare_catalogue(Catalogue.load(d / CATALOGUE_FILE if d else self.cfg.catalogue))
+                    cat = Catalogue.load(d / CATALOGUE_FILE if d else self.cfg.catalogue)
                 except CatalogueError as e:
                     raise Refused(Check.LOAD, str(e)) from None
+                missing = [s for s in (self.checker.running_labels() or []) if s not in cat]
+                if missing:
+                    raise Refused(Check.EVALUATE, f"that catalogue lacks {len(missing)} SKUs the running model "
+                                                  f"knows (e.g. {missing[:3]})")
+                obj = self.checker.prepare_catalogue(cat)
             return Ready(kind, m, arg, obj, {}, State.ROLLED_BACK)
         except Refused as e:
             return Failed(kind, m, e.check, e.reason)
@@ -868,6 +878,15 @@ def read_archive_members(data: bytes) -> list[str]:
     """Names in a model archive (for tools and tests)."""
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
         return tar.getnames()
+
+
+def check_keys(cfg) -> None:
+    """check-config / start: every configured public key loads (ValueError names the file)."""
+    for p in cfg.rollout.public_keys:
+        try:
+            load_public_key(p)
+        except (OSError, ValueError, TypeError) as e:
+            raise ValueError(f"rollout.public_keys: {p}: {e}") from None
 
 
 def local_rollback(cfg, kind: Kind) -> str:

@@ -399,3 +399,36 @@ def test_holdout_is_packaged_and_labelled():
     assert len(h.jpegs) == 64 and all(j[:2] == b"\xff\xd8" for j in h.jpegs)
     assert all(s is None or s in cat for s in h.truth) and len({s for s in h.truth}) > 30
     shutil.disk_usage(HOLDOUT_DIR)   # on disk, in the package (package-data data/**/*)
+
+
+def test_rollout_config_and_keys_are_checked(tmp_path):
+    from cart_gateway.config import ConfigError
+    from cart_gateway.preflight import check_all
+    with pytest.raises(ConfigError, match="rollout.store"):
+        parse_config({"rollout": {"store": "all"}})
+    with pytest.raises(ConfigError, match="rollout.max_model_byte: unknown key"):
+        parse_config({"rollout": {"max_model_byte": 5}})
+    (tmp_path / "bad.pub").write_text("-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n")
+    cfg = parse_config({"state_dir": str(tmp_path / "s"), "detector": {"enabled": False},
+                        "rollout": {"public_keys": [str(tmp_path / "bad.pub"), str(tmp_path / "missing.pub")]}})
+    problems = check_all(cfg)
+    assert len(problems) == 1 and "bad.pub" in problems[0] and "Ed25519" in problems[0], problems
+
+
+def test_rollback_to_a_catalogue_the_model_cannot_use_is_refused(rig):
+    cat = json.loads(Catalogue.load().to_json())
+    rig.send("catalogue", json.dumps(cat).encode())
+    assert rig.settle()["state"] == "installed"
+    # the configured catalogue would now lack SKUs of the running model
+    half = json.loads(Catalogue.load().to_json())
+    half["items"] = half["items"][:100]
+    f = rig.cfg.state_dir.parent / "half.json"
+    f.write_text(json.dumps(half))
+    rig.r.cfg = rig.cfg.model_copy(update={"catalogue": f})
+    rb = sign({"v": 1, "kind": "catalogue", "action": "rollback", "serial": rig.serial + 10, "targets": ["gw1"],
+               "created_ms": 2}, rig.key)
+    rig.r.handle("fleet/in/gw1/rollout/catalogue/manifest", json.dumps(rb).encode(), 0)
+    rig.r.apply(rig.results.get(timeout=60))
+    st = rig.status[-1]
+    assert st["state"] == "failed" and st["check"] == "evaluate" and "lacks" in st["reason"], st
+    assert current(rig, "catalogue").current is not None and len(rig.gw.catalogue) == len(cat["items"])
