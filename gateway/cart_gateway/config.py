@@ -156,9 +156,9 @@ class GatewayConfig(_Strict):
     carts: CartsConfig = Field(default_factory=lambda: CartsConfig(pattern=r"[a-z0-9][a-z0-9-]{0,31}"))
     frames: FramesConfig = Field(default_factory=FramesConfig)
     detector: DetectorSection = Field(default_factory=DetectorSection)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
-    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     # The engine keeps only its 10 latest decisions in its state (persisted after every
     # message); the full decision log is the `decisions` table in SQLite.
     reconcile: ReconcileConfig = Field(default_factory=lambda: ReconcileConfig(log_limit=10))
