@@ -775,7 +775,8 @@ class Rollout:
         self._loaded[kind] = result.name
         result.figures["swap_ms"] = round(swap_ms, 2)
         self._status(kind, result.state, result.manifest, None, "", result.figures)
-        event(INFO, "rollout_installed", f"{kind.value} now {self._running(kind)}", kind=kind.value,
+        now = self._running(kind)
+        event(INFO, "rollout_installed", f"{kind.value} now {now['version']} (serial {now['serial']})", kind=kind.value,
               state=result.state.value, swap_ms=round(swap_ms, 2))
 
     def _drop_transfer(self, kind: Kind) -> None:
