@@ -89,6 +89,17 @@ def _replay(args) -> int:
     return 0
 
 
+def _rollback(args) -> int:
+    from .rollout import Kind, Refused, local_rollback
+    cfg = load_config(args.config)
+    try:
+        print(local_rollback(cfg, Kind(args.kind)))
+    except Refused as e:
+        print(f"cart-gateway: rollback {args.kind}: {e.reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _truth_scorer(path: str, cfg):
     """score(result) -> (figures, lines): the replay against `cart-sim trace`'s truth.json, scored by
     the bench's own code (a development tool: not part of the gateway's install)."""
@@ -136,6 +147,10 @@ def main(argv=None) -> int:
     p.add_argument("--gateway-id", help="the gateway id the trace was recorded against (default: the trace "
                    "header's gateway_id, else the one id in its gateway/<gw>/ topics, else the config's)")
     p.set_defaults(fn=_replay)
+    p = sub.add_parser("rollback", help="return to the previous rolled-out model or catalogue (docs/fleet.md)")
+    p.add_argument("kind", choices=["model", "catalogue"])
+    p.add_argument("--config", default="/etc/cart-gateway/gateway.toml")
+    p.set_defaults(fn=_rollback)
     from .web.cli import add_parsers as add_web_parsers     # `web`, `web-user`, `web-screen-url` (docs/web.md)
     add_web_parsers(sub)
     args = ap.parse_args(argv)

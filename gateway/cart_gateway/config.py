@@ -146,6 +146,31 @@ class DetectorSection(_Strict):
         return v
 
 
+class RolloutConfig(_Strict):
+    """Model and catalogue updates from head office (docs/fleet.md Rollout, protocol §17)."""
+    public_keys: list[PathStr] = Field(default_factory=list, description="the chain's Ed25519 public keys (PEM) "
+                                       "that sign updates; empty = rollout off (the gateway does not subscribe)")
+    store: str | None = Field(None, description="<store> in fleet/in/<store>/rollout/...; default: gateway_id")
+    holdout_dir: PathStr | None = Field(None, description="held-out scenes for the evaluation check; "
+                                        "default: the packaged data/holdout")
+    max_model_bytes: int = Field(8 << 20, ge=1024, description="refuse a model archive larger than this")
+    max_catalogue_bytes: int = Field(64 << 20, ge=1024, description="refuse a catalogue file larger than this")
+    transfer_timeout_s: float = Field(600.0, gt=0, description="an update not complete this long after its "
+                                      "manifest fails (truncated)")
+    eval_top1_margin: float = Field(0.05, ge=0, le=1, description="a new model may be this much worse in top-1 "
+                                    "on the held-out scenes than the running one")
+    eval_nll_margin: float = Field(0.15, ge=0, description="... and this much worse in mean -log p(true class)")
+    max_dropped_share: float = Field(0.2, ge=0, le=1, description="refuse a catalogue that drops more than this "
+                                     "share of the running SKUs")
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, v: str | None) -> str | None:
+        if v is not None and (not ID_RE.match(v) or v == "all"):
+            raise ValueError(f"{v!r} is not [a-z0-9][a-z0-9-]{{0,31}} (and not 'all')")
+        return v
+
+
 class GatewayConfig(_Strict):
     gateway_id: str = Field("gw1", description="<gw> in gateway/<gw>/...")
     state_dir: PathStr = Field(Path("/var/lib/cart-gateway"), description="SQLite database and frames")
@@ -154,6 +179,7 @@ class GatewayConfig(_Strict):
     carts: CartsConfig = Field(default_factory=lambda: CartsConfig(pattern=r"[a-z0-9][a-z0-9-]{0,31}"))
     frames: FramesConfig = Field(default_factory=FramesConfig)
     detector: DetectorSection = Field(default_factory=DetectorSection)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     fleet: FleetConfig = Field(default_factory=FleetConfig)

@@ -101,6 +101,23 @@ class Runner:
         self._first_connect = True
         self._started = False
         self.client = self._make_client()
+        self.rollout = self._make_rollout() if cfg.rollout.public_keys else None
+
+    def _make_rollout(self):
+        """Model / catalogue updates (rollout.py): checked on its thread, swapped in on ours."""
+        from .rollout import Rollout, SwapHooks
+
+        def set_detector(det):
+            if self.worker is not None:
+                self.worker.det = det     # the detector thread takes it at its next burst
+
+        def labels():
+            d = self.worker.det.detector if self.worker is not None else None
+            return d.labels[1:] if d is not None else None
+        hooks = SwapHooks(set_detector, self.gw.swap_catalogue, labels, lambda: self.gw.catalogue,
+                          self.gw.prepare_catalogue)
+        return Rollout(self.cfg, lambda t, p: self.client.publish(t, p, qos=1, retain=True),
+                       lambda result: self.q.put_internal(("rollout", result)), hooks)
 
     # ------------------------------------------------------------ paho side (network thread)
     def _make_client(self) -> mqtt.Client:
@@ -136,7 +153,8 @@ class Runner:
         if reason_code.is_failure:
             self._connect_failed(describe_refusal(reason_code, self.cfg.mqtt.username))
             return
-        client.subscribe([(t, mqtt.SubscribeOptions(qos=1)) for t in subscriptions(self.cfg.gateway_id)])
+        topics = subscriptions(self.cfg.gateway_id) + (self.rollout.subscriptions() if self.rollout else [])
+        client.subscribe([(t, mqtt.SubscribeOptions(qos=1)) for t in topics])
         client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
         self.q.put_internal(("connected", flags.session_present))
 
@@ -172,6 +190,8 @@ class Runner:
         self.client.loop_start()
         if self.worker is not None:
             self.worker.start()
+        if self.rollout is not None:
+            self.rollout.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -192,6 +212,8 @@ class Runner:
                 # a due tick joins the batch's transaction: one commit (one fsync) per round, not two
                 self._process(batch, int(time.time() * 1000) if tick else None)
                 if tick:
+                    if self.rollout is not None:
+                        self.rollout.tick(int(time.time() * 1000))
                     next_tick = now + tick_s
                 if wd and now >= next_wd:
                     sd_notify("WATCHDOG=1")
@@ -209,14 +231,19 @@ class Runner:
         if not batch and tick_ms is None:
             return
         store = self.gw.store
-        acks, outs, work = [], [], []
+        acks, outs, work, rolled = [], [], [], []
         store.begin()
         for item in batch:
             kind = item[0]
             if kind == "msg":
                 _, mid, qos, topic, payload, t_ms = item
-                work.append(("msg", topic, payload, t_ms))
                 acks.append((mid, qos))
+                if self.rollout is not None and topic.startswith("fleet/in/"):
+                    self._rollout_msg(topic, payload, t_ms)    # no database change: not in the batch
+                    continue
+                work.append(("msg", topic, payload, t_ms))
+            elif kind == "rollout":
+                rolled.append(item[1])
             elif kind == "vision":
                 _, burst_id, frames, codes = item
                 work.append(("vision", burst_id, frames, codes, int(time.time() * 1000)))
@@ -252,6 +279,14 @@ class Runner:
                     outs += self.gw.apply_vision(it[1], it[2], it[3], it[4])
         self._done_ids = []
         self._commit_publish(acks, outs)
+        for result in rolled:          # committed: the swap happens between batches
+            self.rollout.apply(result)
+
+    def _rollout_msg(self, topic: str, payload: bytes, t_ms: int) -> None:
+        try:
+            self.rollout.handle(topic, payload, t_ms)
+        except Exception:      # a disk error must not stop the store's checkouts
+            logging.getLogger("cart_gateway").exception("rollout message failed")
 
     def _connected(self, session_present: bool) -> list:
         self.metrics.connected.set(1)
@@ -288,4 +323,6 @@ class Runner:
         self.client.loop_stop()
         if self.worker is not None:
             self.worker.stop()
+        if self.rollout is not None:
+            self.rollout.stop()
         self.gw.store.close()

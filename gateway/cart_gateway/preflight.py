@@ -22,7 +22,8 @@ class StartupError(RuntimeError):
 def model_description(cfg: GatewayConfig) -> str:
     if not cfg.detector.enabled:
         return "detector disabled"
-    plugin = cfg.detector.plugin
+    from .rollout import model_plugin
+    plugin = model_plugin(cfg) or cfg.detector.plugin
     if plugin is None:
         from .detectors import DEFAULT_MODEL
         return f"{DEFAULT_MODEL.name} (packaged, cpu)"
@@ -34,8 +35,13 @@ def load_detector(cfg: GatewayConfig):
     if not cfg.detector.enabled:
         return None
     from .detectors import DetectorLoadError
+    from .rollout import model_plugin
     from .vision import BurstDetector
+    rolled = model_plugin(cfg)     # a model rollout installed (and checked) runs instead of the configured one
     try:
+        if rolled is not None:
+            from .detectors import create_detector
+            return BurstDetector(create_detector(rolled), cfg.detector.barcodes)
         return BurstDetector.from_config(cfg.detector)
     except DetectorLoadError as e:
         raise StartupError(f"detector: {e} (fix [detector] plugin, or enabled = false)") from None
@@ -43,8 +49,9 @@ def load_detector(cfg: GatewayConfig):
 
 def check_catalogue(cfg: GatewayConfig) -> None:
     from .catalogue import Catalogue, CatalogueError
+    from .rollout import catalogue_path
     try:
-        Catalogue.load(cfg.catalogue)
+        Catalogue.load(catalogue_path(cfg))
     except CatalogueError as e:
         raise StartupError(f"catalogue: {e}") from None
 
@@ -104,10 +111,18 @@ def check_database(cfg: GatewayConfig) -> None:
                            f"to start with an empty state)") from None
 
 
+def check_rollout_keys(cfg: GatewayConfig) -> None:
+    from .rollout import check_keys
+    try:
+        check_keys(cfg)
+    except ValueError as e:
+        raise StartupError(f"{e} (the chain's Ed25519 public key, PEM: docs/fleet.md Rollout)") from None
+
+
 def check_all(cfg: GatewayConfig, detector: bool = True) -> list[str]:
     """Every problem found (empty: the gateway can start, broker aside)."""
     problems = []
-    checks = [check_catalogue, check_metrics_port, check_state_dir, check_database] + \
+    checks = [check_catalogue, check_metrics_port, check_state_dir, check_database, check_rollout_keys] + \
         ([load_detector] if detector else [])
     for check in checks:
         try:

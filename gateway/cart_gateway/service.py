@@ -29,6 +29,8 @@ from .fleet import FleetOut, out_topic
 from .frames import Assemblies, FrameFiles, FrameTooLarge, frame_id
 from .logs import event
 from .metrics import Metrics
+from .reconcile.produce import produce_book_for
+from .rollout import catalogue_path
 from .reconcile import (CartReconciler, CatalogueIndex, ReconcileError, Unsettled, Vision, WeightBook,
                         answer_of, verdict_of)
 from .reconcile.provisional import weight_change
@@ -84,6 +86,14 @@ class CartRt:
         return self.version_base + self.engine.s["version"]
 
 
+@dataclass
+class CatalogueSwap:
+    """A catalogue rollout's new catalogue with its index and weight book (priors), built off the core thread."""
+    catalogue: Catalogue
+    index: CatalogueIndex
+    book: WeightBook
+
+
 class Gateway:
     def __init__(self, cfg: GatewayConfig, store: Store | None = None, metrics: Metrics | None = None,
                  catalogue: Catalogue | None = None, submit_burst=None):
@@ -92,7 +102,7 @@ class Gateway:
         state = Path(cfg.state_dir)
         self.store = store or Store(state / "gateway.sqlite3", cfg.sqlite_synchronous)
         self.metrics = metrics or Metrics()
-        self.catalogue = catalogue or Catalogue.load(cfg.catalogue)
+        self.catalogue = catalogue or Catalogue.load(catalogue_path(cfg))   # rolled out, else configured
         self.index = CatalogueIndex(self.catalogue)
         rc = cfg.reconcile
         self.book = WeightBook.for_catalogue(self.catalogue, rc.learn_prior_strength, rc.min_sd_g)
@@ -174,6 +184,30 @@ class Gateway:
         saved = self.store.load_book()
         self.book.load_dict(saved or {"v": 1, "stats": {}})
         self._book_seen = self.book.version
+
+    def prepare_catalogue(self, catalogue: Catalogue) -> "CatalogueSwap":
+        """Rollout, off the core thread: what grows with the catalogue is built here, not in the swap."""
+        rc = self.cfg.reconcile
+        index = CatalogueIndex(catalogue)
+        produce_book_for(index, rc)     # cached per index
+        return CatalogueSwap(catalogue, index, WeightBook.for_catalogue(catalogue, rc.learn_prior_strength, rc.min_sd_g))
+
+    def swap_catalogue(self, new: "CatalogueSwap") -> str | None:
+        """Rollout's hot reload, between batches (state committed): every cart resumes on the
+        new catalogue. None when swapped; else why it must wait (an open basket holds a SKU
+        the new one drops: its receipt would name an unknown SKU), and nothing changed."""
+        catalogue, index, book, rc = new.catalogue, new.index, new.book, self.cfg.reconcile
+        for cart, rt in self.carts.items():
+            gone = sorted({ln["sku"] for ln in rt.engine.s["lines"] if ln["sku"] and ln["sku"] not in catalogue})
+            if gone:
+                return f"the open basket of cart {cart} holds {gone[:3]}, which the new catalogue drops"
+        book.load_dict(self.book.to_dict())          # what it learned goes on (SKUs by name)
+        carts = {cart: CartRt(cart, rt.session, rt.version_base,
+                              CartReconciler.from_dict(rt.engine.s, catalogue, rc, book, index=index), rt.clock)
+                 for cart, rt in self.carts.items()}
+        self.catalogue, self.index, self.book, self.carts = catalogue, index, book, carts
+        self._book_seen = pickle.dumps(self.book.stats, 5)
+        return None
 
     def handle(self, topic: str, payload: bytes, t_ms: int) -> list[Publish]:
         """One MQTT message. Runs inside the caller's transaction; returns publishes (already in the outbox)."""

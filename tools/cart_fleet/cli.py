@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cart_fleet.bench",
     "cart_fleet.sizing",
     # rollout (publish / rollback) modules go below this line
+    "cart_fleet.rollout_cli",
 )
 
 

@@ -31,6 +31,7 @@ from starlette.templating import Jinja2Templates
 from .. import protocol as P
 from ..catalogue import Catalogue
 from ..config import GatewayConfig
+from ..rollout import catalogue_path
 from ..notify import sd_notify
 from . import forms as F
 from . import views as V
@@ -89,7 +90,7 @@ def build(web: WebConfig, gw: GatewayConfig, broker: Broker | None = None) -> St
     accounts = Accounts(web.state_dir / "web.sqlite3", web.session_idle_s, web.session_max_s,
                         web.login_max_failures, web.login_lockout_s)
     state = GatewayState(gw.state_dir)
-    catalogue = Catalogue.load(gw.catalogue)
+    catalogue = Catalogue.load(catalogue_path(gw))     # the rolled-out one if any (rollout.py)
     if broker is None:
         m = web.mqtt
         broker = Broker(m.host or gw.mqtt.host, m.port or gw.mqtt.port, gw.gateway_id,
