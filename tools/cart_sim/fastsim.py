@@ -456,18 +456,20 @@ class BasketRun:
         shop = self.sc["shopper"]
         slip = 0.0 if "shopper" in self.st.oracles else shop["answer_error_rate"]
         now = t_ms - self.wall0
+        mine = (f"carts/{self.cart}/basket", f"carts/{self.cart}/receipt", f"carts/{self.cart}/screen/prompt",
+                f"gateway/{GW}/review/new")     # exact topics: e.g. the fleet's out/receipt is not the cart's
         for pub in pubs:
             topic = pub.topic
-            if not topic.endswith(("/receipt", "/screen/prompt", "/review/new", "/basket")):
+            if topic not in mine:
                 continue
             obj = json.loads(pub.payload)
-            if topic.endswith("/basket"):
+            if topic == mine[0]:
                 self.basket = obj          # the retained §10 basket, as the review page shows it
-            elif topic.endswith("/receipt"):
+            elif topic == mine[1]:
                 self.receipt = obj
                 if obj.get("ok"):
                     self.st.receipts[self.cart] = obj
-            elif topic.endswith("/screen/prompt"):
+            elif topic == mine[2]:
                 p = obj
                 self.res.prompts += 1
                 mv = self.prompt_move.get(p["prompt_id"], {})
