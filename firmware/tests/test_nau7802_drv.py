@@ -217,7 +217,7 @@ def run(make):
     src = Src()
     evs = []
     drv = make(src)
-    loop = ScaleLoop(drv, ScalePipeline(86.0, -152000), lambda typ, f: evs.append([typ, f.get("delta_g")]) or len(evs))
+    loop = ScaleLoop(drv, ScalePipeline(86.0, -152000), lambda typ, f: evs.append([typ, f.get("delta_g"), bool(f.get("prov"))]) or len(evs))
     for i, v in enumerate(stream):
         src.xs = [v]
         loop.step(i * 25 // 2)
@@ -234,7 +234,8 @@ print(json.dumps({"hx": a, "nau": b}))
 """, _stage(tmp_path), heap="96k")
     d = json.loads(out)
     assert d["hx"] == d["nau"]
-    weights = [e for e in d["nau"] if e[0] == "weight"]
+    # a removal goes out provisional first (§6.1 `prov`), then final: count the finals
+    weights = [e for e in d["nau"] if e[0] == "weight" and not e[2]]
     assert len(weights) == 2 and abs(weights[0][1] - 412.0) < 3 and abs(weights[1][1] + 412.0) < 3
 
 

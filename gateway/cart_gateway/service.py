@@ -206,7 +206,7 @@ class Gateway:
                               CartReconciler.from_dict(rt.engine.s, catalogue, rc, book, index=index), rt.clock)
                  for cart, rt in self.carts.items()}
         self.catalogue, self.index, self.book, self.carts = catalogue, index, book, carts
-        self._book_seen = pickle.dumps(self.book.stats, 5)
+        self._book_seen = self.book.version
         return None
 
     def handle(self, topic: str, payload: bytes, t_ms: int) -> list[Publish]:
