@@ -74,7 +74,8 @@ def _train(args) -> int:
         va = sc.load(Path(args.val))
         train_still(tr, va, Path(args.out_dir), epochs=args.epochs, batch=args.batch, threads=args.threads,
                     width=args.width, seed=args.seed, budget_minutes=args.budget_minutes,
-                    input_size=args.still_input)
+                    input_size=args.still_input, lr=args.lr, margin=args.margin,
+                    margin_warmup=args.margin_warmup, augment=not args.no_augment)
         return 0
     from .train import train
     if args.photos:
@@ -105,7 +106,8 @@ def _calibrate(args) -> int:
     if args.still:
         from .still_eval import calibrate_still
         calibrate_still(Path(args.model_dir), args.catalogue, args.scenes, args.seed, args.enrol_views, args.workers,
-                        cache_dir=Path(args.cache_dir) if args.cache_dir else None)
+                        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+                        enrol_trained=args.enrol_trained)
         return 0
     from .fuse import calibrate_two_stage
     calibrate_two_stage(Path(args.model_dir), args.catalogue, args.scenes, args.seed, args.workers)
@@ -196,6 +198,11 @@ def main(argv=None) -> int:
                         "`render-still` windows (writes still.tflite, still_gallery.npz, still.calib.json)")
     t.add_argument("--still-input", type=int, default=None,
                    help="still stage: model input side (default: the 160 px window; smaller is resized)")
+    t.add_argument("--lr", type=float, default=1e-3, help="still stage: Adam's peak learning rate")
+    t.add_argument("--margin", type=float, default=0.15, help="still stage: CosFace margin after the warm-up")
+    t.add_argument("--margin-warmup", type=int, default=2,
+                   help="still stage: epochs at margin 0 before it ramps to --margin over as many epochs")
+    t.add_argument("--no-augment", action="store_true", help="still stage: no shift/brightness jitter")
     t.add_argument("--budget-minutes", type=float, default=None,
                    help="crop stage: fit the cosine schedule into this wall time (after timing epoch 1)")
     t.set_defaults(fn=_train)
@@ -210,6 +217,8 @@ def main(argv=None) -> int:
                         "then fit its temperature on --scenes validation stills")
     k.add_argument("--enrol-views", type=int, default=6, help="--still: rendered views per enrolled label")
     k.add_argument("--cache-dir", default=None, help="--still: keep the rendered validation stills here")
+    k.add_argument("--enrol-trained", action="store_true",
+                   help="--still: also add a rendered-views row to every trained label (beside its head row)")
     k.set_defaults(fn=_calibrate)
     n = sub.add_parser("enrol", help="add SKUs (or personal:<kind>) to the still classifier's gallery, no retraining")
     n.add_argument("--model-dir", default=str(DATA_DIR))

@@ -217,7 +217,8 @@ def build_still_model(tf, n_classes: int, input_hw, width: float = 1.0, dim: int
     return tf.keras.Model(x_in, cos), tf.keras.Model(x_in, emb)
 
 
-def _cosface_loss(tf, n_classes: int, s: float = STILL_SCALE, m: float = STILL_MARGIN):
+def _cosface_loss(tf, n_classes: int, s: float = STILL_SCALE, m=STILL_MARGIN):
+    """`m` may be a tf.Variable so a callback can warm the margin up from 0."""
     def loss(y_true, cos):
         y = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
         logits = s * (cos - m * tf.one_hot(y, n_classes))
@@ -225,9 +226,36 @@ def _cosface_loss(tf, n_classes: int, s: float = STILL_SCALE, m: float = STILL_M
     return loss
 
 
+def _margin_warmup(tf, var, margin: float, warmup_epochs: int):
+    """Margin 0 (plain normalised softmax) for the first epochs, then ramped to `margin`: a
+    from-scratch trunk under a full CosFace margin collapses to the commonest label."""
+    class CB(tf.keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            var.assign(margin * min(1.0, max(0.0, (epoch - warmup_epochs + 1) / max(1, warmup_epochs))))
+    return CB()
+
+
+def _augmented(tf, x, y, batch: int, seed: int):
+    """Training batches with a few pixels of shift and some brightness/contrast jitter: ~15
+    windows per SKU is too few to learn looks rather than the exact renders. No flips (text)."""
+    side = x.shape[1]
+    pad = max(2, side // 16)
+
+    def aug(img, lab):
+        img = tf.cast(img, tf.float32)
+        img = tf.image.resize_with_crop_or_pad(img, side + 2 * pad, side + 2 * pad)
+        img = tf.image.random_crop(img, (side, side, 3))
+        img = tf.image.random_brightness(img, 20.0)
+        img = tf.image.random_contrast(img, 0.8, 1.2)
+        return tf.clip_by_value(img, 0.0, 255.0), lab
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return ds.map(aug, num_parallel_calls=2).batch(batch).prefetch(2)
+
+
 def train_still(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 8, batch: int = 64,
-                threads: int = 2, width: float = 1.0, seed: int = 0, lr: float = 3e-3,
-                budget_minutes: float | None = None, input_size: int | None = None, log=print) -> dict:
+                threads: int = 2, width: float = 1.0, seed: int = 0, lr: float = 1e-3,
+                budget_minutes: float | None = None, input_size: int | None = None,
+                margin: float = STILL_MARGIN, margin_warmup: int = 2, augment: bool = True, log=print) -> dict:
     """Still classifier: writes still.tflite (int8 in, embedding out), still_gallery.npz
     (the trained classes' head directions) and still.calib.json (temperature fitted on the
     validation windows with the int8 model; `cart-model calibrate --still` refits it on
@@ -245,12 +273,15 @@ def train_still(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 8
         x = np.stack([fit_window(w, input_size) for w in x])
         val_data = dict(val_data, x=np.stack([fit_window(w, input_size) for w in val_data["x"]]))
     model, embed = build_still_model(tf, len(labels), x.shape[1:3], width)
-    model.compile(optimizer=tf.keras.optimizers.Adam(lr), loss=_cosface_loss(tf, len(labels)),
+    m_var = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+    model.compile(optimizer=tf.keras.optimizers.Adam(lr), loss=_cosface_loss(tf, len(labels), m=m_var),
                   metrics=["accuracy"])
     budget = _TimeBudget(tf, lr, epochs, budget_minutes * 60 if budget_minutes else None, log)
+    callbacks = budget.callbacks() + [_margin_warmup(tf, m_var, margin, margin_warmup)]
     t0 = time.time()
-    hist = model.fit(x, y, batch_size=batch, epochs=epochs, validation_data=(val_data["x"], val_data["y"]),
-                     verbose=2, shuffle=True, callbacks=budget.callbacks())
+    fit_x = _augmented(tf, x, y, batch, seed) if augment else x
+    hist = model.fit(fit_x, y if not augment else None, batch_size=None if augment else batch, epochs=epochs,
+                     validation_data=(val_data["x"], val_data["y"]), verbose=2, shuffle=True, callbacks=callbacks)
     train_s = time.time() - t0
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -274,6 +305,8 @@ def train_still(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 8
             "val_ece": round(ece(softmax(cos * STILL_SCALE / t), yv), 4), "val_n": int(len(yv)),
             "train_n": int(len(y)), "epochs": len(hist.history.get("loss", [])), "train_seconds": round(train_s, 1),
             "model_bytes": path.stat().st_size, "classes": len(labels),
+            "lr": lr, "margin": margin, "margin_warmup_epochs": margin_warmup, "augment": augment,
+            "keras_train_acc": [round(float(v), 4) for v in hist.history.get("accuracy", [])],
             "keras_val_acc": [round(float(v), 4) for v in hist.history.get("val_accuracy", [])]}
     cal_path.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     log(json.dumps(info))

@@ -14,7 +14,24 @@ from cart_gateway.vision import BurstDetector, StillFrame
 from cart_model import still_crops as sc
 from cart_model.cli import DATA_DIR
 from cart_model.still_eval import burst_detector, calibrate_still, enrol, figures
-from cart_model.train import train_still
+from cart_model.train import _margin_warmup, train_still
+
+
+def test_margin_is_zero_through_the_warm_up_then_ramps_to_its_value():
+    import tensorflow as tf      # no tensor made here: the training test still sets TF's threads
+
+    class Margin:                # what the callback needs of the tf.Variable
+        value = None
+
+        def assign(self, v):
+            self.value = v
+    m = Margin()
+    cb = _margin_warmup(tf, m, 0.15, 2)
+    seen = []
+    for epoch in range(5):
+        cb.on_epoch_begin(epoch)
+        seen.append(round(m.value, 4))
+    assert seen == [0.0, 0.0, 0.075, 0.15, 0.15]
 
 
 def test_still_training_pipeline_end_to_end(tmp_path):
@@ -47,6 +64,13 @@ def test_still_training_pipeline_end_to_end(tmp_path):
     assert json.loads((tmp_path / "still.calib.json").read_text())["model_sha256"] == doc["model_sha256"]
     clf = StillClassifier(model)                                   # reloads the enrolled gallery
     assert set(unseen) <= set(clf.gallery.labels)
+    # Trained labels get a rendered-views row beside their head row, once only.
+    calibrate_still(tmp_path, cat_path, stills=6, views=2, workers=1, log=lambda s: None, enrol_trained=True)
+    rows = list(StillClassifier(model).gallery.entry_labels)
+    assert all(rows.count(lb) == 2 for lb in ["__none__", *trained])
+    calibrate_still(tmp_path, cat_path, stills=6, views=2, workers=1, log=lambda s: None, enrol_trained=True)
+    assert list(StillClassifier(model).gallery.entry_labels) == rows
+    clf = StillClassifier(model)
     from cart_model.render import encode_jpeg, render_still
     img, _ = render_still(small, unseen[0], 77, "UXGA")
     frames, _ = BurstDetector(burst_detector(tmp_path), False, clf).run([encode_jpeg(img)])
