@@ -51,6 +51,7 @@ def summarise(results, scenario: dict, seed: int, oracles=(), totals: RunTotals 
 
     return {
         "scenario": scenario["name"], "seed": seed, "oracles": sorted(oracles),
+        **({"overrides": scenario["overrides"]} if scenario.get("overrides") else {}),
         **basket_figures(results),
         "p50_decision_latency_ms": pct(0.5), "p95_decision_latency_ms": pct(0.95),
         "p50_movement_to_decision_ms": pct(0.5, mlat), "p95_movement_to_decision_ms": pct(0.95, mlat),
@@ -199,7 +200,7 @@ class _Progress:
 
 
 def main_bench(args) -> int:
-    sc = load_scenario(args.scenario)
+    sc = load_scenario(args.scenario, getattr(args, "set", ()))
     oracles = [o.strip() for o in (getattr(args, "oracle", "") or "").split(",") if o.strip()]
     bad = sorted(set(oracles) - set(ORACLES))
     if bad:

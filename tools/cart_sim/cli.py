@@ -17,6 +17,8 @@ def _parser() -> argparse.ArgumentParser:
         "a catalogue file (the gateway's schema) or a generated store (store-20k: 20,000 SKUs); "
         "default the packaged 317"))
     b.add_argument("--pool-seed", type=int, default=None, help="the scene pool's seed (default: --seed)")
+    b.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help=(
+        "override one scenario key for this run (repeatable), e.g. --set sensor.noise_g=2.0"))
     b.add_argument("--show-wrong", action="store_true", help="print each wrong basket before the figures")
     b.add_argument("--oracle", default="", metavar="LIST", help=(
         "comma-separated truth sources to measure the decision logic's floor: vision (the detector returns "

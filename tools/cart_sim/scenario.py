@@ -145,7 +145,27 @@ def validate(data: dict, name: str = "<scenario>") -> dict:
     return out
 
 
-def load_scenario(name_or_path: str) -> dict:
+def apply_overrides(data: dict, overrides=()) -> dict:
+    """`cart-sim bench --set section.key=VALUE` (VALUE in TOML syntax, e.g. 2.0, true, "x"):
+    the scenario's data with each override applied; validate() then checks it like any key."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for o in overrides:
+        key, eq, text = o.partition("=")
+        sec, dot, k = key.strip().partition(".")
+        if not eq or not dot or not sec or not k:
+            raise ScenarioError(f"--set {o!r}: expected section.key=VALUE, e.g. sensor.noise_g=2.0")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()          # a bare word: a string
+        sect = out.setdefault(sec, {})
+        if not isinstance(sect, dict):
+            raise ScenarioError(f"--set {o!r}: {sec} is not a section")
+        sect[k] = value
+    return out
+
+
+def load_scenario(name_or_path: str, overrides=()) -> dict:
     p = Path(name_or_path)
     if not p.suffix and not p.exists():
         p = SHIPPED / f"{name_or_path}.toml"
@@ -158,4 +178,7 @@ def load_scenario(name_or_path: str) -> dict:
         raise ScenarioError(f"scenario {str(p)!r}: no such file") from None
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"scenario {str(p)!r}: not valid TOML: {e}") from None
-    return validate(data, name=p.stem)
+    sc = validate(apply_overrides(data, overrides), name=p.stem)
+    if overrides:
+        sc["overrides"] = list(overrides)     # reported in the bench JSON: the run is not the shipped scenario
+    return sc

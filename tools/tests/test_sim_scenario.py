@@ -57,3 +57,36 @@ def test_defaults_fill_unspecified_keys():
     sc = validate({"baskets": {"mean_items": 3}})
     assert sc["baskets"]["mean_items"] == 3.0
     assert sc["sensor"]["noise_g"] == SCHEMA["sensor"]["noise_g"][0]
+
+
+def test_set_overrides_one_key_and_is_checked_like_the_file():
+    base = load_scenario("hard")
+    sc = load_scenario("hard", ["sensor.noise_g=2.0", "reviewer.error_rate=0.01"])
+    assert sc["sensor"]["noise_g"] == 2.0 and sc["reviewer"]["error_rate"] == 0.01
+    assert sc["overrides"] == ["sensor.noise_g=2.0", "reviewer.error_rate=0.01"]
+    assert {k: v for k, v in sc.items() if k not in ("sensor", "reviewer", "overrides")} == \
+        {k: v for k, v in base.items() if k not in ("sensor", "reviewer")}
+    assert "overrides" not in base
+
+
+@pytest.mark.parametrize("override, names", [
+    ("noise_g=2.0", "section.key=VALUE"),          # no section
+    ("sensor.noise_g", "section.key=VALUE"),       # no value
+    ("sensor.nosie_g=2.0", "sensor.nosie_g"),      # unknown key: named
+    ("sensor.noise_g=-1", "sensor.noise_g"),       # out of range: named
+    ("sensor.noise_g=nan", "sensor.noise_g"),      # NaN: named
+    ("nosuch.key=1", "nosuch"),                    # unknown section: named
+])
+def test_bad_set_is_refused_naming_it(override, names):
+    with pytest.raises(ScenarioError, match=names.replace(".", r"\.")):
+        load_scenario("hard", [override])
+
+
+def test_cli_set_reaches_the_run_and_a_bad_one_exits_2(capsys, tmp_path, monkeypatch):
+    import json
+    monkeypatch.setenv("CART_SIM_CACHE", str(tmp_path))
+    assert cli_main(["bench", "--scenario", "default", "--baskets", "1", "--workers", "1", "--json",
+                     "--set", "sensor.noise_g=2.0"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["overrides"] == ["sensor.noise_g=2.0"]
+    assert cli_main(["bench", "--scenario", "hard", "--baskets", "1", "--set", "sensor.noise_g=abc"]) == 2
+    assert "sensor.noise_g" in capsys.readouterr().err
