@@ -7,7 +7,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
-PYTEST_ARGS ?=
+# two processes, a test file's tests on one of them (module fixtures such as brokers are shared
+# within a file); most tests wait on brokers, processes and timers, so two halve the wall time
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: all setup venv mosquitto chromium postgresql test demo clean
 
