@@ -119,11 +119,12 @@ class Replayer:
     `tick()` the timer; detection runs inline. `run()` replays a trace; the fast simulator
     (cart_sim.fastsim) drives the same object message by message."""
 
-    def __init__(self, cfg: GatewayConfig, state_dir: Path, detector=None, store=None):
+    def __init__(self, cfg: GatewayConfig, state_dir: Path, detector=None, store=None, catalogue=None):
         cfg = cfg.model_copy(update={"state_dir": Path(state_dir)})
         self.detector = detector
         self._pending: list[tuple[str, list[bytes]]] = []
-        self.gw = Gateway(cfg, store=store, submit_burst=self._submit)
+        # catalogue: the simulator's (e.g. store-20k); None: the configured one, as the service
+        self.gw = Gateway(cfg, store=store, catalogue=catalogue, submit_burst=self._submit)
         self.gw.keep_decisions = True
         self.tick_ms = cfg.tick_ms
         self.prompts: list[dict] = []

@@ -233,7 +233,7 @@ class Store:
         self._tmp = tempfile.TemporaryDirectory(prefix="cart-sim-gw-", dir=_scratch_dir())
         cfg = gateway_config(self._tmp.name, wait_for_still=self.stills is not None)
         self.gateway = Replayer(cfg, Path(self._tmp.name), detector=self.detector,
-                                store=GatewayStore(":memory:", "OFF"))
+                                store=GatewayStore(":memory:", "OFF"), catalogue=self.cat)
         self.gateway.keep_outputs = True
         self.tick_ms = cfg.tick_ms
         self.next_tick: int | None = None    # the gateway timer's next grid point (None: no message yet)

@@ -119,6 +119,8 @@ def test_bench_json_reports_pool_seed_and_catalogue_and_runs_on_store_20k(store2
     assert out["pool_seed"] == 5 and out["pool_views_per_condition"] == 8
     assert out["catalogue"]["name"] == "store-20k" and out["catalogue"]["skus"] == 20000
     assert out["baskets"] == 2 and out["items"] > 0
+    # the gateway runs on the same catalogue: it knows every SKU the shoppers handle and scan
+    assert out["gateway_refused_messages"] == {} and out["checkout_refused_baskets"] == 0
     assert main(["bench", "--baskets", "1", "--json", "--oracle", "vision"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["pool_seed"] == 1 and out["catalogue"] == {"name": "packaged", "skus": 317,
