@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from .procs import stop_process
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 OPEN_CONF = Path(__file__).with_name("mosquitto-open-virtual-store.conf")
 
@@ -69,13 +71,7 @@ class Broker:
         self.proc = None
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 5)
         self.proc = None
 
 

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from cart_testing.broker import Broker, SecureBroker, add_test_users
+from cart_testing.procs import stop_process
 
 
 class CentralBroker(Broker):
@@ -111,13 +112,7 @@ class ConsumerProcess:
             self.proc.wait()
 
     def stop(self) -> None:
-        import subprocess
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.proc)
 
 
 class FleetRig:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .procs import stop_process
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -36,13 +38,7 @@ class GatewayProcess:
         return self
 
     def stop(self, timeout: float = 10) -> int | None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout)
         return self.proc.returncode if self.proc else None
 
     def kill(self) -> None:

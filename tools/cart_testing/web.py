@@ -24,6 +24,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from cart_testing.broker import free_port
+from cart_testing.procs import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CHUNK = struct.Struct(">2sBBIIHHII")      # protocol §7
@@ -93,13 +94,7 @@ class WebProcess:
         raise RuntimeError(f"web service not ready in {timeout} s: {self.log.read_text()[-2000:]}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 class StoreFeed:
