@@ -172,7 +172,9 @@ def test_a_silent_server_times_out_retries_with_backoff_and_leaves_the_clock_uns
         assert not synced and wall == -1 and syncs == 0, out
         assert "ntp: ntp: no reply in 300 ms" in out
         # first try at once, then waits of 1-2 s, 2-4 s (+ 0.3 s timeouts): 2 or 3 in 6 s
-        assert 2 <= len(srv.requests) <= 3 and fails == len(srv.requests), (srv.requests, out)
+        # a request sent in the run's last 300 ms has not timed out when the run ends
+        n = len(srv.requests)
+        assert 2 <= n <= 3 and n - 1 <= fails <= n, (srv.requests, out)
         iv = [b - a for a, b in zip(srv.requests, srv.requests[1:])]
         assert 1.2 <= iv[0] <= 2.8, iv
         assert gap < 150, f"the loop stalled {gap} ms while waiting for a reply"
