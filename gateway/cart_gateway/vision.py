@@ -46,7 +46,9 @@ def check_still(jpeg: bytes, width: int, height: int) -> None:
 
 
 class StillFrame(list):
-    """The still classifier's candidates for one still: a frame of a Vision, marked as a still's."""
+    """The still classifier's candidates for one still: a frame of a Vision, marked as a still's
+    (VisionSummary keeps a still's evidence apart from the burst's: reconcile/still_fusion.py)."""
+    still = True
 
 
 def is_still_result(frames: list) -> bool:

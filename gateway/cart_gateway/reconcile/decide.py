@@ -241,6 +241,8 @@ class DecideMixin:
         if mv is not None:   # which weight event the decision is about (audit; the simulator's attribution)
             rec["movement"] = {"unsettled_seq": mv["unsettled_seq"], "start_ms": mv["start_ms"],
                                "settled_ms": mv["mono_ms"], "delta_g": round(mv["delta_g"], 1)}
+        if mv is not None and (mv.get("vision") or {}).get("still_conflict"):
+            rec["still_conflict"] = mv["vision"]["still_conflict"]   # the burst named another item than the still
         if mv is not None and outcome in BASKET_CHANGES:
             rec["effect"] = mv.get("effect", {})   # what the basket charged or credited for this movement
         # the log is not cart state: the gateway stores every record (its decisions table) from

@@ -12,10 +12,11 @@ import math
 from typing import Any, Sequence
 
 from .state import ReconcileError
+from .still_fusion import PERSONAL, FrameMeans, fuse
 
 # A detector label `personal:<class>` (e.g. `personal:bag`) is the camera positively seeing a
 # shopper's own item; candidates with it are kept apart from product scores (VisionSummary).
-PERSONAL_PREFIX = "personal:"
+PERSONAL_PREFIX = PERSONAL   # "personal:"
 TOP_MIN = 0.5     # a frame's best candidate at least this sure: that product is what the frame shows
 
 
@@ -133,7 +134,7 @@ def parse_ref(ref: str | None) -> tuple[int, int] | None:
 
 @dataclass
 class VisionSummary:
-    """What the engine keeps of a Vision: per-SKU mean score over frames."""
+    """What the engine keeps of a Vision: per-SKU mean score over frames (a still's fused apart)."""
     mono_ms: int
     scores: dict[str, float] = field(default_factory=dict)
     none_score: float = 0.0
@@ -145,45 +146,58 @@ class VisionSummary:
     # frames in which a product was the clear best (score >= TOP_MIN): a product seen on its own,
     # not a look-alike the detector hesitated over in the same frame
     top_frames: dict[str, int] = field(default_factory=dict)
-    stills: int = 0   # stills among the frames (docs/camera.md): their barcodes only
+    stills: int = 0   # still captures among the inputs (docs/camera.md), a barcode-only one too
+    # issue 13: a still's classifier evidence is kept apart from the burst's and the fields above are
+    # the two fused (still_fusion.py); both None while no still had candidates (the fields are the burst's)
+    burst_part: FrameMeans | None = None
+    still_part: FrameMeans | None = None
+    still_conflict: dict | None = None   # the burst clearly named another label than a still
 
     @classmethod
     def of(cls, v: Vision) -> "VisionSummary":
         if not isinstance(v.mono_ms, int) or v.mono_ms < 0:
             raise ValueError(f"Vision.mono_ms must be an int >= 0, got {v.mono_ms!r}")
-        n = len(v.frames)
-        sums: dict[str, float] = {}
-        psums: dict[str, float] = {}
+        burst, still = [], []       # per frame: label -> best score (a still's frames kept apart)
         tops: dict[str, int] = {}
-        none = 0.0
         for i, frame in enumerate(v.frames):
             best: dict[str | None, float] = {}
             for c in frame:
                 s = float(c.score)
                 if not 0.0 <= s <= 1.0:
                     raise ValueError(f"Vision.frames[{i}]: candidate score {s!r} outside [0, 1]")
-                best[c.sku] = max(best.get(c.sku, 0.0), s)
+                sku = c.sku
+                if isinstance(sku, str) and sku.startswith(PERSONAL_PREFIX) \
+                        and sku[len(PERSONAL_PREFIX):] not in PERSONAL_CLASSES:
+                    raise ValueError(f"Vision.frames[{i}]: unknown personal class {sku!r}")
+                best[sku] = max(best.get(sku, 0.0), s)
             if best:
                 k_top = max(best, key=lambda k: (best[k], str(k)))
                 if isinstance(k_top, str) and best[k_top] >= TOP_MIN:
                     tops[k_top] = tops.get(k_top, 0) + 1
-            for sku, s in best.items():
-                if sku is None:
-                    none += s
-                elif isinstance(sku, str) and sku.startswith(PERSONAL_PREFIX):
-                    pc = sku[len(PERSONAL_PREFIX):]
-                    if pc not in PERSONAL_CLASSES:
-                        raise ValueError(f"Vision.frames[{i}]: unknown personal class {sku!r}")
-                    psums[pc] = psums.get(pc, 0.0) + s
-                else:
-                    sums[sku] = sums.get(sku, 0.0) + s
-        scores = {k: sums[k] / n for k in sorted(sums)} if n else {}
-        pscores = {k: psums[k] / n for k in sorted(psums)} if n else {}
+            # a frame marked `still` (vision.StillFrame) is the still classifier's, wherever it came
+            (still if v.still or getattr(frame, "still", False) else burst).append(best)
         r = parse_ref(v.ref)
-        return cls(mono_ms=v.mono_ms, scores=scores, none_score=none / n if n else 0.0,
-                   barcodes=[str(b) for b in v.barcodes], frame_ids=[str(f) for f in v.frame_ids],
-                   ref=list(r) if r else None, n_frames=n, personal_scores=pscores,
-                   top_frames={k: tops[k] for k in sorted(tops)}, stills=int(bool(v.still)))
+        out = cls(mono_ms=v.mono_ms, barcodes=[str(b) for b in v.barcodes], frame_ids=[str(f) for f in v.frame_ids],
+                  ref=list(r) if r else None, top_frames={k: tops[k] for k in sorted(tops)},
+                  stills=int(bool(v.still or still)))
+        out._set_parts(_frame_means(burst), _frame_means(still))
+        return out
+
+    def _parts(self) -> tuple[FrameMeans, FrameMeans]:
+        """(burst, still) means; without a still's candidates the summary's fields are the burst's."""
+        if self.still_part is None:
+            return FrameMeans(self.n_frames, dict(self.scores), self.none_score, dict(self.personal_scores)), FrameMeans()
+        return self.burst_part or FrameMeans(), self.still_part
+
+    def _set_parts(self, burst: FrameMeans, still: FrameMeans) -> None:
+        """The engine's evidence from the two parts (still_fusion.fuse: a still counts as the still it is)."""
+        f = fuse(burst, still)
+        self.scores, self.none_score = dict(f.means.scores), f.means.none_score
+        self.personal_scores = dict(f.means.personal_scores)
+        self.n_frames = burst.n + still.n
+        keep = still.n > 0
+        self.burst_part, self.still_part = (burst, still) if keep else (None, None)
+        self.still_conflict = f.conflict
 
     @property
     def personal_score(self) -> float:
@@ -191,38 +205,59 @@ class VisionSummary:
         return max(self.personal_scores.values(), default=0.0)
 
     def to_dict(self) -> dict:
-        return {"mono_ms": self.mono_ms, "scores": dict(self.scores), "none_score": self.none_score,
-                "barcodes": list(self.barcodes), "frame_ids": list(self.frame_ids),
-                "ref": list(self.ref) if self.ref else None, "n_frames": self.n_frames,
-                "personal_scores": dict(self.personal_scores), "top_frames": dict(self.top_frames),
-                "stills": self.stills}
+        d = {"mono_ms": self.mono_ms, "scores": dict(self.scores), "none_score": self.none_score,
+             "barcodes": list(self.barcodes), "frame_ids": list(self.frame_ids),
+             "ref": list(self.ref) if self.ref else None, "n_frames": self.n_frames,
+             "personal_scores": dict(self.personal_scores), "top_frames": dict(self.top_frames),
+             "stills": self.stills}
+        if self.still_part is not None:
+            d.update(burst_part=(self.burst_part or FrameMeans()).to_dict(), still_part=self.still_part.to_dict(),
+                     still_conflict=self.still_conflict)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "VisionSummary":
+        sp = d.get("still_part")      # absent before issue 13's still evidence
         return cls(mono_ms=d["mono_ms"], scores=dict(d["scores"]), none_score=d["none_score"],
                    barcodes=list(d["barcodes"]), frame_ids=list(d["frame_ids"]),
                    ref=list(d["ref"]) if d["ref"] else None, n_frames=d["n_frames"],
                    personal_scores=dict(d.get("personal_scores", {})),   # both absent in states before issue 12
-                   top_frames=dict(d.get("top_frames", {})), stills=d.get("stills", 0))
+                   top_frames=dict(d.get("top_frames", {})), stills=d.get("stills", 0),
+                   burst_part=FrameMeans.from_dict(d["burst_part"]) if sp is not None else None,
+                   still_part=FrameMeans.from_dict(sp) if sp is not None else None,
+                   still_conflict=d.get("still_conflict"))
 
     def merge(self, other: "VisionSummary") -> None:
-        """Two bursts for one movement: frame-weighted mean of scores."""
-        n = self.n_frames + other.n_frames
-        if n:
-            keys = sorted(set(self.scores) | set(other.scores))
-            self.scores = {k: (self.scores.get(k, 0.0) * self.n_frames
-                               + other.scores.get(k, 0.0) * other.n_frames) / n for k in keys}
-            self.none_score = (self.none_score * self.n_frames + other.none_score * other.n_frames) / n
-            pk = sorted(set(self.personal_scores) | set(other.personal_scores))
-            self.personal_scores = {k: (self.personal_scores.get(k, 0.0) * self.n_frames
-                                        + other.personal_scores.get(k, 0.0) * other.n_frames) / n for k in pk}
-        self.n_frames = n
+        """Several bursts and stills for one movement: frame-weighted means of the bursts' frames and of
+        the stills', fused (still_fusion.fuse), so a sure still is not diluted by the burst's frames."""
+        (b0, s0), (b1, s1) = self._parts(), other._parts()
+        self._set_parts(b0.merged(b1), s0.merged(s1))
         self.top_frames = {k: self.top_frames.get(k, 0) + other.top_frames.get(k, 0)
                            for k in sorted(set(self.top_frames) | set(other.top_frames))}
         self.stills += other.stills
         self.barcodes += [b for b in other.barcodes if b not in self.barcodes]
         self.frame_ids += [f for f in other.frame_ids if f not in self.frame_ids]
         self.mono_ms = max(self.mono_ms, other.mono_ms)
+
+
+def _frame_means(frames: list[dict]) -> FrameMeans:
+    """Mean per label over frames (label -> best score in that frame), split as FrameMeans keeps it."""
+    n = len(frames)
+    if not n:
+        return FrameMeans()
+    sums: dict[str, float] = {}
+    psums: dict[str, float] = {}
+    none = 0.0
+    for best in frames:
+        for sku, s in best.items():
+            if sku is None:
+                none += s
+            elif isinstance(sku, str) and sku.startswith(PERSONAL_PREFIX):
+                pc = sku[len(PERSONAL_PREFIX):]
+                psums[pc] = psums.get(pc, 0.0) + s
+            else:
+                sums[sku] = sums.get(sku, 0.0) + s
+    return FrameMeans(n, {k: sums[k] / n for k in sorted(sums)}, none / n, {k: psums[k] / n for k in sorted(psums)})
 
 
 def check_input(item, cat) -> "VisionSummary | None":

@@ -1,0 +1,98 @@
+"""How a still's classifier evidence and a burst's combine for one movement (issue 13).
+
+A burst is up to ~8 QVGA frames read by the fast detector; its frames repeat the same
+look-alike confusion, so averaging them does not make it surer. A still is one frame at
+UXGA, read by the crop classifier whose score is calibrated (a right answer is usually
+>= 0.99, a wrong one rarely >= 0.97). Averaging the still in as one more frame diluted a
+sure still ~1/9. So the two are kept apart (`FrameMeans` each) and combined by `fuse`:
+
+- no still candidates (no still, or a barcode-only still): the burst's means;
+- a still, and the burst does not clearly name something else: the still's means are the
+  camera's evidence (its calibrated score is what the engine's thresholds are set for);
+- the burst's clear best (mean >= CONFLICT_MIN) is another label than the still's best:
+  the two are averaged (STILL_SHARE_ON_CONFLICT), so neither is accepted on the camera alone,
+  and the conflict is recorded (the weight, a barcode or the shopper decides).
+
+Barcodes are not fused here: a read from a still or a burst frame is near-certain either way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PERSONAL = "personal:"           # inputs.PERSONAL_PREFIX (inputs imports this module)
+CONFLICT_MIN = 0.5               # the burst's mean score for its best label at which it clearly names it
+STILL_SHARE_ON_CONFLICT = 0.5    # the still's share of the average when the burst clearly disagrees
+
+
+@dataclass
+class FrameMeans:
+    """Mean scores over `n` frames of one kind (the burst's frames, or the stills)."""
+    n: int = 0
+    scores: dict[str, float] = field(default_factory=dict)            # product SKU -> mean score
+    none_score: float = 0.0
+    personal_scores: dict[str, float] = field(default_factory=dict)   # PersonalClass value -> mean
+
+    def merged(self, other: "FrameMeans") -> "FrameMeans":
+        """Frame-weighted mean of the two."""
+        n = self.n + other.n
+        if not n:
+            return FrameMeans()
+
+        def mean(a: dict, b: dict) -> dict:
+            return {k: (a.get(k, 0.0) * self.n + b.get(k, 0.0) * other.n) / n for k in sorted(set(a) | set(b))}
+        return FrameMeans(n, mean(self.scores, other.scores),
+                          (self.none_score * self.n + other.none_score * other.n) / n,
+                          mean(self.personal_scores, other.personal_scores))
+
+    def best(self, products_only: bool = False) -> tuple[str | None, float]:
+        """The label with the highest mean: a SKU, `personal:<class>`, or None ("no product")."""
+        labels: list[tuple[float, str, str | None]] = [(v, k, k) for k, v in self.scores.items()]
+        labels += [(v, PERSONAL + k, PERSONAL + k) for k, v in self.personal_scores.items()]
+        if not products_only:
+            labels.append((self.none_score, "", None))
+        if not labels:
+            return None, 0.0
+        v, _, label = max(labels)
+        return label, v
+
+    def score_of(self, label: str | None) -> float:
+        if label is None:
+            return self.none_score
+        if label.startswith(PERSONAL):
+            return self.personal_scores.get(label[len(PERSONAL):], 0.0)
+        return self.scores.get(label, 0.0)
+
+    def to_dict(self) -> dict:
+        return {"n": self.n, "scores": dict(self.scores), "none_score": self.none_score,
+                "personal_scores": dict(self.personal_scores)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FrameMeans":
+        return cls(int(d["n"]), dict(d["scores"]), float(d["none_score"]), dict(d["personal_scores"]))
+
+
+@dataclass(frozen=True)
+class Fused:
+    """The camera's evidence for the engine, and the disagreement that shaped it (or None)."""
+    means: FrameMeans
+    conflict: dict | None = None     # {"still": label, "still_score", "burst": label, "burst_score"}
+
+
+def fuse(burst: FrameMeans, still: FrameMeans) -> Fused:
+    if still.n <= 0:
+        return Fused(burst)
+    if burst.n <= 0:
+        return Fused(still)
+    s_label, s_score = still.best()
+    b_label, b_score = burst.best(products_only=True)   # a burst that missed the item is no contradiction
+    if b_label is None or b_label == s_label or b_score < CONFLICT_MIN or still.score_of(b_label) >= b_score:
+        return Fused(still)
+    w = STILL_SHARE_ON_CONFLICT
+    mixed = FrameMeans(still.n, {}, 0.0, {})
+    for k in sorted(set(still.scores) | set(burst.scores)):
+        mixed.scores[k] = w * still.scores.get(k, 0.0) + (1 - w) * burst.scores.get(k, 0.0)
+    for k in sorted(set(still.personal_scores) | set(burst.personal_scores)):
+        mixed.personal_scores[k] = w * still.personal_scores.get(k, 0.0) + (1 - w) * burst.personal_scores.get(k, 0.0)
+    mixed.none_score = w * still.none_score + (1 - w) * burst.none_score
+    return Fused(mixed, {"still": s_label, "still_score": round(s_score, 6),
+                         "burst": b_label, "burst_score": round(b_score, 6)})
