@@ -305,7 +305,7 @@ class BasketRun:
         self.reviewer = Reviewer(self.sc["reviewer"], self.cat, random.Random(f"{store.seed}|{index}|reviewer"))
         self.shown: dict[str, str] = {}   # frame id -> the scene it was taken of (what the review page shows)
         self.still_cam = store.stills and stills.StillCamera(store.stills, self.sc["camera"],
-                                                              f"{store.seed}|{index}|still")
+                                                              f"{store.seed}|{index}|still", scenes=store.send_frames)
 
     # --- message plumbing -------------------------------------------------------
     def _clock(self):
@@ -439,11 +439,15 @@ class BasketRun:
                    proto.encode_event(self.cart, "cam", 1, self.seq["cam"], "capture", fields, self._clock()))
 
     def send_still_frame(self, key: str | None, res: str) -> int:
-        """A still's chunks (§7.1, a stand-in JPEG of the still's size): its frame number."""
+        """A still's chunks (§7.1; a stand-in JPEG of the still's size, trace mode the rendered still): its
+        frame number."""
         self.frame_no += 1
         code = framing.RES_NAMES[res]
-        jpeg = self.st.detector.standin("still", key, framing.RESOLUTIONS[code])
-        for ch in framing.encode(jpeg, 1, self.frame_no, still_res=code):
+        if self.st.send_frames:
+            jpeg, chunk = stills.real_still(self.st.detector, self.st.stills, key), stills.STILL_CHUNK
+        else:
+            jpeg, chunk = self.st.detector.standin("still", key, framing.RESOLUTIONS[code]), framing.CHUNK_DEFAULT
+        for ch in framing.encode(jpeg, 1, self.frame_no, chunk, still_res=code):
             self._send(f"carts/{self.cart}/cam/frame", ch)
         return self.frame_no
 

@@ -1,4 +1,4 @@
-"""Fast mode's stills (protocol §7.1): barcodes read from cached still renders.
+"""The simulator's stills (protocol §7.1): barcodes read from cached still renders.
 
 After each placement the camera board takes one still (docs/camera.md
 "Stills"); the gateway reads its barcodes (cart_gateway.barcodes). Rendering a
@@ -11,6 +11,12 @@ the still settings. A placement whose code faces away (share
 1 - camera.p_barcode_facing), whose item is out of the camera's sight (a
 hand-held or covered item) or that adds no product gives no code and is not
 rendered: no code is drawn that a reader could find.
+
+Trace mode (`cart-sim trace`, real JPEG frames) sends each still as the board
+would: the renderer's still of that scene at the scenario's still_res, JPEG-
+encoded and chunked as a §7.1 still. There a still without a readable code is
+rendered too (`away_key`: the code on a face the camera does not see, or the
+item out of sight), so the trace's stills are what a camera would have taken.
 """
 from __future__ import annotations
 
@@ -24,6 +30,11 @@ from pathlib import Path
 from cart_gateway.catalogue import Catalogue
 
 from .world import cache_file, read_cache, write_cache
+
+from cartfw.camera.settings import SPEC as CAMERA_SETTINGS
+
+# the camera board's still chunk (app.still_chunk): a UXGA JPEG needs it to fit §7.1's 128 chunks
+STILL_CHUNK = CAMERA_SETTINGS["still_chunk"][0]
 
 # the burst's viewing condition (shoppers.Action.view) -> the still's
 STILL_CONDITIONS = {"clear": "clear", "hard": "hand", "oov": "oov"}
@@ -55,6 +66,20 @@ class StillPool:
         self.cache: dict[str, list] = read_cache(self.path)
         self._dirty = False
 
+    AWAY = "away"   # the last part of a trace-mode key whose still shows no code
+
+    def away_key(self, sku: str | None, view: str, i: int) -> str:
+        """Trace mode: the key of a still that shows no code (faces away, out of sight, no product)."""
+        cond = STILL_CONDITIONS.get(view)
+        if sku is None or cond is None:
+            sku, cond = "-", "hand"       # the item under a hand or out of sight: the basket as it is
+        return f"{sku}|{cond}|{i % self.n}|{self.AWAY}"
+
+    def jpeg(self, key: str) -> bytes:
+        """The still of that key as the camera board sends it (trace mode)."""
+        from cart_model.render import encode_jpeg
+        return encode_jpeg(self.render(key)[0])
+
     def key(self, sku: str | None, view: str, i: int) -> str | None:
         """Pool key of a facing still of `sku` seen as `view`; None: nothing to read."""
         cond = STILL_CONDITIONS.get(view)
@@ -64,7 +89,7 @@ class StillPool:
 
     def render(self, key: str):
         from cart_model.render import render_still
-        sku, cond, i = key.split("|")
+        sku, cond, i, *away = key.split("|")
         rng = random.Random(f"{self.seed}|still|{key}")
         rs = rng.randrange(1 << 30)
         occ, oov = 0.0, 0.0
@@ -74,6 +99,9 @@ class StillPool:
             oov = rng.uniform(0.4, 0.5)
         else:
             occ = rng.uniform(0, 0.3 * self.cam["occlusion_max"])
+        if away:      # trace mode: no code the camera could see
+            return render_still(self.cat, None if sku == "-" else sku, rs, self.res, occlusion=occ,
+                                out_of_view=oov, facing=False, view_mm=self.view_mm)
         return render_still(self.cat, sku, rs, self.res, occlusion=occ, out_of_view=oov,
                             facing=True, view_mm=self.view_mm)
 
@@ -88,7 +116,7 @@ class StillPool:
     def codes(self, key: str | None) -> list[str]:
         """EAN-13 codes the gateway's reader finds in that still ([] for None)."""
         self.stats["stills"] += 1
-        if key is None:
+        if key is None or key.endswith("|" + self.AWAY):
             return []
         self.stats["facing"] += 1
         got = self._codes(key)
@@ -127,8 +155,9 @@ class StillCamera:
     takes a still and which pool scene the still shows. Its own random
     stream, so turning stills on does not change the shoppers."""
 
-    def __init__(self, pool: StillPool, camera: dict, rng_seed: str):
+    def __init__(self, pool: StillPool, camera: dict, rng_seed: str, scenes: bool = False):
         self.pool = pool
+        self.scenes = scenes      # trace mode: a still without a code gets a scene key too (away_key)
         self.p_facing = float(camera["p_barcode_facing"])
         self.min_g = float(camera["still_min_g"])
         self.rng = random.Random(rng_seed)
@@ -139,12 +168,12 @@ class StillCamera:
             return False
         facing = self.rng.random() < self.p_facing
         i = self.rng.randrange(1 << 20)
-        if action is None or not facing:
-            return None
-        skus = [sku for sku, _, _ in action.adds if sku]
-        if not skus or action.kind == "lean":
-            return None
-        return self.pool.key(skus[0], action.view, i)
+        skus = [sku for sku, _, _ in action.adds if sku] if action is not None and action.kind != "lean" else []
+        view = action.view if action is not None else "hand"
+        key = self.pool.key(skus[0], view, i) if skus and facing else None
+        if key is None and self.scenes:
+            return self.pool.away_key(skus[0] if skus else None, view, i)
+        return key
 
 
 # --- fastsim's hooks (kept here so fastsim.py only calls them) ---------------
@@ -155,14 +184,21 @@ def attach(store, camera: dict) -> StillPool | None:
     fast mode's detector stage reads the still's codes from this pool."""
     if not camera["still"]:
         return None
-    if store.send_frames:
-        raise ValueError("scenario key camera.still: trace mode (real frame chunks) has no stills yet; "
-                         "use the bench (fast mode)")
     return StillPool(store.cat, camera, seed=0)
 
 
+def real_still(detector, pool: StillPool, key: str) -> bytes:
+    """Trace mode: the rendered still of `key`, known to fast mode's detector stage (PoolDetector
+    recognises a real JPEG by its digest) as that still, so its codes come from the pool."""
+    import hashlib
+    jpeg = pool.jpeg(key)
+    detector.real[hashlib.blake2b(jpeg, digest_size=16).digest()] = ("still", key)
+    return jpeg
+
+
 def send_still(run, useq: int | None, key: str | None) -> None:
-    """The camera's still of the placement that just settled: §6.3 capture event with `still`."""
+    """The camera's still of the placement that just settled: its chunks (a stand-in JPEG of the
+    still's size in fast mode, the rendered still in trace mode), then the §6.3 capture event."""
     from cartfw import proto
     from cart_model.render import STILL_SIZES
     res = run.sc["camera"]["still_res"]

@@ -4,7 +4,8 @@ trace.jsonl: header, then every message the boards, the screen (answers,
 checkout) and the review station (verdicts) sent, in send order, frames as
 real JPEG chunks (cartfw.framing), or with `real_frames=False` as the fast
 mode's stand-in frames (replay them with fastsim.PoolDetector as the
-detector). truth.json: per basket what was really in the cart and the receipt
+detector). A scenario whose camera takes stills gets them as the board sends
+them: rendered at its still_res, chunked as §7.1 stills (stills.py). truth.json: per basket what was really in the cart and the receipt
 the in-process gateway (the real service, one for the whole trace) published,
 so a replay can be checked.
 """
@@ -19,6 +20,7 @@ from cart_gateway.protocol import trace_line
 from .bench import summarise
 from .fastsim import GW, WALL0, RunTotals, run_chunk, scene_pool
 from .scenario import load_scenario
+from .stills import StillPool
 
 
 def write_trace(scenario: dict, baskets: int, seed: int, out_dir, real_frames: bool = True,
@@ -50,7 +52,12 @@ def write_trace(scenario: dict, baskets: int, seed: int, out_dir, real_frames: b
             "receipt": {"ok": rc.get("ok"), "total_cents": rc.get("total_cents"),
                         "lines": [{k: ln[k] for k in ("sku", "qty", "price_cents", "status")}
                                   for ln in rc.get("lines", [])]}})
-    truth["summary"] = summarise(res, scenario, seed, (), RunTotals(gateway_s=chunk.gateway_s), 0.0)
+    tot = RunTotals(gateway_s=chunk.gateway_s)
+    if scenario["camera"]["still"]:    # the stills' reads, as the bench reports them
+        tot.stills = StillPool(pool.cat, scenario["camera"], seed=0)
+        tot.stills.stats.update(chunk.stills_stats)
+        tot.stills.rendered, tot.stills.render_s = chunk.stills_rendered, chunk.stills_render_s
+    truth["summary"] = summarise(res, scenario, seed, (), tot, 0.0)
     (out / "truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True), encoding="utf-8")
     return truth
 

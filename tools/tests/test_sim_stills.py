@@ -89,6 +89,56 @@ def test_still_scenario_keys_are_checked():
     assert validate({}, "t")["camera"]["still"] is False
 
 
-def test_trace_mode_refuses_stills(cat):
-    with pytest.raises(ValueError, match="camera.still: trace mode"):
-        Store(validate(CALM, "t"), seed=1, catalogue=cat, frames=True)
+def test_trace_mode_away_keys_render_a_still_without_a_code(cat):
+    sc = validate(CALM, "t")
+    pool = StillPool(cat, sc["camera"])
+    cam = StillCamera(pool, dict(sc["camera"], p_barcode_facing=0.0), "x", scenes=True)
+    sku = _box(cat)
+    key = cam.still_key(Action("add", adds=[(sku, 1, 400.0)], view="clear"), 400.0)
+    assert key == f"{sku}|clear|0|away" and pool.codes(key) == [] and pool.rendered == 0
+    img, truth = pool.render(key)
+    assert img.size == (1600, 1200) and truth["barcode"]["facing"] is False
+    assert cam.still_key(Action("lean", view="hand"), 30.0) == "-|hand|0|away"
+    assert pool.render("-|hand|0|away")[0].size == (1600, 1200)
+
+
+def test_trace_mode_sends_rendered_stills_through_the_protocol(cat, tmp_path):
+    """`cart-sim trace` with stills: each still is the renderer's, at the scenario's still_res,
+    chunked as a §7.1 still; the in-process gateway reads its code, and `cart-gateway replay`
+    (the real detector and barcode reader on the trace's JPEGs) reaches the same receipts."""
+    import io
+    import json
+    from collections import defaultdict
+
+    from PIL import Image
+
+    from cart_gateway.config import parse_config
+    from cart_gateway.protocol import decode_frame_chunk, read_trace
+    from cart_gateway.replay import replay_file
+    from cart_sim.tracegen import write_trace
+    sc = validate(CALM, "t")
+    truth = write_trace(sc, 1, 3, tmp_path / "tr")
+    with open(tmp_path / "tr" / "trace.jsonl", encoding="utf-8") as f:
+        _, recs = read_trace(f)
+    parts = defaultdict(dict)
+    for r in recs:
+        if r.topic.endswith("/cam/frame"):
+            c = decode_frame_chunk(r.payload)
+            if c.still:
+                parts[c.frame][c.index] = c
+    assert parts, "no still in the trace"
+    for chunks in parts.values():
+        c0 = chunks[0]
+        assert sorted(chunks) == list(range(c0.count)) and (c0.width, c0.height) == (1600, 1200)
+        jpeg = b"".join(chunks[i].data for i in range(c0.count))
+        assert len(jpeg) == c0.size and Image.open(io.BytesIO(jpeg)).size == (1600, 1200)
+    evts = [json.loads(r.payload) for r in recs if r.topic.endswith("/cam/evt")]
+    stills = [e for e in evts if e.get("type") == "capture" and "still" in e.get("fields", e)]
+    assert len(stills) == len(parts)
+    assert truth["summary"]["stills"]["read_right"] >= 1                   # the pool's read of the same render
+    cfg = parse_config({"gateway_id": "sim", "state_dir": str(tmp_path), "carts": {"pattern": "s[0-9]+"},
+                        "reconcile": {"wait_for_still": True}})
+    result = replay_file(str(tmp_path / "tr" / "trace.jsonl"), cfg, str(tmp_path / "state"))
+    got = {r["cart"]: r for r in result["receipts"] if r["ok"]}
+    for b in truth["baskets"]:
+        assert got[b["cart"]]["total_cents"] == b["receipt"]["total_cents"], b["cart"]
