@@ -203,6 +203,8 @@ def still_eval(model_dir: Path, cat_path=None, stills: int = 400, seed: int = 0,
         sec["unseen_skus_enrolled"] = figures(probs[is_unseen], y[is_unseen], g.labels)
         sec["reliability"] = reliability(probs, y)
         res[style + "_style"] = sec
+        if style == "train":
+            base = (specs, E, set(trained), unseen_set)    # scored again in the larger gallery (--still-big)
         log(json.dumps({style: {k: v for k, v in sec.items() if not isinstance(v, (dict, list))}}))
     for k in ("top1", "ece", "right_sure", "confident_wrong", "products_called_personal"):
         res[k] = res["train_style"].get(k)
@@ -227,15 +229,20 @@ def still_eval(model_dir: Path, cat_path=None, stills: int = 400, seed: int = 0,
         big_g.cosines(e)
     res["gallery_30k_score_ms"] = round((time.perf_counter() - t0) * 1000 / 50, 3)
     if big:
-        res["enrolled_catalogue"] = big_catalogue_eval(clf, det, big, big_views, stills, seed, workers, log, cache_dir)
+        res["enrolled_catalogue"] = big_catalogue_eval(clf, det, big, big_views, stills, seed, workers, log, cache_dir,
+                                                       base=base)
     return res
 
 
 def big_catalogue_eval(clf: StillClassifier, det, n_skus: int, views: int, stills: int, seed: int,
-                       workers: int, log=print, cache_dir: Path | None = None) -> dict:
+                       workers: int, log=print, cache_dir: Path | None = None, base=None) -> dict:
     """A catalogue of >= n_skus SKUs the model never saw (catalogue_gen with another seed),
     every one enrolled from `views` rendered views, scored in one gallery with the trained
-    classes: how recognition holds up as the catalogue grows without retraining."""
+    classes: how recognition holds up as the catalogue grows without retraining.
+
+    `base` = (specs, embeddings, trained SKUs, enrolled SKUs) of the 317-SKU catalogue's
+    held-out stills (training style): scored again in the grown gallery, so trained and
+    enrolled SKUs are compared at the larger size too (`trained_skus`, `unseen_skus_enrolled`)."""
     from .catalogue_gen import generate
     fam = max(1, int(n_skus / 2.6))
     big = generate(seed=7, n_families=fam)
@@ -253,12 +260,20 @@ def big_catalogue_eval(clf: StillClassifier, det, n_skus: int, views: int, still
                                        "train", workers,
                                        cache_dir=cache_dir)
     E, _ = embed_stills(clf, det, ss)
-    out = {"skus": len(skus), "enrol_views": views}
+    out = {"skus": len(skus), "enrol_views": views}   # the figures of each gallery: the new SKUs' stills
     for name, g in (("with_trained_gallery", gallery), ("enrolled_only", big_only)):
         order = {lb: i for i, lb in enumerate(g.labels)}
         y = np.array([order[s.label] for s in specs])
         out[name] = figures(_score(clf, g, E, clf.calibration.slope), y, g.labels)
         out[name]["gallery_labels"] = len(g)
+    if base is not None:
+        b_specs, b_E, b_trained, b_unseen = base
+        order = {lb: i for i, lb in enumerate(gallery.labels)}
+        y = np.array([order[s.label] for s in b_specs])
+        probs = _score(clf, gallery, b_E, clf.calibration.slope)
+        for name, keep in (("trained_skus", b_trained), ("unseen_skus_enrolled", b_unseen)):
+            m = np.array([s.label in keep for s in b_specs])
+            out["with_trained_gallery"][name] = figures(probs[m], y[m], gallery.labels)
     log(json.dumps({"enrolled_catalogue": out}))
     return out
 
