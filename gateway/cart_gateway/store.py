@@ -91,6 +91,7 @@ class Store:
         _migrate_end(self.db, old)
         self._in_tx = False
         self._parts: dict[str, dict[str, object]] = {}  # cart -> part -> a private copy of the stored value
+        self._final: dict[str, set[str]] = {}           # cart -> its stored parts that never change (_final_move)
         self._heads: dict[str, tuple] = {}              # cart -> stored (session, version_base, clock)
 
     # ---------------------------------------------------------- transactions
@@ -108,7 +109,7 @@ class Store:
         if self._in_tx:
             self.db.execute("ROLLBACK")
             self._in_tx = False
-        self._parts, self._heads = {}, {}    # what save_cart believes is stored may be gone
+        self._parts, self._heads, self._final = {}, {}, {}    # what save_cart believes is stored may be gone
 
     def close(self) -> None:
         self.rollback()
@@ -247,8 +248,7 @@ class Store:
     def load_carts(self) -> list[tuple[str, int, int, dict, dict]]:
         """(cart, session, version_base, state, clock) for every cart, from the committed parts."""
         out = []
-        self._parts = {}
-        self._heads = {}
+        self._parts, self._heads, self._final = {}, {}, {}
         rows = self.db.execute("SELECT cart, session, version_base, state, clock FROM carts ORDER BY cart").fetchall()
         for c, sess, vb, st, ck in rows:
             parts = {p: json.loads(v) for p, v in
@@ -284,6 +284,9 @@ class Store:
             known = self._parts[cart] = {
                 p: json.loads(v) for p, v in self.db.execute("SELECT part, value FROM cart_parts WHERE cart=?", (cart,))}
             dirty = None
+        final = self._final.get(cart)
+        if final is None or not same_session:    # a new basket numbers its movements from 1 again
+            final = self._final[cart] = {p for p, v in known.items() if _final_move(p, v)} if same_session else set()
         # the engine bumps `version` in every step that changes the basket (engine.step): at the
         # stored version (of this session: a new basket counts from 0 again) no line or personal
         # item changed, so they are neither split nor compared
@@ -294,17 +297,20 @@ class Store:
             only = {"lines": dirty.lines}
         else:
             skip, only = (), {}
-        parts, kept = _split(state, skip, only, known)
+        parts, kept = _split(state, skip, only, known, final)
         put = []
         for p, v in parts.items():
             old = known.get(p, _ABSENT)
-            if old is _ABSENT or not (_final_move(p, old) or old == v):
+            if old is _ABSENT or not old == v:
                 put.append((cart, p, _PART_JSON(v)))
                 known[p] = pickle.loads(pickle.dumps(v, 5))
+                if _final_move(p, v):
+                    final.add(p)
         gone = [(cart, p) for p in known
                 if p not in parts and p not in kept and p.split("/", 1)[0] not in skip]
         for _, p in gone:
             del known[p]
+            final.discard(p)
         if put:
             self.db.executemany("INSERT OR REPLACE INTO cart_parts VALUES (?,?,?)", put)
         if gone:
@@ -462,10 +468,11 @@ def split_state(state: dict, skip=()) -> dict[str, object]:
     return _split(state, skip)[0]
 
 
-def _split(state: dict, skip=(), only=None, known=None) -> tuple[dict[str, object], set[str]]:
+def _split(state: dict, skip=(), only=None, known=None, final=()) -> tuple[dict[str, object], set[str]]:
     """split_state; with `only` (key -> ids) only the items of that list with those ids
     become parts, the others (unchanged, stored in `known`) are returned as the second
-    value: parts to keep as they are."""
+    value: parts to keep as they are, as are the items named in `final` (stored, never
+    changed again: _final_move)."""
     out: dict[str, object] = {"/": list(state)}    # top-level key order
     kept: set[str] = set()
     for k, v in state.items():
@@ -474,7 +481,11 @@ def _split(state: dict, skip=(), only=None, known=None) -> tuple[dict[str, objec
         if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
             out[k + "/"] = {"dict": list(v)}
             for sk, x in v.items():
-                out[f"{k}/{sk}"] = x
+                p = f"{k}/{sk}"
+                if p in final:
+                    kept.add(p)
+                else:
+                    out[p] = x
             continue
         if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
             idk = next((f for f in _ID_KEYS if all(f in x for x in v)), None)
@@ -550,6 +561,6 @@ class _Savepoint:
             self.db.execute(f"ROLLBACK TO {self.name}")
             # save_cart's cache may list parts this rollback just undid: a later save
             # would then write only a diff against rows that are not there
-            self.store._parts, self.store._heads = {}, {}
+            self.store._parts, self.store._heads, self.store._final = {}, {}, {}
         self.db.execute(f"RELEASE {self.name}")
         return False

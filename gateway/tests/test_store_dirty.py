@@ -158,3 +158,35 @@ def test_a_rolled_back_batch_is_stored_right_by_the_next_one(tmp_path):
     assert stored == {c: _plain(rt.engine.s) for c, rt in gw.carts.items()}
     assert all(rt.engine.s["lines"] for rt in gw.carts.values())
     gw.store.close()
+
+
+def test_the_next_shoppers_first_movement_is_stored_though_the_last_basket_had_one_of_that_id(tmp_path):
+    """A new session numbers its movements from m1 again: the last basket's decided m1 (a part
+    never compared again within its session) must not hide the new m1 when both fall in one save
+    (checkout and the next shopper's first movement in one batch)."""
+    skus = synthetic(60, seed=7)
+    cfg = ReconcileConfig(merge_gap_ms=0)
+    eng = CartReconciler("c001", skus, cfg)
+    sess = Session(skus, cart="c001", seed=7)
+    st = Store(tmp_path / "g.sqlite3")
+    while eng.s["moves"].get("m1", {}).get("state") != "done":
+        for ev in sess.movement():
+            _respond(eng, sess, eng.step(ev))
+    for _ in range(2):
+        st.begin()
+        st.save_cart("c001", 1, 0, eng.s, {}, eng.dirty)
+        st.commit()
+        eng.dirty.stored()
+    nxt = CartReconciler("c001", skus, cfg)
+    sess2 = Session(skus, cart="c001", seed=8)
+    while "m1" not in nxt.s["moves"]:
+        for ev in sess2.movement():
+            nxt.step(ev)
+    assert "m1" in nxt.s["moves"] and nxt.s["moves"]["m1"] != eng.s["moves"].get("m1")
+    st.begin()
+    st.save_cart("c001", 2, 10, nxt.s, {}, nxt.dirty)
+    st.commit()
+    st.close()
+    st = Store(tmp_path / "g.sqlite3")
+    [(_, session, _, state, _)] = st.load_carts()
+    assert session == 2 and state == _plain(nxt.s)

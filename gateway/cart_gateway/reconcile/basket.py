@@ -247,13 +247,15 @@ class BasketMixin:
             if out is None:
                 out = cache[ln["line_id"]] = P.BasketLine(**{k: ln[k] for k in _PAYLOAD_KEYS}).model_dump()
             lines.append(out)
-        for mv in sorted(s["moves"].values(), key=lambda m: m["id"]):
-            if mv["state"] in ("prompt", "review", "answered", "waiting") and mv["delta_g"] > 0:
-                lines.append(P.BasketLine(line_id=f"P-{mv['id']}", sku=None, name="Unconfirmed item", qty=1,
-                                          weight_g=round(mv["delta_g"], 1), unit_price_cents=0, price_cents=0,
-                                          status="review" if mv["state"] == "review" else "pending").model_dump())
-        # the lines are checked one by one above (cached): the model checks the rest
-        out = P.Basket(v=1, cart=self.cart, version=s["version"], updated_ms=s["now_ms"], lines=[],
+        pending = [{"line_id": f"P-{mv['id']}", "sku": None, "name": "Unconfirmed item", "qty": 1,
+                    "weight_g": round(mv["delta_g"], 1), "unit_price_cents": 0, "price_cents": 0,
+                    "status": "review" if mv["state"] == "review" else "pending"}
+                   for mv in sorted(s["moves"].values(), key=lambda m: m["id"])
+                   if mv["state"] in ("prompt", "review", "answered", "waiting") and mv["delta_g"] > 0]
+        # the basket's lines are checked one by one above (cached): the model checks the rest
+        out = P.Basket(v=1, cart=self.cart, version=s["version"], updated_ms=s["now_ms"], lines=pending,
                        total_cents=sum(ln["price_cents"] for ln in lines if ln["status"] == "accepted"),
                        open_prompts=len(s["prompts"]), open_reviews=len(s["reviews"])).model_dump()
+        lines += out["lines"]
+        out["lines"] = []
         return out, lines
