@@ -96,7 +96,8 @@ def _wait_gateway_events(env: Env, n: int, timeout: float = 300, cpu: list | Non
     return None, None
 
 
-def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1, profile: str | None = None) -> dict:
+def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1, profile: str | None = None,
+                 sync: str = "FULL") -> dict:
     """Weight events/s the gateway stores vs a bare paho subscriber of the same stream, same run.
 
     live: the events are published (QoS 1, `publishers` connections) while both are subscribed:
@@ -110,7 +111,7 @@ def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1, profile
     carts = [f"c{i:03d}" for i in range(50)]    # one store's carts
     msgs, truth = ingest_stream(n, carts, answers=mode == "queued")
     with tempfile.TemporaryDirectory() as d:
-        env = Env(Path(d), carts=carts)
+        env = Env(Path(d), carts=carts, sync=sync)
         try:
             env.start_gateway()
             env.wait_online()
@@ -169,7 +170,8 @@ def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1, profile
             m = env.metrics()
         finally:
             env.stop()
-    res = {"bench": "ingest", "mode": mode, "events": n, "publishers": publishers, "publish_s": round(t_pub, 3),
+    res = {"bench": "ingest", "mode": mode, "sync": sync, "events": n, "publishers": publishers,
+           "publish_s": round(t_pub, 3),
            "publish_events_per_s": round(n / t_pub, 1),
            "gateway_events_per_s": round(gw_rate, 1) if gw_rate else None,
            "bare_paho_events_per_s": round(bare_rate, 1) if bare_rate else None,
