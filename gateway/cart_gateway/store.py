@@ -303,7 +303,9 @@ class Store:
             old = known.get(p, _ABSENT)
             if old is _ABSENT or not old == v:
                 put.append((cart, p, _PART_JSON(v)))
-                known[p] = pickle.loads(pickle.dumps(v, 5))
+                # a key order (`k/`) is made fresh by _split, a number or string cannot change:
+                # only what the engine holds and may change in place is copied
+                known[p] = v if p[-1] == "/" or type(v) in _IMMUTABLE else pickle.loads(pickle.dumps(v, 5))
                 if _final_move(p, v):
                     final.add(p)
         gone = [(cart, p) for p in known
@@ -441,6 +443,7 @@ class Store:
 
 # ---------------------------------------------------------- state parts
 _ABSENT = object()
+_IMMUTABLE = (int, float, str, bool, type(None))
 _BASKET_KEYS = ("lines", "personal")   # change only with the basket's version
 _ID_KEYS = ("line_id", "id", "pid")
 
@@ -488,12 +491,13 @@ def _split(state: dict, skip=(), only=None, known=None, final=()) -> tuple[dict[
                     out[p] = x
             continue
         if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-            idk = next((f for f in _ID_KEYS if all(f in x for x in v)), None)
+            changed = only.get(k) if only else None
+            # basket lines always carry line_id (state.Line): no search for the id field
+            idk = "line_id" if changed is not None else next((f for f in _ID_KEYS if all(f in x for x in v)), None)
             if idk is not None:
                 ids = [str(x[idk]) for x in v]
                 if len(set(ids)) == len(ids):
                     out[k + "/"] = {"list": ids, "id": idk}
-                    changed = only.get(k) if only else None
                     for i, x in zip(ids, v):
                         p = f"{k}/{i}"
                         if changed is None or i in changed or p not in known:
