@@ -70,6 +70,11 @@ CREATE INDEX IF NOT EXISTS decisions_cart ON decisions(cart, session);
 """
 
 
+# json.dumps with options builds an encoder per call; a save writes several parts
+_PART_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_SORTED_JSON = json.JSONEncoder(sort_keys=True).encode
+
+
 class Store:
     def __init__(self, path: Path | str, synchronous: str = "FULL"):
         self.path = str(path)
@@ -86,6 +91,7 @@ class Store:
         _migrate_end(self.db, old)
         self._in_tx = False
         self._parts: dict[str, dict[str, object]] = {}  # cart -> part -> a private copy of the stored value
+        self._final: dict[str, set[str]] = {}           # cart -> its stored parts that never change (_final_move)
         self._heads: dict[str, tuple] = {}              # cart -> stored (session, version_base, clock)
 
     # ---------------------------------------------------------- transactions
@@ -103,7 +109,7 @@ class Store:
         if self._in_tx:
             self.db.execute("ROLLBACK")
             self._in_tx = False
-        self._parts, self._heads = {}, {}    # what save_cart believes is stored may be gone
+        self._parts, self._heads, self._final = {}, {}, {}    # what save_cart believes is stored may be gone
 
     def close(self) -> None:
         self.rollback()
@@ -242,8 +248,7 @@ class Store:
     def load_carts(self) -> list[tuple[str, int, int, dict, dict]]:
         """(cart, session, version_base, state, clock) for every cart, from the committed parts."""
         out = []
-        self._parts = {}
-        self._heads = {}
+        self._parts, self._heads, self._final = {}, {}, {}
         rows = self.db.execute("SELECT cart, session, version_base, state, clock FROM carts ORDER BY cart").fetchall()
         for c, sess, vb, st, ck in rows:
             parts = {p: json.loads(v) for p, v in
@@ -256,14 +261,19 @@ class Store:
             out.append((c, sess, vb, state, clock))
         return out
 
-    def save_cart(self, cart, session, version_base, state: dict, clock) -> int:
+    def save_cart(self, cart, session, version_base, state: dict, clock, dirty=None) -> int:
         """Store a cart's state; writes only the parts that changed. Returns the rows written.
 
         Each part is compared with a private copy of what was stored (`==`, in C, without
         allocating): pickling every part to compare bytes was most of this function's cost,
         and the cost grew with the basket. A copy is made (pickle round trip: exact types)
         only of a part that changed. `==` takes 1 for 1.0 or True: the engine does not change
-        a field's type, and JSON would read either back as an equal number."""
+        a field's type, and JSON would read either back as an equal number.
+
+        `dirty` (reconcile.state.Dirty, `known`): the basket lines and personal items the
+        engine changed since its last save; only those are compared and written, so a save
+        costs what changed, not the basket. Ignored (every part compared) when this store's
+        copy was just read back from the database (after a load or a rollback)."""
         ck = json.dumps(clock, sort_keys=True)
         same_session = (self._heads.get(cart) or (None,))[0] == session
         if self._heads.get(cart) != (session, version_base, ck):
@@ -273,20 +283,36 @@ class Store:
         if known is None:     # not seen since the last load or rollback: ask the database what is stored
             known = self._parts[cart] = {
                 p: json.loads(v) for p, v in self.db.execute("SELECT part, value FROM cart_parts WHERE cart=?", (cart,))}
+            dirty = None
+        final = self._final.get(cart)
+        if final is None or not same_session:    # a new basket numbers its movements from 1 again
+            final = self._final[cart] = {p for p, v in known.items() if _final_move(p, v)} if same_session else set()
         # the engine bumps `version` in every step that changes the basket (engine.step): at the
         # stored version (of this session: a new basket counts from 0 again) no line or personal
         # item changed, so they are neither split nor compared
-        skip = _BASKET_KEYS if same_session and known.get("version", _ABSENT) == state.get("version") else ()
-        parts = split_state(state, skip)
+        if same_session and known.get("version", _ABSENT) == state.get("version"):
+            skip, only = _BASKET_KEYS, {}
+        elif same_session and dirty is not None and dirty.known:
+            skip = () if dirty.personal else ("personal",)
+            only = {"lines": dirty.lines}
+        else:
+            skip, only = (), {}
+        parts, kept = _split(state, skip, only, known, final)
         put = []
         for p, v in parts.items():
             old = known.get(p, _ABSENT)
-            if old is _ABSENT or not (_final_move(p, old) or old == v):
-                put.append((cart, p, json.dumps(v, separators=(",", ":"), allow_nan=False)))
-                known[p] = pickle.loads(pickle.dumps(v, 5))
-        gone = [(cart, p) for p in known if p not in parts and p.split("/", 1)[0] not in skip]
+            if old is _ABSENT or not old == v:
+                put.append((cart, p, _PART_JSON(v)))
+                # a key order (`k/`) is made fresh by _split, a number or string cannot change:
+                # only what the engine holds and may change in place is copied
+                known[p] = v if p[-1] == "/" or type(v) in _IMMUTABLE else pickle.loads(pickle.dumps(v, 5))
+                if _final_move(p, v):
+                    final.add(p)
+        gone = [(cart, p) for p in known
+                if p not in parts and p not in kept and p.split("/", 1)[0] not in skip]
         for _, p in gone:
             del known[p]
+            final.discard(p)
         if put:
             self.db.executemany("INSERT OR REPLACE INTO cart_parts VALUES (?,?,?)", put)
         if gone:
@@ -374,7 +400,7 @@ class Store:
     # ---------------------------------------------------------- decision log
     def add_decision(self, cart, session, record: dict, t_ms: int) -> None:
         self.db.execute("INSERT INTO decisions (cart, session, outcome, record, t_ms) VALUES (?,?,?,?,?)",
-                        (cart, session, record["outcome"], json.dumps(record, sort_keys=True), t_ms))
+                        (cart, session, record["outcome"], _SORTED_JSON(record), t_ms))
 
     def decisions(self, cart: str | None = None) -> list[dict]:
         q = "SELECT record FROM decisions" + (" WHERE cart=?" if cart else "") + " ORDER BY id"
@@ -417,15 +443,24 @@ class Store:
 
 # ---------------------------------------------------------- state parts
 _ABSENT = object()
+_IMMUTABLE = (int, float, str, bool, type(None))
 _BASKET_KEYS = ("lines", "personal")   # change only with the basket's version
 _ID_KEYS = ("line_id", "id", "pid")
 
 
 def _final_move(part: str, stored) -> bool:
-    """A movement stored as decided (`done`): the engine keeps it only to recognise late vision
-    for it and then deletes it; every change to it happens in the step that decides it
-    (reconcile/decide.py, answers.py), so once stored it is not compared again."""
-    return part[:6] == "moves/" and type(stored) is dict and stored.get("state") == "done"
+    """A part that never changes once stored, so it is not compared again:
+    - a movement stored as decided (`done`): the engine keeps it only to recognise late vision
+      for it and then deletes it; every change to it happens in the step that decides it
+      (reconcile/decide.py, answers.py);
+    - a prompt or review record (`prompts/<id>`, `reviews/<id>`): made once when the prompt or
+      review opens (decide.py), only deleted after (ids are never reused: they count on
+      across sessions). An engine change that edits one in place must drop it from here;
+      gateway/tests/test_store_dirty.py compares the stored states with the engines'."""
+    head = part[:8]
+    if head == "prompts/" or head == "reviews/":
+        return len(part) > 8
+    return head[:6] == "moves/" and type(stored) is dict and stored.get("state") == "done"
 
 
 def split_state(state: dict, skip=()) -> dict[str, object]:
@@ -433,26 +468,45 @@ def split_state(state: dict, skip=()) -> dict[str, object]:
     (moves, prompts, reviews, ...) `key/` holds the key order and `key/<k>` each item;
     for a list of dicts with a unique id (lines, log, personal) `key/` holds the id
     field and the ids in order and `key/<id>` each item."""
+    return _split(state, skip)[0]
+
+
+def _split(state: dict, skip=(), only=None, known=None, final=()) -> tuple[dict[str, object], set[str]]:
+    """split_state; with `only` (key -> ids) only the items of that list with those ids
+    become parts, the others (unchanged, stored in `known`) are returned as the second
+    value: parts to keep as they are, as are the items named in `final` (stored, never
+    changed again: _final_move)."""
     out: dict[str, object] = {"/": list(state)}    # top-level key order
+    kept: set[str] = set()
     for k, v in state.items():
         if k in skip:       # the caller knows these are unchanged: no parts for them
             continue
         if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
             out[k + "/"] = {"dict": list(v)}
             for sk, x in v.items():
-                out[f"{k}/{sk}"] = x
+                p = f"{k}/{sk}"
+                if p in final:
+                    kept.add(p)
+                else:
+                    out[p] = x
             continue
         if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-            idk = next((f for f in _ID_KEYS if all(f in x for x in v)), None)
+            changed = only.get(k) if only else None
+            # basket lines always carry line_id (state.Line): no search for the id field
+            idk = "line_id" if changed is not None else next((f for f in _ID_KEYS if all(f in x for x in v)), None)
             if idk is not None:
                 ids = [str(x[idk]) for x in v]
                 if len(set(ids)) == len(ids):
                     out[k + "/"] = {"list": ids, "id": idk}
                     for i, x in zip(ids, v):
-                        out[f"{k}/{i}"] = x
+                        p = f"{k}/{i}"
+                        if changed is None or i in changed or p not in known:
+                            out[p] = x
+                        else:
+                            kept.add(p)
                     continue
         out[k] = v
-    return out
+    return out, kept
 
 
 def join_state(parts: dict[str, object]) -> dict:
@@ -511,6 +565,6 @@ class _Savepoint:
             self.db.execute(f"ROLLBACK TO {self.name}")
             # save_cart's cache may list parts this rollback just undid: a later save
             # would then write only a diff against rows that are not there
-            self.store._parts, self.store._heads = {}, {}
+            self.store._parts, self.store._heads, self.store._final = {}, {}, {}
         self.db.execute(f"RELEASE {self.name}")
         return False

@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["live", "queued"], default="live",
                    help="publish while subscribed, or drain a queue built while offline")
     p.add_argument("--publishers", type=int, default=1, help="publisher connections")
+    p.add_argument("--profile", metavar="FILE", help="queued: run the gateway under cProfile, stats to FILE")
+    p.add_argument("--sync", choices=["FULL", "NORMAL"], default="FULL", help="sqlite_synchronous")
     p = cmd("latency", "weight event published -> basket received")
     p.add_argument("-n", type=int, default=300, help="events")
     p.add_argument("--settle-ms", type=int, default=300, help="pause between unsettled and weight")
@@ -55,7 +57,7 @@ def main(argv=None) -> int:
         res = bench_handler(args.n, args.batch, skus=args.skus, profile=args.profile)
     elif args.name == "ingest":
         from .ingest import bench_ingest
-        res = bench_ingest(args.n, mode=args.mode, publishers=args.publishers)
+        res = bench_ingest(args.n, mode=args.mode, publishers=args.publishers, profile=args.profile, sync=args.sync)
     elif args.name == "latency":
         from .latency import bench_latency
         res = bench_latency(args.n, settle_ms=args.settle_ms, sync=args.sync)

@@ -68,10 +68,21 @@ class Env:
                 time.sleep(0.05)
         raise RuntimeError(f"nothing listening on port {port}")
 
-    def start_gateway(self) -> None:
+    def start_gateway(self, profile: str | None = None) -> None:
+        """`profile`: run it under cProfile (its core thread), the stats written to that file at a clean stop."""
         env = dict(os.environ, PYTHONPATH=str(PKG_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.gw = subprocess.Popen([sys.executable, "-m", "cart_gateway.cli", "run", "--config", str(self.config)],
+        prof = ["-m", "cProfile", "-o", profile] if profile else []
+        self.gw = subprocess.Popen([sys.executable, *prof, "-m", "cart_gateway.cli", "run", "--config", str(self.config)],
                                    env=env, stdout=subprocess.DEVNULL, stderr=open(self.tmp / "gw.log", "ab"))
+
+    def gateway_cpu_s(self) -> float | None:
+        """CPU seconds (user + system) the gateway process has used so far: its own cost, which a
+        loaded machine does not inflate as it does wall time. None where /proc is not there."""
+        try:
+            fields = Path(f"/proc/{self.gw.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, AttributeError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime, stime
 
     def wait_online(self, timeout: float = 30.0) -> None:
         deadline = time.time() + timeout

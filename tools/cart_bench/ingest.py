@@ -58,14 +58,16 @@ def _publish_all(port: int, msgs: list, publishers: int) -> float:
 POLL_S = 0.02   # how often the bench reads the gateway's database (another process: no load on the gateway)
 
 
-def _wait_gateway_events(env: Env, n: int, timeout: float = 300) -> tuple[float | None, float | None]:
+def _wait_gateway_events(env: Env, n: int, timeout: float = 300, cpu: list | None = None) -> tuple[float | None, float | None]:
     """(first, last): the gateway's first stored event (its receive time, `t_ms` in the events
     table) and the moment its database first holds n events, as time.time() seconds.
 
     Read from SQLite by this process (WAL: a reader does not block the gateway's writes).
     The old bench scraped the gateway's Prometheus endpoint every 20 ms instead, which ran
     the HTTP server and the exposition in the gateway's own process, under its GIL, while it
-    was being measured."""
+    was being measured.
+
+    `cpu`: gets the gateway's CPU-s when its first stored event is seen and when the n-th is."""
     deadline = time.time() + timeout
     db = None
     try:
@@ -81,7 +83,11 @@ def _wait_gateway_events(env: Env, n: int, timeout: float = 300) -> tuple[float 
                 time.sleep(POLL_S)
                 continue
             now = time.time()
+            if cpu is not None and got and not cpu:
+                cpu.append(env.gateway_cpu_s())
             if got >= n:
+                if cpu is not None:
+                    cpu.append(env.gateway_cpu_s())
                 return lo / 1000.0, now
             time.sleep(POLL_S)
     finally:
@@ -90,7 +96,8 @@ def _wait_gateway_events(env: Env, n: int, timeout: float = 300) -> tuple[float 
     return None, None
 
 
-def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1) -> dict:
+def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1, profile: str | None = None,
+                 sync: str = "FULL") -> dict:
     """Weight events/s the gateway stores vs a bare paho subscriber of the same stream, same run.
 
     live: the events are published (QoS 1, `publishers` connections) while both are subscribed:
@@ -104,7 +111,7 @@ def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1) -> dict
     carts = [f"c{i:03d}" for i in range(50)]    # one store's carts
     msgs, truth = ingest_stream(n, carts, answers=mode == "queued")
     with tempfile.TemporaryDirectory() as d:
-        env = Env(Path(d), carts=carts)
+        env = Env(Path(d), carts=carts, sync=sync)
         try:
             env.start_gateway()
             env.wait_online()
@@ -142,8 +149,10 @@ def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1) -> dict
                 deadline = time.time() + 120
                 while bare["t_end"] is None and time.time() < deadline:
                     time.sleep(0.02)
-                env.start_gateway()
-                g_first, g_end = _wait_gateway_events(env, n)
+                env.start_gateway(profile)
+                cpu: list = []
+                g_first, g_end = _wait_gateway_events(env, n, cpu=cpu)
+                gw_cpu = cpu[1] - cpu[0] if len(cpu) == 2 and None not in cpu else None
                 gw_rate = n / (g_end - g_first) if g_end and g_end > g_first else None
                 bare_rate = n / (bare["t_end"] - bare["t_first"]) if bare["t_end"] else None
             else:
@@ -153,6 +162,7 @@ def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1) -> dict
                 while bare["t_end"] is None and time.time() < deadline:
                     time.sleep(0.02)
                 gw_rate = n / (g_end - t0_wall) if g_end else None
+                gw_cpu = None
                 bare_rate = n / (bare["t_end"] - t0 + t_pub) if bare["t_end"] else None
             sub.loop_stop()
             if screen is not None:
@@ -160,7 +170,8 @@ def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1) -> dict
             m = env.metrics()
         finally:
             env.stop()
-    res = {"bench": "ingest", "mode": mode, "events": n, "publishers": publishers, "publish_s": round(t_pub, 3),
+    res = {"bench": "ingest", "mode": mode, "sync": sync, "events": n, "publishers": publishers,
+           "publish_s": round(t_pub, 3),
            "publish_events_per_s": round(n / t_pub, 1),
            "gateway_events_per_s": round(gw_rate, 1) if gw_rate else None,
            "bare_paho_events_per_s": round(bare_rate, 1) if bare_rate else None,
@@ -168,7 +179,10 @@ def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1) -> dict
            "gateway_stored": m.get("cart_gateway_events_total"),
            "answers_handled": m.get('cart_gateway_messages_total{kind="screen/answer"}'),
            "decisions": m.get("cart_gateway_decisions_total"),
-           "commit_batches": m.get("cart_gateway_commit_seconds_count")}
+           "commit_batches": m.get("cart_gateway_commit_seconds_count"),
+           # queued: the gateway's CPU-s from its first stored event seen to its n-th (POLL_S apart)
+           "gateway_cpu_s": round(gw_cpu, 3) if gw_cpu else None,
+           "gateway_events_per_cpu_s": round(n / gw_cpu, 1) if gw_cpu else None}
     print(f"ingest ({mode}, {publishers} publisher(s) at {res['publish_events_per_s']} ev/s): gateway "
           f"{res['gateway_events_per_s']} ev/s, bare paho {res['bare_paho_events_per_s']} ev/s, ratio {res['ratio']}")
     return res

@@ -13,8 +13,19 @@ from collections import Counter
 from .. import protocol as P
 from .state import ReconcileError
 
+_PAYLOAD_KEYS = ("line_id", "sku", "name", "qty", "weight_g", "unit_price_cents", "price_cents", "status")
+
 
 class BasketMixin:
+    # Every change to s["lines"] / s["personal"] goes through these methods and is marked in
+    # self.dirty (state.Dirty: what the store must write) and drops the line's cached §10 payload.
+    def _touch_line(self, line_id: str) -> None:
+        self.dirty.lines.add(line_id)
+        self._line_payloads.pop(line_id, None)
+
+    def _touch_personal(self) -> None:
+        self.dirty.personal = True
+
     def _line_by_id(self, line_id):
         for ln in self.s["lines"]:
             if ln["line_id"] == line_id:
@@ -28,6 +39,7 @@ class BasketMixin:
             return
         for ln in self.s["lines"]:
             if ln["sku"] == sku and ln["status"] == "accepted" and not ln["by_weight"]:
+                self._touch_line(ln["line_id"])
                 ln["qty"] += qty
                 ln["weight_g"] = round(ln["weight_g"] + weight_g, 1)
                 ln["price_cents"] = ln["qty"] * ln["unit_price_cents"]
@@ -39,6 +51,7 @@ class BasketMixin:
         self.s["n"]["line"] += 1
         price = (round(weight_g * item.price_cents / 1000.0) if item.sold_by_weight
                  else qty * item.price_cents)
+        self._touch_line(f"L{self.s['n']['line']}")
         self.s["lines"].append({"line_id": f"L{self.s['n']['line']}", "sku": sku, "name": item.name,
                                 "qty": qty, "weight_g": round(float(weight_g), 1),
                                 "unit_price_cents": int(item.price_cents), "price_cents": int(price),
@@ -46,6 +59,7 @@ class BasketMixin:
                                 "move_id": move_id})
 
     def _remove_units(self, ln: dict, qty: int, weight_g: float) -> None:
+        self._touch_line(ln["line_id"])
         if ln["by_weight"] or qty >= ln["qty"]:
             self.s["lines"].remove(ln)
             return
@@ -55,6 +69,7 @@ class BasketMixin:
 
     def _remove_produce(self, ln: dict, weight_g: float) -> None:
         """Some of a loose-produce line came out: its weight and price go down; all of it: the line goes."""
+        self._touch_line(ln["line_id"])
         left = ln["weight_g"] - abs(weight_g)
         if left < self.cfg.partial_min_left_g:
             self.s["lines"].remove(ln)
@@ -127,11 +142,13 @@ class BasketMixin:
             self._remove_units(ln, 1, out_w)
             self._add_units(h["sku"], 1, d + out_w, mv["id"])
         elif kind == "personal":
+            self._touch_personal()
             self.s["n"]["personal"] += 1
             self.s["personal"].append({"pid": f"P{self.s['n']['personal']}", "weight_g": round(d, 1),
                                        "move_id": mv["id"], **({"personal_class": h["personal_class"]}
                                                               if h.get("personal_class") else {})})
         elif kind == "personal_remove":
+            self._touch_personal()
             self.s["personal"] = [p for p in self.s["personal"] if p["pid"] != h["target"]]
         self._fx["basket_changed"] = True
         mv["applied"] = {k: h[k] for k in ("kind", "sku", "k", "target", "skus") if k in h}
@@ -174,6 +191,7 @@ class BasketMixin:
             share = max(0.0, rest) / len(loose_in)
             for s, _ in loose_in:
                 if s is None:
+                    self._touch_personal()
                     self.s["n"]["personal"] += 1
                     self.s["personal"].append({"pid": f"P{self.s['n']['personal']}", "weight_g": round(share, 1),
                                                "move_id": mv["id"]})
@@ -185,6 +203,7 @@ class BasketMixin:
                 if s is None:
                     cands = sorted(self.s["personal"], key=lambda p: abs(p["weight_g"] - share))
                     if cands:
+                        self._touch_personal()
                         self.s["personal"].remove(cands[0])
                 else:
                     lns = sorted((x for x in self.s["lines"] if x["sku"] == s and x["status"] == "accepted"),
@@ -212,14 +231,31 @@ class BasketMixin:
 
     def basket(self) -> dict:
         """§10 basket payload (without transport fields the service adds)."""
+        out, lines = self.basket_parts()
+        out["lines"] = [dict(ln) for ln in lines]    # the caller's to change (the cache keeps its own)
+        return out
+
+    def basket_parts(self) -> tuple[dict, list[dict]]:
+        """The §10 payload without its lines (`lines` empty), and the lines: the same objects
+        from call to call while a line is unchanged (the service caches their JSON by it);
+        not to be changed by the caller."""
         s = self.s
-        lines = [{k: ln[k] for k in ("line_id", "sku", "name", "qty", "weight_g", "unit_price_cents",
-                                     "price_cents", "status")} for ln in s["lines"]]
-        for mv in sorted(s["moves"].values(), key=lambda m: m["id"]):
-            if mv["state"] in ("prompt", "review", "answered", "waiting") and mv["delta_g"] > 0:
-                lines.append({"line_id": f"P-{mv['id']}", "sku": None, "name": "Unconfirmed item", "qty": 1,
-                              "weight_g": round(mv["delta_g"], 1), "unit_price_cents": 0, "price_cents": 0,
-                              "status": "review" if mv["state"] == "review" else "pending"})
-        return P.Basket(v=1, cart=self.cart, version=s["version"], updated_ms=s["now_ms"], lines=lines,
-                        total_cents=sum(ln["price_cents"] for ln in lines if ln["status"] == "accepted"),
-                        open_prompts=len(s["prompts"]), open_reviews=len(s["reviews"])).model_dump()
+        cache = self._line_payloads       # a line's payload is built (and checked) once per change
+        lines = []
+        for ln in s["lines"]:
+            out = cache.get(ln["line_id"])
+            if out is None:
+                out = cache[ln["line_id"]] = P.BasketLine(**{k: ln[k] for k in _PAYLOAD_KEYS}).model_dump()
+            lines.append(out)
+        pending = [{"line_id": f"P-{mv['id']}", "sku": None, "name": "Unconfirmed item", "qty": 1,
+                    "weight_g": round(mv["delta_g"], 1), "unit_price_cents": 0, "price_cents": 0,
+                    "status": "review" if mv["state"] == "review" else "pending"}
+                   for mv in sorted(s["moves"].values(), key=lambda m: m["id"])
+                   if mv["state"] in ("prompt", "review", "answered", "waiting") and mv["delta_g"] > 0]
+        # the basket's lines are checked one by one above (cached): the model checks the rest
+        out = P.Basket(v=1, cart=self.cart, version=s["version"], updated_ms=s["now_ms"], lines=pending,
+                       total_cents=sum(ln["price_cents"] for ln in lines if ln["status"] == "accepted"),
+                       open_prompts=len(s["prompts"]), open_reviews=len(s["reviews"])).model_dump()
+        lines += out["lines"]
+        out["lines"] = []
+        return out, lines

@@ -27,7 +27,7 @@ from .inputs import Answer, Unsettled, Vision, WeightChange, check_input
 from .produce import produce_book_for
 from .provisional import ProvisionalMixin
 from .scoring import CatalogueIndex, MovementScores
-from .state import MoveState, ReconcileError, check_state, dumps, fresh_state, loads
+from .state import Dirty, MoveState, ReconcileError, check_state, dumps, fresh_state, loads
 from .weightbook import WeightBook
 
 __all__ = ["CartReconciler", "ReconcileError"]
@@ -47,6 +47,8 @@ class CartReconciler(EvidenceMixin, ProvisionalMixin, DecideMixin, BasketMixin, 
         self.s = self._fresh()
         self._log_mem: list[dict] = []             # the last log_limit decisions (not in the state)
         self._scores = MovementScores(self.book)   # transient: a movement's score, reused for its answer
+        self.dirty = Dirty()                       # what changed since the gateway stored the state
+        self._line_payloads: dict[str, dict] = {}  # line id -> its §10 payload (basket.py)
 
     def _fresh(self) -> dict:
         return fresh_state(self.cart)
@@ -73,7 +75,7 @@ class CartReconciler(EvidenceMixin, ProvisionalMixin, DecideMixin, BasketMixin, 
         eng = cls(s["cart"], catalogue, config, book, index=index)
         # a state written before the log left it (issue 12) still holds its last records
         eng._log_mem, s["log"] = list(s["log"])[-eng.cfg.log_limit:], []
-        eng.s = s
+        eng.s = s       # (a fresh Dirty: the store compares every part at the first save)
         return eng
 
     # ------------------------------------------------------------------ inputs

@@ -115,6 +115,23 @@ class ReviewRecord:
     move_id: str
 
 
+@dataclass
+class Dirty:
+    """What the engine changed since the gateway last stored its state (persistence proportional
+    to change): the basket lines touched (by id) and whether personal items changed. Every
+    change to lines and personal items is made in basket.py, which marks it here.
+
+    `known` is False until the state was stored once by this engine (a fresh or resumed engine):
+    the store then compares every part with what it holds, as it did before this existed."""
+    known: bool = False
+    lines: set[str] = field(default_factory=set)
+    personal: bool = False
+
+    def stored(self) -> None:
+        self.known, self.personal = True, False
+        self.lines.clear()
+
+
 def fresh_state(cart: str) -> dict:
     return {"v": STATE_VERSION, "cart": cart, "version": 0, "now_ms": 0,
             "n": {"line": 0, "prompt": 0, "review": 0, "move": 0, "decision": 0, "personal": 0},
