@@ -14,7 +14,7 @@ range over pairs of basket lines (a basket holds at most a few dozen).
 
 To merge with score()'s normalised posteriors we take score()'s log normaliser
 (`arrays["log_z"]`: posterior_j = exp(lp_j - log_z)), and its vision and barcode
-factors (scoring.vision_factor / barcode_factor), so the two cannot drift apart.
+factors (factors.vision_factor / barcode_factor), so the two cannot drift apart.
 """
 from __future__ import annotations
 
@@ -23,9 +23,12 @@ from collections import Counter
 
 import numpy as np
 
+from .catindex import CatalogueIndex, Scored
 from .config import ReconcileConfig
+from .factors import barcode_factor, family_smoothed, log_vision, vision_factors  # noqa: F401 (family_smoothed: decide, answers)
 from .inputs import VisionSummary
-from .scoring import CatalogueIndex, Scored, barcode_factor, log_vision, score, top_with_ties, vision_factor
+from .scoring import score
+from .weightindex import WeightIndex, special_units, top_with_ties, z_bound
 from .weightbook import WeightBook
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -37,56 +40,6 @@ def _logpdf(x, mu, sd):
     return -0.5 * z * z - np.log(sd) - _LOG_SQRT_2PI
 
 
-def vision_factors(vision: VisionSummary | None, cat: CatalogueIndex, cfg: ReconcileConfig):
-    """(vis, logb): score()'s vision and barcode factors as arrays over every SKU."""
-    n = cat.n
-    flat = getattr(cat, "_flat_factors", None)
-    if flat is None:        # no frame / no barcode: the same for every SKU (read-only, built once)
-        flat = cat._flat_factors = (np.full(n + 1, 1.0 / (n + 1)), np.zeros(n + 1))
-        for a in flat:
-            a.flags.writeable = False
-    vis = vision_factor(vision, cat, cfg)
-    if vis is None:
-        vis = flat[0]
-    logb = barcode_factor(vision, cat, cfg)[0]
-    return vis, (flat[1] if logb is None else logb)
-
-
-def family_smoothed(vision: VisionSummary | None, cat: CatalogueIndex, c: float) -> VisionSummary | None:
-    """Give a look-alike family's unscored members their share of the detector's doubt.
-
-    A calibrated score v for SKU s leaves 1 - v for "not s"; the scoring spreads that
-    evenly over the catalogue. But the detector's mistakes are mostly within the family
-    (flavour text a few pixels tall, the same pack in another size): a fraction `c` of
-    the doubt goes to s's siblings, so each gets at least c·(1 − v)/(|family| − 1).
-    The weight (or the shopper) then decides within the family."""
-    if vision is None or c <= 0 or not vision.scores:
-        return vision
-    fam = getattr(cat, "_families", None)
-    if fam is None:
-        fam = {}
-        for s in cat.skus:
-            fam.setdefault(cat.items[s].family, []).append(s)
-        cat._families = fam
-    out = dict(vision.scores)
-    best: dict[str, tuple[float, str]] = {}
-    for s, v in vision.scores.items():
-        if s in cat.idx:
-            f = cat.items[s].family
-            if f not in best or (v, s) > best[f]:
-                best[f] = (v, s)
-    for f, (v, s) in best.items():
-        members = fam[f]
-        if len(members) < 2:
-            continue
-        share = c * max(0.0, 1.0 - v) / (len(members) - 1)
-        for m in members:
-            if m != s:
-                out[m] = max(out.get(m, 0.0), share)
-    return VisionSummary(vision.mono_ms, {k: out[k] for k in sorted(out)}, vision.none_score,
-                         list(vision.barcodes), list(vision.frame_ids), vision.ref, vision.n_frames)
-
-
 def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
                 lines: list[dict], personal: list[dict], vision: VisionSummary | None,
                 cfg: ReconcileConfig, recent_out: list[str] | None = None, prune: bool = True) -> Scored:
@@ -95,7 +48,7 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
     `recent_out`: packaged SKUs taken out of this basket moments ago; putting one
     back (`readd`) is far likelier than any other SKU of that weight. `prune=False`: the
     dense pair block (the comparison tests' reference)."""
-    sc = score(delta_g, noise_g, cat, book, lines, personal, vision, cfg)
+    sc = score(delta_g, noise_g, cat, book, lines, personal, vision, cfg, recent_out)
     if cfg.prior_two <= 0 and cfg.prior_partial_produce <= 0 and not (recent_out and cfg.prior_readd > 0):
         return sc
     n = cat.n
@@ -267,16 +220,15 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
     that could change the result (no floor to count the rest at)."""
     if floor == -np.inf:
         return None
-    from .scoring import _SwapWindows, _special_units, _z_bound
     units, n = cat.units, cat.n
     mean, sd = book.mean, book.sd
     sn2 = sn * sn
-    sw = _SwapWindows.of(cat, book)
+    sw = WeightIndex.of(cat, book)
     var_a = k_r * sd[a_r] ** 2 + sn2
-    zb = _z_bound(floor, math.sqrt(float(sd[units].min()) ** 2 + float(var_a.min())))
+    zb = z_bound(floor, math.sqrt(float(sd[units].min()) ** 2 + float(var_a.min())))
     lo, hi = sw.windows(delta_g, -(k_r * mean[a_r]), var_a, sd, zb)
     rows, cols = sw.pairs(lo, hi, n)
-    spec = _special_units(vision, cat, barcode_factor(vision, cat, cfg)[1])
+    spec = special_units(vision, cat, barcode_factor(vision, cat, cfg)[1])
     # always scored: the special SKUs and the pairs the dense block excludes (kept at -inf)
     R = len(a_r)
     extra = np.unique(np.concatenate((spec, top)))
