@@ -229,8 +229,8 @@ def _seen(skus: list[str]) -> VisionSummary:
 
 def test_pruning_follows_learned_weights():
     """Learning moves a SKU's mean after the weight index was sorted: small moves widen the
-    windows, larger ones re-sort; either way the result is the reference's (3,000 SKUs, where
-    the k-unit adds are indexed)."""
+    windows, a larger one makes the SKU `moved` (scored one by one); either way the result is
+    the reference's (3,000 SKUs, where the k-unit adds are indexed)."""
     cfg = ReconcileConfig()
     rnd = random.Random(11)
     book = _book(rnd, cfg, BIG)
@@ -256,6 +256,7 @@ def test_pruning_follows_learned_weights():
                 _same_answer(new, old, it.sku, d < 0, 4.0, BIG_INDEX)
     wi = BIG_INDEX.weight_index
     assert wi is not None and wi.drift <= weightindex.REBUILD_DRIFT_G
+    assert 0 < len(wi.moved) <= weightindex.MOVED_MAX      # the far moves were taken in without a re-sort
 
 
 def test_the_swap_block_is_lines_by_candidates():
@@ -302,8 +303,9 @@ def test_a_weight_that_fits_nothing_is_scored_in_full():
 
 
 def test_windows_hold_every_pair_that_fits():
-    """The invariant pruning rests on: every swap pair within zb sd of the weight change is
-    inside the windows, also after learning moved means since the SKUs were sorted."""
+    """The invariant pruning rests on: every pair (an offset line a, a packaged SKU) within zb
+    sd of the weight change is inside the windows or `moved`, also after learning moved means
+    since the SKUs were sorted (some a little, some far)."""
     cfg = ReconcileConfig()
     rnd = random.Random(12)
     book = _book(rnd, cfg)
@@ -311,9 +313,9 @@ def test_windows_hold_every_pair_that_fits():
     weightindex.WeightIndex.of(INDEX, book)        # sorted now; the book moves on below
     units = INDEX.units
     for it in rnd.sample([s for s in CAT if not s.sold_by_weight], 40):
-        book.observe(it.sku, it.weight_mean_g + rnd.choice([-1, 1]) * 4.0)   # below the re-sort drift
+        book.observe(it.sku, it.weight_mean_g + rnd.choice([-1, 1]) * rnd.choice([4.0, 40.0]))
     sw = weightindex.WeightIndex.of(INDEX, book)
-    assert 0 < sw.drift <= weightindex.REBUILD_DRIFT_G
+    assert 0 < sw.drift <= weightindex.REBUILD_DRIFT_G and len(sw.moved) > 0
     a_i = np.array(rnd.sample(list(units), 30))
     mean, sd, sn2, zb = book.mean, book.sd, 1.5 ** 2, 8.0
     checked = 0
@@ -322,7 +324,7 @@ def test_windows_hold_every_pair_that_fits():
         delta = float(mean[rnd.choice(units)] - mean[rnd.choice(a_i)]) + rnd.uniform(-60, 60)
         lo, hi = sw.windows(delta, mean[a_i], sd[a_i] ** 2 + sn2, sd, zb)
         rows, cols = sw.pairs(lo, hi, INDEX.n)
-        kept = set(zip(rows.tolist(), cols.tolist()))
+        kept = set(zip(rows.tolist(), cols.tolist())) | {(r, int(c)) for r in range(len(a_i)) for c in sw.moved}
         z = (delta - (mean[units][None, :] - mean[a_i][:, None])) / np.sqrt(
             sd[units][None, :] ** 2 + sd[a_i][:, None] ** 2 + sn2)
         r, c = np.nonzero(np.abs(z) <= zb)

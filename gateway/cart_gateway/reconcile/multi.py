@@ -231,7 +231,7 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
     spec = special_units(vision, cat, barcode_factor(vision, cat, cfg)[1])
     # always scored: the special SKUs and the pairs the dense block excludes (kept at -inf)
     R = len(a_r)
-    extra = np.unique(np.concatenate((spec, top)))
+    extra = np.unique(np.concatenate((spec, top, sw.moved)))     # moved: not in the windows
     er, ec = np.repeat(np.arange(R), len(extra)), np.tile(extra, R)
     out = sw.outside(lo, hi, er, ec)
     rows, cols = np.concatenate((rows, er[out])), np.concatenate((cols, ec[out]))

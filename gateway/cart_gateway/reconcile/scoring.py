@@ -105,8 +105,8 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
         lo, hi = sw.unit_windows(delta_g, K, sn2, sd, zb_add)
         add_r, add_c = sw.pairs(lo, hi, n)
         # the SKUs the vision or a barcode scored are always kept: the hidden ones then all
-        # have the same (base) vision and barcode factor
-        spec = special_units(vision, cat, known)
+        # have the same (base) vision and barcode factor; so are the ones learning moved far
+        spec = np.union1d(special_units(vision, cat, known), sw.moved)   # moved: not in the windows
         if len(spec):
             er, ec = np.repeat(np.arange(K), len(spec)), np.tile(spec, K)
             out = sw.outside(lo, hi, er, ec)
