@@ -263,15 +263,18 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
         return None          # a row's ties could not be filled from the first SKUs: dense block
     take = take.ravel()
     rows, cols = np.concatenate((rows, fr[take])), np.concatenate((cols, fc[take]))
-    ar, kr = a_r[rows], k_r[rows]
-    mu = kr * mean[ar] + mean[cols]
-    s = np.sqrt(kr * sd[ar] ** 2 + sd[cols] ** 2 + sn2)
+    # per-row parts computed once per row (the same floating-point operations as the dense block)
+    ar = a_r[rows]
+    mu = (k_r * mean[a_r])[rows] + mean[cols]
+    s = np.sqrt((k_r * sd[a_r] ** 2)[rows] + sd[cols] ** 2 + sn2)
     ll = np.maximum(_logpdf(delta_g, mu, s), floor)
-    lp = c_r[rows] + logv[cols] + np.maximum(logb[ar], logb[cols]) + ll
+    lp = c_r[rows] + logv[cols]
+    if logb.flags.writeable:        # a barcode was read (else logb is the flat zeros: adds nothing)
+        lp += np.maximum(logb[ar], logb[cols])
+    lp += ll
     top_mask = np.zeros(n, dtype=bool)
     top_mask[top] = True
-    in_top = top_mask[cols]
-    bad = (cols == ar) | ((kr == 1) & in_top & (cols < ar))
+    bad = (cols == ar) | ((k_r == 1)[rows] & top_mask[cols] & (cols < ar))
     lp = np.where(bad, -np.inf, lp)
     b0 = int(base[0])
     lp_h = c_r + logv[b0] + np.maximum(logb[a_r], logb[b0]) + floor
