@@ -146,8 +146,10 @@ CONFIGS = [ReconcileConfig(), ReconcileConfig(prior_swap=0.0, prior_personal=0.0
            ReconcileConfig(swap_vision_top=2)]      # fewer swap candidates than SKUs the camera scored
 
 
-@pytest.mark.parametrize("ci", range(len(CONFIGS)))
-@pytest.mark.parametrize("big", [False, True], ids=["packaged317", "store3000"])
+# the fewer-candidates config on the packaged catalogue only (the store's dense reference is slow)
+@pytest.mark.parametrize("ci,big", [(ci, big) for big in (False, True) for ci in range(len(CONFIGS))
+                                    if not (big and ci == 3)],
+                         ids=lambda v: ("store3000" if v else "packaged317") if isinstance(v, bool) else str(v))
 def test_tuned_score_is_identical_on_random_baskets(ci, big):
     cfg = CONFIGS[ci]
     cat, index = (BIG, BIG_INDEX) if big else (CAT, INDEX)
@@ -249,7 +251,7 @@ def test_pruning_follows_learned_weights():
         m_old, _ = book.params(a["sku"])
         personal: list = []
         for d in (m_new, m_new - m_old, -a["weight_g"]):
-            for vision in (None, _seen([it.sku])):
+            for vision in ((None, _seen([it.sku])) if step % 2 else (None,)):
                 new = score(d, 0.8, BIG_INDEX, book, lines, personal, vision, cfg)
                 old = ref.score(d, 0.8, BIG_INDEX, book, lines, personal, vision, cfg)
                 _same(new, old)
