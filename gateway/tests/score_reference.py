@@ -1,10 +1,16 @@
 """The straightforward scoring, frozen as the reference for tests/test_scoring_identical.py.
 
 This is reconcile/scoring.py:score as it was before it was tuned for speed
-(commit d491f72), with one change: a tie at the top-hypotheses cut goes to the
+(commit d491f72), with two changes: a tie at the top-hypotheses cut goes to the
 lowest index (argpartition's pick among equal posteriors there depends on the
-whole array, and the tuned version's arrays are a pruned subset). The tuned
-version must give the same results (see test_scoring_identical.py for how close).
+whole array, and the tuned version's arrays are a pruned subset); and the swap
+model of reconcile/swaps.py, computed densely: every (line, packaged SKU) pair is
+scored, but only a pair whose added SKU is a candidate (the camera's
+`swap_vision_top` highest-scored, a barcode read, a recent removal) is a named
+hypothesis with its weight fit; every other pair counts in the normaliser with its
+weight likelihood at the floor. Those rows stay in the arrays (`named` False) with
+their real weight fit, so best_with_sku answers a shopper who names such a SKU.
+The tuned version must give the same results (see test_scoring_identical.py).
 """
 from __future__ import annotations
 
@@ -26,9 +32,24 @@ def _normal_logpdf(x: float, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
     return -0.5 * z * z - np.log(sd) - _LOG_SQRT_2PI
 
 
+def _swap_candidates(vision, cat: CatalogueIndex, known: list[int], recent_out, top_n: int) -> np.ndarray:
+    """Per packaged SKU (in catalogue order): may a swap add it?"""
+    c = np.zeros(cat.n, dtype=bool)
+    if vision is not None and vision.n_frames > 0:
+        scored = sorted(((v, s) for s, v in vision.scores.items() if s in cat.idx and v > 0
+                         and not cat.by_weight[cat.idx[s]]), key=lambda t: (-t[0], cat.idx[t[1]]))
+        for _, s in scored[:top_n]:
+            c[cat.idx[s]] = True
+    c[known] = True
+    for s in recent_out or ():
+        if s in cat.idx:
+            c[cat.idx[s]] = True
+    return c[~cat.by_weight]
+
+
 def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
           lines: list[dict], personal: list[dict], vision: VisionSummary | None,
-          cfg: ReconcileConfig) -> Scored:
+          cfg: ReconcileConfig, recent_out=None) -> Scored:
     n = cat.n
     sn = max(cfg.sensor_noise_g, float(noise_g))
     floor = math.log(cfg.weight_lik_floor) if cfg.weight_lik_floor > 0 else -np.inf
@@ -54,6 +75,7 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
     # barcode factor: a read is near-certain evidence for its SKU
     logb = np.zeros(n + 1)
     unknown = []
+    known = []
     if vision is not None and vision.barcodes:
         hits = [cat.sku_of_barcode(b) for b in vision.barcodes]
         unknown = [b for b, h in zip(vision.barcodes, hits) if h is None]
@@ -63,12 +85,13 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
             logb[known] = 0.0
             evidence.append("barcode")
 
-    parts = []  # (logpost, mu, sd, kind, sku_idx, k, line_pos, aux_idx)
+    parts = []  # (logpost, mu, sd, kind, sku_idx, k, line_pos, aux_idx, named, logpost with the real weight fit)
 
-    def add_part(lp, mu, s, kind, ski, k, line, aux):
+    def add_part(lp, mu, s, kind, ski, k, line, aux, named=None, lp_fit=None):
         m = len(lp)
         parts.append((lp, mu, s, np.full(m, KINDS.index(kind)), ski, np.full(m, k) if np.isscalar(k) else k,
-                      np.full(m, line) if np.isscalar(line) else line, aux if not np.isscalar(aux) else np.full(m, aux)))
+                      np.full(m, line) if np.isscalar(line) else line, aux if not np.isscalar(aux) else np.full(m, aux),
+                      np.ones(m, dtype=bool) if named is None else named, lp if lp_fit is None else lp_fit))
 
     units = np.flatnonzero(~cat.by_weight)
     produce = np.flatnonzero(cat.by_weight)
@@ -125,18 +148,22 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
             m = ~lbw
             if cfg.prior_swap > 0 and m.any() and len(units):
                 a_i, a_pos = li[m], lpos[m]
+                cand = _swap_candidates(vision, cat, known, recent_out, cfg.swap_vision_top)
                 mu = mean[units][None, :] - mean[a_i][:, None]
                 s = np.sqrt(sd[units][None, :] ** 2 + sd[a_i][:, None] ** 2 + sn * sn)
                 ll = np.maximum(_normal_logpdf(delta_g, mu, s), floor)
                 lv = np.log(0.5 * (vis[units][None, :] + vis[a_i][:, None]))
                 lb = np.maximum(logb[units][None, :], logb[a_i][:, None])
-                lp = math.log(cfg.prior_swap) - log_n - log_nt + lv + lb + ll
                 same = units[None, :] == a_i[:, None]
-                lp = np.where(same, -np.inf, lp)          # a swap for the same SKU is no swap
+                c_swap = math.log(cfg.prior_swap) - log_n - log_nt
+                # a SKU that is not a candidate: its weight is not looked at (likelihood at the floor)
+                lp = np.where(same, -np.inf, c_swap + lv + lb + np.where(cand[None, :], ll, floor))
+                lp_fit = np.where(same, -np.inf, c_swap + lv + lb + ll)   # a swap for the same SKU is no swap
                 shape = lp.shape
                 add_part(lp.ravel(), mu.ravel(), s.ravel(), "swap", np.broadcast_to(units[None, :], shape).ravel(),
                          1, np.broadcast_to(a_pos[:, None], shape).ravel(),
-                         np.broadcast_to(a_i[:, None], shape).ravel())
+                         np.broadcast_to(a_i[:, None], shape).ravel(),
+                         np.broadcast_to(cand[None, :], shape).ravel(), lp_fit.ravel())
         if delta_g < 0:
             for p, it in enumerate(personal):
                 s = sn * math.sqrt(2.0)
@@ -147,21 +174,31 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
 
     if not parts:
         return Scored([], evidence, math.inf, unknown, {})
-    cols = [np.concatenate([p[j] for p in parts]) for j in range(8)]
-    lp, mu, s, kind, ski, kk, line, aux = cols
+    cols = [np.concatenate([p[j] for p in parts]) for j in range(10)]
+    lp, mu, s, kind, ski, kk, line, aux, named, lp_fit = cols
     z = (delta_g - mu) / s
     top = float(lp.max())
-    post = np.exp(lp - top)
-    log_z = top + math.log(float(post.sum()))    # posterior_j = exp(lp_j - log_z)
-    post /= post.sum()
+    norm = float(np.exp(lp - top).sum())
+    log_z = top + math.log(norm)    # posterior_j = exp(lp_j - log_z)
+    post_model = np.exp(lp - top) / norm
+    hidden_post = float(post_model[~named].sum())
+    # the rows of a SKU that is not a candidate: the posterior its swaps would have with it a
+    # candidate (its rows' fit in the normaliser instead of their floor), as best_with_sku reads them
+    post = post_model.copy()
+    un = np.flatnonzero(~named)
+    if len(un):
+        top_b = np.full(n, top)
+        np.maximum.at(top_b, ski[un], lp_fit[un])
+        tb = top_b[ski[un]]
+        fit_b = np.bincount(ski[un], weights=np.exp(lp_fit[un] - tb), minlength=n)
+        flo_b = np.bincount(ski[un], weights=np.exp(lp[un] - tb), minlength=n)
+        norm_b = norm * np.exp(top - top_b) + fit_b - flo_b
+        post[un] = np.exp(lp_fit[un] - tb) / norm_b[ski[un]]
     m_top = max(cfg.ask_top_k, 5)
-    if len(post) > 4 * m_top:   # partial sort first; ties (also at the cut) go to the lowest index
-        cut = np.partition(post, len(post) - m_top)[len(post) - m_top]
-        cand = np.flatnonzero(post >= cut)
-        order = cand[np.lexsort((cand, -post[cand]))][:m_top]
-    else:
-        order = np.argsort(-post, kind="stable")[:m_top]
-    product = kind != KINDS.index("personal")
+    ranked = np.where(named, post, -1.0)       # only named hypotheses are ranked
+    order = np.argsort(-ranked, kind="stable")[:m_top]
+    order = order[ranked[order] >= 0]
+    product = (kind != KINDS.index("personal")) & named
     best_fit = float(np.abs(z[product]).min()) if product.any() else math.inf
     hyps = []
     for j in order:
@@ -173,7 +210,7 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
             h["remove_sku"] = cat.skus[int(aux[j])]
         hyps.append(h)
     arrays = {"post": post, "kind": kind, "ski": ski, "k": kk, "line": line, "aux": aux, "z": z, "mu": mu, "sd": s,
-              "lines": lines, "personal": personal, "log_z": log_z}
+              "lines": lines, "personal": personal, "log_z": log_z, "named": named, "hidden_post": hidden_post}
     return Scored(hyps, evidence, best_fit, unknown, arrays)
 
 

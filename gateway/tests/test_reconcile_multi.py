@@ -352,8 +352,9 @@ def test_ambiguous_removal_or_swap_is_asked_with_pair_options_not_reviewed():
     c.move(420.0, [("soup", 0.9)])
     c.move(425.0, [("beans", 0.9)])
     c.move(1530.0, [("water", 0.9)])
-    # -265 g, camera covered: soup out + chips in, or beans out + chips in (swaps), nothing singles out
-    d = c.move(160.0 - 422.0, [])
+    # -265 g, the camera half covered (chips glimpsed): soup out + chips in, or beans out + chips
+    # in (swaps), nothing singles out
+    d = c.move(160.0 - 422.0, [("chips", 0.3)])
     assert d[0]["outcome"] == "ask", d
     p = c.e.open_prompts()[0]
     assert p["kind"] == "removal"

@@ -26,6 +26,9 @@ class ReconcileConfig(BaseModel):
         "relative to one product"))
     pair_vision_top: int = Field(6, ge=1, le=32, description=(
         "pairs are proposed with A among this many SKUs the camera scored highest (bounds the work)"))
+    swap_vision_top: int = Field(8, ge=0, le=64, description=(
+        "a swap's added product is one of this many SKUs the camera scored highest (or a barcode read, "
+        "or a recent removal); other swaps count at the weight floor (bounds the work)"))
     prior_partial_produce: float = Field(0.2, ge=0, description=(
         "part of a loose-produce line taken out, relative to a whole line"))
     same_weight_swap_min_score: float = Field(0.25, ge=0, le=1, description=(

@@ -14,7 +14,7 @@ range over pairs of basket lines (a basket holds at most a few dozen).
 
 To merge with score()'s normalised posteriors we take score()'s log normaliser
 (`arrays["log_z"]`: posterior_j = exp(lp_j - log_z)), and its vision and barcode
-factors (scoring.vision_factor / barcode_factor), so the two cannot drift apart.
+factors (factors.vision_factor / barcode_factor), so the two cannot drift apart.
 """
 from __future__ import annotations
 
@@ -23,68 +23,31 @@ from collections import Counter
 
 import numpy as np
 
+from .catindex import CatalogueIndex, Scored
 from .config import ReconcileConfig
+from .factors import barcode_factor, family_smoothed, log_vision, vision_factors  # noqa: F401 (family_smoothed: decide, answers)
 from .inputs import VisionSummary
-from .scoring import CatalogueIndex, Scored, barcode_factor, log_vision, score, top_with_ties, vision_factor
+from .scoring import score
+from .weightindex import WeightIndex, special_units, top_with_ties, z_bound
 from .weightbook import WeightBook
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 MULTI_KINDS = ("add2", "remove2", "remove_part")
 
 
+def _logsumexp(x: np.ndarray) -> float:
+    """log(sum(exp(x))): np.logaddexp.reduce is a sequential loop (~10x slower on 50k pairs)."""
+    if not len(x):
+        return -math.inf
+    m = float(np.max(x))
+    if m == -math.inf:
+        return m
+    return m + math.log(float(np.sum(np.exp(x - m))))
+
+
 def _logpdf(x, mu, sd):
     z = (x - mu) / sd
     return -0.5 * z * z - np.log(sd) - _LOG_SQRT_2PI
-
-
-def vision_factors(vision: VisionSummary | None, cat: CatalogueIndex, cfg: ReconcileConfig):
-    """(vis, logb): score()'s vision and barcode factors as arrays over every SKU."""
-    n = cat.n
-    flat = getattr(cat, "_flat_factors", None)
-    if flat is None:        # no frame / no barcode: the same for every SKU (read-only, built once)
-        flat = cat._flat_factors = (np.full(n + 1, 1.0 / (n + 1)), np.zeros(n + 1))
-        for a in flat:
-            a.flags.writeable = False
-    vis = vision_factor(vision, cat, cfg)
-    if vis is None:
-        vis = flat[0]
-    logb = barcode_factor(vision, cat, cfg)[0]
-    return vis, (flat[1] if logb is None else logb)
-
-
-def family_smoothed(vision: VisionSummary | None, cat: CatalogueIndex, c: float) -> VisionSummary | None:
-    """Give a look-alike family's unscored members their share of the detector's doubt.
-
-    A calibrated score v for SKU s leaves 1 - v for "not s"; the scoring spreads that
-    evenly over the catalogue. But the detector's mistakes are mostly within the family
-    (flavour text a few pixels tall, the same pack in another size): a fraction `c` of
-    the doubt goes to s's siblings, so each gets at least c·(1 − v)/(|family| − 1).
-    The weight (or the shopper) then decides within the family."""
-    if vision is None or c <= 0 or not vision.scores:
-        return vision
-    fam = getattr(cat, "_families", None)
-    if fam is None:
-        fam = {}
-        for s in cat.skus:
-            fam.setdefault(cat.items[s].family, []).append(s)
-        cat._families = fam
-    out = dict(vision.scores)
-    best: dict[str, tuple[float, str]] = {}
-    for s, v in vision.scores.items():
-        if s in cat.idx:
-            f = cat.items[s].family
-            if f not in best or (v, s) > best[f]:
-                best[f] = (v, s)
-    for f, (v, s) in best.items():
-        members = fam[f]
-        if len(members) < 2:
-            continue
-        share = c * max(0.0, 1.0 - v) / (len(members) - 1)
-        for m in members:
-            if m != s:
-                out[m] = max(out.get(m, 0.0), share)
-    return VisionSummary(vision.mono_ms, {k: out[k] for k in sorted(out)}, vision.none_score,
-                         list(vision.barcodes), list(vision.frame_ids), vision.ref, vision.n_frames)
 
 
 def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
@@ -95,7 +58,7 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
     `recent_out`: packaged SKUs taken out of this basket moments ago; putting one
     back (`readd`) is far likelier than any other SKU of that weight. `prune=False`: the
     dense pair block (the comparison tests' reference)."""
-    sc = score(delta_g, noise_g, cat, book, lines, personal, vision, cfg)
+    sc = score(delta_g, noise_g, cat, book, lines, personal, vision, cfg, recent_out)
     if cfg.prior_two <= 0 and cfg.prior_partial_produce <= 0 and not (recent_out and cfg.prior_readd > 0):
         return sc
     n = cat.n
@@ -158,7 +121,7 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
             lp = (math.log(cfg.prior_two) - 2 * log_nt + logv[a_i] + logv[b_i] + math.log(n + 1)
                   + np.maximum(logb[a_i], logb[b_i]) + ll)
             lp = np.where(diff, lp, -np.inf)
-            extra_mass.append(float(np.logaddexp.reduce(lp)))
+            extra_mass.append(_logsumexp(lp))
             for j in np.argsort(-lp, kind="stable")[:keep]:
                 if not np.isfinite(lp[j]):
                     continue
@@ -189,7 +152,7 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
     if not hyps:
         return sc
     lz = sc.arrays["log_z"] if sc.hyps else None
-    lz_m = float(np.logaddexp.reduce(np.array(extra_mass)))
+    lz_m = _logsumexp(np.array(extra_mass))
     if lz is None:
         z_all = lz_m
         f_single = 0.0
@@ -257,7 +220,7 @@ def _pairs_dense(delta_g, sn, floor, units, mean, sd, a_r, k_r, c_r, top, logv, 
     for j in _pick(lp, keep):
         r, c = divmod(int(j), len(units))
         best.append((r, int(units[c]), float(mu[r, c]), float(s[r, c]), float(lp[j])))
-    return float(np.logaddexp.reduce(lp)), best
+    return _logsumexp(lp), best
 
 
 def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, top, logv, logb, keep):
@@ -267,19 +230,18 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
     that could change the result (no floor to count the rest at)."""
     if floor == -np.inf:
         return None
-    from .scoring import _SwapWindows, _special_units, _z_bound
     units, n = cat.units, cat.n
     mean, sd = book.mean, book.sd
     sn2 = sn * sn
-    sw = _SwapWindows.of(cat, book)
+    sw = WeightIndex.of(cat, book)
     var_a = k_r * sd[a_r] ** 2 + sn2
-    zb = _z_bound(floor, math.sqrt(float(sd[units].min()) ** 2 + float(var_a.min())))
+    zb = z_bound(floor, math.sqrt(float(sd[units].min()) ** 2 + float(var_a.min())))
     lo, hi = sw.windows(delta_g, -(k_r * mean[a_r]), var_a, sd, zb)
     rows, cols = sw.pairs(lo, hi, n)
-    spec = _special_units(vision, cat, barcode_factor(vision, cat, cfg)[1])
+    spec = special_units(vision, cat, barcode_factor(vision, cat, cfg)[1])
     # always scored: the special SKUs and the pairs the dense block excludes (kept at -inf)
     R = len(a_r)
-    extra = np.unique(np.concatenate((spec, top)))
+    extra = np.unique(np.concatenate((spec, top, sw.moved)))     # moved: not in the windows
     er, ec = np.repeat(np.arange(R), len(extra)), np.tile(extra, R)
     out = sw.outside(lo, hi, er, ec)
     rows, cols = np.concatenate((rows, er[out])), np.concatenate((cols, ec[out]))
@@ -301,20 +263,25 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
         return None          # a row's ties could not be filled from the first SKUs: dense block
     take = take.ravel()
     rows, cols = np.concatenate((rows, fr[take])), np.concatenate((cols, fc[take]))
-    ar, kr = a_r[rows], k_r[rows]
-    mu = kr * mean[ar] + mean[cols]
-    s = np.sqrt(kr * sd[ar] ** 2 + sd[cols] ** 2 + sn2)
+    # per-row parts computed once per row (the same floating-point operations as the dense block)
+    ar = a_r[rows]
+    mu = (k_r * mean[a_r])[rows] + mean[cols]
+    s = np.sqrt((k_r * sd[a_r] ** 2)[rows] + sd[cols] ** 2 + sn2)
     ll = np.maximum(_logpdf(delta_g, mu, s), floor)
-    lp = c_r[rows] + logv[cols] + np.maximum(logb[ar], logb[cols]) + ll
-    in_top = np.isin(cols, top)
-    bad = (cols == ar) | ((kr == 1) & in_top & (cols < ar))
+    lp = c_r[rows] + logv[cols]
+    if logb.flags.writeable:        # a barcode was read (else logb is the flat zeros: adds nothing)
+        lp += np.maximum(logb[ar], logb[cols])
+    lp += ll
+    top_mask = np.zeros(n, dtype=bool)
+    top_mask[top] = True
+    bad = (cols == ar) | ((k_r == 1)[rows] & top_mask[cols] & (cols < ar))
     lp = np.where(bad, -np.inf, lp)
     b0 = int(base[0])
     lp_h = c_r + logv[b0] + np.maximum(logb[a_r], logb[b0]) + floor
     n_h = len(units) - np.bincount(rows, minlength=R)
     best = _pick(lp, keep, rows * len(units) + cat.unit_pos[cols])
     with np.errstate(divide="ignore"):
-        mass = np.logaddexp(np.logaddexp.reduce(lp), np.logaddexp.reduce(lp_h + np.log(n_h)))
+        mass = np.logaddexp(_logsumexp(lp), _logsumexp(lp_h + np.log(n_h)))
     return float(mass), [(int(rows[j]), int(cols[j]), float(mu[j]), float(s[j]), float(lp[j])) for j in best]
 
 

@@ -1,0 +1,122 @@
+"""The camera's and the barcode reader's factors per SKU, as the scorers weigh them."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .catindex import CatalogueIndex
+from .config import ReconcileConfig
+from .inputs import VisionSummary
+
+_LAST_VISION: list = [None, None, None, None, None]   # vision, cat, cfg -> vis, log(vis)
+
+
+def vision_factor(vision: VisionSummary | None, cat: CatalogueIndex, cfg: ReconcileConfig) -> np.ndarray | None:
+    """Per SKU (index n = "no product"), the detector's scores mixed with a uniform floor;
+    None when no frame was seen (every factor is then 1 / (n + 1)). The last result is kept:
+    score() and score_multi() ask for the same movement's in turn (an O(catalogue) array)."""
+    if vision is None or vision.n_frames <= 0:
+        return None
+    lv = _LAST_VISION
+    if lv[0] is vision and lv[1] is cat and lv[2] is cfg:
+        return lv[3]
+    vis = _vision_factor(vision, cat, cfg)
+    lv[:] = [vision, cat, cfg, vis, None]
+    return vis
+
+
+def log_vision(vis: np.ndarray) -> np.ndarray:
+    """np.log(vis), kept for the last vision_factor() result (and for a read-only flat one)."""
+    lv = _LAST_VISION
+    if not vis.flags.writeable:
+        if lv[3] is not vis:
+            lv[:] = [None, None, None, vis, np.log(vis)]
+        return lv[4]
+    if lv[3] is vis:
+        if lv[4] is None:
+            lv[4] = np.log(vis)
+        return lv[4]
+    return np.log(vis)
+
+
+def _vision_factor(vision: VisionSummary, cat: CatalogueIndex, cfg: ReconcileConfig) -> np.ndarray:
+    n = cat.n
+    agg = np.zeros(n + 1)
+    for s, v in vision.scores.items():
+        i = cat.idx.get(s)
+        if i is not None:
+            agg[i] = v
+    agg[n] = vision.none_score
+    rest = max(0.0, 1.0 - float(agg.sum()))
+    agg = agg / max(1.0, float(agg.sum())) + rest / (n + 1)
+    return (1.0 - cfg.vision_floor) * agg + cfg.vision_floor / (n + 1)
+
+
+def barcode_factor(vision: VisionSummary | None, cat: CatalogueIndex, cfg: ReconcileConfig):
+    """(logb, known, unknown): a read is near-certain evidence for its SKU. logb per SKU
+    (index n = "no product"), None when no known barcode was read; the catalogue indices
+    read; the barcodes the catalogue does not know."""
+    if vision is None or not vision.barcodes:
+        return None, [], []
+    hits = [cat.sku_of_barcode(b) for b in vision.barcodes]
+    unknown = [b for b, h in zip(vision.barcodes, hits) if h is None]
+    known = sorted({cat.idx[h] for h in hits if h is not None})
+    if not known:
+        return None, known, unknown
+    logb = np.zeros(cat.n + 1)
+    logb[:] = math.log(cfg.barcode_other)
+    logb[known] = 0.0
+    return logb, known, unknown
+
+
+def vision_factors(vision: VisionSummary | None, cat: CatalogueIndex, cfg: ReconcileConfig):
+    """(vis, logb): score()'s vision and barcode factors as arrays over every SKU."""
+    n = cat.n
+    flat = getattr(cat, "_flat_factors", None)
+    if flat is None:        # no frame / no barcode: the same for every SKU (read-only, built once)
+        flat = cat._flat_factors = (np.full(n + 1, 1.0 / (n + 1)), np.zeros(n + 1))
+        for a in flat:
+            a.flags.writeable = False
+    vis = vision_factor(vision, cat, cfg)
+    if vis is None:
+        vis = flat[0]
+    logb = barcode_factor(vision, cat, cfg)[0]
+    return vis, (flat[1] if logb is None else logb)
+
+
+def family_smoothed(vision: VisionSummary | None, cat: CatalogueIndex, c: float) -> VisionSummary | None:
+    """Give a look-alike family's unscored members their share of the detector's doubt.
+
+    A calibrated score v for SKU s leaves 1 - v for "not s"; the scoring spreads that
+    evenly over the catalogue. But the detector's mistakes are mostly within the family
+    (flavour text a few pixels tall, the same pack in another size): a fraction `c` of
+    the doubt goes to s's siblings, so each gets at least c·(1 − v)/(|family| − 1).
+    The weight (or the shopper) then decides within the family."""
+    if vision is None or c <= 0 or not vision.scores:
+        return vision
+    fam = getattr(cat, "_families", None)
+    if fam is None:
+        fam = {}
+        for s in cat.skus:
+            fam.setdefault(cat.items[s].family, []).append(s)
+        cat._families = fam
+    out = dict(vision.scores)
+    best: dict[str, tuple[float, str]] = {}
+    for s, v in vision.scores.items():
+        if s in cat.idx:
+            f = cat.items[s].family
+            if f not in best or (v, s) > best[f]:
+                best[f] = (v, s)
+    for f, (v, s) in best.items():
+        members = fam[f]
+        if len(members) < 2:
+            continue
+        share = c * max(0.0, 1.0 - v) / (len(members) - 1)
+        for m in members:
+            if m != s:
+                out[m] = max(out.get(m, 0.0), share)
+    return VisionSummary(vision.mono_ms, {k: out[k] for k in sorted(out)}, vision.none_score,
+                         list(vision.barcodes), list(vision.frame_ids), vision.ref, vision.n_frames)
+
+
