@@ -14,7 +14,7 @@ from .inputs import Answer, Verdict, VisionSummary
 from .multi import family_smoothed, fit_skus
 from .scoring import Scored, best_with_sku
 from .state import SEEN_KEEP, MoveState
-from .taps import TapVerdict, read_tap
+from .taps import TapReading, TapVerdict, read_tap
 
 # the second question after a tap the weight says is only part of the story (taps.py)
 FOLLOWUP_TEXT = {"pick": "You chose {name}. The weight says there is more: which of these did you put in?",
@@ -110,12 +110,7 @@ class AnswersMixin:
     def _tap_read(self, mv: dict, sc: Scored, sku: str, h: dict | None, ev: list, info: dict) -> bool:
         """A tap on one picture when the weight says more than one unit of it (taps.py): the rest
         accepted when clear, else asked once more as pictures. False: read as before."""
-        vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
-        recent = [r["sku"] for r in self.s.get("recent_out", [])
-                  if mv["mono_ms"] - r["mono_ms"] <= self.cfg.readd_window_ms]
-        tr = read_tap(sku, mv, seen_of(vis, self.cat, self.cfg), family_smoothed(vis, self.cat, self.cfg.family_confusion),
-                      self.cat, self.book, self.s["lines"], self.s["personal"], self.cfg, self.produce, h,
-                      recent_out=recent)
+        tr = self._tap_reading(mv, sku, h)
         if tr.verdict is TapVerdict.ACCEPT:
             self._apply(mv, tr.hypothesis)
             mv["state"] = MoveState.DONE
@@ -130,6 +125,15 @@ class AnswersMixin:
                               confirm=f"the weight says {sku} is not all that changed: {tr.why}")
             return True
         return False
+
+    def _tap_reading(self, mv: dict, sku: str, h: dict | None) -> TapReading:
+        """What a tap on `sku` can mean for this movement (taps.read_tap, with its burst)."""
+        vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
+        recent = [r["sku"] for r in self.s.get("recent_out", [])
+                  if mv["mono_ms"] - r["mono_ms"] <= self.cfg.readd_window_ms]
+        return read_tap(sku, mv, seen_of(vis, self.cat, self.cfg), family_smoothed(vis, self.cat, self.cfg.family_confusion),
+                        self.cat, self.book, self.s["lines"], self.s["personal"], self.cfg, self.produce, h,
+                        recent_out=recent)
 
     def _doubtful(self, sc: Scored, sku: str, prompt_id: str, taps: int = 1) -> bool:
         """A tap can be a slip: combine the answer (right with 1 - answer_error_rate) with the

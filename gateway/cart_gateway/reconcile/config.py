@@ -62,6 +62,9 @@ class ReconcileConfig(BaseModel):
     multi_unit_min_frames: int = Field(3, ge=0, description=(
         "k >= 2 units of one product are accepted from fewer frames only if no other product weighs the same "
         "(a missed frame may have shown a look-alike second product)"))
+    ask_units_as_readings: bool = Field(True, description=(
+        "k >= 2 units held back by multi_unit_min_frames are asked once with the readings as pictures "
+        "('2 x A', 'A + B'), not 'which item?' and then the readings (docs/reconciliation.md §4.2)"))
     camera_fit_z: float = Field(3.0, gt=0, description="a camera-led explanation must fit the weight within this")
     camera_margin_z: float = Field(1.0, ge=0, description=(
         "two explanations of what was seen that both fit: the better must fit by this much more"))

@@ -22,6 +22,10 @@ PROMPT_TEXT = {PromptKind.PICK: "Which item did you just put in the cart?",
                PromptKind.PERSONAL: "Is this a personal item (bag, phone...)?",
                PromptKind.REMOVAL: "Which item did you just take out of the cart?"}
 
+UNITS_TEXT = "Which of these did you just put in?"
+# a hold on h1 (the log's cause) that the units prompt answers
+SHORT_BURST_UNITS = "k units from a short burst, a look-alike weighs the same"
+
 
 class DecideMixin:
     def _flush(self) -> None:
@@ -100,9 +104,9 @@ class DecideMixin:
             holds.append("a product of the pair or swap not seen")
         vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
         if cfg.camera_led and hidden_pair(top, vis, self.cat, self.book, cfg):
-            holds.append("k units from a short burst, a look-alike weighs the same")   # the missed frame may show B
+            holds.append(SHORT_BURST_UNITS)   # the missed frame may show B
         if cam is not None and hidden_pair(cam, vis, self.cat, self.book, cfg):
-            cam, why = None, "k units from a short burst, a look-alike weighs the same"
+            cam, why = None, SHORT_BURST_UNITS
         if cfg.camera_led and cam is None and left_out(top, seen, fits, cfg):
             holds.append("a seen product left out")   # the camera saw a product the best hypothesis ignores
         if top["posterior"] < need:
@@ -135,6 +139,14 @@ class DecideMixin:
         if abs(top["z"]) > cfg.accept_max_z and not personal:
             self._open_review(mv, sc, "weight change fits no item", cause=cause)
             return
+        if holds == [SHORT_BURST_UNITS] and cfg.ask_units_as_readings:
+            # k units of A, or A and an unseen look-alike B: one question with the readings as
+            # pictures ("2 x A", "A + B") instead of "which item?" and then the same readings
+            readings = self._tap_reading(mv, top["sku"], None).readings
+            if readings and any(Counter(r["in"]) == Counter({top["sku"]: top["k"]}) for r in readings):
+                mv["tap_followup"] = True     # the answer names the whole movement: not read as a tap
+                self._open_prompt(mv, sc, "pick", readings, text=UNITS_TEXT, cause=cause)
+                return
         top_k = hyps[: cfg.ask_top_k]
         cover = sum(h["posterior"] for h in top_k)
         if mv.get("same_weight"):
