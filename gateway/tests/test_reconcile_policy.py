@@ -157,6 +157,44 @@ def test_units_from_a_short_burst_are_asked_once_with_the_count_and_the_look_ali
     assert len(_answer(c, sku="tea-a")["prompts_opened"]) == 1
 
 
+def test_units_the_camera_saw_alone_in_every_frame_are_accepted_against_unseen_products_of_that_weight():
+    # 3 x tea-a (200 g) settling at 593 g, twenty unseen products of ~593 g: the posterior stays below
+    # accept_posterior on the k = 3 prior and spread; a person looking at the burst would not ask
+    same = [sku(f"alt{i}", 592.0 + 0.2 * i, 5.0, 100) for i in range(20)]
+    tea = [sku("tea-a", 200.0, 2.0, 299), sku("tea-b", 201.0, 2.0, 349)]     # family "tea", one weight
+    def run(cfg=None, dets=(("tea-a", 0.95),), before=None, n=3):
+        c = Cart(cfg=cfg, skus=SKUS + same + tea)
+        if before:
+            c.move(*before)
+        from cart_gateway.reconcile import Unsettled, WeightChange
+        c.seq += 1
+        useq = c.seq
+        c.e.step(Unsettled(1, useq, c.t, c.total))
+        c.e.step(c.vision(list(dets), useq, t=c.t + 200, n=n))
+        c.seq += 1
+        c.total += 593.0
+        fx = [c.e.step(WeightChange(1, c.seq, c.t + 900, 593.0, c.total, 0.8, useq)), c.e.advance(c.t + 2600)]
+        return c, [d for f in fx for d in f["decisions"]]
+    c, ds = run()
+    assert [d["outcome"] for d in ds] == ["accept"] and "every frame" in ds[0]["reason"], ds
+    assert ds[0]["posterior"] < 0.97 and _units(c) == {"tea-a": 3}
+    # each condition of the rule, one at a time, asks instead
+    _, off = run(ReconcileConfig(accept_units_seen_whole=False))
+    assert off[-1]["outcome"] == "ask" and "posterior below threshold" in off[-1]["cause"], off
+    _, other = run(dets=(("tea-a", 0.9), ("cola", 0.3)))                  # another product seen too
+    assert other[-1]["outcome"] == "ask", other
+    _, alike = run(dets=(("tea-a", 0.9), ("tea-b", 0.08)))                # its look-alike, faintly
+    assert alike[-1]["outcome"] == "ask", alike
+    c3, _ = run(dets=(("tea-a", 0.9), ("tea-b", 0.04)))                   # below units_look_alike_max_score
+    assert _units(c3) == {"tea-a": 3}
+    _, unsure = run(dets=(("tea-a", 0.6),))                                # not sure enough
+    assert unsure[-1]["outcome"] == "ask", unsure
+    c2, had = run(before=(200.0, [("tea-a", 0.95)]))                       # a line of tea-a in view already
+    assert had[-1]["outcome"] == "ask", had
+    _, short = run(n=2)                                                    # a missed frame: §4.1's hold
+    assert short[-1]["outcome"] == "ask", short
+
+
 def test_a_swap_both_products_of_which_were_seen_is_decided_by_weight_and_camera():
     c = Cart(skus=SKUS + BIG)
     c.move(1530.0, [("water", 0.95)])

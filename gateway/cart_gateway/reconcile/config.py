@@ -65,6 +65,14 @@ class ReconcileConfig(BaseModel):
     ask_units_as_readings: bool = Field(True, description=(
         "k >= 2 units held back by multi_unit_min_frames are asked once with the readings as pictures "
         "('2 x A', 'A + B'), not 'which item?' and then the readings (docs/reconciliation.md §4.2)"))
+    accept_units_seen_whole: bool = Field(True, description=(
+        "k >= 2 units of a product the camera saw alone, surely (camera_accept_score), as the best of every "
+        "frame of a full burst, fitting within camera_fit_z, no family look-alike of its weight scored above "
+        "units_look_alike_max_score, none in the basket yet: accepted although single unseen products of that weight keep the posterior below "
+        "accept_posterior (docs/reconciliation.md §4.2)"))
+    units_look_alike_max_score: float = Field(0.05, ge=0, le=1, description=(
+        "accept_units_seen_whole: a family look-alike of the same weight the burst scored above this may be "
+        "one of the units"))
     camera_fit_z: float = Field(3.0, gt=0, description="a camera-led explanation must fit the weight within this")
     camera_margin_z: float = Field(1.0, ge=0, description=(
         "two explanations of what was seen that both fit: the better must fit by this much more"))

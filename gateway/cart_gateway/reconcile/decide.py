@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 
 from .. import protocol as P
-from .camera import explain, hidden_pair, left_out, seen_of, skus_in, unseen_part
+from .camera import explain, hidden_pair, left_out, seen_of, skus_in, units_seen_whole, unseen_part
 from .inputs import VisionSummary
 from .multi import family_smoothed, score_multi, skus_of
 from .scoring import Scored
@@ -25,6 +25,7 @@ PROMPT_TEXT = {PromptKind.PICK: "Which item did you just put in the cart?",
 UNITS_TEXT = "Which of these did you just put in?"
 # a hold on h1 (the log's cause) that the units prompt answers
 SHORT_BURST_UNITS = "k units from a short burst, a look-alike weighs the same"
+POSTERIOR_HOLDS = ("posterior below threshold", "margin below threshold")
 
 
 class DecideMixin:
@@ -110,20 +111,25 @@ class DecideMixin:
         if cfg.camera_led and cam is None and left_out(top, seen, fits, cfg):
             holds.append("a seen product left out")   # the camera saw a product the best hypothesis ignores
         if top["posterior"] < need:
-            holds.append("posterior below threshold" + (" (weight only)" if weight_only else ""))
+            holds.append(POSTERIOR_HOLDS[0] + (" (weight only)" if weight_only else ""))
         if top["posterior"] - p2 < cfg.accept_margin:
-            holds.append("margin below threshold")
+            holds.append(POSTERIOR_HOLDS[1])
         if abs(top["z"]) > cfg.accept_max_z:
             holds.append("weight does not fit")
         if personal and not cfg.accept_personal:
             holds.append("personal item (accept_personal off)")
+        whole_units = (cfg.camera_led and not weight_only and set(holds) <= set(POSTERIOR_HOLDS)
+                       and units_seen_whole(top, vis, seen, self.s["lines"], self.cat, self.book, cfg))
+        if whole_units:
+            holds = []      # k units of A, and only A, in every frame of a full burst
         scorer_ok = not holds
         # the camera explanation overrides an accept only when it accounts for a product the scorer's best leaves out
         if scorer_ok and (cam is None or not (skus_in(cam) - skus_in(top))):
             self._apply(mv, top)
             mv["state"] = MoveState.DONE
-            self._log("accept", "weight-only posterior above threshold" if weight_only else "posterior above threshold",
-                      move=mv["id"], sc=sc, extra=extra)
+            self._log("accept", "the camera saw only this product, in every frame, and the units fit the weight"
+                      if whole_units else "weight-only posterior above threshold" if weight_only
+                      else "posterior above threshold", move=mv["id"], sc=sc, extra=extra)
             if top["posterior"] >= cfg.learn_min_posterior:
                 self._learn(mv, top)
             return
