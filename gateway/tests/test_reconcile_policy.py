@@ -195,6 +195,43 @@ def test_units_the_camera_saw_alone_in_every_frame_are_accepted_against_unseen_p
     assert short[-1]["outcome"] == "ask", short
 
 
+def _same_weight_swap(c, out_sku, in_sku, score=0.95):
+    """`out_sku` (in the basket) lifted out, `in_sku` put in, the scale back where it was: a burst
+    whose frames show one, then the other, and no weight event."""
+    from cart_gateway.reconcile import Unsettled
+    from test_reconcile_cases import Cand
+    c.seq += 1
+    c.e.step(Unsettled(1, c.seq, c.t, c.total))
+    frames = [[Cand(out_sku, score)], [Cand(in_sku, score)], [Cand(out_sku, score)]]
+    c.frame += 3
+    c.e.step(Vision(mono_ms=c.t + 300, frames=frames, barcodes=[], ref=f"c1/scale/1/{c.seq}",
+                    frame_ids=[f"c1/1/{c.frame - i}" for i in range(3)][::-1]))
+    return c.e.advance(c.t + 12000)["decisions"]
+
+
+def test_a_swap_with_no_weight_change_the_camera_saw_both_sides_of_is_accepted():
+    # issue 12 floor: a same-weight swap was always confirmed by the shopper
+    c = Cart()
+    c.move(420.0, [("soup", 0.9)])
+    ds = _same_weight_swap(c, "soup", "beans")
+    assert [d["outcome"] for d in ds] == ["same_weight_swap", "accept"], ds
+    assert ds[-1]["camera_led"] and _units(c) == {"beans": 1}
+    # off: the shopper confirms, as before
+    c = Cart(cfg=ReconcileConfig(accept_same_weight_swap_seen=False))
+    c.move(420.0, [("soup", 0.9)])
+    assert [d["outcome"] for d in _same_weight_swap(c, "soup", "beans")] == ["same_weight_swap", "ask"]
+    # two look-alikes of one family and one weight: the detector confuses them, the shopper says
+    twins = [sku("tea-a", 200.0, 2.0, 299), sku("tea-b", 201.0, 2.0, 349)]
+    c = Cart(skus=SKUS + twins)
+    c.move(200.0, [("tea-a", 0.9)])
+    assert [d["outcome"] for d in _same_weight_swap(c, "tea-a", "tea-b")] == ["same_weight_swap", "ask"]
+    # the product lifted out was never seen: the camera saw only half the swap
+    c = Cart()
+    c.move(420.0, [("soup", 0.9)])
+    ds = _same_weight_swap(c, "beans", "beans")
+    assert [d["outcome"] for d in ds] == ["same_weight_swap", "ask"] and _units(c) == {"soup": 1}, ds
+
+
 def test_a_swap_both_products_of_which_were_seen_is_decided_by_weight_and_camera():
     c = Cart(skus=SKUS + BIG)
     c.move(1530.0, [("water", 0.95)])

@@ -31,6 +31,10 @@ class ReconcileConfig(BaseModel):
     same_weight_swap_min_score: float = Field(0.25, ge=0, le=1, description=(
         "a product the camera scores this high, not in the basket, with no weight change, opens a "
         "movement (a swap for a product of the same weight); 0 turns it off"))
+    accept_same_weight_swap_seen: bool = Field(True, description=(
+        "a swap with no weight change is accepted when the camera saw both products (the one out on a basket "
+        "line), each the best of a frame, not look-alikes of one family, and their weights fit (§4.1); off: "
+        "the shopper always confirms"))
     prior_readd: float = Field(0.3, ge=0, description=(
         "an item taken out within readd_window_ms is put back (reading a label), relative to one "
         "packaged SKU's prior times the catalogue size; 0 turns it off"))

@@ -181,10 +181,13 @@ class DecideMixin:
         cfg = self.cfg
         vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
         seen = seen_of(vis, self.cat, cfg)
-        if not cfg.camera_led or weight_only or mv.get("same_weight") or "barcode" in sc.evidence:
+        if not cfg.camera_led or weight_only or "barcode" in sc.evidence \
+                or (mv.get("same_weight") and not cfg.accept_same_weight_swap_seen):
             return None, "", seen, []
         h, why, fits = explain(mv["delta_g"], mv["noise_g"], seen, self.s["lines"], self.s["personal"], self.cat,
                                self.book, self.produce, cfg)
+        if h is not None and mv.get("same_weight") and h["kind"] != "swap_multi":
+            return None, "no weight change: only a swap both sides of which were seen is accepted", seen, fits
         return h, why, seen, fits
 
     def _open_prompt(self, mv: dict, sc: Scored, kind: str, hyps: list[dict], confirm: str = "",
