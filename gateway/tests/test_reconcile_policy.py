@@ -232,6 +232,30 @@ def test_a_swap_with_no_weight_change_the_camera_saw_both_sides_of_is_accepted()
     assert [d["outcome"] for d in ds] == ["same_weight_swap", "ask"] and _units(c) == {"soup": 1}, ds
 
 
+def test_none_of_the_pictures_asks_for_a_scan_before_a_human():
+    # issue 12 floor: "none of these" (the product was not among the pictures, nothing useful in
+    # view) went straight to a human; the pack's barcode says what it was
+    c = Cart()
+    d = c.move(422.0, [])
+    assert d[-1]["outcome"] == "ask", d
+    fx = _answer(c, none=True)
+    (scan,) = fx["prompts_opened"]
+    assert scan["kind"] == "scan" and not fx["reviews_opened"] and "scan" in scan["text"]
+    beans = c.e.cat.items["beans"].ean13
+    fx = _answer(c, barcode=beans)
+    assert not fx["reviews_opened"] and not fx["prompts_opened"] and _units(c) == {"beans": 1}, fx["decisions"]
+    # a barcode that does not fit the weight still goes to a human (loss prevention)
+    c = Cart()
+    c.move(422.0, [])
+    _answer(c, none=True)
+    fx = _answer(c, barcode=c.e.cat.items["water"].ean13)
+    assert len(fx["reviews_opened"]) == 1 and _units(c) == {}
+    # off: straight to a human, as before
+    c = Cart(cfg=ReconcileConfig(scan_after_none=False))
+    c.move(422.0, [])
+    assert len(_answer(c, none=True)["reviews_opened"]) == 1
+
+
 def test_a_swap_both_products_of_which_were_seen_is_decided_by_weight_and_camera():
     c = Cart(skus=SKUS + BIG)
     c.move(1530.0, [("water", 0.95)])

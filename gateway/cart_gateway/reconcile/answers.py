@@ -21,6 +21,12 @@ FOLLOWUP_TEXT = {"pick": "You chose {name}. The weight says there is more: which
                  "removal": "You chose {name}. The weight says something else changed too: which of these did you do?"}
 
 
+# "none of these" to a first prompt: asked to scan the pack instead (scan_after_none)
+NONE_ANSWER = "none"
+SCAN_AFTER_NONE_TEXT = {False: "Please scan the barcode of the item you just put in.",
+                        True: "Please scan the barcode of the item you just put in, if you put one in."}
+
+
 class AnswersMixin:
     def _on_answer(self, a: Answer) -> None:
         s = self.s
@@ -33,6 +39,7 @@ class AnswersMixin:
             return
         s["answers_seen"] = (s["answers_seen"] + [a.answer_id])[-SEEN_KEEP:]
         mv = s["moves"][s["prompts"][a.prompt_id]["move_id"]]
+        asked_kind = s["prompts"][a.prompt_id]["prompt"]["kind"]
         self._prompt_options = {a.prompt_id: s["prompts"][a.prompt_id]["prompt"]["options"]}
         self._close_prompt(a.prompt_id)
         mv["state"], mv["prompt_id"] = MoveState.ANSWERED, None
@@ -46,6 +53,14 @@ class AnswersMixin:
                       extra=info)
             return
         if a.none:
+            if self.cfg.scan_after_none and asked_kind != "scan" and not mv.get("reasked") \
+                    and not mv.get("tap_followup"):
+                # their product was not among the pictures (often nothing useful in view): the pack's
+                # barcode says what it was; a human only if they cannot say either
+                mv["reasked"] = NONE_ANSWER
+                self._open_prompt(mv, sc, "scan", [], text=SCAN_AFTER_NONE_TEXT[mv["delta_g"] < 0],
+                                  confirm="shopper chose none of the options")
+                return
             self._open_review(mv, sc, "shopper chose none of the options", ev)
             return
         if a.personal:

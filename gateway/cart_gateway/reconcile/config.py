@@ -133,6 +133,9 @@ class ReconcileConfig(BaseModel):
     reask_on_slip: bool = Field(True, description=(
         "an answer below answer_min_posterior is asked again differently (scan, or two pictures) before a "
         "human; the same answer twice is scored as two taps"))
+    scan_after_none: bool = Field(True, description=(
+        "'none of these' to a first prompt asks the shopper to scan the pack (a barcode answer) before a human; "
+        "'none' again, or to a scan prompt, goes to review (docs/reconciliation.md §4.2)"))
     contradict_z: float = Field(4.0, gt=0, description="an answer whose weight misfits beyond this goes to review")
     # --- learned weights
     learn_min_posterior: float = Field(0.99, gt=0, le=1)
