@@ -68,12 +68,12 @@ class ReconcileConfig(BaseModel):
         "(a missed frame may have shown a look-alike second product)"))
     ask_units_as_readings: bool = Field(True, description=(
         "k >= 2 units held back by multi_unit_min_frames are asked once with the readings as pictures "
-        "('2 x A', 'A + B'), not 'which item?' and then the readings (docs/reconciliation.md §4.2)"))
+        "('2 x A', 'A + B'), not 'which item?' and then the readings (docs/reconciliation.md §4.4)"))
     accept_units_seen_whole: bool = Field(True, description=(
         "k >= 2 units of a product the camera saw alone, surely (camera_accept_score), as the best of every "
         "frame of a full burst, fitting within camera_fit_z, no family look-alike of its weight scored above "
         "units_look_alike_max_score, none in the basket yet: accepted although single unseen products of that weight keep the posterior below "
-        "accept_posterior (docs/reconciliation.md §4.2)"))
+        "accept_posterior (docs/reconciliation.md §4.4)"))
     units_look_alike_max_score: float = Field(0.05, ge=0, le=1, description=(
         "accept_units_seen_whole: a family look-alike of the same weight the burst scored above this may be "
         "one of the units"))
@@ -135,7 +135,7 @@ class ReconcileConfig(BaseModel):
         "human; the same answer twice is scored as two taps"))
     scan_after_none: bool = Field(True, description=(
         "'none of these' to a first prompt asks the shopper to scan the pack (a barcode answer) before a human; "
-        "'none' again, or to a scan prompt, goes to review (docs/reconciliation.md §4.2)"))
+        "'none' again, or to a scan prompt, goes to review (docs/reconciliation.md §4.4)"))
     contradict_z: float = Field(4.0, gt=0, description="an answer whose weight misfits beyond this goes to review")
     # --- learned weights
     learn_min_posterior: float = Field(0.99, gt=0, le=1)
