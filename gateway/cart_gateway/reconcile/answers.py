@@ -141,13 +141,14 @@ class AnswersMixin:
             return True
         return False
 
-    def _tap_reading(self, mv: dict, sku: str, h: dict | None) -> TapReading:
+    def _tap_reading(self, mv: dict, sku: str, h: dict | None, cfg=None) -> TapReading:
         """What a tap on `sku` can mean for this movement (taps.read_tap, with its burst)."""
+        cfg = cfg or self.cfg
         vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
         recent = [r["sku"] for r in self.s.get("recent_out", [])
-                  if mv["mono_ms"] - r["mono_ms"] <= self.cfg.readd_window_ms]
-        return read_tap(sku, mv, seen_of(vis, self.cat, self.cfg), family_smoothed(vis, self.cat, self.cfg.family_confusion),
-                        self.cat, self.book, self.s["lines"], self.s["personal"], self.cfg, self.produce, h,
+                  if mv["mono_ms"] - r["mono_ms"] <= cfg.readd_window_ms]
+        return read_tap(sku, mv, seen_of(vis, self.cat, cfg), family_smoothed(vis, self.cat, cfg.family_confusion),
+                        self.cat, self.book, self.s["lines"], self.s["personal"], cfg, self.produce, h,
                         recent_out=recent)
 
     def _doubtful(self, sc: Scored, sku: str, prompt_id: str, taps: int = 1) -> bool:

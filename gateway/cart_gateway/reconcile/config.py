@@ -69,6 +69,9 @@ class ReconcileConfig(BaseModel):
     ask_units_as_readings: bool = Field(True, description=(
         "k >= 2 units held back by multi_unit_min_frames are asked once with the readings as pictures "
         "('2 x A', 'A + B'), not 'which item?' and then the readings (docs/reconciliation.md §4.4)"))
+    units_readings: int = Field(5, ge=1, le=8, description=(
+        "ask_units_as_readings: at most this many pictures (k x A first, then A with a family look-alike of "
+        "its weight, then other products of its weight): the unseen second product must be on the screen"))
     accept_units_seen_whole: bool = Field(True, description=(
         "k >= 2 units of a product the camera saw alone, surely (camera_accept_score), as the best of every "
         "frame of a full burst, fitting within camera_fit_z, no family look-alike of its weight scored above "

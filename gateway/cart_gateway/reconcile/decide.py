@@ -148,7 +148,8 @@ class DecideMixin:
         if holds == [SHORT_BURST_UNITS] and cfg.ask_units_as_readings:
             # k units of A, or A and an unseen look-alike B: one question with the readings as
             # pictures ("2 x A", "A + B") instead of "which item?" and then the same readings
-            readings = self._tap_reading(mv, top["sku"], None).readings
+            more = cfg.model_copy(update={"ask_top_k": max(cfg.ask_top_k, cfg.units_readings)})
+            readings = self._units_first(top["sku"], self._tap_reading(mv, top["sku"], None, more).readings)
             if readings and any(Counter(r["in"]) == Counter({top["sku"]: top["k"]}) for r in readings):
                 mv["tap_followup"] = True     # the answer names the whole movement: not read as a tap
                 self._open_prompt(mv, sc, "pick", readings, text=UNITS_TEXT, cause=cause)
@@ -174,6 +175,17 @@ class DecideMixin:
             return
         self._open_review(mv, sc, "evidence does not single out an item"
                           if sc.best_fit_z <= cfg.accept_max_z else "weight change fits no item", cause=cause)
+
+    def _units_first(self, sku: str, readings: list[dict]) -> list[dict]:
+        """The units prompt's pictures: k x A, then A with a look-alike of its family (what the camera
+        could not rule out in the frames it saw), then the rest, each group by posterior."""
+        fam = getattr(self.cat.items[sku], "family", None)
+
+        def rank(r):
+            others = set(r["in"]) - {sku}
+            alike = any(getattr(self.cat.items[o], "family", None) == fam for o in others)
+            return (0 if not others else 1 if alike else 2)
+        return sorted(readings, key=rank)     # stable: the posterior order within a group
 
     def _camera_explanation(self, mv: dict, sc: Scored, weight_only: bool):
         """(hypothesis or None, reason, what was seen): the one combination of what the camera saw
