@@ -157,6 +157,19 @@ def test_units_from_a_short_burst_are_asked_once_with_the_count_and_the_look_ali
     assert len(_answer(c, sku="tea-a")["prompts_opened"]) == 1
 
 
+def test_the_units_prompt_shows_the_look_alike_of_the_family_among_many_products_of_its_weight():
+    twins = [sku("tea-a", 200.0, 2.0, 299), sku("tea-b", 201.0, 2.0, 349)]
+    others = [sku(f"x{i}-0", 200.0 + 0.1 * i, 2.0, 150) for i in range(8)]   # eight other families, one weight
+    c = Cart(skus=SKUS + BIG + twins + others)
+    _short_burst_units(c, "tea-a", 401.0)
+    (p,) = c.e.open_prompts()
+    shown = [tuple(sorted(o.get("skus") or [o["sku"]])) for o in p["options"]]
+    assert shown[0] == ("tea-a", "tea-a") and shown[1] == ("tea-a", "tea-b"), shown
+    assert len(shown) == ReconcileConfig().units_readings
+    fx = _answer(c, skus=("tea-a", "x3-0"))             # another family: applied through the weight check
+    assert _units(c) == {"tea-a": 1, "x3-0": 1} and not fx["reviews_opened"]
+
+
 def test_units_the_camera_saw_alone_in_every_frame_are_accepted_against_unseen_products_of_that_weight():
     # 3 x tea-a (200 g) settling at 593 g, twenty unseen products of ~593 g: the posterior stays below
     # accept_posterior on the k = 3 prior and spread; a person looking at the burst would not ask
