@@ -269,6 +269,23 @@ def test_none_of_the_pictures_asks_for_a_scan_before_a_human():
     assert len(_answer(c, none=True)["reviews_opened"]) == 1
 
 
+def test_the_scan_after_none_is_what_went_in_even_when_the_weight_fell():
+    # a swap for a lighter product, nothing seen: the shopper scans what they put in (chips); the
+    # rest of the weight is the cola line out
+    c = Cart(skus=SKUS + BIG)
+    c.move(355.0, [("cola", 0.9)])
+    c.move(1530.0, [("water", 0.9)])
+    d = c.move(160.0 - 355.0, [])
+    assert d[-1]["outcome"] == "ask", d
+    fx = _answer(c, none=True)
+    (scan,) = fx["prompts_opened"]
+    assert scan["kind"] == "scan" and "if you put one in" in scan["text"]
+    fx = _answer(c, barcode=c.e.cat.items["chips"].ean13)
+    assert not fx["reviews_opened"] and not fx["prompts_opened"], fx["decisions"]
+    assert _units(c) == {"chips": 1, "water": 1}
+    assert "plus the rest of the weight" in fx["decisions"][-1]["reason"]
+
+
 def test_a_swap_both_products_of_which_were_seen_is_decided_by_weight_and_camera():
     c = Cart(skus=SKUS + BIG)
     c.move(1530.0, [("water", 0.95)])

@@ -149,7 +149,7 @@ class AnswersMixin:
                   if mv["mono_ms"] - r["mono_ms"] <= cfg.readd_window_ms]
         return read_tap(sku, mv, seen_of(vis, self.cat, cfg), family_smoothed(vis, self.cat, cfg.family_confusion),
                         self.cat, self.book, self.s["lines"], self.s["personal"], cfg, self.produce, h,
-                        recent_out=recent)
+                        recent_out=recent, put_in=mv.get("reasked") == NONE_ANSWER)
 
     def _doubtful(self, sc: Scored, sku: str, prompt_id: str, taps: int = 1) -> bool:
         """A tap can be a slip: combine the answer (right with 1 - answer_error_rate) with the
