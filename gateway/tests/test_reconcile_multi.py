@@ -110,11 +110,20 @@ def test_multi_answer_with_unknown_sku_goes_to_review_and_bad_answers_are_reject
     assert "unknown sku 'nosuch'" in fx["reviews_opened"][0]["reason"]
 
 
+def _none_twice(c):
+    """'None of these', then (issue 12: scan_after_none) no barcode to scan either: a human review."""
+    _answer(c, c.e.open_prompts()[0], none=True)
+    (scan,) = c.e.open_prompts()
+    assert scan["kind"] == "scan" and scan["options"] == []
+    _answer(c, scan, none=True)
+    assert c.e.open_prompts() == [] and len(c.e.open_reviews()) == 1
+
+
 def test_verdict_with_item_lists_applies_every_product():
     c = Cart()
     d = c.move(355.0 + 160.0 + 420.0, [])          # three products, camera saw nothing
     if d[0]["outcome"] == "ask":                    # could be produce or a bag: the shopper says none
-        _answer(c, c.e.open_prompts()[0], none=True)
+        _none_twice(c)
     r = c.e.open_reviews()[0]
     c.e.step(Verdict(r["review_id"], "v1", c.t + 5000, "cola", 1,
                      adds=(("cola", 1), ("chips", 1), ("soup", 1))))
@@ -126,7 +135,7 @@ def test_verdict_with_bad_items_is_rejected_and_changes_nothing():
     c = Cart()
     d = c.move(355.0 + 160.0 + 420.0, [])
     if d[0]["outcome"] == "ask":
-        _answer(c, c.e.open_prompts()[0], none=True)
+        _none_twice(c)
     r = c.e.open_reviews()[0]
     before = c.e.to_dict()
     with pytest.raises(ReconcileError, match=r"Verdict.adds: qty must be an int >= 1"):
@@ -180,7 +189,7 @@ def test_partial_produce_removal_by_an_answer_or_a_verdict(by):
     if by == "answer":
         _answer(c, c.e.open_prompts()[0], sku="apple")
     else:
-        _answer(c, c.e.open_prompts()[0], none=True)
+        _none_twice(c)
         c.e.step(Verdict(c.e.open_reviews()[0]["review_id"], "v1", c.t + 5000, "apple", 1))
     lines = {ln["sku"]: ln for ln in c.e.basket()["lines"]}
     assert lines["apple"]["weight_g"] == 656.0 and lines["apple"]["price_cents"] == round(656.0 * 399 / 1000)

@@ -124,6 +124,168 @@ def test_two_units_from_a_burst_with_missed_frames_are_asked_when_a_look_alike_w
     assert _units(c2) == {"tea-a": 2}
 
 
+def _short_burst_units(c, name, grams):
+    """k units of `name` from a burst with a missed frame (2 of 3 frames): asked, never guessed."""
+    from cart_gateway.reconcile import Unsettled, WeightChange
+    c.seq += 1
+    useq = c.seq
+    c.e.step(Unsettled(1, useq, c.t, 0.0))
+    c.e.step(c.vision([(name, 0.95)], useq, t=c.t + 200, n=2))
+    c.seq += 1
+    fx = [c.e.step(WeightChange(1, c.seq, c.t + 900, grams, grams, 0.8, useq)), c.e.advance(c.t + 2600)]
+    return [d for f in fx for d in f["decisions"]]
+
+
+def test_units_from_a_short_burst_are_asked_once_with_the_count_and_the_look_alike_as_pictures():
+    # issue 12 floor: "which item?" then "2 x A or A + B?" was two prompts for one question
+    twins = [sku("tea-a", 200.0, 2.0, 299), sku("tea-b", 201.0, 2.0, 349)]
+    for answer, want in ((("tea-a", "tea-a"), {"tea-a": 2}), (("tea-a", "tea-b"), {"tea-a": 1, "tea-b": 1})):
+        c = Cart(skus=SKUS + BIG + twins)
+        (d,) = _short_burst_units(c, "tea-a", 401.0)
+        assert d["outcome"] == "ask" and d["cause"].startswith("k units from a short burst"), d
+        (p,) = c.e.open_prompts()
+        shown = {tuple(sorted(o.get("skus") or [o["sku"]])): o["name"] for o in p["options"]}
+        assert shown[("tea-a", "tea-a")].startswith("2 x ") and ("tea-a", "tea-b") in shown, shown
+        fx = _answer(c, skus=answer)
+        assert not fx["prompts_opened"] and not fx["reviews_opened"], fx["decisions"]
+        assert _units(c) == want
+    # off: the old way, "which item?" with single pictures, then the readings after the tap
+    c = Cart(cfg=ReconcileConfig(ask_units_as_readings=False), skus=SKUS + BIG + twins)
+    _short_burst_units(c, "tea-a", 401.0)
+    (p,) = c.e.open_prompts()
+    assert not any(o["name"].startswith("2 x ") for o in p["options"]), p["options"]
+    assert len(_answer(c, sku="tea-a")["prompts_opened"]) == 1
+
+
+def test_the_units_prompt_shows_the_look_alike_of_the_family_among_many_products_of_its_weight():
+    twins = [sku("tea-a", 200.0, 2.0, 299), sku("tea-b", 201.0, 2.0, 349)]
+    others = [sku(f"x{i}-0", 200.0 + 0.1 * i, 2.0, 150) for i in range(8)]   # eight other families, one weight
+    c = Cart(skus=SKUS + BIG + twins + others)
+    _short_burst_units(c, "tea-a", 401.0)
+    (p,) = c.e.open_prompts()
+    shown = [tuple(sorted(o.get("skus") or [o["sku"]])) for o in p["options"]]
+    assert shown[0] == ("tea-a", "tea-a") and shown[1] == ("tea-a", "tea-b"), shown
+    assert len(shown) == ReconcileConfig().units_readings
+    fx = _answer(c, skus=("tea-a", "x3-0"))             # another family: applied through the weight check
+    assert _units(c) == {"tea-a": 1, "x3-0": 1} and not fx["reviews_opened"]
+
+
+def test_units_the_camera_saw_alone_in_every_frame_are_accepted_against_unseen_products_of_that_weight():
+    # 3 x tea-a (200 g) settling at 593 g, twenty unseen products of ~593 g: the posterior stays below
+    # accept_posterior on the k = 3 prior and spread; a person looking at the burst would not ask
+    same = [sku(f"alt{i}", 592.0 + 0.2 * i, 5.0, 100) for i in range(20)]
+    tea = [sku("tea-a", 200.0, 2.0, 299), sku("tea-b", 201.0, 2.0, 349)]     # family "tea", one weight
+    def run(cfg=None, dets=(("tea-a", 0.95),), before=None, n=3):
+        c = Cart(cfg=cfg, skus=SKUS + same + tea)
+        if before:
+            c.move(*before)
+        from cart_gateway.reconcile import Unsettled, WeightChange
+        c.seq += 1
+        useq = c.seq
+        c.e.step(Unsettled(1, useq, c.t, c.total))
+        c.e.step(c.vision(list(dets), useq, t=c.t + 200, n=n))
+        c.seq += 1
+        c.total += 593.0
+        fx = [c.e.step(WeightChange(1, c.seq, c.t + 900, 593.0, c.total, 0.8, useq)), c.e.advance(c.t + 2600)]
+        return c, [d for f in fx for d in f["decisions"]]
+    c, ds = run()
+    assert [d["outcome"] for d in ds] == ["accept"] and "every frame" in ds[0]["reason"], ds
+    assert ds[0]["posterior"] < 0.97 and _units(c) == {"tea-a": 3}
+    # each condition of the rule, one at a time, asks instead
+    _, off = run(ReconcileConfig(accept_units_seen_whole=False))
+    assert off[-1]["outcome"] == "ask" and "posterior below threshold" in off[-1]["cause"], off
+    _, other = run(dets=(("tea-a", 0.9), ("cola", 0.3)))                  # another product seen too
+    assert other[-1]["outcome"] == "ask", other
+    _, alike = run(dets=(("tea-a", 0.9), ("tea-b", 0.08)))                # its look-alike, faintly
+    assert alike[-1]["outcome"] == "ask", alike
+    c3, _ = run(dets=(("tea-a", 0.9), ("tea-b", 0.04)))                   # below units_look_alike_max_score
+    assert _units(c3) == {"tea-a": 3}
+    _, unsure = run(dets=(("tea-a", 0.6),))                                # not sure enough
+    assert unsure[-1]["outcome"] == "ask", unsure
+    c2, had = run(before=(200.0, [("tea-a", 0.95)]))                       # a line of tea-a in view already
+    assert had[-1]["outcome"] == "ask", had
+    _, short = run(n=2)                                                    # a missed frame: §4.1's hold
+    assert short[-1]["outcome"] == "ask", short
+
+
+def _same_weight_swap(c, out_sku, in_sku, score=0.95):
+    """`out_sku` (in the basket) lifted out, `in_sku` put in, the scale back where it was: a burst
+    whose frames show one, then the other, and no weight event."""
+    from cart_gateway.reconcile import Unsettled
+    from test_reconcile_cases import Cand
+    c.seq += 1
+    c.e.step(Unsettled(1, c.seq, c.t, c.total))
+    frames = [[Cand(out_sku, score)], [Cand(in_sku, score)], [Cand(out_sku, score)]]
+    c.frame += 3
+    c.e.step(Vision(mono_ms=c.t + 300, frames=frames, barcodes=[], ref=f"c1/scale/1/{c.seq}",
+                    frame_ids=[f"c1/1/{c.frame - i}" for i in range(3)][::-1]))
+    return c.e.advance(c.t + 12000)["decisions"]
+
+
+def test_a_swap_with_no_weight_change_the_camera_saw_both_sides_of_is_accepted():
+    # issue 12 floor: a same-weight swap was always confirmed by the shopper
+    c = Cart()
+    c.move(420.0, [("soup", 0.9)])
+    ds = _same_weight_swap(c, "soup", "beans")
+    assert [d["outcome"] for d in ds] == ["same_weight_swap", "accept"], ds
+    assert ds[-1]["camera_led"] and _units(c) == {"beans": 1}
+    # off: the shopper confirms, as before
+    c = Cart(cfg=ReconcileConfig(accept_same_weight_swap_seen=False))
+    c.move(420.0, [("soup", 0.9)])
+    assert [d["outcome"] for d in _same_weight_swap(c, "soup", "beans")] == ["same_weight_swap", "ask"]
+    # two look-alikes of one family and one weight: the detector confuses them, the shopper says
+    twins = [sku("tea-a", 200.0, 2.0, 299), sku("tea-b", 201.0, 2.0, 349)]
+    c = Cart(skus=SKUS + twins)
+    c.move(200.0, [("tea-a", 0.9)])
+    assert [d["outcome"] for d in _same_weight_swap(c, "tea-a", "tea-b")] == ["same_weight_swap", "ask"]
+    # the product lifted out was never seen: the camera saw only half the swap
+    c = Cart()
+    c.move(420.0, [("soup", 0.9)])
+    ds = _same_weight_swap(c, "beans", "beans")
+    assert [d["outcome"] for d in ds] == ["same_weight_swap", "ask"] and _units(c) == {"soup": 1}, ds
+
+
+def test_none_of_the_pictures_asks_for_a_scan_before_a_human():
+    # issue 12 floor: "none of these" (the product was not among the pictures, nothing useful in
+    # view) went straight to a human; the pack's barcode says what it was
+    c = Cart()
+    d = c.move(422.0, [])
+    assert d[-1]["outcome"] == "ask", d
+    fx = _answer(c, none=True)
+    (scan,) = fx["prompts_opened"]
+    assert scan["kind"] == "scan" and not fx["reviews_opened"] and "scan" in scan["text"]
+    beans = c.e.cat.items["beans"].ean13
+    fx = _answer(c, barcode=beans)
+    assert not fx["reviews_opened"] and not fx["prompts_opened"] and _units(c) == {"beans": 1}, fx["decisions"]
+    # a barcode that does not fit the weight still goes to a human (loss prevention)
+    c = Cart()
+    c.move(422.0, [])
+    _answer(c, none=True)
+    fx = _answer(c, barcode=c.e.cat.items["water"].ean13)
+    assert len(fx["reviews_opened"]) == 1 and _units(c) == {}
+    # off: straight to a human, as before
+    c = Cart(cfg=ReconcileConfig(scan_after_none=False))
+    c.move(422.0, [])
+    assert len(_answer(c, none=True)["reviews_opened"]) == 1
+
+
+def test_the_scan_after_none_is_what_went_in_even_when_the_weight_fell():
+    # a swap for a lighter product, nothing seen: the shopper scans what they put in (chips); the
+    # rest of the weight is the cola line out
+    c = Cart(skus=SKUS + BIG)
+    c.move(355.0, [("cola", 0.9)])
+    c.move(1530.0, [("water", 0.9)])
+    d = c.move(160.0 - 355.0, [])
+    assert d[-1]["outcome"] == "ask", d
+    fx = _answer(c, none=True)
+    (scan,) = fx["prompts_opened"]
+    assert scan["kind"] == "scan" and "if you put one in" in scan["text"]
+    fx = _answer(c, barcode=c.e.cat.items["chips"].ean13)
+    assert not fx["reviews_opened"] and not fx["prompts_opened"], fx["decisions"]
+    assert _units(c) == {"chips": 1, "water": 1}
+    assert "plus the rest of the weight" in fx["decisions"][-1]["reason"]
+
+
 def test_a_swap_both_products_of_which_were_seen_is_decided_by_weight_and_camera():
     c = Cart(skus=SKUS + BIG)
     c.move(1530.0, [("water", 0.95)])

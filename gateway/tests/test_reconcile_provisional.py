@@ -183,13 +183,15 @@ def test_a_hand_pressing_then_lifting_is_cancelled_and_its_question_withdrawn():
 
 
 def test_a_hand_pair_withdraws_a_review():
-    # the shopper, asked about the hand's +x, answered "none of the options": a human review
+    # the shopper, asked about the hand's +x, answered "none of the options" twice: a human review
     e = engine()
     seq, t, total = basket_with(e, "water")
     add(e, seq, t, 423.0, total + 423.0, [(None, 0.9)])
     e.advance(t + 4000)
     (p,) = e.open_prompts()
-    fx = e.step(Answer(p["prompt_id"], "a1", t + 5000, none=True))
+    e.step(Answer(p["prompt_id"], "a1", t + 5000, none=True))
+    (scan,) = e.open_prompts()           # issue 12 (scan_after_none): asked to scan first, says none again
+    fx = e.step(Answer(scan["prompt_id"], "a2", t + 5500, none=True))
     (rid,) = [r["review_id"] for r in fx["reviews_opened"]]
     fx = e.step(WeightChange(1, seq + 3, t + 7000, -422.0, total + 1.0, 0.8, None))
     assert fx["reviews_closed"] == [rid] and e.open_reviews() == []

@@ -115,6 +115,8 @@ def basket_figures(results) -> dict:
         "wrong_actions_by_cause": _top(Counter(c for r in honest for c in r.causes)),
         "prompts_by_action": _top(sum((r.prompts_by for r in results), Counter())),
         "reviews_by_action": _top(sum((r.reviews_by for r in results), Counter())),
+        # why each ask and review was decided (the decision log's cause): "<action>: <outcome>: <cause>"
+        "asks_and_reviews_by_cause": _top(sum((r.decision_causes for r in results), Counter()), 30),
         "unattributed_basket_changes": sum(r.unattributed_effects for r in results),
     }
 

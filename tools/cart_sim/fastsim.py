@@ -90,6 +90,9 @@ class BasketResult:
     causes: list = field(default_factory=list)        # actions the receipt got wrong, by cause
     prompts_by: Counter = field(default_factory=Counter)   # "<action>: <prompt kind>"
     reviews_by: Counter = field(default_factory=Counter)   # "<action>: <reason>"
+    # every ask and review the gateway decided, by why (the decision log's `cause`, else its reason):
+    # "<action>: <outcome>: <cause>" (docs/simulation.md §6)
+    decision_causes: Counter = field(default_factory=Counter)
     unattributed_effects: int = 0
     review_clear_ms: list = field(default_factory=list)      # review opened -> verdict (the reviewer model)
     reviewer_errors: int = 0      # verdicts that differ from what really happened in the movement
@@ -523,6 +526,10 @@ class BasketRun:
             self.move_latency[m] = d["mono_ms"] - mv["start_ms"] + processing_ms
             self.move_action[m] = (self.by_useq.get(mv["unsettled_seq"]), mv["delta_g"])
         self.log.append(d)
+        if d["outcome"] in ("ask", "review"):
+            a = self.by_useq.get(mv["unsettled_seq"])
+            self.res.decision_causes.update([f"{_action_kind(a)}: {d['outcome']}: "
+                                             f"{_reason(d.get('cause') or d['reason'])}"])
         ma = self.move_action.get(m)
         if ma and ma[0] is not None and "effect" in d:
             # what the gateway charged / credited for this action (diagnosis, issue 6)
@@ -719,9 +726,18 @@ def _kind(a: Action | None, delta_g: float) -> str:
     return ("add2" if two and a.kind == "add" else a.kind) + ("" if a.cheat is None else f"[{a.cheat}]")
 
 
+def _action_kind(a: Action | None) -> str:
+    """_kind, and whether a personal item was part of the action."""
+    personal = a is not None and any(sku is None for sku, _, _ in a.adds + a.removes)
+    return _kind(a, 0.0) + ("+personal" if personal else "")
+
+
 def _reason(r: str) -> str:
-    """A review reason without its numbers (for counting)."""
+    """A review reason (or a decision's cause) without its numbers and SKUs (for counting)."""
     r = r.split(" (z=")[0]
+    r = re.sub(r"\(\d[\d.]* < [\d.]+\)", "(< threshold)", r)
+    r = re.sub(r"\S+ and \S+ are look-alikes", "A and B are look-alikes", r)
+    r = re.sub(r"(shopper's choice|tap on|weight says) \S+", r"\1 X", r)
     r = re.sub(r"shopper's choice .* (does not fit|is unlikely)", r"shopper's choice \1", r)
     r = re.sub(r"(unknown sku|scanned barcode) \S+", r"\1 X", r)
     return r

@@ -83,3 +83,16 @@ def test_progress_bar_with_time_left_on_a_terminal(env):
     assert re.search(r"baskets .*\d/3 \d+:\d\d:\d\d left \d+:\d\d:\d\d", text), text[-2000:]
     assert "\x1b[" not in out.decode()                 # the bar is never on stdout
     assert json.loads(out.decode().splitlines()[-1])["baskets"] == 3
+
+
+def test_every_prompt_and_review_is_counted_with_its_cause(env):
+    # issue 12: the floor attributed decision by decision (the decision log's `cause`)
+    r = _bench(env, "--scenario", "hard", "--oracle", "vision,scale,shopper", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.splitlines()[-1])
+    causes = out["asks_and_reviews_by_cause"]
+    assert "other" not in causes and causes, causes
+    asks = sum(n for k, n in causes.items() if ": ask: " in k)
+    reviews = sum(n for k, n in causes.items() if ": review: " in k)
+    assert asks == sum(out["prompts_by_action"].values()) and reviews == sum(out["reviews_by_action"].values())
+    assert all(re.fullmatch(r"[a-z_0-9+\[\]]+: (ask|review): \S.*", k) for k in causes), causes

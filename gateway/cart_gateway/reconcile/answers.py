@@ -14,11 +14,17 @@ from .inputs import Answer, Verdict, VisionSummary
 from .multi import family_smoothed, fit_skus
 from .scoring import Scored, best_with_sku
 from .state import SEEN_KEEP, MoveState
-from .taps import TapVerdict, read_tap
+from .taps import TapReading, TapVerdict, read_tap
 
 # the second question after a tap the weight says is only part of the story (taps.py)
 FOLLOWUP_TEXT = {"pick": "You chose {name}. The weight says there is more: which of these did you put in?",
                  "removal": "You chose {name}. The weight says something else changed too: which of these did you do?"}
+
+
+# "none of these" to a first prompt: asked to scan the pack instead (scan_after_none)
+NONE_ANSWER = "none"
+SCAN_AFTER_NONE_TEXT = {False: "Please scan the barcode of the item you just put in.",
+                        True: "Please scan the barcode of the item you just put in, if you put one in."}
 
 
 class AnswersMixin:
@@ -33,6 +39,7 @@ class AnswersMixin:
             return
         s["answers_seen"] = (s["answers_seen"] + [a.answer_id])[-SEEN_KEEP:]
         mv = s["moves"][s["prompts"][a.prompt_id]["move_id"]]
+        asked_kind = s["prompts"][a.prompt_id]["prompt"]["kind"]
         self._prompt_options = {a.prompt_id: s["prompts"][a.prompt_id]["prompt"]["options"]}
         self._close_prompt(a.prompt_id)
         mv["state"], mv["prompt_id"] = MoveState.ANSWERED, None
@@ -46,6 +53,14 @@ class AnswersMixin:
                       extra=info)
             return
         if a.none:
+            if self.cfg.scan_after_none and asked_kind != "scan" and not mv.get("reasked") \
+                    and not mv.get("tap_followup"):
+                # their product was not among the pictures (often nothing useful in view): the pack's
+                # barcode says what it was; a human only if they cannot say either
+                mv["reasked"] = NONE_ANSWER
+                self._open_prompt(mv, sc, "scan", [], text=SCAN_AFTER_NONE_TEXT[mv["delta_g"] < 0],
+                                  confirm="shopper chose none of the options")
+                return
             self._open_review(mv, sc, "shopper chose none of the options", ev)
             return
         if a.personal:
@@ -110,12 +125,7 @@ class AnswersMixin:
     def _tap_read(self, mv: dict, sc: Scored, sku: str, h: dict | None, ev: list, info: dict) -> bool:
         """A tap on one picture when the weight says more than one unit of it (taps.py): the rest
         accepted when clear, else asked once more as pictures. False: read as before."""
-        vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
-        recent = [r["sku"] for r in self.s.get("recent_out", [])
-                  if mv["mono_ms"] - r["mono_ms"] <= self.cfg.readd_window_ms]
-        tr = read_tap(sku, mv, seen_of(vis, self.cat, self.cfg), family_smoothed(vis, self.cat, self.cfg.family_confusion),
-                      self.cat, self.book, self.s["lines"], self.s["personal"], self.cfg, self.produce, h,
-                      recent_out=recent)
+        tr = self._tap_reading(mv, sku, h)
         if tr.verdict is TapVerdict.ACCEPT:
             self._apply(mv, tr.hypothesis)
             mv["state"] = MoveState.DONE
@@ -130,6 +140,16 @@ class AnswersMixin:
                               confirm=f"the weight says {sku} is not all that changed: {tr.why}")
             return True
         return False
+
+    def _tap_reading(self, mv: dict, sku: str, h: dict | None, cfg=None) -> TapReading:
+        """What a tap on `sku` can mean for this movement (taps.read_tap, with its burst)."""
+        cfg = cfg or self.cfg
+        vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
+        recent = [r["sku"] for r in self.s.get("recent_out", [])
+                  if mv["mono_ms"] - r["mono_ms"] <= cfg.readd_window_ms]
+        return read_tap(sku, mv, seen_of(vis, self.cat, cfg), family_smoothed(vis, self.cat, cfg.family_confusion),
+                        self.cat, self.book, self.s["lines"], self.s["personal"], cfg, self.produce, h,
+                        recent_out=recent, put_in=mv.get("reasked") == NONE_ANSWER)
 
     def _doubtful(self, sc: Scored, sku: str, prompt_id: str, taps: int = 1) -> bool:
         """A tap can be a slip: combine the answer (right with 1 - answer_error_rate) with the

@@ -98,6 +98,34 @@ def hidden_pair(h: dict, vision: VisionSummary | None, cat, book, cfg: Reconcile
     return bool(np.any(np.abs(mean[units] - mean[i]) <= tol))
 
 
+def units_seen_whole(h: dict, vision: VisionSummary | None, seen: Seen | None, lines: list[dict], cat, book,
+                     cfg: ReconcileConfig) -> bool:
+    """k >= 2 units of one packaged product A, and the camera saw A alone, surely, as the clear best
+    of every frame of a full burst: the weight only has to fit (|z| <= camera_fit_z). The scorer
+    weighs k units' prior and spread against single unseen products of the same weight; a person
+    looking at the burst would not. Not when A has a look-alike of its weight in its family (the
+    detector confuses them) that the burst scored above units_look_alike_max_score, or a line of A is
+    already in the basket (the camera may be looking at that one)."""
+    sku = h.get("sku")
+    if (not cfg.accept_units_seen_whole or h["kind"] != "add" or h.get("k", 1) < 2 or sku is None
+            or cat.items[sku].sold_by_weight or vision is None or seen is None):
+        return False
+    n = vision.n_frames
+    if n < max(1, cfg.multi_unit_min_frames) or seen.top_frames.get(sku, 0) < n:
+        return False
+    if seen.scores.get(sku, 0.0) < cfg.camera_accept_score or abs(h["z"]) > cfg.camera_fit_z:
+        return False
+    if any(v >= cfg.pair_seen_min_score for s, v in seen.scores.items() if s != sku) or seen.personal >= cfg.personal_min_score:
+        return False
+    if any(ln["sku"] == sku and ln["status"] == "accepted" for ln in lines):
+        return False
+    sn = max(cfg.sensor_noise_g, cfg.min_sd_g)
+    fam = getattr(cat.items[sku], "family", None)
+    return not any(v > cfg.units_look_alike_max_score and s in cat.idx and not cat.items[s].sold_by_weight
+                   and getattr(cat.items[s], "family", None) == fam and _look_alikes(sku, s, cat, book, sn, cfg)
+                   for s, v in seen.scores.items() if s != sku)
+
+
 def _look_alikes(a: str, b: str, cat, book, sn: float, cfg: ReconcileConfig) -> bool:
     ia, ib = cat.items[a], cat.items[b]
     if ia.sold_by_weight or ib.sold_by_weight or getattr(ia, "family", None) != getattr(ib, "family", None):

@@ -34,6 +34,10 @@ class ReconcileConfig(BaseModel):
     same_weight_swap_min_score: float = Field(0.25, ge=0, le=1, description=(
         "a product the camera scores this high, not in the basket, with no weight change, opens a "
         "movement (a swap for a product of the same weight); 0 turns it off"))
+    accept_same_weight_swap_seen: bool = Field(True, description=(
+        "a swap with no weight change is accepted when the camera saw both products (the one out on a basket "
+        "line), each the best of a frame, not look-alikes of one family, and their weights fit (§4.1); off: "
+        "the shopper always confirms"))
     prior_readd: float = Field(0.3, ge=0, description=(
         "an item taken out within readd_window_ms is put back (reading a label), relative to one "
         "packaged SKU's prior times the catalogue size; 0 turns it off"))
@@ -65,6 +69,20 @@ class ReconcileConfig(BaseModel):
     multi_unit_min_frames: int = Field(3, ge=0, description=(
         "k >= 2 units of one product are accepted from fewer frames only if no other product weighs the same "
         "(a missed frame may have shown a look-alike second product)"))
+    ask_units_as_readings: bool = Field(True, description=(
+        "k >= 2 units held back by multi_unit_min_frames are asked once with the readings as pictures "
+        "('2 x A', 'A + B'), not 'which item?' and then the readings (docs/reconciliation.md §4.4)"))
+    units_readings: int = Field(5, ge=1, le=8, description=(
+        "ask_units_as_readings: at most this many pictures (k x A first, then A with a family look-alike of "
+        "its weight, then other products of its weight): the unseen second product must be on the screen"))
+    accept_units_seen_whole: bool = Field(True, description=(
+        "k >= 2 units of a product the camera saw alone, surely (camera_accept_score), as the best of every "
+        "frame of a full burst, fitting within camera_fit_z, no family look-alike of its weight scored above "
+        "units_look_alike_max_score, none in the basket yet: accepted although single unseen products of that weight keep the posterior below "
+        "accept_posterior (docs/reconciliation.md §4.4)"))
+    units_look_alike_max_score: float = Field(0.05, ge=0, le=1, description=(
+        "accept_units_seen_whole: a family look-alike of the same weight the burst scored above this may be "
+        "one of the units"))
     camera_fit_z: float = Field(3.0, gt=0, description="a camera-led explanation must fit the weight within this")
     camera_margin_z: float = Field(1.0, ge=0, description=(
         "two explanations of what was seen that both fit: the better must fit by this much more"))
@@ -121,6 +139,9 @@ class ReconcileConfig(BaseModel):
     reask_on_slip: bool = Field(True, description=(
         "an answer below answer_min_posterior is asked again differently (scan, or two pictures) before a "
         "human; the same answer twice is scored as two taps"))
+    scan_after_none: bool = Field(True, description=(
+        "'none of these' to a first prompt asks the shopper to scan the pack (a barcode answer) before a human; "
+        "'none' again, or to a scan prompt, goes to review (docs/reconciliation.md §4.4)"))
     contradict_z: float = Field(4.0, gt=0, description="an answer whose weight misfits beyond this goes to review")
     # --- learned weights
     learn_min_posterior: float = Field(0.99, gt=0, le=1)

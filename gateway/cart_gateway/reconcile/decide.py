@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 
 from .. import protocol as P
-from .camera import explain, hidden_pair, left_out, seen_of, skus_in, unseen_part
+from .camera import explain, hidden_pair, left_out, seen_of, skus_in, units_seen_whole, unseen_part
 from .inputs import VisionSummary
 from .multi import family_smoothed, score_multi, skus_of
 from .scoring import Scored
@@ -21,6 +21,11 @@ PROMPT_TEXT = {PromptKind.PICK: "Which item did you just put in the cart?",
                PromptKind.SCAN: "Please scan the barcode of the item you just put in the cart.",
                PromptKind.PERSONAL: "Is this a personal item (bag, phone...)?",
                PromptKind.REMOVAL: "Which item did you just take out of the cart?"}
+
+UNITS_TEXT = "Which of these did you just put in?"
+# a hold on h1 (the log's cause) that the units prompt answers
+SHORT_BURST_UNITS = "k units from a short burst, a look-alike weighs the same"
+POSTERIOR_HOLDS = ("posterior below threshold", "margin below threshold")
 
 
 class DecideMixin:
@@ -91,30 +96,45 @@ class DecideMixin:
         cam, why, seen, fits = self._camera_explanation(mv, sc, weight_only)
         need = cfg.accept_weight_only_posterior if weight_only else cfg.accept_posterior
         personal = top["kind"] == "personal"
+        holds: list[str] = []     # why h1 is not accepted on its posterior (the log's `cause`)
         if top["kind"] == "remove_part" and not cfg.accept_partial_produce:
-            need = 2.0   # some of a produce line out: the shopper confirms (a swap looks the same)
+            holds.append("part of a produce line out")   # the shopper confirms (a swap looks the same)
         if mv.get("same_weight"):
-            need = 2.0   # only the camera saw it (often a look-alike of what was lifted): the shopper confirms
+            holds.append("no weight change")   # only the camera saw it (often a look-alike of what was lifted)
         if cfg.camera_led and unseen_part(top, seen, cfg):
-            need = 2.0   # a pair or a swap one of whose products the camera did not see: the shopper says
+            holds.append("a product of the pair or swap not seen")
         vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
         if cfg.camera_led and hidden_pair(top, vis, self.cat, self.book, cfg):
-            need = 2.0   # two of A, or A and a look-alike B the missed frame showed: the shopper says
+            holds.append(SHORT_BURST_UNITS)   # the missed frame may show B
         if cam is not None and hidden_pair(cam, vis, self.cat, self.book, cfg):
-            cam = None
+            cam, why = None, SHORT_BURST_UNITS
         if cfg.camera_led and cam is None and left_out(top, seen, fits, cfg):
-            need = 2.0   # the camera saw a product the best hypothesis ignores: the shopper says
-        scorer_ok = (top["posterior"] >= need and top["posterior"] - p2 >= cfg.accept_margin
-                     and abs(top["z"]) <= cfg.accept_max_z and (not personal or cfg.accept_personal))
+            holds.append("a seen product left out")   # the camera saw a product the best hypothesis ignores
+        if top["posterior"] < need:
+            holds.append(POSTERIOR_HOLDS[0] + (" (weight only)" if weight_only else ""))
+        if top["posterior"] - p2 < cfg.accept_margin:
+            holds.append(POSTERIOR_HOLDS[1])
+        if abs(top["z"]) > cfg.accept_max_z:
+            holds.append("weight does not fit")
+        if personal and not cfg.accept_personal:
+            holds.append("personal item (accept_personal off)")
+        whole_units = (cfg.camera_led and not weight_only and set(holds) <= set(POSTERIOR_HOLDS)
+                       and units_seen_whole(top, vis, seen, self.s["lines"], self.cat, self.book, cfg))
+        if whole_units:
+            holds = []      # k units of A, and only A, in every frame of a full burst
+        scorer_ok = not holds
         # the camera explanation overrides an accept only when it accounts for a product the scorer's best leaves out
         if scorer_ok and (cam is None or not (skus_in(cam) - skus_in(top))):
             self._apply(mv, top)
             mv["state"] = MoveState.DONE
-            self._log("accept", "weight-only posterior above threshold" if weight_only else "posterior above threshold",
-                      move=mv["id"], sc=sc, extra=extra)
+            self._log("accept", "the camera saw only this product, in every frame, and the units fit the weight"
+                      if whole_units else "weight-only posterior above threshold" if weight_only
+                      else "posterior above threshold", move=mv["id"], sc=sc, extra=extra)
             if top["posterior"] >= cfg.learn_min_posterior:
                 self._learn(mv, top)
             return
+        # why neither the scorer nor the camera accepted: the log's `cause` (cart-sim bench counts them)
+        cause = "; ".join(holds) + (f" | camera: {why}" if why else "")
         if cam is not None:
             self._apply(mv, cam)
             mv["state"] = MoveState.DONE
@@ -123,28 +143,49 @@ class DecideMixin:
             self._learn(mv, cam)
             return
         if abs(top["z"]) > cfg.accept_max_z and not personal:
-            self._open_review(mv, sc, "weight change fits no item")
+            self._open_review(mv, sc, "weight change fits no item", cause=cause)
             return
+        if holds == [SHORT_BURST_UNITS] and cfg.ask_units_as_readings:
+            # k units of A, or A and an unseen look-alike B: one question with the readings as
+            # pictures ("2 x A", "A + B") instead of "which item?" and then the same readings
+            more = cfg.model_copy(update={"ask_top_k": max(cfg.ask_top_k, cfg.units_readings)})
+            readings = self._units_first(top["sku"], self._tap_reading(mv, top["sku"], None, more).readings)
+            if readings and any(Counter(r["in"]) == Counter({top["sku"]: top["k"]}) for r in readings):
+                mv["tap_followup"] = True     # the answer names the whole movement: not read as a tap
+                self._open_prompt(mv, sc, "pick", readings, text=UNITS_TEXT, cause=cause)
+                return
         top_k = hyps[: cfg.ask_top_k]
         cover = sum(h["posterior"] for h in top_k)
         if mv.get("same_weight"):
             # only the camera saw it: the shopper says whether anything was swapped
-            self._open_prompt(mv, sc, "pick", [h for h in hyps if h["kind"] == "swap"][: cfg.ask_top_k] or top_k)
+            self._open_prompt(mv, sc, "pick", [h for h in hyps if h["kind"] == "swap"][: cfg.ask_top_k] or top_k,
+                              cause=cause)
             return
         if cover >= cfg.ask_cover or personal:
             kind = "personal" if personal else ("removal" if mv["delta_g"] < 0 else "pick")
-            self._open_prompt(mv, sc, kind, top_k)
+            self._open_prompt(mv, sc, kind, top_k, cause=cause)
             return
         if mv["delta_g"] > 0 and cfg.ask_scan and sc.best_fit_z <= cfg.accept_max_z:
-            self._open_prompt(mv, sc, "scan", hyps[: max(cfg.ask_top_k, 5)])
+            self._open_prompt(mv, sc, "scan", hyps[: max(cfg.ask_top_k, 5)], cause=cause)
             return
         if mv["delta_g"] <= 0 and cfg.ask_open_removal and abs(top["z"]) <= cfg.accept_max_z:
             # something in the basket fits but nothing stands out (often a swap): the shopper names
             # what they took out (and put in); an answer that does not fit goes to review
-            self._open_prompt(mv, sc, "removal", hyps[: max(cfg.ask_top_k, 5)])
+            self._open_prompt(mv, sc, "removal", hyps[: max(cfg.ask_top_k, 5)], cause=cause)
             return
         self._open_review(mv, sc, "evidence does not single out an item"
-                          if sc.best_fit_z <= cfg.accept_max_z else "weight change fits no item")
+                          if sc.best_fit_z <= cfg.accept_max_z else "weight change fits no item", cause=cause)
+
+    def _units_first(self, sku: str, readings: list[dict]) -> list[dict]:
+        """The units prompt's pictures: k x A, then A with a look-alike of its family (what the camera
+        could not rule out in the frames it saw), then the rest, each group by posterior."""
+        fam = getattr(self.cat.items[sku], "family", None)
+
+        def rank(r):
+            others = set(r["in"]) - {sku}
+            alike = any(getattr(self.cat.items[o], "family", None) == fam for o in others)
+            return (0 if not others else 1 if alike else 2)
+        return sorted(readings, key=rank)     # stable: the posterior order within a group
 
     def _camera_explanation(self, mv: dict, sc: Scored, weight_only: bool):
         """(hypothesis or None, reason, what was seen): the one combination of what the camera saw
@@ -152,14 +193,17 @@ class DecideMixin:
         cfg = self.cfg
         vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
         seen = seen_of(vis, self.cat, cfg)
-        if not cfg.camera_led or weight_only or mv.get("same_weight") or "barcode" in sc.evidence:
+        if not cfg.camera_led or weight_only or "barcode" in sc.evidence \
+                or (mv.get("same_weight") and not cfg.accept_same_weight_swap_seen):
             return None, "", seen, []
         h, why, fits = explain(mv["delta_g"], mv["noise_g"], seen, self.s["lines"], self.s["personal"], self.cat,
                                self.book, self.produce, cfg)
+        if h is not None and mv.get("same_weight") and h["kind"] != "swap_multi":
+            return None, "no weight change: only a swap both sides of which were seen is accepted", seen, fits
         return h, why, seen, fits
 
     def _open_prompt(self, mv: dict, sc: Scored, kind: str, hyps: list[dict], confirm: str = "",
-                     text: str = "") -> None:
+                     text: str = "", cause: str = "") -> None:
         s = self.s
         s["n"]["prompt"] += 1
         pid = f"{self.cart}-p{s['n']['prompt']}"
@@ -195,13 +239,14 @@ class DecideMixin:
         self._fx["prompts_opened"].append(prompt)
         self._fx["basket_changed"] = True   # a pending line appears
         self._log("ask", f"ask the shopper ({kind})" + (f": {confirm}, asked again" if confirm else ""),
-                  move=mv["id"], sc=sc, extra={"prompt_id": pid})
+                  move=mv["id"], sc=sc, extra={"prompt_id": pid, **({"cause": cause} if cause else {})})
 
     def _close_prompt(self, pid: str) -> None:
         self.s["prompts"].pop(pid, None)
         self._fx["prompts_closed"].append(pid)
 
-    def _open_review(self, mv: dict, sc: Scored, reason: str, evidence: list[str] | None = None) -> None:
+    def _open_review(self, mv: dict, sc: Scored, reason: str, evidence: list[str] | None = None,
+                     cause: str = "") -> None:
         s = self.s
         s["n"]["review"] += 1
         rid = f"{self.cart}-r{s['n']['review']}"
@@ -218,7 +263,8 @@ class DecideMixin:
         mv["state"], mv["review_id"] = MoveState.REVIEW, rid
         self._fx["reviews_opened"].append(req)
         self._fx["basket_changed"] = True
-        self._log("review", reason, move=mv["id"], sc=sc, evidence=evidence, extra={"review_id": rid})
+        self._log("review", reason, move=mv["id"], sc=sc, evidence=evidence,
+                  extra={"review_id": rid, **({"cause": cause} if cause else {})})
 
     def _log(self, outcome: str, reason: str, move: str | None = None, sc: Scored | None = None,
              evidence: list[str] | None = None, extra: dict | None = None) -> None:

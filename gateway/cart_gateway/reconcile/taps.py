@@ -83,11 +83,13 @@ def _combined(sku: str, r: dict, removal: bool, delta_g: float, noise_g: float, 
 
 def read_tap(sku: str, mv: dict, seen: Seen | None, vision, cat, book, lines: list[dict],
              personal: list[dict], cfg: ReconcileConfig, produce, first_fit: dict | None,
-             recent_out=None) -> TapReading:
+             recent_out=None, put_in: bool = False) -> TapReading:
     """Read a tap on `sku` for movement `mv`; `first_fit` is answers.py's best reading of the tap
-    alone (best_with_sku, or the produce line for a produce removal)."""
+    alone (best_with_sku, or the produce line for a produce removal). `put_in`: the question was
+    what went in (a scan after "none of these"), so a tap is what went in even when the weight fell
+    (a swap for a lighter product)."""
     d, sn = float(mv["delta_g"]), max(cfg.sensor_noise_g, float(mv["noise_g"]))
-    removal = d < 0
+    removal = d < 0 and not put_in
     unit = _unit(cat, book, sku)
     one_unit = (first_fit is not None and abs(first_fit["z"]) <= cfg.accept_max_z
                 and first_fit["kind"] in ("add", "remove") and first_fit.get("k", 1) == 1)
