@@ -24,8 +24,15 @@ class Watcher:
             self.c.username_pw_set(user, password)
         self.c.on_message = self._msg
         self.c.on_connect = lambda c, u, f, rc, p: [c.subscribe(t, qos=1) for t in topics]
+        # a test acts right after this returns (starts a board, publishes): its messages must
+        # not go out before the broker has our subscriptions, however slow the machine is
+        self._subacks = threading.Semaphore(0)
+        self.c.on_subscribe = lambda c, u, mid, rcs, p: self._subacks.release()
         self.c.connect(host, port)
         self.c.loop_start()
+        deadline = time.monotonic() + 30
+        for _ in topics:
+            self._subacks.acquire(timeout=max(0.0, deadline - time.monotonic()))
 
     def _msg(self, c, u, m):
         with self.lock:
