@@ -47,7 +47,7 @@ def _config(tmp_path, port, metrics_port):
 
 
 def _metric(port, name, **labels):
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
     want = ",".join(f'{k}="{v}"' for k, v in labels.items())
     for line in text.splitlines():
         if line.startswith(name + ("{" + want + "}" if want else " ")):
