@@ -157,8 +157,11 @@ def test_power_cut_during_the_config_write_leaves_old_or_new(tmp_path):
     env = {"MICROPYPATH": str(FW / "lib")}
     for _ in range(25):
         p = subprocess.Popen([micropython_bin(), "-X", "heapsize=96k", "-c", WRITER], cwd=tmp_path,
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rnd.uniform(0.05, 0.4))
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # once it is writing (its first 50 writes done: on a loaded machine the start alone can
+        # outlast a fixed wait, and every kill then found the untouched first config), a random instant
+        assert p.stdout.readline().strip() == b"50", p.stderr.read()
+        time.sleep(rnd.uniform(0.0, 0.35))
         p.kill()
         p.wait()
         assert p.returncode == -9, p.stderr.read()
