@@ -10,6 +10,7 @@ import pytest
 import serial
 
 from cart_sim.virtual_board import VirtualBoard
+from cart_testing.watch import scale_settled
 
 
 class Watcher:
@@ -40,6 +41,9 @@ class Watcher:
                 return True
             time.sleep(0.05)
         return False
+
+    def scale_settled(self, cart):
+        return scale_settled(self.c, lambda: self.msgs, self.lock, cart)
 
     def close(self):
         self.c.loop_stop()
@@ -79,7 +83,7 @@ def test_console_is_a_serial_port_and_a_placed_item_gives_a_weight_event(rig):
     port.close()
     assert b"runtime: cart c001 board scale" in seen
     assert b"mqtt: connected" in seen
-    time.sleep(1.0)
+    w.scale_settled("c001")   # the first settled level is the baseline
     vb.cell.set_load(412.0)
     assert w.wait(lambda: w.events("weight"))
     ev = w.events("weight")[0]
@@ -92,7 +96,7 @@ def test_power_cut_reboots_into_a_new_epoch_and_keeps_the_journal(rig):
     vb = make()
     vb.power_on()
     assert vb.wait_console("mqtt: connected", 15)
-    time.sleep(1.0)  # the pipeline takes its first settled level as the baseline
+    w.scale_settled("c001")  # the pipeline takes its first settled level as the baseline
     vb.cell.set_load(250.0)
     assert w.wait(lambda: w.events("weight"))
     vb.power_off()
@@ -102,7 +106,7 @@ def test_power_cut_reboots_into_a_new_epoch_and_keeps_the_journal(rig):
                   vb.console_text().count("epoch 2") > 0)
     assert "epoch 2" in vb.console_text()
     assert w.wait(lambda: vb.console_text().count("mqtt: connected") >= 2)
-    time.sleep(1.0)
+    w.scale_settled("c001")
     vb.cell.set_load(0.0)
     assert w.wait(lambda: any(e["type"] == "weight" and e["epoch"] == 2 for e in w.events()))
     # A replay after the cut may repeat an event, but only with its identity
