@@ -50,7 +50,8 @@ class Watcher:
             evts = [json.loads(p) for t, p in self.all if t.endswith("/evt")]
         return [e for e in evts if typ is None or e.get("type") == typ]
 
-    def wait(self, pred, timeout: float = 15.0, what: str = "condition"):
+    def wait(self, pred, timeout: float = 60.0, what: str = "condition"):
+        # generous by default: a gateway process took 9-14 s to come back at load 25 on 2 cores
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             r = pred()

@@ -45,7 +45,7 @@ def peer(port, user, pw, ca=None):
     return p
 
 
-def wait_bridge(central_auditor, timeout=15):
+def wait_bridge(central_auditor, timeout=60):
     """The bridge announces itself on stores/<store>/out/bridge (retained '1')."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -34,7 +34,7 @@ class Watcher:
             out = [json.loads(p) for t, p in self.msgs if t.endswith("/evt")]
         return [e for e in out if typ is None or e["type"] == typ]
 
-    def wait(self, pred, timeout=15.0):
+    def wait(self, pred, timeout=60.0):   # generous: boards boot slowly on a loaded machine
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if pred():
