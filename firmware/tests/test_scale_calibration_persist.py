@@ -37,12 +37,17 @@ class Cmd:
         d = json.loads(m.payload)
         self.res[d["id"]] = d
 
-    def run(self, cid, cmd, args=None, timeout=15.0):
-        self.c.publish("carts/c001/scale/cmd", json.dumps({"v": 1, "id": cid, "cmd": cmd,
-                                                           "args": args or {}}), qos=1)
+    def run(self, cid, cmd, args=None, timeout=30.0):
+        # sent again every 5 s until answered: right after "mqtt: connected" on the console the
+        # board's SUBSCRIBE may not have reached the broker yet on a loaded machine (these
+        # commands give the same result twice)
         deadline = time.monotonic() + timeout
         while cid not in self.res and time.monotonic() < deadline:
-            time.sleep(0.05)
+            self.c.publish("carts/c001/scale/cmd", json.dumps({"v": 1, "id": cid, "cmd": cmd,
+                                                               "args": args or {}}), qos=1)
+            again = min(deadline, time.monotonic() + 5)
+            while cid not in self.res and time.monotonic() < again:
+                time.sleep(0.05)
         assert cid in self.res, f"no result for {cmd}"
         return self.res[cid]
 

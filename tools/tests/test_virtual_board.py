@@ -118,11 +118,18 @@ def test_power_cut_reboots_into_a_new_epoch_and_keeps_the_journal(rig):
     assert epoch1 == list(range(1, len(epoch1) + 1))
 
 
+def online(w, cart="c001"):
+    # the board's birth goes out after its SUBSCRIBEs (the console's "mqtt: connected" before):
+    # a command sent once it is seen is not lost, however slow the machine is
+    return any(t == f"carts/{cart}/scale/status" and json.loads(p)["state"] == "online" for t, p in w.msgs)
+
+
 def test_watchdog_restarts_a_hung_board(rig):
     make, w = rig
     vb = make(config={"test_hooks": True, "wdt_ms": 2000})
     vb.power_on()
     assert vb.wait_console("mqtt: connected", 15)
+    assert w.wait(lambda: online(w))
     w.c.publish("carts/c001/scale/cmd", json.dumps({"v": 1, "id": "h1", "cmd": "test_hang",
                                                    "args": {"ms": 20000}}), qos=1)
     assert w.wait(lambda: vb.wdt_resets == 1, 15)
@@ -135,6 +142,7 @@ def test_reboot_command_resets_the_board(rig):
     vb = make()
     vb.power_on()
     assert vb.wait_console("mqtt: connected", 15)
+    assert w.wait(lambda: online(w))
     w.c.publish("carts/c001/scale/cmd", json.dumps({"v": 1, "id": "r1", "cmd": "reboot"}), qos=1)
     assert w.wait(lambda: vb.restarts == 1, 15)
     assert vb.wait_console("epoch 2", 15)
