@@ -95,7 +95,7 @@ def test_power_cut_reboots_into_a_new_epoch_and_keeps_the_journal(rig):
     make, w = rig
     vb = make()
     vb.power_on()
-    assert vb.wait_console("mqtt: connected", 15)
+    assert vb.wait_console("mqtt: connected", 60)
     w.scale_settled("c001")  # the pipeline takes its first settled level as the baseline
     vb.cell.set_load(250.0)
     assert w.wait(lambda: w.events("weight"))
@@ -128,7 +128,7 @@ def test_watchdog_restarts_a_hung_board(rig):
     make, w = rig
     vb = make(config={"test_hooks": True, "wdt_ms": 2000})
     vb.power_on()
-    assert vb.wait_console("mqtt: connected", 15)
+    assert vb.wait_console("mqtt: connected", 60)
     assert w.wait(lambda: online(w))
     w.c.publish("carts/c001/scale/cmd", json.dumps({"v": 1, "id": "h1", "cmd": "test_hang",
                                                    "args": {"ms": 20000}}), qos=1)
@@ -141,7 +141,7 @@ def test_reboot_command_resets_the_board(rig):
     make, w = rig
     vb = make()
     vb.power_on()
-    assert vb.wait_console("mqtt: connected", 15)
+    assert vb.wait_console("mqtt: connected", 60)
     assert w.wait(lambda: online(w))
     w.c.publish("carts/c001/scale/cmd", json.dumps({"v": 1, "id": "r1", "cmd": "reboot"}), qos=1)
     assert w.wait(lambda: vb.restarts == 1, 15)
