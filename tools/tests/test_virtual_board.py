@@ -77,7 +77,7 @@ def test_console_is_a_serial_port_and_a_placed_item_gives_a_weight_event(rig):
     port = serial.serial_for_url(vb.console_path, timeout=0.2)
     vb.power_on()
     seen = b""
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60
     while b"mqtt: connected" not in seen and time.monotonic() < deadline:
         seen += port.read(256)
     port.close()
