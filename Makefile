@@ -21,6 +21,13 @@ setup: venv mosquitto chromium postgresql
 venv: $(STAMP)
 $(STAMP): pyproject.toml gateway/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install python3.11 and python3.11-venv" >&2; exit 1; }
+# a fresh Debian has python3.11 without venv/ensurepip (package python3.11-venv)
+	@if ! test -x $(PY) && ! $(PYTHON) -c "import ensurepip, venv" 2>/dev/null; then \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; \
+	else echo "error: $(PYTHON) has no venv; install python3.11-venv" >&2; exit 1; fi; \
+	echo "installing $(notdir $(PYTHON))-venv with apt-get"; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(notdir $(PYTHON))-venv >/dev/null; fi
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "error: cannot create $(VENV); install python3.11-venv" >&2; exit 1; }
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -e ./gateway -e '.[model]'

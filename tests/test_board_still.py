@@ -37,7 +37,7 @@ def test_settle_takes_a_uxga_still_within_the_heap_budget(mosquitto, virtual_boa
     try:
         w.wait(lambda: all((w.json(f"carts/c001/{b}/status") or {}).get("state") == "online"
                            for b in ("scale", "cam")), 20, "boards online")
-        time.sleep(1.0)
+        w.scale_settled("c001")   # the first settled level is the baseline
         for placed in range(2):                  # two placements
             for _ in range(3):
                 cam.push_frame(frame)

@@ -33,7 +33,7 @@ def test_a_reflashed_board_loses_no_event_and_a_replay_is_still_dropped(mosquitt
         vb = virtual_boards("sim-scale", "c001")
         vb.power_on()
         w.wait(lambda: (w.json("carts/c001/scale/status") or {}).get("state") == "online", what="board online")
-        time.sleep(1.0)                                  # the first settled level is the baseline
+        w.scale_settled("c001")                          # the first settled level is the baseline
         seen = _movements(vb, w, (350.0, 700.0, 1050.0), 0)
         first = w.events()
         vb.power_off()
@@ -44,7 +44,7 @@ def test_a_reflashed_board_loses_no_event_and_a_replay_is_still_dropped(mosquitt
                and w.json("carts/c001/scale/status")["epoch"] == 1 and len(w.events()) == len(first)
                and (w.json("carts/c001/scale/status") or {}).get("mono_ms", 1e9) < 5000,
                what="the re-flashed board online again at epoch 1")
-        time.sleep(1.0)
+        w.scale_settled("c001")
         _movements(vb, w, (1400.0, 1750.0, 2100.0), seen)
         evs = w.events()
         second = evs[len(first):]

@@ -28,7 +28,7 @@ def test_gateway_board_and_screen_work_through_the_closed_broker(tmp_path):
         vb.power_on()
         bench.wait(lambda: (bench.json("carts/c001/scale/status") or {}).get("state") == "online",
                    what="board online with its own user")
-        time.sleep(1.0)  # baseline
+        bench.scale_settled("c001")  # baseline
         vb.cell.set_load(1124.1)
         # decided (a weight-only add is asked about): a settle while it is still undecided would
         # be merged into it as one action (reconciliation, merge_gap_ms)

@@ -2,7 +2,6 @@
 (the firmware in micropython) sees a load, publishes a weight event through
 Mosquitto; the gateway process updates that cart's basket and publishes it,
 retained, on carts/<cart>/basket."""
-import time
 
 from cart_gateway.protocol import decode_output
 from cart_testing.watch import Watcher
@@ -15,7 +14,7 @@ def test_weight_on_a_virtual_scale_reaches_the_retained_basket(mosquitto, gatewa
         vb = virtual_boards("sim-scale", "c001")
         vb.power_on()
         w.wait(lambda: (w.json("carts/c001/scale/status") or {}).get("state") == "online", what="board online")
-        time.sleep(1.0)  # first settled level is the baseline
+        w.scale_settled("c001")  # the first settled level is the baseline
         vb.cell.set_load(1124.1)
         ev = w.wait(lambda: w.events("weight"), what="weight event")[0]
         assert abs(ev["delta_g"] - 1124.1) < 3

@@ -92,6 +92,9 @@ def browser(store):
 
 
 def _wait(cond, timeout, what):
+    # each wait is for what must happen (a page, a row): at least 30 s, a loaded CI machine
+    # running Chromium beside the rest of the suite can take seconds for any of them
+    timeout = max(timeout, 30)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         r = cond()

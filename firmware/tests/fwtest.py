@@ -145,11 +145,15 @@ class Subscriber:
                              protocol=mqtt.MQTTv311, clean_session=False)
         self.c.on_message = self._on
         self.c.on_connect = lambda c, u, f, rc, p=None: [c.subscribe(t, 1) for t in topics]
+        # the test starts a board right after this: wait for the SUBACKs (not only the
+        # connection), or a loaded machine lets the board's first events out before them
+        subacks = threading.Semaphore(0)
+        self.c.on_subscribe = lambda c, u, mid, rcs, p=None: subacks.release()
         self.c.connect("127.0.0.1", port, 30)
         self.c.loop_start()
-        deadline = time.time() + 5
-        while not self.c.is_connected() and time.time() < deadline:
-            time.sleep(0.02)
+        deadline = time.monotonic() + 30
+        for _ in topics:
+            subacks.acquire(timeout=max(0.0, deadline - time.monotonic()))
 
     def _on(self, c, u, m):
         with self.lock:
@@ -207,7 +211,6 @@ class Proxy:
 
     def __init__(self, upstream_port):
         self.up_port = upstream_port
-        self.port = free_port()
         self.mode = "forward"
         self.drop_pubacks = False
         self.dropped = 0
@@ -217,7 +220,8 @@ class Proxy:
         self.accepts = 0
         self.ls = socket.socket()
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", self.port))
+        self.ls.bind(("127.0.0.1", 0))  # the kernel's free port, bound at once: no race with other tests
+        self.port = self.ls.getsockname()[1]
         self.ls.listen(8)
         self.stopped = False
         threading.Thread(target=self._accept, daemon=True).start()

@@ -63,6 +63,12 @@ def unsettled(seq):
 def frames_of(rt):
     return sorted(set(int.from_bytes(c[8:12], "big") for c in rt.chunks))
 
+async def until(pred, ms=20000):
+    # wait for what must happen (however slow a loaded machine is), not a fixed time
+    t0 = time.ticks_ms()
+    while not pred() and time.ticks_diff(time.ticks_ms(), t0) < ms:
+        await asyncio.sleep_ms(10)
+
 async def main():
     out = {}
     link = Link()
@@ -75,7 +81,8 @@ async def main():
     cb = rt.subs["carts/c001/scale/evt"]
     cb("carts/c001/scale/evt", unsettled(17))
     cb("carts/c001/scale/evt", unsettled(17))  # replay: no second burst
-    await asyncio.sleep(0.5)
+    await until(lambda: rt.events)
+    await asyncio.sleep(0.5)                    # time for a (wrong) second burst
     out["unsettled"] = rt.events[:]
     out["unsettled_frames"] = frames_of(rt)
     # command: 2 frames; the queue is empty, so the camera repeats its last view
@@ -107,7 +114,8 @@ async def main():
         link2.q.append(b"\xff\xd8" + b"e" * (4000 + (i % 2) * 10))
         await asyncio.sleep(0.06)
     link2.q.append(b"\xff\xd8" + b"I" * 6000)  # an item: +2000 bytes
-    await asyncio.sleep(0.6)
+    await until(lambda: rt2.events)
+    await asyncio.sleep(0.6)                    # time for a (wrong) second capture
     out["motion_events"] = rt2.events[:]
     # no camera frames at all: the capture times out -> camera_fail
     rt3 = Rt(Hal(Link()), {"motion": False, "capture_timeout_ms": 100, "frame_max": 8192,

@@ -160,8 +160,10 @@ def test_driver_exception_ends_burst_without_leaking_a_slot(result):
 def test_frames_spaced_by_gap(result):
     r = result["gap"]
     assert r["frames"] == [13, 14, 15] and r["ok"] == [True] * 3
+    # on the burst's schedule (t0 + k * gap), never before it; late only by how long a loaded
+    # machine keeps the process from running (a generous 250 ms)
     for k, t in enumerate(r["ms"]):
-        assert 100 * k - 5 <= t <= 100 * k + 60, r["ms"]
+        assert 100 * k - 5 <= t <= 100 * k + 250, r["ms"]
 
 
 def test_burst_length_validated(result):

@@ -86,6 +86,15 @@ def weight(seq, delta, useq):
 
 STILL = open("still.jpg", "rb").read()
 
+def captures(rt):
+    return [f for t, f in rt.events if t == "capture"]
+
+async def until(pred, ms=20000):
+    # wait for what must happen (however slow a loaded machine is), not a fixed time
+    t0 = time.ticks_ms()
+    while not pred() and time.ticks_diff(time.ticks_ms(), t0) < ms:
+        await asyncio.sleep_ms(10)
+
 async def main():
     out = {}
     gc.collect()
@@ -98,11 +107,12 @@ async def main():
     out["heap_after_start"] = gc.mem_alloc() - before
     cb = rt.subs["carts/c001/scale/evt"]
     cb("t", ev(17, "unsettled", total_g=0.0))
-    await asyncio.sleep(0.3)
+    await until(lambda: captures(rt))      # the movement's burst
     link.stills.append(STILL)
     cb("t", weight(18, 350.0, 17))          # the placement settled: one still
     cb("t", weight(18, 350.0, 17))          # replayed: no second still
-    await asyncio.sleep(1.0)
+    await until(lambda: len(captures(rt)) >= 2)
+    await asyncio.sleep(1.0)                # time for a (wrong) second still
     out["settle"] = rt.events[:]
     print(json.dumps({"settle": rt.events, "chunks": rt.chunks}))
     rt.events.clear()
@@ -155,7 +165,8 @@ async def main():
         await asyncio.sleep(0.06)
     link2.stills.append(b"\xff\xd8" + b"S" * 30000 + b"\xff\xd9")
     link2.q.append(b"\xff\xd8" + b"I" * 6000)   # an item arrives
-    await asyncio.sleep(1.5)
+    await until(lambda: len(captures(rt2)) >= 2)
+    await asyncio.sleep(0.5)                # time for a (wrong) extra capture
     out["motion_events"] = rt2.events[:]
     try:
         await app_mod.start(Rt(Hal(Link()), {"still_res": "QSXGA"}))

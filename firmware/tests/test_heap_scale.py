@@ -61,13 +61,21 @@ def soak(tmp_path, board_factory, subscriber_factory, seconds):
         teles = [json.loads(p) for t, p, r in sub.on("/tele")]
         peak = max(t["heap_peak"] for t in teles)
         low = min(t["heap_free"] for t in teles)
+        # every event the board had made by its last telemetry is delivered (the rest are
+        # still on their way): count what happened, not what fit in the run's window
+        made = teles[-1]["loadgen_n"]
+        want = {(1, s) for s in range(1, made + 1)}
+        assert sub.wait(lambda: want <= {(e["epoch"], e["seq"]) for e in sub.events()}, 30), \
+            (made, b.text()[-2000:])
         n = len({(e["epoch"], e["seq"]) for e in sub.events()})
         data = peak - code
         print(f"\nheap budget {BUDGET} B (+ {code} B of code in the unix heap), data high-water {data} B "
               f"({100 * data / BUDGET:.0f}%), live heap incl. code {peak} B, lowest free after gc {low} B, "
               f"{n} events delivered, {seconds} s")
         assert data < BUDGET
-        assert n >= seconds * 10 * 0.8
+        # 10 a second nominal (a sleep after each event, so a loaded machine makes fewer):
+        # the board kept working through the whole run and the broker restart
+        assert made >= seconds * 10 * 0.5, made
     finally:
         broker.stop()
 

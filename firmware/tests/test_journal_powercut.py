@@ -1,5 +1,5 @@
 """The outbox under power cuts: SIGKILL the real firmware at random instants
-while it journals and publishes, 30 times. Every event it reported journaled
+while it journals and publishes, at least 30 times. Every event it reported journaled
 arrives; duplicates carry the same identity and content; nothing is corrupt."""
 import json
 import random
@@ -19,16 +19,21 @@ def test_sigkill_30_times_loses_nothing(mosquitto, board_factory, subscriber_fac
     b = board_factory(app=LOADGEN)
     b.write_config(board_config(mosquitto.port, app={"rate_hz": 100, "count": 0, "echo": True},
                                 journal={"max_bytes": 1048576, "segment_bytes": 4096}, tele_s=60))
-    kills = 30
-    for i in range(kills):
+    def journaled_so_far():
+        return set(f"c001/scale/{e}/{s}" for e, s in re.findall(r"^J (\d+) (\d+)$", b.text(), re.M))
+    kills = 0
+    # 30 kills, more while too few events were journaled to mean anything (a loaded machine
+    # spends more of each random window booting): count what happened, not what fit
+    while kills < 30 or (len(journaled_so_far()) <= 200 and kills < 90):
         b.start()
         time.sleep(rnd.uniform(0.15, 1.2))
         b.kill()
+        kills += 1
     # Final boot: no new events (count 1 keeps the app quiet after one), let the journal drain.
     b.write_config(board_config(mosquitto.port, app={"rate_hz": 1, "count": 1, "echo": True},
                                 journal={"max_bytes": 1048576, "segment_bytes": 4096}, tele_s=1))
     b.start()
-    journaled = set(f"c001/scale/{e}/{s}" for e, s in re.findall(r"^J (\d+) (\d+)$", b.text(), re.M))
+    journaled = journaled_so_far()
     assert len(journaled) > 200, "too few events journaled to mean anything"
 
     def drained():

@@ -2,6 +2,7 @@
 misbehaves: a half-open connection, PUBACKs that never come, garbage and
 oversized input. The client must notice, recover and lose nothing."""
 import json
+import re
 import time
 
 import pytest
@@ -44,9 +45,12 @@ def test_half_open_connection_detected_by_keepalive(mosquitto, proxy_factory, bo
     assert sub.wait(lambda: all_delivered(sub, n), 30), b.text()[-2000:]
     dups = check_identities(sub, n)
     assert proxy.accepts >= 2
-    # keepalive 4 s: pings every 1 s, dead after 2 s of silence
-    assert detect_s < 6, detect_s
-    print(f"half-open detected after {detect_s:.1f} s; duplicates {dups}")
+    # keepalive 4 s: pings every 1 s, dead after 2 s of silence, as the board measured it
+    # (its own clock: the host's view below adds however long a loaded machine delays both)
+    silent = [int(x) for x in re.findall(r"keepalive: broker silent for (\d+) ms", b.text())]
+    assert silent and 2000 < silent[0] < 5000, (silent, b.text()[-2000:])
+    assert detect_s < 12, detect_s
+    print(f"half-open detected after {detect_s:.1f} s (board: {silent[0]} ms of silence); duplicates {dups}")
 
 
 def test_missing_puback_retransmits_with_dup_then_reconnects(mosquitto, proxy_factory, board_factory,

@@ -137,7 +137,7 @@ def test_read_only_journal_keeps_the_board_online_and_reports(broker, virtual_bo
     try:
         vb.power_on()
         w.wait(lambda: online(w), 20, "board online")
-        time.sleep(1.0)
+        w.scale_settled("c001")   # the first settled level is the baseline
         vb.cell.set_load(500.0)
         w.wait(lambda: weights(w), 20, "first weight event")
         mosquitto.stop()
@@ -185,7 +185,7 @@ def test_full_flash_boots_online_and_reports(broker, virtual_board, mounts, tmp_
     try:
         vb.power_on()
         w.wait(lambda: online(w), 20, "board online")
-        time.sleep(1.0)
+        w.scale_settled("c001")   # the first settled level is the baseline
         mosquitto.stop()
         vb.cell.set_load(700.0)  # journaled, not yet sent
         time.sleep(4.0)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from fwtest import LOADGEN, Board, board_config, free_port
+from cart_testing.broker import ClosedPort
+from fwtest import LOADGEN, Board, board_config
 
 pytestmark = pytest.mark.micropython
 
@@ -107,8 +108,8 @@ def test_hung_loop_is_reset_by_watchdog(tmp_path, mosquitto, board_factory, subs
 
 
 def test_dead_broker_does_not_trip_watchdog(tmp_path, board_factory):
-    port = free_port()  # nothing listens: connect refused, backoff forever
-    b, sup = make(tmp_path, board_factory, port, backoff_max_s=4, app={"rate_hz": 2, "count": 0})
+    closed = ClosedPort()  # nothing listens, and nothing can start to: connect refused, backoff forever
+    b, sup = make(tmp_path, board_factory, closed.port, backoff_max_s=4, app={"rate_hz": 2, "count": 0})
     try:
         b.start()
         time.sleep(12)  # six watchdog periods
@@ -118,3 +119,4 @@ def test_dead_broker_does_not_trip_watchdog(tmp_path, board_factory):
         assert "connect failed" in b.text()
     finally:
         sup.close()
+        closed.close()

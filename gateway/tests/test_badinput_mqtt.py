@@ -3,13 +3,13 @@ import urllib.request
 
 from gwhelp import Watcher, publisher, start_gateway, stop, write_config
 
-from cart_bench.env import free_port
+from cart_testing.broker import free_port
 from cart_gateway.protocol import CHUNK_HEADER
 from cart_bench.testkit import Board
 
 
 def metrics(port):
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
     out = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from cart_testing.broker import MOSQUITTO, free_port
+from cart_testing.broker import MOSQUITTO, ClosedPort, free_port
 from cart_gateway.mqtt_client import describe_connect_error
 from gwhelp import ROOT, write_config
 
@@ -46,7 +46,8 @@ def _start(tmp_path, **mqtt):
 
 
 def test_banner_then_refused_connect_names_host_port(tmp_path):
-    port = free_port()   # closed: nothing listens
+    closed = ClosedPort()   # closed: nothing listens, nor can start to while the test runs
+    port = closed.port
     cfg, proc = _start(tmp_path, port=port)
     try:
         ok, lines = _read_until(proc, ["level=warning", "event=mqtt_connect_failed", f"127.0.0.1:{port}"], 15)
@@ -59,6 +60,7 @@ def test_banner_then_refused_connect_names_host_port(tmp_path):
     finally:
         proc.terminate()
         proc.wait(15)
+        closed.close()
 
 
 def test_unresolvable_host_is_a_dns_failure(tmp_path):
@@ -104,9 +106,10 @@ def test_bad_credentials_are_named(tmp_path):
 
 
 def test_reasons_of_real_socket_errors():
-    port = free_port()
+    closed = ClosedPort()
     with pytest.raises(OSError) as refused:
-        socket.create_connection(("127.0.0.1", port), 2)
+        socket.create_connection(("127.0.0.1", closed.port), 2)
+    closed.close()
     assert describe_connect_error(refused.value).startswith("connection refused")
     with pytest.raises(OSError) as dns:
         socket.getaddrinfo("no-such-broker.invalid", 1883)

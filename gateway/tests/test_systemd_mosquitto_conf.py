@@ -57,7 +57,7 @@ class PiBroker:
         (tmp / "pi.conf").write_text(text)
         self.p = subprocess.Popen([MOSQUITTO, "-c", str(tmp / "pi.conf")], stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT)
-        deadline = time.time() + 5
+        deadline = time.time() + 30
         import socket
         while True:
             try:
@@ -150,9 +150,13 @@ def test_pi_config_persists_queued_messages_over_a_broker_restart(tmp_path):
     try:
         gw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="gateway-gw1", protocol=mqtt.MQTTv5)
         gw.username_pw_set("gateway-gw1", u["gateway-gw1"])
+        subacked = []
+        gw.on_subscribe = lambda c, u_, mid, rcs, p: subacked.append(rcs)
         gw.connect("127.0.0.1", b.port, clean_start=False, properties=props)
         gw.subscribe("carts/+/scale/evt", qos=1)
-        gw.loop(1)
+        t0 = time.time()
+        while not subacked and time.time() - t0 < 30:   # the SUBACK, however slow the machine
+            gw.loop(0.2)
         gw.disconnect()
         pub = Peer(b.tls_port, "cart-c001-scale", u["cart-c001-scale"], ca=b.ca)
         assert not pub.connect().is_failure
@@ -165,7 +169,7 @@ def test_pi_config_persists_queued_messages_over_a_broker_restart(tmp_path):
         gw2.on_message = lambda c, u_, m: got.append(m.payload)
         gw2.connect("127.0.0.1", b.port, clean_start=False, properties=props)
         t0 = time.time()
-        while not got and time.time() - t0 < 5:
+        while not got and time.time() - t0 < 30:   # what must arrive: a generous wait
             gw2.loop(0.2)
         gw2.disconnect()
     finally:

@@ -82,7 +82,7 @@ class Monitor:
                     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
                 self._cond.wait(min(left, 0.2))
 
-    def wait_msg(self, idx: int, topic: str, match=lambda d: True, timeout: float = 10.0,
+    def wait_msg(self, idx: int, topic: str, match=lambda d: True, timeout: float = 30.0,
                  what: str = "") -> Msg:
         def pred():
             for m in self.msgs[idx:]:
@@ -96,7 +96,7 @@ class Monitor:
         return self.wait_for(pred, timeout, what or f"a message on {topic}")
 
     def command(self, cart: str, board: str, cmd: str, args: dict | None = None,
-                timeout: float = 10.0) -> dict:
+                timeout: float = 30.0) -> dict:
         """Send a command and return its result dict; raise on ok:false."""
         cid = uuid.uuid4().hex[:16]
         idx = self.mark()

@@ -54,7 +54,7 @@ class Board:
     def topic(self) -> str:
         return f"carts/{self.cart}/{self.role}"
 
-    def cmd(self, name: str, args: dict | None = None, timeout: float = 10.0) -> dict:
+    def cmd(self, name: str, args: dict | None = None, timeout: float = 30.0) -> dict:
         return self.monitor.command(self.cart, self.role, name, args, timeout)
 
     def wait_online(self, since: int, timeout: float, mode: str | None = "normal") -> dict:

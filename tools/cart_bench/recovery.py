@@ -29,11 +29,21 @@ def stream_and_kill(env: Env, movements: int, rate: float, kills: int, kill_ever
             msgs += b.movement(delta)
     pub = client(env.port, "cart-bench-pub")
     stop = threading.Event()
+    # kill k falls at the k-th of kills+1 equal parts of the stream: the publisher waits there
+    # until that kill is done (then streams on while the gateway restarts), so every kill lands
+    # mid-stream however long a restart takes on a loaded machine
+    marks = {len(msgs) * (k + 1) // (kills + 1): k for k in range(kills)}
+    reached = [threading.Event() for _ in range(kills)]
+    killed = [threading.Event() for _ in range(kills)]
 
     def publish():
         gap = 1.0 / rate
         nxt = time.perf_counter()
-        for t, p in msgs:
+        for i, (t, p) in enumerate(msgs):
+            if i in marks:
+                reached[marks[i]].set()
+                killed[marks[i]].wait(120)
+                nxt = time.perf_counter()
             pub.publish(t, p, qos=1)
             nxt += gap
             d = nxt - time.perf_counter()
@@ -43,11 +53,11 @@ def stream_and_kill(env: Env, movements: int, rate: float, kills: int, kill_ever
     th = threading.Thread(target=publish)
     th.start()
     recoveries = []
-    for _ in range(kills):
+    for k in range(kills):
         time.sleep(kill_every_s)
-        if stop.is_set():
-            break
+        reached[k].wait(120)
         env.kill9()
+        killed[k].set()
         t_restart = time.perf_counter()
         env.start_gateway()
         # ingest resumed: the new process handled its first message

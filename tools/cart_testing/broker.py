@@ -5,6 +5,7 @@ loopback only: mosquitto-open-virtual-store.conf). `SecureBroker` is the broker
 as a store runs it: users and ACL from `cart-flash provision`, client ids bound
 to user names (TLS is tested on the Pi's own config: gateway/tests/test_systemd_mosquitto_conf.py)."""
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -17,7 +18,29 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 OPEN_CONF = Path(__file__).with_name("mosquitto-open-virtual-store.conf")
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
+    """A loopback port nothing is bound to, picked at random below the kernel's ephemeral
+    range: a port the kernel hands out (bind to 0, every client connection's local port)
+    could be taken by another test process between this check and the server's bind."""
+    low = _ephemeral_low()
+    rnd = random.SystemRandom()
+    for _ in range(200):
+        port = rnd.randrange(20000, low) if low > 21000 else rnd.randrange(low, 65536)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -25,11 +48,25 @@ def free_port():
     return port
 
 
+class ClosedPort:
+    """A loopback port that refuses connections for as long as this object lives: bound,
+    never listening, so no other process can start a listener on it meanwhile."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+
+    def close(self):
+        self.sock.close()
+
+
 class Broker:
     def __init__(self, tmp: Path, port=None, persistence=False):
         self.tmp = tmp
         self.persistence = persistence
         self.port = port or free_port()
+        self._port_chosen_here = port is None  # may move to another free port if this one is taken
         self.proc = None
         self.log = tmp / f"mosquitto-{self.port}.log"
 
@@ -37,7 +74,21 @@ class Broker:
         # The open variant, explicitly named, never shipped to a Pi.
         return OPEN_CONF.read_text().replace("@PORT@", str(self.port))
 
-    def start(self):
+    def start(self, timeout: float = 30):
+        # generous: mosquitto starts in ~20 ms, but a loaded CI machine can stall it for seconds
+        for _ in range(5):
+            if self._start(timeout):
+                self._port_chosen_here = False   # clients know this port now: a restart keeps it
+                return self
+            if not self._port_chosen_here:
+                break
+            # the port was taken between free_port() and mosquitto's bind: another one
+            self.port = free_port()
+            self.log = self.tmp / f"mosquitto-{self.port}.log"
+        raise RuntimeError(f"mosquitto did not start on port {self.port}; see {self.log}")
+
+    def _start(self, timeout: float) -> bool:
+        """True once our mosquitto accepts connections; False if it exited (port in use)."""
         conf = self.tmp / f"mosquitto-{self.port}.conf"
         text = self._security() + self._limits()
         if self.persistence:  # as on the gateway Pi: sessions survive a restart
@@ -51,14 +102,20 @@ class Broker:
         conf.write_text(text)
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=open(self.log, "ab"),
                                      stderr=subprocess.STDOUT)
-        deadline = time.time() + 5
-        while time.time() < deadline:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.proc = None
+                return False
             try:
                 socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return self
+                if self.proc.poll() is None:
+                    return True
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not start on port {self.port}; see {self.log}")
+        stop_process(self.proc, 5)
+        self.proc = None
+        raise RuntimeError(f"mosquitto did not start on port {self.port} within {timeout} s; see {self.log}")
 
     def _limits(self) -> str:
         return "max_inflight_messages 0\nmax_queued_messages 100000\n"

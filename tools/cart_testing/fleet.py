@@ -253,7 +253,10 @@ class FleetRig:
         import time
         end = time.monotonic() + timeout
         while True:
-            truth, rows = self.truth(), self.ledger()
+            # the ledger first: a receipt issued between the two reads is then in the truth
+            # and not yet in the rows (wait again), never in the rows only ("unknown")
+            rows = self.ledger()
+            truth = self.truth()
             if len(truth) >= issued and {r for r, _, _ in rows} >= set(truth) or time.monotonic() > end:
                 return truth, rows
             time.sleep(0.5)

@@ -1,6 +1,8 @@
 """An authenticated MQTT client for broker security tests: connects as one
 provisioned user (its client id is its user name unless told otherwise),
-publishes QoS 1 and waits for the PUBACK, and collects what it receives."""
+publishes QoS 1 and waits for the PUBACK, and collects what it receives.
+Its waits for what must happen (CONNACK, SUBACK, PUBACK, a sentinel) are generous (30 s):
+a loaded CI machine can hold a broker or this process for seconds."""
 from __future__ import annotations
 
 import queue
@@ -37,20 +39,20 @@ class Peer:
         with self._lock:
             self.disconnects += 1
 
-    def connect(self, timeout: float = 5, **kw) -> mqtt.ReasonCode:
+    def connect(self, timeout: float = 30, **kw) -> mqtt.ReasonCode:
         self.c.connect(self.host, self.port, keepalive=10, **kw)
         self.c.loop_start()
         self.rc = self.connects.get(timeout=timeout)
         return self.rc
 
-    def sub(self, topics: list[str], timeout: float = 5) -> list:
+    def sub(self, topics: list[str], timeout: float = 30) -> list:
         self.c.subscribe([(t, 1) for t in topics])
         return self._subacks.get(timeout=timeout)
 
-    def pub(self, topic: str, payload: bytes, retain: bool = False, timeout: float = 5) -> None:
+    def pub(self, topic: str, payload: bytes, retain: bool = False, timeout: float = 30) -> None:
         self.c.publish(topic, payload, qos=1, retain=retain).wait_for_publish(timeout)
 
-    def take_until(self, sentinel_topic: str, timeout: float = 5) -> list[tuple[str, bytes, bool]]:
+    def take_until(self, sentinel_topic: str, timeout: float = 30) -> list[tuple[str, bytes, bool]]:
         """Everything received before the first message on sentinel_topic."""
         out = []
         end = time.monotonic() + timeout

@@ -4,13 +4,15 @@ Files `firmware/tests/upy/test_*.py` are MicroPython code, in the manner of
 micropython-lib's tests: module-level `test_*` functions that use plain
 `assert`. pytest does not import them; it runs each file once in the
 `micropython` binary (`-X heapsize=` from a `# heapsize: N` line, default
-256k), with MICROPYPATH = firmware/lib and the sim HAL, and reports every
+256k), with MICROPYPATH = firmware/lib and the sim HAL, in a fresh temporary
+working directory (files a test writes go there), and reports every
 function as its own pytest item with the device-side traceback on failure.
 """
 from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -52,7 +54,10 @@ class UpyFile(pytest.File):
 
     def results(self) -> dict:
         if not hasattr(self, "_results"):
-            r = run_micropython(HARNESS % self.path.stem, PATH, heap=self.heap, timeout=120)
+            # in a private working directory: a test's files (relative paths) cannot meet
+            # another run's, and nothing lands in the tree
+            with tempfile.TemporaryDirectory(prefix="upy-") as cwd:
+                r = run_micropython(HARNESS % self.path.stem, PATH, heap=self.heap, timeout=120, cwd=Path(cwd))
             res = {}
             for line in r.stdout.splitlines():
                 if line.startswith("{"):

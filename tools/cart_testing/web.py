@@ -74,7 +74,7 @@ class WebProcess:
         self.proc: subprocess.Popen | None = None
         self.base = f"https://127.0.0.1:{port}"
 
-    def start(self, timeout: float = 20) -> "WebProcess":
+    def start(self, timeout: float = 60) -> "WebProcess":
         out = open(self.log, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "cart_gateway.cli", "web", "--config", str(self.config)],
                                      env=_env(), stdout=out, stderr=out, cwd=str(ROOT))

@@ -29,7 +29,7 @@ def tls_broker(tmp_path):
                                              tls=(ca, cert, key), local_port=local) + ROOT_USER)
     proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=open(tmp_path / "m.log", "wb"),
                             stderr=subprocess.STDOUT)
-    deadline = time.time() + 5
+    deadline = time.time() + 30
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
@@ -50,6 +50,8 @@ def _connect(port, ca, user, password):
     c.tls_set(ca_certs=str(ca))
     c.on_connect = lambda cl, u, f, rc, p: got.put(rc)
     c.on_message = lambda cl, u, m: got.put((m.topic, m.payload))
+    c.subacks = queue.Queue()
+    c.on_subscribe = lambda cl, u, mid, rcs, p: c.subacks.put(rcs)
     c.connect("127.0.0.1", port)
     c.loop_start()
     return c, got
@@ -60,13 +62,13 @@ def test_client_verifying_the_store_ca_connects_and_publishes(tls_broker):
     c, got = _connect(port, ca, "cart-c001-scale", users["cart-c001-scale"])
     gw, gw_got = _connect(port, ca, "gateway-gw1", users["gateway-gw1"])
     try:
-        assert not got.get(timeout=5).is_failure
-        assert not gw_got.get(timeout=5).is_failure
+        assert not got.get(timeout=30).is_failure
+        assert not gw_got.get(timeout=30).is_failure
         c.subscribe("carts/c001/scale/cmd", 1)
-        time.sleep(0.3)
+        c.subacks.get(timeout=30)   # the SUBACK, not a fixed wait
         # the gateway's command reaches the board (the board may only read its cmd topic)
-        gw.publish("carts/c001/scale/cmd", b"x", qos=1).wait_for_publish(5)
-        assert got.get(timeout=5) == ("carts/c001/scale/cmd", b"x")
+        gw.publish("carts/c001/scale/cmd", b"x", qos=1).wait_for_publish(30)
+        assert got.get(timeout=30) == ("carts/c001/scale/cmd", b"x")
     finally:
         for cl in (c, gw):
             cl.loop_stop()
@@ -110,7 +112,7 @@ def test_the_loopback_listener_still_needs_a_password(tls_broker):
         c.connect("127.0.0.1", local)
         c.loop_start()
         try:
-            assert got.get(timeout=5).is_failure is not ok, user
+            assert got.get(timeout=30).is_failure is not ok, user
         finally:
             c.loop_stop()
             c.disconnect()

@@ -4,7 +4,7 @@
 import os
 from cartfw import journal
 
-J = "/tmp/upy-journal-test"
+J = "upy-journal-test"  # in the runner's private working directory (a fixed /tmp path is shared)
 
 
 def _fresh():
