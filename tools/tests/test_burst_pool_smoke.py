@@ -1,0 +1,59 @@
+"""The burst detector on pool-style views (the simulator's fast-mode scenes) with the personal
+classes: render -> train both stages -> fuse on pool views -> LiteRT -> `cart-model eval`'s
+pool section. Tiny (3 SKUs, 1 epoch): it checks the pipeline, not accuracy."""
+import time
+
+import numpy as np
+
+from cart_gateway.catalogue import Catalogue
+from cart_gateway.detectors import create_detector
+from cart_gateway.reconcile.inputs import PERSONAL_CLASSES, PERSONAL_PREFIX
+from cart_model import dataset
+from cart_model.fuse import calibrate_two_stage
+from cart_model.pool_eval import pool_eval
+from cart_model.train import train, train_crop
+
+
+def test_pool_labels_are_none_skus_then_every_personal_class():
+    labels = dataset.pool_labels(["SKU0001", "SKU0002"])
+    assert labels[:3] == ["__none__", "SKU0001", "SKU0002"]
+    assert {lab[len(PERSONAL_PREFIX):] for lab in labels[3:]} == PERSONAL_CLASSES
+
+
+def test_pool_split_is_seeded_and_labels_personal_items_with_their_centroid():
+    skus = Catalogue.load().skus()[:3]
+    a = dataset.render_pool_split(None, skus, 30, dataset.POOL_VAL_SEED, workers=1)
+    b = dataset.render_pool_split(None, skus, 30, dataset.POOL_VAL_SEED, workers=1)
+    assert np.array_equal(a["x"], b["x"]) and np.array_equal(a["y"], b["y"])
+    labels = list(a["labels"])
+    names = [labels[v] for v in a["y"]]
+    assert any(n.startswith(PERSONAL_PREFIX) for n in names) and "__none__" in names and set(names) & set(skus)
+    for name, c in zip(names, a["c"]):
+        assert c[2] == (0.0 if name == "__none__" else 1.0)      # personal items have a centroid to learn
+    other = dataset.render_pool_split(None, skus, 30, dataset.POOL_TRAIN_SEED, workers=1)
+    assert not np.array_equal(a["x"], other["x"])                   # splits never share a view
+
+
+def test_pool_trained_two_stage_detector_end_to_end(tmp_path):
+    t0 = time.time()
+    skus = Catalogue.load().skus()[:3]
+    tr = dataset.render_pool_split(None, skus, 120, dataset.POOL_TRAIN_SEED, workers=1, crops=True)
+    va = dataset.render_pool_split(None, skus, 30, dataset.POOL_VAL_SEED, workers=1, crops=True)
+    train(tr, va, tmp_path, epochs=2, batch=32, width=0.5, budget_minutes=5, log=lambda s: None)
+    train_crop(tr, va, tmp_path, epochs=1, batch=32, width=0.5, log=lambda s: None)
+    labels = (tmp_path / "detector_labels.txt").read_text().split()
+    assert labels == dataset.pool_labels(skus)
+    fit = calibrate_two_stage(tmp_path, None, scenes=30, workers=1, pool=True, log=lambda s: None)
+    assert fit["val_views"] == "pool" and 0.05 <= fit["temperature"] <= 20
+    det = create_detector({"type": "cpu", "model_path": tmp_path / "detector.tflite",
+                           "labels_path": tmp_path / "detector_labels.txt"})
+    assert det.stages == 2
+    jpeg = dataset.render_pool_jpegs(None, skus, 1, dataset.POOL_TEST_SEED, workers=1)[0][0]
+    cands = det.detect(jpeg, top_k=len(labels))
+    assert {c.sku for c in cands} == {None, *labels[1:]}             # personal classes come out by name
+    res = pool_eval(tmp_path, None, views=3, workers=1, latency_frames=5)
+    assert res["personal_classes"] == len(PERSONAL_CLASSES)
+    for cam in ("default_camera", "hard_camera"):
+        assert res[cam]["personal"]["n"] == 3 and 0 <= res[cam]["personal"]["top1"] <= 1
+        assert res[cam]["clear"]["sure_right"] + res[cam]["clear"]["sure_wrong"] <= 1
+    assert time.time() - t0 < 300      # generous: ~30 s on 2 quiet cores
