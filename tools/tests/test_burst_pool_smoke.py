@@ -22,16 +22,16 @@ def test_pool_labels_are_none_skus_then_every_personal_class():
 
 def test_pool_split_is_seeded_and_labels_personal_items_with_their_centroid():
     skus = Catalogue.load().skus()[:3]
-    a = dataset.render_pool_split(None, skus, 30, dataset.POOL_VAL_SEED, workers=1)
-    b = dataset.render_pool_split(None, skus, 30, dataset.POOL_VAL_SEED, workers=1)
+    a = dataset.render_pool_split(None, skus, 20, dataset.POOL_VAL_SEED, workers=1)
+    b = dataset.render_pool_split(None, skus, 20, dataset.POOL_VAL_SEED, workers=1)
     assert np.array_equal(a["x"], b["x"]) and np.array_equal(a["y"], b["y"])
     labels = list(a["labels"])
     names = [labels[v] for v in a["y"]]
     assert any(n.startswith(PERSONAL_PREFIX) for n in names) and "__none__" in names and set(names) & set(skus)
     for name, c in zip(names, a["c"]):
         assert c[2] == (0.0 if name == "__none__" else 1.0)      # personal items have a centroid to learn
-    other = dataset.render_pool_split(None, skus, 30, dataset.POOL_TRAIN_SEED, workers=1)
-    assert not np.array_equal(a["x"], other["x"])                   # splits never share a view
+    other = dataset.render_pool_split(None, skus, 4, dataset.POOL_TRAIN_SEED, workers=1)
+    assert not np.array_equal(a["x"][:4], other["x"])                   # splits never share a view
 
 
 def test_pool_trained_two_stage_detector_end_to_end(tmp_path):
@@ -57,3 +57,30 @@ def test_pool_trained_two_stage_detector_end_to_end(tmp_path):
         assert res[cam]["personal"]["n"] == 3 and 0 <= res[cam]["personal"]["top1"] <= 1
         assert res[cam]["clear"]["sure_right"] + res[cam]["clear"]["sure_wrong"] <= 1
     assert time.time() - t0 < 300      # generous: ~30 s on 2 quiet cores
+
+
+def test_warm_start_rebuilds_the_committed_stages_in_keras():
+    """`train --init-from`: the shipped int8 stages, BN folded back as conv bias, give the same
+    logits and centroid in Keras; a new label (a personal class) gets a row of its own."""
+    from cart_gateway.detectors import DEFAULT_MODEL
+    from cart_model.train import _tf
+    from cart_model.warmstart import warm_model
+    data_dir = DEFAULT_MODEL.parent
+    old = (data_dir / "detector_labels.txt").read_text().split()
+    old_skus = [s for s in old[1:] if not s.startswith(PERSONAL_PREFIX)]
+    new = dataset.pool_labels(old_skus)
+    tf = _tf(2)
+    frame = warm_model(tf, data_dir, "frame", (96, 128), new)
+    crop = warm_model(tf, data_dir, "crop", (128, 128), new)
+    det = create_detector({"type": "cpu", "model_path": DEFAULT_MODEL, "labels_path": data_dir / "detector_labels.txt"})
+    d = dataset.render_pool_split(None, old_skus, 3, dataset.POOL_TEST_SEED, workers=1, crops=True)
+    idx = [new.index(lab) for lab in old]
+    for x, xc in zip(d["x"], d["xc"]):
+        r = det.detect_raw(x)
+        k = frame(x[None].astype(np.float32), training=False)
+        z = k["logits"].numpy()[0]
+        assert z.shape == (len(new),)
+        assert np.corrcoef(z[idx], r[:len(old)])[0, 1] > 0.99
+        assert np.allclose(k["centroid"].numpy()[0], r[len(old):], atol=0.03)
+        zc = crop(xc[None].astype(np.float32), training=False)["logits"].numpy()[0]
+        assert np.corrcoef(zc[idx], det.crop_raw(xc))[0, 1] > 0.99
