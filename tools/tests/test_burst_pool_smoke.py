@@ -80,3 +80,17 @@ def test_warm_start_rebuilds_the_committed_stages_in_keras():
         assert np.allclose(k["centroid"].numpy()[0], r[len(old):], atol=0.03)
         zc = crop(xc[None].astype(np.float32), training=False)["logits"].numpy()[0]
         assert np.corrcoef(zc[idx], det.crop_raw(xc))[0, 1] > 0.99
+
+
+def test_a_held_personal_item_has_its_own_box_in_the_pool_truth(tmp_path):
+    from cart_sim.scenario import load_scenario
+    from cart_sim.world import ScenePool
+    cat = Catalogue.load()
+    pool = ScenePool(cat, load_scenario("hard")["camera"], seed=3, cache_dir=tmp_path, detector=False)
+    img, truth = pool.render_truth("-|hand|2|wallet")
+    assert truth["sku"] is None and truth["bbox"] is not None          # no product, but where the wallet is
+    x0, y0, x1, y1 = truth["bbox"]
+    assert 0 <= x0 < truth["cx"] < x1 <= 1 and 0 <= y0 < truth["cy"] < y1 <= 1
+    assert pool._render("-|hand|2|wallet").tobytes() == img.tobytes()  # the pool's frames are these renders
+    _, empty = pool.render_truth("-|hand|2")
+    assert empty["bbox"] is None                                        # an empty hand has no item box
