@@ -30,9 +30,15 @@ def _render(args) -> int:
     from . import dataset
     cat = Catalogue.load(args.catalogue)
     skus = _skus(cat, args.limit_skus)
-    seed0 = {"train": dataset.TRAIN_SEED0, "val": dataset.VAL_SEED0, "test": dataset.TEST_SEED0}[args.split] + args.seed
     t0 = time.time()
-    data = dataset.render_split(args.catalogue, skus, args.scenes, seed0, workers=args.workers, crops=args.crops)
+    if args.pool:   # the virtual store's pool-style views, personal kinds as classes
+        seed = {"train": dataset.POOL_TRAIN_SEED, "val": dataset.POOL_VAL_SEED,
+                "test": dataset.POOL_TEST_SEED}[args.split] + 10 * args.seed
+        data = dataset.render_pool_split(args.catalogue, skus, args.scenes, seed, workers=args.workers,
+                                         crops=args.crops)
+    else:
+        seed0 = {"train": dataset.TRAIN_SEED0, "val": dataset.VAL_SEED0, "test": dataset.TEST_SEED0}[args.split] + args.seed
+        data = dataset.render_split(args.catalogue, skus, args.scenes, seed0, workers=args.workers, crops=args.crops)
     dataset.save(Path(args.out), data)
     if args.sheet:
         from PIL import Image
@@ -60,6 +66,9 @@ def _render_still(args) -> int:
 
 def _train(args) -> int:
     import numpy as np
+
+    if args.lr is None:
+        args.lr = 1e-3 if args.stage == "still" else (3e-4 if args.init_from else 3e-3)
 
     from . import dataset
     if args.stage == "still":
@@ -95,10 +104,12 @@ def _train(args) -> int:
     if args.stage == "crop":
         from .train import train_crop
         train_crop(tr, va, Path(args.out_dir), epochs=args.epochs, batch=args.batch, threads=args.threads,
-                   width=args.width, seed=args.seed, budget_minutes=args.budget_minutes)
+                   width=args.width, seed=args.seed, budget_minutes=args.budget_minutes, lr=args.lr,
+                   init_from=args.init_from)
     else:
         train(tr, va, Path(args.out_dir), epochs=args.epochs, batch=args.batch, threads=args.threads,
-              width=args.width, seed=args.seed)
+              width=args.width, seed=args.seed, budget_minutes=args.budget_minutes, lr=args.lr,
+              init_from=args.init_from)
     return 0
 
 
@@ -110,7 +121,7 @@ def _calibrate(args) -> int:
                         enrol_trained=args.enrol_trained)
         return 0
     from .fuse import calibrate_two_stage
-    calibrate_two_stage(Path(args.model_dir), args.catalogue, args.scenes, args.seed, args.workers)
+    calibrate_two_stage(Path(args.model_dir), args.catalogue, args.scenes, args.seed, args.workers, pool=args.pool)
     return 0
 
 
@@ -135,6 +146,9 @@ def _eval(args) -> int:
         from .evaluate import evaluate
         res = evaluate(Path(args.model_dir), args.catalogue, args.scenes, args.seed,
                        latency_frames=args.latency_frames, workers=args.workers)
+    if "pool" in sections:
+        from .pool_eval import pool_eval
+        res["pool"] = pool_eval(Path(args.model_dir), args.catalogue, args.pool_views, args.seed, args.workers)
     if "barcode" in sections and args.stills > 0:
         from .stills_eval import barcode_eval
         res["barcode"] = barcode_eval(args.catalogue, args.stills, args.seed, args.still_res,
@@ -169,6 +183,9 @@ def main(argv=None) -> int:
     r.add_argument("--limit-skus", type=int, default=None, help="only the first N SKUs (smoke runs)")
     r.add_argument("--workers", type=int, default=2)
     r.add_argument("--crops", action="store_true", help="also store the second stage's native-resolution crops (xc)")
+    r.add_argument("--pool", action="store_true",
+                   help="pool-style scenes (the simulator's fast-mode views: basket items under the moved one, "
+                        "hands, personal items) with the personal:<kind> classes")
     r.add_argument("--sheet", default=None, help="also save a PNG contact sheet of the first 48 scenes")
     r.set_defaults(fn=_render)
     rs = sub.add_parser("render-still", help="render still-classifier training windows (.npz; trained SKUs only)")
@@ -198,13 +215,18 @@ def main(argv=None) -> int:
                         "`render-still` windows (writes still.tflite, still_gallery.npz, still.calib.json)")
     t.add_argument("--still-input", type=int, default=None,
                    help="still stage: model input side (default: the 160 px window; smaller is resized)")
-    t.add_argument("--lr", type=float, default=1e-3, help="still stage: Adam's peak learning rate")
+    t.add_argument("--lr", type=float, default=None,
+                   help="Adam's peak learning rate (default: 3e-3 frame/crop from scratch, 1e-3 still, "
+                        "3e-4 with --init-from)")
+    t.add_argument("--init-from", default=None,
+                   help="frame/crop stages: fine-tune the int8 model(s) in this directory (e.g. the shipped "
+                        "gateway/cart_gateway/data) instead of training from scratch; labels carried over by name")
     t.add_argument("--margin", type=float, default=0.15, help="still stage: CosFace margin after the warm-up")
     t.add_argument("--margin-warmup", type=int, default=2,
                    help="still stage: epochs at margin 0 before it ramps to --margin over as many epochs")
     t.add_argument("--no-augment", action="store_true", help="still stage: no shift/brightness jitter")
     t.add_argument("--budget-minutes", type=float, default=None,
-                   help="crop stage: fit the cosine schedule into this wall time (after timing epoch 1)")
+                   help="frame and crop stages: fit the cosine schedule into this wall time (after timing epoch 1)")
     t.set_defaults(fn=_train)
     k = sub.add_parser("calibrate", help="fit the two-stage fusion weight and temperature on validation frames")
     k.add_argument("--model-dir", default=str(DATA_DIR))
@@ -215,6 +237,7 @@ def main(argv=None) -> int:
     k.add_argument("--still", action="store_true",
                    help="the still classifier instead: enrol the held-out SKUs (and personal kinds), "
                         "then fit its temperature on --scenes validation stills")
+    k.add_argument("--pool", action="store_true", help="fit the fusion on pool-style views (`render --pool` models)")
     k.add_argument("--enrol-views", type=int, default=6, help="--still: rendered views per enrolled label")
     k.add_argument("--cache-dir", default=None, help="--still: keep the rendered validation stills here")
     k.add_argument("--enrol-trained", action="store_true",
@@ -236,7 +259,9 @@ def main(argv=None) -> int:
     e.add_argument("--latency-frames", type=int, default=200)
     e.add_argument("--workers", type=int, default=2, help="processes rendering the test scenes")
     e.add_argument("--json", action="store_true", help="print only the JSON line")
-    e.add_argument("--sections", default="detector,barcode,still", help="comma list: detector, barcode, still")
+    e.add_argument("--sections", default="detector,barcode,still",
+                   help="comma list: detector, barcode, still, pool (the burst model on the simulator's pool views)")
+    e.add_argument("--pool-views", type=int, default=40, help="pool: views per condition and camera")
     e.add_argument("--still-big", type=int, default=0,
                    help="still: also enrol this many never-trained SKUs of a generated catalogue and score them")
     e.add_argument("--enrol-views", type=int, default=2, help="views per SKU for --still-big")

@@ -148,3 +148,113 @@ def save(path: Path, data: dict) -> None:
 def load(path: Path) -> dict:
     with np.load(path) as z:
         return {k: z[k] for k in z.files}
+
+
+# ---------------------------------------------------------------- pool-style scenes
+# The views the virtual store's fast mode shows the burst detector (cart_sim.world.ScenePool:
+# other basket items under the moved one, hands in many poses, the shopper's own things),
+# drawn by the pool's own code with seeds of their own, so training, evaluation and the
+# bench's pools (pool seed = the bench's --seed, small numbers) never share a view.
+POOL_TRAIN_SEED, POOL_VAL_SEED, POOL_TEST_SEED = 1_000_001, 1_000_002, 1_000_003
+# What a training scene shows (estimate of a burst's mix, "clear" and "hard" most, since an
+# added product is what the detector must name); "personal": cart_model.personal, held.
+POOL_CONDITIONS = {"clear": 0.34, "hard": 0.24, "oov": 0.08, "hand": 0.1, "covered": 0.04, "personal": 0.2}
+# The two cameras of the scenarios (default; hard): how much hand and blur "clear"/"hard" views get.
+POOL_CAMERAS = ({"occlusion_max": 0.3, "blur_max": 0.3}, {"occlusion_max": 0.6, "blur_max": 0.7})
+
+
+def personal_labels() -> list[str]:
+    from cart_gateway.reconcile.inputs import PERSONAL_PREFIX
+    from .personal import KINDS
+    return [PERSONAL_PREFIX + k for k in KINDS]
+
+
+def pool_labels(skus: list[str], personal: bool = True) -> list[str]:
+    """The burst model's labels: no product, the SKUs, then the personal kinds."""
+    return [NONE_LABEL] + list(skus) + (personal_labels() if personal else [])
+
+
+def pool_scene_key(skus: list[str], i: int, seed: int, conditions: dict | None = None) -> tuple[int, str, str | None]:
+    """Scene i of a pool-style split: (camera index, ScenePool key, label or None for no product)."""
+    from .personal import KINDS
+    r = random.Random(f"pool-spec|{seed}|{i}")
+    conds = conditions or POOL_CONDITIONS
+    cond = r.choices(list(conds), weights=list(conds.values()))[0]
+    cam = r.randrange(len(POOL_CAMERAS))
+    if cond == "personal":
+        kind = KINDS[r.randrange(len(KINDS))]
+        return cam, f"-|hand|{i}|{kind}", personal_labels()[KINDS.index(kind)]
+    if cond in ("hand", "covered"):
+        return cam, f"-|{cond}|{i}", None
+    sku = skus[r.randrange(len(skus))]
+    return cam, f"{sku}|{cond}|{i}", sku
+
+
+_POOLS: list = []
+
+
+def _pool_init(cat_path, seed):
+    from cart_gateway.catalogue import Catalogue
+    from cart_sim.world import ScenePool
+    global _CAT
+    _CAT = Catalogue.load(cat_path)
+    _POOLS[:] = [ScenePool(_CAT, dict(cam, pool_per_condition=1 << 30), seed=seed, detector=False)
+                 for cam in POOL_CAMERAS]
+
+
+def pool_jpeg(cam: int, key: str) -> tuple[bytes, dict]:
+    """The pool scene as the camera sends it (JPEG, the pool's quality) and its truth."""
+    from .render import encode_jpeg
+    img, truth = _POOLS[cam].render_truth(key)
+    return encode_jpeg(img), truth
+
+
+def _pool_one(args):
+    cam, key, label, size, crop, i = args
+    jpeg, truth = pool_jpeg(cam, key)
+    x = decode_for_model(jpeg, size)
+    if not crop:
+        return x, truth, None
+    cx, cy = crop_centre({"seed": i}, dict(truth, sku=label))   # a personal item is cropped around, too
+    return x, truth, crop_around(decode_full(jpeg), cx, cy, CROP_SIZE)
+
+
+def render_pool_split(cat_path, skus: list[str], n: int, seed: int, size=INPUT_SIZE, workers: int = 2,
+                      crops: bool = False, first: int = 0) -> dict[str, np.ndarray]:
+    """As render_split, on pool-style scenes (scenes first..first+n-1 of pool seed `seed`);
+    labels pool_labels(skus): personal items are their own classes, with their centroid."""
+    labels = pool_labels(skus)
+    index = {s: i for i, s in enumerate(labels)}
+    keys = [pool_scene_key(skus, i, seed) for i in range(first, first + n)]
+    jobs = [(cam, key, lab, size, crops, seed * 7 + i) for (cam, key, lab), i in zip(keys, range(first, first + n))]
+    if workers > 1:
+        with ProcessPoolExecutor(workers, initializer=_pool_init, initargs=(cat_path, seed)) as ex:
+            results = list(ex.map(_pool_one, jobs, chunksize=32))
+    else:
+        _pool_init(cat_path, seed)
+        results = [_pool_one(j) for j in jobs]
+    y = np.array([index[lab] if lab else 0 for _, _, lab in keys], dtype=np.int32)
+    x = np.stack([r[0] for r in results])
+    c = np.array([[r[1]["cx"], r[1]["cy"], 1.0 if lab else 0.0] for r, (_, _, lab) in zip(results, keys)],
+                 dtype=np.float32)
+    out = {"x": x, "y": y, "c": c, "labels": np.array(labels)}
+    if crops:
+        out["xc"] = np.stack([r[2] for r in results])
+    return out
+
+
+def _pool_jpeg_one(args):
+    return pool_jpeg(*args)[0]
+
+
+def render_pool_jpegs(cat_path, skus: list[str], n: int, seed: int, workers: int = 2) -> tuple[list[bytes], list]:
+    """n pool-style camera frames (JPEG) and their labels (None: no product)."""
+    keys = [pool_scene_key(skus, i, seed) for i in range(n)]
+    jobs = [(cam, key) for cam, key, _ in keys]
+    if workers > 1:
+        with ProcessPoolExecutor(workers, initializer=_pool_init, initargs=(cat_path, seed)) as ex:
+            jpegs = list(ex.map(_pool_jpeg_one, jobs, chunksize=32))
+    else:
+        _pool_init(cat_path, seed)
+        jpegs = [_pool_jpeg_one(j) for j in jobs]
+    return jpegs, [lab for _, _, lab in keys]

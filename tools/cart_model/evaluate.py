@@ -10,7 +10,8 @@ import numpy as np
 
 from cart_gateway.catalogue import Catalogue
 from cart_gateway.detectors import create_detector
-from cart_gateway.detectors.api import NONE_LABEL, softmax
+from cart_gateway.detectors.api import softmax
+from cart_gateway.reconcile.inputs import PERSONAL_PREFIX
 
 from . import dataset
 from .calibrate import ece
@@ -28,7 +29,7 @@ def evaluate(model_dir: Path, catalogue_path=None, scenes: int = 1000, seed: int
     cat = Catalogue.load(catalogue_path)
     det = _detector(Path(model_dir), 2)
     labels = det.labels
-    skus = labels[1:]
+    skus = [s for s in labels[1:] if not s.startswith(PERSONAL_PREFIX)]   # plain scenes show products only
     missing = [s for s in skus if s not in cat]
     if missing:
         raise ValueError(f"model labels not in catalogue: {missing[:5]}")
@@ -60,8 +61,10 @@ def evaluate(model_dir: Path, catalogue_path=None, scenes: int = 1000, seed: int
     cerr = np.hypot(raw[has, n] - [t["cx"] for t, h in zip(truths, has) if h],
                     raw[has, n + 1] - [t["cy"] for t, h in zip(truths, has) if h])
     # Look-alike confusion: where the top-1 is wrong, is it the same family?
-    fam = lambda i: "none" if i == 0 else cat[labels[i]].family
-    kind = lambda i: "none" if i == 0 else (cat[labels[i]].look or {}).get("family_kind", "produce")
+    is_personal = lambda i: labels[i].startswith(PERSONAL_PREFIX)
+    fam = lambda i: "none" if i == 0 else ("personal" if is_personal(i) else cat[labels[i]].family)
+    kind = lambda i: "none" if i == 0 else ("personal" if is_personal(i)
+                                            else (cat[labels[i]].look or {}).get("family_kind", "produce"))
     wrong = np.nonzero(top[:, 0] != y)[0]
     same_family = sum(fam(top[k, 0]) == fam(y[k]) for k in wrong)
     pairs = Counter((labels[y[k]], labels[top[k, 0]]) for k in wrong)
@@ -100,8 +103,8 @@ def evaluate(model_dir: Path, catalogue_path=None, scenes: int = 1000, seed: int
         "top1_by_family_kind": by_kind,
         "by_condition": by_cond,
         "confusion": [{"true": a, "pred": b, "count": c,
-                       "true_name": cat[a].name if a != NONE_LABEL else a,
-                       "pred_name": cat[b].name if b != NONE_LABEL else b} for (a, b), c in pairs.most_common(15)],
+                       "true_name": cat[a].name if a in cat else a,
+                       "pred_name": cat[b].name if b in cat else b} for (a, b), c in pairs.most_common(15)],
     }
     for threads in (1, 2):
         d = _detector(Path(model_dir), threads)

@@ -39,7 +39,8 @@ def fit_fusion(z1: np.ndarray, z2: np.ndarray, y: np.ndarray) -> dict:
 
 
 def calibrate_two_stage(model_dir: Path, catalogue_path=None, scenes: int = 2000, seed: int = 0,
-                        workers: int = 2, log=print) -> dict:
+                        workers: int = 2, pool: bool = False, log=print) -> dict:
+    """pool: fit on pool-style validation views (dataset.render_pool_jpegs), as the model was trained."""
     model_dir = Path(model_dir)
     with tempfile.TemporaryDirectory() as tmp:  # neutral calibration: raw_stages does not use it
         neutral = Path(tmp) / "neutral.calib.json"
@@ -49,15 +50,23 @@ def calibrate_two_stage(model_dir: Path, catalogue_path=None, scenes: int = 2000
     if det.stage2 is None:
         raise ValueError(f"{model_dir}: no detector_crop.tflite to fuse (train it with `cart-model train --stage crop`)")
     labels = det.labels
-    jpegs, truths = dataset.render_jpegs(catalogue_path, labels[1:], scenes, dataset.VAL_SEED0 + seed, workers)
     index = {s: i for i, s in enumerate(labels)}
-    y = np.array([index[t["sku"]] if t["sku"] else 0 for t in truths])
+    if pool:
+        from cart_gateway.reconcile.inputs import PERSONAL_PREFIX
+        skus = [s for s in labels[1:] if not s.startswith(PERSONAL_PREFIX)]
+        jpegs, truth = dataset.render_pool_jpegs(catalogue_path, skus, scenes, dataset.POOL_VAL_SEED + 10 * seed + 5,
+                                                 workers)
+        y = np.array([index[lab] if lab else 0 for lab in truth])
+    else:
+        jpegs, truths = dataset.render_jpegs(catalogue_path, labels[1:], scenes, dataset.VAL_SEED0 + seed, workers)
+        y = np.array([index[t["sku"]] if t["sku"] else 0 for t in truths])
     n = len(labels)
     outs = [det.raw_stages(j) for j in jpegs]
     z1 = np.stack([o[0][:n] for o in outs]).astype(np.float64)
     z2 = np.stack([o[1] for o in outs]).astype(np.float64)
     fit = fit_fusion(z1, z2, y)
     fit["val_n"] = int(scenes)
+    fit["val_views"] = "pool" if pool else "plain"
     calib_path = model_dir / "detector.calib.json"
     doc = json.loads(calib_path.read_text(encoding="utf-8")) if calib_path.exists() else {"temperature": 1.0}
     doc["two_stage"] = fit

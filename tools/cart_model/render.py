@@ -352,6 +352,14 @@ def render_scene(catalogue, sku: str | None, rng_seed: int, basket_skus: list[st
     return img, truth
 
 
+def _visible_box(bbox, W: int, H: int) -> dict:
+    """Truth centroid and box (normalised) of the part of `bbox` inside the frame."""
+    vis = (max(0, bbox[0]), max(0, bbox[1]), min(W, bbox[2]), min(H, bbox[3]))
+    return {"cx": round(min(1, max(0, (vis[0] + vis[2]) / 2 / W)), 4),
+            "cy": round(min(1, max(0, (vis[1] + vis[3]) / 2 / H)), 4),
+            "bbox": [round(vis[0] / W, 4), round(vis[1] / H, 4), round(vis[2] / W, 4), round(vis[3] / H, 4)]}
+
+
 def _compose(catalogue, sku, rng, k, basket_skus, occlusion, blur, scale, out_of_view, decorate=None,
              personal=None, pool_style=False):
     """The scene in QVGA geometry drawn at k pixels per QVGA pixel (k = 1: the
@@ -383,6 +391,7 @@ def _compose(catalogue, sku, rng, k, basket_skus, occlusion, blur, scale, out_of
         bbox = _place(canvas, tile, rng.uniform(0.3 * W, 0.7 * W), rng.uniform(0.3 * H, 0.7 * H), s, 0.0)
         if occlusion > 0:
             hand(canvas, rng, bbox, occlusion, k)
+        truth.update(_visible_box(bbox, W, H))   # where the personal item is (sku stays None)
     elif sku is not None:
         pkg = pack(catalogue[sku])
         s = scale if scale is not None else rng.uniform(0.8, 1.4)
@@ -406,10 +415,7 @@ def _compose(catalogue, sku, rng, k, basket_skus, occlusion, blur, scale, out_of
         bbox = _place(canvas, pkg, cx, cy, s, ang)
         if occlusion > 0:
             hand(canvas, rng, bbox, occlusion, k)
-        vis = (max(0, bbox[0]), max(0, bbox[1]), min(W, bbox[2]), min(H, bbox[3]))
-        truth.update(cx=round(min(1, max(0, (vis[0] + vis[2]) / 2 / W)), 4),
-                     cy=round(min(1, max(0, (vis[1] + vis[3]) / 2 / H)), 4),
-                     bbox=[round(vis[0] / W, 4), round(vis[1] / H, 4), round(vis[2] / W, 4), round(vis[3] / H, 4)])
+        truth.update(_visible_box(bbox, W, H))
     elif occlusion > 0:  # an empty hand reaching in
         hand(canvas, rng, (W * 0.3, H * 0.3, W * 0.7, H * 0.7), occlusion, k)
     img = canvas.convert("RGB")

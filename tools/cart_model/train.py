@@ -88,14 +88,23 @@ def tflite_outputs(model_path: Path, labels_path: Path, x: np.ndarray, threads: 
 
 
 def train(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 20, batch: int = 64,
-          threads: int = 2, width: float = 1.0, seed: int = 0, lr: float = 3e-3, log=print) -> dict:
+          threads: int = 2, width: float = 1.0, seed: int = 0, lr: float = 3e-3,
+          budget_minutes: float | None = None, init_from: Path | None = None, log=print) -> dict:
+    """Stage 1. With budget_minutes the cosine schedule is per epoch and shortened to fit the
+    wall time (_TimeBudget); without, it is per step over `epochs`. init_from: a model
+    directory whose detector.tflite is fine-tuned (warmstart.py) instead of a fresh trunk."""
     tf = _tf(threads)
     tf.keras.utils.set_random_seed(seed)
     labels = [str(s) for s in train_data["labels"]]
     x, y, c = train_data["x"], train_data["y"], train_data["c"]
-    model = build_model(tf, len(labels), x.shape[1:3], width)
+    if init_from:
+        from .warmstart import warm_model
+        model = warm_model(tf, Path(init_from), "frame", x.shape[1:3], labels, seed)
+    else:
+        model = build_model(tf, len(labels), x.shape[1:3], width)
     steps = epochs * int(np.ceil(len(x) / batch))
-    sched = tf.keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.02)
+    budget = _TimeBudget(tf, lr, epochs, budget_minutes * 60, log) if budget_minutes else None
+    sched = lr if budget else tf.keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.02)
     model.compile(optimizer=tf.keras.optimizers.Adam(sched),
                   loss={"logits": tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                         "centroid": _centroid_loss(tf)},
@@ -104,8 +113,9 @@ def train(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 20, bat
     t0 = time.time()
     hist = model.fit(x.astype(np.float32), {"logits": y, "centroid": c}, batch_size=batch, epochs=epochs,
                      validation_data=(val_data["x"].astype(np.float32), {"logits": val_data["y"], "centroid": val_data["c"]}),
-                     verbose=2, shuffle=True)
+                     verbose=2, shuffle=True, callbacks=budget.callbacks() if budget else None)
     train_s = time.time() - t0
+    epochs = len(hist.history.get("loss", [])) or epochs
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path, labels_path = out_dir / "detector.tflite", out_dir / "detector_labels.txt"
@@ -123,6 +133,7 @@ def train(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 20, bat
             "val_ece_before": round(ece(softmax(logits), val_data["y"]), 4),
             "val_ece_after": round(ece(softmax(logits / t), val_data["y"]), 4),
             "val_n": int(len(val_data["y"])), "train_n": int(len(y)), "epochs": epochs,
+            "init_from": Path(init_from).name if init_from else None, "lr": lr,
             "train_seconds": round(train_s, 1), "model_bytes": model_path.stat().st_size,
             "keras_val_acc": [round(float(v), 4) for v in hist.history.get("val_logits_accuracy", [])]}
     model_path.with_suffix(".calib.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
@@ -164,16 +175,21 @@ class _TimeBudget:
 
 def train_crop(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 20, batch: int = 64,
                threads: int = 2, width: float = 1.0, seed: int = 0, lr: float = 3e-3,
-               budget_minutes: float | None = None, log=print) -> dict:
+               budget_minutes: float | None = None, init_from: Path | None = None, log=print) -> dict:
     """Second stage: classify the native-resolution crop (`xc`) around the item. Writes
-    detector_crop.tflite (int8, logits only) into out_dir; labels are the first stage's."""
+    detector_crop.tflite (int8, logits only) into out_dir; labels are the first stage's.
+    init_from: fine-tune that directory's detector_crop.tflite (warmstart.py)."""
     tf = _tf(threads)
     tf.keras.utils.set_random_seed(seed)
     if "xc" not in train_data or "xc" not in val_data:
         raise ValueError("the second stage needs crops: render with `cart-model render --crops`")
     labels = [str(s) for s in train_data["labels"]]
     x, y = train_data["xc"], train_data["y"]
-    model = build_model(tf, len(labels), x.shape[1:3], width, centroid_head=False)
+    if init_from:
+        from .warmstart import warm_model
+        model = warm_model(tf, Path(init_from), "crop", x.shape[1:3], labels, seed)
+    else:
+        model = build_model(tf, len(labels), x.shape[1:3], width, centroid_head=False)
     model.compile(optimizer=tf.keras.optimizers.Adam(lr),
                   loss={"logits": tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
                   metrics={"logits": ["accuracy"]})

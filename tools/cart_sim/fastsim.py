@@ -400,8 +400,8 @@ class BasketRun:
         if a is None or a.kind == "lean":
             return self.st.pool.key(None, "hand", i)
         if a.personal_class and a.view == "hand" and a.cheat is None:
-            # a personal item: the pool has no scenes of one yet (the detector's personal classes are
-            # issue 13's); the vision oracle names it, the real detector sees "no product"
+            # a personal item held in view: the pool draws it (cart_model.personal); the vision oracle
+            # names it, the real detector says what its personal:<kind> classes make of it
             return self.st.pool.key(None, "hand", i) + "|" + a.personal_class
         items = [x for x in (a.removes + a.adds if a.kind in ("swap", "put_back") else a.adds + a.removes)]
         sku = items[j % len(items)][0] if items else None

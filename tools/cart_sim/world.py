@@ -155,6 +155,10 @@ class ScenePool:
         return [x for x in out if x != sku]
 
     def _render(self, key: str):
+        return self.render_truth(key)[0]
+
+    def render_truth(self, key: str):
+        """The pool scene of `key` and its truth (render_scene's; a personal item's box is its own)."""
         from PIL import Image, ImageFilter
         from cart_model.render import render_scene
         parts = self.scene_of(key).split("|")
@@ -165,8 +169,8 @@ class ScenePool:
         rs = rng.randrange(1 << 30)
         basket = self._basket(rng, sku)
         if cond == "covered":   # a palm over the lens: a dark, defocused frame
-            img, _ = render_scene(self.cat, None, rs, basket, occlusion=1.0, blur=1.0, pool_style=True)
-            return Image.eval(img.filter(ImageFilter.GaussianBlur(12)), lambda v: v // rng.randint(4, 8))
+            img, truth = render_scene(self.cat, None, rs, basket, occlusion=1.0, blur=1.0, pool_style=True)
+            return Image.eval(img.filter(ImageFilter.GaussianBlur(12)), lambda v: v // rng.randint(4, 8)), truth
         if cond == "hand":
             personal = None
             if len(parts) > 3:   # the shopper's own thing, held: cart_model.personal in one of many poses
@@ -175,18 +179,16 @@ class ScenePool:
                 kind = parts[3] if parts[3] in KINDS else KINDS[zlib_crc(parts[3]) % len(KINDS)]
                 personal = draw_personal(kind, np.random.default_rng(rng.randrange(1 << 32)), rng.randint(70, 130))
             occ = rng.uniform(0.1, 0.4) if personal is not None else rng.uniform(0.3, 0.7)   # a held thing shows
-            img, _ = render_scene(self.cat, None, rs, basket, occlusion=occ,
-                                  blur=rng.uniform(0, blur_max), personal=personal, pool_style=True)
-            return img
+            return render_scene(self.cat, None, rs, basket, occlusion=occ,
+                                blur=rng.uniform(0, blur_max), personal=personal, pool_style=True)
         if cond == "clear":
             occ, blur, oov = rng.uniform(0, 0.3 * occ_max), rng.uniform(0, 0.3 * blur_max), 0.0
         elif cond == "hard":
             occ, blur, oov = rng.uniform(0.3 * occ_max, occ_max), rng.uniform(0.3 * blur_max, blur_max), 0.0
         else:
             occ, blur, oov = 0.0, rng.uniform(0, blur_max), rng.uniform(0.4, 0.5)
-        img, _ = render_scene(self.cat, sku, rs, basket, occlusion=occ, blur=blur, out_of_view=oov,
-                              pool_style=True)
-        return img
+        return render_scene(self.cat, sku, rs, basket, occlusion=occ, blur=blur, out_of_view=oov,
+                            pool_style=True)
 
     def jpeg(self, key: str) -> bytes:
         from cart_model.render import encode_jpeg
