@@ -55,13 +55,22 @@ def _demo_processes(marker: str) -> list[str]:
     return found
 
 
+def _ctrl_c_as_in_a_terminal():
+    # a pytest started from a script's background job (`cmd &`) ignores SIGINT, and so would
+    # the demo it starts (an ignored signal is inherited): Python then installs no Ctrl-C
+    # handler, the demo runs its full time and this test fails. A terminal's Ctrl-C reaches a
+    # process that has the default handler.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_everything_and_leaves_nothing(tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = dict(os.environ, TMPDIR=str(tmp), CART_SIM_CACHE=str(tmp_path / "cache"),
                PYTHONPATH=os.pathsep.join(str(ROOT / p) for p in ("gateway", "tools", "firmware/lib")))
     p = subprocess.Popen([sys.executable, "-m", "cart_sim.cli", "demo", "--carts", "1", "--seconds", "120"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT, start_new_session=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT, start_new_session=True,
+                         preexec_fn=_ctrl_c_as_in_a_terminal)
     out = b""
     try:
         deadline = time.time() + 180
