@@ -6,7 +6,9 @@ lowest index (argpartition's pick among equal posteriors there depends on the
 whole array, and the tuned version's arrays are a pruned subset); and the swap
 model of reconcile/swaps.py, computed densely: every (line, packaged SKU) pair is
 scored, but only a pair whose added SKU is a candidate (the camera's
-`swap_vision_top` highest-scored, a barcode read, a recent removal) is a named
+`swap_vision_top` highest-scored, a barcode read, a recent removal; when none of
+those names a packaged SKU outside the lines' own, also every SKU whose weight fits a
+swap from a line within the z bound) is a named
 hypothesis with its weight fit; every other pair counts in the normaliser with its
 weight likelihood at the floor. Those rows stay in the arrays (`named` False) with
 their real weight fit, so best_with_sku answers a shopper who names such a SKU.
@@ -22,6 +24,7 @@ from cart_gateway.reconcile.config import ReconcileConfig
 from cart_gateway.reconcile.inputs import VisionSummary
 from cart_gateway.reconcile.scoring import CatalogueIndex, Scored
 from cart_gateway.reconcile.weightbook import WeightBook
+from cart_gateway.reconcile.weightindex import z_bound
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 KINDS = ("add", "remove", "swap", "personal", "personal_remove")
@@ -45,6 +48,22 @@ def _swap_candidates(vision, cat: CatalogueIndex, known: list[int], recent_out, 
         if s in cat.idx:
             c[cat.idx[s]] = True
     return c[~cat.by_weight]
+
+
+def _named_nothing(vision, cat: CatalogueIndex, known: list[int], recent_out, a_i: np.ndarray) -> bool:
+    """No packaged SKU outside the lines' SKUs scored above 0, no packaged barcode read, no
+    packaged recent removal: the swap candidates then take in the SKUs whose weight fits."""
+    named = np.zeros(cat.n, dtype=bool)
+    if vision is not None and vision.n_frames > 0:
+        for s, v in vision.scores.items():
+            if s in cat.idx and v > 0:
+                named[cat.idx[s]] = True
+        named[a_i] = False
+    named[known] = True
+    for s in recent_out or ():
+        if s in cat.idx:
+            named[cat.idx[s]] = True
+    return not named[~cat.by_weight].any()
 
 
 def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
@@ -151,6 +170,13 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
                 cand = _swap_candidates(vision, cat, known, recent_out, cfg.swap_vision_top)
                 mu = mean[units][None, :] - mean[a_i][:, None]
                 s = np.sqrt(sd[units][None, :] ** 2 + sd[a_i][:, None] ** 2 + sn * sn)
+                if cfg.swap_weight_fallback and _named_nothing(vision, cat, known, recent_out, a_i):
+                    # nothing names the added side: every SKU whose weight fits a swap from a line
+                    zb = z_bound(floor, math.sqrt(float(sd[units].min()) ** 2 + float(sd[a_i].min()) ** 2 + sn * sn))
+                    fits = (np.abs((delta_g - (mean[units][None, :] - mean[a_i][:, None]))
+                                   / np.sqrt(sd[units][None, :] ** 2 + sd[a_i][:, None] ** 2 + sn * sn)) <= zb)
+                    fits &= units[None, :] != a_i[:, None]
+                    cand = cand | fits.any(axis=0)
                 ll = np.maximum(_normal_logpdf(delta_g, mu, s), floor)
                 lv = np.log(0.5 * (vis[units][None, :] + vis[a_i][:, None]))
                 lb = np.maximum(logb[units][None, :], logb[a_i][:, None])

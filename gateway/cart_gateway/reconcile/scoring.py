@@ -6,7 +6,8 @@ Vectorised with numpy, so one weight event costs a few array operations whatever
 catalogue size (docs/reconciliation.md §2, §8). The k-unit adds are looked up in the weight
 index (weightindex.py): only the SKUs whose weight can fit are scored one by one, the rest
 counted in at the likelihood floor. Swaps (swaps.py) add only a candidate SKU (the camera's
-top few, a barcode read, a recent removal); the other pairs are counted in closed form.
+top few, a barcode read, a recent removal; when none names one, the SKUs whose weight fits a
+swap); the other pairs are counted in closed form.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from .config import ReconcileConfig
 from .factors import barcode_factor, log_vision, vision_factor
 from .inputs import VisionSummary
 from .movescores import STATS, MovementScores
-from .swaps import hidden_weight, swap_candidates
+from .swaps import camera_named_nothing, hidden_weight, swap_candidates, swap_fit_bound, weight_fit_candidates
 from .weightbook import WeightBook
 from .weightindex import WeightIndex, special_units, top_with_ties, z_bound
 
@@ -132,6 +133,11 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
             if cfg.prior_swap > 0 and n_pk and nu:
                 a_i, a_pos = li[pk], lpos[pk]
                 cand = swap_candidates(vision, cat, known, recent_out, cfg.swap_vision_top)
+                if cfg.swap_weight_fallback and camera_named_nothing(vision, cat, known, recent_out, a_i):
+                    # nothing names the added side: the SKUs whose weight fits a swap are candidates
+                    zb_sw = swap_fit_bound(floor, sd, units, a_i, sn2)
+                    cand = np.union1d(cand, weight_fit_candidates(delta_g, a_i, cat, book, sn2, zb_sw))
+                    STATS["swap_weight_fallback"] += 1
                 sw_rows = np.repeat(np.arange(n_pk), len(cand))
                 sw_cols = np.tile(cand, n_pk)
                 n_sw = len(sw_rows)

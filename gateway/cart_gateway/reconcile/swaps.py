@@ -9,6 +9,14 @@ so its weight is not looked at. Those pairs are never named as a hypothesis; the
 into the normaliser in closed form (hidden_weight), so posteriors stay normalised and the cost
 is lines x candidates, not lines x catalogue (docs/reconciliation.md §2).
 
+When the camera named nothing that could be the added side (`camera_named_nothing`: no
+packaged SKU outside the swapped lines' SKUs scored above 0, no packaged SKU's barcode read,
+no packaged recent removal), the candidates also hold every packaged SKU b whose weight fits
+a swap from some packaged line a within the bound `swap_fit_bound` (|z| of the pair,
+b != a), found through the weight index's windows (`weight_fit_candidates`): a product the
+camera could not see is still scored by its weight, and the cost of that wider set lands
+only on those movements (config `swap_weight_fallback`).
+
 A shopper who names a SKU outside the candidates is answered by scoring that SKU's swaps
 with their real weight fit (swap_column), on the movement's normaliser.
 """
@@ -16,8 +24,11 @@ from __future__ import annotations
 
 import numpy as np
 
+import math
+
 from .catindex import LOG_SQRT_2PI, CatalogueIndex
 from .inputs import VisionSummary
+from .weightindex import WeightIndex, z_bound
 
 
 def swap_candidates(vision: VisionSummary | None, cat: CatalogueIndex, known, recent_out,
@@ -35,6 +46,51 @@ def swap_candidates(vision: VisionSummary | None, cat: CatalogueIndex, known, re
         if i is not None and cat.unit_pos[i] >= 0:
             ix.add(i)
     return np.array(sorted(ix), dtype=np.int64)
+
+
+def camera_named_nothing(vision: VisionSummary | None, cat: CatalogueIndex, known, recent_out,
+                         a_i: np.ndarray) -> bool:
+    """True when nothing names a product that could be a swap's added side: no packaged SKU
+    other than the swapped lines' own (a_i) scored above 0 by the camera, no barcode read of
+    a packaged SKU, no packaged SKU among the recent removals."""
+    if any(cat.unit_pos[i] >= 0 for i in known):
+        return False
+    for s in recent_out or ():
+        i = cat.idx.get(s)
+        if i is not None and cat.unit_pos[i] >= 0:
+            return False
+    if vision is not None and vision.n_frames > 0:
+        own = set(a_i.tolist())
+        for s, v in vision.scores.items():
+            i = cat.idx.get(s)
+            if v > 0 and i is not None and cat.unit_pos[i] >= 0 and i not in own:
+                return False
+    return True
+
+
+def swap_fit_bound(floor: float, sd: np.ndarray, units: np.ndarray, a_i: np.ndarray, sn2: float) -> float:
+    """|z| bound of the weight fallback: beyond it every swap pair's weight likelihood is below
+    the floor (the smallest pair sd), so the fallback scores every pair the floor would not hide."""
+    return z_bound(floor, math.sqrt(float(sd[units].min()) ** 2 + float(sd[a_i].min()) ** 2 + sn2))
+
+
+def weight_fit_candidates(delta: float, a_i: np.ndarray, cat: CatalogueIndex, book, sn2: float,
+                          zb: float) -> np.ndarray:
+    """Packaged SKUs b (sorted catalogue indices) with |delta - (mean_b - mean_a)| <=
+    zb x sqrt(sd_b^2 + sd_a^2 + sn2) for some packaged line SKU a != b. The weight index's
+    windows (a superset) give the pairs to test, plus its `moved` SKUs; cost lines x window."""
+    mean, sd = book.mean, book.sd
+    wi = WeightIndex.of(cat, book)
+    var_a = sd[a_i] ** 2 + sn2
+    lo, hi = wi.windows(delta, mean[a_i], var_a, sd, zb)
+    rows, cols = wi.pairs(lo, hi, cat.n)
+    if len(wi.moved):
+        er, ec = np.repeat(np.arange(len(a_i)), len(wi.moved)), np.tile(wi.moved, len(a_i))
+        out = wi.outside(lo, hi, er, ec)
+        rows, cols = np.concatenate((rows, er[out])), np.concatenate((cols, ec[out]))
+    ra = a_i[rows]
+    z = (delta - (mean[cols] - mean[ra])) / np.sqrt(sd[cols] ** 2 + sd[ra] ** 2 + sn2)
+    return np.unique(cols[(np.abs(z) <= zb) & (cols != ra)])
 
 
 def hidden_weight(a_i: np.ndarray, cand: np.ndarray, cat: CatalogueIndex, vis: np.ndarray | None, u: float,
