@@ -7,8 +7,8 @@ whole array, and the tuned version's arrays are a pruned subset); and the swap
 model of reconcile/swaps.py, computed densely: every (line, packaged SKU) pair is
 scored, but only a pair whose added SKU is a candidate (the camera's
 `swap_vision_top` highest-scored, a barcode read, a recent removal; when none of
-those names a packaged SKU outside the lines' own, also every SKU whose weight fits a
-swap from a line within the z bound) is a named
+those names a packaged SKU outside the lines' own, also every pair whose weight fits
+within the z bound) is a named
 hypothesis with its weight fit; every other pair counts in the normaliser with its
 weight likelihood at the floor. Those rows stay in the arrays (`named` False) with
 their real weight fit, so best_with_sku answers a shopper who names such a SKU.
@@ -171,25 +171,27 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
                 mu = mean[units][None, :] - mean[a_i][:, None]
                 s = np.sqrt(sd[units][None, :] ** 2 + sd[a_i][:, None] ** 2 + sn * sn)
                 if cfg.swap_weight_fallback and _named_nothing(vision, cat, known, recent_out, a_i):
-                    # nothing names the added side: every SKU whose weight fits a swap from a line
+                    # nothing names the added side: every swap pair whose weight fits is named too
                     zb = z_bound(floor, math.sqrt(float(sd[units].min()) ** 2 + float(sd[a_i].min()) ** 2 + sn * sn))
                     fits = (np.abs((delta_g - (mean[units][None, :] - mean[a_i][:, None]))
                                    / np.sqrt(sd[units][None, :] ** 2 + sd[a_i][:, None] ** 2 + sn * sn)) <= zb)
                     fits &= units[None, :] != a_i[:, None]
-                    cand = cand | fits.any(axis=0)
+                    named_pair = cand[None, :] | fits
+                else:
+                    named_pair = np.broadcast_to(cand[None, :], (len(a_i), len(units)))
                 ll = np.maximum(_normal_logpdf(delta_g, mu, s), floor)
                 lv = np.log(0.5 * (vis[units][None, :] + vis[a_i][:, None]))
                 lb = np.maximum(logb[units][None, :], logb[a_i][:, None])
                 same = units[None, :] == a_i[:, None]
                 c_swap = math.log(cfg.prior_swap) - log_n - log_nt
                 # a SKU that is not a candidate: its weight is not looked at (likelihood at the floor)
-                lp = np.where(same, -np.inf, c_swap + lv + lb + np.where(cand[None, :], ll, floor))
+                lp = np.where(same, -np.inf, c_swap + lv + lb + np.where(named_pair, ll, floor))
                 lp_fit = np.where(same, -np.inf, c_swap + lv + lb + ll)   # a swap for the same SKU is no swap
                 shape = lp.shape
                 add_part(lp.ravel(), mu.ravel(), s.ravel(), "swap", np.broadcast_to(units[None, :], shape).ravel(),
                          1, np.broadcast_to(a_pos[:, None], shape).ravel(),
                          np.broadcast_to(a_i[:, None], shape).ravel(),
-                         np.broadcast_to(cand[None, :], shape).ravel(), lp_fit.ravel())
+                         np.ascontiguousarray(named_pair).ravel(), lp_fit.ravel())
         if delta_g < 0:
             for p, it in enumerate(personal):
                 s = sn * math.sqrt(2.0)

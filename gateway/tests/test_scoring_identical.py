@@ -289,9 +289,9 @@ def test_the_swap_block_is_lines_by_candidates():
 @pytest.mark.parametrize("big", [False, True], ids=["packaged317", "store3000"])
 def test_a_swap_the_camera_did_not_name_takes_in_the_skus_whose_weight_fits(big):
     """Nothing names the added side (camera covered, or it saw only a basket line's SKU; no
-    barcode, no recent removal): the swap candidates take in every SKU whose weight fits a
-    swap from a line, scored with its real fit, as the reference does densely. Once the
-    camera names another product, or with swap_weight_fallback off, they do not."""
+    barcode, no recent removal): every swap pair whose weight fits is scored with its real
+    fit, as the reference does densely. Once the camera names another product, or with
+    swap_weight_fallback off, b is no candidate and its swaps stay at the floor."""
     cat, index = (BIG, BIG_INDEX) if big else (CAT, INDEX)
     rnd = random.Random(21 + big)
     on, off = ReconcileConfig(), ReconcileConfig(swap_weight_fallback=False)
@@ -319,9 +319,9 @@ def test_a_swap_the_camera_did_not_name_takes_in_the_skus_whose_weight_fits(big)
         _same(new, old)
         _same_answer(new, old, b.sku, False, 4.0, index)
         assert (scoring.STATS["swap_weight_fallback"] > before) == fires
-        # fired: b's swaps are scored one by one (one per packaged line), else b is left hidden
-        assert swaps_into_b(new) == (len(packed) if fires else 0)
-        if fires:      # and the one out of line a fits (z of +0.5 g)
+        # fired: b's swaps that fit are scored one by one (not one per line), else b is left hidden
+        assert (0 < swaps_into_b(new) < len(packed)) if fires else swaps_into_b(new) == 0
+        if fires:      # among them the one out of line a (z of +0.5 g)
             ar = new.arrays
             row = (ar["kind"] == swap_b[0]) & (ar["ski"] == swap_b[1]) & (ar["aux"] == index.idx[a["sku"]])
             assert row.any() and float(np.abs(ar["z"][row]).min()) < 1.0
