@@ -22,9 +22,9 @@ with their real weight fit (swap_column), on the movement's normaliser.
 """
 from __future__ import annotations
 
-import numpy as np
-
 import math
+
+import numpy as np
 
 from .catindex import LOG_SQRT_2PI, CatalogueIndex
 from .inputs import VisionSummary
