@@ -6,7 +6,9 @@ lowest index (argpartition's pick among equal posteriors there depends on the
 whole array, and the tuned version's arrays are a pruned subset); and the swap
 model of reconcile/swaps.py, computed densely: every (line, packaged SKU) pair is
 scored, but only a pair whose added SKU is a candidate (the camera's
-`swap_vision_top` highest-scored, a barcode read, a recent removal) is a named
+`swap_vision_top` highest-scored, a barcode read, a recent removal; when none of
+those names a packaged SKU outside the lines' own, also every pair whose weight fits
+within the z bound) is a named
 hypothesis with its weight fit; every other pair counts in the normaliser with its
 weight likelihood at the floor. Those rows stay in the arrays (`named` False) with
 their real weight fit, so best_with_sku answers a shopper who names such a SKU.
@@ -22,6 +24,7 @@ from cart_gateway.reconcile.config import ReconcileConfig
 from cart_gateway.reconcile.inputs import VisionSummary
 from cart_gateway.reconcile.scoring import CatalogueIndex, Scored
 from cart_gateway.reconcile.weightbook import WeightBook
+from cart_gateway.reconcile.weightindex import z_bound
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 KINDS = ("add", "remove", "swap", "personal", "personal_remove")
@@ -45,6 +48,22 @@ def _swap_candidates(vision, cat: CatalogueIndex, known: list[int], recent_out, 
         if s in cat.idx:
             c[cat.idx[s]] = True
     return c[~cat.by_weight]
+
+
+def _named_nothing(vision, cat: CatalogueIndex, known: list[int], recent_out, a_i: np.ndarray) -> bool:
+    """No packaged SKU outside the lines' SKUs scored above 0, no packaged barcode read, no
+    packaged recent removal: the swap candidates then take in the SKUs whose weight fits."""
+    named = np.zeros(cat.n, dtype=bool)
+    if vision is not None and vision.n_frames > 0:
+        for s, v in vision.scores.items():
+            if s in cat.idx and v > 0:
+                named[cat.idx[s]] = True
+        named[a_i] = False
+    named[known] = True
+    for s in recent_out or ():
+        if s in cat.idx:
+            named[cat.idx[s]] = True
+    return not named[~cat.by_weight].any()
 
 
 def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
@@ -151,19 +170,28 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
                 cand = _swap_candidates(vision, cat, known, recent_out, cfg.swap_vision_top)
                 mu = mean[units][None, :] - mean[a_i][:, None]
                 s = np.sqrt(sd[units][None, :] ** 2 + sd[a_i][:, None] ** 2 + sn * sn)
+                if cfg.swap_weight_fallback and _named_nothing(vision, cat, known, recent_out, a_i):
+                    # nothing names the added side: every swap pair whose weight fits is named too
+                    zb = z_bound(floor, math.sqrt(float(sd[units].min()) ** 2 + float(sd[a_i].min()) ** 2 + sn * sn))
+                    fits = (np.abs((delta_g - (mean[units][None, :] - mean[a_i][:, None]))
+                                   / np.sqrt(sd[units][None, :] ** 2 + sd[a_i][:, None] ** 2 + sn * sn)) <= zb)
+                    fits &= units[None, :] != a_i[:, None]
+                    named_pair = cand[None, :] | fits
+                else:
+                    named_pair = np.broadcast_to(cand[None, :], (len(a_i), len(units)))
                 ll = np.maximum(_normal_logpdf(delta_g, mu, s), floor)
                 lv = np.log(0.5 * (vis[units][None, :] + vis[a_i][:, None]))
                 lb = np.maximum(logb[units][None, :], logb[a_i][:, None])
                 same = units[None, :] == a_i[:, None]
                 c_swap = math.log(cfg.prior_swap) - log_n - log_nt
                 # a SKU that is not a candidate: its weight is not looked at (likelihood at the floor)
-                lp = np.where(same, -np.inf, c_swap + lv + lb + np.where(cand[None, :], ll, floor))
+                lp = np.where(same, -np.inf, c_swap + lv + lb + np.where(named_pair, ll, floor))
                 lp_fit = np.where(same, -np.inf, c_swap + lv + lb + ll)   # a swap for the same SKU is no swap
                 shape = lp.shape
                 add_part(lp.ravel(), mu.ravel(), s.ravel(), "swap", np.broadcast_to(units[None, :], shape).ravel(),
                          1, np.broadcast_to(a_pos[:, None], shape).ravel(),
                          np.broadcast_to(a_i[:, None], shape).ravel(),
-                         np.broadcast_to(cand[None, :], shape).ravel(), lp_fit.ravel())
+                         np.ascontiguousarray(named_pair).ravel(), lp_fit.ravel())
         if delta_g < 0:
             for p, it in enumerate(personal):
                 s = sn * math.sqrt(2.0)

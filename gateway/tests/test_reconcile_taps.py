@@ -116,10 +116,41 @@ def test_a_tap_on_what_came_out_of_a_swap_is_read_as_the_swap():
     assert _units(c) == {"chips": 1, "water": 1}
 
 
-def test_a_swap_into_a_product_nobody_saw_goes_to_a_human():
-    """Swaps add only a product the camera named (or a barcode read, or a recent removal,
-    scoring/swaps.py): with the camera covered, -195 g fits no removal and no named swap."""
+def test_a_swap_into_a_product_the_camera_did_not_name_is_asked_as_the_swap():
+    """The camera covered: it named nothing that could have gone in, so the swap candidates
+    take in every product whose weight fits a swap from a basket line (swaps.py
+    weight_fit_candidates): cola out, chips in (-195 g) is offered as the swap, not reviewed
+    as a weight that fits no item, and the shopper's tap on that option applies it."""
     c = Cart(skus=SKUS + BIG)
+    c.move(355.0, [("cola", 0.9)])
+    c.move(1530.0, [("water", 0.9)])
+    d = c.move(160.0 - 355.0, [])
+    assert d[-1]["outcome"] == "ask", d
+    p = c.e.open_prompts()[0]
+    assert d[-1]["hypothesis"]["kind"] == "swap" and d[-1]["hypothesis"]["sku"] == "chips", d
+    (opt,) = [o for o in p["options"] if sorted(o.get("skus") or []) == ["chips", "cola"]]
+    assert opt["name"] == "Chips instead of Cola", p["options"]
+    fx = _answer(c, p, skus=tuple(opt["skus"]))
+    assert not fx["reviews_opened"] and not fx["prompts_opened"], fx
+    assert fx["decisions"][-1]["outcome"] == "answer", fx["decisions"]
+    assert _units(c) == {"chips": 1, "water": 1}
+
+
+def test_a_swap_into_a_product_nobody_named_while_the_camera_named_another_goes_to_a_human():
+    """The weight fallback is only for movements the camera could not name: here it saw soup
+    (not in the basket), so a swap adds only soup, which fits no swap from a line (-195 g)."""
+    c = Cart(skus=SKUS + BIG)
+    c.move(355.0, [("cola", 0.9)])
+    c.move(1530.0, [("water", 0.9)])
+    d = c.move(160.0 - 355.0, [("soup", 0.9)])
+    assert d[-1]["outcome"] == "review", d
+    assert _units(c) == {"cola": 1, "water": 1}
+
+
+def test_without_the_weight_fallback_a_swap_nobody_saw_goes_to_a_human():
+    """swap_weight_fallback off: swaps add only what the camera named (or a barcode read, or
+    a recent removal); with the camera covered, -195 g fits no removal and no named swap."""
+    c = Cart(skus=SKUS + BIG, cfg=ReconcileConfig(swap_weight_fallback=False))
     c.move(355.0, [("cola", 0.9)])
     c.move(1530.0, [("water", 0.9)])
     d = c.move(160.0 - 355.0, [])

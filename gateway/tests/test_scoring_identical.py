@@ -158,6 +158,7 @@ def test_tuned_score_is_identical_on_random_baskets(ci, big):
     book = _book(rnd, cfg, cat)
     compared = pruned = adds_left_out = swaps_named = hidden = 0
     trials = 90 if big else 150       # the store's dense reference is ten times the work
+    fell_back = scoring.STATS["swap_weight_fallback"]
     for trial in range(trials):
         lines = _basket(rnd, rnd.choice([0, 1, 3, 15, 60]), cat)
         personal = [{"pid": f"P{i}", "weight_g": round(rnd.uniform(100, 900), 1)}
@@ -197,6 +198,8 @@ def test_tuned_score_is_identical_on_random_baskets(ci, big):
     assert compared > 0.66 * trials   # the comparison ran on real hypotheses, not empty results
     if cfg.prior_swap > 0:
         assert swaps_named > 5      # swaps were among the top hypotheses compared
+        # and the weight fallback (nothing named the added side) was compared too
+        assert scoring.STATS["swap_weight_fallback"] - fell_back > 10
         if cfg.weight_lik_floor > 0:
             assert hidden > 20      # and the closed form for the swaps not named counted in many
     if big:
@@ -281,6 +284,52 @@ def test_the_swap_block_is_lines_by_candidates():
         assert int((new.arrays["kind"] == KINDS.index("swap")).sum()) == packed * n_cand
         assert new.arrays["hidden_post"] > 0
     assert new.hyps[0]["kind"] == "add" and new.hyps[0]["sku"] == seen[1].sku
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["packaged317", "store3000"])
+def test_a_swap_the_camera_did_not_name_takes_in_the_skus_whose_weight_fits(big):
+    """Nothing names the added side (camera covered, or it saw only a basket line's SKU; no
+    barcode, no recent removal): every swap pair whose weight fits is scored with its real
+    fit, as the reference does densely. Once the camera names another product, or with
+    swap_weight_fallback off, b is no candidate and its swaps stay at the floor."""
+    cat, index = (BIG, BIG_INDEX) if big else (CAT, INDEX)
+    rnd = random.Random(21 + big)
+    on, off = ReconcileConfig(), ReconcileConfig(swap_weight_fallback=False)
+    book = _book(rnd, on, cat)
+    lines = _counted_basket(rnd, 25) if not big else _basket(rnd, 25, cat)
+    for ln in lines:
+        ln["status"] = "accepted"
+    inside = {ln["sku"] for ln in lines}
+    packed = [ln for ln in lines if not ln["by_weight"] and ln["sku"] in index.idx]
+    a = packed[0]
+    b = next(s for s in cat if not s.sold_by_weight and s.sku not in inside)
+    other = next(s for s in cat if not s.sold_by_weight and s.sku not in inside and s.sku != b.sku)
+    d = book.params(b.sku)[0] - book.params(a["sku"])[0] + 0.5
+    personal: list = []
+    swap_b = (KINDS.index("swap"), index.idx[b.sku])
+
+    def swaps_into_b(sc):
+        return int(((sc.arrays["kind"] == swap_b[0]) & (sc.arrays["ski"] == swap_b[1])).sum())
+
+    for vision, cfg, fires in ((None, on, True), (_seen([a["sku"]]), on, True), (_seen([other.sku]), on, False),
+                               (None, off, False)):
+        before = scoring.STATS["swap_weight_fallback"]
+        new = score(d, 0.8, index, book, lines, personal, vision, cfg)
+        old = ref.score(d, 0.8, index, book, lines, personal, vision, cfg)
+        _same(new, old)
+        _same_answer(new, old, b.sku, False, 4.0, index)
+        assert (scoring.STATS["swap_weight_fallback"] > before) == fires
+        # fired: b's swaps that fit are scored one by one (not one per line), else b is left hidden
+        assert (0 < swaps_into_b(new) < len(packed)) if fires else swaps_into_b(new) == 0
+        if fires:      # among them the one out of line a (z of +0.5 g)
+            ar = new.arrays
+            row = (ar["kind"] == swap_b[0]) & (ar["ski"] == swap_b[1]) & (ar["aux"] == index.idx[a["sku"]])
+            assert row.any() and float(np.abs(ar["z"][row]).min()) < 1.0
+    # a recent removal names the added side too: no fallback
+    before = scoring.STATS["swap_weight_fallback"]
+    _same(score(d, 0.8, index, book, lines, personal, None, on, [other.sku]),
+          ref.score(d, 0.8, index, book, lines, personal, None, on, [other.sku]))
+    assert scoring.STATS["swap_weight_fallback"] == before
 
 
 def test_a_weight_that_fits_nothing_is_scored_in_full():

@@ -29,6 +29,10 @@ class ReconcileConfig(BaseModel):
     swap_vision_top: int = Field(8, ge=0, le=64, description=(
         "a swap's added product is one of this many SKUs the camera scored highest (or a barcode read, "
         "or a recent removal); other swaps count at the weight floor (bounds the work)"))
+    swap_weight_fallback: bool = Field(True, description=(
+        "when the camera named no product that could be a swap's added side (nor a barcode, nor a "
+        "recent removal), the swap candidates also hold every packaged SKU whose weight fits a swap "
+        "from a basket line (docs/reconciliation.md §8.1)"))
     prior_partial_produce: float = Field(0.2, ge=0, description=(
         "part of a loose-produce line taken out, relative to a whole line"))
     same_weight_swap_min_score: float = Field(0.25, ge=0, le=1, description=(

@@ -4,7 +4,8 @@ from __future__ import annotations
 from .catindex import Scored
 from .weightbook import WeightBook
 
-STATS = {"pruned": 0, "full": 0, "fallback": 0, "reused": 0}   # events scored each way (bench figures)
+STATS = {"pruned": 0, "full": 0, "fallback": 0, "reused": 0,   # events scored each way (bench figures)
+         "swap_weight_fallback": 0}   # scorings whose swap candidates took in the weight fits (swaps.py)
 
 
 class MovementScores:

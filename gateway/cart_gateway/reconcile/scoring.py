@@ -6,7 +6,8 @@ Vectorised with numpy, so one weight event costs a few array operations whatever
 catalogue size (docs/reconciliation.md §2, §8). The k-unit adds are looked up in the weight
 index (weightindex.py): only the SKUs whose weight can fit are scored one by one, the rest
 counted in at the likelihood floor. Swaps (swaps.py) add only a candidate SKU (the camera's
-top few, a barcode read, a recent removal); the other pairs are counted in closed form.
+top few, a barcode read, a recent removal; when none names one, the pairs whose weight fits
+too); the other pairs are counted in closed form.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from .config import ReconcileConfig
 from .factors import barcode_factor, log_vision, vision_factor
 from .inputs import VisionSummary
 from .movescores import STATS, MovementScores
-from .swaps import hidden_weight, swap_candidates
+from .swaps import camera_named_nothing, hidden_weight, swap_candidates, swap_fit_bound, weight_fit_pairs
 from .weightbook import WeightBook
 from .weightindex import WeightIndex, special_units, top_with_ties, z_bound
 
@@ -116,6 +117,7 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
         n_add = len(add_r)
     n_rw = n_sw = n_pr = n_rk = n_pk = 0
     cand = np.zeros(0, dtype=np.int64)   # the SKUs a swap may add (swaps.py)
+    fit_r = fit_c = np.zeros(0, dtype=np.int64)   # other swap pairs scored: the weight fallback
     if n_t:
         lpos = np.array(pos, dtype=int)
         li = np.array([cat.idx[lines[p]["sku"]] for p in pos], dtype=int)
@@ -134,6 +136,14 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
                 cand = swap_candidates(vision, cat, known, recent_out, cfg.swap_vision_top)
                 sw_rows = np.repeat(np.arange(n_pk), len(cand))
                 sw_cols = np.tile(cand, n_pk)
+                if cfg.swap_weight_fallback and camera_named_nothing(vision, cat, known, recent_out, a_i):
+                    # nothing names the added side: the swap pairs whose weight fits are scored too
+                    fit_r, fit_c = weight_fit_pairs(delta_g, a_i, cat, book, sn2,
+                                                    swap_fit_bound(floor, sd, units, a_i, sn2))
+                    new = ~np.isin(fit_c, cand)
+                    fit_r, fit_c = fit_r[new], fit_c[new]
+                    sw_rows, sw_cols = np.concatenate((sw_rows, fit_r)), np.concatenate((sw_cols, fit_c))
+                    STATS["swap_weight_fallback"] += 1
                 n_sw = len(sw_rows)
         if delta_g < 0:
             n_pr = len(personal)
@@ -305,7 +315,8 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
         if barcode:
             kn = np.zeros(n + 1, dtype=bool)
             kn[known] = True
-        w_hid = hidden_weight(a_i, cand, cat, None if uniform else vis, 1.0 / (n + 1), kn, cfg.barcode_other)
+        w_hid = hidden_weight(a_i, cand, cat, None if uniform else vis, 1.0 / (n + 1), kn, cfg.barcode_other,
+                              (fit_r, fit_c))
         hidden = math.exp(c_swap + floor - top) * w_hid
         norm += hidden
     post /= norm
@@ -337,7 +348,8 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
     if swapping:   # what best_with_sku needs to score a swap to a SKU that was not a candidate
         swap = {"delta": delta_g, "sn2": sn2, "floor": floor, "c_swap": c_swap, "top": top, "norm": norm,
                 "mean": snap[0], "sd": snap[1], "vis": vis, "lv_swap": lv_swap,
-                "logb": logb if barcode else None, "a_i": a_i, "a_pos": a_pos, "cand": cand}
+                "logb": logb if barcode else None, "a_i": a_i, "a_pos": a_pos, "cand": cand,
+                "fit_r": fit_r, "fit_c": fit_c}
     adds = None
     if add_pruned:   # what best_with_sku needs to score a left-out add again
         adds = {"delta": delta_g, "sn2": sn2, "floor": floor, "ck": ck_units, "top": top, "norm": norm,

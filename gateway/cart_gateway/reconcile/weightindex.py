@@ -141,7 +141,7 @@ def top_with_ties(v: np.ndarray, cut: float, m: int, pos: np.ndarray | None) -> 
     if need <= 0:
         return above[:m]
     ties = np.flatnonzero(v == cut)
-    if pos is not None and len(ties) > need:
+    if pos is not None and len(ties) > 1:      # array order is not `pos` order (window pairs)
         tp = pos[ties]
         first = np.argpartition(tp, need - 1)[:need] if len(ties) > need else np.arange(len(ties))
         ties = ties[first[np.argsort(tp[first], kind="stable")]]
