@@ -124,6 +124,7 @@ class ScenePool:
         self.tag = h.hexdigest()[:16]
         self.path = cache_file("pool", self.tag, cache_dir)
         self.cache: dict[str, list] = read_cache(self.path)
+        self.loaded = len(self.cache)   # scenes on disk when the run started
         self._new: dict[str, list] = {}
 
     @property
@@ -215,7 +216,7 @@ class ScenePool:
         """What the bench JSON reports of the pool."""
         n = max(1, self.rendered)
         return {"pool_seed": self.seed, "pool_views_per_condition": self.n, "pool_scenes_rendered": self.rendered,
-                "pool_scenes_cached": len(self.cache) - self.rendered,
+                "pool_scenes_cached": self.loaded,
                 "pool_render_ms_per_view": round(1000 * self.draw_s / n, 1) if self.rendered else None,
                 "pool_detect_ms_per_view": round(1000 * (self.render_s - self.draw_s) / n, 1) if self.rendered else None}
 
