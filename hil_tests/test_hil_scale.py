@@ -13,8 +13,10 @@ def _settle(board, since, timeout=15.0):   # generous: virtual boards on a loade
         return None
 
 
-def _retry(fn, what, timeout=15.0):
-    # tare/calibrate refuse while the load is still moving: try until settled
+def _retry(fn, what, timeout=30.0):
+    # tare/calibrate refuse while the load is still moving: try until settled. From the
+    # template's scale (22.5 counts/g against the cell's 86) the settle band is ~4x tighter in
+    # real grams, so a loaded machine's late samples kept one run "settling" for over 15 s
     deadline = time.monotonic() + timeout
     while True:
         try:
