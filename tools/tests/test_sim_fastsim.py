@@ -141,6 +141,16 @@ def test_figures_do_not_depend_on_the_worker_count(cat):
     assert _untimed(summarise(one, sc, 4, (), t1)) == _untimed(summarise(two, sc, 4, (), t2))
 
 
+def test_the_workers_renders_are_saved_for_the_next_run(cat, tmp_path, monkeypatch):
+    """Two workers render scenes in their own processes: the run saves them (it did not: every
+    2-worker run rendered its whole pool again)."""
+    monkeypatch.setenv("CART_SIM_CACHE", str(tmp_path))
+    sc = _sc(baskets={"mean_items": 3})
+    _, first = run_baskets(sc, 4, 4, catalogue=cat, workers=2, chunk=2)
+    _, again = run_baskets(sc, 4, 4, catalogue=cat, workers=2, chunk=2)
+    assert first.pool_rendered > 0 and again.pool_rendered == 0, (first.pool_rendered, again.pool_rendered)
+
+
 def test_a_prompt_during_the_walk_is_answered_then_not_at_the_next_action(cat):
     """The gateway's timer runs on its own grid while the shopper walks: a movement is decided
     within the evidence window, not when the next action starts (issue 17)."""
