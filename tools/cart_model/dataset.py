@@ -227,12 +227,7 @@ def render_pool_split(cat_path, skus: list[str], n: int, seed: int, size=INPUT_S
     index = {s: i for i, s in enumerate(labels)}
     keys = [pool_scene_key(skus, i, seed) for i in range(first, first + n)]
     jobs = [(cam, key, lab, size, crops, seed * 7 + i) for (cam, key, lab), i in zip(keys, range(first, first + n))]
-    if workers > 1:
-        with ProcessPoolExecutor(workers, initializer=_pool_init, initargs=(cat_path, seed)) as ex:
-            results = list(ex.map(_pool_one, jobs, chunksize=32))
-    else:
-        _pool_init(cat_path, seed)
-        results = [_pool_one(j) for j in jobs]
+    results = _pool_map(_pool_one, jobs, cat_path, seed, workers)
     y = np.array([index[lab] if lab else 0 for _, _, lab in keys], dtype=np.int32)
     x = np.stack([r[0] for r in results])
     c = np.array([[r[1]["cx"], r[1]["cy"], 1.0 if lab else 0.0] for r, (_, _, lab) in zip(results, keys)],
@@ -243,6 +238,15 @@ def render_pool_split(cat_path, skus: list[str], n: int, seed: int, size=INPUT_S
     return out
 
 
+def _pool_map(fn, jobs: list, cat_path, seed: int, workers: int) -> list:
+    """fn over jobs in order, on `workers` processes (each set up once by _pool_init) or here."""
+    if workers > 1:
+        with ProcessPoolExecutor(workers, initializer=_pool_init, initargs=(cat_path, seed)) as ex:
+            return list(ex.map(fn, jobs, chunksize=32))
+    _pool_init(cat_path, seed)
+    return [fn(j) for j in jobs]
+
+
 def _pool_jpeg_one(args):
     return pool_jpeg(*args)[0]
 
@@ -251,10 +255,5 @@ def render_pool_jpegs(cat_path, skus: list[str], n: int, seed: int, workers: int
     """n pool-style camera frames (JPEG) and their labels (None: no product)."""
     keys = [pool_scene_key(skus, i, seed) for i in range(n)]
     jobs = [(cam, key) for cam, key, _ in keys]
-    if workers > 1:
-        with ProcessPoolExecutor(workers, initializer=_pool_init, initargs=(cat_path, seed)) as ex:
-            jpegs = list(ex.map(_pool_jpeg_one, jobs, chunksize=32))
-    else:
-        _pool_init(cat_path, seed)
-        jpegs = [_pool_jpeg_one(j) for j in jobs]
+    jpegs = _pool_map(_pool_jpeg_one, jobs, cat_path, seed, workers)
     return jpegs, [lab for _, _, lab in keys]
