@@ -275,6 +275,7 @@ class Store:
         costs what changed, not the basket. Ignored (every part compared) when this store's
         copy was just read back from the database (after a load or a rollback)."""
         ck = json.dumps(clock, sort_keys=True)
+        reopened = getattr(dirty, "reopened", ())
         same_session = (self._heads.get(cart) or (None,))[0] == session
         if self._heads.get(cart) != (session, version_base, ck):
             self.db.execute("INSERT OR REPLACE INTO carts VALUES (?,?,?,?,?)", (cart, session, version_base, "", ck))
@@ -287,10 +288,13 @@ class Store:
         final = self._final.get(cart)
         if final is None or not same_session:    # a new basket numbers its movements from 1 again
             final = self._final[cart] = {p for p, v in known.items() if _final_move(p, v)} if same_session else set()
+        for mid in reopened:    # compared again: it may be decided anew
+            final.discard(f"done/{mid}")
         # the engine bumps `version` in every step that changes the basket (engine.step): at the
         # stored version (of this session: a new basket counts from 0 again) no line or personal
         # item changed, so they are neither split nor compared
-        if same_session and known.get("version", _ABSENT) == state.get("version"):
+        stored_version = known.get(HEAD, known).get("version", _ABSENT)
+        if same_session and stored_version == state.get("version"):
             skip, only = _BASKET_KEYS, {}
         elif same_session and dirty is not None and dirty.known:
             skip = () if dirty.personal else ("personal",)
@@ -446,11 +450,16 @@ _ABSENT = object()
 _IMMUTABLE = (int, float, str, bool, type(None))
 _BASKET_KEYS = ("lines", "personal")   # change only with the basket's version
 _ID_KEYS = ("line_id", "id", "pid")
+# dicts whose order nothing reads (looked up by id, or sorted): their items are stored without a
+# key-order part, which every open or close rewrote; read back in id order
+_UNORDERED = ("prompts", "reviews", "done")
+HEAD = "="     # one part for the small plain values (version, clock, counters): one row per save, not three
 
 
 def _final_move(part: str, stored) -> bool:
     """A part that never changes once stored, so it is not compared again:
-    - a movement stored as decided (`done`): the engine keeps it only to recognise late vision
+    - a decided movement (`done/<id>`, or `moves/<id>` in `done` state as older versions
+      stored it): the engine keeps it only to recognise late vision
       for it and then deletes it; every change to it happens in the step that decides it
       (reconcile/decide.py, answers.py);
     - a prompt or review record (`prompts/<id>`, `reviews/<id>`): made once when the prompt or
@@ -460,6 +469,8 @@ def _final_move(part: str, stored) -> bool:
     head = part[:8]
     if head == "prompts/" or head == "reviews/":
         return len(part) > 8
+    if head[:5] == "done/":        # decided movements (reconcile/state.py: `done`)
+        return len(part) > 5
     return head[:6] == "moves/" and type(stored) is dict and stored.get("state") == "done"
 
 
@@ -467,7 +478,9 @@ def split_state(state: dict, skip=()) -> dict[str, object]:
     """A reconciler state as parts: `key` for a plain value; for a dict of dicts
     (moves, prompts, reviews, ...) `key/` holds the key order and `key/<k>` each item;
     for a list of dicts with a unique id (lines, log, personal) `key/` holds the id
-    field and the ids in order and `key/<id>` each item."""
+    field and the ids in order and `key/<id>` each item; the items of an unordered dict
+    (_UNORDERED) are `key/<k>` without a `key/`; plain scalar values and dicts of scalars
+    (version, now_ms, the counters `n`) together are the head part `=`."""
     return _split(state, skip)[0]
 
 
@@ -478,8 +491,21 @@ def _split(state: dict, skip=(), only=None, known=None, final=()) -> tuple[dict[
     changed again: _final_move)."""
     out: dict[str, object] = {"/": list(state)}    # top-level key order
     kept: set[str] = set()
+    head: dict[str, object] = {}
     for k, v in state.items():
         if k in skip:       # the caller knows these are unchanged: no parts for them
+            continue
+        if type(v) in _IMMUTABLE or (type(v) is dict and k not in _UNORDERED
+                                     and all(type(x) in _IMMUTABLE for x in v.values())):
+            head[k] = v
+            continue
+        if k in _UNORDERED and type(v) is dict and all(type(x) is dict for x in v.values()):
+            for sk, x in v.items():
+                p = f"{k}/{sk}"
+                if p in final:
+                    kept.add(p)
+                else:
+                    out[p] = x
             continue
         if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
             out[k + "/"] = {"dict": list(v)}
@@ -506,15 +532,26 @@ def _split(state: dict, skip=(), only=None, known=None, final=()) -> tuple[dict[
                             kept.add(p)
                     continue
         out[k] = v
+    if head:
+        out[HEAD] = head
     return out, kept
 
 
 def join_state(parts: dict[str, object]) -> dict:
     """The inverse of split_state, in the same key order."""
     state: dict = {}
+    plain = parts.get(HEAD, {})
     for k in parts["/"]:
-        if k in parts:
+        if k in plain:
+            state[k] = plain[k]
+            continue
+        if k in parts:      # (also a plain value stored on its own, as older versions did)
             state[k] = parts[k]
+            continue
+        if k + "/" not in parts:    # an unordered dict: its items, in id order
+            pre = k + "/"
+            state[k] = {p[len(pre):]: v for p, v in sorted(
+                ((p, v) for p, v in parts.items() if p.startswith(pre)), key=lambda pv: _natural(pv[0]))}
             continue
         head = parts[k + "/"]
         if "dict" in head:
@@ -522,6 +559,12 @@ def join_state(parts: dict[str, object]) -> dict:
         else:
             state[k] = [parts[f"{k}/{i}"] for i in head["list"]]
     return state
+
+
+def _natural(key: str):
+    """`p10` after `p9` (ids end in a counter)."""
+    digits = len(key) - len(key.rstrip("0123456789"))
+    return (key[: len(key) - digits], int(key[len(key) - digits:] or 0))
 
 
 def _migrate_begin(db) -> bool:

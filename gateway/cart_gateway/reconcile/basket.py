@@ -247,15 +247,23 @@ class BasketMixin:
             if out is None:
                 out = cache[ln["line_id"]] = P.BasketLine(**{k: ln[k] for k in _PAYLOAD_KEYS}).model_dump()
             lines.append(out)
-        pending = [{"line_id": f"P-{mv['id']}", "sku": None, "name": "Unconfirmed item", "qty": 1,
-                    "weight_g": round(mv["delta_g"], 1), "unit_price_cents": 0, "price_cents": 0,
-                    "status": "review" if mv["state"] == "review" else "pending"}
-                   for mv in sorted(s["moves"].values(), key=lambda m: m["id"])
-                   if mv["state"] in ("prompt", "review", "answered", "waiting") and mv["delta_g"] > 0]
+        total = sum(ln["price_cents"] for ln in lines if ln["status"] == "accepted")
+        # an undecided addition shows as a pending line (built and checked once per state it is in)
+        pend = self._pending_payloads
+        for mv in sorted(s["moves"].values(), key=lambda m: m["id"]):
+            if mv["state"] not in ("prompt", "review", "answered", "waiting") or mv["delta_g"] <= 0:
+                continue
+            key = (mv["state"], mv["delta_g"])
+            hit = pend.get(mv["id"])
+            if hit is None or hit[0] != key:
+                hit = pend[mv["id"]] = (key, P.BasketLine(
+                    line_id=f"P-{mv['id']}", sku=None, name="Unconfirmed item", qty=1,
+                    weight_g=round(mv["delta_g"], 1), unit_price_cents=0, price_cents=0,
+                    status="review" if mv["state"] == "review" else "pending").model_dump())
+            lines.append(hit[1])
+        if len(pend) > 2 * len(s["moves"]) + 16:      # decided: forget them
+            self._pending_payloads = {k: v for k, v in pend.items() if k in s["moves"]}
         # the basket's lines are checked one by one above (cached): the model checks the rest
-        out = P.Basket(v=1, cart=self.cart, version=s["version"], updated_ms=s["now_ms"], lines=pending,
-                       total_cents=sum(ln["price_cents"] for ln in lines if ln["status"] == "accepted"),
-                       open_prompts=len(s["prompts"]), open_reviews=len(s["reviews"])).model_dump()
-        lines += out["lines"]
-        out["lines"] = []
+        out = P.Basket(v=1, cart=self.cart, version=s["version"], updated_ms=s["now_ms"], lines=[],
+                       total_cents=total, open_prompts=len(s["prompts"]), open_reviews=len(s["reviews"])).model_dump()
         return out, lines
