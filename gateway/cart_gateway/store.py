@@ -450,10 +450,13 @@ _ABSENT = object()
 _IMMUTABLE = (int, float, str, bool, type(None))
 _BASKET_KEYS = ("lines", "personal")   # change only with the basket's version
 _ID_KEYS = ("line_id", "id", "pid")
-# dicts whose order nothing reads (looked up by id, or sorted): their items are stored without a
-# key-order part, which every open or close rewrote; read back in id order
-_UNORDERED = ("prompts", "reviews", "done")
+# dicts whose order nothing reads but creation order (looked up by id, or sorted; movements are
+# made in id order): their items are stored without a key-order part, which every new or
+# closed item rewrote; read back in id order
+_UNORDERED = ("moves", "prompts", "reviews", "done", "unsettled")
 HEAD = "="     # one part for the small plain values (version, clock, counters): one row per save, not three
+# short lists that change with most weight events: in the head too
+_HEAD_LISTS = ("settled_refs", "nochange_refs")
 
 
 def _final_move(part: str, stored) -> bool:
@@ -495,8 +498,8 @@ def _split(state: dict, skip=(), only=None, known=None, final=()) -> tuple[dict[
     for k, v in state.items():
         if k in skip:       # the caller knows these are unchanged: no parts for them
             continue
-        if type(v) in _IMMUTABLE or (type(v) is dict and k not in _UNORDERED
-                                     and all(type(x) in _IMMUTABLE for x in v.values())):
+        if type(v) in _IMMUTABLE or k in _HEAD_LISTS or (type(v) is dict and k not in _UNORDERED
+                                                         and all(type(x) in _IMMUTABLE for x in v.values())):
             head[k] = v
             continue
         if k in _UNORDERED and type(v) is dict and all(type(x) is dict for x in v.values()):
