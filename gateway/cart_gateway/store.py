@@ -312,8 +312,7 @@ class Store:
                 known[p] = v if p[-1] == "/" or type(v) in _IMMUTABLE else pickle.loads(pickle.dumps(v, 5))
                 if _final_move(p, v):
                     final.add(p)
-        gone = [(cart, p) for p in known
-                if p not in parts and p not in kept and p.split("/", 1)[0] not in skip]
+        gone = [(cart, p) for p in known.keys() - parts.keys() - kept if p.split("/", 1)[0] not in skip]
         for _, p in gone:
             del known[p]
             final.discard(p)
@@ -502,9 +501,10 @@ def _split(state: dict, skip=(), only=None, known=None, final=()) -> tuple[dict[
                                                          and all(type(x) in _IMMUTABLE for x in v.values())):
             head[k] = v
             continue
-        if k in _UNORDERED and type(v) is dict and all(type(x) is dict for x in v.values()):
+        if k in _UNORDERED and type(v) is dict:     # (the engine's records: dicts, state.check_state)
+            pre = k + "/"
             for sk, x in v.items():
-                p = f"{k}/{sk}"
+                p = pre + sk
                 if p in final:
                     kept.add(p)
                 else:

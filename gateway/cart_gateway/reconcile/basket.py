@@ -22,6 +22,7 @@ class BasketMixin:
     def _touch_line(self, line_id: str) -> None:
         self.dirty.lines.add(line_id)
         self._line_payloads.pop(line_id, None)
+        self._lines_view = None
 
     def _touch_personal(self) -> None:
         self.dirty.personal = True
@@ -240,14 +241,18 @@ class BasketMixin:
         from call to call while a line is unchanged (the service caches their JSON by it);
         not to be changed by the caller."""
         s = self.s
-        cache = self._line_payloads       # a line's payload is built (and checked) once per change
-        lines = []
-        for ln in s["lines"]:
-            out = cache.get(ln["line_id"])
-            if out is None:
-                out = cache[ln["line_id"]] = P.BasketLine(**{k: ln[k] for k in _PAYLOAD_KEYS}).model_dump()
-            lines.append(out)
-        total = sum(ln["price_cents"] for ln in lines if ln["status"] == "accepted")
+        view = self._lines_view       # the lines' payloads and total: rebuilt only after a line changed
+        if view is None or view[0] is not s["lines"] or view[1] != len(s["lines"]):
+            cache = self._line_payloads       # a line's payload is built (and checked) once per change
+            payloads = []
+            for ln in s["lines"]:
+                out = cache.get(ln["line_id"])
+                if out is None:
+                    out = cache[ln["line_id"]] = P.BasketLine(**{k: ln[k] for k in _PAYLOAD_KEYS}).model_dump()
+                payloads.append(out)
+            total = sum(ln["price_cents"] for ln in payloads if ln["status"] == "accepted")
+            view = self._lines_view = (s["lines"], len(s["lines"]), payloads, total)
+        lines, total = list(view[2]), view[3]
         # an undecided addition shows as a pending line (built and checked once per state it is in)
         pend = self._pending_payloads
         for mv in sorted(s["moves"].values(), key=lambda m: m["id"]):

@@ -49,6 +49,7 @@ class CartReconciler(EvidenceMixin, ProvisionalMixin, DecideMixin, BasketMixin, 
         self._scores = MovementScores(self.book)   # transient: a movement's score, reused for its answer
         self.dirty = Dirty()                       # what changed since the gateway stored the state
         self._line_payloads: dict[str, dict] = {}  # line id -> its §10 payload (basket.py)
+        self._lines_view: tuple | None = None      # (lines list, its length, their payloads, total): basket.py
         self._pending_payloads: dict[str, tuple] = {}   # movement id -> (its state, delta, its pending line)
         self._done_oldest: int | None = None       # a lower bound of mono_ms in `done` (None: not known)
 
