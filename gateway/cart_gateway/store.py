@@ -93,6 +93,9 @@ class Store:
         self._parts: dict[str, dict[str, object]] = {}  # cart -> part -> a private copy of the stored value
         self._final: dict[str, set[str]] = {}           # cart -> its stored parts that never change (_final_move)
         self._heads: dict[str, tuple] = {}              # cart -> stored (session, version_base, clock)
+        # stream (cart, board, inst, epoch) -> its `seqs.high` as this transaction sees it (None: no
+        # row): an event read it twice (duplicate check, then note_seq). Dropped with a rollback.
+        self._highs: dict[tuple, int | None] = {}
 
     # ---------------------------------------------------------- transactions
     def begin(self) -> None:
@@ -110,6 +113,7 @@ class Store:
             self.db.execute("ROLLBACK")
             self._in_tx = False
         self._parts, self._heads, self._final = {}, {}, {}    # what save_cart believes is stored may be gone
+        self._highs = {}
 
     def close(self) -> None:
         self.rollback()
@@ -130,14 +134,21 @@ class Store:
 
         Received = in the event log, or at or below the stream's highest seq and in no open
         gap: the second test still knows an event whose row retention pruned."""
-        row = self.db.execute("SELECT high FROM seqs WHERE cart=? AND board=? AND inst=? AND epoch=?",
-                              (cart, board, inst, epoch)).fetchone()
-        if row and seq <= row[0] and self._gap_at(cart, board, inst, epoch, seq) is None:
+        high = self._high(cart, board, inst, epoch)
+        if high is not None and seq <= high and self._gap_at(cart, board, inst, epoch, seq) is None:
             return False
         cur = self.db.execute(
             "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?)",
             (event_id, cart, board, epoch, seq, type_, t_ms, payload))
         return cur.rowcount == 1
+
+    def _high(self, cart, board, inst, epoch) -> int | None:
+        key = (cart, board, inst, epoch)
+        if key not in self._highs:
+            row = self.db.execute("SELECT high FROM seqs WHERE cart=? AND board=? AND inst=? AND epoch=?",
+                                  key).fetchone()
+            self._highs[key] = row[0] if row else None
+        return self._highs[key]
 
     def _gap_at(self, cart, board, inst, epoch, seq):
         row = self.db.execute(self._GAP_AT, (cart, board, inst, epoch, seq)).fetchone()
@@ -160,6 +171,7 @@ class Store:
         top = self.db.execute("SELECT MAX(stream) FROM seqs WHERE cart=? AND board=?", (cart, board)).fetchone()[0]
         stream = max(top or 0, 2**32 - 1) + 1
         self.db.execute("INSERT INTO seqs VALUES (?,?,?,?,?,?)", (cart, board, inst, epoch, 0, stream))
+        self._highs[(cart, board, inst, epoch)] = 0
         return stream
 
     def note_board(self, cart, board, inst: str) -> None:
@@ -176,15 +188,15 @@ class Store:
         Returns ("next"|"gap"|"late", range): "gap" with the missing range
         recorded; "late" when the seq is below the highest (a gap is closed).
         """
-        row = self.db.execute("SELECT high FROM seqs WHERE cart=? AND board=? AND inst=? AND epoch=?",
-                              (cart, board, inst, epoch)).fetchone()
-        high = row[0] if row else 0
+        known = self._high(cart, board, inst, epoch)
+        high = known or 0
         if seq > high:
-            if row is None:    # (stream() has already added an instance's row)
+            if known is None:    # (stream() has already added an instance's row)
                 self.db.execute("INSERT OR IGNORE INTO seqs VALUES (?,?,?,?,0,?)",
                                 (cart, board, inst, epoch, self.stream(cart, board, inst, epoch)))
             self.db.execute("UPDATE seqs SET high=? WHERE cart=? AND board=? AND inst=? AND epoch=?",
                             (seq, cart, board, inst, epoch))
+            self._highs[(cart, board, inst, epoch)] = seq
             if seq > high + 1:
                 rng = (high + 1, seq - 1)
                 self.db.execute("INSERT INTO gaps (cart, board, inst, epoch, lo, hi, t_ms) VALUES (?,?,?,?,?,?,?)",
@@ -612,5 +624,6 @@ class _Savepoint:
             # save_cart's cache may list parts this rollback just undid: a later save
             # would then write only a diff against rows that are not there
             self.store._parts, self.store._heads, self.store._final = {}, {}, {}
+            self.store._highs = {}
         self.db.execute(f"RELEASE {self.name}")
         return False

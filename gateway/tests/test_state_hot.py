@@ -8,6 +8,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from cart_bench.scenario import Session, _respond
 from cart_bench.stream import ingest_stream
 from cart_bench.synth import synthetic
@@ -139,4 +141,27 @@ def test_a_database_written_at_f5403a9_loads_and_goes_on(tmp_path):
     assert {c: s for c, _, _, s, _ in st.load_carts()} == engines
     rows = {p for (p,) in st.db.execute("SELECT part FROM cart_parts WHERE cart='c001'")}
     assert HEAD in rows and not {"version", "now_ms", "n", "moves/", "prompts/"} & rows   # old rows gone
+    st.close()
+
+
+def test_a_rolled_back_seq_is_not_believed_by_the_duplicate_check(tmp_path):
+    """The store keeps each stream's highest seq in memory for the transaction (an event read it
+    twice); a rollback, of the transaction or of a message's savepoint, must forget it."""
+    st = Store(tmp_path / "g.sqlite3")
+    st.begin()
+    assert st.add_event("c1/scale/1/1", "c1", "scale", 1, 1, "weight", 0, b"{}")
+    st.note_seq("c1", "scale", 1, 1, 0)
+    st.commit()
+    st.begin()
+    st.note_seq("c1", "scale", 1, 5, 0)        # seqs 2..4 a gap, 5 received: rolled back below
+    st.rollback()
+    st.begin()
+    assert st.add_event("c1/scale/1/3", "c1", "scale", 1, 3, "weight", 0, b"{}")   # not a duplicate
+    assert st.note_seq("c1", "scale", 1, 3, 0) == ("gap", (2, 2))
+    with pytest.raises(RuntimeError):
+        with st.savepoint():
+            st.note_seq("c1", "scale", 1, 9, 0)
+            raise RuntimeError("the message failed")
+    assert st.add_event("c1/scale/1/4", "c1", "scale", 1, 4, "weight", 0, b"{}")
+    st.commit()
     st.close()
