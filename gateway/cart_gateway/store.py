@@ -313,7 +313,15 @@ class Store:
             only = {"lines": dirty.lines}
         else:
             skip, only = (), {}
+        marked = None
+        if only and not getattr(dirty, "line_set", True) and "lines/" in known and state.get("lines"):
+            # the same lines as stored, some values changed: only the marked lines' parts (no key
+            # order, no pass over the others)
+            skip += ("lines",)
+            marked = {f"lines/{ln['line_id']}": ln for ln in state["lines"] if ln["line_id"] in dirty.lines}
         parts, kept = _split(state, skip, only, known, final)
+        if marked:
+            parts.update(marked)
         put = []
         for p, v in parts.items():
             old = known.get(p, _ABSENT)

@@ -127,9 +127,10 @@ class Dirty:
     lines: set[str] = field(default_factory=set)
     personal: bool = False
     reopened: set[str] = field(default_factory=set)   # decided movements made open again (engine._open_move)
+    line_set: bool = False     # a line added or removed (else only the marked lines' values changed)
 
     def stored(self) -> None:
-        self.known, self.personal = True, False
+        self.known, self.personal, self.line_set = True, False, False
         self.lines.clear()
         self.reopened.clear()
 
