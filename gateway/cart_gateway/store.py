@@ -258,6 +258,8 @@ class Store:
     # (30 kB of JSON for a 60-line basket) for every dirty cart in every batch
     # was the gateway's second-largest cost. `carts.state` is '' for a cart
     # stored in parts (a full JSON state there, from an older version, still loads).
+    # The plain values are one head part (`=`); dicts read only by id have no key-order
+    # part; parts as f5403a9 wrote them still load (gateway/tests/test_state_hot.py).
     def load_carts(self) -> list[tuple[str, int, int, dict, dict]]:
         """(cart, session, version_base, state, clock) for every cart, from the committed parts."""
         out = []
