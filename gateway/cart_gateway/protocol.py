@@ -313,6 +313,21 @@ class _Json(dict):
 
 
 def _loads(text: str, what: str):
+    """The payload decoded, and the first value JSON does not allow (or None). Fast path: the C
+    decoder alone, then one walk checking depth and numbers; only a payload that holds an odd
+    number is decoded again with hooks that name it as written (e.g. `1e999`)."""
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise ProtocolError(f"{what}: payload nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError as e:
+        raise ProtocolError(f"{what}: payload is not JSON ({e})") from None
+    if _check_depth(what, obj):
+        return _loads_naming(text, what)
+    return obj, None
+
+
+def _loads_naming(text: str, what: str):
     odd: list[str] = []
 
     def constant(c: str) -> float:          # NaN, Infinity, -Infinity
@@ -341,15 +356,30 @@ def _loads(text: str, what: str):
     return obj, (odd[0] if odd else None)
 
 
-def _check_depth(what: str, obj) -> None:
-    """Iteratively (no recursion to exhaust): at most MAX_DEPTH levels of arrays and objects."""
+def _check_depth(what: str, obj) -> bool:
+    """Iteratively (no recursion to exhaust): at most MAX_DEPTH levels of arrays and objects.
+    True if a number in it is not one JSON allows (NaN, ±Inf, an int beyond ±2^63)."""
+    odd = False
     stack = [(obj, 1)]
     while stack:
         v, d = stack.pop()
-        if isinstance(v, (dict, list)):
+        t = type(v)
+        if t is dict or t is list:
             if d > MAX_DEPTH:
                 raise ProtocolError(f"{what}: payload nests deeper than {MAX_DEPTH} levels")
-            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+            for x in (v.values() if t is dict else v):
+                tx = type(x)
+                if tx is dict or tx is list:
+                    stack.append((x, d + 1))
+                elif tx is float:
+                    odd = odd or not math.isfinite(x)
+                elif tx is int:
+                    odd = odd or abs(x) > MAX_INT
+        elif t is float:
+            odd = odd or not math.isfinite(v)
+        elif t is int:
+            odd = odd or abs(v) > MAX_INT
+    return odd
 
 
 def _json(what: str, payload: bytes, limit: int) -> dict:

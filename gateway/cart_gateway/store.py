@@ -72,7 +72,8 @@ CREATE INDEX IF NOT EXISTS decisions_cart ON decisions(cart, session);
 
 # json.dumps with options builds an encoder per call; a save writes several parts
 _PART_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-_SORTED_JSON = json.JSONEncoder(sort_keys=True).encode
+# a decision record in the engine's key order (deterministic), compact: sorting its keys was ~1/3 of its cost
+_RECORD_JSON = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class Store:
@@ -93,6 +94,9 @@ class Store:
         self._parts: dict[str, dict[str, object]] = {}  # cart -> part -> a private copy of the stored value
         self._final: dict[str, set[str]] = {}           # cart -> its stored parts that never change (_final_move)
         self._heads: dict[str, tuple] = {}              # cart -> stored (session, version_base, clock)
+        # stream (cart, board, inst, epoch) -> its `seqs.high` as this transaction sees it (None: no
+        # row): an event read it twice (duplicate check, then note_seq). Dropped with a rollback.
+        self._highs: dict[tuple, int | None] = {}
 
     # ---------------------------------------------------------- transactions
     def begin(self) -> None:
@@ -110,6 +114,7 @@ class Store:
             self.db.execute("ROLLBACK")
             self._in_tx = False
         self._parts, self._heads, self._final = {}, {}, {}    # what save_cart believes is stored may be gone
+        self._highs = {}
 
     def close(self) -> None:
         self.rollback()
@@ -130,14 +135,21 @@ class Store:
 
         Received = in the event log, or at or below the stream's highest seq and in no open
         gap: the second test still knows an event whose row retention pruned."""
-        row = self.db.execute("SELECT high FROM seqs WHERE cart=? AND board=? AND inst=? AND epoch=?",
-                              (cart, board, inst, epoch)).fetchone()
-        if row and seq <= row[0] and self._gap_at(cart, board, inst, epoch, seq) is None:
+        high = self._high(cart, board, inst, epoch)
+        if high is not None and seq <= high and self._gap_at(cart, board, inst, epoch, seq) is None:
             return False
         cur = self.db.execute(
             "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?)",
             (event_id, cart, board, epoch, seq, type_, t_ms, payload))
         return cur.rowcount == 1
+
+    def _high(self, cart, board, inst, epoch) -> int | None:
+        key = (cart, board, inst, epoch)
+        if key not in self._highs:
+            row = self.db.execute("SELECT high FROM seqs WHERE cart=? AND board=? AND inst=? AND epoch=?",
+                                  key).fetchone()
+            self._highs[key] = row[0] if row else None
+        return self._highs[key]
 
     def _gap_at(self, cart, board, inst, epoch, seq):
         row = self.db.execute(self._GAP_AT, (cart, board, inst, epoch, seq)).fetchone()
@@ -160,6 +172,7 @@ class Store:
         top = self.db.execute("SELECT MAX(stream) FROM seqs WHERE cart=? AND board=?", (cart, board)).fetchone()[0]
         stream = max(top or 0, 2**32 - 1) + 1
         self.db.execute("INSERT INTO seqs VALUES (?,?,?,?,?,?)", (cart, board, inst, epoch, 0, stream))
+        self._highs[(cart, board, inst, epoch)] = 0
         return stream
 
     def note_board(self, cart, board, inst: str) -> None:
@@ -176,15 +189,15 @@ class Store:
         Returns ("next"|"gap"|"late", range): "gap" with the missing range
         recorded; "late" when the seq is below the highest (a gap is closed).
         """
-        row = self.db.execute("SELECT high FROM seqs WHERE cart=? AND board=? AND inst=? AND epoch=?",
-                              (cart, board, inst, epoch)).fetchone()
-        high = row[0] if row else 0
+        known = self._high(cart, board, inst, epoch)
+        high = known or 0
         if seq > high:
-            if row is None:    # (stream() has already added an instance's row)
+            if known is None:    # (stream() has already added an instance's row)
                 self.db.execute("INSERT OR IGNORE INTO seqs VALUES (?,?,?,?,0,?)",
                                 (cart, board, inst, epoch, self.stream(cart, board, inst, epoch)))
             self.db.execute("UPDATE seqs SET high=? WHERE cart=? AND board=? AND inst=? AND epoch=?",
                             (seq, cart, board, inst, epoch))
+            self._highs[(cart, board, inst, epoch)] = seq
             if seq > high + 1:
                 rng = (high + 1, seq - 1)
                 self.db.execute("INSERT INTO gaps (cart, board, inst, epoch, lo, hi, t_ms) VALUES (?,?,?,?,?,?,?)",
@@ -245,6 +258,8 @@ class Store:
     # (30 kB of JSON for a 60-line basket) for every dirty cart in every batch
     # was the gateway's second-largest cost. `carts.state` is '' for a cart
     # stored in parts (a full JSON state there, from an older version, still loads).
+    # The plain values are one head part (`=`); dicts read only by id have no key-order
+    # part; parts as f5403a9 wrote them still load (gateway/tests/test_state_hot.py).
     def load_carts(self) -> list[tuple[str, int, int, dict, dict]]:
         """(cart, session, version_base, state, clock) for every cart, from the committed parts."""
         out = []
@@ -275,6 +290,7 @@ class Store:
         costs what changed, not the basket. Ignored (every part compared) when this store's
         copy was just read back from the database (after a load or a rollback)."""
         ck = json.dumps(clock, sort_keys=True)
+        reopened = getattr(dirty, "reopened", ())
         same_session = (self._heads.get(cart) or (None,))[0] == session
         if self._heads.get(cart) != (session, version_base, ck):
             self.db.execute("INSERT OR REPLACE INTO carts VALUES (?,?,?,?,?)", (cart, session, version_base, "", ck))
@@ -287,17 +303,28 @@ class Store:
         final = self._final.get(cart)
         if final is None or not same_session:    # a new basket numbers its movements from 1 again
             final = self._final[cart] = {p for p, v in known.items() if _final_move(p, v)} if same_session else set()
+        for mid in reopened:    # compared again: it may be decided anew
+            final.discard(f"done/{mid}")
         # the engine bumps `version` in every step that changes the basket (engine.step): at the
         # stored version (of this session: a new basket counts from 0 again) no line or personal
         # item changed, so they are neither split nor compared
-        if same_session and known.get("version", _ABSENT) == state.get("version"):
+        stored_version = known.get(HEAD, known).get("version", _ABSENT)
+        if same_session and stored_version == state.get("version"):
             skip, only = _BASKET_KEYS, {}
         elif same_session and dirty is not None and dirty.known:
             skip = () if dirty.personal else ("personal",)
             only = {"lines": dirty.lines}
         else:
             skip, only = (), {}
+        marked = None
+        if only and not getattr(dirty, "line_set", True) and "lines/" in known and state.get("lines"):
+            # the same lines as stored, some values changed: only the marked lines' parts (no key
+            # order, no pass over the others)
+            skip += ("lines",)
+            marked = {f"lines/{ln['line_id']}": ln for ln in state["lines"] if ln["line_id"] in dirty.lines}
         parts, kept = _split(state, skip, only, known, final)
+        if marked:
+            parts.update(marked)
         put = []
         for p, v in parts.items():
             old = known.get(p, _ABSENT)
@@ -308,8 +335,7 @@ class Store:
                 known[p] = v if p[-1] == "/" or type(v) in _IMMUTABLE else pickle.loads(pickle.dumps(v, 5))
                 if _final_move(p, v):
                     final.add(p)
-        gone = [(cart, p) for p in known
-                if p not in parts and p not in kept and p.split("/", 1)[0] not in skip]
+        gone = [(cart, p) for p in known.keys() - parts.keys() - kept if p.split("/", 1)[0] not in skip]
         for _, p in gone:
             del known[p]
             final.discard(p)
@@ -400,7 +426,7 @@ class Store:
     # ---------------------------------------------------------- decision log
     def add_decision(self, cart, session, record: dict, t_ms: int) -> None:
         self.db.execute("INSERT INTO decisions (cart, session, outcome, record, t_ms) VALUES (?,?,?,?,?)",
-                        (cart, session, record["outcome"], _SORTED_JSON(record), t_ms))
+                        (cart, session, record["outcome"], _RECORD_JSON(record), t_ms))
 
     def decisions(self, cart: str | None = None) -> list[dict]:
         q = "SELECT record FROM decisions" + (" WHERE cart=?" if cart else "") + " ORDER BY id"
@@ -446,11 +472,19 @@ _ABSENT = object()
 _IMMUTABLE = (int, float, str, bool, type(None))
 _BASKET_KEYS = ("lines", "personal")   # change only with the basket's version
 _ID_KEYS = ("line_id", "id", "pid")
+# dicts whose order nothing reads but creation order (looked up by id, or sorted; movements are
+# made in id order): their items are stored without a key-order part, which every new or
+# closed item rewrote; read back in id order
+_UNORDERED = ("moves", "prompts", "reviews", "done", "unsettled")
+HEAD = "="     # one part for the small plain values (version, clock, counters): one row per save, not three
+# short lists that change with most weight events: in the head too
+_HEAD_LISTS = ("settled_refs", "nochange_refs")
 
 
 def _final_move(part: str, stored) -> bool:
     """A part that never changes once stored, so it is not compared again:
-    - a movement stored as decided (`done`): the engine keeps it only to recognise late vision
+    - a decided movement (`done/<id>`, or `moves/<id>` in `done` state as older versions
+      stored it): the engine keeps it only to recognise late vision
       for it and then deletes it; every change to it happens in the step that decides it
       (reconcile/decide.py, answers.py);
     - a prompt or review record (`prompts/<id>`, `reviews/<id>`): made once when the prompt or
@@ -460,6 +494,8 @@ def _final_move(part: str, stored) -> bool:
     head = part[:8]
     if head == "prompts/" or head == "reviews/":
         return len(part) > 8
+    if head[:5] == "done/":        # decided movements (reconcile/state.py: `done`)
+        return len(part) > 5
     return head[:6] == "moves/" and type(stored) is dict and stored.get("state") == "done"
 
 
@@ -467,7 +503,9 @@ def split_state(state: dict, skip=()) -> dict[str, object]:
     """A reconciler state as parts: `key` for a plain value; for a dict of dicts
     (moves, prompts, reviews, ...) `key/` holds the key order and `key/<k>` each item;
     for a list of dicts with a unique id (lines, log, personal) `key/` holds the id
-    field and the ids in order and `key/<id>` each item."""
+    field and the ids in order and `key/<id>` each item; the items of an unordered dict
+    (_UNORDERED) are `key/<k>` without a `key/`; plain scalar values and dicts of scalars
+    (version, now_ms, the counters `n`) together are the head part `=`."""
     return _split(state, skip)[0]
 
 
@@ -478,8 +516,22 @@ def _split(state: dict, skip=(), only=None, known=None, final=()) -> tuple[dict[
     changed again: _final_move)."""
     out: dict[str, object] = {"/": list(state)}    # top-level key order
     kept: set[str] = set()
+    head: dict[str, object] = {}
     for k, v in state.items():
         if k in skip:       # the caller knows these are unchanged: no parts for them
+            continue
+        if type(v) in _IMMUTABLE or k in _HEAD_LISTS or (type(v) is dict and k not in _UNORDERED
+                                                         and all(type(x) in _IMMUTABLE for x in v.values())):
+            head[k] = v
+            continue
+        if k in _UNORDERED and type(v) is dict:     # (the engine's records: dicts, state.check_state)
+            pre = k + "/"
+            for sk, x in v.items():
+                p = pre + sk
+                if p in final:
+                    kept.add(p)
+                else:
+                    out[p] = x
             continue
         if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
             out[k + "/"] = {"dict": list(v)}
@@ -506,15 +558,26 @@ def _split(state: dict, skip=(), only=None, known=None, final=()) -> tuple[dict[
                             kept.add(p)
                     continue
         out[k] = v
+    if head:
+        out[HEAD] = head
     return out, kept
 
 
 def join_state(parts: dict[str, object]) -> dict:
     """The inverse of split_state, in the same key order."""
     state: dict = {}
+    plain = parts.get(HEAD, {})
     for k in parts["/"]:
-        if k in parts:
+        if k in plain:
+            state[k] = plain[k]
+            continue
+        if k in parts:      # (also a plain value stored on its own, as older versions did)
             state[k] = parts[k]
+            continue
+        if k + "/" not in parts:    # an unordered dict: its items, in id order
+            pre = k + "/"
+            state[k] = {p[len(pre):]: v for p, v in sorted(
+                ((p, v) for p, v in parts.items() if p.startswith(pre)), key=lambda pv: _natural(pv[0]))}
             continue
         head = parts[k + "/"]
         if "dict" in head:
@@ -522,6 +585,12 @@ def join_state(parts: dict[str, object]) -> dict:
         else:
             state[k] = [parts[f"{k}/{i}"] for i in head["list"]]
     return state
+
+
+def _natural(key: str):
+    """`p10` after `p9` (ids end in a counter)."""
+    digits = len(key) - len(key.rstrip("0123456789"))
+    return (key[: len(key) - digits], int(key[len(key) - digits:] or 0))
 
 
 def _migrate_begin(db) -> bool:
@@ -566,5 +635,6 @@ class _Savepoint:
             # save_cart's cache may list parts this rollback just undid: a later save
             # would then write only a diff against rows that are not there
             self.store._parts, self.store._heads, self.store._final = {}, {}, {}
+            self.store._highs = {}
         self.db.execute(f"RELEASE {self.name}")
         return False

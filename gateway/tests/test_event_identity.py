@@ -43,7 +43,7 @@ def test_a_reflashed_board_starting_again_at_epoch_1_loses_no_event(tmp_path):
     _send_all(h, new, again)
     assert h.gw.store.event_count() == 12 and h.count("duplicates") == 0
     assert h.count("events", "weight") == 6
-    moves = h.gw.carts["c001"].engine.s["moves"]
+    moves = {**h.gw.carts["c001"].engine.s["moves"], **h.gw.carts["c001"].engine.s["done"]}
     assert len(moves) == 6 and len({(m["epoch"], m["seq"]) for m in moves.values()}) == 6
     # real duplicates (same instance, epoch, seq) are still dropped, of both boards
     h.send(new.topic, again[3])

@@ -98,9 +98,10 @@ def test_a_state_written_before_issue_12_still_loads_and_continues():
 def test_a_damaged_state_is_refused_naming_the_record():
     eng = run(31, n=20)
     d = eng.to_dict()
-    mid = next(iter(d["moves"]))
-    d["moves"][mid]["state"] = "floating"
-    with pytest.raises(ReconcileError, match=rf"moves\[{mid}\]\.state"):
+    key = "moves" if d["moves"] else "done"      # open movements, or decided ones
+    mid = next(iter(d[key]))
+    d[key][mid]["state"] = "floating"
+    with pytest.raises(ReconcileError, match=rf"{key}\[{mid}\]\.state"):
         CartReconciler.from_dict(d, SKUS)
     d = eng.to_dict()
     del d["lines"][0]["sku"]

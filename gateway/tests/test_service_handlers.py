@@ -109,7 +109,7 @@ def test_state_survives_a_restart_of_the_gateway_object(tmp_path):
     assert gw2.carts["c001"].engine.to_json() == before
     h.gw = gw2
     h.tick(2000)
-    assert h.gw.carts["c001"].engine.s["moves"]["m2"]["state"] != "waiting"
+    assert h.gw.carts["c001"].engine.movement("m2")["state"] != "waiting"
 
 
 def test_camera_clock_is_mapped_onto_the_cart_timeline(tmp_path):
@@ -224,9 +224,9 @@ def test_a_tick_that_only_moves_the_clock_writes_nothing(tmp_path):
     h.tick(200)
     h.tick(200)
     assert db.total_changes == before                  # clock only: nothing written
-    assert h.gw.carts["c001"].engine.s["moves"]["m1"]["state"] == "waiting"
+    assert h.gw.carts["c001"].engine.movement("m1")["state"] == "waiting"
     gw2 = Gateway(h.cfg, submit_burst=h._submit)       # a crash here: the stored state is the last real one
-    assert gw2.carts["c001"].engine.s["moves"]["m1"]["state"] == "waiting"
+    assert gw2.carts["c001"].engine.movement("m1")["state"] == "waiting"
     gw2.store.close()
     h.tick(1200)                                       # the 1.5 s vision wait is over: a prompt
     assert db.total_changes > before

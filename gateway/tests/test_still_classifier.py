@@ -160,5 +160,5 @@ def test_a_sure_still_candidate_settles_the_placement_as_a_still(tmp_path):
     rt = h.gw.carts["c001"]
     line = rt.engine.basket()["lines"][0]
     assert (line["sku"], line["status"]) == (JUICE[0], "accepted")
-    mv = next(iter(rt.engine.s["moves"].values()))
+    mv = rt.engine.movement("m1")
     assert mv["vision"]["stills"] == 1                     # counted as a still, not a burst

@@ -169,7 +169,7 @@ def test_the_next_shoppers_first_movement_is_stored_though_the_last_basket_had_o
     eng = CartReconciler("c001", skus, cfg)
     sess = Session(skus, cart="c001", seed=7)
     st = Store(tmp_path / "g.sqlite3")
-    while eng.s["moves"].get("m1", {}).get("state") != "done":
+    while (eng.movement("m1") or {}).get("state") != "done":
         for ev in sess.movement():
             _respond(eng, sess, eng.step(ev))
     for _ in range(2):
@@ -179,10 +179,10 @@ def test_the_next_shoppers_first_movement_is_stored_though_the_last_basket_had_o
         eng.dirty.stored()
     nxt = CartReconciler("c001", skus, cfg)
     sess2 = Session(skus, cart="c001", seed=8)
-    while "m1" not in nxt.s["moves"]:
+    while nxt.movement("m1") is None:
         for ev in sess2.movement():
             nxt.step(ev)
-    assert "m1" in nxt.s["moves"] and nxt.s["moves"]["m1"] != eng.s["moves"].get("m1")
+    assert nxt.movement("m1") is not None and nxt.movement("m1") != eng.movement("m1")
     st.begin()
     st.save_cart("c001", 2, 10, nxt.s, {}, nxt.dirty)
     st.commit()

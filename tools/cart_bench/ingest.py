@@ -3,6 +3,7 @@ subscriber receiving the same stream in the same run; the ratio."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import tempfile
 import threading
@@ -182,7 +183,13 @@ def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1, profile
            "commit_batches": m.get("cart_gateway_commit_seconds_count"),
            # queued: the gateway's CPU-s from its first stored event seen to its n-th (POLL_S apart)
            "gateway_cpu_s": round(gw_cpu, 3) if gw_cpu else None,
-           "gateway_events_per_cpu_s": round(n / gw_cpu, 1) if gw_cpu else None}
+           "gateway_events_per_cpu_s": round(n / gw_cpu, 1) if gw_cpu else None,
+           # the gateway's CPU over the same wall time: ~1 (a core's worth) = CPU-bound; far
+           # below 1 on an idle machine = it waited (broker window, batch timer, fsync)
+           "gateway_wall_s": round(g_end - g_first, 3) if mode == "queued" and g_end and g_end > g_first else None,
+           "gateway_cpu_per_wall_s": (round(gw_cpu / (g_end - g_first), 3)
+                                      if mode == "queued" and gw_cpu and g_end and g_end > g_first else None),
+           "load_avg_1m": round(os.getloadavg()[0], 2)}     # the machine's, at the end (shared: read with it)
     print(f"ingest ({mode}, {publishers} publisher(s) at {res['publish_events_per_s']} ev/s): gateway "
           f"{res['gateway_events_per_s']} ev/s, bare paho {res['bare_paho_events_per_s']} ev/s, ratio {res['ratio']}")
     return res

@@ -92,7 +92,7 @@ def stream_and_kill(env: Env, movements: int, rate: float, kills: int, kill_ever
     for cart, s in rows:
         lines = [ln["weight_g"] for ln in s["lines"]]
         lines += [m["delta_g"] for m in s["moves"].values() if m["state"] != "done" and m["delta_g"] > 0]
-        weights_moves = sorted(m["delta_g"] for m in s["moves"].values())
+        weights_moves = sorted(m["delta_g"] for m in (*s["moves"].values(), *s.get("done", {}).values()))
         baskets[cart] = {"weight_g": round(sum(lines), 1), "moves_seen": s["n"]["move"],
                          "moves_kept": len(weights_moves)}
     lost = max(0, expect - stored)

@@ -99,7 +99,7 @@ def drive(engine, session: Session, n_moves: int, on_step=None):
 
 
 def _truth_of(engine, session, move_id):
-    mv = engine.s["moves"][move_id]
+    mv = engine.movement(move_id)
     return session.truth.get(mv["unsettled_seq"], {"kind": "none", "sku": None})
 
 

@@ -38,7 +38,7 @@ class AnswersMixin:
                       extra={"answer_id": a.answer_id, "prompt_id": a.prompt_id})
             return
         s["answers_seen"] = (s["answers_seen"] + [a.answer_id])[-SEEN_KEEP:]
-        mv = s["moves"][s["prompts"][a.prompt_id]["move_id"]]
+        mv = self._open_move(s["prompts"][a.prompt_id]["move_id"])
         asked_kind = s["prompts"][a.prompt_id]["prompt"]["kind"]
         self._prompt_options = {a.prompt_id: s["prompts"][a.prompt_id]["prompt"]["options"]}
         self._close_prompt(a.prompt_id)
@@ -209,7 +209,7 @@ class AnswersMixin:
                       extra={"verdict_id": v.verdict_id, "review_id": v.review_id})
             return
         s["verdicts_seen"] = (s["verdicts_seen"] + [v.verdict_id])[-SEEN_KEEP:]
-        mv = s["moves"][s["reviews"].pop(v.review_id)["move_id"]]
+        mv = self._open_move(s["reviews"].pop(v.review_id)["move_id"])
         self._fx["reviews_closed"].append(v.review_id)
         self._fx["basket_changed"] = True
         mv["state"], mv["review_id"] = MoveState.DONE, None

@@ -22,6 +22,7 @@ class BasketMixin:
     def _touch_line(self, line_id: str) -> None:
         self.dirty.lines.add(line_id)
         self._line_payloads.pop(line_id, None)
+        self._lines_view = None
 
     def _touch_personal(self) -> None:
         self.dirty.personal = True
@@ -52,6 +53,7 @@ class BasketMixin:
         price = (round(weight_g * item.price_cents / 1000.0) if item.sold_by_weight
                  else qty * item.price_cents)
         self._touch_line(f"L{self.s['n']['line']}")
+        self.dirty.line_set = True
         self.s["lines"].append({"line_id": f"L{self.s['n']['line']}", "sku": sku, "name": item.name,
                                 "qty": qty, "weight_g": round(float(weight_g), 1),
                                 "unit_price_cents": int(item.price_cents), "price_cents": int(price),
@@ -61,6 +63,7 @@ class BasketMixin:
     def _remove_units(self, ln: dict, qty: int, weight_g: float) -> None:
         self._touch_line(ln["line_id"])
         if ln["by_weight"] or qty >= ln["qty"]:
+            self.dirty.line_set = True
             self.s["lines"].remove(ln)
             return
         ln["qty"] -= qty
@@ -72,6 +75,7 @@ class BasketMixin:
         self._touch_line(ln["line_id"])
         left = ln["weight_g"] - abs(weight_g)
         if left < self.cfg.partial_min_left_g:
+            self.dirty.line_set = True
             self.s["lines"].remove(ln)
             return
         ln["weight_g"] = round(left, 1)
@@ -239,23 +243,41 @@ class BasketMixin:
         """The §10 payload without its lines (`lines` empty), and the lines: the same objects
         from call to call while a line is unchanged (the service caches their JSON by it);
         not to be changed by the caller."""
+        head, lines, pending = self.basket_pieces()
+        return head, [*lines, *pending]
+
+    def basket_pieces(self) -> tuple[dict, list[dict], list[dict]]:
+        """basket_parts with the basket's lines and the pending lines apart: `lines` is the same
+        list object until a line changes (the service reuses its joined JSON by it)."""
         s = self.s
-        cache = self._line_payloads       # a line's payload is built (and checked) once per change
-        lines = []
-        for ln in s["lines"]:
-            out = cache.get(ln["line_id"])
-            if out is None:
-                out = cache[ln["line_id"]] = P.BasketLine(**{k: ln[k] for k in _PAYLOAD_KEYS}).model_dump()
-            lines.append(out)
-        pending = [{"line_id": f"P-{mv['id']}", "sku": None, "name": "Unconfirmed item", "qty": 1,
-                    "weight_g": round(mv["delta_g"], 1), "unit_price_cents": 0, "price_cents": 0,
-                    "status": "review" if mv["state"] == "review" else "pending"}
-                   for mv in sorted(s["moves"].values(), key=lambda m: m["id"])
-                   if mv["state"] in ("prompt", "review", "answered", "waiting") and mv["delta_g"] > 0]
+        view = self._lines_view       # the lines' payloads and total: rebuilt only after a line changed
+        if view is None or view[0] is not s["lines"] or view[1] != len(s["lines"]):
+            cache = self._line_payloads       # a line's payload is built (and checked) once per change
+            payloads = []
+            for ln in s["lines"]:
+                out = cache.get(ln["line_id"])
+                if out is None:
+                    out = cache[ln["line_id"]] = P.BasketLine(**{k: ln[k] for k in _PAYLOAD_KEYS}).model_dump()
+                payloads.append(out)
+            total = sum(ln["price_cents"] for ln in payloads if ln["status"] == "accepted")
+            view = self._lines_view = (s["lines"], len(s["lines"]), payloads, total)
+        lines, total, pending = view[2], view[3], []
+        # an undecided addition shows as a pending line (built and checked once per state it is in)
+        pend = self._pending_payloads
+        for mv in sorted(s["moves"].values(), key=lambda m: m["id"]):
+            if mv["state"] not in ("prompt", "review", "answered", "waiting") or mv["delta_g"] <= 0:
+                continue
+            key = (mv["state"], mv["delta_g"])
+            hit = pend.get(mv["id"])
+            if hit is None or hit[0] != key:
+                hit = pend[mv["id"]] = (key, P.BasketLine(
+                    line_id=f"P-{mv['id']}", sku=None, name="Unconfirmed item", qty=1,
+                    weight_g=round(mv["delta_g"], 1), unit_price_cents=0, price_cents=0,
+                    status="review" if mv["state"] == "review" else "pending").model_dump())
+            pending.append(hit[1])
+        if len(pend) > 2 * len(s["moves"]) + 16:      # decided: forget them
+            self._pending_payloads = {k: v for k, v in pend.items() if k in s["moves"]}
         # the basket's lines are checked one by one above (cached): the model checks the rest
-        out = P.Basket(v=1, cart=self.cart, version=s["version"], updated_ms=s["now_ms"], lines=pending,
-                       total_cents=sum(ln["price_cents"] for ln in lines if ln["status"] == "accepted"),
-                       open_prompts=len(s["prompts"]), open_reviews=len(s["reviews"])).model_dump()
-        lines += out["lines"]
-        out["lines"] = []
-        return out, lines
+        out = P.Basket(v=1, cart=self.cart, version=s["version"], updated_ms=s["now_ms"], lines=[],
+                       total_cents=total, open_prompts=len(s["prompts"]), open_reviews=len(s["reviews"])).model_dump()
+        return out, lines, pending

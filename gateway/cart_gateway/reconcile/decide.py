@@ -47,10 +47,13 @@ class DecideMixin:
                           extra={"delta_g": mv["delta_g"]})
                 continue
             self._decide(mv)
-        # a decided movement is kept only while late vision may still arrive for it
-        for mid in [m["id"] for m in s["moves"].values()
-                    if m["state"] == MoveState.DONE and now - m["mono_ms"] > self.cfg.vision_max_wait_ms]:
-            del s["moves"][mid]
+        # a decided movement is kept (in `done`) only while late vision may still arrive for it
+        self._retire_decided()
+        done, wait = s["done"], self.cfg.vision_max_wait_ms
+        if done and (self._done_oldest is None or now - self._done_oldest > wait):   # (not every step)
+            for mid in [k for k, m in done.items() if now - m["mono_ms"] > wait]:
+                del done[mid]
+            self._done_oldest = min((m["mono_ms"] for m in done.values()), default=None)
         keep = []
         for d in s["visions"]:
             age = now - d["mono_ms"]
@@ -68,6 +71,7 @@ class DecideMixin:
         for mv in sorted((m for m in s["moves"].values() if m["state"] == MoveState.WAITING and m.get("same_weight")),
                          key=lambda m: (m["mono_ms"], m["id"])):
             self._decide(mv)     # opened just now from vision alone: nothing more to wait for
+        self._retire_decided()
 
     def _score(self, mv: dict) -> Scored:
         vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
@@ -283,7 +287,7 @@ class DecideMixin:
             rec["evidence"] = evidence
         if extra:
             rec.update(extra)
-        mv = s["moves"].get(move) if move else None
+        mv = self._move(move)
         if mv is not None:   # which weight event the decision is about (audit; the simulator's attribution)
             rec["movement"] = {"unsettled_seq": mv["unsettled_seq"], "start_ms": mv["start_ms"],
                                "settled_ms": mv["mono_ms"], "delta_g": round(mv["delta_g"], 1)}

@@ -27,7 +27,7 @@ from .inputs import Answer, Unsettled, Vision, WeightChange, check_input
 from .produce import produce_book_for
 from .provisional import ProvisionalMixin
 from .scoring import CatalogueIndex, MovementScores
-from .state import Dirty, MoveState, ReconcileError, check_state, dumps, fresh_state, loads
+from .state import Dirty, MoveState, ReconcileError, check_state, dumps, fresh_state, loads, move_order
 from .weightbook import WeightBook
 
 __all__ = ["CartReconciler", "ReconcileError"]
@@ -49,6 +49,9 @@ class CartReconciler(EvidenceMixin, ProvisionalMixin, DecideMixin, BasketMixin, 
         self._scores = MovementScores(self.book)   # transient: a movement's score, reused for its answer
         self.dirty = Dirty()                       # what changed since the gateway stored the state
         self._line_payloads: dict[str, dict] = {}  # line id -> its §10 payload (basket.py)
+        self._lines_view: tuple | None = None      # (lines list, its length, their payloads, total): basket.py
+        self._pending_payloads: dict[str, tuple] = {}   # movement id -> (its state, delta, its pending line)
+        self._done_oldest: int | None = None       # a lower bound of mono_ms in `done` (None: not known)
 
     def _fresh(self) -> dict:
         return fresh_state(self.cart)
@@ -127,7 +130,41 @@ class CartReconciler(EvidenceMixin, ProvisionalMixin, DecideMixin, BasketMixin, 
 
 
 
-    # ------------------------------------------------------------------ movements, not settles
+    # ------------------------------------------------------------------ movements: open and decided
+    # `moves` holds the movements not yet decided (the policy's per-step passes read only those);
+    # a decided one moves to `done` at the end of the step that decided it (_retire_decided) and
+    # is kept there only while late vision may still arrive for it.
+    def movement(self, mid: str | None) -> dict | None:
+        """A movement by id, open or decided (None if gone or never made)."""
+        if mid is None:
+            return None
+        s = self.s
+        return s["moves"].get(mid) or s["done"].get(mid)
+
+    _move = movement
+
+    def _open_move(self, mid: str) -> dict:
+        """The movement a prompt or review is about, back among the open ones if it had left them
+        (it is changed again; the end of the step retires it once more when decided)."""
+        s = self.s
+        if mid in s["done"]:
+            s["moves"][mid] = s["done"].pop(mid)
+            self.dirty.reopened.add(mid)     # its stored `done` part is no longer final
+        return s["moves"][mid]
+
+    def _all_moves(self) -> list[dict]:
+        """Open and decided movements in the order they were made (the order `moves` once had)."""
+        s = self.s
+        if not s["done"]:
+            return list(s["moves"].values())
+        return sorted((*s["done"].values(), *s["moves"].values()), key=lambda m: move_order(m["id"]))
+
+    def _retire_decided(self) -> None:
+        moves, done = self.s["moves"], self.s["done"]
+        for mid in [k for k, m in moves.items() if m["state"] == MoveState.DONE]:
+            mv = done[mid] = moves.pop(mid)
+            if self._done_oldest is not None:
+                self._done_oldest = min(self._done_oldest, mv["mono_ms"])
 
 
 

@@ -139,7 +139,7 @@ class EvidenceMixin:
         s, win = self.s, self.cfg.evidence_window_ms
         target = None
         if v.ref is not None:
-            for mv in s["moves"].values():
+            for mv in self._all_moves():     # a decided movement's late vision is logged as such
                 if v.ref in self._refs_of(mv):
                     target = mv
                     break

@@ -81,7 +81,7 @@ class ProvisionalMixin:
         if key in self.s.get("prov_done", []):
             raise ReconcileError(f"weight {w.seq}: replaces {r}, which was replaced already")
         if key not in self.s.get("prov_open", {}) and any(
-                m["epoch"] == w.epoch and r in m.get("wseqs", [m["seq"]]) for m in self.s["moves"].values()):
+                m["epoch"] == w.epoch and r in m.get("wseqs", [m["seq"]]) for m in self._all_moves()):
             raise ReconcileError(f"weight {w.seq}: replaces {r}, which was not provisional")
 
     # ------------------------------------------------------------------ hooks of evidence._on_weight
@@ -98,7 +98,7 @@ class ProvisionalMixin:
             self._log("ignored", f"weight {w.seq} replaces {w.replaces}, never seen: counted whole",
                       evidence=["weight"], extra={"delta_g": float(w.delta_g), "replaces": w.replaces})
             return False
-        mv = s["moves"].get(op["move"])
+        mv = self._move(op["move"])
         delta = round(float(w.delta_g) - op["delta_g"], 3)
         if mv is None or mv["state"] != MoveState.WAITING:
             # decided on the provisional reading (its wait ran out): only the difference is new

@@ -126,17 +126,20 @@ class Dirty:
     known: bool = False
     lines: set[str] = field(default_factory=set)
     personal: bool = False
+    reopened: set[str] = field(default_factory=set)   # decided movements made open again (engine._open_move)
+    line_set: bool = False     # a line added or removed (else only the marked lines' values changed)
 
     def stored(self) -> None:
-        self.known, self.personal = True, False
+        self.known, self.personal, self.line_set = True, False, False
         self.lines.clear()
+        self.reopened.clear()
 
 
 def fresh_state(cart: str) -> dict:
     return {"v": STATE_VERSION, "cart": cart, "version": 0, "now_ms": 0,
             "n": {"line": 0, "prompt": 0, "review": 0, "move": 0, "decision": 0, "personal": 0},
             "lines": [], "personal": [], "unsettled": {}, "settled_refs": [], "nochange_refs": [], "moves": {},
-            "visions": [], "prompts": {}, "reviews": {}, "answers_seen": [], "verdicts_seen": [],
+            "done": {}, "visions": [], "prompts": {}, "reviews": {}, "answers_seen": [], "verdicts_seen": [],
             "log": [], "receipt": None}
 
 
@@ -161,6 +164,8 @@ def check_state(d: Any) -> dict:
         got = d.get("v") if isinstance(d, dict) else d
         raise ReconcileError(f"reconciler state: expected v={STATE_VERSION}, got {got!r}")
     base = fresh_state(d.get("cart", ""))
+    if isinstance(d, dict) and "done" not in d and isinstance(d.get("moves"), dict):
+        d = _split_done(d)      # written before decided movements left `moves`
     missing = sorted(set(base) - set(d))
     if missing:
         raise ReconcileError(f"reconciler state: missing keys {missing}")
@@ -169,28 +174,49 @@ def check_state(d: Any) -> dict:
         _typed(Line, ln, f"lines[{i}]")
     for i, p in enumerate(s["personal"]):
         _typed(PersonalItem, p, f"personal[{i}]")
-    for mid, mv in s["moves"].items():
-        m = _typed(Movement, mv, f"moves[{mid}]")
-        try:
-            MoveState(m.state)
-        except ValueError:
-            raise ReconcileError(f"reconciler state: moves[{mid}].state {m.state!r} is not a movement state") from None
+    if not isinstance(s["done"], dict):
+        raise ReconcileError("reconciler state: done must be an object")
+    for key in ("moves", "done"):
+        for mid, mv in s[key].items():
+            m = _typed(Movement, mv, f"{key}[{mid}]")
+            try:
+                MoveState(m.state)
+            except ValueError:
+                raise ReconcileError(f"reconciler state: {key}[{mid}].state {m.state!r} is not a movement state") \
+                    from None
+            if key == "done" and m.state != MoveState.DONE:
+                raise ReconcileError(f"reconciler state: done[{mid}] is {m.state!r}, not decided")
+    known = s["moves"].keys() | s["done"].keys()
     for pid, p in s["prompts"].items():
         rec = _typed(PromptRecord, p, f"prompts[{pid}]")
-        if rec.move_id not in s["moves"]:
+        if rec.move_id not in known:
             raise ReconcileError(f"reconciler state: prompts[{pid}] is about unknown movement {rec.move_id}")
     for rid, r in s["reviews"].items():
         rec = _typed(ReviewRecord, r, f"reviews[{rid}]")
-        if rec.move_id not in s["moves"]:
+        if rec.move_id not in known:
             raise ReconcileError(f"reconciler state: reviews[{rid}] is about unknown movement {rec.move_id}")
     for v in s["visions"]:            # vision records before issue 12 had no personal classes
         v.setdefault("personal_scores", {})
         v.setdefault("top_frames", {})
-    for mv in s["moves"].values():
+    for mv in (*s["moves"].values(), *s["done"].values()):
         if mv.get("vision") is not None:
             mv["vision"].setdefault("personal_scores", {})
             mv["vision"].setdefault("top_frames", {})
     return s
+
+
+def _split_done(d: dict) -> dict:
+    """A state from before `done`: its decided movements move out of `moves` (key order kept)."""
+    d = dict(d)
+    moves = d["moves"]
+    d["moves"] = {k: m for k, m in moves.items() if not (isinstance(m, dict) and m.get("state") == MoveState.DONE)}
+    d["done"] = {k: m for k, m in moves.items() if k not in d["moves"]}
+    return d
+
+
+def move_order(mid: str) -> int:
+    """A movement id's number: `m12` -> 12 (ids count up within a basket: creation order)."""
+    return int(mid[1:]) if mid[1:].isdigit() else 0
 
 
 def dumps(s: dict) -> str:
