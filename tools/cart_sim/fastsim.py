@@ -862,9 +862,8 @@ def run_baskets(scenario: dict, seed: int, n: int, oracles=(), workers: int | No
         tot.pool_render_s += c.pool_render_s
         tot.refused.update(c.refused)
         tot.cpu_s += c.cpu_s
-        if c.pool_new:   # a worker's renders: saved with the run's own (ScenePool.save writes _new)
-            pool.cache.update(c.pool_new)
-            pool._new.update(c.pool_new)
+        if c.pool_new:   # a worker's renders: saved with the run's own
+            pool.add(c.pool_new)
         if sp is not None:
             sp.stats.update(c.stills_stats)
             sp.rendered += c.stills_rendered
