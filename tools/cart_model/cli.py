@@ -121,7 +121,8 @@ def _calibrate(args) -> int:
                         enrol_trained=args.enrol_trained)
         return 0
     from .fuse import calibrate_two_stage
-    calibrate_two_stage(Path(args.model_dir), args.catalogue, args.scenes, args.seed, args.workers, pool=args.pool)
+    calibrate_two_stage(Path(args.model_dir), args.catalogue, args.scenes, args.seed, args.workers, pool=args.pool,
+                        raw_cache=Path(args.raw_cache) if args.raw_cache else None)
     return 0
 
 
@@ -238,6 +239,8 @@ def main(argv=None) -> int:
                    help="the still classifier instead: enrol the held-out SKUs (and personal kinds), "
                         "then fit its temperature on --scenes validation stills")
     k.add_argument("--pool", action="store_true", help="fit the fusion on pool-style views (`render --pool` models)")
+    k.add_argument("--raw-cache", default=None,
+                   help="keep the stages' raw outputs on the validation frames in this .npz (a refit reuses them)")
     k.add_argument("--enrol-views", type=int, default=6, help="--still: rendered views per enrolled label")
     k.add_argument("--cache-dir", default=None, help="--still: keep the rendered validation stills here")
     k.add_argument("--enrol-trained", action="store_true",

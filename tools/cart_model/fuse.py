@@ -38,10 +38,23 @@ def fit_fusion(z1: np.ndarray, z2: np.ndarray, y: np.ndarray) -> dict:
             "val_ece_after": round(ece(softmax(z / t), y), 4)}
 
 
-def calibrate_two_stage(model_dir: Path, catalogue_path=None, scenes: int = 2000, seed: int = 0,
-                        workers: int = 2, pool: bool = False, log=print) -> dict:
-    """pool: fit on pool-style validation views (dataset.render_pool_jpegs), as the model was trained."""
+def stage_outputs(model_dir: Path, catalogue_path=None, scenes: int = 2000, seed: int = 0, workers: int = 2,
+                  pool: bool = False, raw_cache: Path | None = None) -> dict:
+    """The int8 stages' raw outputs on the validation frames (z1: stage-1 logits, z2: stage-2
+    logits, y: truth index, cond / cam: a pool view's condition and camera index). pool: pool-style
+    views (dataset.render_pool_jpegs); a personal item the model has no class for is "no product"
+    (what such a model should say of it). raw_cache: an .npz kept between fits, used again when it
+    was made from the same stage files and split."""
     model_dir = Path(model_dir)
+    import hashlib
+    h = hashlib.sha256(json.dumps([scenes, seed, pool, str(catalogue_path)]).encode())
+    for f in ("detector.tflite", "detector_crop.tflite", "detector_labels.txt"):
+        h.update((model_dir / f).read_bytes())
+    key = h.hexdigest()[:16]
+    if raw_cache is not None and Path(raw_cache).exists():
+        with np.load(raw_cache, allow_pickle=False) as z:
+            if str(z["key"]) == key:
+                return {k: z[k] for k in ("z1", "z2", "y", "cond", "cam")}
     with tempfile.TemporaryDirectory() as tmp:  # neutral calibration: raw_stages does not use it
         neutral = Path(tmp) / "neutral.calib.json"
         neutral.write_text('{"temperature": 1.0, "two_stage": {"temperature": 1.0, "stage1_weight": 0.0}}')
@@ -54,17 +67,31 @@ def calibrate_two_stage(model_dir: Path, catalogue_path=None, scenes: int = 2000
     if pool:
         from cart_gateway.reconcile.inputs import PERSONAL_PREFIX
         skus = [s for s in labels[1:] if not s.startswith(PERSONAL_PREFIX)]
-        jpegs, truth = dataset.render_pool_jpegs(catalogue_path, skus, scenes, dataset.POOL_VAL_SEED + 10 * seed + 5,
-                                                 workers)
-        y = np.array([index[lab] if lab else 0 for lab in truth])
+        vseed = dataset.POOL_VAL_SEED + 10 * seed + 5
+        jpegs, truth = dataset.render_pool_jpegs(catalogue_path, skus, scenes, vseed, workers)
+        y = np.array([index.get(lab, 0) if lab else 0 for lab in truth])
+        specs = [dataset.pool_scene_key(skus, i, vseed) for i in range(scenes)]
+        cond = np.array([("personal" if len(k.split("|")) > 3 else k.split("|")[1]) for _, k, _ in specs])
+        cam = np.array([c for c, _, _ in specs])
     else:
         jpegs, truths = dataset.render_jpegs(catalogue_path, labels[1:], scenes, dataset.VAL_SEED0 + seed, workers)
         y = np.array([index[t["sku"]] if t["sku"] else 0 for t in truths])
+        cond, cam = np.array(["plain"] * len(y)), np.zeros(len(y), int)
     n = len(labels)
     outs = [det.raw_stages(j) for j in jpegs]
-    z1 = np.stack([o[0][:n] for o in outs]).astype(np.float64)
-    z2 = np.stack([o[1] for o in outs]).astype(np.float64)
-    fit = fit_fusion(z1, z2, y)
+    out = {"z1": np.stack([o[0][:n] for o in outs]).astype(np.float64),
+           "z2": np.stack([o[1] for o in outs]).astype(np.float64), "y": y, "cond": cond, "cam": cam}
+    if raw_cache is not None:
+        np.savez_compressed(raw_cache, key=np.array(key), **out)
+    return out
+
+
+def calibrate_two_stage(model_dir: Path, catalogue_path=None, scenes: int = 2000, seed: int = 0,
+                        workers: int = 2, pool: bool = False, raw_cache: Path | None = None, log=print) -> dict:
+    """pool: fit on pool-style validation views (dataset.render_pool_jpegs), the views fast mode shows."""
+    model_dir = Path(model_dir)
+    r = stage_outputs(model_dir, catalogue_path, scenes, seed, workers, pool, raw_cache)
+    fit = fit_fusion(r["z1"], r["z2"], r["y"])
     fit["val_n"] = int(scenes)
     fit["val_views"] = "pool" if pool else "plain"
     calib_path = model_dir / "detector.calib.json"

@@ -111,6 +111,9 @@ def basket_figures(results) -> dict:
         "checkout_refused_baskets": sum(1 for r in results if not r.receipt_ok),
         # diagnosis (docs/simulation.md §6): which actions end wrong, and where prompts / reviews come from
         "wrong_basket_causes": _top(Counter(c for r in honest if r.wrong for c in set(r.causes))),
+        # each wrong honest basket once, by the decision that charged its first wrong action (wrong_causes.py)
+        "wrong_by_cause": wrong_by_cause(honest),
+        "wrong_actions_by_decision": _top(Counter(c for r in honest for c in r.decision_causes_wrong), 30),
         "wrong_baskets_without_a_wrong_action": sum(1 for r in honest if r.wrong and not r.causes),
         "wrong_actions_by_cause": _top(Counter(c for r in honest for c in r.causes)),
         "prompts_by_action": _top(sum((r.prompts_by for r in results), Counter())),
@@ -119,6 +122,13 @@ def basket_figures(results) -> dict:
         "asks_and_reviews_by_cause": _top(sum((r.decision_causes for r in results), Counter()), 30),
         "unattributed_basket_changes": sum(r.unattributed_effects for r in results),
     }
+
+
+def wrong_by_cause(honest) -> dict:
+    """Wrong honest baskets by cause, most first; the counts sum to the wrong baskets."""
+    c = Counter(r.decision_causes_wrong[0] if r.decision_causes_wrong else
+                "no wrong action (a charge of a movement no action made)" for r in honest if r.wrong)
+    return dict(c.most_common())
 
 
 def _top(c: Counter, n: int = 15) -> dict:

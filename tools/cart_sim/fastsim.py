@@ -43,9 +43,10 @@ from cart_gateway.store import Store as GatewayStore
 
 from .physics.hx711 import LoadCellModel
 from .judge import judge_receipt
-from .shoppers import Action, Shopper, answer_for
+from .shoppers import Action, Did, Shopper, answer_for, intended_choice
 from .reviewers import Review, Reviewer, ReviewPage, normalised, truth_verdict
 from .world import EMPTY_CONDITIONS, NO_ITEM, ScenePool, pack_weight
+from .wrong_causes import AskInfo, Charge, culprit, decision_how, missed_cause
 from cart_gateway.reconcile.inputs import PERSONAL_PREFIX
 from . import stills
 
@@ -88,6 +89,8 @@ class BasketResult:
     refusals: int = 0
     multi_sku_moves: int = 0      # movements of two different products (two at once, swaps)
     causes: list = field(default_factory=list)        # actions the receipt got wrong, by cause
+    # the same actions by the decision that charged the wrong thing (wrong_causes.py), in plan order
+    decision_causes_wrong: list = field(default_factory=list)
     prompts_by: Counter = field(default_factory=Counter)   # "<action>: <prompt kind>"
     reviews_by: Counter = field(default_factory=Counter)   # "<action>: <reason>"
     # every ask and review the gateway decided, by why (the decision log's `cause`, else its reason):
@@ -302,6 +305,8 @@ class BasketRun:
         self.action_got: dict = {}       # id(action) -> summed basket effect of its movements
         self.action_how: dict = {}       # id(action) -> outcomes that changed the basket
         self.wrong_actions: list = []    # (cause, action), for diagnosis scripts
+        self.action_charges: dict = {}   # id(action) -> [Charge]: the decisions that changed the basket for it
+        self.asked: dict[str, AskInfo] = {}   # prompt / review id -> what the shopper / reviewer did with it
         self.action_io: dict = {}        # id(action) -> ({sku: in}, {sku: out}) charged / credited so far
         self.prompt_move: dict[str, dict] = {}   # prompt / review id -> the decision's movement
         self.log: list = []
@@ -485,6 +490,8 @@ class BasketRun:
                 self.res.prompts_by.update([_kind(a, delta) + ": " + p["kind"]])
                 choice = shopper_answer(self.action, p, self.cat, self.rng, slip)
                 self.res.prompts_on_earlier_action += a is not self.action
+                meant = intended_choice(None if self.action is None else Did.of(self.action), p, self.cat)
+                self.asked[p["prompt_id"]] = AskInfo(error=choice != meant, about_other=a is not self.action)
                 body = {"v": 1, "prompt_id": p["prompt_id"], "answer_id": "a-" + p["prompt_id"], "choice": choice}
                 t = now + int(1000 * self.rng.uniform(shop["answer_s_min"], shop["answer_s_max"]))
                 self._push(t, "send", (f"carts/{self.cart}/screen/answer", _j(body), 1, False))
@@ -508,7 +515,9 @@ class BasketRun:
                               self.basket, self.shown.get, io)
         truth = truth_verdict(action, d, *io)
         self.res.review_clear_ms.append(rv.clear_ms)
-        self.res.reviewer_errors += normalised(rv.verdict, d) != normalised(truth, d)
+        erred = normalised(rv.verdict, d) != normalised(truth, d)
+        self.res.reviewer_errors += erred
+        self.asked[request["review_id"]] = AskInfo(error=erred)
         self.res.reviewer_slips += rv.slip
         self.res.reviews_at_cart += rv.at_cart
         return rv.verdict, rv.clear_ms
@@ -537,6 +546,8 @@ class BasketRun:
             for k, v in d["effect"].items():
                 got[k] = round(got.get(k, 0) + v, 1)
             self.action_how.setdefault(id(ma[0]), []).append(d["outcome"])
+            asked = self.asked.get(d.get("prompt_id") or d.get("review_id"))
+            self.action_charges.setdefault(id(ma[0]), []).append(Charge(decision_how(d, asked), dict(d["effect"])))
             io = self.action_io.setdefault(id(ma[0]), ({}, {}))
             for k, v in d["effect"].items():     # what went in and what came out, kept apart
                 side = io[0] if v > 0 else io[1]
@@ -673,6 +684,7 @@ class BasketRun:
                     n = 1 if sku is None else g if cat[sku].sold_by_weight else units
                     truth[key] = truth.get(key, 0) + sign * n
             got = dict(self.action_got.get(id(a), {}))
+            grams = dict(truth)       # produce in grams, for the decision attribution
             # produce is compared in grams within the scale's accuracy (bench: 2 % or 5 cents)
             for k in set(truth) | set(got):
                 if k != "personal" and cat[k].sold_by_weight:
@@ -706,6 +718,11 @@ class BasketRun:
             two = len({x[0] for x in a.adds + a.removes if x[0]}) > 1
             self.res.causes.append(f"{a.kind}{'(2 skus)' if two and a.kind != 'swap' else ''}/{settled}/{what}")
             self.wrong_actions.append((self.res.causes[-1], a))
+            useqs = [u for u, x in self.by_useq.items() if x is a]
+            missed = missed_cause(len(useqs), sum(u in self.closed_useqs for u in useqs),
+                                  sum(1 for x, _ in self.move_action.values() if x is a))
+            self.res.decision_causes_wrong.append(
+                culprit(grams, self.action_charges.get(id(a), []), lambda k: cat[k].sold_by_weight, missed))
 
 
 def oracle_candidates(key: str) -> list:
@@ -845,9 +862,8 @@ def run_baskets(scenario: dict, seed: int, n: int, oracles=(), workers: int | No
         tot.pool_render_s += c.pool_render_s
         tot.refused.update(c.refused)
         tot.cpu_s += c.cpu_s
-        if c.pool_new:   # a worker's renders: saved with the run's own (ScenePool.save writes _new)
-            pool.cache.update(c.pool_new)
-            pool._new.update(c.pool_new)
+        if c.pool_new:   # a worker's renders: saved with the run's own
+            pool.add(c.pool_new)
         if sp is not None:
             sp.stats.update(c.stills_stats)
             sp.rendered += c.stills_rendered

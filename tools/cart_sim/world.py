@@ -4,9 +4,10 @@ Rendering a frame costs ~22 ms and the detector ~2.3 ms (measured on this
 machine), so fast mode does not render every frame: it draws each burst's
 frames from a seeded pool of `pool_per_condition` scenes per (SKU, viewing
 condition), rendered once by cart_model.render and run once through the real
-detector. The detector outputs are cached on disk (keyed by every detector file: both stages, labels, calibration;
-the catalogue and the camera settings); `jpeg(key)` re-renders the same bytes
-for traces. docs/simulation.md states what this approximates.
+detector. The detector's stage outputs before fusion are cached on disk (keyed by
+both stage models, the labels, the drawing and detector code, the catalogue and
+the camera settings; not the calibration, which is applied when a run reads
+them); `jpeg(key)` re-renders the same bytes for traces. docs/simulation.md states what this approximates.
 """
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ import random
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from cart_gateway.catalogue import Catalogue
 
-NO_ITEM = "-"
-CONDITIONS = ("clear", "hard", "oov")        # with an item
-EMPTY_CONDITIONS = ("hand", "covered")        # no product in view
+from .pool_scenes import CONDITIONS, EMPTY_CONDITIONS, NO_ITEM, SceneDrawer, scene_of  # noqa: F401 (re-exported)
 
 
 def pack_weight(rng: random.Random, sku) -> float:
@@ -88,13 +89,13 @@ def load_catalogue(spec: str | None, cache_dir: str | os.PathLike | None = None)
 
 class ScenePool:
     """The camera's scenes of one run, rendered lazily (only the (SKU, condition, view) keys the
-    run's bursts draw) and cached on disk with the detector's output. Views depend on `seed`
-    (the bench's pool seed): `pool_per_condition` views per SKU and condition, each with other
-    basket items lying under the moved one, hands in many poses, and personal items
-    (cart_model.personal) in many poses."""
-
-    BASKET_MAX = 6            # other items in view under the moved one (estimate: a filled basket)
-    P_SAME_FAMILY = 0.3       # one of them a look-alike of the moved item (estimate)
+    run's bursts draw) and cached on disk with what the detector's stages output before fusion
+    (stage 1's logits and centroid, stage 2's logits). Candidates are fused from those under the
+    calibration on disk now, so a new calibration re-fuses without re-rendering; the cache is
+    keyed by what the raw outputs depend on: the stage models and labels, the detector and
+    preprocessing code, the scene drawing (pool_scenes.py, render.py, personal.py), the catalogue
+    and the camera. Views depend on `seed` (the bench's pool seed): `pool_per_condition` views per
+    SKU and condition (pool_scenes.SceneDrawer)."""
 
     def __init__(self, catalogue: Catalogue, camera: dict, seed: int = 0,
                  cache_dir: str | os.PathLike | None = None, detector=None):
@@ -106,26 +107,29 @@ class ScenePool:
         self.rendered = 0
         self.render_s = 0.0       # render + detect, first time only
         self.draw_s = 0.0         # of which drawing the scene
-        self._skus = catalogue.skus()
-        self._family: dict[str, list[str]] | None = None
+        self.drawer = SceneDrawer(catalogue, camera, seed)
+        self._fusion = None
+        self._fused: dict[str, list] = {}
         tag = json.dumps({"occ": camera["occlusion_max"], "blur": camera["blur_max"], "seed": seed, "n": self.n},
                          sort_keys=True)
-        from cart_gateway.detectors import DEFAULT_MODEL
         import cart_model.personal as pe
         import cart_model.render as rn
+        from cart_gateway.detectors import preprocess
+        from cart_gateway.detectors.plugins import cpu_tfl
+        from . import pool_scenes
         h = hashlib.sha256(tag.encode())
-        for f in sorted(Path(DEFAULT_MODEL).parent.glob("detector*")):   # both stages, labels, calibration
+        h.update(RAW_FORMAT.encode())
+        for f in stage_files():             # both stages and the labels, not the calibration
             h.update(f.name.encode())
             h.update(f.read_bytes())
-        for mod in (rn, pe):                # the scenes change when their drawing does
+        for mod in (rn, pe, pool_scenes, cpu_tfl, preprocess):   # the views and raw outputs change with these
             h.update(Path(mod.__file__).read_bytes())
-        h.update(Path(__file__).read_bytes())
         h.update(catalogue.to_json().encode())
         self.tag = h.hexdigest()[:16]
-        self.path = cache_file("pool", self.tag, cache_dir)
-        self.cache: dict[str, list] = read_cache(self.path)
+        self.path = cache_file("pool", self.tag, cache_dir).with_suffix(".npz")
+        self.cache: dict[str, tuple] = read_raw_cache(self.path)   # scene -> (stage-1 output, stage-2 logits)
         self.loaded = len(self.cache)   # scenes on disk when the run started
-        self._new: dict[str, list] = {}
+        self._new: dict[str, tuple] = {}
 
     @property
     def detector(self):
@@ -134,62 +138,26 @@ class ScenePool:
             self._det = create_detector(default_detector_config())
         return self._det
 
+    @property
+    def fusion(self):
+        """The committed detector's fusion (labels, temperature, stage-1 weight), read from disk."""
+        if self._fusion is None:
+            from cart_gateway.detectors import default_detector_config
+            from cart_gateway.detectors.plugins.cpu_tfl import fusion_of
+            self._fusion = fusion_of(default_detector_config())[0]
+        return self._fusion
+
     def key(self, sku: str | None, cond: str, i: int) -> str:
         return f"{sku or NO_ITEM}|{cond}|{i % self.n}"
 
-    @staticmethod
-    def scene_of(key: str) -> str:
-        """The pool scene of a frame key: sku|condition|view, plus the personal item in view (`|bag`)."""
-        return "|".join(key.split("|")[:4])
-
-    def _basket(self, rng: random.Random, sku: str | None) -> list[str]:
-        """Other items already in the basket, seen under the moved one."""
-        out = [self._skus[rng.randrange(len(self._skus))] for _ in range(rng.randint(0, self.BASKET_MAX))]
-        if sku is not None and out and rng.random() < self.P_SAME_FAMILY:
-            if self._family is None:
-                self._family = {}
-                for s in self.cat:
-                    self._family.setdefault(s.family, []).append(s.sku)
-            fam = [x for x in self._family[self.cat[sku].family] if x != sku]
-            if fam:
-                out[0] = rng.choice(fam)
-        return [x for x in out if x != sku]
+    scene_of = staticmethod(scene_of)
 
     def _render(self, key: str):
         return self.render_truth(key)[0]
 
     def render_truth(self, key: str):
         """The pool scene of `key` and its truth (render_scene's; a personal item's box is its own)."""
-        from PIL import Image, ImageFilter
-        from cart_model.render import render_scene
-        parts = self.scene_of(key).split("|")
-        sku, cond = parts[0], parts[1]
-        sku = None if sku == NO_ITEM else sku
-        rng = random.Random(f"{self.seed}|{'|'.join(parts)}")
-        occ_max, blur_max = self.cam["occlusion_max"], self.cam["blur_max"]
-        rs = rng.randrange(1 << 30)
-        basket = self._basket(rng, sku)
-        if cond == "covered":   # a palm over the lens: a dark, defocused frame
-            img, truth = render_scene(self.cat, None, rs, basket, occlusion=1.0, blur=1.0, pool_style=True)
-            return Image.eval(img.filter(ImageFilter.GaussianBlur(12)), lambda v: v // rng.randint(4, 8)), truth
-        if cond == "hand":
-            personal = None
-            if len(parts) > 3:   # the shopper's own thing, held: cart_model.personal in one of many poses
-                import numpy as np
-                from cart_model.personal import KINDS, draw_personal
-                kind = parts[3] if parts[3] in KINDS else KINDS[zlib_crc(parts[3]) % len(KINDS)]
-                personal = draw_personal(kind, np.random.default_rng(rng.randrange(1 << 32)), rng.randint(70, 130))
-            occ = rng.uniform(0.1, 0.4) if personal is not None else rng.uniform(0.3, 0.7)   # a held thing shows
-            return render_scene(self.cat, None, rs, basket, occlusion=occ,
-                                blur=rng.uniform(0, blur_max), personal=personal, pool_style=True)
-        if cond == "clear":
-            occ, blur, oov = rng.uniform(0, 0.3 * occ_max), rng.uniform(0, 0.3 * blur_max), 0.0
-        elif cond == "hard":
-            occ, blur, oov = rng.uniform(0.3 * occ_max, occ_max), rng.uniform(0.3 * blur_max, blur_max), 0.0
-        else:
-            occ, blur, oov = 0.0, rng.uniform(0, blur_max), rng.uniform(0.4, 0.5)
-        return render_scene(self.cat, sku, rs, basket, occlusion=occ, blur=blur, out_of_view=oov,
-                            pool_style=True)
+        return self.drawer.render_truth(key)
 
     def jpeg(self, key: str) -> bytes:
         from cart_model.render import encode_jpeg
@@ -199,18 +167,34 @@ class ScenePool:
         self.draw_s += time.perf_counter() - t0
         return encode_jpeg(img)
 
-    def candidates(self, key: str) -> list:
-        """The real detector's output on that pool scene: [[sku|None, score, cx, cy], ...]."""
+    def raw(self, key: str) -> tuple:
+        """The detector's stages on that pool scene, before fusion: (stage-1 logits + cx, cy as
+        float32, stage-2 logits or None); rendered and detected the first time."""
         key = self.scene_of(key)
-        c = self.cache.get(key)
-        if c is None:
+        r = self.cache.get(key)
+        if r is None:
             import time
             t0 = time.perf_counter()
-            c = detect_list(self.detector, self.jpeg(key))
+            r1, z2 = self.detector.raw_stages(self.jpeg(key))
+            r = (np.asarray(r1, np.float32), None if z2 is None else np.asarray(z2, np.float32))
             self.render_s += time.perf_counter() - t0
-            self.cache[key] = self._new[key] = c
+            self.cache[key] = self._new[key] = r
             self.rendered += 1
+        return r
+
+    def candidates(self, key: str) -> list:
+        """The real detector's output on that pool scene: [[sku|None, score, cx, cy], ...], fused
+        from the cached stage outputs under the calibration on disk."""
+        key = self.scene_of(key)
+        c = self._fused.get(key)
+        if c is None:
+            c = self._fused[key] = candidate_list(self.fusion.candidates(*self.raw(key)))
         return c
+
+    def add(self, entries: dict) -> None:
+        """Scenes another process of this run rendered (a worker): kept and saved with this pool's."""
+        self.cache.update(entries)
+        self._new.update(entries)
 
     def figures(self) -> dict:
         """What the bench JSON reports of the pool."""
@@ -224,17 +208,46 @@ class ScenePool:
         """Write the new scenes, merged with what is on disk now (another process of the same
         run, e.g. a second worker, may have added its own meanwhile)."""
         if self._new:
-            cache = read_cache(self.path)
+            cache = read_raw_cache(self.path)
             cache.update(self._new)
-            write_cache(self.path, cache)
+            write_raw_cache(self.path, cache)
             self._new = {}
 
 
-def zlib_crc(text: str) -> int:
-    import zlib
-    return zlib.crc32(text.encode())
+RAW_FORMAT = "raw-stages-v1"   # what a pool cache file holds (in its key)
 
 
-def detect_list(detector, jpeg: bytes) -> list:
-    return [[c.sku, round(float(c.score), 6), round(float(c.cx), 4), round(float(c.cy), 4)]
-            for c in detector.detect(jpeg)]
+def stage_files() -> list[Path]:
+    """The files the committed detector's raw stage outputs depend on: both models and the labels."""
+    from cart_gateway.detectors import default_detector_config
+    from cart_gateway.detectors.plugins.cpu_tfl import fusion_of
+    return fusion_of(default_detector_config())[1]
+
+
+def read_raw_cache(path: Path) -> dict:
+    """A cached pool's raw stage outputs, {} when missing or unreadable (it is rebuilt)."""
+    if not path.exists():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys, r1 = [str(k) for k in z["keys"]], z["r1"]
+            z2 = z["z2"] if "z2" in z.files else None
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {k: (r1[i], None if z2 is None else z2[i]) for i, k in enumerate(keys)}
+
+
+def write_raw_cache(path: Path, cache: dict) -> None:
+    """Atomically (one temporary file per process: two workers may save at once)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = sorted(cache)
+    arrays = {"keys": np.array(keys), "r1": np.stack([cache[k][0] for k in keys]).astype(np.float32)}
+    if keys and cache[keys[0]][1] is not None:
+        arrays["z2"] = np.stack([cache[k][1] for k in keys]).astype(np.float32)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def candidate_list(cands) -> list:
+    return [[c.sku, round(float(c.score), 6), round(float(c.cx), 4), round(float(c.cy), 4)] for c in cands]

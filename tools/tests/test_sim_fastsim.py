@@ -171,19 +171,61 @@ def test_pool_caches_detector_output(cat, tmp_path):
     assert q.candidates(k) == c1 and q.rendered == 0
 
 
-def test_pool_cache_is_keyed_by_every_detector_file(cat, tmp_path, monkeypatch):
-    """A new crop model or calibration (stage 1 unchanged) must not reuse stale detector outputs."""
+def _data_copy(tmp_path, monkeypatch):
+    """The committed detector's files in a directory of the test's own (DEFAULT_MODEL points there)."""
     import shutil
     import cart_gateway.detectors as det
     data = tmp_path / "data"
     shutil.copytree(__import__("pathlib").Path(det.DEFAULT_MODEL).parent, data)
-    monkeypatch.setattr(det, "DEFAULT_MODEL", str(data / "detector.tflite"))
+    monkeypatch.setattr(det, "DEFAULT_MODEL", data / "detector.tflite")
+    monkeypatch.setattr(det, "DEFAULT_LABELS", data / "detector_labels.txt")
+    return data
+
+
+def test_pool_cache_is_keyed_by_every_stage_file_not_the_calibration(cat, tmp_path, monkeypatch):
+    """A new stage model or labels file must not reuse stale stage outputs; a new calibration
+    keeps them (they are fused again)."""
+    data = _data_copy(tmp_path, monkeypatch)
     cam = validate({}, "x")["camera"]
     tag = ScenePool(cat, cam, cache_dir=tmp_path).tag
     assert ScenePool(cat, cam, cache_dir=tmp_path).tag == tag
     calib = data / "detector.calib.json"
     calib.write_text(calib.read_text() + " ")
-    assert ScenePool(cat, cam, cache_dir=tmp_path).tag != tag
+    assert ScenePool(cat, cam, cache_dir=tmp_path).tag == tag
+    for f in ("detector_crop.tflite", "detector.tflite", "detector_labels.txt"):
+        p = data / f
+        before = p.read_bytes()
+        p.write_bytes(before + b"\n")
+        assert ScenePool(cat, cam, cache_dir=tmp_path).tag != tag, f
+        p.write_bytes(before)
+
+
+def test_a_calibration_change_fuses_the_cached_views_again_without_rendering(cat, tmp_path, monkeypatch):
+    """The pool keeps the stages' raw outputs: under a new temperature and stage-1 weight the same
+    cached views give the new fused candidates, exactly what the real detector gives with that
+    calibration, and nothing is rendered again."""
+    import json
+    from cart_gateway.detectors import create_detector, default_detector_config
+    data = _data_copy(tmp_path, monkeypatch)
+    cam = validate({}, "x")["camera"]
+    p = ScenePool(cat, cam, cache_dir=tmp_path)
+    keys = [p.key(cat.skus()[5], "clear", 0), p.key(cat.skus()[9], "hard", 0), p.key(None, "hand", 0)]
+    before = [p.candidates(k) for k in keys]
+    assert p.rendered == 3
+    p.save()
+    calib = data / "detector.calib.json"
+    doc = json.loads(calib.read_text())
+    doc["two_stage"].update(temperature=3.1, stage1_weight=1.3)
+    calib.write_text(json.dumps(doc))
+    q = ScenePool(cat, cam, cache_dir=tmp_path, detector=object())   # no detector call allowed
+    after = [q.candidates(k) for k in keys]
+    assert q.rendered == 0 and q.tag == p.tag
+    assert after != before
+    real = create_detector(default_detector_config())      # the gateway's detector, new calibration
+    assert (real.temperature, real.stage1_weight) == (3.1, 1.3)
+    for k, got in zip(keys, after):
+        want = [[c.sku, round(c.score, 6), round(c.cx, 4), round(c.cy, 4)] for c in real.detect(p.jpeg(k))]
+        assert got == want
 
 
 def test_oracles_replace_only_their_source_of_error_and_are_reported(cat):

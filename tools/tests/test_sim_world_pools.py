@@ -7,7 +7,7 @@ import pytest
 
 from cart_gateway.catalogue import Catalogue, CatalogueError
 from cart_sim.scenario import load_scenario
-from cart_sim.world import ScenePool, load_catalogue, write_cache
+from cart_sim.world import ScenePool, load_catalogue, read_raw_cache, write_raw_cache
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +88,10 @@ def test_pool_renders_lazily_only_what_is_asked_and_saves_merged(tmp_path):
         assert isinstance(c, list) and c
     assert p.rendered == 2
     # another worker saved its scenes meanwhile: both survive
-    write_cache(p.path, {"other|clear|0": [[None, 0.5, 0.5, 0.5]]})
+    r1, z2 = p.raw(keys[0])
+    write_raw_cache(p.path, {"other|clear|0": (r1 * 0, z2 * 0)})
     p.save()
-    on_disk = json.loads(p.path.read_text())
+    on_disk = read_raw_cache(p.path)
     assert "other|clear|0" in on_disk and p.key(cat.skus()[0], "clear", 1) in on_disk
     q = _pool(cat, 3, tmp_path, n=8)
     q.candidates(keys[0])

@@ -109,16 +109,49 @@ class DetectionApi(abc.ABC):
         return self.detect_raw(self.preprocess(jpeg))
 
     def detect(self, jpeg: bytes, top_k: int = 5) -> list[Candidate]:
-        raw = self.raw(jpeg)
-        n = len(self.labels)
-        probs = softmax(raw[:n].astype(np.float64) / self.temperature)
-        cx, cy = float(raw[n]), float(raw[n + 1])
-        order = np.argsort(-probs)[:top_k]
-        out = []
-        for i in order:
-            label = self.labels[i]
-            if label == NONE_LABEL:
-                out.append(Candidate(None, float(probs[i]), 0.5, 0.5))
-            else:
-                out.append(Candidate(label, float(probs[i]), cx, cy))
-        return out
+        return candidates_of(self.raw(jpeg), self.labels, self.temperature, top_k)
+
+
+def fuse_stages(r1: np.ndarray, z2: np.ndarray | None, stage1_weight: float) -> np.ndarray:
+    """The uncalibrated output (logits, then cx, cy) of stage 1's output r1 (logits, cx, cy) and
+    stage 2's logits z2 (None: one stage): `z2 + w * stage1 logits`, stage 1's centroid."""
+    if z2 is None:
+        return r1
+    n = len(z2)
+    return np.concatenate([z2 + stage1_weight * r1[:n], r1[n:]])
+
+
+def candidates_of(raw: np.ndarray, labels: list[str], temperature: float, top_k: int = 5) -> list[Candidate]:
+    """The top-k calibrated candidates of an uncalibrated output (logits, then cx, cy)."""
+    n = len(labels)
+    probs = softmax(raw[:n].astype(np.float64) / temperature)
+    cx, cy = float(raw[n]), float(raw[n + 1])
+    order = np.argsort(-probs)[:top_k]
+    out = []
+    for i in order:
+        label = labels[i]
+        if label == NONE_LABEL:
+            out.append(Candidate(None, float(probs[i]), 0.5, 0.5))
+        else:
+            out.append(Candidate(label, float(probs[i]), cx, cy))
+    return out
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """What turns the stages' raw outputs into candidates: labels, temperature, stage-1 weight
+    (the calibration file's; two_stage: its "two_stage" entry). Kept apart from the models so that
+    a cached raw output (the simulator's scene pool) is fused again under a new calibration."""
+    labels: tuple[str, ...]
+    temperature: float
+    stage1_weight: float
+    two_stage: bool
+
+    @classmethod
+    def load(cls, labels_path: Path, calibration_path: Path | None, two_stage: bool) -> "Fusion":
+        t, w = load_calibration(calibration_path, two_stage=two_stage)
+        return cls(tuple(load_labels(labels_path)), t, w, two_stage)
+
+    def candidates(self, r1: np.ndarray, z2: np.ndarray | None, top_k: int = 5) -> list[Candidate]:
+        return candidates_of(fuse_stages(r1, z2 if self.two_stage else None, self.stage1_weight),
+                             list(self.labels), self.temperature, top_k)

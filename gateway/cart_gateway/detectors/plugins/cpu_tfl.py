@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..api import DetectionApi, DetectorLoadError, load_calibration, load_labels
+from ..api import DetectionApi, DetectorLoadError, Fusion, fuse_stages, load_labels
 from ..preprocess import crop_around, decode_full
 
 DETECTOR_KEY = "cpu"
@@ -79,6 +79,24 @@ class _Tfl:
         return [self._dequant(o, self.interpreter.get_tensor(o["index"])[0]) for o in outs]
 
 
+def model_files(config: CpuDetectorConfig) -> tuple[Path | None, Path]:
+    """(stage-2 crop model or None, calibration file) that a config resolves to."""
+    path = Path(config.model_path)
+    crop_path = None if config.single_stage else config.crop_model_path
+    if crop_path is None and not config.single_stage:
+        auto = path.with_name(path.stem + "_crop.tflite")
+        crop_path = auto if auto.exists() else None
+    return (None if crop_path is None else Path(crop_path)), Path(config.calibration_path or path.with_suffix(".calib.json"))
+
+
+def fusion_of(config: CpuDetectorConfig) -> tuple[Fusion, list[Path]]:
+    """The fusion a config's detector applies and the files its raw stage outputs depend on (the
+    models and labels, not the calibration), without loading the models."""
+    crop_path, calib = model_files(config)
+    stages = [Path(config.model_path)] + ([crop_path] if crop_path is not None else [])
+    return Fusion.load(config.labels_path, calib, two_stage=crop_path is not None), stages + [Path(config.labels_path)]
+
+
 class CpuTfl(DetectionApi):
     type_key = DETECTOR_KEY
 
@@ -97,19 +115,16 @@ class CpuTfl(DetectionApi):
             raise DetectorLoadError(f"model {path}: outputs {sorted(outs)} do not match {n} labels in "
                                     f"{config.labels_path} plus a 2-value centroid")
         self._logits, self._centroid = outs[n], outs[2]
-        crop_path = config.crop_model_path
-        if crop_path is None and not config.single_stage:
-            auto = path.with_name(path.stem + "_crop.tflite")
-            crop_path = auto if auto.exists() else None
+        crop_path, calib = model_files(config)
         self.stage2 = None
-        if crop_path is not None and not config.single_stage:
+        if crop_path is not None:
             self.stage2 = _Tfl(Path(crop_path), config.num_threads)
             if set(self.stage2.outputs) != {n}:
                 raise DetectorLoadError(f"crop model {crop_path}: outputs {sorted(self.stage2.outputs)} do not match "
                                         f"{n} labels in {config.labels_path}")
             self.crop_size = self.stage2.input_size
-        calib = config.calibration_path or path.with_suffix(".calib.json")
-        self.temperature, self.stage1_weight = load_calibration(calib, two_stage=self.stage2 is not None)
+        self.fusion = Fusion.load(config.labels_path, calib, two_stage=self.stage2 is not None)
+        self.temperature, self.stage1_weight = self.fusion.temperature, self.fusion.stage1_weight
 
     @property
     def stages(self) -> int:
@@ -125,13 +140,7 @@ class CpuTfl(DetectionApi):
         return self.stage2.run(crop, self.stage2.outputs[len(self.labels)])[0]
 
     def raw(self, jpeg: bytes) -> np.ndarray:
-        r1 = self.detect_raw(self.preprocess(jpeg))
-        if self.stage2 is None:
-            return r1
-        n = len(self.labels)
-        crop = crop_around(decode_full(jpeg), float(r1[n]), float(r1[n + 1]), self.crop_size)
-        z2 = self.crop_raw(crop)
-        return np.concatenate([z2 + self.stage1_weight * r1[:n], r1[n:]])
+        return fuse_stages(*self.raw_stages(jpeg), self.stage1_weight)
 
     def raw_stages(self, jpeg: bytes) -> tuple[np.ndarray, np.ndarray | None]:
         """(stage-1 output, stage-2 logits or None): what `cart-model calibrate` fits the fusion on."""
