@@ -60,6 +60,16 @@ CHECK_SWITCH_INTERVAL_S = 0.0005   # while a check runs (Python's default: 0.005
 HOLDOUT_DIR = Path(__file__).parent / "data" / "holdout"
 
 
+def skus_missing(labels, catalogue) -> list[str]:
+    """The model labels a catalogue lacks. A personal class (`personal:bag`) is not a SKU and
+    needs no catalogue row; an unknown personal kind is reported like an unknown SKU."""
+    from .reconcile.inputs import PERSONAL_CLASSES, PERSONAL_PREFIX
+
+    def known_personal(s: str) -> bool:
+        return s.startswith(PERSONAL_PREFIX) and s[len(PERSONAL_PREFIX):] in PERSONAL_CLASSES
+    return [s for s in labels if s not in catalogue and not known_personal(s)]
+
+
 class Kind(str, Enum):
     MODEL = "model"
     CATALOGUE = "catalogue"
@@ -480,7 +490,7 @@ class Checker:
         bd = self.load_model(d)
         figures["load_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         cat = self.running_catalogue()
-        unknown = [s for s in bd.detector.labels[1:] if s not in cat]
+        unknown = skus_missing(bd.detector.labels[1:], cat)
         if unknown:
             raise Refused(Check.EVALUATE, f"{len(unknown)} model labels are not in the running catalogue "
                                           f"(e.g. {unknown[:3]}): roll out the catalogue first")
@@ -516,7 +526,7 @@ class Checker:
         figures["load_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         labels = self.running_labels()
         if labels:
-            missing = [s for s in labels if s not in cat]
+            missing = skus_missing(labels, cat)
             if missing:
                 raise Refused(Check.EVALUATE, f"the running model knows {len(missing)} SKUs this catalogue lacks "
                                               f"(e.g. {missing[:3]}): its detections would name unknown SKUs")
@@ -842,7 +852,7 @@ class Rollout:
             if kind is Kind.MODEL:
                 obj = self.checker.load_model(d)
                 cat = self.checker.running_catalogue()
-                unknown = [s for s in obj.detector.labels[1:] if cat is not None and s not in cat] if obj.detector else []
+                unknown = skus_missing(obj.detector.labels[1:], cat) if obj.detector and cat is not None else []
                 if unknown:
                     raise Refused(Check.EVALUATE, f"that model names {len(unknown)} SKUs the running catalogue "
                                                   f"lacks (e.g. {unknown[:3]})")
@@ -852,7 +862,7 @@ class Rollout:
                     cat = Catalogue.load(d / CATALOGUE_FILE if d else self.cfg.catalogue)
                 except CatalogueError as e:
                     raise Refused(Check.LOAD, str(e)) from None
-                missing = [s for s in (self.checker.running_labels() or []) if s not in cat]
+                missing = skus_missing(self.checker.running_labels() or [], cat)
                 if missing:
                     raise Refused(Check.EVALUATE, f"that catalogue lacks {len(missing)} SKUs the running model "
                                                   f"knows (e.g. {missing[:3]})")

@@ -432,3 +432,13 @@ def test_rollback_to_a_catalogue_the_model_cannot_use_is_refused(rig):
     st = rig.status[-1]
     assert st["state"] == "failed" and st["check"] == "evaluate" and "lacks" in st["reason"], st
     assert current(rig, "catalogue").current is not None and len(rig.gw.catalogue) == len(cat["items"])
+
+
+def test_personal_classes_need_no_catalogue_row_but_unknown_labels_are_reported():
+    """A burst model trained on pool views has `personal:<kind>` classes: they are not SKUs, so
+    neither a model rollout nor a catalogue rollout may ask the catalogue for them."""
+    from cart_gateway.rollout import skus_missing
+    cat = Catalogue.load()
+    labels = [cat.skus()[0], "personal:bag", "personal:phone", "personal:umbrella", "SKU-NOT-SOLD-HERE"]
+    assert skus_missing(labels, cat) == ["personal:umbrella", "SKU-NOT-SOLD-HERE"]
+    assert skus_missing(cat.skus(), cat) == []

@@ -35,7 +35,7 @@ def _render(args) -> int:
         seed = {"train": dataset.POOL_TRAIN_SEED, "val": dataset.POOL_VAL_SEED,
                 "test": dataset.POOL_TEST_SEED}[args.split] + 10 * args.seed
         data = dataset.render_pool_split(args.catalogue, skus, args.scenes, seed, workers=args.workers,
-                                         crops=args.crops)
+                                         crops=args.crops, mix=dataset.parse_mix(args.mix) if args.mix else None)
     else:
         seed0 = {"train": dataset.TRAIN_SEED0, "val": dataset.VAL_SEED0, "test": dataset.TEST_SEED0}[args.split] + args.seed
         data = dataset.render_split(args.catalogue, skus, args.scenes, seed0, workers=args.workers, crops=args.crops)
@@ -187,6 +187,9 @@ def main(argv=None) -> int:
     r.add_argument("--pool", action="store_true",
                    help="pool-style scenes (the simulator's fast-mode views: basket items under the moved one, "
                         "hands, personal items) with the personal:<kind> classes")
+    r.add_argument("--mix", default=None,
+                   help="--pool: condition shares, e.g. clear=0.1,hard=0.15,personal=0.4,held=0.3 (default: the "
+                        "pool's mix; held = a product held as a personal item is, a hard negative)")
     r.add_argument("--sheet", default=None, help="also save a PNG contact sheet of the first 48 scenes")
     r.set_defaults(fn=_render)
     rs = sub.add_parser("render-still", help="render still-classifier training windows (.npz; trained SKUs only)")
@@ -276,6 +279,14 @@ def main(argv=None) -> int:
     e.add_argument("--p-facing", type=float, default=0.35, help="share of stills whose code faces the camera")
     e.set_defaults(fn=_eval)
     args = p.parse_args(argv)
+    if getattr(args, "fn", None) is _render and args.mix:
+        if not args.pool:
+            p.error("--mix needs --pool")
+        from .dataset import parse_mix
+        try:
+            parse_mix(args.mix)
+        except ValueError as e:
+            p.error(str(e))
     if getattr(args, "fn", None) is _train and not args.photos and not (args.data and args.val):
         p.error("train needs --data and --val, or --photos")
     return args.fn(args)

@@ -159,6 +159,34 @@ POOL_TRAIN_SEED, POOL_VAL_SEED, POOL_TEST_SEED = 1_000_001, 1_000_002, 1_000_003
 # What a training scene shows (estimate of a burst's mix, "clear" and "hard" most, since an
 # added product is what the detector must name); "personal": cart_model.personal, held.
 POOL_CONDITIONS = {"clear": 0.34, "hard": 0.24, "oov": 0.08, "hand": 0.1, "covered": 0.04, "personal": 0.2}
+# A hard negative the pool itself never draws: a product held in view as a personal item is
+# (a hand over 10-40 % of it, the personal views' blur), so that "a hand holds something"
+# does not mean "personal" (the last round called 22-33 % of hand-covered products personal).
+HELD = "held"
+MIX_CONDITIONS = (*POOL_CONDITIONS, HELD)
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """`render --pool --mix clear=0.2,personal=0.4,held=0.3`: the share of each condition
+    (relative weights; a condition left out is not drawn)."""
+    import math
+    mix: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, eq, value = part.partition("=")
+        if not eq or name not in MIX_CONDITIONS:
+            raise ValueError(f"--mix: {part!r} is not CONDITION=WEIGHT with CONDITION one of {', '.join(MIX_CONDITIONS)}")
+        try:
+            w = float(value)
+        except ValueError:
+            raise ValueError(f"--mix: weight of {name!r} is not a number: {value!r}") from None
+        if not math.isfinite(w) or w < 0:
+            raise ValueError(f"--mix: weight of {name!r} must be a finite number >= 0, got {value!r}")
+        if name in mix:
+            raise ValueError(f"--mix: {name!r} given twice")
+        mix[name] = w
+    if sum(mix.values()) <= 0:
+        raise ValueError(f"--mix: no condition with a weight > 0 in {text!r}")
+    return mix
 # The two cameras of the scenarios (default; hard): how much hand and blur "clear"/"hard" views get.
 POOL_CAMERAS = ({"occlusion_max": 0.3, "blur_max": 0.3}, {"occlusion_max": 0.6, "blur_max": 0.7})
 
@@ -186,6 +214,7 @@ def pool_scene_key(skus: list[str], i: int, seed: int, conditions: dict | None =
         return cam, f"-|hand|{i}|{kind}", personal_labels()[KINDS.index(kind)]
     if cond in ("hand", "covered"):
         return cam, f"-|{cond}|{i}", None
+    # clear, hard, oov and HELD: a product (HELD keys are drawn by render_held, not by ScenePool)
     sku = skus[r.randrange(len(skus))]
     return cam, f"{sku}|{cond}|{i}", sku
 
@@ -202,10 +231,23 @@ def _pool_init(cat_path, seed):
                  for cam in POOL_CAMERAS]
 
 
+def render_held(pool, key: str):
+    """A HELD scene (`sku|held|i`) with the pool's basket and hands: the product in a hand as a
+    held personal item is in ScenePool.render_truth (hand over 10-40 % of it, blur up to the camera's)."""
+    from .render import render_scene
+    sku = key.split("|")[0]
+    rng = random.Random(f"{pool.seed}|{key}")
+    rs = rng.randrange(1 << 30)
+    basket = pool._basket(rng, sku)
+    return render_scene(pool.cat, sku, rs, basket, occlusion=rng.uniform(0.1, 0.4),
+                        blur=rng.uniform(0, pool.cam["blur_max"]), out_of_view=0.0, pool_style=True)
+
+
 def pool_jpeg(cam: int, key: str) -> tuple[bytes, dict]:
     """The pool scene as the camera sends it (JPEG, the pool's quality) and its truth."""
     from .render import encode_jpeg
-    img, truth = _POOLS[cam].render_truth(key)
+    pool = _POOLS[cam]
+    img, truth = render_held(pool, key) if key.split("|")[1] == HELD else pool.render_truth(key)
     return encode_jpeg(img), truth
 
 
@@ -220,12 +262,13 @@ def _pool_one(args):
 
 
 def render_pool_split(cat_path, skus: list[str], n: int, seed: int, size=INPUT_SIZE, workers: int = 2,
-                      crops: bool = False, first: int = 0) -> dict[str, np.ndarray]:
+                      crops: bool = False, first: int = 0, mix: dict[str, float] | None = None) -> dict[str, np.ndarray]:
     """As render_split, on pool-style scenes (scenes first..first+n-1 of pool seed `seed`);
-    labels pool_labels(skus): personal items are their own classes, with their centroid."""
+    labels pool_labels(skus): personal items are their own classes, with their centroid.
+    mix: the conditions' shares (parse_mix; default POOL_CONDITIONS), e.g. more personal and HELD views."""
     labels = pool_labels(skus)
     index = {s: i for i, s in enumerate(labels)}
-    keys = [pool_scene_key(skus, i, seed) for i in range(first, first + n)]
+    keys = [pool_scene_key(skus, i, seed, mix) for i in range(first, first + n)]
     jobs = [(cam, key, lab, size, crops, seed * 7 + i) for (cam, key, lab), i in zip(keys, range(first, first + n))]
     results = _pool_map(_pool_one, jobs, cat_path, seed, workers)
     y = np.array([index[lab] if lab else 0 for _, _, lab in keys], dtype=np.int32)

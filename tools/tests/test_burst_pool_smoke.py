@@ -94,3 +94,40 @@ def test_a_held_personal_item_has_its_own_box_in_the_pool_truth(tmp_path):
     assert pool._render("-|hand|2|wallet").tobytes() == img.tobytes()  # the pool's frames are these renders
     _, empty = pool.render_truth("-|hand|2")
     assert empty["bbox"] is None                                        # an empty hand has no item box
+
+
+def test_a_mix_draws_only_its_conditions_and_held_views_are_products_under_a_hand():
+    """`render --pool --mix`: the hard negatives (HELD: a product held as personal items are)
+    are product views with the SKU's label and centroid, seeded like the rest."""
+    skus = Catalogue.load().skus()[:3]
+    mix = dataset.parse_mix("personal=1,held=1")
+    keys = [dataset.pool_scene_key(skus, i, dataset.POOL_TRAIN_SEED, mix) for i in range(40)]
+    conds = {key.split("|")[1] for _, key, _ in keys}
+    assert conds == {"hand", dataset.HELD}                  # personal views are the pool's held-item keys
+    for _, key, label in keys:
+        sku, cond = key.split("|")[:2]
+        assert label == (sku if cond == dataset.HELD else label) and label is not None
+        assert cond == dataset.HELD or label.startswith(PERSONAL_PREFIX)
+    held = dataset.parse_mix("held=1")
+    a = dataset.render_pool_split(None, skus, 6, dataset.POOL_TRAIN_SEED, workers=1, mix=held)
+    b = dataset.render_pool_split(None, skus, 6, dataset.POOL_TRAIN_SEED, workers=1, mix=held)
+    assert np.array_equal(a["x"], b["x"])
+    names = [list(a["labels"])[v] for v in a["y"]]
+    assert set(names) <= set(skus) and (a["c"][:, 2] == 1.0).all()
+    assert ((0 <= a["c"][:, :2]) & (a["c"][:, :2] <= 1)).all()
+    plain = dataset.render_pool_split(None, skus, 6, dataset.POOL_TRAIN_SEED, workers=1)
+    assert not np.array_equal(a["x"], plain["x"])
+
+
+def test_a_bad_mix_is_refused_naming_what_is_wrong():
+    import pytest
+    for text, words in [("clear=0.5,shelf=0.5", "shelf"), ("held=-1", "held"), ("held=nan", "held"),
+                        ("held=x", "held"), ("held=0,clear=0", "no condition"), ("held=1,held=2", "twice"),
+                        ("held", "CONDITION=WEIGHT")]:
+        with pytest.raises(ValueError, match=words):
+            dataset.parse_mix(text)
+    from cart_model.cli import main
+    with pytest.raises(SystemExit):
+        main(["render", "--out", "x.npz", "--mix", "held=1"])           # --mix needs --pool
+    with pytest.raises(SystemExit):
+        main(["render", "--pool", "--out", "x.npz", "--mix", "shelf=1"])
