@@ -84,7 +84,7 @@ def _train(args) -> int:
         train_still(tr, va, Path(args.out_dir), epochs=args.epochs, batch=args.batch, threads=args.threads,
                     width=args.width, seed=args.seed, budget_minutes=args.budget_minutes,
                     input_size=args.still_input, lr=args.lr, margin=args.margin,
-                    margin_warmup=args.margin_warmup, augment=not args.no_augment)
+                    margin_warmup=args.margin_warmup, augment=not args.no_augment, init_from=args.init_from)
         return 0
     from .train import train
     if args.photos:
@@ -223,14 +223,15 @@ def main(argv=None) -> int:
                    help="Adam's peak learning rate (default: 3e-3 frame/crop from scratch, 1e-3 still, "
                         "3e-4 with --init-from)")
     t.add_argument("--init-from", default=None,
-                   help="frame/crop stages: fine-tune the int8 model(s) in this directory (e.g. the shipped "
-                        "gateway/cart_gateway/data) instead of training from scratch; labels carried over by name")
+                   help="fine-tune the int8 model(s) in this directory (e.g. the shipped gateway/cart_gateway/data) "
+                        "instead of training from scratch; labels carried over by name (still stage: still.tflite "
+                        "and its gallery's rows; any --still-input, the trunk is fully convolutional)")
     t.add_argument("--margin", type=float, default=0.15, help="still stage: CosFace margin after the warm-up")
     t.add_argument("--margin-warmup", type=int, default=2,
                    help="still stage: epochs at margin 0 before it ramps to --margin over as many epochs")
     t.add_argument("--no-augment", action="store_true", help="still stage: no shift/brightness jitter")
     t.add_argument("--budget-minutes", type=float, default=None,
-                   help="frame and crop stages: fit the cosine schedule into this wall time (after timing epoch 1)")
+                   help="fit the cosine schedule into this wall time (after timing epoch 1)")
     t.set_defaults(fn=_train)
     k = sub.add_parser("calibrate", help="fit the two-stage fusion weight and temperature on validation frames")
     k.add_argument("--model-dir", default=str(DATA_DIR))

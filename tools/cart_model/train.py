@@ -271,11 +271,12 @@ def _augmented(tf, x, y, batch: int, seed: int):
 def train_still(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 8, batch: int = 64,
                 threads: int = 2, width: float = 1.0, seed: int = 0, lr: float = 1e-3,
                 budget_minutes: float | None = None, input_size: int | None = None,
-                margin: float = STILL_MARGIN, margin_warmup: int = 2, augment: bool = True, log=print) -> dict:
+                margin: float = STILL_MARGIN, margin_warmup: int = 2, augment: bool = True,
+                init_from: Path | None = None, log=print) -> dict:
     """Still classifier: writes still.tflite (int8 in, embedding out), still_gallery.npz
     (the trained classes' head directions) and still.calib.json (temperature fitted on the
     validation windows with the int8 model; `cart-model calibrate --still` refits it on
-    real stills)."""
+    real stills). init_from: fine-tune that directory's still.tflite + gallery (warmstart.py)."""
     import hashlib
 
     from cart_gateway.detectors.api import softmax
@@ -288,7 +289,11 @@ def train_still(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 8
         from cart_gateway.detectors.still import fit_window
         x = np.stack([fit_window(w, input_size) for w in x])
         val_data = dict(val_data, x=np.stack([fit_window(w, input_size) for w in val_data["x"]]))
-    model, embed = build_still_model(tf, len(labels), x.shape[1:3], width)
+    if init_from:
+        from .warmstart import warm_still_model
+        model, embed = warm_still_model(tf, Path(init_from), x.shape[1:3], labels, seed)
+    else:
+        model, embed = build_still_model(tf, len(labels), x.shape[1:3], width)
     m_var = tf.Variable(0.0, trainable=False, dtype=tf.float32)
     model.compile(optimizer=tf.keras.optimizers.Adam(lr), loss=_cosface_loss(tf, len(labels), m=m_var),
                   metrics=["accuracy"])
@@ -322,6 +327,7 @@ def train_still(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 8
             "train_n": int(len(y)), "epochs": len(hist.history.get("loss", [])), "train_seconds": round(train_s, 1),
             "model_bytes": path.stat().st_size, "classes": len(labels),
             "lr": lr, "margin": margin, "margin_warmup_epochs": margin_warmup, "augment": augment,
+            "init_from": Path(init_from).name if init_from else None, "input": int(x.shape[1]),
             "keras_train_acc": [round(float(v), 4) for v in hist.history.get("accuracy", [])],
             "keras_val_acc": [round(float(v), 4) for v in hist.history.get("val_accuracy", [])]}
     cal_path.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")

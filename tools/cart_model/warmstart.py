@@ -106,3 +106,50 @@ def warm_model(tf, model_dir: Path, stage: str, input_hw, new_labels: list[str],
     path = model_dir / ("detector.tflite" if stage == "frame" else "detector_crop.tflite")
     return build_folded(tf, read_layers(path), input_hw, old_labels, new_labels,
                         centroid_head=stage == "frame", seed=seed)
+
+
+def warm_still_model(tf, model_dir: Path, input_hw, labels: list[str], seed: int = 0, dropout: float = 0.1):
+    """The committed still classifier (`still.tflite` + `still_gallery.npz`) as Keras: the folded
+    trunk, the embedding layer, and a cosine head whose row for each label is that label's first
+    gallery entry (its trained head row; a label the gallery lacks starts random). The trunk is
+    fully convolutional, so another input side (128, 160) reuses the same weights."""
+    from cart_gateway.detectors.still import Gallery
+    model_dir = Path(model_dir)
+    layers = read_layers(model_dir / "still.tflite")
+    with np.load(model_dir / "still_gallery.npz") as z:
+        gallery = Gallery([str(s) for s in z["labels"]], z["vectors"])
+    L = tf.keras.layers
+    x_in = L.Input((*input_hw, 3), name="image")
+    x = L.Rescaling(1 / 255.0)(x_in)
+    convs = [ly for ly in layers if ly["op"] != "FULLY_CONNECTED"]
+    fcs = [ly for ly in layers if ly["op"] == "FULLY_CONNECTED"]
+    for k, ly in enumerate(convs):
+        w = ly["w"] * (255.0 if k == 0 else 1.0)
+        if ly["op"] == "CONV_2D":
+            layer = L.Conv2D(w.shape[3], w.shape[:2], strides=ly["stride"], padding="same")
+        else:
+            layer = L.DepthwiseConv2D(w.shape[:2], strides=ly["stride"], padding="same")
+        x = layer(x)
+        layer.set_weights([w, ly["b"]])
+        x = L.ReLU(6.0)(x)
+    g = L.Dropout(dropout)(L.GlobalAveragePooling2D()(x))
+    emb_fc = fcs[-1]
+    emb_layer = L.Dense(emb_fc["w"].shape[1], name="embed")
+    emb = emb_layer(g)
+    emb_layer.set_weights([emb_fc["w"], emb_fc["b"]])
+    unit = L.UnitNormalization(name="unit")(emb)
+    dim = emb_fc["w"].shape[1]
+    rng = np.random.default_rng(seed)
+    head = rng.normal(0, 1, (dim, len(labels))).astype(np.float32)
+    first = {}
+    for lb, v in zip(gallery.entry_labels, gallery.vectors):
+        first.setdefault(lb, v)
+    for j, lb in enumerate(labels):
+        if lb in first:
+            head[:, j] = first[lb]
+    head /= np.linalg.norm(head, axis=0, keepdims=True)
+    cos_layer = L.Dense(len(labels), use_bias=False, name="cos",
+                        kernel_constraint=tf.keras.constraints.UnitNorm(axis=0))
+    cos = cos_layer(unit)
+    cos_layer.set_weights([head])
+    return tf.keras.Model(x_in, cos), tf.keras.Model(x_in, emb)

@@ -92,3 +92,37 @@ def test_figures_count_confident_wrong_and_right_sure():
     assert f["top1"] == pytest.approx(2 / 3, abs=1e-3) and f["right_sure"] == pytest.approx(1 / 3, abs=1e-3)
     assert f["confident_wrong"] == pytest.approx(1 / 3, abs=1e-3) and f["confident_wrong_n"] == 1
     assert f["precision_at_097"] == 0.5 and f["products_called_personal"] == 0.0
+
+
+def test_warm_start_rebuilds_the_committed_still_model_and_fine_tunes_it(tmp_path):
+    """`train --stage still --init-from DIR`: the committed int8 model back in Keras (BN folded)
+    embeds as the int8 one does, its cosine head is the gallery's rows, any input side; a
+    one-epoch fine-tune from it writes a model the gateway loads."""
+    from cart_gateway.detectors.still import _unit, fit_window
+    from cart_model.train import _tf
+    from cart_model.warmstart import warm_still_model
+    tf = _tf(2)
+    committed = StillClassifier(DATA_DIR / "still.tflite")
+    labels = ["__none__"] + [lb for lb in committed.gallery.labels if lb.startswith("SKU")][:39]
+    skus = labels[1:7]
+    wins = sc.render_windows(None, sc.enrol_specs(skus, 2), workers=1)
+    side = committed.model.input_size[0]          # 96 for the committed model
+    x = np.stack([fit_window(w, side) for w in wins]).astype(np.float32)
+    model, embed = warm_still_model(tf, DATA_DIR, (side, side), labels)
+    ek = _unit(embed.predict(x, verbose=0))
+    ei = np.stack([committed.embed_window(w) for w in wins])
+    assert (ek * ei).sum(1).min() > 0.99
+    head = model.get_layer("cos").get_weights()[0]
+    first = {}
+    for lb, v in zip(committed.gallery.entry_labels, committed.gallery.vectors):
+        first.setdefault(lb, v)
+    assert np.allclose(head[:, labels.index(skus[0])], first[skus[0]], atol=1e-5)
+    _, embed160 = warm_still_model(tf, DATA_DIR, (160, 160), labels)    # fully convolutional
+    assert embed160.output_shape[-1] == committed.gallery.dim
+    tr = {"x": np.stack(wins), "y": np.array([labels.index(skus[i // 2]) for i in range(len(wins))], np.int32),
+          "labels": np.array(labels)}
+    info = train_still(tr, tr, tmp_path, epochs=1, batch=8, input_size=side, init_from=DATA_DIR,
+                       log=lambda s: None)
+    assert info["init_from"] == DATA_DIR.name and info["input"] == side
+    clf = StillClassifier(tmp_path / "still.tflite")
+    assert sorted(clf.gallery.labels) == sorted(labels)
