@@ -6,7 +6,7 @@ Vectorised with numpy, so one weight event costs a few array operations whatever
 catalogue size (docs/reconciliation.md §2, §8). The k-unit adds are looked up in the weight
 index (weightindex.py): only the SKUs whose weight can fit are scored one by one, the rest
 counted in at the likelihood floor. Swaps (swaps.py) add only a candidate SKU (the camera's
-top few, a barcode read, a recent removal; when none names one, the pairs whose weight fits
+top few, a barcode read, a recent removal; when none names one, each line's best weight fits
 too); the other pairs are counted in closed form.
 """
 from __future__ import annotations
@@ -138,10 +138,8 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
                 sw_cols = np.tile(cand, n_pk)
                 if cfg.swap_weight_fallback and camera_named_nothing(vision, cat, known, recent_out, a_i):
                     # nothing names the added side: the swap pairs whose weight fits are scored too
-                    fit_r, fit_c = weight_fit_pairs(delta_g, a_i, cat, book, sn2,
-                                                    swap_fit_bound(floor, sd, units, a_i, sn2))
-                    new = ~np.isin(fit_c, cand)
-                    fit_r, fit_c = fit_r[new], fit_c[new]
+                    fit_r, fit_c = weight_fit_pairs(delta_g, a_i, cand, cat, book, sn2,
+                                                    swap_fit_bound(floor, sd, units, a_i, sn2), cfg.swap_fit_top)
                     sw_rows, sw_cols = np.concatenate((sw_rows, fit_r)), np.concatenate((sw_cols, fit_c))
                     STATS["swap_weight_fallback"] += 1
                 n_sw = len(sw_rows)
