@@ -282,16 +282,17 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
     top = float(lp.max())
     post = np.exp(lp - top)
     norm = float(post.sum())
-    visv = None
     lp_hidden = -np.inf             # the best any left-out hypothesis can score
     zb_min = math.inf               # every left-out hypothesis has |z| beyond this
     if add_pruned:
-        visv = vis if not uniform else np.full(n + 1, u)
-    if add_pruned:
+        visv = vis if not uniform else np.full(n + 1, u) if barcode else None   # None: u everywhere
         ll_max = floor if floor > -np.inf else -0.5 * zb_add * zb_add - math.log(s_lo_add) - LOG_SQRT_2PI
-        hid = np.ones(nu, dtype=bool)
-        hid[cat.unit_pos[spec]] = False
-        lv_h = math.log(float(visv[units][hid].max())) if hid.any() else -np.inf
+        if visv is None:
+            lv_h = math.log(u) if len(spec) < nu else -np.inf
+        else:
+            hid = np.ones(nu, dtype=bool)
+            hid[cat.unit_pos[spec]] = False
+            lv_h = math.log(float(visv[units][hid].max())) if hid.any() else -np.inf
         lb_h = math.log(cfg.barcode_other) if barcode else 0.0
         lp_hidden = max(lp_hidden, float(ck_units.max()) + lv_h + lb_h + ll_max)
         zb_min = min(zb_min, zb_add)
@@ -299,10 +300,14 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
             return None
         if floor > -np.inf:
             # a left-out add sits at the floor: exp(ck_k + floor - top) x its vision x barcode factor
-            wu = visv[units] if not barcode else visv[units] * np.where(logb[units] == 0.0, 1.0, cfg.barcode_other)
-            w_all = float(wu.sum())
-            wk = visv[add_c] if not barcode else visv[add_c] * np.where(logb[add_c] == 0.0, 1.0, cfg.barcode_other)
-            w_kept = np.bincount(add_r, weights=wk, minlength=K)
+            if visv is None:          # no camera, no barcode: every factor is u
+                w_all = nu * u
+                w_kept = np.bincount(add_r, minlength=K) * u
+            else:
+                wu = visv[units] if not barcode else visv[units] * np.where(logb[units] == 0.0, 1.0, cfg.barcode_other)
+                w_all = float(wu.sum())
+                wk = visv[add_c] if not barcode else visv[add_c] * np.where(logb[add_c] == 0.0, 1.0, cfg.barcode_other)
+                w_kept = np.bincount(add_r, weights=wk, minlength=K)
             norm += float(np.sum(np.exp(ck_units + floor - top) * (w_all - w_kept)))
         elif (K * nu - n_add) * math.exp(lp_hidden - top) > HIDDEN_MAX_MASS:
             return None
@@ -342,7 +347,7 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
         hyps.append(h)
     swap = None
     # the book's figures as scored: a kept score may be asked again after the book learned
-    snap = (mean.copy(), sd.copy()) if swapping or add_pruned else None
+    snap = book.snapshot() if swapping or add_pruned else None
     if swapping:   # what best_with_sku needs to score a swap to a SKU that was not a candidate
         swap = {"delta": delta_g, "sn2": sn2, "floor": floor, "c_swap": c_swap, "top": top, "norm": norm,
                 "mean": snap[0], "sd": snap[1], "vis": vis, "lv_swap": lv_swap,
