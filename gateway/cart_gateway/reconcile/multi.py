@@ -25,7 +25,7 @@ import numpy as np
 
 from .catindex import CatalogueIndex, Scored
 from .config import ReconcileConfig
-from .factors import barcode_factor, family_smoothed, log_vision, vision_factors  # noqa: F401 (family_smoothed: decide, answers)
+from .factors import barcode_factor, family_smoothed, log_vision, vision_derived, vision_factors  # noqa: F401 (family_smoothed: decide, answers)
 from .inputs import VisionSummary
 from .scoring import score
 from .weightindex import WeightIndex, special_units, top_with_ties, z_bound
@@ -77,7 +77,8 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
     keep = max(cfg.ask_top_k, 5)
     if delta_g > 0 and cfg.prior_two > 0 and seen:
         units = cat.units
-        top = _top_units(vis[units], units, cfg.pair_vision_top)
+        m_top = cfg.pair_vision_top      # an O(catalogue) partition: once per burst
+        top = vision_derived(vis, ("top_units", m_top), lambda: _top_units(vis[units], units, m_top))
         ks = np.arange(1, cfg.max_units + 1)
         # rows: (A, k) for A in the top set, k = 1..K; columns: B over every packaged SKU
         a_r = np.repeat(top, len(ks))
@@ -122,9 +123,7 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
                   + np.maximum(logb[a_i], logb[b_i]) + ll)
             lp = np.where(diff, lp, -np.inf)
             extra_mass.append(_logsumexp(lp))
-            for j in np.argsort(-lp, kind="stable")[:keep]:
-                if not np.isfinite(lp[j]):
-                    continue
+            for j in _pick(lp, keep):      # a partition, not a sort of every pair (~14,000 at 170 lines)
                 la, lb = lines[pk[int(ii[j])]], lines[pk[int(jj[j])]]
                 h = _h("remove2", [la["sku"], lb["sku"]], la["line_id"], float(mu[j]), float(s[j]), delta_g,
                        la["sku"], 1)
@@ -235,7 +234,7 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
     sn2 = sn * sn
     sw = WeightIndex.of(cat, book)
     var_a = k_r * sd[a_r] ** 2 + sn2
-    zb = z_bound(floor, math.sqrt(float(sd[units].min()) ** 2 + float(var_a.min())))
+    zb = z_bound(floor, math.sqrt(book.min_sd(units) ** 2 + float(var_a.min())))
     lo, hi = sw.windows(delta_g, -(k_r * mean[a_r]), var_a, sd, zb)
     rows, cols = sw.pairs(lo, hi, n)
     spec = special_units(vision, cat, barcode_factor(vision, cat, cfg)[1])

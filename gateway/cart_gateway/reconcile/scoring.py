@@ -18,7 +18,7 @@ import numpy as np
 from .answerfit import best_with_sku
 from .catindex import KINDS, LOG_SQRT_2PI, CatalogueIndex, Scored, normal_logpdf, target_of
 from .config import ReconcileConfig
-from .factors import barcode_factor, log_vision, vision_factor
+from .factors import barcode_factor, log_vision, vision_derived, vision_factor
 from .inputs import VisionSummary
 from .movescores import STATS, MovementScores
 from .swaps import camera_named_nothing, hidden_weight, swap_candidates, swap_fit_bound, weight_fit_pairs
@@ -102,7 +102,7 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
     add_pruned = False              # some k-unit adds left out (counted at the floor)
     if n_add and prune and n_add >= PRUNE_MIN_PAIRS:
         sw = WeightIndex.of(cat, book)
-        s_lo_add = math.sqrt(float(sd[units].min()) ** 2 + sn2)     # the smallest sd of any add
+        s_lo_add = math.sqrt(book.min_sd(units) ** 2 + sn2)     # the smallest sd of any add
         zb_add = z_bound(floor, s_lo_add)
         lo, hi = sw.unit_windows(delta_g, K, sn2, sd, zb_add)
         add_r, add_c = sw.pairs(lo, hi, n)
@@ -139,7 +139,7 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
                 if cfg.swap_weight_fallback and camera_named_nothing(vision, cat, known, recent_out, a_i):
                     # nothing names the added side: the swap pairs whose weight fits are scored too
                     fit_r, fit_c = weight_fit_pairs(delta_g, a_i, cand, cat, book, sn2,
-                                                    swap_fit_bound(floor, sd, units, a_i, sn2), cfg.swap_fit_top)
+                                                    swap_fit_bound(floor, book, units, a_i, sn2), cfg.swap_fit_top)
                     sw_rows, sw_cols = np.concatenate((sw_rows, fit_r)), np.concatenate((sw_cols, fit_c))
                     STATS["swap_weight_fallback"] += 1
                 n_sw = len(sw_rows)
@@ -289,10 +289,8 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
         ll_max = floor if floor > -np.inf else -0.5 * zb_add * zb_add - math.log(s_lo_add) - LOG_SQRT_2PI
         if visv is None:
             lv_h = math.log(u) if len(spec) < nu else -np.inf
-        else:
-            hid = np.ones(nu, dtype=bool)
-            hid[cat.unit_pos[spec]] = False
-            lv_h = math.log(float(visv[units][hid].max())) if hid.any() else -np.inf
+        else:           # the best vision factor of a left-out add: once per burst and spec
+            lv_h = vision_derived(visv, ("hidden_max", tuple(spec.tolist())), lambda: _hidden_max(visv, cat, spec))
         lb_h = math.log(cfg.barcode_other) if barcode else 0.0
         lp_hidden = max(lp_hidden, float(ck_units.max()) + lv_h + lb_h + ll_max)
         zb_min = min(zb_min, zb_add)
@@ -304,8 +302,10 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
                 w_all = nu * u
                 w_kept = np.bincount(add_r, minlength=K) * u
             else:
-                wu = visv[units] if not barcode else visv[units] * np.where(logb[units] == 0.0, 1.0, cfg.barcode_other)
-                w_all = float(wu.sum())
+                if barcode:
+                    w_all = float((visv[units] * np.where(logb[units] == 0.0, 1.0, cfg.barcode_other)).sum())
+                else:
+                    w_all = vision_derived(visv, "units_sum", lambda: float(visv[units].sum()))
                 wk = visv[add_c] if not barcode else visv[add_c] * np.where(logb[add_c] == 0.0, 1.0, cfg.barcode_other)
                 w_kept = np.bincount(add_r, weights=wk, minlength=K)
             norm += float(np.sum(np.exp(ck_units + floor - top) * (w_all - w_kept)))
@@ -362,3 +362,10 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
               "lines": lines, "personal": personal, "swap": swap, "log_z": top + math.log(norm),
               "hidden_post": hidden / norm}
     return Scored(hyps, evidence, best_fit, unknown, arrays)
+
+
+def _hidden_max(visv: np.ndarray, cat: CatalogueIndex, spec: np.ndarray) -> float:
+    """log of the largest vision factor among the packaged SKUs not in `spec` (-inf: none)."""
+    hid = np.ones(len(cat.units), dtype=bool)
+    hid[cat.unit_pos[spec]] = False
+    return math.log(float(visv[cat.units][hid].max())) if hid.any() else -np.inf

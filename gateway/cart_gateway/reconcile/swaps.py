@@ -28,6 +28,7 @@ import math
 import numpy as np
 
 from .catindex import LOG_SQRT_2PI, CatalogueIndex
+from .factors import vision_derived
 from .inputs import VisionSummary
 from .weightindex import WeightIndex, z_bound
 
@@ -69,10 +70,10 @@ def camera_named_nothing(vision: VisionSummary | None, cat: CatalogueIndex, know
     return True
 
 
-def swap_fit_bound(floor: float, sd: np.ndarray, units: np.ndarray, a_i: np.ndarray, sn2: float) -> float:
+def swap_fit_bound(floor: float, book, units: np.ndarray, a_i: np.ndarray, sn2: float) -> float:
     """|z| bound of the weight fallback: beyond it every swap pair's weight likelihood is below
     the floor (the smallest pair sd), so the fallback scores every pair the floor would not hide."""
-    return z_bound(floor, math.sqrt(float(sd[units].min()) ** 2 + float(sd[a_i].min()) ** 2 + sn2))
+    return z_bound(floor, math.sqrt(book.min_sd(units) ** 2 + float(book.sd[a_i].min()) ** 2 + sn2))
 
 
 def weight_fit_pairs(delta: float, a_i: np.ndarray, cand: np.ndarray, cat: CatalogueIndex, book, sn2: float,
@@ -171,7 +172,7 @@ def hidden_weight(a_i: np.ndarray, cand: np.ndarray, cat: CatalogueIndex, vis: n
     if vis is None:
         w = u * (n_hid - a_hid)
     else:
-        v_hid = float(vis[units].sum()) - float(vis[cand].sum())
+        v_hid = vision_derived(vis, "units_sum", lambda: float(vis[units].sum())) - float(vis[cand].sum())
         va = vis[a_i]
         w = 0.5 * ((v_hid - va * a_hid) + va * (n_hid - a_hid))
     if fit is not None and len(fit[0]):

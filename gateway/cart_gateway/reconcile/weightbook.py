@@ -33,6 +33,7 @@ class WeightBook:
         self.changed: list[int] = []
         self.reset_count = 0
         self._snap: tuple | None = None
+        self._min_sd: dict[int, tuple] = {}
 
     @classmethod
     def for_catalogue(cls, catalogue, prior_strength: float = 4.0, min_sd_g: float = 1.0) -> "WeightBook":
@@ -85,6 +86,15 @@ class WeightBook:
             m.flags.writeable = s.flags.writeable = False
             self._snap = (key, m, s)
         return self._snap[1], self._snap[2]
+
+    def min_sd(self, ix: np.ndarray) -> float:
+        """min(sd[ix]) for an index array that lives as long as the book (the catalogue's
+        packaged SKUs): kept until the next change (an O(catalogue) pass per scoring else)."""
+        key = (self.version, self.reset_count, id(ix))
+        kept = self._min_sd.get(id(ix))
+        if kept is None or kept[0] != key:
+            kept = self._min_sd[id(ix)] = (key, float(self.sd[ix].min()), ix)   # ix kept: its id stays unique
+        return kept[1]
 
     def n_obs(self, sku: str) -> int:
         return int(self.stats.get(sku, [0])[0])
