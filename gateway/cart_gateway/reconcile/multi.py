@@ -263,22 +263,30 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
     take = take.ravel()
     rows, cols = np.concatenate((rows, fr[take])), np.concatenate((cols, fc[take]))
     # per-row parts computed once per row (the same floating-point operations as the dense block)
-    ar = a_r[rows]
     mu = (k_r * mean[a_r])[rows] + mean[cols]
     s = np.sqrt((k_r * sd[a_r] ** 2)[rows] + sd[cols] ** 2 + sn2)
     ll = np.maximum(_logpdf(delta_g, mu, s), floor)
     lp = c_r[rows] + logv[cols]
     if logb.flags.writeable:        # a barcode was read (else logb is the flat zeros: adds nothing)
-        lp += np.maximum(logb[ar], logb[cols])
+        lp += np.maximum(logb[a_r[rows]], logb[cols])
     lp += ll
+    # the pairs the dense block excludes (B == A; {A, B} both in the top set counted once) all
+    # have B in the top set: only those few are tested
     top_mask = np.zeros(n, dtype=bool)
     top_mask[top] = True
-    bad = (cols == ar) | ((k_r == 1)[rows] & top_mask[cols] & (cols < ar))
-    lp = np.where(bad, -np.inf, lp)
+    t = np.flatnonzero(top_mask[cols])
+    ar, ct = a_r[rows[t]], cols[t]
+    lp[t[(ct == ar) | ((k_r == 1)[rows[t]] & (ct < ar))]] = -np.inf
     b0 = int(base[0])
     lp_h = c_r + logv[b0] + np.maximum(logb[a_r], logb[b0]) + floor
     n_h = len(units) - np.bincount(rows, minlength=R)
-    best = _pick(lp, keep, rows * len(units) + cat.unit_pos[cols])
+    if len(lp) > keep:     # the dense positions (tie order) only of the pairs at or above the cut
+        cut = np.partition(lp, len(lp) - keep)[len(lp) - keep]
+        sel = np.flatnonzero(lp >= cut)
+        best = sel[top_with_ties(lp[sel], cut, keep, rows[sel] * len(units) + cat.unit_pos[cols[sel]])]
+        best = best[np.isfinite(lp[best])]
+    else:
+        best = _pick(lp, keep, rows * len(units) + cat.unit_pos[cols])
     with np.errstate(divide="ignore"):
         mass = np.logaddexp(_logsumexp(lp), _logsumexp(lp_h + np.log(n_h)))
     return float(mass), [(int(rows[j]), int(cols[j]), float(mu[j]), float(s[j]), float(lp[j])) for j in best]
