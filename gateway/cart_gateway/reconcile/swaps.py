@@ -33,6 +33,9 @@ from .inputs import VisionSummary
 from .weightindex import WeightIndex, z_bound
 
 
+SMALL_WINDOWS = 4096     # fewer pairs than this in the lines' windows at zb: no narrowing first
+
+
 def swap_candidates(vision: VisionSummary | None, cat: CatalogueIndex, known, recent_out,
                     top_n: int) -> np.ndarray:
     """The packaged SKUs a swap may add (sorted catalogue indices): the camera's `top_n`
@@ -95,12 +98,16 @@ def weight_fit_pairs(delta: float, a_i: np.ndarray, cand: np.ndarray, cat: Catal
     # no pair enumerated) hold twice the pairs needed
     need = 2 * (top_k + 1 + len(cand))
     L = len(a_i)
-    grid = zb / 2.0 ** np.arange(9)                        # zb, zb / 2, ..., zb / 256
-    lo, hi = wi.windows(delta, np.tile(m_a, len(grid)), np.tile(var_a, len(grid)), sd,
-                        np.repeat(grid, L)[:, None])
-    enough = ((hi - lo).sum(axis=1) + len(wi.moved)).reshape(len(grid), L) >= need
-    enough[0] = True
-    zl = grid[len(grid) - 1 - np.argmax(enough[::-1], axis=0)]   # the narrowest bound with enough
+    lo, hi = wi.windows(delta, m_a, var_a, sd, zb)
+    if int((hi - lo).sum()) <= SMALL_WINDOWS:      # a small catalogue: one pass at zb is cheaper
+        zl = np.full(L, zb)
+    else:
+        grid = zb / 2.0 ** np.arange(9)                    # zb, zb / 2, ..., zb / 256
+        lo, hi = wi.windows(delta, np.tile(m_a, len(grid)), np.tile(var_a, len(grid)), sd,
+                            np.repeat(grid, L)[:, None])
+        enough = ((hi - lo).sum(axis=1) + len(wi.moved)).reshape(len(grid), L) >= need
+        enough[0] = True
+        zl = grid[len(grid) - 1 - np.argmax(enough[::-1], axis=0)]   # the narrowest bound with enough
 
     def eligible(ix: np.ndarray, bound: np.ndarray):
         lo, hi = wi.windows(delta, m_a[ix], var_a[ix], sd, bound[:, None])
