@@ -7,8 +7,8 @@ whole array, and the tuned version's arrays are a pruned subset); and the swap
 model of reconcile/swaps.py, computed densely: every (line, packaged SKU) pair is
 scored, but only a pair whose added SKU is a candidate (the camera's
 `swap_vision_top` highest-scored, a barcode read, a recent removal; when none of
-those names a packaged SKU outside the lines' own, also every pair whose weight fits
-within the z bound) is a named
+those names a packaged SKU outside the lines' own, also each line's `swap_fit_top`
+pairs of smallest |z| within the z bound) is a named
 hypothesis with its weight fit; every other pair counts in the normaliser with its
 weight likelihood at the floor. Those rows stay in the arrays (`named` False) with
 their real weight fit, so best_with_sku answers a shopper who names such a SKU.
@@ -175,8 +175,13 @@ def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
                     zb = z_bound(floor, math.sqrt(float(sd[units].min()) ** 2 + float(sd[a_i].min()) ** 2 + sn * sn))
                     fits = (np.abs((delta_g - (mean[units][None, :] - mean[a_i][:, None]))
                                    / np.sqrt(sd[units][None, :] ** 2 + sd[a_i][:, None] ** 2 + sn * sn)) <= zb)
-                    fits &= units[None, :] != a_i[:, None]
-                    named_pair = cand[None, :] | fits
+                    fits &= (units[None, :] != a_i[:, None]) & ~cand[None, :]
+                    # per line, the swap_fit_top best |z| among them (ties to the lowest index)
+                    az = np.where(fits, np.abs((delta_g - mu) / s), np.inf)
+                    best = np.argsort(az, axis=1, kind="stable")[:, :cfg.swap_fit_top]
+                    top_fits = np.zeros_like(fits)
+                    np.put_along_axis(top_fits, best, True, axis=1)
+                    named_pair = cand[None, :] | (top_fits & fits)
                 else:
                     named_pair = np.broadcast_to(cand[None, :], (len(a_i), len(units)))
                 ll = np.maximum(_normal_logpdf(delta_g, mu, s), floor)

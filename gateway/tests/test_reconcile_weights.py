@@ -41,6 +41,23 @@ def test_weightbook_round_trip_and_bad_input():
     assert again.params("tea-a") == book.params("tea-a")   # a bad state changed nothing
 
 
+def test_weightbook_snapshot_and_min_sd_follow_every_change():
+    """The kept copies (a score's figures, the smallest sd) are shared until the book changes,
+    then taken again: after observe() and after load_dict()."""
+    book = WeightBook.for_catalogue(PAIR)
+    ix = np.array([0, 1])
+    m1, s1 = book.snapshot()
+    assert book.snapshot()[0] is m1 and not m1.flags.writeable
+    assert book.min_sd(ix) == 12.0
+    for w in (400.0, 400.5, 399.5, 400.2, 399.9, 400.1):
+        book.observe("tea-a", w)
+    m2, s2 = book.snapshot()
+    assert m2 is not m1 and m1[0] == 400.0 and s2[0] == book.params("tea-a")[1] < 12.0
+    assert book.min_sd(ix) == s2[0]
+    book.load_dict({"v": 1, "stats": {}})
+    assert book.snapshot()[1][0] == 12.0 and book.min_sd(ix) == 12.0
+
+
 def test_tolerances_tighten_with_use_so_weight_alone_decides():
     c = Cart(skus=PAIR)
     assert c.move(402.0)[0]["outcome"] == "ask"          # 400±12 vs 430±12: weight alone cannot tell

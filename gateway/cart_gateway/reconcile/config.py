@@ -31,8 +31,11 @@ class ReconcileConfig(BaseModel):
         "or a recent removal); other swaps count at the weight floor (bounds the work)"))
     swap_weight_fallback: bool = Field(True, description=(
         "when the camera named no product that could be a swap's added side (nor a barcode, nor a "
-        "recent removal), the swap candidates also hold every packaged SKU whose weight fits a swap "
-        "from a basket line (docs/reconciliation.md §8.1)"))
+        "recent removal), the swap candidates also hold, per packaged basket line, the "
+        "swap_fit_top SKUs whose weight fits a swap from it best (docs/reconciliation.md §8.1)"))
+    swap_fit_top: int = Field(16, ge=1, le=256, description=(
+        "the weight fallback's SKUs per basket line: the best |z| fits (bounds the work: at 30,000 "
+        "SKUs ~1,900 fit a line within the floor's bound); the other pairs count at the weight floor"))
     prior_partial_produce: float = Field(0.2, ge=0, description=(
         "part of a loose-produce line taken out, relative to a whole line"))
     same_weight_swap_min_score: float = Field(0.25, ge=0, le=1, description=(

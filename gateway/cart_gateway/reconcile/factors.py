@@ -9,7 +9,7 @@ from .catindex import CatalogueIndex
 from .config import ReconcileConfig
 from .inputs import VisionSummary
 
-_LAST_VISION: list = [None, None, None, None, None]   # vision, cat, cfg -> vis, log(vis)
+_LAST_VISION: list = [None, None, None, None, None, {}]   # vision, cat, cfg -> vis, log(vis), derived
 
 
 def vision_factor(vision: VisionSummary | None, cat: CatalogueIndex, cfg: ReconcileConfig) -> np.ndarray | None:
@@ -22,7 +22,7 @@ def vision_factor(vision: VisionSummary | None, cat: CatalogueIndex, cfg: Reconc
     if lv[0] is vision and lv[1] is cat and lv[2] is cfg:
         return lv[3]
     vis = _vision_factor(vision, cat, cfg)
-    lv[:] = [vision, cat, cfg, vis, None]
+    lv[:] = [vision, cat, cfg, vis, None, {}]
     return vis
 
 
@@ -31,13 +31,26 @@ def log_vision(vis: np.ndarray) -> np.ndarray:
     lv = _LAST_VISION
     if not vis.flags.writeable:
         if lv[3] is not vis:
-            lv[:] = [None, None, None, vis, np.log(vis)]
+            lv[:] = [None, None, None, vis, np.log(vis), {}]
         return lv[4]
     if lv[3] is vis:
         if lv[4] is None:
             lv[4] = np.log(vis)
         return lv[4]
     return np.log(vis)
+
+
+def vision_derived(vis: np.ndarray, key, compute):
+    """compute(), an O(catalogue) reduction of `vis`, kept with the last vision_factor() array:
+    one burst's movement is scored by score() and score_multi(), again for its answer, and
+    again when a late frame or the timer re-opens it (docs/reconciliation.md §8)."""
+    lv = _LAST_VISION
+    if lv[3] is not vis:
+        return compute()
+    d = lv[5]
+    if key not in d:
+        d[key] = compute()
+    return d[key]
 
 
 def _vision_factor(vision: VisionSummary, cat: CatalogueIndex, cfg: ReconcileConfig) -> np.ndarray:

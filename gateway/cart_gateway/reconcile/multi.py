@@ -25,7 +25,7 @@ import numpy as np
 
 from .catindex import CatalogueIndex, Scored
 from .config import ReconcileConfig
-from .factors import barcode_factor, family_smoothed, log_vision, vision_factors  # noqa: F401 (family_smoothed: decide, answers)
+from .factors import barcode_factor, family_smoothed, log_vision, vision_derived, vision_factors  # noqa: F401 (family_smoothed: decide, answers)
 from .inputs import VisionSummary
 from .scoring import score
 from .weightindex import WeightIndex, special_units, top_with_ties, z_bound
@@ -77,7 +77,8 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
     keep = max(cfg.ask_top_k, 5)
     if delta_g > 0 and cfg.prior_two > 0 and seen:
         units = cat.units
-        top = _top_units(vis[units], units, cfg.pair_vision_top)
+        m_top = cfg.pair_vision_top      # an O(catalogue) partition: once per burst
+        top = vision_derived(vis, ("top_units", m_top), lambda: _top_units(vis[units], units, m_top))
         ks = np.arange(1, cfg.max_units + 1)
         # rows: (A, k) for A in the top set, k = 1..K; columns: B over every packaged SKU
         a_r = np.repeat(top, len(ks))
@@ -122,9 +123,7 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
                   + np.maximum(logb[a_i], logb[b_i]) + ll)
             lp = np.where(diff, lp, -np.inf)
             extra_mass.append(_logsumexp(lp))
-            for j in np.argsort(-lp, kind="stable")[:keep]:
-                if not np.isfinite(lp[j]):
-                    continue
+            for j in _pick(lp, keep):      # a partition, not a sort of every pair (~14,000 at 170 lines)
                 la, lb = lines[pk[int(ii[j])]], lines[pk[int(jj[j])]]
                 h = _h("remove2", [la["sku"], lb["sku"]], la["line_id"], float(mu[j]), float(s[j]), delta_g,
                        la["sku"], 1)
@@ -235,7 +234,7 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
     sn2 = sn * sn
     sw = WeightIndex.of(cat, book)
     var_a = k_r * sd[a_r] ** 2 + sn2
-    zb = z_bound(floor, math.sqrt(float(sd[units].min()) ** 2 + float(var_a.min())))
+    zb = z_bound(floor, math.sqrt(book.min_sd(units) ** 2 + float(var_a.min())))
     lo, hi = sw.windows(delta_g, -(k_r * mean[a_r]), var_a, sd, zb)
     rows, cols = sw.pairs(lo, hi, n)
     spec = special_units(vision, cat, barcode_factor(vision, cat, cfg)[1])
@@ -264,22 +263,30 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
     take = take.ravel()
     rows, cols = np.concatenate((rows, fr[take])), np.concatenate((cols, fc[take]))
     # per-row parts computed once per row (the same floating-point operations as the dense block)
-    ar = a_r[rows]
     mu = (k_r * mean[a_r])[rows] + mean[cols]
     s = np.sqrt((k_r * sd[a_r] ** 2)[rows] + sd[cols] ** 2 + sn2)
     ll = np.maximum(_logpdf(delta_g, mu, s), floor)
     lp = c_r[rows] + logv[cols]
     if logb.flags.writeable:        # a barcode was read (else logb is the flat zeros: adds nothing)
-        lp += np.maximum(logb[ar], logb[cols])
+        lp += np.maximum(logb[a_r[rows]], logb[cols])
     lp += ll
+    # the pairs the dense block excludes (B == A; {A, B} both in the top set counted once) all
+    # have B in the top set: only those few are tested
     top_mask = np.zeros(n, dtype=bool)
     top_mask[top] = True
-    bad = (cols == ar) | ((k_r == 1)[rows] & top_mask[cols] & (cols < ar))
-    lp = np.where(bad, -np.inf, lp)
+    t = np.flatnonzero(top_mask[cols])
+    ar, ct = a_r[rows[t]], cols[t]
+    lp[t[(ct == ar) | ((k_r == 1)[rows[t]] & (ct < ar))]] = -np.inf
     b0 = int(base[0])
     lp_h = c_r + logv[b0] + np.maximum(logb[a_r], logb[b0]) + floor
     n_h = len(units) - np.bincount(rows, minlength=R)
-    best = _pick(lp, keep, rows * len(units) + cat.unit_pos[cols])
+    if len(lp) > keep:     # the dense positions (tie order) only of the pairs at or above the cut
+        cut = np.partition(lp, len(lp) - keep)[len(lp) - keep]
+        sel = np.flatnonzero(lp >= cut)
+        best = sel[top_with_ties(lp[sel], cut, keep, rows[sel] * len(units) + cat.unit_pos[cols[sel]])]
+        best = best[np.isfinite(lp[best])]
+    else:
+        best = _pick(lp, keep, rows * len(units) + cat.unit_pos[cols])
     with np.errstate(divide="ignore"):
         mass = np.logaddexp(_logsumexp(lp), _logsumexp(lp_h + np.log(n_h)))
     return float(mass), [(int(rows[j]), int(cols[j]), float(mu[j]), float(s[j]), float(lp[j])) for j in best]

@@ -6,7 +6,7 @@ Vectorised with numpy, so one weight event costs a few array operations whatever
 catalogue size (docs/reconciliation.md §2, §8). The k-unit adds are looked up in the weight
 index (weightindex.py): only the SKUs whose weight can fit are scored one by one, the rest
 counted in at the likelihood floor. Swaps (swaps.py) add only a candidate SKU (the camera's
-top few, a barcode read, a recent removal; when none names one, the pairs whose weight fits
+top few, a barcode read, a recent removal; when none names one, each line's best weight fits
 too); the other pairs are counted in closed form.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from .answerfit import best_with_sku
 from .catindex import KINDS, LOG_SQRT_2PI, CatalogueIndex, Scored, normal_logpdf, target_of
 from .config import ReconcileConfig
-from .factors import barcode_factor, log_vision, vision_factor
+from .factors import barcode_factor, log_vision, vision_derived, vision_factor
 from .inputs import VisionSummary
 from .movescores import STATS, MovementScores
 from .swaps import camera_named_nothing, hidden_weight, swap_candidates, swap_fit_bound, weight_fit_pairs
@@ -102,7 +102,7 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
     add_pruned = False              # some k-unit adds left out (counted at the floor)
     if n_add and prune and n_add >= PRUNE_MIN_PAIRS:
         sw = WeightIndex.of(cat, book)
-        s_lo_add = math.sqrt(float(sd[units].min()) ** 2 + sn2)     # the smallest sd of any add
+        s_lo_add = math.sqrt(book.min_sd(units) ** 2 + sn2)     # the smallest sd of any add
         zb_add = z_bound(floor, s_lo_add)
         lo, hi = sw.unit_windows(delta_g, K, sn2, sd, zb_add)
         add_r, add_c = sw.pairs(lo, hi, n)
@@ -138,10 +138,8 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
                 sw_cols = np.tile(cand, n_pk)
                 if cfg.swap_weight_fallback and camera_named_nothing(vision, cat, known, recent_out, a_i):
                     # nothing names the added side: the swap pairs whose weight fits are scored too
-                    fit_r, fit_c = weight_fit_pairs(delta_g, a_i, cat, book, sn2,
-                                                    swap_fit_bound(floor, sd, units, a_i, sn2))
-                    new = ~np.isin(fit_c, cand)
-                    fit_r, fit_c = fit_r[new], fit_c[new]
+                    fit_r, fit_c = weight_fit_pairs(delta_g, a_i, cand, cat, book, sn2,
+                                                    swap_fit_bound(floor, book, units, a_i, sn2), cfg.swap_fit_top)
                     sw_rows, sw_cols = np.concatenate((sw_rows, fit_r)), np.concatenate((sw_cols, fit_c))
                     STATS["swap_weight_fallback"] += 1
                 n_sw = len(sw_rows)
@@ -284,16 +282,15 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
     top = float(lp.max())
     post = np.exp(lp - top)
     norm = float(post.sum())
-    visv = None
     lp_hidden = -np.inf             # the best any left-out hypothesis can score
     zb_min = math.inf               # every left-out hypothesis has |z| beyond this
     if add_pruned:
-        visv = vis if not uniform else np.full(n + 1, u)
-    if add_pruned:
+        visv = vis if not uniform else np.full(n + 1, u) if barcode else None   # None: u everywhere
         ll_max = floor if floor > -np.inf else -0.5 * zb_add * zb_add - math.log(s_lo_add) - LOG_SQRT_2PI
-        hid = np.ones(nu, dtype=bool)
-        hid[cat.unit_pos[spec]] = False
-        lv_h = math.log(float(visv[units][hid].max())) if hid.any() else -np.inf
+        if visv is None:
+            lv_h = math.log(u) if len(spec) < nu else -np.inf
+        else:           # the best vision factor of a left-out add: once per burst and spec
+            lv_h = vision_derived(visv, ("hidden_max", tuple(spec.tolist())), lambda: _hidden_max(visv, cat, spec))
         lb_h = math.log(cfg.barcode_other) if barcode else 0.0
         lp_hidden = max(lp_hidden, float(ck_units.max()) + lv_h + lb_h + ll_max)
         zb_min = min(zb_min, zb_add)
@@ -301,10 +298,16 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
             return None
         if floor > -np.inf:
             # a left-out add sits at the floor: exp(ck_k + floor - top) x its vision x barcode factor
-            wu = visv[units] if not barcode else visv[units] * np.where(logb[units] == 0.0, 1.0, cfg.barcode_other)
-            w_all = float(wu.sum())
-            wk = visv[add_c] if not barcode else visv[add_c] * np.where(logb[add_c] == 0.0, 1.0, cfg.barcode_other)
-            w_kept = np.bincount(add_r, weights=wk, minlength=K)
+            if visv is None:          # no camera, no barcode: every factor is u
+                w_all = nu * u
+                w_kept = np.bincount(add_r, minlength=K) * u
+            else:
+                if barcode:
+                    w_all = float((visv[units] * np.where(logb[units] == 0.0, 1.0, cfg.barcode_other)).sum())
+                else:
+                    w_all = vision_derived(visv, "units_sum", lambda: float(visv[units].sum()))
+                wk = visv[add_c] if not barcode else visv[add_c] * np.where(logb[add_c] == 0.0, 1.0, cfg.barcode_other)
+                w_kept = np.bincount(add_r, weights=wk, minlength=K)
             norm += float(np.sum(np.exp(ck_units + floor - top) * (w_all - w_kept)))
         elif (K * nu - n_add) * math.exp(lp_hidden - top) > HIDDEN_MAX_MASS:
             return None
@@ -344,7 +347,7 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
         hyps.append(h)
     swap = None
     # the book's figures as scored: a kept score may be asked again after the book learned
-    snap = (mean.copy(), sd.copy()) if swapping or add_pruned else None
+    snap = book.snapshot() if swapping or add_pruned else None
     if swapping:   # what best_with_sku needs to score a swap to a SKU that was not a candidate
         swap = {"delta": delta_g, "sn2": sn2, "floor": floor, "c_swap": c_swap, "top": top, "norm": norm,
                 "mean": snap[0], "sd": snap[1], "vis": vis, "lv_swap": lv_swap,
@@ -359,3 +362,10 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
               "lines": lines, "personal": personal, "swap": swap, "log_z": top + math.log(norm),
               "hidden_post": hidden / norm}
     return Scored(hyps, evidence, best_fit, unknown, arrays)
+
+
+def _hidden_max(visv: np.ndarray, cat: CatalogueIndex, spec: np.ndarray) -> float:
+    """log of the largest vision factor among the packaged SKUs not in `spec` (-inf: none)."""
+    hid = np.ones(len(cat.units), dtype=bool)
+    hid[cat.unit_pos[spec]] = False
+    return math.log(float(visv[cat.units][hid].max())) if hid.any() else -np.inf

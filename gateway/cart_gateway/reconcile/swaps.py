@@ -11,11 +11,12 @@ is lines x candidates, not lines x catalogue (docs/reconciliation.md §2).
 
 When the camera named nothing that could be the added side (`camera_named_nothing`: no
 packaged SKU outside the swapped lines' SKUs scored above 0, no packaged SKU's barcode read,
-no packaged recent removal), every swap pair (line a, packaged SKU b != a) whose weight fits
-within the bound `swap_fit_bound` (|z|) is scored one by one too, found through the weight
-index's windows (`weight_fit_pairs`): a product the camera could not see is still scored by
-its weight, and the cost lands only on those movements (config `swap_weight_fallback`). The
-pairs outside the bound are at the floor either way.
+no packaged recent removal), each packaged line's `swap_fit_top` best-fitting swap pairs
+(line a, packaged SKU b != a, smallest |z| within the bound `swap_fit_bound`) are scored one
+by one too, found through the weight index's windows (`weight_fit_pairs`): a product the
+camera could not see is still scored by its weight (config `swap_weight_fallback`). The other
+pairs stay at the floor: at 30,000 SKUs ~1,900 SKUs fit a line within the bound, and scoring
+them all (lines x window, ~80,000 pairs) cost ~10 ms an event on the weight-only stream.
 
 A shopper who names a SKU outside the candidates is answered by scoring that SKU's swaps
 with their real weight fit (swap_column), on the movement's normaliser.
@@ -27,8 +28,12 @@ import math
 import numpy as np
 
 from .catindex import LOG_SQRT_2PI, CatalogueIndex
+from .factors import vision_derived
 from .inputs import VisionSummary
 from .weightindex import WeightIndex, z_bound
+
+
+SMALL_WINDOWS = 4096     # fewer pairs than this in the lines' windows at zb: no narrowing first
 
 
 def swap_candidates(vision: VisionSummary | None, cat: CatalogueIndex, known, recent_out,
@@ -68,28 +73,95 @@ def camera_named_nothing(vision: VisionSummary | None, cat: CatalogueIndex, know
     return True
 
 
-def swap_fit_bound(floor: float, sd: np.ndarray, units: np.ndarray, a_i: np.ndarray, sn2: float) -> float:
+def swap_fit_bound(floor: float, book, units: np.ndarray, a_i: np.ndarray, sn2: float) -> float:
     """|z| bound of the weight fallback: beyond it every swap pair's weight likelihood is below
     the floor (the smallest pair sd), so the fallback scores every pair the floor would not hide."""
-    return z_bound(floor, math.sqrt(float(sd[units].min()) ** 2 + float(sd[a_i].min()) ** 2 + sn2))
+    return z_bound(floor, math.sqrt(book.min_sd(units) ** 2 + float(book.sd[a_i].min()) ** 2 + sn2))
 
 
-def weight_fit_pairs(delta: float, a_i: np.ndarray, cat: CatalogueIndex, book, sn2: float,
-                     zb: float) -> tuple[np.ndarray, np.ndarray]:
-    """The swap pairs (row into a_i, packaged catalogue index b) with |delta - (mean_b - mean_a)|
-    <= zb x sqrt(sd_b^2 + sd_a^2 + sn2) and b != a. The weight index's windows (a superset)
-    give the pairs to test, plus its `moved` SKUs; the cost is lines x window, not catalogue."""
+def weight_fit_pairs(delta: float, a_i: np.ndarray, cand: np.ndarray, cat: CatalogueIndex, book, sn2: float,
+                     zb: float, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row (a line, a_i), the `top_k` swap pairs (row, packaged catalogue index b) with the
+    smallest |z| = |delta - (mean_b - mean_a)| / sqrt(sd_b^2 + sd_a^2 + sn2) <= zb, b != a, b no
+    candidate; ties to the lowest catalogue index. The weight index's windows (supersets) give
+    the pairs to test, plus its `moved` SKUs. A line whose window at zb holds many more pairs
+    than top_k (thousands at 30,000 SKUs) is first searched within the narrowest bound zb / 2^j
+    whose windows hold twice the pairs needed; if fewer than top_k fit there, within one 4x
+    wider, up to zb: the cost is lines x a few top_k, not lines x window."""
     mean, sd = book.mean, book.sd
     wi = WeightIndex.of(cat, book)
-    lo, hi = wi.windows(delta, mean[a_i], sd[a_i] ** 2 + sn2, sd, zb)
-    rows, cols = wi.pairs(lo, hi, cat.n)
-    if len(wi.moved):
-        er, ec = np.repeat(np.arange(len(a_i)), len(wi.moved)), np.tile(wi.moved, len(a_i))
-        out = wi.outside(lo, hi, er, ec)
-        rows, cols = np.concatenate((rows, er[out])), np.concatenate((cols, ec[out]))
-    ra = a_i[rows]
-    z = (delta - (mean[cols] - mean[ra])) / np.sqrt(sd[cols] ** 2 + sd[ra] ** 2 + sn2)
-    keep = (np.abs(z) <= zb) & (cols != ra)
+    var_a = sd[a_i] ** 2 + sn2
+    m_a = mean[a_i]
+    not_cand = np.ones(cat.n, dtype=bool)
+    not_cand[cand] = False
+    # per line, the narrowest of the bounds zb / 2^j whose windows (counted by binary search,
+    # no pair enumerated) hold twice the pairs needed
+    need = 2 * (top_k + 1 + len(cand))
+    L = len(a_i)
+    lo, hi = wi.windows(delta, m_a, var_a, sd, zb)
+    if int((hi - lo).sum()) <= SMALL_WINDOWS:      # a small catalogue: one pass at zb is cheaper
+        zl = np.full(L, zb)
+    else:
+        grid = zb / 2.0 ** np.arange(9)                    # zb, zb / 2, ..., zb / 256
+        lo, hi = wi.windows(delta, np.tile(m_a, len(grid)), np.tile(var_a, len(grid)), sd,
+                            np.repeat(grid, L)[:, None])
+        enough = ((hi - lo).sum(axis=1) + len(wi.moved)).reshape(len(grid), L) >= need
+        enough[0] = True
+        zl = grid[len(grid) - 1 - np.argmax(enough[::-1], axis=0)]   # the narrowest bound with enough
+
+    def eligible(ix: np.ndarray, bound: np.ndarray):
+        lo, hi = wi.windows(delta, m_a[ix], var_a[ix], sd, bound[:, None])
+        rows, cols = wi.pairs(lo, hi, cat.n)
+        if len(wi.moved):
+            er, ec = np.repeat(np.arange(len(ix)), len(wi.moved)), np.tile(wi.moved, len(ix))
+            out = wi.outside(lo, hi, er, ec)
+            rows, cols = np.concatenate((rows, er[out])), np.concatenate((cols, ec[out]))
+        ra = a_i[ix[rows]]
+        az = np.abs((delta - (mean[cols] - mean[ra])) / np.sqrt(sd[cols] ** 2 + sd[ra] ** 2 + sn2))
+        keep = (az <= bound[rows]) & (cols != ra) & not_cand[cols]
+        return ix[rows[keep]], cols[keep], az[keep]
+
+    rows, cols, az = eligible(np.arange(len(a_i)), zl)
+    while True:                 # too few fit within a line's bound: that line again, 4x wider (up to zb)
+        short = (np.bincount(rows, minlength=len(a_i)) < top_k) & (zl < zb)
+        if not short.any():
+            break
+        again = np.flatnonzero(short)
+        zl[again] = np.minimum(zb, 4.0 * zl[again])
+        r2, c2, z2 = eligible(again, zl[again])
+        k = ~short[rows]
+        rows, cols, az = np.concatenate((rows[k], r2)), np.concatenate((cols[k], c2)), np.concatenate((az[k], z2))
+    return best_per_row(rows, cols, az, cat.unit_pos, top_k, len(a_i))
+
+
+def best_per_row(rows: np.ndarray, cols: np.ndarray, az: np.ndarray, unit_pos: np.ndarray, k: int,
+                 n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Of the pairs (rows, cols) with their |z| `az`, per row the k smallest |z|, ties to the
+    lowest unit position: the k-th value per row by a partition, a sort only of the ties at
+    it (a three-key lexsort of every pair cost ~3 ms at 14,000 pairs). Any order out."""
+    cnt = np.bincount(rows, minlength=n_rows)
+    big = np.flatnonzero(cnt > k)
+    if not len(big):
+        return rows, cols
+    slot = np.full(n_rows, -1)
+    slot[big] = np.arange(len(big))
+    inb = slot[rows] >= 0
+    o = np.flatnonzero(inb)
+    o = o[np.argsort(rows[o], kind="stable")]
+    r_b = slot[rows[o]]
+    pos = np.arange(len(o)) - (np.cumsum(cnt[big]) - cnt[big])[r_b]
+    pad = np.full((len(big), int(cnt[big].max())), np.inf)
+    pad[r_b, pos] = az[o]
+    kth = np.full(n_rows, np.inf)
+    kth[big] = np.partition(pad, k - 1, axis=1)[:, k - 1]
+    cut = kth[rows]
+    keep = az < cut                       # rows with at most k pairs: every pair (cut inf)
+    ti = np.flatnonzero(az == cut)
+    if len(ti):
+        need = k - np.bincount(rows[keep], minlength=n_rows)
+        ti = ti[np.lexsort((unit_pos[cols[ti]], rows[ti]))]
+        rank = np.arange(len(ti)) - np.searchsorted(rows[ti], rows[ti])
+        keep[ti[rank < need[rows[ti]]]] = True
     return rows[keep], cols[keep]
 
 
@@ -107,7 +179,7 @@ def hidden_weight(a_i: np.ndarray, cand: np.ndarray, cat: CatalogueIndex, vis: n
     if vis is None:
         w = u * (n_hid - a_hid)
     else:
-        v_hid = float(vis[units].sum()) - float(vis[cand].sum())
+        v_hid = vision_derived(vis, "units_sum", lambda: float(vis[units].sum())) - float(vis[cand].sum())
         va = vis[a_i]
         w = 0.5 * ((v_hid - va * a_hid) + va * (n_hid - a_hid))
     if fit is not None and len(fit[0]):
@@ -122,7 +194,8 @@ def hidden_weight(a_i: np.ndarray, cand: np.ndarray, cat: CatalogueIndex, vis: n
 def swap_column(sw: dict, i: int):
     """Every swap hypothesis that adds SKU i (one per packaged line), scored with its real
     weight fit: (mu, sd, z, posterior). The posterior is the one i's swaps would have had with
-    i among the candidates (its pairs' floor mass in the normaliser replaced by their fit)."""
+    i among the candidates (its pairs' floor mass in the normaliser replaced by their fit); the
+    pairs the weight fallback named keep the posterior they were scored with."""
     a_i, mean, sd = sw["a_i"], sw["mean"], sw["sd"]
     mu = mean[i] - mean[a_i]
     s = np.sqrt(sd[i] ** 2 + sd[a_i] ** 2 + sw["sn2"])
@@ -140,4 +213,6 @@ def swap_column(sw: dict, i: int):
     lp_floor[fr] = lp[fr]              # scored one by one already (weight fallback): held with their fit
     top = max(sw["top"], float(lp.max()))
     norm = sw["norm"] * np.exp(sw["top"] - top) + float(np.exp(lp - top).sum()) - float(np.exp(lp_floor - top).sum())
-    return mu, s, z, np.exp(lp - top) / norm
+    post = np.exp(lp - top) / norm
+    post[fr] = np.exp(lp[fr] - sw["top"]) / sw["norm"]   # named already: the posterior they were scored with
+    return mu, s, z, post

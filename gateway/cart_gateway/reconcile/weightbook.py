@@ -32,6 +32,8 @@ class WeightBook:
         self.version = 0
         self.changed: list[int] = []
         self.reset_count = 0
+        self._snap: tuple | None = None
+        self._min_sd: dict[int, tuple] = {}
 
     @classmethod
     def for_catalogue(cls, catalogue, prior_strength: float = 4.0, min_sd_g: float = 1.0) -> "WeightBook":
@@ -73,6 +75,26 @@ class WeightBook:
         bn = b0 + m2 / 2.0 + k0 * n * (xbar - mu0) ** 2 / (2.0 * kn)
         self.mean[i] = mun
         self.sd[i] = max(math.sqrt(bn * (kn + 1.0) / (an * kn)), self.min_sd_g)
+
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of (mean, sd) as they are now, shared by every caller until the next change
+        (a kept score reads the figures it was scored with; copying both per event is
+        2 x O(catalogue)). Read-only."""
+        key = (self.version, self.reset_count)
+        if self._snap is None or self._snap[0] != key:
+            m, s = self.mean.copy(), self.sd.copy()
+            m.flags.writeable = s.flags.writeable = False
+            self._snap = (key, m, s)
+        return self._snap[1], self._snap[2]
+
+    def min_sd(self, ix: np.ndarray) -> float:
+        """min(sd[ix]) for an index array that lives as long as the book (the catalogue's
+        packaged SKUs): kept until the next change (an O(catalogue) pass per scoring else)."""
+        key = (self.version, self.reset_count, id(ix))
+        kept = self._min_sd.get(id(ix))
+        if kept is None or kept[0] != key:
+            kept = self._min_sd[id(ix)] = (key, float(self.sd[ix].min()), ix)   # ix kept: its id stays unique
+        return kept[1]
 
     def n_obs(self, sku: str) -> int:
         return int(self.stats.get(sku, [0])[0])
