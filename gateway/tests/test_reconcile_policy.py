@@ -170,6 +170,50 @@ def test_the_units_prompt_shows_the_look_alike_of_the_family_among_many_products
     assert _units(c) == {"tea-a": 1, "x3-0": 1} and not fx["reviews_opened"]
 
 
+def _units_prompt_with_hidden(cfg=None):
+    """tea-a seen in 2 of 3 frames, 401 g: the units prompt's 5 pictures, and a product of tea-a's
+    weight (another family) that is not among them."""
+    twins = [sku("tea-a", 200.0, 2.0, 299), sku("tea-b", 201.0, 2.0, 349)]
+    others = [sku(f"x{i}-0", 200.0 + 0.1 * i, 2.0, 150) for i in range(8)]   # eight other families, one weight
+    c = Cart(cfg=cfg, skus=SKUS + BIG + twins + others)
+    _short_burst_units(c, "tea-a", 401.0)
+    (p,) = c.e.open_prompts()
+    shown = {s for o in p["options"] for s in (o.get("skus") or [o["sku"]])}
+    hidden = [f"x{i}-0" for i in range(8) if f"x{i}-0" not in shown]
+    assert hidden and "scan" in p["text"], (p, shown)
+    return c, hidden[0]
+
+
+def test_a_product_named_on_a_follow_up_that_the_pictures_left_out_is_read_with_the_one_they_show():
+    # issue 12 floor: "A + B" not among the pictures; the shopper scans B (the prompt says to). B's
+    # barcode alone was read as "2 x B" (the weight fits two of it): it is the rest, with A
+    c, hidden = _units_prompt_with_hidden()
+    fx = _answer(c, barcode=c.e.cat.items[hidden].ean13)
+    assert not fx["prompts_opened"] and not fx["reviews_opened"], fx["decisions"]
+    assert _units(c) == {"tea-a": 1, hidden: 1} and "besides tea-a" in fx["decisions"][-1]["reason"]
+    # off: read as before, through the best hypothesis with B alone
+    c, hidden = _units_prompt_with_hidden(ReconcileConfig(followup_names_the_rest=False))
+    _answer(c, barcode=c.e.cat.items[hidden].ean13)
+    assert _units(c) == {hidden: 2}
+
+
+def test_none_of_the_readings_asks_for_the_other_products_barcode_before_a_human():
+    c, hidden = _units_prompt_with_hidden()
+    fx = _answer(c, none=True)
+    (scan,) = fx["prompts_opened"]
+    assert not fx["reviews_opened"] and scan["kind"] == "scan" and "with Tea A" in scan["text"], scan
+    assert [o["sku"] for o in scan["options"]] == ["tea-a"]
+    fx = _answer(c, barcode=c.e.cat.items[hidden].ean13)
+    assert not fx["reviews_opened"] and _units(c) == {"tea-a": 1, hidden: 1}, fx["decisions"]
+    # "none" again goes to a human
+    c, _ = _units_prompt_with_hidden()
+    _answer(c, none=True)
+    assert len(_answer(c, none=True)["reviews_opened"]) == 1 and _units(c) == {}
+    # off: straight to a human, as before
+    c, _ = _units_prompt_with_hidden(ReconcileConfig(scan_after_followup_none=False))
+    assert len(_answer(c, none=True)["reviews_opened"]) == 1
+
+
 def test_units_the_camera_saw_alone_in_every_frame_are_accepted_against_unseen_products_of_that_weight():
     # 3 x tea-a (200 g) settling at 593 g, twenty unseen products of ~593 g: the posterior stays below
     # accept_posterior on the k = 3 prior and spread; a person looking at the burst would not ask

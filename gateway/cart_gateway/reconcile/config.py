@@ -146,6 +146,13 @@ class ReconcileConfig(BaseModel):
     scan_after_none: bool = Field(True, description=(
         "'none of these' to a first prompt asks the shopper to scan the pack (a barcode answer) before a human; "
         "'none' again, or to a scan prompt, goes to review (docs/reconciliation.md §4.4)"))
+    scan_after_followup_none: bool = Field(True, description=(
+        "'none of these' to a follow-up (every picture shows the tapped product A with something: '2 x A', "
+        "'A + B') asks the shopper to scan the other product they put in before a human "
+        "(docs/reconciliation.md §4.4)"))
+    followup_names_the_rest: bool = Field(True, description=(
+        "on a follow-up, a product named (tapped or scanned) that is not A is the rest of the movement: "
+        "read as 'A + that product' when it fits the weight (docs/reconciliation.md §4.4)"))
     contradict_z: float = Field(4.0, gt=0, description="an answer whose weight misfits beyond this goes to review")
     # --- learned weights
     learn_min_posterior: float = Field(0.99, gt=0, le=1)

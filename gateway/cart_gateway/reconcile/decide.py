@@ -22,7 +22,7 @@ PROMPT_TEXT = {PromptKind.PICK: "Which item did you just put in the cart?",
                PromptKind.PERSONAL: "Is this a personal item (bag, phone...)?",
                PromptKind.REMOVAL: "Which item did you just take out of the cart?"}
 
-UNITS_TEXT = "Which of these did you just put in?"
+UNITS_TEXT = "Which of these did you just put in? Not shown: scan the other item."
 # a hold on h1 (the log's cause) that the units prompt answers
 SHORT_BURST_UNITS = "k units from a short burst, a look-alike weighs the same"
 POSTERIOR_HOLDS = ("posterior below threshold", "margin below threshold")
