@@ -172,11 +172,13 @@ class AnswersMixin:
         if not (self.cfg.followup_names_the_rest and mv.get("tap_followup") and mv["delta_g"] > 0
                 and tapped is not None and sku != tapped):
             return False
-        fits = [h for h in fit_skus([tapped, sku], mv["delta_g"], mv["noise_g"], self.cat, self.book,
-                                    self.s["lines"], self.cfg, produce_z=self.produce.z)
+        fits = [h for k in range(1, self.cfg.max_units + 1)      # k units of A (the weight says how many)
+                for h in fit_skus([tapped] * k + [sku], mv["delta_g"], mv["noise_g"], self.cat, self.book,
+                                  self.s["lines"], self.cfg, produce_z=self.produce.z)
                 if not h["out"] and abs(h["z"]) <= self.cfg.contradict_z]
         if not fits:
             return False      # read as before (a product that does not fit goes to review there)
+        fits.sort(key=lambda h: abs(h["z"]))
         self._apply(mv, fits[0])
         mv["state"] = MoveState.DONE
         self._learn(mv, fits[0])
