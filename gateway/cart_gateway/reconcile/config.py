@@ -146,10 +146,10 @@ class ReconcileConfig(BaseModel):
     scan_after_none: bool = Field(True, description=(
         "'none of these' to a first prompt asks the shopper to scan the pack (a barcode answer) before a human; "
         "'none' again, or to a scan prompt, goes to review (docs/reconciliation.md §4.4)"))
-    tiny_change_swap_seen: bool = Field(True, description=(
+    tiny_change_swap_seen: bool = Field(False, description=(
         "a settled change below min_delta_g whose burst saw a product not in the basket (and a line of its "
         "weight that could have come out) is decided as a same-weight swap, not dropped as a lift and put "
-        "back (docs/reconciliation.md §4.4.1)"))
+        "back (docs/reconciliation.md §4.4.1; off: no effect measured on the hard floor, real run not measured)"))
     scan_after_followup_none: bool = Field(True, description=(
         "'none of these' to a follow-up (every picture shows the tapped product A with something: '2 x A', "
         "'A + B') asks the shopper to scan the other product they put in before a human "
