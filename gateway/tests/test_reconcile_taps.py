@@ -169,7 +169,18 @@ def test_the_same_single_tap_twice_is_not_guessed_but_goes_to_a_human():
 
 
 def test_none_of_the_readings_goes_to_a_human():
+    # issue 12 floor (scan_after_followup_none): "none" to the follow-up first asks for the other
+    # product's barcode; "none" again goes to a human
     c = Cart()
+    p = _prompted(c, 355.0 + 422.0, [("cola", 0.4), ("soup", 0.2), ("beans", 0.2)])
+    again = _answer(c, p, sku="cola")["prompts_opened"][0]
+    fx = _answer(c, again, none=True)
+    (scan,) = fx["prompts_opened"]
+    assert scan["kind"] == "scan" and not fx["reviews_opened"] and _units(c) == {}
+    fx = _answer(c, scan, none=True)
+    assert fx["reviews_opened"] and _units(c) == {}
+    # off: straight to a human, as before
+    c = Cart(cfg=ReconcileConfig(scan_after_followup_none=False))
     p = _prompted(c, 355.0 + 422.0, [("cola", 0.4), ("soup", 0.2), ("beans", 0.2)])
     again = _answer(c, p, sku="cola")["prompts_opened"][0]
     fx = _answer(c, again, none=True)

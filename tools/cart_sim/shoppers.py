@@ -199,12 +199,14 @@ def _tap(o: dict) -> dict:
 
 def _choose_option(options: list, want: list, whole: list | None) -> dict | None:
     """The option a shopper recognises as what they handled: the whole swap, then exactly these
-    units, then the same products in another count, then one showing only products they handled."""
+    units, then the same products in another count, then one showing only products they handled
+    and no more of any than they handled ("A" when they put in A and B, never "2 x A": a picture
+    with a count that is not theirs is not what they did)."""
     want_c, whole_c = Counter(want), Counter(whole or ())
     for test in ((lambda u: whole is not None and Counter(u) == whole_c),
                  (lambda u: Counter(u) == want_c),
                  (lambda u: set(u) == set(want)),
-                 (lambda u: set(u) <= set(want))):
+                 (lambda u: set(u) <= set(want) and not Counter(u) - want_c)):
         hits = [o for o in options if test(_option_units(o))]
         if hits:    # the closest count first (a screen shows "2 x A" beside "A")
             return min(hits, key=lambda o: abs(len(_option_units(o)) - len(want)))
@@ -236,11 +238,17 @@ def intended_choice(did: Did | None, prompt: dict, catalogue) -> dict:
         return {"none": True}     # every picture is a swap ("B instead of A"), and they swapped nothing
     o = _choose_option(options, products, whole)
     handled = whole or products
+    shown = {s for x in options for s in _option_units(x)}
+    missing = [x for x in products if x not in shown]
     if prompt.get("kind") == "scan" and (len(set(handled)) == 1 or o is None
                                          or Counter(_option_units(o)) not in (Counter(products), Counter(handled))):
-        return {"barcode": catalogue[products[0]].ean13}   # as asked (two products: unless one picture shows both)
+        # as asked (two products: unless one picture shows both); the one the screen does not show first
+        return {"barcode": catalogue[(missing or products)[0]].ean13}
     if o is not None:
         return _tap(o)
+    if missing and shown & set(products) and whole is None and not asks_out:
+        # "A + B" not among the pictures ("2 x A", "A + C"): they scan the one the screen does not show
+        return {"barcode": catalogue[missing[0]].ean13}
     if any(set(_option_units(x)) & set(products) for x in options):
         return {"none": True}     # their product is shown only in what they did not do ("B instead of A")
     return {"barcode": catalogue[products[0]].ean13}   # not on the screen: scan it from the pack

@@ -138,6 +138,23 @@ def test_two_products_swaps_leans_and_personal_items(cat):
                       cat, r, 0) == {"barcode": cat["SKU0002"].ean13}
 
 
+def test_a_picture_with_a_count_that_is_not_theirs_is_not_tapped_the_missing_product_is_scanned(cat):
+    # issue 12 floor: A and B put in, the screen shows "2 x A" and "A + C": the simulated shopper
+    # tapped "2 x A" (same products, "closest count"); a real one sees that is not what they did
+    # and scans the product the screen leaves out (the prompt says "Not shown: scan the other item")
+    r = random.Random(1)
+    two = _add(("SKU0003", 1), ("SKU0006", 1))
+    p = _prompt("pick", ("SKU0003", "SKU0003"), ("SKU0003", "SKU0005"))
+    assert answer_for(two, p, cat, r, 0) == {"barcode": cat["SKU0006"].ean13}
+    # a single picture of A (no count) is still their tap on A (the gateway reads the rest, §4.3)
+    assert answer_for(two, _prompt("pick", "SKU0003", "SKU0005"), cat, r, 0) == {"sku": "SKU0003"}
+    # asked to scan with A's picture on the screen: they scan the other one
+    assert answer_for(two, _prompt("scan", "SKU0003"), cat, r, 0) == {"barcode": cat["SKU0006"].ean13}
+    # three of A: "2 x A" is still the closest picture of what they did
+    three = _add(("SKU0003", 3))
+    assert answer_for(three, p, cat, r, 0) == {"skus": ["SKU0003", "SKU0003"]}
+
+
 def test_slips_tap_another_picture_at_the_error_rate(cat):
     a = _add(("SKU0003", 1))
     p = _prompt("pick", "SKU0003", "SKU0004", "SKU0005")

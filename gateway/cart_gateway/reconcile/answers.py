@@ -17,7 +17,7 @@ from .state import SEEN_KEEP, MoveState
 from .taps import TapReading, TapVerdict, read_tap
 
 # the second question after a tap the weight says is only part of the story (taps.py)
-FOLLOWUP_TEXT = {"pick": "You chose {name}. The weight says there is more: which of these did you put in?",
+FOLLOWUP_TEXT = {"pick": "You chose {name}. The weight says there is more: which of these did you put in? Not shown: scan the other item.",
                  "removal": "You chose {name}. The weight says something else changed too: which of these did you do?"}
 
 
@@ -25,6 +25,8 @@ FOLLOWUP_TEXT = {"pick": "You chose {name}. The weight says there is more: which
 NONE_ANSWER = "none"
 SCAN_AFTER_NONE_TEXT = {False: "Please scan the barcode of the item you just put in.",
                         True: "Please scan the barcode of the item you just put in, if you put one in."}
+# "none of these" to a follow-up (every picture showed A with something): the other product's barcode
+SCAN_OTHER_TEXT = "Please scan the barcode of the item you put in with {name}."
 
 
 class AnswersMixin:
@@ -61,6 +63,17 @@ class AnswersMixin:
                 self._open_prompt(mv, sc, "scan", [], text=SCAN_AFTER_NONE_TEXT[mv["delta_g"] < 0],
                                   confirm="shopper chose none of the options")
                 return
+            tapped = self._tapped(a.prompt_id)
+            if self.cfg.scan_after_followup_none and mv.get("tap_followup") and tapped is not None \
+                    and mv["delta_g"] > 0 and not mv.get("reasked"):
+                # a follow-up showed A with other products, none of them theirs: the other product's
+                # barcode says what it was (read with A, below); a human only if they cannot say
+                mv["reasked"] = NONE_ANSWER
+                shown = {"kind": "add", "sku": tapped, "k": 1}     # A's picture: "you chose A"
+                self._open_prompt(mv, sc, "scan", [shown],
+                                  text=SCAN_OTHER_TEXT.format(name=self.cat.items[tapped].name),
+                                  confirm="shopper chose none of the readings")
+                return
             self._open_review(mv, sc, "shopper chose none of the options", ev)
             return
         if a.personal:
@@ -94,6 +107,8 @@ class AnswersMixin:
                 return
         if sku not in self.cat.idx:
             self._open_review(mv, sc, f"shopper chose unknown sku {sku!r}", ev)
+            return
+        if self._with_the_tap(mv, sc, sku, a.prompt_id, ev, info):
             return
         h = best_with_sku(sc, self.cat, sku, removal=mv["delta_g"] < 0, max_z=self.cfg.contradict_z)
         if mv["delta_g"] < 0 and self.cat.items[sku].sold_by_weight:
@@ -140,6 +155,36 @@ class AnswersMixin:
                               confirm=f"the weight says {sku} is not all that changed: {tr.why}")
             return True
         return False
+
+    def _tapped(self, prompt_id: str) -> str | None:
+        """The one product every picture of a follow-up shows (the tapped A of "2 x A", "A + B")."""
+        opts = self._prompt_options.get(prompt_id) or []
+        common = None
+        for o in opts:
+            units = set(o.get("skus") or [o["sku"]])
+            common = units if common is None else common & units
+        return next(iter(common)) if common and len(common) == 1 else None
+
+    def _with_the_tap(self, mv: dict, sc: Scored, sku: str, prompt_id: str, ev: list, info: dict) -> bool:
+        """A follow-up's answer naming a product B that is not the tapped A: B is the rest of the
+        movement (the screen did not show "A + B"), read as A and B in when that fits the weight."""
+        tapped = self._tapped(prompt_id)
+        if not (self.cfg.followup_names_the_rest and mv.get("tap_followup") and mv["delta_g"] > 0
+                and tapped is not None and sku != tapped):
+            return False
+        fits = [h for k in range(1, self.cfg.max_units + 1)      # k units of A (the weight says how many)
+                for h in fit_skus([tapped] * k + [sku], mv["delta_g"], mv["noise_g"], self.cat, self.book,
+                                  self.s["lines"], self.cfg, produce_z=self.produce.z)
+                if not h["out"] and abs(h["z"]) <= self.cfg.contradict_z]
+        if not fits:
+            return False      # read as before (a product that does not fit goes to review there)
+        fits.sort(key=lambda h: abs(h["z"]))
+        self._apply(mv, fits[0])
+        mv["state"] = MoveState.DONE
+        self._learn(mv, fits[0])
+        self._log("answer", f"shopper named {sku} besides {tapped} on the follow-up: both went in", move=mv["id"],
+                  evidence=ev, extra=dict(info, hypothesis=fits[0]))
+        return True
 
     def _tap_reading(self, mv: dict, sku: str, h: dict | None, cfg=None) -> TapReading:
         """What a tap on `sku` can mean for this movement (taps.read_tap, with its burst)."""

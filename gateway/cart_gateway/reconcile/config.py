@@ -149,6 +149,17 @@ class ReconcileConfig(BaseModel):
     scan_after_none: bool = Field(True, description=(
         "'none of these' to a first prompt asks the shopper to scan the pack (a barcode answer) before a human; "
         "'none' again, or to a scan prompt, goes to review (docs/reconciliation.md §4.4)"))
+    tiny_change_swap_seen: bool = Field(False, description=(
+        "a settled change below min_delta_g whose burst saw a product not in the basket (and a line of its "
+        "weight that could have come out) is decided as a same-weight swap, not dropped as a lift and put "
+        "back (docs/reconciliation.md §4.4.1; off: no effect measured on the hard floor, real run not measured)"))
+    scan_after_followup_none: bool = Field(True, description=(
+        "'none of these' to a follow-up (every picture shows the tapped product A with something: '2 x A', "
+        "'A + B') asks the shopper to scan the other product they put in before a human "
+        "(docs/reconciliation.md §4.4)"))
+    followup_names_the_rest: bool = Field(True, description=(
+        "on a follow-up, a product named (tapped or scanned) that is not A is the rest of the movement: "
+        "read as 'A + that product' when it fits the weight (docs/reconciliation.md §4.4)"))
     contradict_z: float = Field(4.0, gt=0, description="an answer whose weight misfits beyond this goes to review")
     # --- learned weights
     learn_min_posterior: float = Field(0.99, gt=0, le=1)

@@ -22,7 +22,7 @@ PROMPT_TEXT = {PromptKind.PICK: "Which item did you just put in the cart?",
                PromptKind.PERSONAL: "Is this a personal item (bag, phone...)?",
                PromptKind.REMOVAL: "Which item did you just take out of the cart?"}
 
-UNITS_TEXT = "Which of these did you just put in?"
+UNITS_TEXT = "Which of these did you just put in? Not shown: scan the other item."
 # a hold on h1 (the log's cause) that the units prompt answers
 SHORT_BURST_UNITS = "k units from a short burst, a look-alike weighs the same"
 POSTERIOR_HOLDS = ("posterior below threshold", "margin below threshold")
@@ -40,6 +40,15 @@ class DecideMixin:
                 break  # later movements wait for this one: removals need the adds before them
             if self._held(mv):
                 break  # the same action may settle again (merged, not decided twice)
+            if abs(mv["delta_g"]) < self.cfg.min_delta_g and not mv.get("same_weight") \
+                    and self.cfg.tiny_change_swap_seen and mv["vision"] \
+                    and self._swapped_in(VisionSummary.from_dict(mv["vision"])) is not None:
+                # the scale barely moved but the camera saw a product the basket does not hold, and
+                # one of its weight could have come out: a swap of one weight, not a lift and put back
+                mv["same_weight"] = True
+                self._log("same_weight_swap", "camera saw a product not in the basket; the weight barely changed",
+                          move=mv["id"], evidence=["vision", "weight", "context"],
+                          extra={"delta_g": mv["delta_g"]})
             if abs(mv["delta_g"]) < self.cfg.min_delta_g and not mv.get("same_weight"):
                 mv["state"] = MoveState.DONE     # merged back to where it was: out and back in, or a push
                 self._log("no_change", "merged settles cancel out: lifted and put back", move=mv["id"],

@@ -169,27 +169,33 @@ class EvidenceMixin:
             self._log("late_vision", "vision arrived after the decision; kept for the record",
                       move=target["id"], evidence=["vision"], extra={"frames": v.frame_ids})
 
-    def _same_weight_swap(self, v: VisionSummary, epoch, seq, useq, delta_g: float, total_g: float,
-                          noise_g: float) -> bool:
-        """The camera saw a product that is not in the basket but the weight did not change: a swap
-        for a product of the same weight (the scale cannot see it). Opens a movement for it, so the
-        swap hypotheses (and, if unsure, the shopper) decide; returns True if it did."""
+    def _swapped_in(self, v: VisionSummary) -> str | None:
+        """The product a burst saw that is not in the basket, surely enough, with a basket line of its
+        weight that could have come out: what a swap of one weight put in (None: nothing like it)."""
         cfg = self.cfg
         if cfg.same_weight_swap_min_score <= 0 or not v.scores:
-            return False
+            return None
         lines = [ln for ln in self.s["lines"] if ln["status"] == "accepted" and not ln["by_weight"]]
         have = {ln["sku"] for ln in lines}
         # frames of a swap show both products; the one that matters is the one not in the basket
         new = [k for k in v.scores if k not in have and k in self.cat.idx and not self.cat.items[k].sold_by_weight]
         if not new:
-            return False     # only products already in the basket: lifted and put back
+            return None     # only products already in the basket: lifted and put back
         sku = max(new, key=lambda k: (v.scores[k], k))
         if v.scores[sku] < cfg.same_weight_swap_min_score:
-            return False
+            return None
         mb, sb = self.book.params(sku)
         near = [ln for ln in lines if abs(self.book.params(ln["sku"])[0] - mb)
                 <= 3.0 * math.hypot(self.book.params(ln["sku"])[1], sb) + cfg.min_delta_g]
-        if not near:
+        return sku if near else None
+
+    def _same_weight_swap(self, v: VisionSummary, epoch, seq, useq, delta_g: float, total_g: float,
+                          noise_g: float) -> bool:
+        """The camera saw a product that is not in the basket but the weight did not change: a swap
+        for a product of the same weight (the scale cannot see it). Opens a movement for it, so the
+        swap hypotheses (and, if unsure, the shopper) decide; returns True if it did."""
+        sku = self._swapped_in(v)
+        if sku is None:
             return False
         s = self.s
         s["n"]["move"] += 1
