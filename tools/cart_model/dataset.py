@@ -238,7 +238,7 @@ def render_held(pool, key: str):
     sku = key.split("|")[0]
     rng = random.Random(f"{pool.seed}|{key}")
     rs = rng.randrange(1 << 30)
-    basket = pool._basket(rng, sku)
+    basket = pool.drawer.basket(rng, sku)
     return render_scene(pool.cat, sku, rs, basket, occlusion=rng.uniform(0.1, 0.4),
                         blur=rng.uniform(0, pool.cam["blur_max"]), out_of_view=0.0, pool_style=True)
 
