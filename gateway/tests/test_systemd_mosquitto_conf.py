@@ -175,4 +175,8 @@ def test_pi_config_persists_queued_messages_over_a_broker_restart(tmp_path):
     finally:
         out += b.stop()
     assert got == [b"queued while away"]
-    assert not re.search(r"\bError\b", out), out
+    # A TLS client that closes its socket right after DISCONNECT (no close_notify) makes OpenSSL 3 log
+    # "unexpected eof while reading" when the broker reads once more: the client's manners, not the config.
+    broker_errors = [ln for ln in out.splitlines()
+                     if re.search(r"\bError\b", ln) and "unexpected eof while reading" not in ln]
+    assert not broker_errors, out
