@@ -53,6 +53,21 @@ def read_layers(model_path: Path) -> list[dict]:
     return out
 
 
+def _folded_convs(L, x, convs: list[dict]):
+    """The committed trunk's convolutions (BN folded into them) as Keras layers on x; the first
+    layer's weights take the Rescaling(1/255) back out, as the int8 model reads 0..255."""
+    for k, ly in enumerate(convs):
+        w = ly["w"] * (255.0 if k == 0 else 1.0)
+        if ly["op"] == "CONV_2D":
+            layer = L.Conv2D(w.shape[3], w.shape[:2], strides=ly["stride"], padding="same")
+        else:
+            layer = L.DepthwiseConv2D(w.shape[:2], strides=ly["stride"], padding="same")
+        x = layer(x)
+        layer.set_weights([w, ly["b"]])
+        x = L.ReLU(6.0)(x)
+    return x
+
+
 def build_folded(tf, layers: list[dict], input_hw, old_labels: list[str], new_labels: list[str],
                  centroid_head: bool, seed: int = 0, dropout: float = 0.2):
     """The committed model as Keras (BN folded), its logits re-indexed to new_labels."""
@@ -62,15 +77,7 @@ def build_folded(tf, layers: list[dict], input_hw, old_labels: list[str], new_la
     convs = [ly for ly in layers if ly["op"] != "FULLY_CONNECTED"]
     fcs = [ly for ly in layers if ly["op"] == "FULLY_CONNECTED"]
     trunk, head_conv = (convs[:-1], convs[-1]) if centroid_head else (convs, None)
-    for k, ly in enumerate(trunk):
-        w = ly["w"] * (255.0 if k == 0 else 1.0)
-        if ly["op"] == "CONV_2D":
-            layer = L.Conv2D(w.shape[3], w.shape[:2], strides=ly["stride"], padding="same")
-        else:
-            layer = L.DepthwiseConv2D(w.shape[:2], strides=ly["stride"], padding="same")
-        x = layer(x)
-        layer.set_weights([w, ly["b"]])
-        x = L.ReLU(6.0)(x)
+    x = _folded_convs(L, x, trunk)
     g = L.GlobalAveragePooling2D()(x)
     g = L.Dropout(dropout)(g)
     logit_fc = fcs[-1]                # the converter emits the centroid FC first, the logits FC last
@@ -123,15 +130,7 @@ def warm_still_model(tf, model_dir: Path, input_hw, labels: list[str], seed: int
     x = L.Rescaling(1 / 255.0)(x_in)
     convs = [ly for ly in layers if ly["op"] != "FULLY_CONNECTED"]
     fcs = [ly for ly in layers if ly["op"] == "FULLY_CONNECTED"]
-    for k, ly in enumerate(convs):
-        w = ly["w"] * (255.0 if k == 0 else 1.0)
-        if ly["op"] == "CONV_2D":
-            layer = L.Conv2D(w.shape[3], w.shape[:2], strides=ly["stride"], padding="same")
-        else:
-            layer = L.DepthwiseConv2D(w.shape[:2], strides=ly["stride"], padding="same")
-        x = layer(x)
-        layer.set_weights([w, ly["b"]])
-        x = L.ReLU(6.0)(x)
+    x = _folded_convs(L, x, convs)
     g = L.Dropout(dropout)(L.GlobalAveragePooling2D()(x))
     emb_fc = fcs[-1]
     emb_layer = L.Dense(emb_fc["w"].shape[1], name="embed")
