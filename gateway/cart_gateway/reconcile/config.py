@@ -32,7 +32,7 @@ class ReconcileConfig(BaseModel):
     swap_weight_fallback: bool = Field(True, description=(
         "when the camera named no product that could be a swap's added side (nor a barcode, nor a "
         "recent removal), the swap candidates also hold, per packaged basket line, the "
-        "swap_fit_top SKUs whose weight fits a swap from it best (docs/reconciliation.md §8.1)"))
+        "swap_fit_top SKUs whose weight fits a swap from it best (docs/reconciliation.md §2)"))
     swap_fit_top: int = Field(16, ge=1, le=256, description=(
         "the weight fallback's SKUs per basket line: the best |z| fits (bounds the work: at 30,000 "
         "SKUs ~1,900 fit a line within the floor's bound); the other pairs count at the weight floor"))

@@ -296,7 +296,7 @@ class DecideMixin:
             rec["evidence"] = evidence
         if extra:
             rec.update(extra)
-        mv = self._move(move)
+        mv = self.movement(move)
         if mv is not None:   # which weight event the decision is about (audit; the simulator's attribution)
             rec["movement"] = {"unsettled_seq": mv["unsettled_seq"], "start_ms": mv["start_ms"],
                                "settled_ms": mv["mono_ms"], "delta_g": round(mv["delta_g"], 1)}

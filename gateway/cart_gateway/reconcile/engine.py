@@ -141,8 +141,6 @@ class CartReconciler(EvidenceMixin, ProvisionalMixin, DecideMixin, BasketMixin, 
         s = self.s
         return s["moves"].get(mid) or s["done"].get(mid)
 
-    _move = movement
-
     def _open_move(self, mid: str) -> dict:
         """The movement a prompt or review is about, back among the open ones if it had left them
         (it is changed again; the end of the step retires it once more when decided)."""

@@ -98,7 +98,7 @@ class ProvisionalMixin:
             self._log("ignored", f"weight {w.seq} replaces {w.replaces}, never seen: counted whole",
                       evidence=["weight"], extra={"delta_g": float(w.delta_g), "replaces": w.replaces})
             return False
-        mv = self._move(op["move"])
+        mv = self.movement(op["move"])
         delta = round(float(w.delta_g) - op["delta_g"], 3)
         if mv is None or mv["state"] != MoveState.WAITING:
             # decided on the provisional reading (its wait ran out): only the difference is new
