@@ -17,7 +17,8 @@ from cart_gateway.config import parse_config
 from cart_gateway.reconcile import CartReconciler, ReconcileConfig
 from cart_gateway.reconcile.inputs import Vision
 from cart_gateway.service import Gateway
-from cart_gateway.store import HEAD, Store, split_state
+from cart_gateway.store import Store
+from cart_gateway.store.cart_parts import HEAD, split_state
 
 DATA = Path(__file__).parent / "data"
 

@@ -103,7 +103,7 @@ def test_reviews_keep_their_verdict(store):
 
 
 def test_cart_state_is_stored_in_parts_and_only_changed_parts_are_rewritten(tmp_path):
-    from cart_gateway.store import join_state, split_state
+    from cart_gateway.store.cart_parts import join_state, split_state
     state = {"v": 1, "n": {"line": 2}, "now_ms": 5,
              "lines": [{"line_id": "L1", "qty": 1, "weight_g": 350.2}, {"line_id": "L2", "qty": 2, "weight_g": -0.0}],
              "moves": {"m1": {"id": "m1", "state": "done"}, "m2": {"id": "m2", "state": "waiting"}},
