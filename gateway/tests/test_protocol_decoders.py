@@ -1,4 +1,4 @@
-"""Bad input for every decoder in protocol.py: each is rejected with ProtocolError naming what was wrong."""
+"""Bad input for every decoder in protocol/: each is rejected with ProtocolError naming what was wrong."""
 import binascii
 import json
 

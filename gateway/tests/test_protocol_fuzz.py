@@ -1,4 +1,4 @@
-"""Hostile input for every decoder in protocol.py (issue 11.7): random bytes, random JSON and
+"""Hostile input for every decoder in protocol/ (issue 11.7): random bytes, random JSON and
 valid shapes with hostile values (NaN, ±Inf, ±1e308, huge ints, deep nesting, wrong types).
 Nothing but ProtocolError may escape, and what decodes stays inside the protocol's ranges.
 max_examples are chosen so the whole file runs in well under a minute on the 2-core box."""
