@@ -28,3 +28,16 @@ from .gateway_messages import (Basket, BasketLine, Candidate, GatewayStatus, Pro
 from .screen_messages import MAX_MULTI, Answer, CheckoutRequest, Choice, Verdict, VerdictItem
 from .topics import Topic, parse_topic
 from .traces import TraceRecord, read_trace, trace_line
+
+__all__ = ["BOARDS", "ID_RE", "INST_RE", "MAX_CHUNK_PAYLOAD", "MAX_COMMAND_BYTES", "MAX_COUNT", "MAX_DEPTH",
+           "MAX_DURATION_MS", "MAX_FRAME_BYTES", "MAX_FRAME_CHUNKS", "MAX_GRAMS", "MAX_INT",
+           "MAX_JSON_BYTES", "MAX_STILL_BYTES", "MAX_STILL_CHUNKS", "MAX_TIME_MS", "PROTOCOL_VERSION",
+           "STILL_RESOLUTIONS", "Count", "DurationMs", "Grams", "PosGrams", "ProtocolError", "TimeMs",
+           "BoardHeader", "CaptureEvent", "Command", "CommandResult", "ErrorEvent", "Event", "Status",
+           "StillInfo", "Telemetry", "UnsettledEvent", "WeightEvent", "Window", "decode_answer",
+           "decode_checkout", "decode_command", "decode_command_result", "decode_event", "decode_status",
+           "decode_telemetry", "decode_verdict", "CHUNK_HEADER", "FrameAssembler", "FrameChunk",
+           "decode_frame_chunk", "Basket", "BasketLine", "Candidate", "GatewayStatus", "Prompt",
+           "PromptOption", "Receipt", "ReviewQueue", "ReviewRequest", "ReviewSummary", "ScreenState",
+           "decode_output", "MAX_MULTI", "Answer", "CheckoutRequest", "Choice", "Verdict", "VerdictItem",
+           "Topic", "parse_topic", "TraceRecord", "read_trace", "trace_line"]
