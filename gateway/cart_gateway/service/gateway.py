@@ -32,8 +32,6 @@ from .shopper_staff import ShopperAndStaff
 
 
 VERSION = "0.1.0"
-
-
 INFO, WARN = logging.INFO, logging.WARNING
 
 
