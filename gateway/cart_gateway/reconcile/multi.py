@@ -78,7 +78,7 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
     if delta_g > 0 and cfg.prior_two > 0 and seen:
         units = cat.units
         m_top = cfg.pair_vision_top      # an O(catalogue) partition: once per burst
-        top = vision_derived(vis, ("top_units", m_top), lambda: _top_units(vis[units], units, m_top))
+        top = vision_derived(vis, ("top_units", m_top), lambda: _top_units_of(vis, cat, vision, m_top))
         ks = np.arange(1, cfg.max_units + 1)
         # rows: (A, k) for A in the top set, k = 1..K; columns: B over every packaged SKU
         a_r = np.repeat(top, len(ks))
@@ -191,6 +191,29 @@ def _top_units(v: np.ndarray, units: np.ndarray, m: int) -> np.ndarray:
     above = above[np.lexsort((above, -v[above]))]
     ties = np.flatnonzero(v == cut)[: m - len(above)]
     return units[np.concatenate((above, ties))]
+
+
+def _top_units_of(vis: np.ndarray, cat: CatalogueIndex, vision: VisionSummary, m: int) -> np.ndarray:
+    """_top_units over the packaged SKUs from the camera's few scores: every SKU the camera did
+    not score has the same factor (factors._vision_factor), and none scores below it, so the
+    top m are the scored ones above it, then the lowest-indexed of the rest. O(scores), not
+    O(catalogue); the full partition when scored SKUs make up most of the catalogue."""
+    units = cat.units
+    sc = np.array(sorted({i for s in vision.scores if (i := cat.idx.get(s)) is not None
+                          and cat.unit_pos[i] >= 0}), dtype=np.int64)
+    if len(sc) + m >= len(units):
+        return _top_units(vis[units], units, m)
+    head = units[: len(sc) + 1]
+    base = vis[head[~np.isin(head, sc)][0]]          # an unscored packaged SKU's factor
+    v = vis[sc]
+    if np.any(v < base):        # not the shape factors gives: the full partition
+        return _top_units(vis[units], units, m)
+    above = sc[v > base]
+    above = above[np.lexsort((above, -vis[above]))]
+    if len(above) >= m:
+        return above[:m]
+    rest = units[: m + len(above)]
+    return np.concatenate((above, rest[~np.isin(rest, above)][: m - len(above)]))
 
 
 def _pick(lp: np.ndarray, keep: int, dense_pos: np.ndarray | None = None) -> np.ndarray:

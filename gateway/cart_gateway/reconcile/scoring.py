@@ -365,7 +365,12 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
 
 
 def _hidden_max(visv: np.ndarray, cat: CatalogueIndex, spec: np.ndarray) -> float:
-    """log of the largest vision factor among the packaged SKUs not in `spec` (-inf: none)."""
+    """log of the largest vision factor among the packaged SKUs not in `spec` (-inf: none).
+    `spec` holds every SKU the camera scored, so the rest share one factor: the first of them
+    is read (O(spec), not O(catalogue))."""
+    if len(spec) < len(cat.units):
+        head = cat.units[: len(spec) + 1]
+        return math.log(float(visv[head[~np.isin(head, spec)][0]]))
     hid = np.ones(len(cat.units), dtype=bool)
     hid[cat.unit_pos[spec]] = False
     return math.log(float(visv[cat.units][hid].max())) if hid.any() else -np.inf

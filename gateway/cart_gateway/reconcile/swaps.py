@@ -175,7 +175,7 @@ def hidden_weight(a_i: np.ndarray, cand: np.ndarray, cat: CatalogueIndex, vis: n
     out of the sum. O(lines + SKUs + fit pairs)."""
     units = cat.units
     n_hid = float(len(units) - len(cand))
-    a_hid = (cat.unit_pos[a_i] >= 0) & ~np.isin(a_i, cand)      # a is itself a hidden b: no pair with itself
+    a_hid = (cat.unit_pos[a_i] >= 0) & ~_member(a_i, cand)      # a is itself a hidden b: no pair with itself
     if vis is None:
         w = u * (n_hid - a_hid)
     else:
@@ -189,6 +189,14 @@ def hidden_weight(a_i: np.ndarray, cand: np.ndarray, cat: CatalogueIndex, vis: n
     if known is not None:
         w = w * np.where(known[a_i], 1.0, barcode_other)
     return float(np.sum(w))
+
+
+def _member(x: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """np.isin(x, sorted_set) for a small sorted set, by binary search (np.isin sorts both)."""
+    if not len(sorted_set):
+        return np.zeros(len(x), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, x), len(sorted_set) - 1)
+    return sorted_set[at] == x
 
 
 def swap_column(sw: dict, i: int):
