@@ -266,7 +266,7 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
     extra = np.unique(np.concatenate((spec, top, sw.moved)))     # moved: not in the windows
     er, ec = np.repeat(np.arange(R), len(extra)), np.tile(extra, R)
     out = sw.outside(lo, hi, er, ec)
-    rows, cols = np.concatenate((rows, er[out])), np.concatenate((cols, ec[out]))
+    er, ec = er[out], ec[out]
     # the rest of each row sits at the floor with the base factors (any packaged SKU not
     # special, not in the top set): all tied. Its first `keep` in catalogue order are scored
     # too, so whatever the dense block would pick among those ties is here.
@@ -280,19 +280,34 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
     fr, fc = np.repeat(np.arange(R), len(first)), np.tile(first, R)
     fo = sw.outside(lo, hi, fr, fc).reshape(R, len(first))
     take = fo & (np.cumsum(fo, axis=1) <= keep)
-    n_in_row = np.bincount(rows, minlength=R) + take.sum(axis=1)
-    if np.any((take.sum(axis=1) < keep) & (n_in_row < len(units))):
+    n_taken = take.sum(axis=1)
+    n_in_row = np.bincount(rows, minlength=R) + np.bincount(er, minlength=R) + n_taken
+    if np.any((n_taken < keep) & (n_in_row < len(units))):
         return None          # a row's ties could not be filled from the first SKUs: dense block
     take = take.ravel()
-    rows, cols = np.concatenate((rows, fr[take])), np.concatenate((cols, fc[take]))
-    # per-row parts computed once per row (the same floating-point operations as the dense block)
-    mu = (k_r * mean[a_r])[rows] + mean[cols]
-    s = np.sqrt((k_r * sd[a_r] ** 2)[rows] + sd[cols] ** 2 + sn2)
-    ll = np.maximum(_logpdf(delta_g, mu, s), floor)
-    lp = c_r[rows] + logv[cols]
+    rows, cols = np.concatenate((rows, er, fr[take])), np.concatenate((cols, ec, fc[take]))
+    # per-row parts computed once per row, in place (the same floating-point operations, in
+    # the same order, as the dense block: results equal to the bit)
+    mu = (k_r * mean[a_r])[rows]
+    mu += mean[cols]
+    s = (k_r * sd[a_r] ** 2)[rows]
+    sb = sd[cols]
+    sb *= sb
+    s += sb
+    s += sn2
+    np.sqrt(s, out=s)
+    ll = np.subtract(delta_g, mu, out=sb)       # z, then the floored log-likelihood (_logpdf)
+    ll /= s
+    zz = ll * -0.5
+    zz *= ll
+    zz -= np.log(s, out=ll)
+    zz -= _LOG_SQRT_2PI
+    np.maximum(zz, floor, out=zz)
+    lp = c_r[rows]
+    lp += logv[cols]
     if logb.flags.writeable:        # a barcode was read (else logb is the flat zeros: adds nothing)
         lp += np.maximum(logb[a_r[rows]], logb[cols])
-    lp += ll
+    lp += zz
     # the pairs the dense block excludes (B == A; {A, B} both in the top set counted once) all
     # have B in the top set: only those few are tested
     top_mask = np.zeros(n, dtype=bool)
@@ -302,7 +317,7 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
     lp[t[(ct == ar) | ((k_r == 1)[rows[t]] & (ct < ar))]] = -np.inf
     b0 = int(base[0])
     lp_h = c_r + logv[b0] + np.maximum(logb[a_r], logb[b0]) + floor
-    n_h = len(units) - np.bincount(rows, minlength=R)
+    n_h = len(units) - n_in_row
     if len(lp) > keep:     # the dense positions (tie order) only of the pairs at or above the cut
         cut = np.partition(lp, len(lp) - keep)[len(lp) - keep]
         sel = np.flatnonzero(lp >= cut)
