@@ -78,7 +78,7 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
     if delta_g > 0 and cfg.prior_two > 0 and seen:
         units = cat.units
         m_top = cfg.pair_vision_top      # an O(catalogue) partition: once per burst
-        top = vision_derived(vis, ("top_units", m_top), lambda: _top_units(vis[units], units, m_top))
+        top = vision_derived(vis, ("top_units", m_top), lambda: _top_units_of(vis, cat, vision, m_top))
         ks = np.arange(1, cfg.max_units + 1)
         # rows: (A, k) for A in the top set, k = 1..K; columns: B over every packaged SKU
         a_r = np.repeat(top, len(ks))
@@ -193,6 +193,29 @@ def _top_units(v: np.ndarray, units: np.ndarray, m: int) -> np.ndarray:
     return units[np.concatenate((above, ties))]
 
 
+def _top_units_of(vis: np.ndarray, cat: CatalogueIndex, vision: VisionSummary, m: int) -> np.ndarray:
+    """_top_units over the packaged SKUs from the camera's few scores: every SKU the camera did
+    not score has the same factor (factors._vision_factor), and none scores below it, so the
+    top m are the scored ones above it, then the lowest-indexed of the rest. O(scores), not
+    O(catalogue); the full partition when scored SKUs make up most of the catalogue."""
+    units = cat.units
+    sc = np.array(sorted({i for s in vision.scores if (i := cat.idx.get(s)) is not None
+                          and cat.unit_pos[i] >= 0}), dtype=np.int64)
+    if len(sc) + m >= len(units):
+        return _top_units(vis[units], units, m)
+    head = units[: len(sc) + 1]
+    base = vis[head[~np.isin(head, sc)][0]]          # an unscored packaged SKU's factor
+    v = vis[sc]
+    if np.any(v < base):        # not the shape factors gives: the full partition
+        return _top_units(vis[units], units, m)
+    above = sc[v > base]
+    above = above[np.lexsort((above, -vis[above]))]
+    if len(above) >= m:
+        return above[:m]
+    rest = units[: m + len(above)]
+    return np.concatenate((above, rest[~np.isin(rest, above)][: m - len(above)]))
+
+
 def _pick(lp: np.ndarray, keep: int, dense_pos: np.ndarray | None = None) -> np.ndarray:
     """Indices of the `keep` largest finite lp, best first, ties to the lowest position in the
     dense block (`dense_pos`, default the index), so the dense and the indexed block agree."""
@@ -243,7 +266,7 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
     extra = np.unique(np.concatenate((spec, top, sw.moved)))     # moved: not in the windows
     er, ec = np.repeat(np.arange(R), len(extra)), np.tile(extra, R)
     out = sw.outside(lo, hi, er, ec)
-    rows, cols = np.concatenate((rows, er[out])), np.concatenate((cols, ec[out]))
+    er, ec = er[out], ec[out]
     # the rest of each row sits at the floor with the base factors (any packaged SKU not
     # special, not in the top set): all tied. Its first `keep` in catalogue order are scored
     # too, so whatever the dense block would pick among those ties is here.
@@ -257,19 +280,34 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
     fr, fc = np.repeat(np.arange(R), len(first)), np.tile(first, R)
     fo = sw.outside(lo, hi, fr, fc).reshape(R, len(first))
     take = fo & (np.cumsum(fo, axis=1) <= keep)
-    n_in_row = np.bincount(rows, minlength=R) + take.sum(axis=1)
-    if np.any((take.sum(axis=1) < keep) & (n_in_row < len(units))):
+    n_taken = take.sum(axis=1)
+    n_in_row = np.bincount(rows, minlength=R) + np.bincount(er, minlength=R) + n_taken
+    if np.any((n_taken < keep) & (n_in_row < len(units))):
         return None          # a row's ties could not be filled from the first SKUs: dense block
     take = take.ravel()
-    rows, cols = np.concatenate((rows, fr[take])), np.concatenate((cols, fc[take]))
-    # per-row parts computed once per row (the same floating-point operations as the dense block)
-    mu = (k_r * mean[a_r])[rows] + mean[cols]
-    s = np.sqrt((k_r * sd[a_r] ** 2)[rows] + sd[cols] ** 2 + sn2)
-    ll = np.maximum(_logpdf(delta_g, mu, s), floor)
-    lp = c_r[rows] + logv[cols]
+    rows, cols = np.concatenate((rows, er, fr[take])), np.concatenate((cols, ec, fc[take]))
+    # per-row parts computed once per row, in place (the same floating-point operations, in
+    # the same order, as the dense block: results equal to the bit)
+    mu = (k_r * mean[a_r])[rows]
+    mu += mean[cols]
+    s = (k_r * sd[a_r] ** 2)[rows]
+    sb = sd[cols]
+    sb *= sb
+    s += sb
+    s += sn2
+    np.sqrt(s, out=s)
+    ll = np.subtract(delta_g, mu, out=sb)       # z, then the floored log-likelihood (_logpdf)
+    ll /= s
+    zz = ll * -0.5
+    zz *= ll
+    zz -= np.log(s, out=ll)
+    zz -= _LOG_SQRT_2PI
+    np.maximum(zz, floor, out=zz)
+    lp = c_r[rows]
+    lp += logv[cols]
     if logb.flags.writeable:        # a barcode was read (else logb is the flat zeros: adds nothing)
         lp += np.maximum(logb[a_r[rows]], logb[cols])
-    lp += ll
+    lp += zz
     # the pairs the dense block excludes (B == A; {A, B} both in the top set counted once) all
     # have B in the top set: only those few are tested
     top_mask = np.zeros(n, dtype=bool)
@@ -279,7 +317,7 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
     lp[t[(ct == ar) | ((k_r == 1)[rows[t]] & (ct < ar))]] = -np.inf
     b0 = int(base[0])
     lp_h = c_r + logv[b0] + np.maximum(logb[a_r], logb[b0]) + floor
-    n_h = len(units) - np.bincount(rows, minlength=R)
+    n_h = len(units) - n_in_row
     if len(lp) > keep:     # the dense positions (tie order) only of the pairs at or above the cut
         cut = np.partition(lp, len(lp) - keep)[len(lp) - keep]
         sel = np.flatnonzero(lp >= cut)

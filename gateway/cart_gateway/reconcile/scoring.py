@@ -177,7 +177,7 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
         np.divide(zz, s_, out=zz)
         return np.maximum(-0.5 * zz * zz - np.log(s_) - LOG_SQRT_2PI, floor)
 
-    ck_units = np.array([math.log(cfg.unit_prior_of(k)) - log_n for k in range(1, K + 1)])
+    ck_units = _unit_log_priors(cfg, K, n)
     if n_add and add_pruned:
         # the k-unit adds that can fit (or that the camera named), in the full block's order
         ix = add_c
@@ -196,7 +196,7 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
         sdu2 = sd[units] ** 2
         s2 = np.sqrt(ks * sdu2[None, :] + sn2, out=s[:n_add].reshape(K, nu))
         ll = gauss(0, n_add, m2, s2)
-        ck = np.array([math.log(cfg.unit_prior_of(k)) - log_n for k in range(1, K + 1)])[:, None]
+        ck = ck_units[:, None]
         lp[:n_add].reshape(K, nu)[...] = ck + lv_at(units) + lb_at(units) + ll
         meta(0, n_add, "add", np.tile(units, K), np.repeat(np.arange(1, K + 1), nu), -1, -1)
         at = n_add
@@ -243,7 +243,7 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
             np.multiply(-kf, mean[ix], out=mu[a:b])
             np.sqrt(kf * sd[ix] ** 2 + sn2, out=s[a:b])
             ll = gauss(a, b, mu[a:b], s[a:b])
-            c_k = np.array([math.log(cfg.unit_prior_of(k)) - log_nt for k in range(1, K + 1)])
+            c_k = _unit_log_priors(cfg, K, n_t)
             lp[a:b] = c_k[rk_k] + lv_at(ix) + lb_at(ix) + ll
             meta(a, b, "remove", ix, rk_k + 1, lpos[rk_l], -1)
             at = b
@@ -364,8 +364,29 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
     return Scored(hyps, evidence, best_fit, unknown, arrays)
 
 
+_UNIT_LOG_PRIORS: dict = {}
+
+
+def _unit_log_priors(cfg: ReconcileConfig, K: int, m: int) -> np.ndarray:
+    """log(unit_prior_of(k)) - log(m) for k = 1..K (read-only, kept per unit_prior, K and m)."""
+    key = (tuple(cfg.unit_prior), K, m)
+    a = _UNIT_LOG_PRIORS.get(key)
+    if a is None:
+        if len(_UNIT_LOG_PRIORS) > 4096:
+            _UNIT_LOG_PRIORS.clear()
+        lm = math.log(m)
+        a = _UNIT_LOG_PRIORS[key] = np.array([math.log(cfg.unit_prior_of(k)) - lm for k in range(1, K + 1)])
+        a.flags.writeable = False
+    return a
+
+
 def _hidden_max(visv: np.ndarray, cat: CatalogueIndex, spec: np.ndarray) -> float:
-    """log of the largest vision factor among the packaged SKUs not in `spec` (-inf: none)."""
+    """log of the largest vision factor among the packaged SKUs not in `spec` (-inf: none).
+    `spec` holds every SKU the camera scored, so the rest share one factor: the first of them
+    is read (O(spec), not O(catalogue))."""
+    if len(spec) < len(cat.units):
+        head = cat.units[: len(spec) + 1]
+        return math.log(float(visv[head[~np.isin(head, spec)][0]]))
     hid = np.ones(len(cat.units), dtype=bool)
     hid[cat.unit_pos[spec]] = False
     return math.log(float(visv[cat.units][hid].max())) if hid.any() else -np.inf

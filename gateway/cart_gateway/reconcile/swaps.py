@@ -99,8 +99,10 @@ def weight_fit_pairs(delta: float, a_i: np.ndarray, cand: np.ndarray, cat: Catal
     need = 2 * (top_k + 1 + len(cand))
     L = len(a_i)
     lo, hi = wi.windows(delta, m_a, var_a, sd, zb)
+    at_zb = None
     if int((hi - lo).sum()) <= SMALL_WINDOWS:      # a small catalogue: one pass at zb is cheaper
         zl = np.full(L, zb)
+        at_zb = (lo, hi)                           # the first pass's windows: these ones
     else:
         grid = zb / 2.0 ** np.arange(9)                    # zb, zb / 2, ..., zb / 256
         lo, hi = wi.windows(delta, np.tile(m_a, len(grid)), np.tile(var_a, len(grid)), sd,
@@ -109,8 +111,8 @@ def weight_fit_pairs(delta: float, a_i: np.ndarray, cand: np.ndarray, cat: Catal
         enough[0] = True
         zl = grid[len(grid) - 1 - np.argmax(enough[::-1], axis=0)]   # the narrowest bound with enough
 
-    def eligible(ix: np.ndarray, bound: np.ndarray):
-        lo, hi = wi.windows(delta, m_a[ix], var_a[ix], sd, bound[:, None])
+    def eligible(ix: np.ndarray, bound: np.ndarray, windows=None):
+        lo, hi = windows or wi.windows(delta, m_a[ix], var_a[ix], sd, bound[:, None])
         rows, cols = wi.pairs(lo, hi, cat.n)
         if len(wi.moved):
             er, ec = np.repeat(np.arange(len(ix)), len(wi.moved)), np.tile(wi.moved, len(ix))
@@ -121,7 +123,7 @@ def weight_fit_pairs(delta: float, a_i: np.ndarray, cand: np.ndarray, cat: Catal
         keep = (az <= bound[rows]) & (cols != ra) & not_cand[cols]
         return ix[rows[keep]], cols[keep], az[keep]
 
-    rows, cols, az = eligible(np.arange(len(a_i)), zl)
+    rows, cols, az = eligible(np.arange(len(a_i)), zl, at_zb)
     while True:                 # too few fit within a line's bound: that line again, 4x wider (up to zb)
         short = (np.bincount(rows, minlength=len(a_i)) < top_k) & (zl < zb)
         if not short.any():
@@ -175,7 +177,7 @@ def hidden_weight(a_i: np.ndarray, cand: np.ndarray, cat: CatalogueIndex, vis: n
     out of the sum. O(lines + SKUs + fit pairs)."""
     units = cat.units
     n_hid = float(len(units) - len(cand))
-    a_hid = (cat.unit_pos[a_i] >= 0) & ~np.isin(a_i, cand)      # a is itself a hidden b: no pair with itself
+    a_hid = (cat.unit_pos[a_i] >= 0) & ~_member(a_i, cand)      # a is itself a hidden b: no pair with itself
     if vis is None:
         w = u * (n_hid - a_hid)
     else:
@@ -189,6 +191,14 @@ def hidden_weight(a_i: np.ndarray, cand: np.ndarray, cat: CatalogueIndex, vis: n
     if known is not None:
         w = w * np.where(known[a_i], 1.0, barcode_other)
     return float(np.sum(w))
+
+
+def _member(x: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """np.isin(x, sorted_set) for a small sorted set, by binary search (np.isin sorts both)."""
+    if not len(sorted_set):
+        return np.zeros(len(x), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, x), len(sorted_set) - 1)
+    return sorted_set[at] == x
 
 
 def swap_column(sw: dict, i: int):

@@ -1,0 +1,60 @@
+"""The camera's reductions read from its few scores (multi._top_units_of, scoring._hidden_max)
+give what the full O(catalogue) pass over the vision factor gives, on random bursts: scores
+that tie, zero scores, look-alike families smoothed in, barcodes, and a catalogue where the
+camera scored nearly everything (the full pass then runs)."""
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from cart_bench.synth import store_catalogue, synthetic
+from cart_gateway.reconcile import CatalogueIndex, ReconcileConfig
+from cart_gateway.reconcile.factors import family_smoothed, vision_factor
+from cart_gateway.reconcile.inputs import VisionSummary
+from cart_gateway.reconcile.multi import _top_units, _top_units_of
+from cart_gateway.reconcile.scoring import _hidden_max
+from cart_gateway.reconcile.weightindex import special_units
+
+SMALL = CatalogueIndex(synthetic(40, seed=3, produce=4))
+BIG = CatalogueIndex(store_catalogue(3000, seed=5))
+
+
+def _burst(rnd: random.Random, cat: CatalogueIndex, most: bool = False) -> VisionSummary:
+    k = rnd.randint(len(cat.skus) - 3, len(cat.skus)) if most else rnd.randint(1, 12)
+    skus = rnd.sample(cat.skus, k)
+    levels = [0.0, 0.05, 0.2, 0.2, 0.5]            # repeated values: ties at the cut
+    scores = {s: rnd.choice(levels) if rnd.random() < 0.5 else rnd.random() / 2 for s in skus}
+    return VisionSummary(0, dict(sorted(scores.items())), rnd.random() / 4, [], ["f1"], None, rnd.randint(1, 6))
+
+
+@pytest.mark.parametrize("cat,most", [(SMALL, False), (SMALL, True), (BIG, False)], ids=["small", "small-most", "store3000"])
+def test_top_units_from_the_scores_equal_the_full_partition(cat, most):
+    rnd = random.Random(11)
+    cfg = ReconcileConfig()
+    for trial in range(150):
+        v = _burst(rnd, cat, most)
+        if trial % 2:
+            v = family_smoothed(v, cat, cfg.family_confusion)
+        vis = vision_factor(v, cat, cfg)
+        for m in (1, 3, 6, 32):
+            got = _top_units_of(vis, cat, v, m)
+            want = _top_units(vis[cat.units], cat.units, m)
+            assert got.tolist() == want.tolist(), (trial, m)
+
+
+@pytest.mark.parametrize("cat", [SMALL, BIG], ids=["small", "store3000"])
+def test_hidden_max_from_the_first_unscored_sku_equals_the_full_max(cat):
+    rnd = random.Random(12)
+    cfg = ReconcileConfig()
+    for trial in range(150):
+        v = _burst(rnd, cat)
+        known = [rnd.choice(range(cat.n))] if trial % 3 == 0 else []
+        vis = vision_factor(v, cat, cfg)
+        spec = special_units(v, cat, known)
+        hid = np.ones(len(cat.units), dtype=bool)
+        hid[cat.unit_pos[spec]] = False
+        want = math.log(float(vis[cat.units][hid].max())) if hid.any() else -np.inf
+        assert _hidden_max(vis, cat, spec) == want, trial
