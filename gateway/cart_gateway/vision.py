@@ -91,11 +91,8 @@ class BurstDetector:
     def classify_still(self, jpeg: bytes) -> StillFrame:
         """The still classifier's candidates, its window centred where stage 1 sees the item."""
         t0 = time.perf_counter()
-        cx, cy = 0.5, 0.5
-        if self.detector is not None:
-            raw = self.detector.detect_raw(self.detector.preprocess(jpeg))
-            n = len(self.detector.labels)
-            cx, cy = float(raw[n]), float(raw[n + 1])
+        from .detectors.still import still_centroid
+        cx, cy = still_centroid(self.detector, jpeg)
         out = StillFrame(self.still_classifier.classify(jpeg, cx, cy))
         self.still_classify_ms = (self.still_classify_ms + [(time.perf_counter() - t0) * 1000])[-256:]
         return out

@@ -50,17 +50,27 @@ def _render(args) -> int:
 
 
 def _render_still(args) -> int:
+    import numpy as np
+
     from cart_gateway.catalogue import Catalogue
     from . import still_crops as sc
     skus = _skus(Catalogue.load(args.catalogue), args.limit_skus)
     trained, _ = sc.split_skus(skus)
     seed0 = {"train": sc.STILL_TRAIN0, "val": sc.STILL_VAL0}[args.split] + args.seed
     t0 = time.time()
-    data = sc.render_crops(args.catalogue, trained, skus, args.scenes, seed0, workers=args.workers,
-                           personal_share=args.personal_share)
+    if args.from_stills:
+        data = sc.render_still_crops(args.catalogue, trained, skus, args.scenes, seed0 + sc.FROM_STILLS0,
+                                     Path(args.model_dir), workers=args.workers, personal_share=args.personal_share)
+    else:
+        data = sc.render_crops(args.catalogue, trained, skus, args.scenes, seed0, workers=args.workers,
+                               personal_share=args.personal_share)
     sc.save(Path(args.out), data)
+    extra = {}
+    if "centre_err" in data:
+        e = data["centre_err"]
+        extra = {"centre_err_median": round(float(np.median(e)), 4), "centre_err_p90": round(float(np.quantile(e, 0.9)), 4)}
     print(json.dumps({"out": str(args.out), "windows": len(data["y"]), "classes": len(data["labels"]),
-                      "seconds": round(time.time() - t0, 1)}))
+                      "seconds": round(time.time() - t0, 1), **extra}))
     return 0
 
 
@@ -202,6 +212,10 @@ def main(argv=None) -> int:
     rs.add_argument("--workers", type=int, default=2)
     rs.add_argument("--personal-share", type=float, default=0.0,
                     help="share of personal items (needs tools/cart_model/personal.py)")
+    rs.add_argument("--from-stills", action="store_true",
+                    help="cut each window from a real UXGA still around the burst model's stage-1 centroid, "
+                         "exactly as the gateway does (--model-dir's detector; ~5x the render time)")
+    rs.add_argument("--model-dir", default=str(DATA_DIR), help="--from-stills: the burst detector's directory")
     rs.set_defaults(fn=_render_still)
     t = sub.add_parser("train", help="train, convert to int8 TFLite, fit the temperature")
     t.add_argument("--data", nargs="+", help="train .npz file(s) from `render` (concatenated)")

@@ -5,6 +5,10 @@ Two sources, one crop path (`cart_gateway.detectors.still.still_window`):
 * training crops (`render_crops`): the scene drawn at k = 2 pixels per QVGA pixel
   (640x480; a UXGA still is k = 5, 12x the pixels and ~6x the render time), JPEG-encoded,
   then cut by the gateway's own window code around the true centroid plus jitter;
+* training crops cut from real stills (`render_still_crops`, `render-still --from-stills`):
+  a UXGA still rendered as the held-out ones are, the burst model's stage 1 run on it for
+  the centroid, and the window cut exactly as `vision.BurstDetector.classify_still` cuts it
+  at run time (~5x the cost of a window-only crop; the crop the gateway sees, not a model of it);
 * held-out stills (`render_still_scenes`): real UXGA stills from `render.render_still`,
   cut around the burst model's centroid on the still, exactly as at run time.
 
@@ -32,7 +36,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from cart_gateway.detectors.api import NONE_LABEL
-from cart_gateway.detectors.still import PERSONAL_PREFIX, STILL_INPUT, still_view
+from cart_gateway.detectors.still import PERSONAL_PREFIX, STILL_INPUT, still_centroid, still_view, still_window
 
 from . import render
 
@@ -47,6 +51,7 @@ NONE_SHARE = 0.08
 PERSONAL_SHARE = 0.10       # share of personal items in scenes, when personal.py is available
 SCENE_VERSION = 1           # bump when _scene / _unseen_light / _paste_personal change (cache key)
 STILL_TRAIN0, STILL_VAL0, STILL_TEST0, STILL_ENROL0 = 0, 60_000_000, 96_000_000, 70_000_000
+FROM_STILLS0 = 20_000_000   # training stills (--from-stills): seeds inside the train range, apart from windows'
 
 
 def personal_kinds() -> tuple[str, ...]:
@@ -316,6 +321,44 @@ def render_crops(cat_path, items: list[str], basket_pool: list[str], n: int, see
     specs = [scene_spec(items, basket_pool, seed0 + i, personal_share=personal_share) for i in range(n)]
     xs = _map(_train_one, specs, cat_path, workers)
     return {"x": np.stack(xs), "y": np.array([index[s.label] for s in specs], np.int32), "labels": np.array(labels)}
+
+
+_DETECTORS: dict = {}
+
+
+def _stage_one(model_dir: str):
+    """This process's burst detector (one thread per worker: the workers are the parallelism)."""
+    det = _DETECTORS.get(model_dir)
+    if det is None:
+        from .still_eval import burst_detector
+        det = _DETECTORS[model_dir] = burst_detector(Path(model_dir), threads=1)
+    return det
+
+
+def still_crop(det, jpeg: bytes) -> tuple[np.ndarray, float, float]:
+    """The window the gateway classifies on this still, and the stage-1 centroid it is cut
+    around: `vision.BurstDetector.classify_still`'s own centroid and `still_window`."""
+    cx, cy = still_centroid(det, jpeg)
+    return still_window(jpeg, cx, cy), cx, cy
+
+
+def _still_crop_one(spec: StillSpec, model_dir: str) -> tuple[np.ndarray, float]:
+    jpeg, tx, ty = _scene(_CAT, spec, None)
+    win, cx, cy = still_crop(_stage_one(model_dir), jpeg)
+    return win, float(np.hypot(cx - tx, cy - ty))
+
+
+def render_still_crops(cat_path, items: list[str], basket_pool: list[str], n: int, seed0: int, model_dir: Path,
+                       workers: int = 2, personal_share: float = 0.0) -> dict[str, np.ndarray]:
+    """n training windows cut from real UXGA stills (training style) through `model_dir`'s
+    burst detector: the same arrays as render_crops, plus `centre_err` (stage 1's miss, of the frame)."""
+    import functools
+    labels = [NONE_LABEL] + list(items) + [PERSONAL_PREFIX + k for k in personal_kinds() if personal_share > 0]
+    index = {s: i for i, s in enumerate(labels)}
+    specs = [scene_spec(items, basket_pool, seed0 + i, personal_share=personal_share) for i in range(n)]
+    out = _map(functools.partial(_still_crop_one, model_dir=str(model_dir)), specs, cat_path, workers)
+    return {"x": np.stack([w for w, _ in out]), "y": np.array([index[s.label] for s in specs], np.int32),
+            "labels": np.array(labels), "centre_err": np.array([e for _, e in out], np.float32)}
 
 
 def render_still_scenes(cat_path, items: list[str], basket_pool: list[str], n: int, seed0: int,

@@ -27,7 +27,8 @@ import numpy as np
 from cart_gateway.catalogue import Catalogue
 from cart_gateway.detectors import create_detector
 from cart_gateway.detectors.api import NONE_LABEL, softmax
-from cart_gateway.detectors.still import PERSONAL_PREFIX, Gallery, StillClassifier, _unit, still_window
+from cart_gateway.detectors.still import (PERSONAL_PREFIX, Gallery, StillClassifier, _unit, still_centroid,
+                                          still_window)
 
 from . import still_crops as sc
 from .calibrate import ece, fit_temperature
@@ -40,13 +41,6 @@ BIG_STILLS = 200                 # held-out stills of the larger enrolled catalo
 def burst_detector(model_dir: Path, threads: int = 2):
     return create_detector({"type": "cpu", "model_path": Path(model_dir) / "detector.tflite",
                             "labels_path": Path(model_dir) / "detector_labels.txt", "num_threads": threads})
-
-
-def still_centroid(det, jpeg: bytes) -> tuple[float, float]:
-    """The burst model's stage 1 on the still, decoded small: where the new item is."""
-    raw = det.detect_raw(det.preprocess(jpeg))
-    n = len(det.labels)
-    return float(raw[n]), float(raw[n + 1])
 
 
 def enrol(clf: StillClassifier, cat_path, labels: list[str], views: int = ENROL_VIEWS,
@@ -75,7 +69,7 @@ def embed_stills(clf: StillClassifier, det, stills) -> tuple[np.ndarray, list[fl
     E, ms = [], []
     for jpeg, _, _ in stills:
         t0 = time.perf_counter()
-        cx, cy = still_centroid(det, jpeg) if det is not None else (0.5, 0.5)
+        cx, cy = still_centroid(det, jpeg)
         E.append(clf.embed_window(still_window(jpeg, cx, cy)))
         ms.append((time.perf_counter() - t0) * 1000)
     return np.stack(E), ms

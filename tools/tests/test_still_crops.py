@@ -65,3 +65,36 @@ def test_training_windows_are_off_centre_as_stage_one_leaves_them_on_stills():
     single = random.Random(5)
     assert {sc.centre_sigma(single, ((1.0, sc.CROP_JITTER),)) for _ in range(5)} == {sc.CROP_JITTER}
     assert single.random() == random.Random(5).random()       # enrolment views draw nothing extra
+
+
+def test_a_training_crop_cut_from_a_still_is_the_window_the_gateway_classifies():
+    """--from-stills: the training window of a rendered UXGA still equals, bit for bit, the
+    window the gateway's BurstDetector.classify_still gives its still model for that still
+    (the committed burst model's stage-1 centroid, one thread in training, the gateway's
+    default threads here), and its label is the scene's truth."""
+    from cart_gateway.detectors import create_detector, default_detector_config
+    from cart_gateway.detectors.still import DEFAULT_STILL_MODEL, StillClassifier
+    from cart_gateway.vision import BurstDetector
+
+    seen = []
+
+    class Spy(StillClassifier):       # the committed classifier; records the window it is given
+        def classify_window(self, window, cx=0.5, cy=0.5, top_k=5):
+            seen.append((window.copy(), cx, cy))
+            return super().classify_window(window, cx, cy, top_k)
+
+    trained, _ = sc.split_skus(CAT.skus())
+    items = trained[:40]
+    data = sc.render_still_crops(None, items, CAT.skus(), 3, sc.FROM_STILLS0 + 777,
+                                 DEFAULT_STILL_MODEL.parent, workers=1, personal_share=0.3)
+    assert data["x"].shape == (3, STILL_INPUT[1], STILL_INPUT[0], 3) and data["x"].dtype == np.uint8
+    gateway = BurstDetector(create_detector(default_detector_config()), False, Spy(DEFAULT_STILL_MODEL))
+    sc._init(None)
+    for i in range(3):
+        spec = sc.scene_spec(items, CAT.skus(), sc.FROM_STILLS0 + 777 + i, personal_share=0.3)
+        assert str(data["labels"][data["y"][i]]) == spec.label
+        jpeg, tx, ty = sc._scene(sc._CAT, spec, None)
+        gateway.classify_still(jpeg)
+        window, cx, cy = seen[-1]
+        assert np.array_equal(window, data["x"][i])
+        assert abs(float(np.hypot(cx - tx, cy - ty)) - float(data["centre_err"][i])) < 1e-6

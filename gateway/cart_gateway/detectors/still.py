@@ -35,7 +35,7 @@ VIEW_WIDTH = 400            # the still is decoded to this width: 1.25 px per QV
 DEFAULT_STILL_MODEL = Path(__file__).resolve().parent.parent / "data" / "still.tflite"
 
 __all__ = ["PERSONAL_PREFIX", "STILL_INPUT", "Gallery", "StillClassifier", "load_still_classifier",
-           "still_window", "still_view"]
+           "still_centroid", "still_window", "still_view"]
 
 
 def still_view(jpeg: bytes, width: int = VIEW_WIDTH) -> np.ndarray:
@@ -54,6 +54,16 @@ def still_view(jpeg: bytes, width: int = VIEW_WIDTH) -> np.ndarray:
         raise
     except Exception as e:
         raise DetectorInputError(f"cannot decode still ({len(jpeg)} bytes): {e}") from None
+
+
+def still_centroid(detector, jpeg: bytes) -> tuple[float, float]:
+    """Where the new item is on the still: the burst model's stage 1 on it, decoded small
+    ((0.5, 0.5) without a detector). The gateway and the still training crops both use this."""
+    if detector is None:
+        return 0.5, 0.5
+    raw = detector.detect_raw(detector.preprocess(jpeg))
+    n = len(detector.labels)
+    return float(raw[n]), float(raw[n + 1])
 
 
 def still_window(jpeg: bytes, cx: float, cy: float) -> np.ndarray:
