@@ -143,6 +143,7 @@ class EventLog:
         """Delete up to `limit` events and decisions older than the cut-offs, only of closed
         sessions: an event before its cart's last receipt, a decision of an earlier session
         than the cart's current one. Returns (events, decisions) deleted."""
+        self.flush_decisions()
         ev = self.db.execute(
             "DELETE FROM events WHERE rowid IN (SELECT e.rowid FROM events e JOIN "
             "(SELECT cart, MAX(t_ms) AS closed FROM receipts GROUP BY cart) r ON e.cart = r.cart "
