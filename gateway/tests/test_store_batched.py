@@ -100,3 +100,43 @@ def test_a_rolled_back_outbox_batch_is_not_stored(store):
     store.outbox_add_many([("carts/c1/basket", b"b", 1, True)])
     store.rollback()
     assert store.outbox() == [] and store.retained() == []
+
+
+def _high_on_disk(tmp_path, cart="c1"):
+    other = sqlite3.connect(str(tmp_path / "g.sqlite3"))
+    try:
+        row = other.execute("SELECT high FROM seqs WHERE cart=?", (cart,)).fetchone()
+    finally:
+        other.close()
+    return row[0] if row else None
+
+
+def test_a_streams_highest_seq_is_written_once_at_commit_and_not_after_a_rollback(store, tmp_path):
+    store.begin()
+    for seq in (1, 2, 3):
+        assert store.add_event(f"c1/scale/1/{seq}", "c1", "scale", 1, seq, "weight", seq, b"{}")
+        store.note_seq("c1", "scale", 1, seq, seq)
+    store.commit()
+    assert _high_on_disk(tmp_path) == 3
+    store.begin()
+    store.add_event("c1/scale/1/4", "c1", "scale", 1, 4, "weight", 4, b"{}")
+    assert store.note_seq("c1", "scale", 1, 4, 4) == ("next", None)
+    store.rollback()
+    assert _high_on_disk(tmp_path) == 3
+    store.begin()        # the event is new again after the rollback, and 4 follows 3
+    assert store.add_event("c1/scale/1/4", "c1", "scale", 1, 4, "weight", 4, b"{}")
+    assert store.note_seq("c1", "scale", 1, 4, 4) == ("next", None)
+    store.commit()
+    assert _high_on_disk(tmp_path) == 4
+
+
+def test_a_failed_savepoint_drops_its_held_seq_and_keeps_the_one_before(store, tmp_path):
+    store.begin()
+    store.note_seq("c1", "scale", 1, 1, 1)
+    with pytest.raises(RuntimeError):
+        with store.savepoint():
+            store.note_seq("c1", "scale", 1, 5, 5)      # a gap 2..4 and high 5: undone
+            raise RuntimeError("the message failed")
+    assert store.note_seq("c1", "scale", 1, 2, 2) == ("next", None)
+    store.commit()
+    assert _high_on_disk(tmp_path) == 2 and store.open_gaps() == []

@@ -126,7 +126,7 @@ class Gateway(BoardInputs, FramesAndBursts, Retention, ShopperAndStaff, Effects)
         ids = self.store.outbox_add_many([(p.topic, p.encoded(), p.qos, p.retain) for p in outs])
         for p, oid in zip(outs, ids):
             p.outbox_id = oid
-        self.store.flush_decisions()     # in this transaction, with the events they came from
+        self.store.flush_held()     # in this transaction, with the events they came from
         return outs
 
     def reload(self) -> None:
