@@ -123,8 +123,10 @@ class Gateway(BoardInputs, FramesAndBursts, Retention, ShopperAndStaff, Effects)
         self._count_events()
         last = {p.topic: i for i, p in enumerate(outs) if p.retain}
         outs = [p for i, p in enumerate(outs) if not p.retain or last[p.topic] == i]
-        for p in outs:
-            p.outbox_id = self.store.outbox_add(p.topic, p.encoded(), p.qos, p.retain)
+        ids = self.store.outbox_add_many([(p.topic, p.encoded(), p.qos, p.retain) for p in outs])
+        for p, oid in zip(outs, ids):
+            p.outbox_id = oid
+        self.store.flush_held()     # in this transaction, with the events they came from
         return outs
 
     def reload(self) -> None:

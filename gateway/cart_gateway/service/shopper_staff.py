@@ -58,6 +58,7 @@ class ShopperAndStaff:
         res = dict(res, receipt_id=f"{cart}-{rt.session}-{rt.engine.s['version']}")
         self.store.add_receipt(cart, req.req_id, res, t_ms)
         self._emit(topic, res, retain=True)
+        self.store.flush_held()      # the record counts this session's decisions in the table
         self._emit(out_topic(self.gw, "receipt"), self.fleet.receipt_record(cart, rt.session, res, t_ms))
         event(INFO, "receipt", "receipt issued", cart=cart, req=req.req_id, receipt=res["receipt_id"],
               total_cents=res["total_cents"])

@@ -35,6 +35,8 @@ class Store(EventLog, CartStates, SessionRecords, Outbox):
         # stream (cart, board, inst, epoch) -> its `seqs.high` as this transaction sees it (None: no
         # row): an event read it twice (duplicate check, then note_seq). Dropped with a rollback.
         self._highs: dict[tuple, int | None] = {}
+        self._decisions: list[tuple] = []     # the decision log's rows not yet written (records.py)
+        self._held_highs: dict[tuple, int] = {}     # streams' new `seqs.high` not yet written (event_log.py)
 
     # ---------------------------------------------------------- transactions
     def begin(self) -> None:
@@ -44,6 +46,7 @@ class Store(EventLog, CartStates, SessionRecords, Outbox):
 
     def commit(self) -> None:
         if self._in_tx:
+            self.flush_held()
             self.db.execute("COMMIT")
             self._in_tx = False
 
@@ -53,6 +56,7 @@ class Store(EventLog, CartStates, SessionRecords, Outbox):
             self._in_tx = False
         self._parts, self._heads, self._final = {}, {}, {}    # what save_cart believes is stored may be gone
         self._highs = {}
+        self._decisions, self._held_highs = [], {}      # made by the rolled-back work: never written
 
     def close(self) -> None:
         self.rollback()
@@ -73,6 +77,7 @@ class _Savepoint:
         self.name = f"sp{_Savepoint._n}"
 
     def __enter__(self):
+        self.store.flush_held()    # held rows from before it are not this savepoint's to undo
         self.db.execute(f"SAVEPOINT {self.name}")
         return self
 
@@ -83,5 +88,8 @@ class _Savepoint:
             # would then write only a diff against rows that are not there
             self.store._parts, self.store._heads, self.store._final = {}, {}, {}
             self.store._highs = {}
+            self.store._decisions, self.store._held_highs = [], {}    # only this savepoint's: flushed at its start
+        else:
+            self.store.flush_held()
         self.db.execute(f"RELEASE {self.name}")
         return False

@@ -10,6 +10,7 @@ class EventLog:
     """Part of `Store` (database.py): the event log and sequence tracking."""
     db: sqlite3.Connection
     _highs: dict[tuple, int | None]
+    _held_highs: dict[tuple, int]      # streams whose new `seqs.high` is not written yet (_flush_highs)
 
     # An event stream is (cart, board, inst, epoch): a re-flashed or new board mints a new
     # instance id, so its epoch 1 is a new stream and none of its events is taken for one of
@@ -29,6 +30,12 @@ class EventLog:
             "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?)",
             (event_id, cart, board, epoch, seq, type_, t_ms, payload))
         return cur.rowcount == 1
+
+    def _flush_highs(self) -> None:
+        if self._held_highs:
+            self.db.executemany("UPDATE seqs SET high=? WHERE cart=? AND board=? AND inst=? AND epoch=?",
+                                [(h, *k) for k, h in self._held_highs.items()])
+            self._held_highs = {}
 
     def _high(self, cart, board, inst, epoch) -> int | None:
         key = (cart, board, inst, epoch)
@@ -82,9 +89,8 @@ class EventLog:
             if known is None:    # (stream() has already added an instance's row)
                 self.db.execute("INSERT OR IGNORE INTO seqs VALUES (?,?,?,?,0,?)",
                                 (cart, board, inst, epoch, self.stream(cart, board, inst, epoch)))
-            self.db.execute("UPDATE seqs SET high=? WHERE cart=? AND board=? AND inst=? AND epoch=?",
-                            (seq, cart, board, inst, epoch))
-            self._highs[(cart, board, inst, epoch)] = seq
+            # written once per stream with the batch's other held rows (flush_held), not per event
+            self._highs[(cart, board, inst, epoch)] = self._held_highs[(cart, board, inst, epoch)] = seq
             if seq > high + 1:
                 rng = (high + 1, seq - 1)
                 self.db.execute("INSERT INTO gaps (cart, board, inst, epoch, lo, hi, t_ms) VALUES (?,?,?,?,?,?,?)",
@@ -143,6 +149,7 @@ class EventLog:
         """Delete up to `limit` events and decisions older than the cut-offs, only of closed
         sessions: an event before its cart's last receipt, a decision of an earlier session
         than the cart's current one. Returns (events, decisions) deleted."""
+        self.flush_held()
         ev = self.db.execute(
             "DELETE FROM events WHERE rowid IN (SELECT e.rowid FROM events e JOIN "
             "(SELECT cart, MAX(t_ms) AS closed FROM receipts GROUP BY cart) r ON e.cart = r.cart "

@@ -13,6 +13,7 @@ _RECORD_JSON = json.JSONEncoder(separators=(",", ":")).encode
 class SessionRecords:
     """Part of `Store` (database.py): reviews, receipts, frames, bursts, decisions."""
     db: sqlite3.Connection
+    _decisions: list[tuple]     # decision rows not yet written (flush_decisions)
 
     # ---------------------------------------------------------- reviews, receipts
     def add_review(self, request: dict, t_ms: int) -> None:
@@ -86,10 +87,25 @@ class SessionRecords:
         self.db.execute("DELETE FROM bursts WHERE burst_id=?", (burst_id,))
 
     # ---------------------------------------------------------- decision log
+    # Decisions are held and written with one executemany (flush_held) before anything
+    # reads the table or the transaction ends: a COMMIT, a savepoint's start and release, a
+    # read. A rollback (of the transaction or of a savepoint) drops what it held: the rows
+    # are undone with the events they came from (database.py).
     def add_decision(self, cart, session, record: dict, t_ms: int) -> None:
-        self.db.execute("INSERT INTO decisions (cart, session, outcome, record, t_ms) VALUES (?,?,?,?,?)",
-                        (cart, session, record["outcome"], _RECORD_JSON(record), t_ms))
+        self._decisions.append((cart, session, record["outcome"], _RECORD_JSON(record), t_ms))
+
+    def flush_held(self) -> None:
+        """Write what this transaction holds back: the decision rows and the streams' highest seqs."""
+        self._flush_highs()
+        self.flush_decisions()
+
+    def flush_decisions(self) -> None:
+        if self._decisions:
+            self.db.executemany("INSERT INTO decisions (cart, session, outcome, record, t_ms) VALUES (?,?,?,?,?)",
+                                self._decisions)
+            self._decisions = []
 
     def decisions(self, cart: str | None = None) -> list[dict]:
+        self.flush_held()
         q = "SELECT record FROM decisions" + (" WHERE cart=?" if cart else "") + " ORDER BY id"
         return [json.loads(r[0]) for r in self.db.execute(q, (cart,) if cart else ())]
