@@ -167,6 +167,18 @@ class ReconcileConfig(BaseModel):
     learn_prior_strength: float = Field(4.0, gt=0, description="pseudo-observations behind the catalogue weight")
     # --- bookkeeping
     log_limit: int = Field(2000, ge=10, description="decisions kept per cart")
+    # --- a shopper's "it's my own item" on an addition (answers.py; measured effect in docs/reconciliation.md §4.5)
+    personal_claim_max_g: float = Field(3000.0, gt=0, description=(
+        "a personal claim on an addition heavier than this goes to a human"))
+    personal_claim_seen_score: float = Field(0.5, ge=0, le=1, description=(
+        "a personal claim goes to a human when the burst's mean scores, summed over the products whose "
+        "weight (k units, within camera_fit_z; produce when plausible) fits the change, reach this: the "
+        "camera itself saw a product of that weight (hard, 300 baskets: reviews of honest claims ~80 -> ~1)"))
+    personal_claim_posterior: float = Field(0.97, ge=0, le=1, description=(
+        "a personal claim also goes to a human when a product hypothesis within accept_max_z has this "
+        "posterior (with vision or a barcode): the evidence would have accepted it; 1 turns it off. Before "
+        "(0.5, the whole rule) it reviewed ~17 % of honest claims on `hard`, since with the committed "
+        "detector it is the weight and the priors alone, and caught no more cheats than the camera does"))
 
     @model_validator(mode="after")
     def _check(self) -> "ReconcileConfig":
