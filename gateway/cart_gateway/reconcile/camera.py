@@ -296,8 +296,9 @@ def explain(delta_g: float, noise_g: float, seen: Seen | None, lines: list[dict]
 def product_seen_of_weight(delta_g: float, noise_g: float, vision: VisionSummary | None, cat, book,
                            produce: ProduceBook, cfg: ReconcileConfig) -> tuple[float, list[str]]:
     """The camera's own sureness that a product of this weight went in: the burst's mean scores
-    summed over the products (k units of one, 1..max_units, within camera_fit_z; produce when the
-    bag is plausible) whose weight fits the change, and those products, surest first. The weight
+    summed over the products (k units of one, 1..max_units, within camera_fit_z; produce scored at
+    least camera_accept_score whose bag is plausible) whose weight fits the change, and those
+    products, surest first. The weight
     only filters: a posterior is not used, since with a detector that names no product here it is
     the weight and the priors alone (issue 12: most honest personal items fit some product)."""
     if vision is None or not vision.scores:
@@ -308,7 +309,10 @@ def product_seen_of_weight(delta_g: float, noise_g: float, vision: VisionSummary
         if s not in cat.idx or v <= 0:
             continue
         if cat.items[s].sold_by_weight:
-            ok = produce.knows(s) and abs(produce.z(s, delta_g)) <= cfg.produce_max_z
+            # a bag's plausible weights span a factor of ~50: the weight barely corroborates, so produce
+            # counts only when the camera is sure of it alone, as a camera-led produce accept needs
+            # (the committed detector calls personal items "Kiwi" at 0.5-0.7 on pool views)
+            ok = v >= cfg.camera_accept_score and produce.knows(s) and abs(produce.z(s, delta_g)) <= cfg.produce_max_z
         else:
             mu, sd = book.params(s)
             ok = any(abs(delta_g - k * mu) <= cfg.camera_fit_z * math.sqrt(k * sd * sd + sn2)
