@@ -64,7 +64,7 @@ def test_a_personal_claim_heavier_than_a_personal_item_goes_to_a_human():
     assert c.e.s["personal"] == []
 
 
-def test_a_hand_or_no_product_is_never_evidence_for_the_claim_only_its_absence_of_a_product():
+def test_a_hand_or_no_product_never_accepts_a_personal_item_without_the_shoppers_word():
     # "no product" (a hand, a covered lens) does not make the claim true: the movement was asked, and
     # the item is recorded on the shopper's word alone, logged as such
     for dets in ([(None, 0.95)], []):
