@@ -297,7 +297,7 @@ def product_seen_of_weight(delta_g: float, noise_g: float, vision: VisionSummary
                            produce: ProduceBook, cfg: ReconcileConfig) -> tuple[float, list[str]]:
     """The camera's own sureness that a product of this weight went in: the burst's mean scores
     summed over the products (k units of one, 1..max_units, within camera_fit_z; produce scored at
-    least camera_accept_score whose bag is plausible) whose weight fits the change, and those
+    least personal_claim_produce_score whose bag is plausible) whose weight fits the change, and those
     products, surest first. The weight
     only filters: a posterior is not used, since with a detector that names no product here it is
     the weight and the priors alone (issue 12: most honest personal items fit some product)."""
@@ -310,9 +310,9 @@ def product_seen_of_weight(delta_g: float, noise_g: float, vision: VisionSummary
             continue
         if cat.items[s].sold_by_weight:
             # a bag's plausible weights span a factor of ~50: the weight barely corroborates, so produce
-            # counts only when the camera is sure of it alone, as a camera-led produce accept needs
-            # (the committed detector calls personal items "Kiwi" at 0.5-0.7 on pool views)
-            ok = v >= cfg.camera_accept_score and produce.knows(s) and abs(produce.z(s, delta_g)) <= cfg.produce_max_z
+            # can be made to count only above personal_claim_produce_score (docs/reconciliation.md §4.5)
+            ok = v >= cfg.personal_claim_produce_score and produce.knows(s) \
+                and abs(produce.z(s, delta_g)) <= cfg.produce_max_z
         else:
             mu, sd = book.params(s)
             ok = any(abs(delta_g - k * mu) <= cfg.camera_fit_z * math.sqrt(k * sd * sd + sn2)

@@ -179,6 +179,11 @@ class ReconcileConfig(BaseModel):
         "posterior (with vision or a barcode): the evidence would have accepted it; 1 turns it off. Before "
         "(0.5, the whole rule) it reviewed ~17 % of honest claims on `hard`, since with the committed "
         "detector it is the weight and the priors alone, and caught no more cheats than the camera does"))
+    personal_claim_produce_score: float = Field(0.0, ge=0, le=1, description=(
+        "personal_claim_seen_score: a plausible produce bag counts only when the burst scored it this high "
+        "(0: like a packaged product). The committed detector calls personal items and hands 'Kiwi' at "
+        "0.5-0.7: 0.9 took hard 300 reviews 406.67 -> 346.67 per 1,000 but undetected loss 13,166 -> 14,154 "
+        "cents (default 33.33 -> 13.33, 1,167 -> 1,585 cents), so it stays 0 (docs/reconciliation.md §4.5)"))
 
     @model_validator(mode="after")
     def _check(self) -> "ReconcileConfig":
