@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from .camera import seen_of, skus_in
+from .camera import barcode_of_weight, product_seen_of_weight, seen_of, skus_in
 from .inputs import Answer, Verdict, VisionSummary
 from .multi import family_smoothed, fit_skus
 from .scoring import Scored, best_with_sku
@@ -78,10 +78,9 @@ class AnswersMixin:
             return
         if a.personal:
             if mv["delta_g"] > 0:
-                strong = [h for h in sc.hyps if h["kind"] != "personal" and abs(h["z"]) <= self.cfg.accept_max_z
-                          and h["posterior"] >= 0.5 and ("vision" in sc.evidence or "barcode" in sc.evidence)]
-                if strong or mv["delta_g"] > self.cfg.personal_max_g:
-                    self._open_review(mv, sc, "shopper says personal item but the evidence says product", ev)
+                why, detail = self._product_evidence(mv, sc)
+                if why:
+                    self._open_review(mv, sc, f"shopper says personal item but {why}", ev, cause=detail)
                     return
                 h = {"kind": "personal", "sku": None, "k": 1, "target": None, "posterior": 1.0, "z": 0.0}
             else:
@@ -136,6 +135,31 @@ class AnswersMixin:
         self._learn(mv, h)
         self._log("answer", "shopper's choice fits the weight", move=mv["id"], evidence=ev,
                   extra=dict(info, hypothesis=h))
+
+    def _product_evidence(self, mv: dict, sc: Scored) -> tuple[str, str]:
+        """Why a personal claim on this addition goes to a human, and the figures behind it (the
+        review's reason and the log's cause; "" if it does not): too heavy for
+        a personal item, a read barcode of a product of its weight, the camera itself sure of a
+        product of its weight, or (personal_claim_posterior < 1) a product's posterior that high.
+        A hand or "no product" in view is no evidence either way: the claim is the shopper's word,
+        checked against what was seen (docs/reconciliation.md §4.5)."""
+        cfg, d = self.cfg, mv["delta_g"]
+        if d > cfg.personal_claim_max_g:
+            return "it weighs more than a personal item", f"{d:.0f} g > personal_claim_max_g {cfg.personal_claim_max_g:.0f} g"
+        vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
+        code = barcode_of_weight(d, vis, sc.hyps, self.cat, cfg)
+        if code is not None:
+            return "the barcode of a product of this weight was read", code
+        mass, skus = product_seen_of_weight(d, mv["noise_g"], vis, self.cat, self.book, self.produce, cfg)
+        if skus and mass >= cfg.personal_claim_seen_score:
+            return ("the camera saw a product of this weight",
+                    f"{', '.join(skus[:3])}: {mass:.2f} >= personal_claim_seen_score {cfg.personal_claim_seen_score}")
+        if cfg.personal_claim_posterior < 1 and ("vision" in sc.evidence or "barcode" in sc.evidence):
+            for h in sc.hyps:
+                if h["kind"] != "personal" and abs(h["z"]) <= cfg.accept_max_z \
+                        and h["posterior"] >= cfg.personal_claim_posterior:
+                    return "the evidence says product", f"{h['sku']}: posterior {h['posterior']:.3f}"
+        return "", ""
 
     def _tap_read(self, mv: dict, sc: Scored, sku: str, h: dict | None, ev: list, info: dict) -> bool:
         """A tap on one picture when the weight says more than one unit of it (taps.py): the rest

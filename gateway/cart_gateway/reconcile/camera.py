@@ -289,3 +289,48 @@ def explain(delta_g: float, noise_g: float, seen: Seen | None, lines: list[dict]
         return None, f"the camera is not sure enough ({mass:.2f} < {cfg.camera_accept_score})", fits
     return h, "the camera saw " + (", ".join(sorted(x if x != "personal" else f"a personal item ({seen.personal_class})"
                                                     for x in e))) + " and the weight fits", fits
+
+
+# --- a shopper's "it's my own item" against what was seen (answers.py; docs/reconciliation.md §4.5)
+
+def product_seen_of_weight(delta_g: float, noise_g: float, vision: VisionSummary | None, cat, book,
+                           produce: ProduceBook, cfg: ReconcileConfig) -> tuple[float, list[str]]:
+    """The camera's own sureness that a product of this weight went in: the burst's mean scores
+    summed over the products (k units of one, 1..max_units, within camera_fit_z; produce scored at
+    least personal_claim_produce_score whose bag is plausible) whose weight fits the change, and those
+    products, surest first. The weight
+    only filters: a posterior is not used, since with a detector that names no product here it is
+    the weight and the priors alone (issue 12: most honest personal items fit some product)."""
+    if vision is None or not vision.scores:
+        return 0.0, []
+    sn2 = max(cfg.sensor_noise_g, float(noise_g)) ** 2
+    fit = []
+    for s, v in vision.scores.items():
+        if s not in cat.idx or v <= 0:
+            continue
+        if cat.items[s].sold_by_weight:
+            # a bag's plausible weights span a factor of ~50: the weight barely corroborates, so produce
+            # can be made to count only above personal_claim_produce_score (docs/reconciliation.md §4.5)
+            ok = v >= cfg.personal_claim_produce_score and produce.knows(s) \
+                and abs(produce.z(s, delta_g)) <= cfg.produce_max_z
+        else:
+            mu, sd = book.params(s)
+            ok = any(abs(delta_g - k * mu) <= cfg.camera_fit_z * math.sqrt(k * sd * sd + sn2)
+                     for k in range(1, cfg.max_units + 1))
+        if ok:
+            fit.append((v, s))
+    fit.sort(key=lambda x: (-x[0], x[1]))
+    return sum(v for v, _ in fit), [s for _, s in fit]
+
+
+def barcode_of_weight(delta_g: float, vision: VisionSummary | None, hyps: list[dict], cat,
+                      cfg: ReconcileConfig) -> str | None:
+    """A product whose barcode the camera read in this movement and that fits the weight (a
+    hypothesis with it within accept_max_z), or None."""
+    if vision is None:
+        return None
+    read = {cat.sku_of_barcode(b) for b in vision.barcodes} - {None}
+    for h in hyps:
+        if h["kind"] != "personal" and abs(h["z"]) <= cfg.accept_max_z and skus_in(h) & read:
+            return sorted(skus_in(h) & read)[0]
+    return None

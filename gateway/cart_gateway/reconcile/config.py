@@ -167,6 +167,23 @@ class ReconcileConfig(BaseModel):
     learn_prior_strength: float = Field(4.0, gt=0, description="pseudo-observations behind the catalogue weight")
     # --- bookkeeping
     log_limit: int = Field(2000, ge=10, description="decisions kept per cart")
+    # --- a shopper's "it's my own item" on an addition (answers.py; measured effect in docs/reconciliation.md §4.5)
+    personal_claim_max_g: float = Field(3000.0, gt=0, description=(
+        "a personal claim on an addition heavier than this goes to a human"))
+    personal_claim_seen_score: float = Field(0.5, ge=0, le=1, description=(
+        "a personal claim goes to a human when the burst's mean scores, summed over the products whose "
+        "weight (k units, within camera_fit_z; produce when plausible) fits the change, reach this: the "
+        "camera itself saw a product of that weight (hard, 300 baskets: reviews of honest claims ~80 -> ~1)"))
+    personal_claim_posterior: float = Field(0.97, ge=0, le=1, description=(
+        "a personal claim also goes to a human when a product hypothesis within accept_max_z has this "
+        "posterior (with vision or a barcode): the evidence would have accepted it; 1 turns it off. Before "
+        "(0.5, the whole rule) it reviewed ~17 % of honest claims on `hard`, since with the committed "
+        "detector it is the weight and the priors alone, and caught no more cheats than the camera does"))
+    personal_claim_produce_score: float = Field(0.0, ge=0, le=1, description=(
+        "personal_claim_seen_score: a plausible produce bag counts only when the burst scored it this high "
+        "(0: like a packaged product). The committed detector calls personal items and hands 'Kiwi' at "
+        "0.5-0.7: 0.9 took hard 300 reviews 406.67 -> 346.67 per 1,000 but undetected loss 13,166 -> 14,154 "
+        "cents (default 33.33 -> 13.33, 1,167 -> 1,585 cents), so it stays 0 (docs/reconciliation.md §4.5)"))
 
     @model_validator(mode="after")
     def _check(self) -> "ReconcileConfig":
