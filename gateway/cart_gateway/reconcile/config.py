@@ -167,6 +167,15 @@ class ReconcileConfig(BaseModel):
     learn_prior_strength: float = Field(4.0, gt=0, description="pseudo-observations behind the catalogue weight")
     # --- bookkeeping
     log_limit: int = Field(2000, ge=10, description="decisions kept per cart")
+    # --- slips (answers.py, decide.py; docs/reconciliation.md §4.3.1)
+    scan_when_slips_pass: bool = Field(True, description=(
+        "a pick prompt whose pictures each show one product, a tap on any of which would pass the slip "
+        "check (look-alikes the camera and the weight cannot separate), asks for the barcode instead, "
+        "with the same pictures (docs/reconciliation.md §4.3.1)"))
+    slip_check_multi: bool = Field(True, description=(
+        "a tap on a picture of several products ('A + B', '2 x A + B', 'B instead of A') gets the same "
+        "slip check as one product's: unlikely given the evidence, asked again, then a human "
+        "(docs/reconciliation.md §4.3.1)"))
 
     @model_validator(mode="after")
     def _check(self) -> "ReconcileConfig":
