@@ -262,9 +262,11 @@ def answer_for(action: Action | None, prompt: dict, catalogue, rng: random.Rando
     aims at no picture, so a scan does not slip (the barcode names the pack)."""
     did = None if action is None else Did.of(action)
     choice = intended_choice(did, prompt, catalogue)
-    if "sku" in choice or "skus" in choice:
-        meant = choice["skus"] if "skus" in choice else [choice["sku"]]
+    if "sku" in choice or "skus" in choice or "barcode" in choice:
+        meant = (choice["skus"] if "skus" in choice else [choice["sku"]] if "sku" in choice
+                 else [getattr(catalogue.by_ean(choice["barcode"]), "sku", None)])
         others = [o for o in prompt.get("options", []) if Counter(_option_units(o)) != Counter(meant)]
-        if others and rng.random() < error_rate:
+        # drawn for a scan too, unused: the draws after it stay those of a run where scans slipped
+        if others and rng.random() < error_rate and "barcode" not in choice:
             return _tap(rng.choice(others))      # a tap on the wrong picture
     return choice
