@@ -509,3 +509,39 @@ def test_provisional_window_is_a_checked_parameter():
         ScalePipeline(CPG, OFFSET, prov_ms=-1)
     with pytest.raises(ValueError, match="prov_ms"):
         ScalePipeline(CPG, OFFSET, prov_ms=float("nan"))
+
+
+@pytest.mark.micropython
+def test_a_swap_for_a_product_of_nearly_the_same_weight_closes_its_window_with_a_weight_event(tmp_path):
+    # issue 12: 300 g out and 310 g in without settling between nets +10 g, under min_delta_g; it
+    # used to send no `weight`, so the gateway never decided the swap. Past both levels by more
+    # than min_delta_g and clear of the noise: sent as a small change, closing the window.
+    s = Script(42, noise_g=1.0).run(2000)
+    s.m.set_load(1500)
+    s.run(5000)
+    n0 = len(s.out)
+    s.m.ramp_to(1200, 250)
+    s.run(300)
+    s.m.ramp_to(1510, 300)
+    s.run(4000)
+    evs, _ = both(s.out, tmp_path)
+    ws = [e for e in evs if e["i"] >= n0 and e["type"] == "weight"]
+    uns = [e["seq"] for e in evs if e["i"] >= n0 and e["type"] == "unsettled"]
+    assert len(ws) == 1 and abs(ws[0]["fields"]["delta_g"] - 10) <= 2, ws
+    assert ws[0]["fields"]["window"]["unsettled_seq"] == uns[0]
+    assert ws[0]["fields"]["window"]["min_g"] < 1250
+
+
+@pytest.mark.micropython
+def test_a_push_that_comes_back_to_its_level_sends_no_weight_event(tmp_path):
+    # the small-change event needs a real change of level (small_g); a wobble back to where it was
+    # is still no event
+    s = Script(43, noise_g=1.0).run(2000)
+    s.m.set_load(900)
+    s.run(5000)
+    n0 = len(s.out)
+    s.m.vibration(40.0, 4.0, 2000)
+    s.run(5000)
+    evs, _ = both(s.out, tmp_path)
+    assert [e for e in evs if e["i"] >= n0 and e["type"] == "weight"] == []
+    assert [e for e in evs if e["i"] >= n0 and e["type"] == "unsettled"]

@@ -415,3 +415,18 @@ def test_a_clean_hold_is_steady_and_the_level_is_refined_after_it():
     lvl = det.level
     [det.push(5000, 5200) for _ in range(16)]
     assert det.level - lvl <= 2
+
+
+def test_small_changes_are_off_with_small_g_zero_and_a_part_way_settle_is_not_one():
+    from cartfw.scale.pipeline import ScalePipeline
+    base, cpg = -152000, 86.0
+    swap = [base + int(cpg * 1500)] * 200 + [base + int(cpg * 1200)] * 8 + [base + int(cpg * 1510)] * 200
+    for small_g, n in ((6.0, 1), (0.0, 0)):
+        p = ScalePipeline(cpg, base, small_g=small_g)
+        evs = [f for t, f in (e for e in (p.feed(v) for v in swap) if e) if t == "weight"]
+        assert len(evs) == n and all(abs(f["delta_g"] - 10) < 1 for f in evs), evs
+    # part-way up and on up (never past either level): nothing until the item is in whole
+    p = ScalePipeline(cpg, base)
+    part = [base] * 200 + [base + int(cpg * 10)] * 60 + [base + int(cpg * 24)] * 200
+    evs = [f for t, f in (e for e in (p.feed(v) for v in part) if e) if t == "weight"]
+    assert len(evs) == 1 and abs(evs[0]["delta_g"] - 24) < 1, evs

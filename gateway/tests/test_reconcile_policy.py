@@ -436,3 +436,49 @@ def test_a_detector_hesitating_between_look_alikes_is_not_taken_for_two_products
     c3 = Cart(skus=SKUS + BIG + twins)
     _burst_move(c3, [("tea-a", 0.95), ("cof-c", 0.95), ("tea-a", 0.95)], 401.0)
     assert _units(c3) == {"tea-a": 1, "cof-c": 1}
+
+
+def test_look_alikes_a_slip_between_would_pass_are_asked_for_a_barcode_with_the_same_pictures():
+    # issue 12 wrong baskets: soup and beans weigh the same and the camera splits between them, so
+    # a tap on either passes the slip check and a slip is charged; a barcode cannot slip
+    c = Cart()
+    d = c.move(422.0, [("soup", 0.5), ("beans", 0.45)])
+    (p,) = c.e.open_prompts()
+    assert p["kind"] == "scan" and {o["sku"] for o in p["options"]} == {"soup", "beans"}, p
+    assert "a slip between these pictures would pass" in d[-1]["cause"]
+    fx = _answer(c, barcode=c.e.cat.items["beans"].ean13)
+    assert not fx["reviews_opened"] and not fx["prompts_opened"] and _units(c) == {"beans": 1}
+    # the camera separates them (a slip onto beans would be caught): a pick, as before
+    c = Cart()
+    c.move(422.0, [("soup", 0.9), ("beans", 0.03)])
+    assert c.e.open_prompts()[0]["kind"] == "pick"
+    # off: a pick
+    c = Cart(cfg=ReconcileConfig(scan_when_slips_pass=False))
+    c.move(422.0, [("soup", 0.5), ("beans", 0.45)])
+    assert c.e.open_prompts()[0]["kind"] == "pick"
+
+
+def test_a_tap_on_a_two_product_picture_the_evidence_doubts_is_asked_again_and_twice_stands():
+    # issue 12 wrong baskets: a tap on "Chips + Beans" when the camera saw soup (0.9) was applied
+    # unchecked; it now gets the slip check of a one-product tap
+    c = Cart()
+    c.move(581.0, [("soup", 0.9), ("beans", 0.02)])
+    (p,) = c.e.open_prompts()
+    assert {tuple(sorted(o.get("skus") or [])) for o in p["options"]} >= {("beans", "chips"), ("chips", "soup")}
+    fx = _answer(c, skus=["beans", "chips"])
+    (again,) = fx["prompts_opened"]
+    assert again["kind"] == "scan" and _units(c) == {} and not fx["reviews_opened"]
+    assert "unlikely given the camera and the weight" in fx["decisions"][-1]["reason"]
+    fx = _answer(c, skus=["beans", "chips"])       # the same picture twice: a slip twice is e^2
+    assert not fx["reviews_opened"] and _units(c) == {"beans": 1, "chips": 1}
+    # asked again, they tap what they meant: the evidence agrees
+    c = Cart()
+    c.move(581.0, [("soup", 0.9), ("beans", 0.02)])
+    _answer(c, skus=["beans", "chips"])
+    fx = _answer(c, skus=["chips", "soup"])
+    assert not fx["reviews_opened"] and _units(c) == {"soup": 1, "chips": 1}, fx["decisions"]
+    # off: applied as tapped
+    c = Cart(cfg=ReconcileConfig(slip_check_multi=False))
+    c.move(581.0, [("soup", 0.9), ("beans", 0.02)])
+    fx = _answer(c, skus=["beans", "chips"])
+    assert not fx["prompts_opened"] and _units(c) == {"beans": 1, "chips": 1}

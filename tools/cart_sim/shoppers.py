@@ -257,13 +257,16 @@ def intended_choice(did: Did | None, prompt: dict, catalogue) -> dict:
 def answer_for(action: Action | None, prompt: dict, catalogue, rng: random.Random,
                error_rate: float) -> dict:
     """The shopper's §11 choice for `prompt`, given only what they see (the prompt) and what they
-    just did (`action`, read as `Did`: no weights); with `error_rate` a tap on another picture."""
+    just did (`action`, read as `Did`: no weights); with `error_rate` a tap on another picture.
+    A slip is a touch aimed at one picture that lands on another: a shopper who scans the pack
+    aims at no picture, so a scan does not slip (the barcode names the pack)."""
     did = None if action is None else Did.of(action)
     choice = intended_choice(did, prompt, catalogue)
     if "sku" in choice or "skus" in choice or "barcode" in choice:
         meant = (choice["skus"] if "skus" in choice else [choice["sku"]] if "sku" in choice
                  else [getattr(catalogue.by_ean(choice["barcode"]), "sku", None)])
         others = [o for o in prompt.get("options", []) if Counter(_option_units(o)) != Counter(meant)]
-        if others and rng.random() < error_rate:
+        # drawn for a scan too, unused: the draws after it stay those of a run where scans slipped
+        if others and rng.random() < error_rate and "barcode" not in choice:
             return _tap(rng.choice(others))      # a tap on the wrong picture
     return choice

@@ -271,3 +271,14 @@ def test_the_reviewer_oracle_sends_the_truth(tmp_path, monkeypatch):
     out = summarise(res, st.sc, st.seed)
     assert sum(r.reviews for r in res) > 0
     assert out["reviewer_errors"] == out["reviewer_slips"] == out["reviews_cleared_at_cart"] == 0
+
+
+def test_a_slip_is_a_tap_on_another_picture_a_scan_never_slips(cat):
+    # a slip is a touch aimed at one picture landing on another; a shopper scanning the pack aims
+    # at no picture (issue 12: a scan asked instead of a tap between look-alikes is slip-proof)
+    a = _add(("SKU0003", 1))
+    scan, pick = _prompt("scan", "SKU0004", "SKU0005"), _prompt("pick", "SKU0003", "SKU0004", "SKU0005")
+    for seed in range(50):
+        assert answer_for(a, scan, cat, random.Random(seed), 1.0) == {"barcode": cat["SKU0003"].ean13}
+        assert answer_for(a, pick, cat, random.Random(seed), 1.0) in ({"sku": "SKU0004"}, {"sku": "SKU0005"})
+        assert answer_for(a, pick, cat, random.Random(seed), 0.0) == {"sku": "SKU0003"}

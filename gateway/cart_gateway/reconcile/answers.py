@@ -8,8 +8,10 @@ seen product goes to review. A verdict is applied as stated. (docs/reconciliatio
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 from .camera import barcode_of_weight, product_seen_of_weight, seen_of, skus_in
+from .decide import option_names, slip_posterior
 from .inputs import Answer, Verdict, VisionSummary
 from .multi import family_smoothed, fit_skus
 from .scoring import Scored, best_with_sku
@@ -55,7 +57,8 @@ class AnswersMixin:
                       extra=info)
             return
         if a.none:
-            if self.cfg.scan_after_none and asked_kind != "scan" and not mv.get("reasked") \
+            if self.cfg.scan_after_none and (asked_kind != "scan" or mv.get("scan_for_slips")) \
+                    and not mv.get("reasked") \
                     and not mv.get("tap_followup"):
                 # their product was not among the pictures (often nothing useful in view): the pack's
                 # barcode says what it was; a human only if they cannot say either
@@ -230,10 +233,21 @@ class AnswersMixin:
         if not any(o["sku"] == sku and not o.get("skus") for o in opts):
             return False    # not on the screen: chosen on purpose (search, label), not a slip
         p = sum(h["posterior"] for h in sc.hyps if h["sku"] == sku)
-        m = max(2, len(opts))
-        right, slip = (1 - e) ** taps, (e / (m - 1)) ** taps
-        post = p * right / (p * right + (1 - p) * slip) if p > 0 else 0.0
-        return post < self.cfg.answer_min_posterior
+        return slip_posterior(p, e, len(opts), taps) < self.cfg.answer_min_posterior
+
+    def _doubtful_skus(self, mv: dict, sc: Scored, skus: list[str], prompt_id: str, taps: int = 1) -> bool:
+        """_doubtful for a tap on a picture of several products: its posterior is that of the
+        hypotheses showing exactly these products. A follow-up's pictures are readings of the rest
+        of the weight (taps.py), not the scorer's: not checked here."""
+        e = self.cfg.answer_error_rate
+        if e <= 0 or not sc.hyps or "vision" not in sc.evidence or mv.get("tap_followup"):
+            return False
+        want = Counter(skus)
+        opts = self._prompt_options.get(prompt_id, ())
+        if not any(Counter(o.get("skus") or ()) == want for o in opts):
+            return False    # not a picture on the screen: named on purpose
+        p = sum(h["posterior"] for h in sc.hyps if Counter(option_names(h)) == want)
+        return slip_posterior(p, e, len(opts), taps) < self.cfg.answer_min_posterior
 
     def _produce_out(self, sku: str, delta_g: float) -> dict | None:
         """Some or all of a loose-produce line of `sku` came out: the line that holds enough."""
@@ -262,11 +276,32 @@ class AnswersMixin:
             self._open_review(mv, sc, f"shopper's choice {list(a.skus)} does not fit the weight change"
                               f" (z={h['z'] if h else 'n/a'})", ev)
             return
+        if self.cfg.slip_check_multi and len(a.skus) > 1 and self._slip_asked_again(mv, sc, list(a.skus), a, ev):
+            return
         self._apply(mv, h)
         mv["state"] = MoveState.DONE
         self._learn(mv, h)
         self._log("answer", "shopper's choice fits the weight", move=mv["id"], evidence=ev,
                   extra=dict(info, hypothesis=h))
+
+    def _slip_asked_again(self, mv: dict, sc: Scored, skus: list[str], a, ev: list) -> bool:
+        """A tap on a picture of several products that the evidence makes unlikely: asked again
+        (that picture and the evidence's best other one; a scan for what went in), then a human.
+        False: the tap stands."""
+        tag = "+".join(sorted(skus))
+        taps = 2 if mv.get("reasked") == tag else 1      # the same picture twice: a slip twice is e^2
+        if not self._doubtful_skus(mv, sc, skus, a.prompt_id, taps):
+            return False
+        why = f"shopper's choice {skus} is unlikely given the camera and the weight"
+        if not self.cfg.reask_on_slip or mv.get("reasked"):
+            self._open_review(mv, sc, why, ev)
+            return True
+        mv["reasked"] = tag
+        want = Counter(skus)
+        mine = [x for x in sc.hyps if Counter(option_names(x)) == want][:1]
+        alt = [x for x in sc.hyps if Counter(option_names(x)) != want and abs(x["z"]) <= self.cfg.contradict_z][:1]
+        self._open_prompt(mv, sc, "scan" if mv["delta_g"] > 0 else "removal", alt + mine, confirm=why)
+        return True
 
     def _on_verdict(self, v: Verdict) -> None:
         s = self.s

@@ -184,6 +184,15 @@ class ReconcileConfig(BaseModel):
         "(0: like a packaged product). The committed detector calls personal items and hands 'Kiwi' at "
         "0.5-0.7: 0.9 took hard 300 reviews 406.67 -> 346.67 per 1,000 but undetected loss 13,166 -> 14,154 "
         "cents (default 33.33 -> 13.33, 1,167 -> 1,585 cents), so it stays 0 (docs/reconciliation.md §4.5)"))
+    # --- slips (answers.py, decide.py; docs/reconciliation.md §4.3.1)
+    scan_when_slips_pass: bool = Field(True, description=(
+        "a pick prompt whose pictures each show one product, a tap on any of which would pass the slip "
+        "check (look-alikes the camera and the weight cannot separate), asks for the barcode instead, "
+        "with the same pictures (docs/reconciliation.md §4.3.1)"))
+    slip_check_multi: bool = Field(True, description=(
+        "a tap on a picture of several products ('A + B', '2 x A + B', 'B instead of A') gets the same "
+        "slip check as one product's: unlikely given the evidence, asked again, then a human "
+        "(docs/reconciliation.md §4.3.1)"))
 
     @model_validator(mode="after")
     def _check(self) -> "ReconcileConfig":

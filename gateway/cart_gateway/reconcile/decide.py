@@ -28,6 +28,36 @@ SHORT_BURST_UNITS = "k units from a short burst, a look-alike weighs the same"
 POSTERIOR_HOLDS = ("posterior below threshold", "margin below threshold")
 
 
+def option_names(h: dict) -> list[str]:
+    """The products one picture of a prompt shows for hypothesis `h` (one entry per unit of a
+    multi-product picture; a single product's picture shows no count)."""
+    one_for_one = h["kind"] == "swap_multi" and len(h["in"]) == len(h["out"]) == 1
+    return (skus_of(h) if h["kind"] in ("add2", "remove2", "add_multi", "remove_multi")
+            else [h["sku"], h["remove_sku"]] if h["kind"] == "swap"
+            else [*h["in"], *h["out"]] if one_for_one
+            else [h["sku"]] if h["sku"] else [])
+
+
+def option_readings(hyps: list[dict]) -> list[tuple[dict, list[str]]]:
+    """(hypothesis, its picture's products) per picture a prompt shows, in order, one per set of products."""
+    out, shown = [], set()
+    for h in hyps:
+        names = option_names(h)
+        key = tuple(sorted(names))
+        if names and key not in shown:
+            shown.add(key)
+            out.append((h, names))
+    return out
+
+
+def slip_posterior(p: float, error_rate: float, pictures: int, taps: int = 1) -> float:
+    """How likely a tap on a picture the evidence gives `p` is what the shopper meant, when a tap
+    lands on another of `pictures` with probability `error_rate` (docs/reconciliation.md §4.3)."""
+    m = max(2, pictures)
+    right, slip = (1 - error_rate) ** taps, (error_rate / (m - 1)) ** taps
+    return p * right / (p * right + (1 - p) * slip) if p > 0 else 0.0
+
+
 class DecideMixin:
     def _flush(self) -> None:
         s, now = self.s, self.s["now_ms"]
@@ -176,6 +206,11 @@ class DecideMixin:
             return
         if cover >= cfg.ask_cover or personal:
             kind = "personal" if personal else ("removal" if mv["delta_g"] < 0 else "pick")
+            if kind == "pick" and cfg.scan_when_slips_pass and self._slips_would_pass(sc, top_k):
+                # a tap on the wrong picture would pass the slip check (look-alikes the evidence
+                # cannot separate): the barcode, which cannot slip, with the same pictures shown
+                kind, cause = "scan", cause + " | a slip between these pictures would pass"
+                mv["scan_for_slips"] = True     # "none of these" still asks for the barcode once (answers.py)
             self._open_prompt(mv, sc, kind, top_k, cause=cause)
             return
         if mv["delta_g"] > 0 and cfg.ask_scan and sc.best_fit_z <= cfg.accept_max_z:
@@ -188,6 +223,17 @@ class DecideMixin:
             return
         self._open_review(mv, sc, "evidence does not single out an item"
                           if sc.best_fit_z <= cfg.accept_max_z else "weight change fits no item", cause=cause)
+
+    def _slips_would_pass(self, sc: Scored, hyps: list[dict]) -> bool:
+        """Every picture of a pick prompt for `hyps` shows one product, and a tap on any of them
+        would pass answers.py's slip check: a slip between them would be charged."""
+        e = self.cfg.answer_error_rate
+        pics = option_readings(hyps)
+        if e <= 0 or "vision" not in sc.evidence or len(pics) < 2 \
+                or any(len(names) != 1 or self.cat.items[names[0]].sold_by_weight for _, names in pics):
+            return False    # weight only: kept a pick (§4.3.1); loose produce has no barcode to scan
+        return all(slip_posterior(sum(h["posterior"] for h in sc.hyps if h["sku"] == names[0]), e, len(pics))
+                   >= self.cfg.answer_min_posterior for _, names in pics)
 
     def _units_first(self, sku: str, readings: list[dict]) -> list[dict]:
         """The units prompt's pictures: k x A, then A with a look-alike of its family (what the camera
@@ -220,17 +266,9 @@ class DecideMixin:
         s = self.s
         s["n"]["prompt"] += 1
         pid = f"{self.cart}-p{s['n']['prompt']}"
-        opts, seen = [], set()
-        for h in hyps:
+        opts = []
+        for h, names in option_readings(hyps):
             one_for_one = h["kind"] == "swap_multi" and len(h["in"]) == len(h["out"]) == 1
-            names = (skus_of(h) if h["kind"] in ("add2", "remove2", "add_multi", "remove_multi")
-                     else [h["sku"], h["remove_sku"]] if h["kind"] == "swap"
-                     else [*h["in"], *h["out"]] if one_for_one
-                     else [h["sku"]] if h["sku"] else [])
-            key = tuple(sorted(names))
-            if not names or key in seen:
-                continue
-            seen.add(key)
             if len(names) == 1:
                 opts.append({"sku": names[0], "name": self.cat.items[names[0]].name})
             elif h["kind"] == "swap" or one_for_one:

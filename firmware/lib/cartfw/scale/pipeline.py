@@ -46,6 +46,13 @@ PARAMS = {
     "motion_ms": (0, 0, 60000),        # 0: off. See docs/scale.md "unsettled"
     "prov_ms": (1000, 0, 10000),       # a removal or a rough settle is provisional this long (0: off)
     "timeout_ms": (1000, 50, 600000),  # no sample this long: hx711_timeout
+    # A settle back near the level it left (under min_delta_g) after the
+    # load went min_delta_g past both levels (out then in, or in then out)
+    # that still moved it small_g, and small_noise_k x the hold's rms noise,
+    # is sent as a `weight` event: a swap for a product of nearly the same
+    # weight (0: off; docs/scale.md "Small changes").
+    "small_g": (6.0, 0.0, 1000.0),
+    "small_noise_k": (4.0, 0.0, 100.0),
 }
 
 
@@ -252,6 +259,11 @@ class ScalePipeline:
             if self._prov and det.n - self._prov_at >= self._prov_n:
                 # a wobble that came back (a push) after prov_ms: final now
                 return ("weight", self._final_fields(det.level))
+            if not self._prov:
+                f = self._small_fields()
+                if f is not None:
+                    det.ref = det.level
+                    return ("weight", f)
         if r == _s.CHANGED:
             f = self._weight_fields()
             if f is None:
@@ -324,7 +336,7 @@ class ScalePipeline:
                 n += 1
         det.hold_n = n
 
-    def _weight_fields(self):
+    def _weight_fields(self, noise_k=None):
         det = self.det
         c = abs(self.cpg)
         hn = det.hn
@@ -332,7 +344,7 @@ class ScalePipeline:
         noise = (max(0.0, det.hss / hn - hm * hm)) ** 0.5 / c
         delta = (det.level - det.pre) / self.cpg
         # Relative to noise too: a wide wobble needs a wider step.
-        if abs(delta) < self.p["noise_k"] * noise:
+        if abs(delta) < (self.p["noise_k"] if noise_k is None else noise_k) * noise:
             return None
         n = det.cn
         cm = det.cs / n
@@ -359,6 +371,27 @@ class ScalePipeline:
                 "unsettled_seq": None,
             },
         }
+
+    def _small_fields(self):
+        # A SAME settle that moved the level by small_g or more (and clear
+        # of the hold's noise): its fields, else None. Below min_delta_g
+        # nothing this light is an item by itself; out and in of two
+        # products of nearly one weight nets to this, and only this says
+        # the window ended with a change.
+        sg = self.p["small_g"]
+        if not sg:
+            return None
+        det = self.det
+        delta = (det.level - det.pre) / self.cpg
+        if -sg < delta < sg or det.cn == 0:
+            return None
+        # Past both levels by min_delta: a slow placement that pauses part-way
+        # never is (one item, sent whole when it settles again).
+        lo = det.level if det.level < det.pre else det.pre
+        hi = det.pre if det.level < det.pre else det.level
+        if det.cmin > lo - det.min_delta and det.cmax < hi + det.min_delta:
+            return None
+        return self._weight_fields(self.p["small_noise_k"])
 
     def _final_fields(self, level):
         # The open provisional's final event at `level` (counts): no change
