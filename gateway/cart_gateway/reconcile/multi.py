@@ -243,9 +243,12 @@ def _pairs_dense(delta_g, sn, floor, units, mean, sd, a_r, k_r, c_r, top, logv, 
     if cap:
         kept = np.isin(units, always)
         az = np.where(kept[None, :], np.inf, np.abs((delta_g - mu) / s))
-        named = np.zeros(az.shape, dtype=bool)
-        np.put_along_axis(named, np.argsort(az, axis=1, kind="stable")[:, :cap], True, axis=1)
-        ll = np.where(named | kept[None, :], ll, floor)
+        if cap < az.shape[1]:     # per row the cap smallest |z|, ties to the lowest position
+            kth = np.partition(az, cap - 1, axis=1)[:, cap - 1:cap]
+            named = az < kth
+            tie = az == kth
+            named |= tie & (np.cumsum(tie, axis=1) <= cap - named.sum(axis=1, keepdims=True))
+            ll = np.where(named | kept[None, :], ll, floor)
     lp = (c_r[:, None] + logv[units][None, :] + np.maximum(logb[a_r][:, None], logb[units][None, :]) + ll)
     # A == B is a k+1 units hypothesis; {A, B} both in the top set with k=1: count the pair once
     in_top = np.isin(units, top)
