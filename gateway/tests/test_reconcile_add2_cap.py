@@ -40,7 +40,7 @@ def test_the_cap_keeps_the_pair_that_fits_the_weight_best():
     a, b = _unique_weight_pair()
     delta = a.weight_mean_g + b.weight_mean_g      # B unseen, its weight fits exactly
     vis = _vision({a.sku: 0.9})
-    full = score_multi(delta, 0.8, INDEX, BOOK, [], [], vis, ReconcileConfig())
+    full = score_multi(delta, 0.8, INDEX, BOOK, [], [], vis, ReconcileConfig(add2_fit_top=0))
     capped = score_multi(delta, 0.8, INDEX, BOOK, [], [], vis, ReconcileConfig(add2_fit_top=16))
     h, g = _pair(capped, a.sku, b.sku), _pair(full, a.sku, b.sku)
     assert h is not None and g is not None
@@ -57,7 +57,7 @@ def test_the_cap_keeps_a_seen_partner_that_other_skus_fit_better():
     vis = _vision({a.sku: 0.9, b.sku: 0.5})
     cfg = ReconcileConfig(add2_fit_top=1)                  # one best fit per row: B is not it
     capped = score_multi(delta, 0.8, INDEX, BOOK, [], [], vis, cfg)
-    full = score_multi(delta, 0.8, INDEX, BOOK, [], [], vis, ReconcileConfig())
+    full = score_multi(delta, 0.8, INDEX, BOOK, [], [], vis, ReconcileConfig(add2_fit_top=0))
     h, g = _pair(capped, a.sku, b.sku), _pair(full, a.sku, b.sku)
     assert h is not None and g is not None
     assert h["z"] == g["z"] > 1.5 and h["mu_g"] == g["mu_g"]     # scored with its real weight fit

@@ -385,8 +385,8 @@ def test_windows_hold_every_pair_that_fits():
     assert checked > 1000
 
 
-# add2_fit_top: the capped pair block (16 as shipped-to-measure; 2: the cap bites on every row)
-PAIR_CONFIGS = CONFIGS + [ReconcileConfig(add2_fit_top=16), ReconcileConfig(add2_fit_top=2)]
+# add2_fit_top: the default config caps at 16; also uncapped (0) and 2 (the cap bites on every row)
+PAIR_CONFIGS = CONFIGS + [ReconcileConfig(add2_fit_top=0), ReconcileConfig(add2_fit_top=2)]
 
 
 @pytest.mark.parametrize("ci", range(len(PAIR_CONFIGS)))

@@ -167,7 +167,7 @@ class ReconcileConfig(BaseModel):
     learn_prior_strength: float = Field(4.0, gt=0, description="pseudo-observations behind the catalogue weight")
     # --- bookkeeping
     log_limit: int = Field(2000, ge=10, description="decisions kept per cart")
-    add2_fit_top: int = Field(0, ge=0, le=4096, description=(
+    add2_fit_top: int = Field(16, ge=0, le=4096, description=(
         "two-product adds (k of A + one B): per row (A, k), only the B among this many best |z| weight "
         "fits (and every SKU the camera or a barcode scored, and the camera's top set) have their weight "
         "looked at; the other B count at the weight floor, as swap_fit_top does for swaps. 0: every B "
