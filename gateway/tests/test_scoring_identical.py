@@ -385,13 +385,17 @@ def test_windows_hold_every_pair_that_fits():
     assert checked > 1000
 
 
-@pytest.mark.parametrize("ci", range(len(CONFIGS)))
+# add2_fit_top: the default config caps at 16; also uncapped (0) and 2 (the cap bites on every row)
+PAIR_CONFIGS = CONFIGS + [ReconcileConfig(add2_fit_top=0), ReconcileConfig(add2_fit_top=2)]
+
+
+@pytest.mark.parametrize("ci", range(len(PAIR_CONFIGS)))
 def test_indexed_pairs_match_the_dense_pair_block(ci):
     """score_multi's two-product adds (k of A + one B) on the 3,000-SKU store: the pairs
     the weight index keeps plus the rest in closed form give the dense block's hypotheses, in
     order, with posteriors within 1e-9 (weight-alikes give exact ties: lowest index first)."""
     from cart_gateway.reconcile import multi
-    cfg = CONFIGS[ci]
+    cfg = PAIR_CONFIGS[ci]
     rnd = random.Random(50 + ci)
     items = list(BIG)
     book = _book(rnd, cfg, BIG)

@@ -193,6 +193,11 @@ class ReconcileConfig(BaseModel):
         "a tap on a picture of several products ('A + B', '2 x A + B', 'B instead of A') gets the same "
         "slip check as one product's: unlikely given the evidence, asked again, then a human "
         "(docs/reconciliation.md §4.3.1)"))
+    add2_fit_top: int = Field(16, ge=0, le=4096, description=(
+        "two-product adds (k of A + one B): per row (A, k), only the B among this many best |z| weight "
+        "fits (and every SKU the camera or a barcode scored, and the camera's top set) have their weight "
+        "looked at; the other B count at the weight floor, as swap_fit_top does for swaps. 0: every B "
+        "(docs/reconciliation.md §2, §8.3)"))
 
     @model_validator(mode="after")
     def _check(self) -> "ReconcileConfig":

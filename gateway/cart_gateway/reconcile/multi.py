@@ -28,6 +28,7 @@ from .config import ReconcileConfig
 from .factors import barcode_factor, family_smoothed, log_vision, vision_derived, vision_factors  # noqa: F401 (family_smoothed: decide, answers)
 from .inputs import VisionSummary
 from .scoring import score
+from .swaps import weight_fit_pairs
 from .weightindex import WeightIndex, special_units, top_with_ties, z_bound
 from .weightbook import WeightBook
 
@@ -89,7 +90,10 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
         if prune and len(a_r) * len(units) >= PAIR_PRUNE_MIN_CELLS:
             pairs = _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, top, logv, logb, keep)
         if pairs is None:
-            pairs = _pairs_dense(delta_g, sn, floor, units, mean, sd, a_r, k_r, c_r, top, logv, logb, keep)
+            always = (np.union1d(special_units(vision, cat, barcode_factor(vision, cat, cfg)[1]), top)
+                      if cfg.add2_fit_top else None)
+            pairs = _pairs_dense(delta_g, sn, floor, units, mean, sd, a_r, k_r, c_r, top, logv, logb, keep,
+                                 cfg.add2_fit_top, always)
         mass, best = pairs
         extra_mass.append(mass)
         for r, b, mu_, s_, lp_ in best:
@@ -228,11 +232,23 @@ def _pick(lp: np.ndarray, keep: int, dense_pos: np.ndarray | None = None) -> np.
     return best[np.isfinite(lp[best])]
 
 
-def _pairs_dense(delta_g, sn, floor, units, mean, sd, a_r, k_r, c_r, top, logv, logb, keep):
-    """Every (A, k) x B pair: (log of their total mass, the best `keep` as (row, B, mu, sd, lp))."""
+def _pairs_dense(delta_g, sn, floor, units, mean, sd, a_r, k_r, c_r, top, logv, logb, keep, cap=0, always=None):
+    """Every (A, k) x B pair: (log of their total mass, the best `keep` as (row, B, mu, sd, lp)).
+    `cap` (add2_fit_top): per row only the `cap` best |z| B (ties to the lowest position) and
+    the `always` SKUs (camera- or barcode-scored, the top set) have their weight looked at;
+    every other pair's likelihood is the floor."""
     mu = k_r[:, None] * mean[a_r][:, None] + mean[units][None, :]
     s = np.sqrt(k_r[:, None] * sd[a_r][:, None] ** 2 + sd[units][None, :] ** 2 + sn * sn)
     ll = np.maximum(_logpdf(delta_g, mu, s), floor)
+    if cap:
+        kept = np.isin(units, always)
+        az = np.where(kept[None, :], np.inf, np.abs((delta_g - mu) / s))
+        if cap < az.shape[1]:     # per row the cap smallest |z|, ties to the lowest position
+            kth = np.partition(az, cap - 1, axis=1)[:, cap - 1:cap]
+            named = az < kth
+            tie = az == kth
+            named |= tie & (np.cumsum(tie, axis=1) <= cap - named.sum(axis=1, keepdims=True))
+            ll = np.where(named | kept[None, :], ll, floor)
     lp = (c_r[:, None] + logv[units][None, :] + np.maximum(logb[a_r][:, None], logb[units][None, :]) + ll)
     # A == B is a k+1 units hypothesis; {A, B} both in the top set with k=1: count the pair once
     in_top = np.isin(units, top)
@@ -258,15 +274,20 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
     sw = WeightIndex.of(cat, book)
     var_a = k_r * sd[a_r] ** 2 + sn2
     zb = z_bound(floor, math.sqrt(book.min_sd(units) ** 2 + float(var_a.min())))
-    lo, hi = sw.windows(delta_g, -(k_r * mean[a_r]), var_a, sd, zb)
-    rows, cols = sw.pairs(lo, hi, n)
     spec = special_units(vision, cat, barcode_factor(vision, cat, cfg)[1])
-    # always scored: the special SKUs and the pairs the dense block excludes (kept at -inf)
     R = len(a_r)
-    extra = np.unique(np.concatenate((spec, top, sw.moved)))     # moved: not in the windows
-    er, ec = np.repeat(np.arange(R), len(extra)), np.tile(extra, R)
-    out = sw.outside(lo, hi, er, ec)
-    er, ec = er[out], ec[out]
+    kept = None
+    if cfg.add2_fit_top:      # per row the add2_fit_top best |z| B by weight; the rest at the floor
+        rows, cols, er, ec, kept, extra = _cap_rows(delta_g, sn2, cat, book, zb, spec, top, a_r, k_r,
+                                                    cfg.add2_fit_top)
+    else:
+        lo, hi = sw.windows(delta_g, -(k_r * mean[a_r]), var_a, sd, zb)
+        rows, cols = sw.pairs(lo, hi, n)
+        # always scored: the special SKUs and the pairs the dense block excludes (kept at -inf)
+        extra = np.unique(np.concatenate((spec, top, sw.moved)))     # moved: not in the windows
+        er, ec = np.repeat(np.arange(R), len(extra)), np.tile(extra, R)
+        out = sw.outside(lo, hi, er, ec)
+        er, ec = er[out], ec[out]
     # the rest of each row sits at the floor with the base factors (any packaged SKU not
     # special, not in the top set): all tied. Its first `keep` in catalogue order are scored
     # too, so whatever the dense block would pick among those ties is here.
@@ -278,7 +299,10 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
         return None
     first = base[: keep + 64]
     fr, fc = np.repeat(np.arange(R), len(first)), np.tile(first, R)
-    fo = sw.outside(lo, hi, fr, fc).reshape(R, len(first))
+    if kept is None:
+        fo = sw.outside(lo, hi, fr, fc).reshape(R, len(first))
+    else:
+        fo = ~np.isin(fr * n + fc, kept).reshape(R, len(first))
     take = fo & (np.cumsum(fo, axis=1) <= keep)
     n_taken = take.sum(axis=1)
     n_in_row = np.bincount(rows, minlength=R) + np.bincount(er, minlength=R) + n_taken
@@ -303,6 +327,8 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
     zz -= np.log(s, out=ll)
     zz -= _LOG_SQRT_2PI
     np.maximum(zz, floor, out=zz)
+    if kept is not None:        # the rest's first SKUs may be capped-out window pairs: at the floor
+        zz[len(zz) - int(take.sum()):] = floor
     lp = c_r[rows]
     lp += logv[cols]
     if logb.flags.writeable:        # a barcode was read (else logb is the flat zeros: adds nothing)
@@ -328,6 +354,18 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
     with np.errstate(divide="ignore"):
         mass = np.logaddexp(_logsumexp(lp), _logsumexp(lp_h + np.log(n_h)))
     return float(mass), [(int(rows[j]), int(cols[j]), float(mu[j]), float(s[j]), float(lp[j])) for j in best]
+
+
+def _cap_rows(delta_g, sn2, cat, book, zb, spec, top, a_r, k_r, cap):
+    """add2_fit_top: per row the `cap` pairs of smallest |z| <= zb (ties to the lowest unit
+    position), found by swaps.weight_fit_pairs' narrowed windows (not every window pair), not
+    the always-scored SKUs (camera- or barcode-scored, the top set), which come back whole as
+    (er, ec). Also the kept pairs' keys (row x n + B, sorted) and the always-scored SKUs."""
+    n, R = cat.n, len(a_r)
+    always = np.union1d(spec, top)
+    rows, cols = weight_fit_pairs(delta_g, a_r, always, cat, book, sn2, zb, cap, add_k=k_r)
+    er, ec = np.repeat(np.arange(R), len(always)), np.tile(always, R)
+    return rows, cols, er, ec, np.sort(rows * n + cols), always
 
 
 def _h(kind, skus, target, mu, s, delta_g, sku, k) -> dict:

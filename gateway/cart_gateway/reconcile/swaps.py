@@ -80,18 +80,25 @@ def swap_fit_bound(floor: float, book, units: np.ndarray, a_i: np.ndarray, sn2: 
 
 
 def weight_fit_pairs(delta: float, a_i: np.ndarray, cand: np.ndarray, cat: CatalogueIndex, book, sn2: float,
-                     zb: float, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+                     zb: float, top_k: int, add_k: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per row (a line, a_i), the `top_k` swap pairs (row, packaged catalogue index b) with the
     smallest |z| = |delta - (mean_b - mean_a)| / sqrt(sd_b^2 + sd_a^2 + sn2) <= zb, b != a, b no
     candidate; ties to the lowest catalogue index. The weight index's windows (supersets) give
     the pairs to test, plus its `moved` SKUs. A line whose window at zb holds many more pairs
     than top_k (thousands at 30,000 SKUs) is first searched within the narrowest bound zb / 2^j
     whose windows hold twice the pairs needed; if fewer than top_k fit there, within one 4x
-    wider, up to zb: the cost is lines x a few top_k, not lines x window."""
+    wider, up to zb: the cost is lines x a few top_k, not lines x window.
+
+    `add_k` (multi.py's add2_fit_top): rows are k units of A (a_i) in with one B, |z| = |delta -
+    (k mean_a + mean_b)| / sqrt(k sd_a^2 + sd_b^2 + sn2); B == A is left to `cand`."""
     mean, sd = book.mean, book.sd
     wi = WeightIndex.of(cat, book)
-    var_a = sd[a_i] ** 2 + sn2
-    m_a = mean[a_i]
+    if add_k is None:
+        var_a = sd[a_i] ** 2 + sn2
+        m_a = mean[a_i]
+    else:
+        var_a = add_k * sd[a_i] ** 2 + sn2
+        m_a = -(add_k * mean[a_i])
     not_cand = np.ones(cat.n, dtype=bool)
     not_cand[cand] = False
     # per line, the narrowest of the bounds zb / 2^j whose windows (counted by binary search,
@@ -119,8 +126,13 @@ def weight_fit_pairs(delta: float, a_i: np.ndarray, cand: np.ndarray, cat: Catal
             out = wi.outside(lo, hi, er, ec)
             rows, cols = np.concatenate((rows, er[out])), np.concatenate((cols, ec[out]))
         ra = a_i[ix[rows]]
-        az = np.abs((delta - (mean[cols] - mean[ra])) / np.sqrt(sd[cols] ** 2 + sd[ra] ** 2 + sn2))
-        keep = (az <= bound[rows]) & (cols != ra) & not_cand[cols]
+        if add_k is None:
+            az = np.abs((delta - (mean[cols] - mean[ra])) / np.sqrt(sd[cols] ** 2 + sd[ra] ** 2 + sn2))
+            keep = (az <= bound[rows]) & (cols != ra) & not_cand[cols]
+        else:
+            kr = add_k[ix[rows]]
+            az = np.abs((delta - (kr * mean[ra] + mean[cols])) / np.sqrt(kr * sd[ra] ** 2 + sd[cols] ** 2 + sn2))
+            keep = (az <= bound[rows]) & not_cand[cols]
         return ix[rows[keep]], cols[keep], az[keep]
 
     rows, cols, az = eligible(np.arange(len(a_i)), zl, at_zb)
