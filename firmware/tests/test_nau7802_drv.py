@@ -18,6 +18,11 @@ DRV = FW / "hal" / "esp32" / "nau7802_drv.py"
 CHIP = FW / "hal" / "sim" / "nau7802_chip.py"
 
 # A fake millisecond clock and a sample source shared by the scripts.
+# The scale board's heap budget plus the bytecode the unix port keeps in the heap (a device freezes it
+# into flash): boards/sim-scale/board.json heap_budget + code_in_heap, as a virtual board runs.
+_BOARD = json.loads((ROOT / "boards" / "sim-scale" / "board.json").read_text())
+SCALE_HEAP = _BOARD["heap_budget"] + _BOARD["code_in_heap"]
+
 PRELUDE = """
 import json
 from nau7802_drv import NAU7802, to_signed24
@@ -231,7 +236,7 @@ def nau(src):
 a = run(SimHX711)
 b = run(nau)
 print(json.dumps({"hx": a, "nau": b}))
-""", _stage(tmp_path), heap="96k")
+""", _stage(tmp_path), heap=str(SCALE_HEAP))
     d = json.loads(out)
     assert d["hx"] == d["nau"]
     # a removal goes out provisional first (§6.1 `prov`), then final: count the finals
