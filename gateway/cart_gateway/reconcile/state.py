@@ -99,6 +99,7 @@ class Movement:
     merged_useqs: list[int] = field(default_factory=list)
     reasked: str | None = None
     tap_followup: bool = False     # a tap that named part of the movement was asked about once more (taps.py)
+    scan_for_slips: bool = False   # a pick asked as a scan: a slip between its pictures would pass (decide.py)
     effect: dict = field(default_factory=dict)
     applied: dict | None = None
 
