@@ -14,9 +14,9 @@ def _settle(board, since, timeout=15.0):   # generous: virtual boards on a loade
 
 
 def _retry(fn, what, timeout=30.0):
-    # tare/calibrate refuse while the load is still moving: try until settled. From the
-    # template's scale (22.5 counts/g against the cell's 86) the settle band is ~4x tighter in
-    # real grams, so a loaded machine's late samples kept one run "settling" for over 15 s
+    # tare/calibrate refuse while the load is still moving: try until it is steady. (From
+    # the template's 22.5 counts/g the detector itself may not settle for a minute; the
+    # commands then average a second of conversions: docs/scale.md "Commands".)
     deadline = time.monotonic() + timeout
     while True:
         try:

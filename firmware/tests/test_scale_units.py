@@ -221,6 +221,7 @@ FW_FILES = {
     "firmware/lib/cartfw/scale/settle.py": None,
     "firmware/lib/cartfw/scale/pipeline.py": None,
     "firmware/lib/cartfw/scale/loop.py": None,
+    "firmware/lib/cartfw/scale/measure.py": None,
 }
 
 

@@ -5,12 +5,17 @@
 # and optional rt.cfg["app"]["scale"] {pipeline params, see PARAMS} plus
 # rt.cfg["app"]["hx711"] (driver pins, passed to rt.hal.hx711).
 import asyncio
+import time
 from cartfw.scale.pipeline import ScalePipeline
 from cartfw.scale.loop import ScaleLoop
 
 # Poll a little faster than the 12.5 ms conversion period, so a conversion
 # waits at most ~5 ms and the FIFO (RP2040) or link never backs up.
 POLL_MS = 5
+# tare / calibrate on a load the detector has not settled: average this
+# many conversions (1 s at 80 SPS), waiting at most MEASURE_WAIT_MS for them.
+MEASURE_N = 80
+MEASURE_WAIT_MS = 5000
 
 
 def build(cfg, driver, emit):
@@ -22,12 +27,40 @@ def build(cfg, driver, emit):
     return ScaleLoop(driver, pipe, emit)
 
 
-def tare(pipe, save):
+async def measured_level(pipe, n=MEASURE_N, wait_ms=MEASURE_WAIT_MS):
+    """None when the detector is settled (the command uses its level), else
+    the mean of n conversions of a steady load (scale/measure.py): the
+    detector's thresholds are grams through a calibration that may be the
+    template's, far from the cell's, and then it may not settle for long.
+    ValueError when the load moves, no conversions come, or another
+    command is measuring."""
+    if pipe.settled:
+        return None
+    m = pipe.meter
+    if m.active:
+        raise ValueError("busy: another tare or calibrate is measuring")
+    m.start(n)
+    t0 = time.ticks_ms()
+    try:
+        while not m.ready:
+            if pipe.settled:
+                return None
+            if time.ticks_diff(time.ticks_ms(), t0) > wait_ms:
+                raise ValueError("load not settled (%d of %d conversions in %d ms)"
+                                 % (m.k, n, wait_ms))
+            await asyncio.sleep_ms(20)
+        return m.level()
+    finally:
+        m.stop()
+
+
+async def tare(pipe, save):
     """Tare the running pipeline and persist it (config calibration.offset,
     through the validated atomic write). If the write fails the pipeline
     keeps its old tare and the command reports the error."""
+    level = await measured_level(pipe)
     old = pipe.offset
-    off = pipe.tare()
+    off = pipe.tare(level)
     try:
         save({"calibration.offset": off})
     except Exception:
@@ -36,10 +69,13 @@ def tare(pipe, save):
     return {"offset": off}
 
 
-def calibrate(pipe, save, known_g):
+async def calibrate(pipe, save, known_g):
     """As tare, for counts per gram (calibration.scale)."""
+    if isinstance(known_g, bool) or not isinstance(known_g, (int, float)) or not known_g > 0:
+        raise ValueError("known_g must be a number > 0")   # before a second's wait
+    level = await measured_level(pipe)
     old = pipe.cpg
-    cpg = pipe.calibrate(known_g)
+    cpg = pipe.calibrate(known_g, level)
     try:
         save({"calibration.scale": cpg})
     except Exception:

@@ -10,6 +10,7 @@ except ImportError:
     const = lambda x: x  # noqa: E731
 from cartfw.scale.spike import is_glitch, Median5
 from cartfw.scale import settle as _s
+from cartfw.scale.measure import LevelMeter
 
 # The raw value feeds the tremor measure unless it is this far from the
 # median: a flipped bit 16 or higher (2^16 counts and more); a hand's tremor
@@ -104,6 +105,8 @@ class ScalePipeline:
         self._prov_up = False       # its change went up (counts)
         self._prov_f = None         # its fields, for the final's window
         self._queued = None         # an event to return at the next quiet sample
+        # tare / calibrate on a load the detector has not settled (measure.py)
+        self.meter = LevelMeter()
         self.set_scale(counts_per_g)
 
     def set_scale(self, counts_per_g):
@@ -175,20 +178,31 @@ class ScalePipeline:
         return self.grams(self.det.level)
 
     # -- commands (protocol §9) ---------------------------------------
-    def tare(self):
-        """Zero at the settled level; ValueError when not settled."""
+    @property
+    def settled(self):
+        return self.det.state == _s.SETTLED
+
+    def _command_level(self, what, level):
+        # The level a command works from: the one given (a LevelMeter's),
+        # else the detector's, which must be settled.
+        if level is not None:
+            return int(level)
         if self.det.state != _s.SETTLED:
-            raise ValueError("tare: load not settled (%s)" % self.state)
-        self.offset = self.det.level
+            raise ValueError("%s: load not settled (%s)" % (what, self.state))
+        return self.det.level
+
+    def tare(self, level=None):
+        """Zero at the settled level (or `level`, counts); ValueError when
+        not settled."""
+        self.offset = self._command_level("tare", level)
         return self.offset
 
-    def calibrate(self, known_g):
-        """counts/gram from a known weight on the settled scale."""
+    def calibrate(self, known_g, level=None):
+        """counts/gram from a known weight on the settled scale (or at
+        `level`, counts)."""
         if isinstance(known_g, bool) or not isinstance(known_g, (int, float)) or not known_g > 0:
             raise ValueError("calibrate: known_g must be a number > 0")
-        if self.det.state != _s.SETTLED:
-            raise ValueError("calibrate: load not settled (%s)" % self.state)
-        span = self.det.level - self.offset
+        span = self._command_level("calibrate", level) - self.offset
         if span == 0:
             raise ValueError("calibrate: no load above the tare")
         self.set_scale(span / known_g)
@@ -209,7 +223,10 @@ class ScalePipeline:
         # The raw value for the tremor measure, unless the median calls it
         # a spike (further off than the trigger): then the median.
         d = raw - m
-        r = det.push(m, raw if -_SPIKE <= d <= _SPIKE else m)
+        x = raw if -_SPIKE <= d <= _SPIKE else m
+        if self.meter.n:
+            self.meter.push(x)
+        r = det.push(m, x)
         if r == _s.NONE:
             q = self._queued     # an event held back one sample (see BEGIN)
             if q is not None:
