@@ -194,7 +194,7 @@ def hidden_weight(a_i: np.ndarray, cand: np.ndarray, cat: CatalogueIndex, vis: n
     out of the sum. O(lines + SKUs + fit pairs)."""
     units = cat.units
     n_hid = float(len(units) - len(cand))
-    a_hid = (cat.unit_pos[a_i] >= 0) & ~_member(a_i, cand)      # a is itself a hidden b: no pair with itself
+    a_hid = (cat.unit_pos[a_i] >= 0) & ~member_sorted(a_i, cand)      # a is itself a hidden b: no pair with itself
     if vis is None:
         w = u * (n_hid - a_hid)
     else:
@@ -210,7 +210,7 @@ def hidden_weight(a_i: np.ndarray, cand: np.ndarray, cat: CatalogueIndex, vis: n
     return float(np.sum(w))
 
 
-def _member(x: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+def member_sorted(x: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     """np.isin(x, sorted_set) for a small sorted set, by binary search (np.isin sorts both)."""
     if not len(sorted_set):
         return np.zeros(len(x), dtype=bool)
