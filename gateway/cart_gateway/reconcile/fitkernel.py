@@ -7,7 +7,8 @@ outward from the row's centre and stops a direction once the window bound itself
 band's largest sd now, plus the drift since the sort, as WeightIndex.windows uses) says no
 later SKU can beat the row's k-th best: the same pairs, a few top_k SKUs looked at per row.
 |z| is computed with the same floating-point operations as the numpy version, so the pairs
-kept (ties included) are the same; only their order differs (callers do not depend on it).
+kept (ties included) are the same, and both give them in the same order (by row, then
+catalogue index): the sums downstream are the same to the bit whichever search ran.
 
 Numba compiles on first use (cached next to this file); without numba, or with
 CART_FIT_KERNEL=0, weight_fit_pairs keeps its numpy path (the comparison test's reference).
@@ -15,6 +16,7 @@ CART_FIT_KERNEL=0, weight_fit_pairs keeps its numpy path (the comparison test's 
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -42,21 +44,38 @@ def _kernel():
     return _KERNEL
 
 
+_READY = threading.Event()      # compiled (or loaded from the cache): callers may use it
+
+
 def warm() -> bool:
-    """Compile (or load from the cache) before the first weight event needs it: the gateway
-    calls this at start, so no shopper's event waits for the compiler. False: no kernel."""
+    """Compile (or load from the cache) now. False: no kernel (numba missing or disabled)."""
     k = _kernel()
     if k is False:
         return False
+    if _READY.is_set():
+        return True
     i1, f1 = np.zeros(1, dtype=np.int64), np.zeros(1)
     k(0.0, i1, i1, False, np.ones(1, dtype=np.bool_), i1, f1, i1, np.ones(1, dtype=np.int64), np.ones(1), 0.0,
       np.zeros(1, dtype=np.bool_), np.zeros(0, dtype=np.int64), f1, np.ones(1), i1, 1.0, 8.0, 1)
+    _READY.set()
     return True
+
+
+def warm_in_background() -> None:
+    """The gateway's start: compile off the core thread (~2 CPU-s from the cache, ~6 cold), so
+    start-up does not wait; until it is ready weight_fit_pairs runs its numpy search, which
+    gives the same pairs in the same order."""
+    if _kernel() is not False and not _READY.is_set():
+        threading.Thread(target=warm, name="fit-kernel-warm", daemon=True).start()
+
+
+def ready() -> bool:
+    return _READY.is_set()
 
 
 def best_fits(delta: float, a_i: np.ndarray, add_k: np.ndarray | None, not_cand: np.ndarray, wi, mean: np.ndarray,
               sd: np.ndarray, unit_pos: np.ndarray, sn2: float, zb: float, top_k: int):
-    """(rows, cols) as weight_fit_pairs returns them (any order)."""
+    """(rows, cols) as weight_fit_pairs returns them (by row, then catalogue index)."""
     k = _kernel()
     L = len(a_i)
     is_add = add_k is not None
@@ -113,6 +132,13 @@ def _best_fits(delta, a_i, add_k, is_add, not_cand, perm, mean_built, band_start
         for j in range(moved_ix.shape[0]):
             cnt = _offer(moved_ix[j], a, kr, is_add, delta, mean, sd, sn2, zb, not_cand, unit_pos,
                          baz, bcol, bup, cnt, top_k)
+        for j in range(1, cnt):        # the row's SKUs in catalogue order (the order the caller sums in)
+            c = bcol[j]
+            i = j
+            while i > 0 and bcol[i - 1] > c:
+                bcol[i] = bcol[i - 1]
+                i -= 1
+            bcol[i] = c
         for j in range(cnt):
             out_r[n_out] = r
             out_c[n_out] = bcol[j]

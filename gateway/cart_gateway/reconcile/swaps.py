@@ -104,7 +104,7 @@ def weight_fit_pairs(delta: float, a_i: np.ndarray, cand: np.ndarray, cat: Catal
         m_a = -(add_k * mean[a_i])
     not_cand = np.ones(cat.n, dtype=bool)
     not_cand[cand] = False
-    if kernel and fitkernel.available():     # the same pairs from one compiled loop (fitkernel.py)
+    if kernel and fitkernel.ready():     # the same pairs, same order, from one compiled loop (fitkernel.py)
         return fitkernel.best_fits(delta, a_i, add_k, not_cand, wi, mean, sd, cat.unit_pos, sn2, zb, top_k)
     # per line, the narrowest of the bounds zb / 2^j whose windows (counted by binary search,
     # no pair enumerated) hold twice the pairs needed
@@ -150,7 +150,9 @@ def weight_fit_pairs(delta: float, a_i: np.ndarray, cand: np.ndarray, cat: Catal
         r2, c2, z2 = eligible(again, zl[again])
         k = ~short[rows]
         rows, cols, az = np.concatenate((rows[k], r2)), np.concatenate((cols[k], c2)), np.concatenate((az[k], z2))
-    return best_per_row(rows, cols, az, cat.unit_pos, top_k, len(a_i))
+    rows, cols = best_per_row(rows, cols, az, cat.unit_pos, top_k, len(a_i))
+    o = np.lexsort((cols, rows))        # by row, then catalogue index: the kernel's order
+    return rows[o], cols[o]
 
 
 def best_per_row(rows: np.ndarray, cols: np.ndarray, az: np.ndarray, unit_pos: np.ndarray, k: int,

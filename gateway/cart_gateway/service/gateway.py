@@ -58,7 +58,7 @@ class Gateway(BoardInputs, FramesAndBursts, Retention, ShopperAndStaff, Effects)
         self.metrics = metrics or Metrics()
         self.catalogue = catalogue or Catalogue.load(catalogue_path(cfg))   # rolled out, else configured
         self.index = CatalogueIndex(self.catalogue)
-        fitkernel.warm()            # the compiled weight-fit search, before the first event needs it
+        fitkernel.warm_in_background()      # the compiled weight-fit search (numpy until it is ready)
         rc = cfg.reconcile
         self.book = WeightBook.for_catalogue(self.catalogue, rc.learn_prior_strength, rc.min_sd_g)
         saved = self.store.load_book()
