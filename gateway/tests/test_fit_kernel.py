@@ -93,3 +93,17 @@ def test_ties_go_to_the_lowest_unit_position():
         args = (delta, np.array([a]), np.zeros(0, dtype=np.int64), cat, book, 0.64, zb, k)
         assert _pairs(*weight_fit_pairs(*args, kernel=True)) == _pairs(*weight_fit_pairs(*args, kernel=False))
     del rnd
+
+
+def test_the_background_warm_makes_the_kernel_ready():
+    """Gateway start compiles in a thread; weight_fit_pairs switches to the kernel once ready
+    (either search gives the same pairs in the same order, so the switch changes nothing)."""
+    fitkernel.warm_in_background()          # already warm here: returns without a thread
+    fitkernel._READY.clear()
+    try:
+        assert not fitkernel.ready()
+        fitkernel.warm_in_background()
+        assert fitkernel._READY.wait(timeout=120)
+    finally:
+        fitkernel.warm()
+    assert fitkernel.ready()
