@@ -45,6 +45,8 @@ def _kernel():
 
 
 _READY = threading.Event()      # compiled (or loaded from the cache): callers may use it
+_WARM_LOCK = threading.Lock()
+_WARMING = False                # a warm_in_background thread was started
 
 
 def warm() -> bool:
@@ -65,8 +67,12 @@ def warm_in_background() -> None:
     """The gateway's start: compile off the core thread (~2 CPU-s from the cache, ~6 cold), so
     start-up does not wait; until it is ready weight_fit_pairs runs its numpy search, which
     gives the same pairs in the same order."""
-    if _kernel() is not False and not _READY.is_set():
-        threading.Thread(target=warm, name="fit-kernel-warm", daemon=True).start()
+    global _WARMING
+    with _WARM_LOCK:            # many gateways in one process (tests): one compile thread
+        if _WARMING or _kernel() is False or _READY.is_set():
+            return
+        _WARMING = True
+    threading.Thread(target=warm, name="fit-kernel-warm", daemon=True).start()
 
 
 def ready() -> bool:
