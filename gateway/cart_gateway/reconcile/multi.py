@@ -28,7 +28,7 @@ from .config import ReconcileConfig
 from .factors import barcode_factor, family_smoothed, log_vision, vision_derived, vision_factors  # noqa: F401 (family_smoothed: decide, answers)
 from .inputs import VisionSummary
 from .scoring import score
-from .swaps import weight_fit_pairs
+from .swaps import member_sorted, weight_fit_pairs
 from .weightindex import WeightIndex, special_units, top_with_ties, z_bound
 from .weightbook import WeightBook
 
@@ -302,7 +302,7 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
     if kept is None:
         fo = sw.outside(lo, hi, fr, fc).reshape(R, len(first))
     else:
-        fo = ~np.isin(fr * n + fc, kept).reshape(R, len(first))
+        fo = ~member_sorted(fr * n + fc, kept).reshape(R, len(first))     # kept is sorted: binary search
     take = fo & (np.cumsum(fo, axis=1) <= keep)
     n_taken = take.sum(axis=1)
     n_in_row = np.bincount(rows, minlength=R) + np.bincount(er, minlength=R) + n_taken

@@ -27,6 +27,7 @@ import math
 
 import numpy as np
 
+from . import fitkernel
 from .catindex import LOG_SQRT_2PI, CatalogueIndex
 from .factors import vision_derived
 from .inputs import VisionSummary
@@ -80,7 +81,8 @@ def swap_fit_bound(floor: float, book, units: np.ndarray, a_i: np.ndarray, sn2: 
 
 
 def weight_fit_pairs(delta: float, a_i: np.ndarray, cand: np.ndarray, cat: CatalogueIndex, book, sn2: float,
-                     zb: float, top_k: int, add_k: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     zb: float, top_k: int, add_k: np.ndarray | None = None,
+                     kernel: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Per row (a line, a_i), the `top_k` swap pairs (row, packaged catalogue index b) with the
     smallest |z| = |delta - (mean_b - mean_a)| / sqrt(sd_b^2 + sd_a^2 + sn2) <= zb, b != a, b no
     candidate; ties to the lowest catalogue index. The weight index's windows (supersets) give
@@ -90,7 +92,8 @@ def weight_fit_pairs(delta: float, a_i: np.ndarray, cand: np.ndarray, cat: Catal
     wider, up to zb: the cost is lines x a few top_k, not lines x window.
 
     `add_k` (multi.py's add2_fit_top): rows are k units of A (a_i) in with one B, |z| = |delta -
-    (k mean_a + mean_b)| / sqrt(k sd_a^2 + sd_b^2 + sn2); B == A is left to `cand`."""
+    (k mean_a + mean_b)| / sqrt(k sd_a^2 + sd_b^2 + sn2); B == A is left to `cand`.
+    `kernel=False`: the numpy search below even when the compiled one (fitkernel.py) is there."""
     mean, sd = book.mean, book.sd
     wi = WeightIndex.of(cat, book)
     if add_k is None:
@@ -101,6 +104,8 @@ def weight_fit_pairs(delta: float, a_i: np.ndarray, cand: np.ndarray, cat: Catal
         m_a = -(add_k * mean[a_i])
     not_cand = np.ones(cat.n, dtype=bool)
     not_cand[cand] = False
+    if kernel and fitkernel.ready():     # the same pairs, same order, from one compiled loop (fitkernel.py)
+        return fitkernel.best_fits(delta, a_i, add_k, not_cand, wi, mean, sd, cat.unit_pos, sn2, zb, top_k)
     # per line, the narrowest of the bounds zb / 2^j whose windows (counted by binary search,
     # no pair enumerated) hold twice the pairs needed
     need = 2 * (top_k + 1 + len(cand))
@@ -145,7 +150,9 @@ def weight_fit_pairs(delta: float, a_i: np.ndarray, cand: np.ndarray, cat: Catal
         r2, c2, z2 = eligible(again, zl[again])
         k = ~short[rows]
         rows, cols, az = np.concatenate((rows[k], r2)), np.concatenate((cols[k], c2)), np.concatenate((az[k], z2))
-    return best_per_row(rows, cols, az, cat.unit_pos, top_k, len(a_i))
+    rows, cols = best_per_row(rows, cols, az, cat.unit_pos, top_k, len(a_i))
+    o = np.lexsort((cols, rows))        # by row, then catalogue index: the kernel's order
+    return rows[o], cols[o]
 
 
 def best_per_row(rows: np.ndarray, cols: np.ndarray, az: np.ndarray, unit_pos: np.ndarray, k: int,
@@ -189,7 +196,7 @@ def hidden_weight(a_i: np.ndarray, cand: np.ndarray, cat: CatalogueIndex, vis: n
     out of the sum. O(lines + SKUs + fit pairs)."""
     units = cat.units
     n_hid = float(len(units) - len(cand))
-    a_hid = (cat.unit_pos[a_i] >= 0) & ~_member(a_i, cand)      # a is itself a hidden b: no pair with itself
+    a_hid = (cat.unit_pos[a_i] >= 0) & ~member_sorted(a_i, cand)      # a is itself a hidden b: no pair with itself
     if vis is None:
         w = u * (n_hid - a_hid)
     else:
@@ -205,7 +212,7 @@ def hidden_weight(a_i: np.ndarray, cand: np.ndarray, cat: CatalogueIndex, vis: n
     return float(np.sum(w))
 
 
-def _member(x: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+def member_sorted(x: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     """np.isin(x, sorted_set) for a small sorted set, by binary search (np.isin sorts both)."""
     if not len(sorted_set):
         return np.zeros(len(x), dtype=bool)

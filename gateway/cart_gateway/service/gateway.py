@@ -18,6 +18,7 @@ from ..frames import Assemblies, FrameFiles, frame_id
 from ..logs import event
 from ..metrics import Metrics
 from ..reconcile import CartReconciler, CatalogueIndex, ReconcileError, Vision, WeightBook
+from ..reconcile import fitkernel
 from ..reconcile.produce import produce_book_for
 from ..rollout import catalogue_path
 from ..store import Store
@@ -57,6 +58,7 @@ class Gateway(BoardInputs, FramesAndBursts, Retention, ShopperAndStaff, Effects)
         self.metrics = metrics or Metrics()
         self.catalogue = catalogue or Catalogue.load(catalogue_path(cfg))   # rolled out, else configured
         self.index = CatalogueIndex(self.catalogue)
+        fitkernel.warm_in_background()      # the compiled weight-fit search (numpy until it is ready)
         rc = cfg.reconcile
         self.book = WeightBook.for_catalogue(self.catalogue, rc.learn_prior_strength, rc.min_sd_g)
         saved = self.store.load_book()

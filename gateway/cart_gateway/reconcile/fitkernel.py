@@ -1,0 +1,183 @@
+"""swaps.weight_fit_pairs' search as one compiled loop (numba): per row, the `top_k` SKUs b
+of smallest |z| <= zb, ties to the lowest unit position.
+
+The numpy version enumerates every pair in a row's window (narrowed first, then widened)
+and partitions them: ~20 array passes per call. Here each row walks its band's sorted means
+outward from the row's centre and stops a direction once the window bound itself (the
+band's largest sd now, plus the drift since the sort, as WeightIndex.windows uses) says no
+later SKU can beat the row's k-th best: the same pairs, a few top_k SKUs looked at per row.
+|z| is computed with the same floating-point operations as the numpy version, so the pairs
+kept (ties included) are the same, and both give them in the same order (by row, then
+catalogue index): the sums downstream are the same to the bit whichever search ran.
+
+Numba compiles on first use (cached next to this file); without numba, or with
+CART_FIT_KERNEL=0, weight_fit_pairs keeps its numpy path (the comparison test's reference).
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+_KERNEL = None          # the compiled function, False when numba is not there / disabled
+
+
+def available() -> bool:
+    return _kernel() is not False
+
+
+def _kernel():
+    global _KERNEL
+    if _KERNEL is None:
+        if os.environ.get("CART_FIT_KERNEL", "1") == "0":
+            _KERNEL = False
+        else:
+            try:
+                import numba
+            except ImportError:
+                _KERNEL = False
+            else:
+                # _best_fits calls _offer by its global name: the compiled one must be there first
+                globals()["_offer"] = numba.njit(cache=True, nogil=True)(_offer_py)
+                _KERNEL = numba.njit(cache=True, nogil=True)(_best_fits)
+    return _KERNEL
+
+
+_READY = threading.Event()      # compiled (or loaded from the cache): callers may use it
+_WARM_LOCK = threading.Lock()
+_WARMING = False                # a warm_in_background thread was started
+
+
+def warm() -> bool:
+    """Compile (or load from the cache) now. False: no kernel (numba missing or disabled)."""
+    k = _kernel()
+    if k is False:
+        return False
+    if _READY.is_set():
+        return True
+    i1, f1 = np.zeros(1, dtype=np.int64), np.zeros(1)
+    k(0.0, i1, i1, False, np.ones(1, dtype=np.bool_), i1, f1, i1, np.ones(1, dtype=np.int64), np.ones(1), 0.0,
+      np.zeros(1, dtype=np.bool_), np.zeros(0, dtype=np.int64), f1, np.ones(1), i1, 1.0, 8.0, 1)
+    _READY.set()
+    return True
+
+
+def warm_in_background() -> None:
+    """The gateway's start: compile off the core thread (~2 CPU-s from the cache, ~6 cold), so
+    start-up does not wait; until it is ready weight_fit_pairs runs its numpy search, which
+    gives the same pairs in the same order."""
+    global _WARMING
+    with _WARM_LOCK:            # many gateways in one process (tests): one compile thread
+        if _WARMING or _kernel() is False or _READY.is_set():
+            return
+        _WARMING = True
+    threading.Thread(target=warm, name="fit-kernel-warm", daemon=True).start()
+
+
+def ready() -> bool:
+    return _READY.is_set()
+
+
+def best_fits(delta: float, a_i: np.ndarray, add_k: np.ndarray | None, not_cand: np.ndarray, wi, mean: np.ndarray,
+              sd: np.ndarray, unit_pos: np.ndarray, sn2: float, zb: float, top_k: int):
+    """(rows, cols) as weight_fit_pairs returns them (by row, then catalogue index)."""
+    k = _kernel()
+    L = len(a_i)
+    is_add = add_k is not None
+    kk = np.asarray(add_k, dtype=np.int64) if is_add else np.zeros(L, dtype=np.int64)
+    band_ends = np.append(wi.band_starts[1:], len(wi.perm)).astype(np.int64)
+    moved = np.zeros(len(mean), dtype=np.bool_)
+    moved[wi.moved] = True
+    return k(float(delta), np.asarray(a_i, dtype=np.int64), kk, is_add, not_cand, wi.perm, wi.mean_built,
+             wi.band_starts.astype(np.int64), band_ends, wi.sdmax2, float(wi.drift), moved,
+             np.asarray(wi.moved, dtype=np.int64), mean, sd, unit_pos, float(sn2), float(zb), int(top_k))
+
+
+def _best_fits(delta, a_i, add_k, is_add, not_cand, perm, mean_built, band_starts, band_ends, sdmax2, drift,
+               moved, moved_ix, mean, sd, unit_pos, sn2, zb, top_k):
+    L = a_i.shape[0]
+    out_r = np.empty(L * top_k, dtype=np.int64)
+    out_c = np.empty(L * top_k, dtype=np.int64)
+    n_out = 0
+    baz = np.empty(top_k)
+    bcol = np.empty(top_k, dtype=np.int64)
+    bup = np.empty(top_k, dtype=np.int64)
+    for r in range(L):
+        a = a_i[r]
+        if is_add:
+            kr = add_k[r]
+            m_a = -(kr * mean[a])
+            var_a = kr * sd[a] ** 2 + sn2
+        else:
+            kr = 0
+            m_a = mean[a]
+            var_a = sd[a] ** 2 + sn2
+        centre = delta + m_a
+        cnt = 0
+        for bnd in range(band_starts.shape[0]):
+            s0 = band_starts[bnd]
+            e0 = band_ends[bnd]
+            if s0 >= e0:
+                continue
+            scale = np.sqrt(sdmax2[bnd] + var_a)
+            p0 = s0 + np.searchsorted(mean_built[s0:e0], centre)
+            for direction in range(2):
+                p = p0 if direction == 0 else p0 - 1
+                while s0 <= p < e0:
+                    gap = mean_built[p] - centre if direction == 0 else centre - mean_built[p]
+                    lb = (gap - drift) / scale
+                    thr = zb if cnt < top_k else baz[top_k - 1]
+                    if lb > thr * (1.0 + 1e-9) + 1e-12:     # margin: rounding never drops a tie
+                        break
+                    b = perm[p]
+                    if not moved[b]:
+                        cnt = _offer(b, a, kr, is_add, delta, mean, sd, sn2, zb, not_cand, unit_pos,
+                                     baz, bcol, bup, cnt, top_k)
+                    p = p + 1 if direction == 0 else p - 1
+        for j in range(moved_ix.shape[0]):
+            cnt = _offer(moved_ix[j], a, kr, is_add, delta, mean, sd, sn2, zb, not_cand, unit_pos,
+                         baz, bcol, bup, cnt, top_k)
+        for j in range(1, cnt):        # the row's SKUs in catalogue order (the order the caller sums in)
+            c = bcol[j]
+            i = j
+            while i > 0 and bcol[i - 1] > c:
+                bcol[i] = bcol[i - 1]
+                i -= 1
+            bcol[i] = c
+        for j in range(cnt):
+            out_r[n_out] = r
+            out_c[n_out] = bcol[j]
+            n_out += 1
+    return out_r[:n_out], out_c[:n_out]
+
+
+def _offer_py(b, a, kr, is_add, delta, mean, sd, sn2, zb, not_cand, unit_pos, baz, bcol, bup, cnt, top_k):
+    """Insert b into the row's best list (sorted by |z|, then unit position) if it belongs."""
+    if not not_cand[b]:
+        return cnt
+    if is_add:
+        az = abs((delta - (kr * mean[a] + mean[b])) / np.sqrt(kr * sd[a] ** 2 + sd[b] ** 2 + sn2))
+    else:
+        if b == a:
+            return cnt
+        az = abs((delta - (mean[b] - mean[a])) / np.sqrt(sd[b] ** 2 + sd[a] ** 2 + sn2))
+    if not az <= zb:
+        return cnt
+    up = unit_pos[b]
+    if cnt == top_k and (az > baz[top_k - 1] or (az == baz[top_k - 1] and up > bup[top_k - 1])):
+        return cnt
+    i = cnt if cnt < top_k else top_k - 1
+    while i > 0 and (baz[i - 1] > az or (baz[i - 1] == az and bup[i - 1] > up)):
+        if i < top_k:
+            baz[i] = baz[i - 1]
+            bcol[i] = bcol[i - 1]
+            bup[i] = bup[i - 1]
+        i -= 1
+    baz[i] = az
+    bcol[i] = b
+    bup[i] = up
+    return cnt + 1 if cnt < top_k else cnt
+
+
+_offer = _offer_py      # replaced by its compiled version in _kernel()

@@ -1,0 +1,111 @@
+"""fitkernel.py: the compiled weight-fit search gives exactly the pairs of swaps.weight_fit_pairs'
+numpy search (the same set, ties included), for swaps and for add2 rows, on a fresh weight
+index and on one that learning has widened (drift) and given `moved` SKUs."""
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from cart_bench.synth import store_catalogue
+from cart_gateway.reconcile import CatalogueIndex, WeightBook, fitkernel
+from cart_gateway.reconcile.swaps import weight_fit_pairs
+from cart_gateway.reconcile.weightindex import WeightIndex, z_bound
+
+pytestmark = pytest.mark.skipif(not fitkernel.warm(), reason="numba not installed")
+
+STORE = store_catalogue(3000, seed=5)
+
+
+def _pairs(rows, cols) -> set:
+    return set(zip(rows.tolist(), cols.tolist()))
+
+
+def _check(cat, book, rnd: random.Random, add: bool, top_k: int) -> int:
+    units = cat.units
+    a_i = np.array(rnd.sample(units.tolist(), rnd.randint(1, 60)), dtype=np.int64)
+    cand = np.array(sorted(rnd.sample(units.tolist(), rnd.randint(0, 8))), dtype=np.int64)
+    a = int(rnd.choice(a_i.tolist()))
+    b = int(rnd.choice(units.tolist()))
+    sn2 = rnd.choice([0.8, 1.5, 3.0]) ** 2
+    if add:
+        add_k = np.array([rnd.randint(1, 3) for _ in a_i], dtype=np.int64)
+        delta = float(book.mean[a] * add_k[list(a_i).index(a)] + book.mean[b]) + rnd.uniform(-20, 20)
+    else:
+        add_k = None
+        delta = float(book.mean[b] - book.mean[a]) + rnd.uniform(-20, 20)
+    zb = z_bound(math.log(1e-12), math.sqrt(book.min_sd(units) ** 2 + sn2))
+    args = (delta, a_i, cand, cat, book, sn2, zb, top_k)
+    got = weight_fit_pairs(*args, add_k=add_k, kernel=True)
+    ref = weight_fit_pairs(*args, add_k=add_k, kernel=False)
+    assert _pairs(*got) == _pairs(*ref)
+    # the same order too (by row, then catalogue index): what is summed downstream is the same
+    assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
+    return len(ref[0])
+
+
+@pytest.mark.parametrize("add", [False, True])
+def test_kernel_gives_the_numpy_pairs(add):
+    rnd = random.Random(7 + add)
+    cat = CatalogueIndex(STORE)
+    book = WeightBook.for_catalogue(STORE)
+    found = sum(_check(cat, book, rnd, add, rnd.choice([1, 4, 16])) for _ in range(60))
+    assert found > 0
+
+
+@pytest.mark.parametrize("add", [False, True])
+def test_kernel_follows_learned_weights(add):
+    """Learning shifts some means a little (the windows widen by the drift) and a few far
+    (`moved`: outside the sorted windows): the kernel must still find them."""
+    rnd = random.Random(11 + add)
+    cat = CatalogueIndex(STORE)
+    book = WeightBook.for_catalogue(STORE)
+    WeightIndex.of(cat, book)                      # sorted before learning
+    units = cat.units.tolist()
+    for i in rnd.sample(units, 40):
+        for _ in range(6):
+            book.observe(book.skus[i], float(book.mean[i]) + rnd.uniform(-1.5, 1.5))
+    for i in rnd.sample(units, 6):                  # moved far: scored one by one
+        for _ in range(8):
+            book.observe(book.skus[i], float(book.mean[i]) + 40.0)
+    wi = WeightIndex.of(cat, book)
+    assert len(wi.moved) and wi.drift > 0
+    for _ in range(40):
+        _check(cat, book, rnd, add, rnd.choice([1, 4, 16]))
+
+
+def test_ties_go_to_the_lowest_unit_position():
+    """Many SKUs of one weight tie at the cut: the kernel keeps the same lowest-positioned ones."""
+    rnd = random.Random(3)
+    cat = CatalogueIndex(STORE)
+    book = WeightBook.for_catalogue(STORE)
+    count: dict[float, int] = {}
+    for i in cat.units.tolist():
+        count[float(book.mean[i])] = count.get(float(book.mean[i]), 0) + 1
+    w = max(count, key=count.get)
+    assert count[w] > 4
+    a = int(cat.units[0])
+    delta = w - float(book.mean[a])             # a swap a -> any SKU of weight w fits at z = 0
+    zb = z_bound(math.log(1e-12), 1.0)
+    for k in (1, 2, count[w] - 1):
+        args = (delta, np.array([a]), np.zeros(0, dtype=np.int64), cat, book, 0.64, zb, k)
+        assert _pairs(*weight_fit_pairs(*args, kernel=True)) == _pairs(*weight_fit_pairs(*args, kernel=False))
+    del rnd
+
+
+def test_the_background_warm_makes_the_kernel_ready():
+    """Gateway start compiles in a thread; weight_fit_pairs switches to the kernel once ready
+    (either search gives the same pairs in the same order, so the switch changes nothing)."""
+    fitkernel.warm_in_background()          # already warm here: returns without a thread
+    fitkernel._READY.clear()
+    fitkernel._WARMING = False
+    try:
+        assert not fitkernel.ready()
+        fitkernel.warm_in_background()
+        fitkernel.warm_in_background()      # a second gateway while it compiles: no second thread
+        assert fitkernel._READY.wait(timeout=120)
+    finally:
+        fitkernel.warm()
+    assert fitkernel.ready()
