@@ -199,6 +199,13 @@ class ReconcileConfig(BaseModel):
         "looked at; the other B count at the weight floor, as swap_fit_top does for swaps. 0: every B "
         "(docs/reconciliation.md §2, §8.3)"))
 
+    # --- the oracle floor (issue 12, floor12d; measured effect in docs/reconciliation.md §4.4.2)
+    units_readings_when_doubtful: bool = Field(True, description=(
+        "k >= 2 units of one product whose posterior is also below the thresholds (a burst with a missed "
+        "frame, or a full burst that saw only that product) are asked once with the readings as pictures "
+        "('3 x A', '2 x A + B'), not 'which item?' and then the readings after the tap (off: only when "
+        "the missed frame alone held them back)"))
+
     @model_validator(mode="after")
     def _check(self) -> "ReconcileConfig":
         if not self.unit_prior or any(p <= 0 for p in self.unit_prior):

@@ -188,7 +188,7 @@ class DecideMixin:
         if abs(top["z"]) > cfg.accept_max_z and not personal:
             self._open_review(mv, sc, "weight change fits no item", cause=cause)
             return
-        if holds == [SHORT_BURST_UNITS] and cfg.ask_units_as_readings:
+        if cfg.ask_units_as_readings and self._asks_units(top, holds, seen):
             # k units of A, or A and an unseen look-alike B: one question with the readings as
             # pictures ("2 x A", "A + B") instead of "which item?" and then the same readings
             more = cfg.model_copy(update={"ask_top_k": max(cfg.ask_top_k, cfg.units_readings)})
@@ -223,6 +223,22 @@ class DecideMixin:
             return
         self._open_review(mv, sc, "evidence does not single out an item"
                           if sc.best_fit_z <= cfg.accept_max_z else "weight change fits no item", cause=cause)
+
+    def _asks_units(self, top: dict, holds: list[str], seen) -> bool:
+        """k >= 2 units of one packaged product A are asked as readings ("k x A", "A + B", ...) in one
+        prompt: held back only by a burst with a missed frame or, with units_readings_when_doubtful,
+        by the posterior too, or by the posterior alone when the camera saw A and nothing else. A
+        "which item?" with single pictures would be followed by the same readings after the tap on A
+        (issue 12 floor: two prompts for one question)."""
+        if holds == [SHORT_BURST_UNITS]:
+            return True
+        if not self.cfg.units_readings_when_doubtful or top["kind"] != "add" or top.get("k", 1) < 2 \
+                or not top.get("sku") or self.cat.items[top["sku"]].sold_by_weight or not holds:
+            return False
+        rest = set(holds) - {SHORT_BURST_UNITS}
+        if not rest <= set(POSTERIOR_HOLDS):
+            return False
+        return SHORT_BURST_UNITS in holds or (seen is not None and set(seen.products) == {top["sku"]})
 
     def _slips_would_pass(self, sc: Scored, hyps: list[dict]) -> bool:
         """Every picture of a pick prompt for `hyps` shows one product, and a tap on any of them
