@@ -32,3 +32,32 @@ def test_units_whose_posterior_is_doubtful_too_are_asked_once_with_the_readings(
     assert not any(o["name"].startswith("3 x ") for o in p["options"]), p["options"]
     assert len(_answer(c, sku="tea-a")["prompts_opened"]) == 1
 
+
+def _burst_move(c, grams, dets, n):
+    """One movement whose burst delivered `n` frames, each showing `dets`; its decisions."""
+    from cart_gateway.reconcile import Unsettled, WeightChange
+    c.seq += 1
+    useq = c.seq
+    fx = [c.e.step(Unsettled(1, useq, c.t, c.total)), c.e.step(c.vision(dets, useq, t=c.t + 200, n=n))]
+    c.seq += 1
+    c.total += grams
+    fx += [c.e.step(WeightChange(1, c.seq, c.t + 900, grams, c.total, 0.8, useq)), c.e.advance(c.t + 2600)]
+    c.t += 3000
+    return [d for f in fx for d in f["decisions"]]
+
+
+def test_a_second_bag_of_a_produce_in_the_basket_is_accepted_when_the_camera_saw_it_in_every_frame():
+    # the floor: a second bag of apples was always asked (the camera may be seeing the first bag go out)
+    c = Cart(skus=SKUS + BIG)
+    assert _burst_move(c, 523.0, [("apple", 0.95)], 3)[-1]["outcome"] == "accept"
+    d = _burst_move(c, 410.0, [("apple", 0.95)], 3)
+    assert d[-1]["outcome"] == "accept" and d[-1].get("camera_led"), d[-1]
+    assert sorted(ln["weight_g"] for ln in c.e.basket()["lines"] if ln["sku"] == "apple") == [410.0, 523.0]
+    # a burst with a missed frame: the frame that would show a swap's other product may be the one missed
+    c = Cart(skus=SKUS + BIG)
+    _burst_move(c, 523.0, [("apple", 0.95)], 3)
+    assert _burst_move(c, 410.0, [("apple", 0.95)], 2)[-1]["outcome"] == "ask"
+    # off: asked as before
+    c = Cart(cfg=ReconcileConfig(produce_again_seen_whole=False), skus=SKUS + BIG)
+    _burst_move(c, 523.0, [("apple", 0.95)], 3)
+    assert _burst_move(c, 410.0, [("apple", 0.95)], 3)[-1]["outcome"] == "ask"

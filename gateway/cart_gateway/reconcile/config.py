@@ -206,6 +206,11 @@ class ReconcileConfig(BaseModel):
         "('3 x A', '2 x A + B'), not 'which item?' and then the readings after the tap (off: only when "
         "the missed frame alone held them back)"))
 
+    produce_again_seen_whole: bool = Field(True, description=(
+        "a second bag of a produce already in the basket is accepted on the camera (§4.1) when the "
+        "camera saw it as the clear best of every frame of a full burst and the bag's weight is plausible; "
+        "off: every bag of a produce already in the basket is asked (it may be the first bag going out)"))
+
     @model_validator(mode="after")
     def _check(self) -> "ReconcileConfig":
         if not self.unit_prior or any(p <= 0 for p in self.unit_prior):
