@@ -61,3 +61,18 @@ def test_a_second_bag_of_a_produce_in_the_basket_is_accepted_when_the_camera_saw
     c = Cart(cfg=ReconcileConfig(produce_again_seen_whole=False), skus=SKUS + BIG)
     _burst_move(c, 523.0, [("apple", 0.95)], 3)
     assert _burst_move(c, 410.0, [("apple", 0.95)], 3)[-1]["outcome"] == "ask"
+
+
+def test_a_scan_after_a_follow_up_with_one_picture_is_read_with_the_tapped_product():
+    # the floor (default, a wrong basket): A seen, A + B put in; the follow-up after the scan of A
+    # showed one picture, "A + C"; the shopper scanned B. The tapped product was found as the one
+    # product every picture shows, which for one picture is two: B was read as "3 x B"
+    tins = [sku("tin-c", 400.0, 2.0, 199), sku("tin-b", 404.0, 2.0, 259)]
+    c = Cart(cfg=ReconcileConfig(ask_top_k=1), skus=SKUS + BIG + tins)
+    c.move(1530.0 + 404.0, [("water", 0.95)])
+    _answer(c, barcode=c.e.cat.items["water"].ean13)
+    (p,) = c.e.open_prompts()
+    assert [o.get("skus") for o in p["options"]] == [["water", "tin-b"]], p["options"]
+    fx = _answer(c, barcode=c.e.cat.items["tin-c"].ean13)
+    assert not fx["reviews_opened"] and "besides water" in fx["decisions"][-1]["reason"], fx["decisions"]
+    assert _units(c) == {"water": 1, "tin-c": 1}

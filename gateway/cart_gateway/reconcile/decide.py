@@ -195,6 +195,7 @@ class DecideMixin:
             readings = self._units_first(top["sku"], self._tap_reading(mv, top["sku"], None, more).readings)
             if readings and any(Counter(r["in"]) == Counter({top["sku"]: top["k"]}) for r in readings):
                 mv["tap_followup"] = True     # the answer names the whole movement: not read as a tap
+                mv["tapped"] = top["sku"]       # every picture is a reading of A
                 self._open_prompt(mv, sc, "pick", readings, text=UNITS_TEXT, cause=cause)
                 return
         top_k = hyps[: cfg.ask_top_k]
