@@ -28,7 +28,7 @@ def test_units_whose_posterior_is_doubtful_too_are_asked_once_with_the_readings(
     assert not fx["prompts_opened"] and not fx["reviews_opened"], fx["decisions"]
     assert _units(c) == {"tea-a": 3}
     # off: single pictures first, and the tap on tea-a asks again
-    c, d, p = _units_asked_with_a_doubtful_posterior(ReconcileConfig(units_readings_when_doubtful=False))
+    c, d, p = _units_asked_with_a_doubtful_posterior(ReconcileConfig(units_readings_when_doubtful=False, ask_seen_readings=False))
     assert not any(o["name"].startswith("3 x ") for o in p["options"]), p["options"]
     assert len(_answer(c, sku="tea-a")["prompts_opened"]) == 1
 
@@ -68,7 +68,7 @@ def test_a_scan_after_a_follow_up_with_one_picture_is_read_with_the_tapped_produ
     # showed one picture, "A + C"; the shopper scanned B. The tapped product was found as the one
     # product every picture shows, which for one picture is two: B was read as "3 x B"
     tins = [sku("tin-c", 400.0, 2.0, 199), sku("tin-b", 404.0, 2.0, 259)]
-    c = Cart(cfg=ReconcileConfig(ask_top_k=1), skus=SKUS + BIG + tins)
+    c = Cart(cfg=ReconcileConfig(ask_top_k=1, ask_seen_readings=False), skus=SKUS + BIG + tins)
     c.move(1530.0 + 404.0, [("water", 0.95)])
     _answer(c, barcode=c.e.cat.items["water"].ean13)
     (p,) = c.e.open_prompts()
@@ -76,3 +76,31 @@ def test_a_scan_after_a_follow_up_with_one_picture_is_read_with_the_tapped_produ
     fx = _answer(c, barcode=c.e.cat.items["tin-c"].ean13)
     assert not fx["reviews_opened"] and "besides water" in fx["decisions"][-1]["reason"], fx["decisions"]
     assert _units(c) == {"water": 1, "tin-c": 1}
+
+
+def test_an_addition_heavier_than_the_one_product_seen_is_asked_once_with_its_readings():
+    # the floor: A seen in every frame the burst delivered, A + B put in (B's frame missed): a scan
+    # (or "which item?"), then after the scan of A the readings of the rest: two prompts
+    tins = [sku("tin-c", 400.0, 2.0, 199), sku("tin-b", 404.0, 2.0, 259)]
+    c = Cart(skus=SKUS + BIG + tins)
+    d = c.move(1530.0 + 404.0, [("water", 0.95)])
+    assert d[-1]["outcome"] == "ask" and d[-1]["cause"].endswith("asked as readings of water"), d[-1]
+    (p,) = c.e.open_prompts()
+    shown = [sorted(o["skus"]) for o in p["options"]]
+    assert ["tin-b", "water"] in shown and all("water" in x for x in shown), shown
+    fx = _answer(c, skus=("water", "tin-b"))
+    assert not fx["prompts_opened"] and not fx["reviews_opened"] and _units(c) == {"water": 1, "tin-b": 1}
+    # the other product's barcode (the prompt says to scan it when it is not shown) is read with A
+    c = Cart(skus=SKUS + BIG + tins)
+    c.move(1530.0 + 404.0, [("water", 0.95)])
+    fx = _answer(c, barcode=c.e.cat.items["tin-c"].ean13)
+    assert not fx["prompts_opened"] and _units(c) == {"water": 1, "tin-c": 1}, fx["decisions"]
+    # A already in the basket: the camera may be seeing that one; asked as before
+    c = Cart(skus=SKUS + BIG + tins)
+    c.move(1530.0, [("water", 0.95)])
+    c.move(1530.0 + 404.0, [("water", 0.95)])
+    assert "asked as readings" not in (c.e.decisions()[-1].get("cause") or "")
+    # off: a scan of the products of that weight first
+    c = Cart(cfg=ReconcileConfig(ask_seen_readings=False), skus=SKUS + BIG + tins)
+    c.move(1530.0 + 404.0, [("water", 0.95)])
+    assert c.e.open_prompts()[0]["kind"] == "scan"

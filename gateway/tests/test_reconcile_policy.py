@@ -150,7 +150,7 @@ def test_units_from_a_short_burst_are_asked_once_with_the_count_and_the_look_ali
         assert not fx["prompts_opened"] and not fx["reviews_opened"], fx["decisions"]
         assert _units(c) == want
     # off: the old way, "which item?" with single pictures, then the readings after the tap
-    c = Cart(cfg=ReconcileConfig(ask_units_as_readings=False), skus=SKUS + BIG + twins)
+    c = Cart(cfg=ReconcileConfig(ask_units_as_readings=False, ask_seen_readings=False), skus=SKUS + BIG + twins)
     _short_burst_units(c, "tea-a", 401.0)
     (p,) = c.e.open_prompts()
     assert not any(o["name"].startswith("2 x ") for o in p["options"]), p["options"]

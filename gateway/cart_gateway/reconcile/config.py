@@ -211,6 +211,12 @@ class ReconcileConfig(BaseModel):
         "camera saw it as the clear best of every frame of a full burst and the bag's weight is plausible; "
         "off: every bag of a produce already in the basket is asked (it may be the first bag going out)"))
 
+    ask_seen_readings: bool = Field(True, description=(
+        "an addition whose burst showed one packaged product A surely (camera_accept_score, the clear best "
+        "of every frame it delivered), A not yet in the basket, that weighs more than one unit of A, is "
+        "asked once with the readings of A ('A + B', '2 x A') as pictures, not 'which item?' or a scan "
+        "and then those readings"))
+
     @model_validator(mode="after")
     def _check(self) -> "ReconcileConfig":
         if not self.unit_prior or any(p <= 0 for p in self.unit_prior):
