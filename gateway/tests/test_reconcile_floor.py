@@ -104,3 +104,17 @@ def test_an_addition_heavier_than_the_one_product_seen_is_asked_once_with_its_re
     c = Cart(cfg=ReconcileConfig(ask_seen_readings=False), skus=SKUS + BIG + tins)
     c.move(1530.0 + 404.0, [("water", 0.95)])
     assert c.e.open_prompts()[0]["kind"] == "scan"
+
+
+def test_units_in_a_full_burst_are_asked_as_readings_only_when_the_camera_was_sure_of_the_product():
+    # a line of tea-a in the basket (so the units are not accepted as seen whole), then 3 x tea-a with
+    # the weight 3 sd off: readings when the camera saw tea-a surely in every frame; a camera that was
+    # not sure may have seen a look-alike (real run: "3 x A" readings of a look-alike A charged A)
+    shown = {}
+    for score in (0.95, 0.6):
+        c = Cart(skus=SKUS + BIG + TWINS)
+        _burst_move(c, 200.0, [("tea-a", 0.95)], 3)
+        d = _burst_move(c, 612.0, [("tea-a", score)], 3)
+        assert d[-1]["outcome"] == "ask", d[-1]
+        shown[score] = [o["name"] for o in c.e.open_prompts()[0]["options"]]
+    assert shown[0.95][0].startswith("3 x ") and not any(n.startswith("3 x ") for n in shown[0.6]), shown

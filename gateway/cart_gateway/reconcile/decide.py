@@ -272,9 +272,18 @@ class DecideMixin:
                 or not top.get("sku") or self.cat.items[top["sku"]].sold_by_weight or not holds:
             return False
         rest = set(holds) - {SHORT_BURST_UNITS}
-        if not rest <= set(POSTERIOR_HOLDS):
+        if not rest <= set(POSTERIOR_HOLDS) or seen is None or not seen.products:
             return False
-        return SHORT_BURST_UNITS in holds or (seen is not None and set(seen.products) == {top["sku"]})
+        # the readings are all "A and ...": only when the camera saw A, as its best product (real run:
+        # readings of an A the camera had not seen sent the shopper's answers to a human, or charged A)
+        best = max(seen.products, key=lambda k: (seen.products[k], k))
+        if best != top["sku"]:
+            return False
+        if SHORT_BURST_UNITS in holds:
+            return True
+        # a full burst: A alone, surely, the clear best of every frame (as accept_units_seen_whole asks)
+        return set(seen.products) == {best} and seen.products[best] >= self.cfg.camera_accept_score \
+            and seen.whole(best, self.cfg)
 
     def _slips_would_pass(self, sc: Scored, hyps: list[dict]) -> bool:
         """Every picture of a pick prompt for `hyps` shows one product, and a tap on any of them
