@@ -118,26 +118,3 @@ def test_units_in_a_full_burst_are_asked_as_readings_only_when_the_camera_was_su
         assert d[-1]["outcome"] == "ask", d[-1]
         shown[score] = [o["name"] for o in c.e.open_prompts()[0]["options"]]
     assert shown[0.95][0].startswith("3 x ") and not any(n.startswith("3 x ") for n in shown[0.6]), shown
-
-
-def test_a_tap_on_a_produce_line_after_a_burst_with_missed_frames_asks_whether_something_went_in():
-    # the floor (default, a wrong basket): a produce line out and a product in, one frame of three
-    # delivered (the product's missed); the tap on the produce read as part of it taken out
-    def cart():
-        c = Cart(skus=SKUS + BIG)
-        _burst_move(c, 906.0, [("apple", 0.95)], 3)
-        d = _burst_move(c, 160.0 - 906.0, [("apple", 0.95)], 1)
-        assert d[-1]["outcome"] == "ask" and d[-1]["hypothesis"]["kind"] == "remove_part", d[-1]
-        return c
-    c = cart()
-    fx = _answer(c, sku="apple")
-    (p,) = fx["prompts_opened"]
-    assert ["chips", "apple"] in [o.get("skus") for o in p["options"]], p["options"]
-    _answer(c, skus=("chips", "apple"))
-    assert _units(c) == {"chips": 1} and not c.e.open_prompts()
-    # off: read as part of the apples taken out
-    c = Cart(cfg=ReconcileConfig(ask_partial_after_short_burst=False), skus=SKUS + BIG)
-    _burst_move(c, 906.0, [("apple", 0.95)], 3)
-    _burst_move(c, 160.0 - 906.0, [("apple", 0.95)], 1)
-    _answer(c, sku="apple")
-    assert [ln["weight_g"] for ln in c.e.basket()["lines"] if ln["status"] == "accepted"] == [160.0]

@@ -217,12 +217,6 @@ class ReconcileConfig(BaseModel):
         "asked once with the readings of A ('A + B', '2 x A') as pictures, not 'which item?' or a scan "
         "and then those readings"))
 
-    ask_partial_after_short_burst: bool = Field(True, description=(
-        "a tap on a produce line whose weight only part of it came out, from a burst with a missed frame "
-        "(fewer than multi_unit_min_frames), is asked once more with the swaps for the rest of the weight "
-        "as pictures (a product put in may have been in the missed frame); off: only when the camera saw "
-        "such a product"))
-
     @model_validator(mode="after")
     def _check(self) -> "ReconcileConfig":
         if not self.unit_prior or any(p <= 0 for p in self.unit_prior):

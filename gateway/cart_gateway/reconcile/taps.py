@@ -125,11 +125,7 @@ def read_tap(sku: str, mv: dict, seen: Seen | None, vision, cat, book, lines: li
     if partial:
         # the produce line only partly out is the other honest reading; ask only if the camera
         # saw a product the swap would put in (otherwise answers.py applies the partial removal)
-        short = cfg.ask_partial_after_short_burst and (
-            vision is None or vision.n_frames < max(1, cfg.multi_unit_min_frames))
-        if not readings or not (short or any(_all_seen(h, sku, seen, cfg) for h in readings)):
-            # a full burst would have shown the product a swap put in (floor: a burst of one frame
-            # missed it, and the swap was applied as part of the produce taken out)
+        if not any(_all_seen(h, sku, seen, cfg) for h in readings):
             return TapReading(TapVerdict.AS_BEFORE, why="no seen product for a swap")
         return TapReading(TapVerdict.ASK, readings=[first_fit] + readings[: cfg.ask_top_k - 1],
                           why="some of the produce out, or all of it out and another product in")
