@@ -118,3 +118,17 @@ def test_units_in_a_full_burst_are_asked_as_readings_only_when_the_camera_was_su
         assert d[-1]["outcome"] == "ask", d[-1]
         shown[score] = [o["name"] for o in c.e.open_prompts()[0]["options"]]
     assert shown[0.95][0].startswith("3 x ") and not any(n.startswith("3 x ") for n in shown[0.6]), shown
+
+
+def test_a_legal_pack_far_from_the_mean_after_a_few_near_it_is_not_sent_to_a_human():
+    # the floor (default, its one review): three packs of cola near its mean shrank the learned sd to
+    # ~0.6 x the catalogue's (learn_prior_strength 4); a pack 2.9 catalogue sd off was 4.2 learned sd off
+    outcome = {}
+    for k0 in (16.0, 4.0):
+        c = Cart(cfg=ReconcileConfig(learn_prior_strength=k0), skus=SKUS + BIG)
+        for w in (355.1, 354.9, 355.0):
+            _burst_move(c, w, [("cola", 0.95)], 3)
+            _burst_move(c, -w, [("cola", 0.95)], 3)
+        outcome[k0] = _burst_move(c, 355.0 + 2.9 * (16 + 0.64) ** 0.5, [("cola", 0.95)], 3)[-1]["outcome"]
+    assert outcome == {16.0: "accept", 4.0: "review"}, outcome
+    assert ReconcileConfig().learn_prior_strength == 16.0

@@ -164,7 +164,11 @@ class ReconcileConfig(BaseModel):
     # --- learned weights
     learn_min_posterior: float = Field(0.99, gt=0, le=1)
     learn_max_z: float = Field(3.5, gt=0)
-    learn_prior_strength: float = Field(4.0, gt=0, description="pseudo-observations behind the catalogue weight")
+    learn_prior_strength: float = Field(16.0, gt=0, description=(
+        "pseudo-observations behind the catalogue weight (and a produce bag's prior). 4 let a few packs "
+        "near the mean shrink the learned sd to ~0.7 x the catalogue's: a legal pack 2.9 catalogue sd off "
+        "was 4.0 learned sd off and went to a human; 16: default floor reviews 1 -> 0 of 300, real run "
+        "unchanged (docs/reconciliation.md §4.4.2)"))
     # --- bookkeeping
     log_limit: int = Field(2000, ge=10, description="decisions kept per cart")
     # --- a shopper's "it's my own item" on an addition (answers.py; measured effect in docs/reconciliation.md §4.5)
