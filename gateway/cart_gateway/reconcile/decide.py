@@ -279,11 +279,10 @@ class DecideMixin:
         best = max(seen.products, key=lambda k: (seen.products[k], k))
         if best != top["sku"]:
             return False
-        if SHORT_BURST_UNITS in holds:
-            return True
-        # a full burst: A alone, surely, the clear best of every frame (as accept_units_seen_whole asks)
-        return set(seen.products) == {best} and seen.products[best] >= self.cfg.camera_accept_score \
-            and seen.whole(best, self.cfg)
+        if seen.products[best] < self.cfg.camera_accept_score or seen.top_frames.get(best, 0) < seen.frames:
+            return False    # not sure of A (hard real run: readings of a look-alike A charged A)
+        # a full burst: A alone, the clear best of every frame (as accept_units_seen_whole asks)
+        return SHORT_BURST_UNITS in holds or (set(seen.products) == {best} and seen.whole(best, self.cfg))
 
     def _slips_would_pass(self, sc: Scored, hyps: list[dict]) -> bool:
         """Every picture of a pick prompt for `hyps` shows one product, and a tap on any of them
