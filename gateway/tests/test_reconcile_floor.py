@@ -137,14 +137,7 @@ def test_a_legal_pack_far_from_the_mean_after_a_few_near_it_is_not_sent_to_a_hum
 def test_units_from_a_short_burst_are_asked_as_readings_only_when_the_camera_was_sure_of_the_product():
     # hard real run: "3 x A" readings for an A the camera was not sure of (a look-alike): the shopper,
     # whose product was not shown, scanned the other one and A was charged
-    from cart_gateway.reconcile import Unsettled, WeightChange
     c = Cart(skus=SKUS + BIG + TWINS)
-    c.seq += 1
-    useq = c.seq
-    c.e.step(Unsettled(1, useq, c.t, 0.0))
-    c.e.step(c.vision([("tea-a", 0.5)], useq, t=c.t + 200, n=2))
-    c.seq += 1
-    c.e.step(WeightChange(1, c.seq, c.t + 900, 612.0, 612.0, 0.8, useq))
-    c.e.advance(c.t + 2600)
+    _short_burst_units(c, "tea-a", 612.0, score=0.5)
     (p,) = c.e.open_prompts()
     assert not any(o["name"].startswith("3 x ") for o in p["options"]), p["options"]

@@ -124,13 +124,13 @@ def test_two_units_from_a_burst_with_missed_frames_are_asked_when_a_look_alike_w
     assert _units(c2) == {"tea-a": 2}
 
 
-def _short_burst_units(c, name, grams):
+def _short_burst_units(c, name, grams, score=0.95):
     """k units of `name` from a burst with a missed frame (2 of 3 frames): asked, never guessed."""
     from cart_gateway.reconcile import Unsettled, WeightChange
     c.seq += 1
     useq = c.seq
     c.e.step(Unsettled(1, useq, c.t, 0.0))
-    c.e.step(c.vision([(name, 0.95)], useq, t=c.t + 200, n=2))
+    c.e.step(c.vision([(name, score)], useq, t=c.t + 200, n=2))
     c.seq += 1
     fx = [c.e.step(WeightChange(1, c.seq, c.t + 900, grams, grams, 0.8, useq)), c.e.advance(c.t + 2600)]
     return [d for f in fx for d in f["decisions"]]
