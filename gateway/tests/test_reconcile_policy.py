@@ -124,13 +124,13 @@ def test_two_units_from_a_burst_with_missed_frames_are_asked_when_a_look_alike_w
     assert _units(c2) == {"tea-a": 2}
 
 
-def _short_burst_units(c, name, grams):
+def _short_burst_units(c, name, grams, score=0.95):
     """k units of `name` from a burst with a missed frame (2 of 3 frames): asked, never guessed."""
     from cart_gateway.reconcile import Unsettled, WeightChange
     c.seq += 1
     useq = c.seq
     c.e.step(Unsettled(1, useq, c.t, 0.0))
-    c.e.step(c.vision([(name, 0.95)], useq, t=c.t + 200, n=2))
+    c.e.step(c.vision([(name, score)], useq, t=c.t + 200, n=2))
     c.seq += 1
     fx = [c.e.step(WeightChange(1, c.seq, c.t + 900, grams, grams, 0.8, useq)), c.e.advance(c.t + 2600)]
     return [d for f in fx for d in f["decisions"]]
@@ -150,7 +150,7 @@ def test_units_from_a_short_burst_are_asked_once_with_the_count_and_the_look_ali
         assert not fx["prompts_opened"] and not fx["reviews_opened"], fx["decisions"]
         assert _units(c) == want
     # off: the old way, "which item?" with single pictures, then the readings after the tap
-    c = Cart(cfg=ReconcileConfig(ask_units_as_readings=False), skus=SKUS + BIG + twins)
+    c = Cart(cfg=ReconcileConfig(ask_units_as_readings=False, ask_seen_readings=False), skus=SKUS + BIG + twins)
     _short_burst_units(c, "tea-a", 401.0)
     (p,) = c.e.open_prompts()
     assert not any(o["name"].startswith("2 x ") for o in p["options"]), p["options"]

@@ -66,7 +66,7 @@ class AnswersMixin:
                 self._open_prompt(mv, sc, "scan", [], text=SCAN_AFTER_NONE_TEXT[mv["delta_g"] < 0],
                                   confirm="shopper chose none of the options")
                 return
-            tapped = self._tapped(a.prompt_id)
+            tapped = self._tapped(a.prompt_id, mv)
             if self.cfg.scan_after_followup_none and mv.get("tap_followup") and tapped is not None \
                     and mv["delta_g"] > 0 and not mv.get("reasked"):
                 # a follow-up showed A with other products, none of them theirs: the other product's
@@ -176,6 +176,7 @@ class AnswersMixin:
             return True
         if tr.verdict is TapVerdict.ASK:
             mv["tap_followup"] = True
+            mv["tapped"] = sku
             self._open_prompt(mv, sc, "removal" if mv["delta_g"] < 0 else "pick", tr.readings,
                               text=FOLLOWUP_TEXT["removal" if mv["delta_g"] < 0 else "pick"].format(
                                   name=self.cat.items[sku].name),
@@ -183,8 +184,12 @@ class AnswersMixin:
             return True
         return False
 
-    def _tapped(self, prompt_id: str) -> str | None:
-        """The one product every picture of a follow-up shows (the tapped A of "2 x A", "A + B")."""
+    def _tapped(self, prompt_id: str, mv: dict) -> str | None:
+        """The product a follow-up's pictures are readings of (the tapped A of "2 x A", "A + B"): as
+        recorded when it was asked, else the one product every picture shows (a follow-up with one
+        picture, "A + C", shows two: the floor read a scan of B after it as "3 x B" instead of "A + B")."""
+        if mv.get("tapped"):
+            return mv["tapped"]
         opts = self._prompt_options.get(prompt_id) or []
         common = None
         for o in opts:
@@ -195,7 +200,7 @@ class AnswersMixin:
     def _with_the_tap(self, mv: dict, sc: Scored, sku: str, prompt_id: str, ev: list, info: dict) -> bool:
         """A follow-up's answer naming a product B that is not the tapped A: B is the rest of the
         movement (the screen did not show "A + B"), read as A and B in when that fits the weight."""
-        tapped = self._tapped(prompt_id)
+        tapped = self._tapped(prompt_id, mv)
         if not (self.cfg.followup_names_the_rest and mv.get("tap_followup") and mv["delta_g"] > 0
                 and tapped is not None and sku != tapped):
             return False

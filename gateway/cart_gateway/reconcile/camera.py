@@ -34,6 +34,12 @@ class Seen:
     personal_class: str | None = None
     scores: dict[str, float] = field(default_factory=dict)   # every product the burst scored
     top_frames: dict[str, int] = field(default_factory=dict)  # frames in which it was the clear best
+    frames: int = 0     # frames the burst delivered
+
+    def whole(self, sku: str, cfg: ReconcileConfig) -> bool:
+        """`sku` was the clear best of every frame of a full burst (multi_unit_min_frames or more)."""
+        n = self.frames
+        return n >= max(1, cfg.multi_unit_min_frames) and self.top_frames.get(sku, 0) >= n
 
     @property
     def mass(self) -> float:
@@ -46,7 +52,7 @@ def seen_of(vision: VisionSummary | None, cat, cfg: ReconcileConfig) -> Seen | N
     prods = {k: v for k, v in vision.scores.items() if v >= cfg.seen_min_score and k in cat.idx}
     top = dict(sorted(prods.items(), key=lambda kv: (-kv[1], kv[0]))[: cfg.seen_max_products])
     pc = max(vision.personal_scores, key=lambda k: (vision.personal_scores[k], k)) if vision.personal_scores else None
-    return Seen(top, vision.personal_score, pc, dict(vision.scores), dict(vision.top_frames))
+    return Seen(top, vision.personal_score, pc, dict(vision.scores), dict(vision.top_frames), vision.n_frames)
 
 
 def skus_in(h: dict) -> set[str]:
@@ -191,8 +197,10 @@ def explain(delta_g: float, noise_g: float, seen: Seen | None, lines: list[dict]
                         mv("add_multi", Counter({a: k, b: 1}), Counter())
         for p in loose:
             z = produce.z(p, delta_g) if produce.knows(p) else math.inf
-            if any(ln["sku"] == p for ln in accepted):
-                z = math.inf   # a bag of it is in the cart: seeing it may be that bag going out (a swap)
+            if any(ln["sku"] == p for ln in accepted) and not (cfg.produce_again_seen_whole and seen.whole(p, cfg)):
+                # a bag of it is in the cart: seeing it may be that bag going out (a swap), unless it was
+                # the clear best of every frame of a full burst (a swap's other product shows in a frame)
+                z = math.inf
             if abs(z) <= cfg.produce_max_z:
                 out.append(({"kind": "add", "sku": p, "k": 1, "target": None, "posterior": 1.0, "by_weight": True,
                              "mu_g": round(math.exp(produce.params(p)[0]), 1), "sd_g": 0.0, "z": round(z, 3)},

@@ -164,7 +164,11 @@ class ReconcileConfig(BaseModel):
     # --- learned weights
     learn_min_posterior: float = Field(0.99, gt=0, le=1)
     learn_max_z: float = Field(3.5, gt=0)
-    learn_prior_strength: float = Field(4.0, gt=0, description="pseudo-observations behind the catalogue weight")
+    learn_prior_strength: float = Field(16.0, gt=0, description=(
+        "pseudo-observations behind the catalogue weight (and a produce bag's prior). 4 let a few packs "
+        "near the mean shrink the learned sd to ~0.7 x the catalogue's: a legal pack 2.9 catalogue sd off "
+        "was 4.0 learned sd off and went to a human; 16: default floor reviews 1 -> 0 of 300, real run "
+        "unchanged (docs/reconciliation.md §4.4.2)"))
     # --- bookkeeping
     log_limit: int = Field(2000, ge=10, description="decisions kept per cart")
     # --- a shopper's "it's my own item" on an addition (answers.py; measured effect in docs/reconciliation.md §4.5)
@@ -198,6 +202,24 @@ class ReconcileConfig(BaseModel):
         "fits (and every SKU the camera or a barcode scored, and the camera's top set) have their weight "
         "looked at; the other B count at the weight floor, as swap_fit_top does for swaps. 0: every B "
         "(docs/reconciliation.md §2, §8.3)"))
+
+    # --- the oracle floor (issue 12, floor12d; measured effect in docs/reconciliation.md §4.4.2)
+    units_readings_when_doubtful: bool = Field(True, description=(
+        "k >= 2 units of one product whose posterior is also below the thresholds (a burst with a missed "
+        "frame, or a full burst that saw only that product) are asked once with the readings as pictures "
+        "('3 x A', '2 x A + B'), not 'which item?' and then the readings after the tap (off: only when "
+        "the missed frame alone held them back)"))
+
+    produce_again_seen_whole: bool = Field(True, description=(
+        "a second bag of a produce already in the basket is accepted on the camera (§4.1) when the "
+        "camera saw it as the clear best of every frame of a full burst and the bag's weight is plausible; "
+        "off: every bag of a produce already in the basket is asked (it may be the first bag going out)"))
+
+    ask_seen_readings: bool = Field(True, description=(
+        "an addition whose burst showed one packaged product A surely (camera_accept_score, the clear best "
+        "of every frame it delivered), A not yet in the basket, that weighs more than one unit of A, is "
+        "asked once with the readings of A ('A + B', '2 x A') as pictures, not 'which item?' or a scan "
+        "and then those readings"))
 
     @model_validator(mode="after")
     def _check(self) -> "ReconcileConfig":

@@ -100,6 +100,7 @@ class Movement:
     reasked: str | None = None
     tap_followup: bool = False     # a tap that named part of the movement was asked about once more (taps.py)
     scan_for_slips: bool = False   # a pick asked as a scan: a slip between its pictures would pass (decide.py)
+    tapped: str | None = None      # the product a follow-up's pictures are readings of (answers.py)
     effect: dict = field(default_factory=dict)
     applied: dict | None = None
 
