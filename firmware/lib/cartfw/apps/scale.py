@@ -6,7 +6,7 @@
 # rt.cfg["app"]["hx711"] (driver pins, passed to rt.hal.hx711).
 import asyncio
 import time
-from cartfw.scale.pipeline import ScalePipeline
+from cartfw.scale.pipeline import ScalePipeline, check_known_g
 from cartfw.scale.loop import ScaleLoop
 
 # Poll a little faster than the 12.5 ms conversion period, so a conversion
@@ -71,8 +71,7 @@ async def tare(pipe, save):
 
 async def calibrate(pipe, save, known_g):
     """As tare, for counts per gram (calibration.scale)."""
-    if isinstance(known_g, bool) or not isinstance(known_g, (int, float)) or not known_g > 0:
-        raise ValueError("known_g must be a number > 0")   # before a second's wait
+    check_known_g(known_g)     # before a second's wait
     level = await measured_level(pipe)
     old = pipe.cpg
     cpg = pipe.calibrate(known_g, level)

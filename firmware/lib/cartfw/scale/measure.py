@@ -1,5 +1,5 @@
 # A level measured by averaging, for tare and calibrate (docs/scale.md
-# "Tare and calibrate").
+# "Commands").
 #
 # The settle detector's thresholds are grams through the current
 # calibration. On a fresh board that calibration is the template's, which

@@ -74,6 +74,12 @@ def check_params(p):
     return out
 
 
+def check_known_g(known_g):
+    """calibrate's reference weight: ValueError unless a number > 0."""
+    if isinstance(known_g, bool) or not isinstance(known_g, (int, float)) or not known_g > 0:
+        raise ValueError("calibrate: known_g must be a number > 0")
+
+
 def _ms_to_n(ms, rate):
     n = (ms * rate + 999) // 1000
     return int(n) if n >= 1 else 1
@@ -200,8 +206,7 @@ class ScalePipeline:
     def calibrate(self, known_g, level=None):
         """counts/gram from a known weight on the settled scale (or at
         `level`, counts)."""
-        if isinstance(known_g, bool) or not isinstance(known_g, (int, float)) or not known_g > 0:
-            raise ValueError("calibrate: known_g must be a number > 0")
+        check_known_g(known_g)
         span = self._command_level("calibrate", level) - self.offset
         if span == 0:
             raise ValueError("calibrate: no load above the tare")
