@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 
 from .. import protocol as P
+from .answerfit import best_with_sku
 from .camera import explain, hidden_pair, left_out, seen_of, skus_in, units_seen_whole, unseen_part
 from .inputs import VisionSummary
 from .multi import family_smoothed, score_multi, skus_of
@@ -191,7 +192,7 @@ class DecideMixin:
         if cfg.ask_units_as_readings and self._asks_units(top, holds, seen):
             # k units of A, or A and an unseen look-alike B: one question with the readings as
             # pictures ("2 x A", "A + B") instead of "which item?" and then the same readings
-            more = cfg.model_copy(update={"ask_top_k": max(cfg.ask_top_k, cfg.units_readings)})
+            more = self._readings_cfg()
             readings = self._units_first(top["sku"], self._tap_reading(mv, top["sku"], None, more).readings)
             if readings and any(Counter(r["in"]) == Counter({top["sku"]: top["k"]}) for r in readings):
                 mv["tap_followup"] = True     # the answer names the whole movement: not read as a tap
@@ -227,6 +228,11 @@ class DecideMixin:
         self._open_review(mv, sc, "evidence does not single out an item"
                           if sc.best_fit_z <= cfg.accept_max_z else "weight change fits no item", cause=cause)
 
+    def _readings_cfg(self):
+        """The config a readings prompt is built with: room for units_readings pictures."""
+        cfg = self.cfg
+        return cfg.model_copy(update={"ask_top_k": max(cfg.ask_top_k, cfg.units_readings)})
+
     def _ask_seen_readings(self, mv: dict, sc: Scored, seen, cause: str) -> bool:
         """The camera saw one packaged product A, surely, as the clear best of every frame it
         delivered, and A is not in the basket yet; the weight says more went in than one unit of A
@@ -249,9 +255,8 @@ class DecideMixin:
                 mo, so = self.book.params(o)
                 if abs(mo - ma) <= cfg.camera_fit_z * (sa * sa + so * so + sn2) ** 0.5:
                     return False    # the camera hesitated between A and a product of A's weight
-        from .answerfit import best_with_sku
         first = best_with_sku(sc, self.cat, a, removal=False, max_z=cfg.contradict_z)
-        more = cfg.model_copy(update={"ask_top_k": max(cfg.ask_top_k, cfg.units_readings)})
+        more = self._readings_cfg()
         tr = self._tap_reading(mv, a, first, more)
         if not tr.readings or not all(a in skus_in(r) and r["in"].get(a) for r in tr.readings):
             return False    # one unit of A fits, or the rest fits nothing: asked as before
