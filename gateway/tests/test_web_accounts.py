@@ -4,7 +4,7 @@ from argon2 import PasswordHasher
 
 from cart_gateway.config import ConfigError
 from cart_gateway.web import accounts as A
-from cart_gateway.web.app import _safe_next
+from cart_gateway.web.login import _safe_next
 from cart_gateway.web.config import load_web_config
 
 PW = "correct horse battery"

@@ -2,15 +2,14 @@
 
 Staff pages (login required): the review queue, a review with its frames, its
 weight trace and verdict buttons, the store view with the figures, the audit
-log (supervisors). The cart screen page (a cart's tablet, by its per-cart key):
-the basket and the open prompts, answered by a tap. Frames are served only to
-a logged-in session, with `Cache-Control: no-store`; the screen pages never
-name a frame. Every POST carries a CSRF token (the screen's is its cart key).
+log (supervisors); login and logout are in login.py. The cart screen (a cart's
+tablet, by its per-cart key) is in screen.py. Frames are served only to a
+logged-in session, with `Cache-Control: no-store`; the screen pages never name
+a frame. Every POST carries a CSRF token (the screen's is its cart key).
 """
 from __future__ import annotations
 
 import logging
-import re
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from ..config import GatewayConfig
 from ..rollout import catalogue_path
 from ..notify import sd_notify
 from . import forms as F
+from . import login, screen
 from . import views as V
 from .accounts import Accounts, Role, Session, csrf_ok
 from .broker import Broker, NotSent
@@ -42,11 +42,10 @@ from .figures import Figures
 from .gwstate import GatewayState, GatewayStateMissing
 from .pictures import personal_svg, thumbnail_svg
 from .plots import bars_svg, weight_trace_svg
+from .site import COOKIE, Site, client_of, wait_until
 
 log = logging.getLogger("cart_gateway.web")
 HERE = Path(__file__).parent
-COOKIE = "cart_staff"
-LOGIN_CSRF = "cart_login_csrf"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self'; "
        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'")
 
@@ -107,10 +106,6 @@ def _fmt_ms(svc: Services, t_ms: int | None) -> str:
     return datetime.fromtimestamp(t_ms / 1000, svc.tz).strftime("%H:%M:%S")
 
 
-def _client(request: Request) -> str | None:
-    return request.client.host if request.client else None
-
-
 def make_app(svc: Services) -> Starlette:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(euros=V.euros, quote=quote)
@@ -140,7 +135,7 @@ def make_app(svc: Services) -> Starlette:
     async def form_with_csrf(request: Request, s: Session) -> dict | Response:
         form = dict(await request.form(max_files=0, max_fields=64))
         if not csrf_ok(s.csrf, form.get("csrf")):
-            svc.accounts.audit(s.user, "csrf_rejected", request.url.path, {}, _client(request))
+            svc.accounts.audit(s.user, "csrf_rejected", request.url.path, {}, client_of(request))
             return PlainTextResponse("forbidden: the form's CSRF token is missing or wrong (reload the page)", 403)
         return form
 
@@ -148,45 +143,7 @@ def make_app(svc: Services) -> Starlette:
         return {"session": s, "gateway": svc.gw.gateway_id, "gateway_state": svc.broker.gateway_state(),
                 "broker_ok": svc.broker.connected.is_set(), "supervisor": bool(s and s.role == Role.SUPERVISOR)}
 
-    # ------------------------------------------------------------ login
-    async def login_get(request: Request) -> Response:
-        import secrets
-        tok = secrets.token_urlsafe(24)
-        resp = page(request, "login.html", dict(base_ctx(None), csrf=tok, next=_safe_next(request.query_params.get("next")),
-                                                 expired=request.query_params.get("expired") == "1", error=None))
-        resp.set_cookie(LOGIN_CSRF, tok, httponly=True, secure=True, samesite="strict", path="/login")
-        return resp
-
-    async def login_post(request: Request) -> Response:
-        form = dict(await request.form(max_files=0, max_fields=64))
-        nxt = _safe_next(form.get("next"))
-        if not csrf_ok(request.cookies.get(LOGIN_CSRF, ""), form.get("csrf")):
-            return PlainTextResponse("forbidden: the login form's CSRF token is missing or wrong (reload the page)", 403)
-        name, pw = str(form.get("user", ""))[:40], str(form.get("password", ""))[:200]
-        res = svc.accounts.login(name, pw, _client(request))
-        if isinstance(res, str):
-            msg = ("Too many failed attempts: this account is locked for a while. Ask a supervisor."
-                   if res == "locked" else "Wrong name or password.")
-            ctx = dict(base_ctx(None), csrf=form.get("csrf"), next=nxt, expired=False, error=msg)
-            return page(request, "login.html", ctx, 401)
-        token, _ = res
-        resp = RedirectResponse(nxt, 303)
-        resp.set_cookie(COOKIE, token, httponly=True, secure=True, samesite="strict", path="/",
-                        max_age=svc.web.session_max_s)
-        resp.delete_cookie(LOGIN_CSRF, path="/login")
-        return resp
-
-    async def logout(request: Request) -> Response:
-        s = staff(request)
-        if not isinstance(s, Session):
-            return RedirectResponse("/login", 303)
-        form = await form_with_csrf(request, s)
-        if isinstance(form, Response):
-            return form
-        svc.accounts.logout(request.cookies.get(COOKIE, ""), s.user, _client(request))
-        resp = RedirectResponse("/login", 303)
-        resp.delete_cookie(COOKIE, path="/")
-        return resp
+    site = Site(svc, page, staff, base_ctx, form_with_csrf)
 
     # ------------------------------------------------------------ review queue
     def queue(request: Request) -> Response:
@@ -250,14 +207,14 @@ def make_app(svc: Services) -> Starlette:
         try:
             svc.broker.publish(svc.broker.verdict_topic(), payload)
         except NotSent as e:
-            svc.accounts.audit(s.user, "verdict_not_sent", rid, {"verdict": payload, "error": str(e)}, _client(request))
+            svc.accounts.audit(s.user, "verdict_not_sent", rid, {"verdict": payload, "error": str(e)}, client_of(request))
             return review_page(request, error=f"Verdict NOT sent: {e}. Try again.", status=503, s=s, review_id=rid)
         applied = _wait_closed(svc, rid, svc.web.verdict_wait_s)
         ms = round((time.monotonic() - t0) * 1000, 1)
         svc.accounts.audit(s.user, "verdict", rid, {"cart": r.cart, "verdict": payload, "applied": applied,
                                                     "applied_after_ms": ms,
                                                     "waited_s": round(time.time() - r.created_ms / 1000, 1)},
-                           _client(request))
+                           client_of(request))
         return _next_review(svc, rid, applied="1" if applied else "0")
 
     # ------------------------------------------------------------ frames (staff only)
@@ -269,7 +226,7 @@ def make_app(svc: Services) -> Starlette:
         path = svc.state.frame_file(fid)
         if path is None:
             return PlainTextResponse("no such frame (deleted after its retention, or never stored here)", 404)
-        svc.accounts.audit(s.user, "frame_viewed", fid, {}, _client(request))
+        svc.accounts.audit(s.user, "frame_viewed", fid, {}, client_of(request))
         return FileResponse(path, media_type="image/jpeg",
                             headers={"Cache-Control": "no-store, private", "Pragma": "no-cache"})
 
@@ -295,7 +252,7 @@ def make_app(svc: Services) -> Starlette:
         if not isinstance(s, Session):
             return s
         if s.role != Role.SUPERVISOR:
-            svc.accounts.audit(s.user, "forbidden", "/audit", {"role": s.role.value}, _client(request))
+            svc.accounts.audit(s.user, "forbidden", "/audit", {"role": s.role.value}, client_of(request))
             return page(request, "message.html", dict(base_ctx(s), title="Supervisors only",
                                                       text="The audit log is for supervisors."), 403)
         act = request.query_params.get("action") or None
@@ -315,48 +272,6 @@ def make_app(svc: Services) -> Starlette:
         if what == "store":
             return JSONResponse({"v": V.store_version(svc.state, svc.broker)})
         return JSONResponse({"v": V.queue_version(svc.state)})
-
-    # ------------------------------------------------------------ cart screen
-    def screen(request: Request) -> Response:
-        cart = request.path_params["cart"]
-        key = request.query_params.get("key")
-        if not P.ID_RE.match(cart) or not svc.accounts.screen_key_ok(cart, key):
-            return page(request, "message.html", dict(base_ctx(None), title="Not this screen",
-                                                      text="This address needs the cart's screen key."), 403)
-        basket = svc.state.retained_one(f"carts/{cart}/basket") or {"lines": [], "total_cents": 0, "version": 0}
-        st = svc.state.retained_one(f"carts/{cart}/screen/state") or {"prompts": []}
-        receipt = svc.state.retained_one(f"carts/{cart}/receipt")
-        lines = V.with_pictures(svc.catalogue, basket.get("lines", []))
-        paid = receipt if receipt and receipt.get("ok") and not lines else None
-        return page(request, "screen.html", dict(cart=cart, key=key, basket=basket, lines=lines,
-                                                 prompts=st.get("prompts", []), paid=paid,
-                                                 sent=request.query_params.get("sent"),
-                                                 version=V.screen_version(svc.state, cart)))
-
-    async def screen_answer(request: Request) -> Response:
-        cart = request.path_params["cart"]
-        form = dict(await request.form(max_files=0, max_fields=64))
-        key = form.get("key")
-        if not P.ID_RE.match(cart) or not svc.accounts.screen_key_ok(cart, key):
-            return PlainTextResponse("forbidden: this form needs the cart's screen key", 403)
-        pid = str(form.get("prompt_id", ""))
-        st = svc.state.retained_one(f"carts/{cart}/screen/state") or {"prompts": []}
-        prompt = next((p for p in st.get("prompts", []) if p.get("prompt_id") == pid), None)
-        back = f"/screen/{cart}?" + urlencode({"key": key})
-        if prompt is None:
-            return RedirectResponse(back + "&sent=closed", 303)
-        try:
-            ans = F.screen_answer(prompt, form)
-        except ValueError as e:
-            return PlainTextResponse(f"bad answer: {e}", 400)
-        try:
-            svc.broker.publish(f"carts/{cart}/screen/answer", ans)
-        except NotSent:
-            return RedirectResponse(back + "&sent=failed", 303)
-        svc.accounts.audit(f"screen-{cart}", "screen_answer", pid, {"cart": cart, "answer": ans}, _client(request))
-        _wait(lambda: not any(p.get("prompt_id") == pid for p in
-                              (svc.state.retained_one(f"carts/{cart}/screen/state") or {}).get("prompts", [])), 2.0)
-        return RedirectResponse(back + "&sent=1", 303)
 
     # ------------------------------------------------------------ public: product pictures, script, health
     def product(request: Request) -> Response:
@@ -398,12 +313,11 @@ def make_app(svc: Services) -> Starlette:
             svc.accounts.close()
 
     routes = [
-        Route("/", root), Route("/login", login_get, methods=["GET"]), Route("/login", login_post, methods=["POST"]),
-        Route("/logout", logout, methods=["POST"]), Route("/queue", queue),
+        Route("/", root), *login.routes(site), Route("/queue", queue),
         Route("/review/{review_id}", review_page), Route("/review/{review_id}/verdict", verdict_post, methods=["POST"]),
         Route("/frames/{cart}/{epoch:int}/{frame:int}.jpg", frame), Route("/store", store),
         Route("/audit", audit_page), Route("/api/version/{what}", api_version),
-        Route("/screen/{cart}", screen), Route("/screen/{cart}/answer", screen_answer, methods=["POST"]),
+        *screen.routes(site),
         Route("/product/{sku}.svg", product), Route("/static/live.js", live_js), Route("/healthz", health),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)], lifespan=lifespan,
@@ -413,25 +327,8 @@ def make_app(svc: Services) -> Starlette:
 
 
 # ====================================================================== page logic
-def _safe_next(nxt) -> str:
-    """Only a path on this site (no scheme, no host, no //): an open redirect would be a phishing aid."""
-    if isinstance(nxt, str) and re.fullmatch(r"/[A-Za-z0-9/_\-.?=&%]*", nxt) and not nxt.startswith("//"):
-        return nxt
-    return "/queue"
-
-
-def _wait(cond, timeout_s: float, step_s: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if cond():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(step_s)
-
-
 def _wait_closed(svc: Services, rid: str, timeout_s: float) -> bool:
-    return _wait(lambda: svc.state.review_status(rid) != "open", timeout_s)
+    return wait_until(lambda: svc.state.review_status(rid) != "open", timeout_s)
 
 
 def _next_review(svc: Services, done: str, applied: str) -> Response:
