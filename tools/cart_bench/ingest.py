@@ -169,14 +169,16 @@ def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1, profile
         try:
             env.start_gateway()
             env.wait_online()
-            bare = {"n": 0, "t_first": None, "t_end": None}
+            bare = {"n": 0, "t_first": None, "t_end": None, "rq": []}
 
             def on_bare(c, u, m):
                 bare["n"] += 1
                 if bare["t_first"] is None:
                     bare["t_first"] = time.perf_counter()
+                    bare["rq"].append(_runqueue_s(os.getpid(), threading.get_native_id()))   # paho's loop thread
                 if bare["n"] == total:
                     bare["t_end"] = time.perf_counter()
+                    bare["rq"].append(_runqueue_s(os.getpid(), threading.get_native_id()))
             sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=mqtt.MQTTv5)
             sub.max_inflight_messages_set(1000)
             sub.on_message = on_bare
@@ -215,6 +217,11 @@ def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1, profile
                 runq = cpu[5] - cpu[2] if ok and cpu[2] is not None and cpu[5] is not None else None
                 gw_rate = n / (g_end - g_first) if g_end and g_end > g_first else None
                 bare_rate = n / (bare["t_end"] - bare["t_first"]) if bare["t_end"] else None
+                bare_rq = bare["rq"][1] - bare["rq"][0] if len(bare["rq"]) == 2 and None not in bare["rq"] else None
+                # each side's rate had it not waited for a CPU (its wall time less its run-queue
+                # wait): what the ratio is on a machine shared with other work
+                gw_own = n / (g_end - g_first - runq) if gw_rate and runq is not None else None
+                bare_own = n / (bare["t_end"] - bare["t_first"] - bare_rq) if bare_rate and bare_rq is not None else None
             else:
                 t0_wall = time.time() - t_pub          # publishing started (the gateway's clock is wall time)
                 g_first, g_end = _wait_gateway_events(env, n)
@@ -222,7 +229,7 @@ def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1, profile
                 while bare["t_end"] is None and time.time() < deadline:
                     time.sleep(0.02)
                 gw_rate = n / (g_end - t0_wall) if g_end else None
-                gw_cpu = main_cpu = other_cpu = ended_cpu = runq = None
+                gw_cpu = main_cpu = other_cpu = ended_cpu = runq = bare_rq = gw_own = bare_own = None
                 bare_rate = n / (bare["t_end"] - t0 + t_pub) if bare["t_end"] else None
             sub.loop_stop()
             if screen is not None:
@@ -254,6 +261,10 @@ def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1, profile
            "gateway_core_thread_blocked_s": (round(g_end - g_first - main_cpu - runq, 3)
                                              if runq is not None and main_cpu is not None else None),
            "bare_paho_messages": total,
+           "bare_paho_runqueue_s": round(bare_rq, 3) if bare_rq is not None else None,
+           "gateway_events_per_s_less_runqueue": round(gw_own, 1) if gw_own else None,
+           "bare_paho_events_per_s_less_runqueue": round(bare_own, 1) if bare_own else None,
+           "ratio_less_runqueue": round(gw_own / bare_own, 3) if gw_own and bare_own else None,
            # the gateway's CPU over the same wall time: ~1 (a core's worth) = CPU-bound; far
            # below 1 on an idle machine = it waited (broker window, batch timer, fsync)
            "gateway_wall_s": round(g_end - g_first, 3) if mode == "queued" and g_end and g_end > g_first else None,
