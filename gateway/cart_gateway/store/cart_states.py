@@ -126,9 +126,34 @@ class CartStates:
             self.db.executemany("DELETE FROM cart_parts WHERE cart=? AND part=?", gone)
         return len(put) + len(gone)
 
+    # The WeightBook's learned statistics: one `book_stats` row per SKU, so a batch that learned
+    # from a few sales writes those SKUs, not the whole book (a store that has learned its
+    # 30,000 SKUs would rewrite ~1.5 MB of JSON per such batch). The `book` row then says so
+    # ({"v": 1, "stats": {}, "in_rows": true}); a database from before holds the whole book in
+    # that row, which still loads, and its first save writes every row.
     def load_book(self) -> dict | None:
         row = self.db.execute("SELECT state FROM book WHERE id=1").fetchone()
-        return json.loads(row[0]) if row else None
+        if not row:
+            return None
+        head = json.loads(row[0])
+        if not head.get("in_rows"):
+            return head
+        return {"v": head.get("v", 1), "stats": {sku: [n, mean, m2] for sku, n, mean, m2 in
+                                                  self.db.execute("SELECT sku, n, mean, m2 FROM book_stats")}}
 
-    def save_book(self, state: dict) -> None:
-        self.db.execute("INSERT OR REPLACE INTO book VALUES (1, ?)", (json.dumps(state, sort_keys=True),))
+    def book_in_rows(self) -> bool:
+        """Whether the stored book is per-SKU rows, so a save of the changed SKUs alone is whole."""
+        row = self.db.execute("SELECT state FROM book WHERE id=1").fetchone()
+        return bool(row) and bool(json.loads(row[0]).get("in_rows"))
+
+    def save_book(self, state: dict, only=None) -> None:
+        """Store the book (WeightBook.to_dict()); `only`: the SKUs changed since the last save of
+        this store's book as rows (book_in_rows), and only their rows are written."""
+        stats = state["stats"]
+        if only is None:
+            self.db.execute("DELETE FROM book_stats")
+            self.db.execute("INSERT OR REPLACE INTO book VALUES (1, ?)",
+                            (json.dumps({"v": state.get("v", 1), "stats": {}, "in_rows": True}),))
+            only = stats
+        self.db.executemany("INSERT OR REPLACE INTO book_stats VALUES (?,?,?,?)",
+                            [(sku, *stats[sku]) for sku in only if sku in stats])
