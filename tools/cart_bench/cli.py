@@ -1,4 +1,4 @@
-"""`cart-bench reconcile|handler|ingest|latency|frames|recovery [--json]`.
+"""`cart-bench reconcile|handler|ingest|latency|frames|recovery|book [--json]`.
 
 Measurements, not pass/fail. Each bench prints its figures; with `--json` the last line
 is one JSON object with all of them (docs/gateway.md, docs/reconciliation.md).
@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=40, help="bursts")
     p = cmd("recovery", "kill -9 under load: seconds to resume, lost, counted twice")
     p.add_argument("-n", type=int, default=400, help="movements per cart")
+    p = cmd("book", "the WeightBook saved after a batch that learned a few SKUs: CPU ms per save")
+    p.add_argument("--skus", type=int, default=30000, help="learned SKUs (a synthetic catalogue)")
+    p.add_argument("--changed", type=int, default=5, help="SKUs the batch learned")
     return ap
 
 
@@ -64,6 +67,9 @@ def main(argv=None) -> int:
     elif args.name == "frames":
         from .frames import bench_frames
         res = bench_frames(args.n)
+    elif args.name == "book":
+        from .book import bench_book
+        res = bench_book(args.skus, args.changed)
     else:
         from .recovery import bench_recovery
         res = bench_recovery(args.n)

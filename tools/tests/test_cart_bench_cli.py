@@ -48,3 +48,10 @@ def test_store_catalogue_of_any_size_has_families_and_weight_alikes():
     assert 0.01 * len(cat) <= sum(s.sold_by_weight for s in cat) <= 0.1 * len(cat)   # synth.PRODUCE_SHARE, 1.5 %
     assert len(weight_alike_pairs(cat)) > len(packs)       # packs of other families at the same weight
     assert [s.sku for s in store_catalogue(2000, seed=3)] == [s.sku for s in cat]   # seeded
+
+
+def test_book_bench_writes_the_learned_skus_rows_and_names_both_costs(capsys):
+    assert main(["book", "--skus", "300", "--changed", "3", "--json"]) == 0
+    res = _last_json(capsys)
+    assert res["bench"] == "book" and res["skus"] == 300 and res["changed"] == 3
+    assert res["rows_ms"] >= 0 and res["whole_row_ms"] >= 0 and res["whole_row_bytes"] > 300 * 10
