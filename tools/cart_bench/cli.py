@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=64, help="messages per commit")
     p.add_argument("--skus", type=int, default=0, help="synthetic store catalogue size (0: the packaged one)")
     p.add_argument("--profile", metavar="FILE", help="write a cProfile of the measured loop to FILE")
+    p.add_argument("--breakdown", action="store_true", help="thread-CPU self time of the named stages")
     p = cmd("ingest", "events/s through Mosquitto: the gateway vs a bare paho subscriber")
     p.add_argument("-n", type=int, default=6000, help="events")
     p.add_argument("--mode", choices=["live", "queued"], default="live",
@@ -57,7 +58,7 @@ def main(argv=None) -> int:
         res = bench_reconcile(args.skus, args.moves, args.seed, args.basket_items)
     elif args.name == "handler":
         from .handler import bench_handler
-        res = bench_handler(args.n, args.batch, skus=args.skus, profile=args.profile)
+        res = bench_handler(args.n, args.batch, skus=args.skus, profile=args.profile, breakdown=args.breakdown)
     elif args.name == "ingest":
         from .ingest import bench_ingest
         res = bench_ingest(args.n, mode=args.mode, publishers=args.publishers, profile=args.profile, sync=args.sync)
