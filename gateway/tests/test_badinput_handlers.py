@@ -166,7 +166,7 @@ def test_a_write_failing_after_the_carts_were_saved_loses_nothing_and_corrupts_n
     msgs = [(sc.topic, sc.unsettled())]
     msgs.append((sc.topic, sc.weight(KETCHUP[1], unsettled_seq=sc.seq)))
 
-    def disk_full(_state):
+    def disk_full(_state, only=None):
         raise OSError("disk full")
     # every book comparison differs (each read of its version is new), so every message writes
     # the book, which fails

@@ -82,3 +82,42 @@ def test_the_next_shoppers_basket_at_the_same_version_number_is_stored(tmp_path)
     st.close()
     [(_, session, _, state, _)] = Store(tmp_path / "g.sqlite3").load_carts()
     assert session == 2 and state["lines"] == second.s["lines"]
+
+
+def test_a_clock_changed_in_place_is_stored_and_an_unchanged_one_is_not_rewritten(tmp_path):
+    """The service keeps a cart's board clock offsets in one dict it changes in place
+    (CartRt.time_of): the store compares it with its own copy, so a changed offset is written
+    and an unchanged clock writes no `carts` row; after a reload (or a rollback) it is read anew."""
+    skus = synthetic(40, seed=5)
+    eng = CartReconciler("c001", skus, ReconcileConfig())
+    st = Store(tmp_path / "g.sqlite3")
+    heads = []
+    st.db.set_trace_callback(lambda sql: heads.append(sql) if sql.startswith("INSERT OR REPLACE INTO carts") else None)
+    clock = {"scale/1": 100}
+
+    def save():
+        heads.clear()
+        st.begin()
+        st.save_cart("c001", 1, 0, eng.s, clock)
+        st.commit()
+        return len(heads)
+    assert save() == 1
+    assert save() == 0                  # nothing changed
+    clock["scale/1"] = 250              # in place, as time_of does
+    assert save() == 1
+    clock["cam/1"] = 7
+    assert save() == 1
+    st.begin()
+    st.save_cart("c001", 1, 0, eng.s, clock)
+    st.rollback()                       # the store forgets what it believed stored
+    assert save() == 1
+    st.close()
+    st = Store(tmp_path / "g.sqlite3")
+    st.db.set_trace_callback(lambda sql: heads.append(sql) if sql.startswith("INSERT OR REPLACE INTO carts") else None)
+    [(_, _, _, _, stored)] = st.load_carts()
+    assert stored == {"scale/1": 250, "cam/1": 7}
+    clock = dict(stored)
+    assert save() == 0                  # as loaded
+    clock["scale/1"] = 300
+    assert save() == 1
+    st.close()

@@ -1,4 +1,4 @@
-"""`cart-bench reconcile|handler|ingest|latency|frames|recovery [--json]`.
+"""`cart-bench reconcile|handler|ingest|latency|frames|recovery|book [--json]`.
 
 Measurements, not pass/fail. Each bench prints its figures; with `--json` the last line
 is one JSON object with all of them (docs/gateway.md, docs/reconciliation.md).
@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=64, help="messages per commit")
     p.add_argument("--skus", type=int, default=0, help="synthetic store catalogue size (0: the packaged one)")
     p.add_argument("--profile", metavar="FILE", help="write a cProfile of the measured loop to FILE")
+    p.add_argument("--breakdown", action="store_true", help="thread-CPU self time of the named stages")
     p = cmd("ingest", "events/s through Mosquitto: the gateway vs a bare paho subscriber")
     p.add_argument("-n", type=int, default=6000, help="events")
     p.add_argument("--mode", choices=["live", "queued"], default="live",
@@ -44,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=40, help="bursts")
     p = cmd("recovery", "kill -9 under load: seconds to resume, lost, counted twice")
     p.add_argument("-n", type=int, default=400, help="movements per cart")
+    p = cmd("book", "the WeightBook saved after a batch that learned a few SKUs: CPU ms per save")
+    p.add_argument("--skus", type=int, default=30000, help="learned SKUs (a synthetic catalogue)")
+    p.add_argument("--changed", type=int, default=5, help="SKUs the batch learned")
     return ap
 
 
@@ -54,7 +58,7 @@ def main(argv=None) -> int:
         res = bench_reconcile(args.skus, args.moves, args.seed, args.basket_items)
     elif args.name == "handler":
         from .handler import bench_handler
-        res = bench_handler(args.n, args.batch, skus=args.skus, profile=args.profile)
+        res = bench_handler(args.n, args.batch, skus=args.skus, profile=args.profile, breakdown=args.breakdown)
     elif args.name == "ingest":
         from .ingest import bench_ingest
         res = bench_ingest(args.n, mode=args.mode, publishers=args.publishers, profile=args.profile, sync=args.sync)
@@ -64,6 +68,9 @@ def main(argv=None) -> int:
     elif args.name == "frames":
         from .frames import bench_frames
         res = bench_frames(args.n)
+    elif args.name == "book":
+        from .book import bench_book
+        res = bench_book(args.skus, args.changed)
     else:
         from .recovery import bench_recovery
         res = bench_recovery(args.n)

@@ -1,6 +1,7 @@
 """The ingest stream through the gateway's handlers in-process (no broker): its own CPU cost per event."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import tempfile
@@ -10,6 +11,7 @@ from cart_gateway.config import parse_config
 from cart_gateway.reconcile import fitkernel, multi, scoring
 from cart_gateway.service import Gateway
 
+from .breakdown import CpuBreakdown
 from .stream import ingest_stream
 from .synth import store_catalogue
 
@@ -61,11 +63,13 @@ class ScoringTimer:
         return False
 
 
-def bench_handler(n: int = 6000, batch: int = 64, skus: int = 0, profile: str | None = None) -> dict:
+def bench_handler(n: int = 6000, batch: int = 64, skus: int = 0, profile: str | None = None,
+                  breakdown: bool = False) -> dict:
     """The ingest stream (50 carts, every prompt answered) through Gateway.handle_batch in-process,
     `batch` messages per transaction with a commit (FULL) each: the gateway's own CPU cost per
     event, without Mosquitto or paho. Answers go in the batch after the one that opened the prompt.
-    `skus`: a synthetic store catalogue of that size instead of the packaged one."""
+    `skus`: a synthetic store catalogue of that size instead of the packaged one.
+    `breakdown`: also the thread-CPU self time of the named stages (breakdown.py), key `cpu_self_s`."""
     carts = [f"c{i:03d}" for i in range(50)]
     cat = store_catalogue(skus) if skus else None
     msgs, truth = ingest_stream(n, carts, catalogue=cat)
@@ -90,7 +94,8 @@ def bench_handler(n: int = 6000, batch: int = 64, skus: int = 0, profile: str | 
             # thread CPU time, not wall: on a shared machine a wall-clock profile charges the
             # neighbours' time to whatever call was running (once ~39 s to time.thread_time itself)
             prof = cProfile.Profile(time.thread_time)
-        with ScoringTimer() as timer:
+        stages = CpuBreakdown() if breakdown else contextlib.nullcontext()
+        with stages, ScoringTimer() as timer:
             if prof:
                 prof.enable()
             t0, c0 = time.perf_counter(), time.process_time()
@@ -123,6 +128,12 @@ def bench_handler(n: int = 6000, batch: int = 64, skus: int = 0, profile: str | 
            "events_per_cpu_s": round(n / cpu, 1), "final_lines_per_cart": lines, "scored": scored,
            "score_calls": timer.calls, "score_cpu_s": round(timer.cpu_s, 3),
            "score_share": round(timer.cpu_s / cpu, 3) if cpu else None}
+    if breakdown:
+        own = dict(stages.self_s)
+        # scoring runs inside the engine's step only: its time is taken out of the step's
+        own["CartReconciler.step"] = own.get("CartReconciler.step", 0.0) - timer.cpu_s
+        own["scoring"] = timer.cpu_s
+        res["cpu_self_s"] = {k: round(v, 3) for k, v in sorted(own.items(), key=lambda kv: -kv[1])}
     # CPU time is the figure that survives a shared machine; wall time includes the fsyncs
     print(f"handler in-process, {n_skus} SKUs: {res['events_per_s']} events/s wall, {res['events_per_cpu_s']} per "
           f"CPU-second ({n} events + {answers} answers, {batches} commits, baskets end at {lines:.0f} lines); "

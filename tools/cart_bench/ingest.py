@@ -12,6 +12,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from cart_gateway.reconcile import fitkernel
+
 from .env import Env, client
 from .stream import ingest_stream
 
@@ -79,6 +81,17 @@ def _thread_cpu_s(pid: int) -> dict[int, float]:
     return out
 
 
+def _runqueue_s(pid: int, tid: int | None = None) -> float | None:
+    """Seconds a thread (default: the main thread) has been runnable but waiting for a CPU, from
+    /proc/<pid>/task/<tid>/schedstat (its second field, ns); None where the kernel does not keep it.
+    This is the time a shared machine's other processes took from it: wall time of the core
+    thread = its CPU + this + the time it was blocked (input queue, fsync, the GIL)."""
+    try:
+        return int(Path(f"/proc/{pid}/task/{tid or pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _wait_gateway_events(env: Env, n: int, timeout: float = 300, cpu: list | None = None) -> tuple[float | None, float | None]:
     """(first, last): the gateway's first stored event (its receive time, `t_ms` in the events
     table) and the moment its database first holds n events, as time.time() seconds.
@@ -105,18 +118,21 @@ def _wait_gateway_events(env: Env, n: int, timeout: float = 300, cpu: list | Non
                 continue
             now = time.time()
             if cpu is not None and got and not cpu:
-                cpu.append(env.gateway_cpu_s())
-                cpu.append(_thread_cpu_s(env.gw.pid))
+                cpu.extend(_cpu_reading(env))
             if got >= n:
                 if cpu is not None:
-                    cpu.append(env.gateway_cpu_s())
-                    cpu.append(_thread_cpu_s(env.gw.pid))
+                    cpu.extend(_cpu_reading(env))
                 return lo / 1000.0, now
             time.sleep(POLL_S)
     finally:
         if db is not None:
             db.close()
     return None, None
+
+
+def _cpu_reading(env: Env) -> tuple:
+    """(process CPU-s, CPU-s by thread, the main thread's run-queue wait s) now."""
+    return env.gateway_cpu_s(), _thread_cpu_s(env.gw.pid), _runqueue_s(env.gw.pid)
 
 
 def _split_threads(pid: int, before: dict, after: dict) -> tuple[float | None, float | None]:
@@ -142,19 +158,27 @@ def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1, profile
     """
     carts = [f"c{i:03d}" for i in range(50)]    # one store's carts
     msgs, truth = ingest_stream(n, carts, answers=mode == "queued")
+    # the bare subscriber takes what the gateway takes: the events and (queued) the answers in
+    # the stream; it once took the events only, 6,000 of the gateway's 8,800 messages
+    total = len(msgs)
+    # compiled (or loaded) into numba's cache by this process, so the gateway's background
+    # warm-up loads it instead of compiling (~6 CPU-s) while it drains the queue
+    fitkernel.warm()
     with tempfile.TemporaryDirectory() as d:
         env = Env(Path(d), carts=carts, sync=sync)
         try:
             env.start_gateway()
             env.wait_online()
-            bare = {"n": 0, "t_first": None, "t_end": None}
+            bare = {"n": 0, "t_first": None, "t_end": None, "rq": []}
 
             def on_bare(c, u, m):
                 bare["n"] += 1
                 if bare["t_first"] is None:
                     bare["t_first"] = time.perf_counter()
-                if bare["n"] == n:
+                    bare["rq"].append(_runqueue_s(os.getpid(), threading.get_native_id()))   # paho's loop thread
+                if bare["n"] == total:
                     bare["t_end"] = time.perf_counter()
+                    bare["rq"].append(_runqueue_s(os.getpid(), threading.get_native_id()))
             sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=mqtt.MQTTv5)
             sub.max_inflight_messages_set(1000)
             sub.on_message = on_bare
@@ -165,7 +189,8 @@ def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1, profile
             props.ReceiveMaximum = 1000       # as the gateway
             sub.connect("127.0.0.1", env.port, clean_start=False, properties=props)
             sub.loop_start()
-            sub.subscribe("carts/+/+/evt", qos=1)
+            # live: the screens' answers are not part of the published stream (`total` is the events)
+            sub.subscribe([("carts/+/+/evt", 1)] + ([("carts/+/screen/answer", 1)] if mode == "queued" else []))
             screen = _screens(env.port, truth) if mode == "live" else None
             time.sleep(0.5)
             if mode == "queued":
@@ -184,10 +209,19 @@ def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1, profile
                 env.start_gateway(profile)
                 cpu: list = []
                 g_first, g_end = _wait_gateway_events(env, n, cpu=cpu)
-                gw_cpu = cpu[2] - cpu[0] if len(cpu) == 4 and None not in cpu else None
-                main_cpu, other_cpu = _split_threads(env.gw.pid, *(cpu[1::2] if len(cpu) == 4 else ({}, {})))
+                ok = len(cpu) == 6 and cpu[0] is not None and cpu[3] is not None
+                gw_cpu = cpu[3] - cpu[0] if ok else None
+                main_cpu, other_cpu = _split_threads(env.gw.pid, cpu[1], cpu[4]) if ok else (None, None)
+                # threads that ended in between (the fit kernel's warm-up): the process's CPU-s less the live threads'
+                ended_cpu = gw_cpu - main_cpu - other_cpu if ok and main_cpu is not None else None
+                runq = cpu[5] - cpu[2] if ok and cpu[2] is not None and cpu[5] is not None else None
                 gw_rate = n / (g_end - g_first) if g_end and g_end > g_first else None
                 bare_rate = n / (bare["t_end"] - bare["t_first"]) if bare["t_end"] else None
+                bare_rq = bare["rq"][1] - bare["rq"][0] if len(bare["rq"]) == 2 and None not in bare["rq"] else None
+                # each side's rate had it not waited for a CPU (its wall time less its run-queue
+                # wait): what the ratio is on a machine shared with other work
+                gw_own = n / (g_end - g_first - runq) if gw_rate and runq is not None else None
+                bare_own = n / (bare["t_end"] - bare["t_first"] - bare_rq) if bare_rate and bare_rq is not None else None
             else:
                 t0_wall = time.time() - t_pub          # publishing started (the gateway's clock is wall time)
                 g_first, g_end = _wait_gateway_events(env, n)
@@ -195,7 +229,7 @@ def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1, profile
                 while bare["t_end"] is None and time.time() < deadline:
                     time.sleep(0.02)
                 gw_rate = n / (g_end - t0_wall) if g_end else None
-                gw_cpu = main_cpu = other_cpu = None
+                gw_cpu = main_cpu = other_cpu = ended_cpu = runq = bare_rq = gw_own = bare_own = None
                 bare_rate = n / (bare["t_end"] - t0 + t_pub) if bare["t_end"] else None
             sub.loop_stop()
             if screen is not None:
@@ -220,6 +254,17 @@ def bench_ingest(n: int = 6000, mode: str = "live", publishers: int = 1, profile
            # thread above all), which the in-process handler bench does not run
            "gateway_core_thread_cpu_s": round(main_cpu, 3) if main_cpu is not None else None,
            "gateway_other_threads_cpu_s": round(other_cpu, 3) if other_cpu is not None else None,
+           "gateway_ended_threads_cpu_s": round(ended_cpu, 3) if ended_cpu is not None else None,
+           # where the core thread's wall time went: on a CPU, waiting in the run queue for one
+           # (the shared machine's other processes), or blocked (input, fsync, the GIL)
+           "gateway_core_thread_runqueue_s": round(runq, 3) if runq is not None else None,
+           "gateway_core_thread_blocked_s": (round(g_end - g_first - main_cpu - runq, 3)
+                                             if runq is not None and main_cpu is not None else None),
+           "bare_paho_messages": total,
+           "bare_paho_runqueue_s": round(bare_rq, 3) if bare_rq is not None else None,
+           "gateway_events_per_s_less_runqueue": round(gw_own, 1) if gw_own else None,
+           "bare_paho_events_per_s_less_runqueue": round(bare_own, 1) if bare_own else None,
+           "ratio_less_runqueue": round(gw_own / bare_own, 3) if gw_own and bare_own else None,
            # the gateway's CPU over the same wall time: ~1 (a core's worth) = CPU-bound; far
            # below 1 on an idle machine = it waited (broker window, batch timer, fsync)
            "gateway_wall_s": round(g_end - g_first, 3) if mode == "queued" and g_end and g_end > g_first else None,

@@ -48,3 +48,23 @@ def test_store_catalogue_of_any_size_has_families_and_weight_alikes():
     assert 0.01 * len(cat) <= sum(s.sold_by_weight for s in cat) <= 0.1 * len(cat)   # synth.PRODUCE_SHARE, 1.5 %
     assert len(weight_alike_pairs(cat)) > len(packs)       # packs of other families at the same weight
     assert [s.sku for s in store_catalogue(2000, seed=3)] == [s.sku for s in cat]   # seeded
+
+
+def test_book_bench_writes_the_learned_skus_rows_and_names_both_costs(capsys):
+    assert main(["book", "--skus", "300", "--changed", "3", "--json"]) == 0
+    res = _last_json(capsys)
+    assert res["bench"] == "book" and res["skus"] == 300 and res["changed"] == 3
+    assert res["rows_ms"] >= 0 and res["whole_row_ms"] >= 0 and res["whole_row_bytes"] > 300 * 10
+
+
+def test_handler_breakdown_names_the_stages_and_puts_every_one_back(capsys):
+    from cart_gateway.service import Gateway
+    from cart_gateway.store import Store
+    before = (Gateway.handle, Store.save_cart)
+    assert main(["handler", "-n", "600", "--breakdown", "--json"]) == 0
+    res = _last_json(capsys)
+    own = res["cpu_self_s"]
+    assert {"scoring", "CartReconciler.step", "CartStates.save_cart", "Gateway.handle", "decoding.decode_event"} <= set(own)
+    assert own["CartStates.save_cart"] > 0 and own["decoding.decode_event"] > 0
+    assert sum(own.values()) <= res["cpu_s"] * 1.05 + 0.05     # self times: nothing counted twice
+    assert (Gateway.handle, Store.save_cart) == before

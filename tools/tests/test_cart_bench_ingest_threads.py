@@ -44,3 +44,14 @@ def test_each_thread_is_read_and_a_busy_one_is_not_the_main_thread():
 def test_no_reading_gives_no_split():
     assert _split_threads(1, {}, {}) == (None, None)
     assert _split_threads(7, {7: 1.0, 8: 2.0}, {7: 1.5, 8: 2.25, 9: 0.5}) == (0.5, 0.75)
+
+
+@pytest.mark.skipif(not os.path.exists(f"/proc/{os.getpid()}/schedstat"), reason="no schedstat")
+def test_run_queue_wait_is_read_per_thread_and_never_goes_back():
+    from cart_bench.ingest import _runqueue_s
+    a = _runqueue_s(os.getpid())
+    sum(range(200_000))
+    time.sleep(0.01)
+    b = _runqueue_s(os.getpid(), threading.get_native_id())
+    assert a is not None and b is not None and b >= a >= 0.0
+    assert _runqueue_s(os.getpid(), 2**31 - 1) is None      # no such thread

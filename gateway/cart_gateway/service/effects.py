@@ -120,7 +120,7 @@ class Effects:
         if self.book.version != self._book_seen:   # changed since it was last stored
             saved = self.store.load_book()
             self.book.load_dict(saved or {"v": 1, "stats": {}})
-            self._book_seen = self.book.version
+            self._book_stored()
 
     def _persist(self) -> None:
         if self._batch:
@@ -130,13 +130,29 @@ class Effects:
             if rt is not None:
                 self.store.save_cart(cart, rt.session, rt.version_base, rt.engine.s, rt.clock, rt.engine.dirty)
                 rt.engine.dirty.stored()
-        seen = self.book.version    # bumped by every change: JSON only when it changed
-        if seen != self._book_seen:
-            self.store.save_book(self.book.to_dict())
-            self._book_seen = seen
+        if self.book.version != self._book_seen:    # bumped by every change: written only when it changed
+            self._save_book()
         # only now: if a write above fails, the savepoint undoes the saved carts and
         # _reset() must still know which carts to reload
         self._dirty.clear()
+
+    def _save_book(self) -> None:
+        """The SKUs the book learned since its last save (WeightBook.changed, as the weight index
+        follows it); all of it after a reload, a catalogue swap, a bounded `changed` list
+        starting again, or onto a database that holds the book in one row."""
+        b, mark = self.book, self._book_mark
+        if mark is not None and mark[0] == b.reset_count and mark[1] <= len(b.changed):
+            changed = {b.skus[i] for i in b.changed[mark[1]:]}
+            self.store.save_book({"v": 1, "stats": {s: b.stats[s] for s in changed if s in b.stats}}, only=changed)
+        else:
+            self.store.save_book(b.to_dict())
+        self._book_seen, self._book_mark = b.version, (b.reset_count, len(b.changed))
+
+    def _book_stored(self) -> None:
+        """The book is as the database holds it (just loaded): the next save writes what changes
+        from here, if the database keeps it per SKU (else all of it, once)."""
+        self._book_seen = self.book.version
+        self._book_mark = (self.book.reset_count, len(self.book.changed)) if self.store.book_in_rows() else None
 
     def _reject(self, reason: str, what: str, detail: str) -> None:
         self.metrics.bad.labels(reason).inc()

@@ -64,7 +64,7 @@ class Gateway(BoardInputs, FramesAndBursts, Retention, ShopperAndStaff, Effects)
         saved = self.store.load_book()
         if saved:
             self.book.load_dict(saved)
-        self._book_seen = self.book.version
+        self._book_stored()
         self.files = FrameFiles(state / "frames")
         self.asm = Assemblies(cfg.frames.max_in_progress, int(cfg.frames.assembly_timeout_s * 1000),
                               cfg.frames.max_per_cart, cfg.frames.still_max_bytes)
@@ -141,7 +141,7 @@ class Gateway(BoardInputs, FramesAndBursts, Retention, ShopperAndStaff, Effects)
         self._timed = set(self.carts)
         saved = self.store.load_book()
         self.book.load_dict(saved or {"v": 1, "stats": {}})
-        self._book_seen = self.book.version
+        self._book_stored()
 
     def prepare_catalogue(self, catalogue: Catalogue) -> "CatalogueSwap":
         """Rollout, off the core thread: what grows with the catalogue is built here, not in the swap."""
@@ -164,7 +164,8 @@ class Gateway(BoardInputs, FramesAndBursts, Retention, ShopperAndStaff, Effects)
                               CartReconciler.from_dict(rt.engine.s, catalogue, rc, book, index=index), rt.clock)
                  for cart, rt in self.carts.items()}
         self.catalogue, self.index, self.book, self.carts = catalogue, index, book, carts
-        self._book_seen = self.book.version
+        # a new book: written whole at its first change (its `changed` counts from its own start)
+        self._book_seen, self._book_mark = self.book.version, None
         return None
 
     def handle(self, topic: str, payload: bytes, t_ms: int) -> list[Publish]:

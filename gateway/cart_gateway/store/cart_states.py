@@ -8,6 +8,12 @@ import sqlite3
 
 from .cart_parts import _ABSENT, _BASKET_KEYS, _IMMUTABLE, HEAD, _final_move, _split, join_state
 
+# what save_cart keeps for a part that never changes once stored (cart_parts._final_move: a
+# decided movement, a prompt or review record): it is not compared again, so no copy is kept.
+# Equal to nothing, so should it be compared (a new session numbers its ids from 1 again) it is
+# rewritten.
+_STORED = object()
+
 
 # json.dumps with options builds an encoder per call; a save writes several parts
 _PART_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
@@ -40,7 +46,7 @@ class CartStates:
             clock = json.loads(ck)
             # join_state hands the decoded values to the engine, which changes them: keep a copy
             self._parts[c] = pickle.loads(pickle.dumps(parts, 5))
-            self._heads[c] = (sess, vb, ck)
+            self._heads[c] = (sess, vb, ck, dict(clock))
             out.append((c, sess, vb, state, clock))
         return out
 
@@ -57,12 +63,16 @@ class CartStates:
         engine changed since its last save; only those are compared and written, so a save
         costs what changed, not the basket. Ignored (every part compared) when this store's
         copy was just read back from the database (after a load or a rollback)."""
-        ck = json.dumps(clock, sort_keys=True)
         reopened = getattr(dirty, "reopened", ())
-        same_session = (self._heads.get(cart) or (None,))[0] == session
-        if self._heads.get(cart) != (session, version_base, ck):
-            self.db.execute("INSERT OR REPLACE INTO carts VALUES (?,?,?,?,?)", (cart, session, version_base, "", ck))
-            self._heads[cart] = (session, version_base, ck)
+        head = self._heads.get(cart)
+        same_session = (head or (None,))[0] == session
+        # the clock (board offsets) is compared as a dict: JSON only when the row is written
+        if head is None or head[0] != session or head[1] != version_base or head[3] != clock:
+            ck = json.dumps(clock, sort_keys=True)
+            if head is None or head[:3] != (session, version_base, ck):
+                self.db.execute("INSERT OR REPLACE INTO carts VALUES (?,?,?,?,?)",
+                                (cart, session, version_base, "", ck))
+            self._heads[cart] = (session, version_base, ck, dict(clock))
         known = self._parts.get(cart)
         if known is None:     # not seen since the last load or rollback: ask the database what is stored
             known = self._parts[cart] = {
@@ -98,11 +108,14 @@ class CartStates:
             old = known.get(p, _ABSENT)
             if old is _ABSENT or not old == v:
                 put.append((cart, p, _PART_JSON(v)))
-                # a key order (`k/`) is made fresh by _split, a number or string cannot change:
-                # only what the engine holds and may change in place is copied
-                known[p] = v if p[-1] == "/" or type(v) in _IMMUTABLE else pickle.loads(pickle.dumps(v, 5))
                 if _final_move(p, v):
+                    # never compared again (it is kept while in `final`): no copy of it
                     final.add(p)
+                    known[p] = _STORED
+                else:
+                    # a key order (`k/`) is made fresh by _split, a number or string cannot change:
+                    # only what the engine holds and may change in place is copied
+                    known[p] = v if p[-1] == "/" or type(v) in _IMMUTABLE else pickle.loads(pickle.dumps(v, 5))
         gone = [(cart, p) for p in known.keys() - parts.keys() - kept if p.split("/", 1)[0] not in skip]
         for _, p in gone:
             del known[p]
@@ -113,9 +126,34 @@ class CartStates:
             self.db.executemany("DELETE FROM cart_parts WHERE cart=? AND part=?", gone)
         return len(put) + len(gone)
 
+    # The WeightBook's learned statistics: one `book_stats` row per SKU, so a batch that learned
+    # from a few sales writes those SKUs, not the whole book (a store that has learned its
+    # 30,000 SKUs would rewrite ~1.5 MB of JSON per such batch). The `book` row then says so
+    # ({"v": 1, "stats": {}, "in_rows": true}); a database from before holds the whole book in
+    # that row, which still loads, and its first save writes every row.
     def load_book(self) -> dict | None:
         row = self.db.execute("SELECT state FROM book WHERE id=1").fetchone()
-        return json.loads(row[0]) if row else None
+        if not row:
+            return None
+        head = json.loads(row[0])
+        if not head.get("in_rows"):
+            return head
+        return {"v": head.get("v", 1), "stats": {sku: [n, mean, m2] for sku, n, mean, m2 in
+                                                  self.db.execute("SELECT sku, n, mean, m2 FROM book_stats")}}
 
-    def save_book(self, state: dict) -> None:
-        self.db.execute("INSERT OR REPLACE INTO book VALUES (1, ?)", (json.dumps(state, sort_keys=True),))
+    def book_in_rows(self) -> bool:
+        """Whether the stored book is per-SKU rows, so a save of the changed SKUs alone is whole."""
+        row = self.db.execute("SELECT state FROM book WHERE id=1").fetchone()
+        return bool(row) and bool(json.loads(row[0]).get("in_rows"))
+
+    def save_book(self, state: dict, only=None) -> None:
+        """Store the book (WeightBook.to_dict()); `only`: the SKUs changed since the last save of
+        this store's book as rows (book_in_rows), and only their rows are written."""
+        stats = state["stats"]
+        if only is None:
+            self.db.execute("DELETE FROM book_stats")
+            self.db.execute("INSERT OR REPLACE INTO book VALUES (1, ?)",
+                            (json.dumps({"v": state.get("v", 1), "stats": {}, "in_rows": True}),))
+            only = stats
+        self.db.executemany("INSERT OR REPLACE INTO book_stats VALUES (?,?,?,?)",
+                            [(sku, *stats[sku]) for sku in only if sku in stats])

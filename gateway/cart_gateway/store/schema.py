@@ -26,6 +26,9 @@ CREATE TABLE IF NOT EXISTS carts (
 CREATE TABLE IF NOT EXISTS cart_parts (
   cart TEXT NOT NULL, part TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (cart, part)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS book (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL);
+-- the WeightBook's learned statistics per SKU (cart_states.py: written as they change)
+CREATE TABLE IF NOT EXISTS book_stats (
+  sku TEXT PRIMARY KEY, n REAL NOT NULL, mean REAL NOT NULL, m2 REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS reviews (
   review_id TEXT PRIMARY KEY, cart TEXT NOT NULL, request TEXT NOT NULL, status TEXT NOT NULL,
   verdict TEXT, t_ms INTEGER NOT NULL);
