@@ -54,6 +54,10 @@ class WeightIndex:
         self.keys = m + np.repeat(self.base, np.diff(off))
         self.drift = 0.0
         self.sdmax2 = np.maximum.reduceat(sd[self.perm], self.band_starts) ** 2   # per band, now
+        # the figures now and the unit positions in sorted order: the compiled add block reads
+        # them in a row instead of gathering them (fitkernel.add_block); of() keeps them current
+        self.mean_p, self.sd_p = mean[self.perm], sd[self.perm]
+        self.unit_pos_p = cat.unit_pos[self.perm]
         self.seen = (-1, 0)         # (book.reset_count, len(book.changed)) already folded in
         # SKUs whose mean moved more than REBUILD_DRIFT_G since the sort: the windows do not
         # cover them, so every caller scores them one by one (sorted catalogue indices)
@@ -86,10 +90,13 @@ class WeightIndex:
                     ix = ix[sw.pos_of[ix] >= 0]
                     if len(ix):
                         sw._fold(ix, book)
+                        sw.mean_p[sw.pos_of[ix]] = book.mean[ix]
+                        sw.sd_p[sw.pos_of[ix]] = book.sd[ix]
             else:
                 sw.drift, sw.moved = 0.0, np.zeros(0, dtype=np.int64)
                 sw.sdmax2 = np.maximum.reduceat(book.sd[sw.perm], sw.band_starts) ** 2
                 sw._fold(sw.perm, book)
+                sw.mean_p, sw.sd_p = book.mean[sw.perm], book.sd[sw.perm]
             sw.seen = (book.reset_count, len(book.changed))
             if len(sw.moved) <= MOVED_MAX:
                 return sw
