@@ -208,7 +208,7 @@ def _top_units_of(vis: np.ndarray, cat: CatalogueIndex, vision: VisionSummary, m
     if len(sc) + m >= len(units):
         return _top_units(vis[units], units, m)
     head = units[: len(sc) + 1]
-    base = vis[head[~np.isin(head, sc)][0]]          # an unscored packaged SKU's factor
+    base = vis[head[~member_sorted(head, sc)][0]]          # an unscored packaged SKU's factor
     v = vis[sc]
     if np.any(v < base):        # not the shape factors gives: the full partition
         return _top_units(vis[units], units, m)
@@ -217,7 +217,7 @@ def _top_units_of(vis: np.ndarray, cat: CatalogueIndex, vision: VisionSummary, m
     if len(above) >= m:
         return above[:m]
     rest = units[: m + len(above)]
-    return np.concatenate((above, rest[~np.isin(rest, above)][: m - len(above)]))
+    return np.concatenate((above, rest[~member_sorted(rest, np.sort(above))][: m - len(above)]))
 
 
 def _pick(lp: np.ndarray, keep: int, dense_pos: np.ndarray | None = None) -> np.ndarray:
@@ -291,10 +291,9 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
     # the rest of each row sits at the floor with the base factors (any packaged SKU not
     # special, not in the top set): all tied. Its first `keep` in catalogue order are scored
     # too, so whatever the dense block would pick among those ties is here.
-    hid = np.ones(n, dtype=bool)
-    hid[extra] = False
-    hid[cat.produce] = False
-    base = np.flatnonzero(hid)
+    # (the packaged SKUs not in `extra`, in catalogue order: the first keep + 64 of them, O(extra))
+    head = units[: len(extra) + keep + 64]
+    base = head[~member_sorted(head, extra)]
     if not len(base):
         return None
     first = base[: keep + 64]

@@ -19,10 +19,10 @@ from . import fitkernel
 from .answerfit import best_with_sku
 from .catindex import KINDS, LOG_SQRT_2PI, CatalogueIndex, Scored, normal_logpdf, target_of
 from .config import ReconcileConfig
-from .factors import barcode_factor, log_vision, vision_derived, vision_factor
+from .factors import barcode_factor, log_vision, units_sum, vision_derived, vision_factor
 from .inputs import VisionSummary
 from .movescores import STATS, MovementScores
-from .swaps import camera_named_nothing, hidden_weight, swap_candidates, swap_fit_bound, weight_fit_pairs
+from .swaps import camera_named_nothing, hidden_weight, member_sorted, swap_candidates, swap_fit_bound, weight_fit_pairs
 from .weightbook import WeightBook
 from .weightindex import WeightIndex, special_units, top_with_ties, z_bound
 
@@ -329,16 +329,20 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
                 w_all = nu * u
                 w_kept = np.bincount(add_r, minlength=K) * u
             elif add_w is not None:   # summed by the kernel, in the pairs' order (as bincount does)
-                if barcode:
-                    w_all = float((visv[units] * np.where(logb[units] == 0.0, 1.0, cfg.barcode_other)).sum())
+                if barcode:     # every packaged SKU's factor times barcode_other, but the ones read
+                    ku = np.array([i for i in known if cat.unit_pos[i] >= 0], dtype=np.int64)
+                    w_all = (cfg.barcode_other * vision_derived(visv, "units_sum", lambda: units_sum(visv, cat))
+                             + (1.0 - cfg.barcode_other) * float(visv[ku].sum()))
                 else:
-                    w_all = vision_derived(visv, "units_sum", lambda: float(visv[units].sum()))
+                    w_all = vision_derived(visv, "units_sum", lambda: units_sum(visv, cat))
                 w_kept = add_w
             else:
-                if barcode:
-                    w_all = float((visv[units] * np.where(logb[units] == 0.0, 1.0, cfg.barcode_other)).sum())
+                if barcode:     # every packaged SKU's factor times barcode_other, but the ones read
+                    ku = np.array([i for i in known if cat.unit_pos[i] >= 0], dtype=np.int64)
+                    w_all = (cfg.barcode_other * vision_derived(visv, "units_sum", lambda: units_sum(visv, cat))
+                             + (1.0 - cfg.barcode_other) * float(visv[ku].sum()))
                 else:
-                    w_all = vision_derived(visv, "units_sum", lambda: float(visv[units].sum()))
+                    w_all = vision_derived(visv, "units_sum", lambda: units_sum(visv, cat))
                 wk = visv[add_c] if not barcode else visv[add_c] * np.where(logb[add_c] == 0.0, 1.0, cfg.barcode_other)
                 w_kept = np.bincount(add_r, weights=wk, minlength=K)
             norm += float(np.sum(np.exp(ck_units + floor - top) * (w_all - w_kept)))
@@ -419,7 +423,7 @@ def _hidden_max(visv: np.ndarray, cat: CatalogueIndex, spec: np.ndarray) -> floa
     is read (O(spec), not O(catalogue))."""
     if len(spec) < len(cat.units):
         head = cat.units[: len(spec) + 1]
-        return math.log(float(visv[head[~np.isin(head, spec)][0]]))
+        return math.log(float(visv[head[~member_sorted(head, spec)][0]]))
     hid = np.ones(len(cat.units), dtype=bool)
     hid[cat.unit_pos[spec]] = False
     return math.log(float(visv[cat.units][hid].max())) if hid.any() else -np.inf
@@ -428,5 +432,5 @@ def _hidden_max(visv: np.ndarray, cat: CatalogueIndex, spec: np.ndarray) -> floa
 def _first_unit_not_in(cat: CatalogueIndex, spec: np.ndarray) -> int:
     """The lowest-indexed packaged SKU not in `spec` (sorted), -1 if none: its factors are the base ones."""
     head = cat.units[: len(spec) + 1]
-    rest = head[~np.isin(head, spec)]
+    rest = head[~member_sorted(head, spec)]
     return int(rest[0]) if len(rest) else -1

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import fitkernel
 from .catindex import LOG_SQRT_2PI, CatalogueIndex
-from .factors import vision_derived
+from .factors import units_sum, vision_derived
 from .inputs import VisionSummary
 from .weightindex import WeightIndex, z_bound
 
@@ -200,7 +200,7 @@ def hidden_weight(a_i: np.ndarray, cand: np.ndarray, cat: CatalogueIndex, vis: n
     if vis is None:
         w = u * (n_hid - a_hid)
     else:
-        v_hid = vision_derived(vis, "units_sum", lambda: float(vis[units].sum())) - float(vis[cand].sum())
+        v_hid = vision_derived(vis, "units_sum", lambda: units_sum(vis, cat)) - float(vis[cand].sum())
         va = vis[a_i]
         w = 0.5 * ((v_hid - va * a_hid) + va * (n_hid - a_hid))
     if fit is not None and len(fit[0]):
