@@ -1,4 +1,4 @@
-"""The camera's reductions read from its few scores (multi._top_units_of, scoring._hidden_max)
+"""The camera's reductions read from its few scores (pairblock._top_units_of, scoring._hidden_max)
 give what the full O(catalogue) pass over the vision factor gives, on random bursts: scores
 that tie, zero scores, look-alike families smoothed in, barcodes, and a catalogue where the
 camera scored nearly everything (the full pass then runs)."""
@@ -14,7 +14,7 @@ from cart_bench.synth import store_catalogue, synthetic
 from cart_gateway.reconcile import CatalogueIndex, ReconcileConfig
 from cart_gateway.reconcile.factors import family_smoothed, vision_factor
 from cart_gateway.reconcile.inputs import VisionSummary
-from cart_gateway.reconcile.multi import _top_units, _top_units_of
+from cart_gateway.reconcile.pairblock import _top_units, _top_units_of
 from cart_gateway.reconcile.scoring import _hidden_max
 from cart_gateway.reconcile.weightindex import special_units
 
