@@ -61,12 +61,14 @@ def test_hidden_max_from_the_first_unscored_sku_equals_the_full_max(cat):
 
 
 @pytest.mark.parametrize("cat", [SMALL, BIG], ids=["small", "store3000"])
-def test_the_sparse_vision_factor_is_the_dense_one(cat):
+def test_the_sparse_vision_factor_is_the_dense_one(cat, monkeypatch):
     """vision_factor builds "base + the few SKUs the camera scored" (factors._vision_sparse) and
     log_vision / units_sum read that form: the dense computation's values (the scores' sum is
     taken over the few, not among zeros: equal to a rounding, which 1 - sum can enlarge when the
     scores sum to nearly 1: 2e-14 relative seen, far inside scoring's 1e-9)."""
+    from cart_gateway.reconcile import factors
     from cart_gateway.reconcile.factors import _vision_factor, log_vision, units_sum, vision_sparse
+    monkeypatch.setattr(factors, "SPARSE_MIN_SKUS", 0)       # the sparse form on these small catalogues too
     rnd = random.Random(13)
     cfg = ReconcileConfig()
     for trial in range(150):

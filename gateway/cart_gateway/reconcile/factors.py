@@ -9,8 +9,9 @@ from .catindex import CatalogueIndex
 from .config import ReconcileConfig
 from .inputs import VisionSummary
 
-# vision, cat, cfg -> vis, log(vis), derived, (base, ix, val): the last vision_factor() result
+# vision, cat, cfg -> vis, log(vis), derived, (base, ix, val) or None: the last vision_factor() result
 _LAST_VISION: list = [None, None, None, None, None, {}, None]
+SPARSE_MIN_SKUS = 5000      # smaller catalogues: the dense arithmetic is cheaper than the bookkeeping
 
 
 def vision_factor(vision: VisionSummary | None, cat: CatalogueIndex, cfg: ReconcileConfig) -> np.ndarray | None:
@@ -22,10 +23,13 @@ def vision_factor(vision: VisionSummary | None, cat: CatalogueIndex, cfg: Reconc
     lv = _LAST_VISION
     if lv[0] is vision and lv[1] is cat and lv[2] is cfg:
         return lv[3]
-    sparse = _vision_sparse(vision, cat, cfg)
-    base, ix, val = sparse
-    vis = np.full(cat.n + 1, base)
-    vis[ix] = val
+    if cat.n < SPARSE_MIN_SKUS:
+        vis, sparse = _vision_factor(vision, cat, cfg), None
+    else:
+        sparse = _vision_sparse(vision, cat, cfg)
+        base, ix, val = sparse
+        vis = np.full(cat.n + 1, base)
+        vis[ix] = val
     lv[:] = [vision, cat, cfg, vis, None, {}, sparse]
     return vis
 
@@ -39,7 +43,9 @@ def log_vision(vis: np.ndarray) -> np.ndarray:
             lv[:] = [None, None, None, vis, np.log(vis), {}, None]
         return lv[4]
     if lv[3] is vis:
-        if lv[4] is None:
+        if lv[4] is None and lv[6] is None:
+            lv[4] = np.log(vis)
+        elif lv[4] is None:
             base, ix, val = lv[6]
             logs = np.log(np.concatenate(([base], val)))     # the array log, as np.log(vis) computes it
             lv[4] = np.full(len(vis), logs[0])
@@ -52,7 +58,7 @@ def vision_sparse(vis: np.ndarray):
     """(base, ix, val) of the last vision_factor() array `vis` (every SKU's factor is base but at
     the sorted indices ix), None for any other array."""
     lv = _LAST_VISION
-    return lv[6] if lv[3] is vis and vis.flags.writeable else None
+    return lv[6] if lv[3] is vis and vis.flags.writeable else None     # (None also below SPARSE_MIN_SKUS)
 
 
 def units_sum(vis: np.ndarray, cat: CatalogueIndex) -> float:
