@@ -1,4 +1,4 @@
-"""The camera's reductions read from its few scores (pairblock._top_units_of, scoring._hidden_max)
+"""The camera's reductions read from its few scores (pairblock._top_units_of, weightindex.hidden_max)
 give what the full O(catalogue) pass over the vision factor gives, on random bursts: scores
 that tie, zero scores, look-alike families smoothed in, barcodes, and a catalogue where the
 camera scored nearly everything (the full pass then runs)."""
@@ -15,8 +15,7 @@ from cart_gateway.reconcile import CatalogueIndex, ReconcileConfig
 from cart_gateway.reconcile.factors import family_smoothed, vision_factor
 from cart_gateway.reconcile.inputs import VisionSummary
 from cart_gateway.reconcile.pairblock import _top_units, _top_units_of
-from cart_gateway.reconcile.scoring import _hidden_max
-from cart_gateway.reconcile.weightindex import special_units
+from cart_gateway.reconcile.weightindex import hidden_max, special_units
 
 SMALL = CatalogueIndex(synthetic(40, seed=3, produce=4))
 BIG = CatalogueIndex(store_catalogue(3000, seed=5))
@@ -57,7 +56,7 @@ def test_hidden_max_from_the_first_unscored_sku_equals_the_full_max(cat):
         hid = np.ones(len(cat.units), dtype=bool)
         hid[cat.unit_pos[spec]] = False
         want = math.log(float(vis[cat.units][hid].max())) if hid.any() else -np.inf
-        assert _hidden_max(vis, cat, spec) == want, trial
+        assert hidden_max(vis, cat, spec) == want, trial
 
 
 @pytest.mark.parametrize("cat", [SMALL, BIG], ids=["small", "store3000"])

@@ -17,8 +17,8 @@ import numpy as np
 from .catindex import CatalogueIndex
 from .factors import barcode_factor
 from .inputs import VisionSummary
-from .swaps import member_sorted, weight_fit_pairs
-from .weightindex import WeightIndex, special_units, top_with_ties, z_bound
+from .swaps import weight_fit_pairs
+from .weightindex import WeightIndex, member_sorted, special_units, top_with_ties, z_bound
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 

@@ -22,9 +22,9 @@ from .config import ReconcileConfig
 from .factors import barcode_factor, log_vision, units_sum, vision_derived, vision_factor
 from .inputs import VisionSummary
 from .movescores import STATS, MovementScores
-from .swaps import camera_named_nothing, hidden_weight, member_sorted, swap_candidates, swap_fit_bound, weight_fit_pairs
+from .swaps import camera_named_nothing, hidden_weight, swap_candidates, swap_fit_bound, weight_fit_pairs
 from .weightbook import WeightBook
-from .weightindex import WeightIndex, special_units, top_with_ties, z_bound
+from .weightindex import WeightIndex, first_unit_not_in, hidden_max, special_units, top_with_ties, z_bound
 
 __all__ = ["KINDS", "STATS", "CatalogueIndex", "MovementScores", "Scored", "best_with_sku", "score"]
 
@@ -184,7 +184,7 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
     if n_add and add_pruned and fitkernel.ready():
         # the same columns from one compiled loop (fitkernel.add_block): the window pairs, then the
         # special SKUs outside them; every SKU not in `spec` has the base factors
-        b0 = _first_unit_not_in(cat, spec)
+        b0 = first_unit_not_in(cat, spec)
         if barcode:     # a kept add's weight in the hidden adds' sum: vision x barcode factor
             def w_of(ix):
                 return (u if uniform else vis[ix]) * np.where(logb[ix] == 0.0, 1.0, cfg.barcode_other)
@@ -317,7 +317,7 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
         if visv is None:
             lv_h = math.log(u) if len(spec) < nu else -np.inf
         else:           # the best vision factor of a left-out add: once per burst and spec
-            lv_h = vision_derived(visv, ("hidden_max", tuple(spec.tolist())), lambda: _hidden_max(visv, cat, spec))
+            lv_h = vision_derived(visv, ("hidden_max", tuple(spec.tolist())), lambda: hidden_max(visv, cat, spec))
         lb_h = math.log(cfg.barcode_other) if barcode else 0.0
         lp_hidden = max(lp_hidden, float(ck_units.max()) + lv_h + lb_h + ll_max)
         zb_min = min(zb_min, zb_add)
@@ -416,21 +416,3 @@ def _unit_log_priors(cfg: ReconcileConfig, K: int, m: int) -> np.ndarray:
         a.flags.writeable = False
     return a
 
-
-def _hidden_max(visv: np.ndarray, cat: CatalogueIndex, spec: np.ndarray) -> float:
-    """log of the largest vision factor among the packaged SKUs not in `spec` (-inf: none).
-    `spec` holds every SKU the camera scored, so the rest share one factor: the first of them
-    is read (O(spec), not O(catalogue))."""
-    if len(spec) < len(cat.units):
-        head = cat.units[: len(spec) + 1]
-        return math.log(float(visv[head[~member_sorted(head, spec)][0]]))
-    hid = np.ones(len(cat.units), dtype=bool)
-    hid[cat.unit_pos[spec]] = False
-    return math.log(float(visv[cat.units][hid].max())) if hid.any() else -np.inf
-
-
-def _first_unit_not_in(cat: CatalogueIndex, spec: np.ndarray) -> int:
-    """The lowest-indexed packaged SKU not in `spec` (sorted), -1 if none: its factors are the base ones."""
-    head = cat.units[: len(spec) + 1]
-    rest = head[~member_sorted(head, spec)]
-    return int(rest[0]) if len(rest) else -1

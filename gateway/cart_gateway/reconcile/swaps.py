@@ -31,7 +31,7 @@ from . import fitkernel
 from .catindex import LOG_SQRT_2PI, CatalogueIndex
 from .factors import units_sum, vision_derived
 from .inputs import VisionSummary
-from .weightindex import WeightIndex, z_bound
+from .weightindex import WeightIndex, member_sorted, z_bound
 
 
 SMALL_WINDOWS = 4096     # fewer pairs than this in the lines' windows at zb: no narrowing first
@@ -210,14 +210,6 @@ def hidden_weight(a_i: np.ndarray, cand: np.ndarray, cat: CatalogueIndex, vis: n
     if known is not None:
         w = w * np.where(known[a_i], 1.0, barcode_other)
     return float(np.sum(w))
-
-
-def member_sorted(x: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    """np.isin(x, sorted_set) for a small sorted set, by binary search (np.isin sorts both)."""
-    if not len(sorted_set):
-        return np.zeros(len(x), dtype=bool)
-    at = np.minimum(np.searchsorted(sorted_set, x), len(sorted_set) - 1)
-    return sorted_set[at] == x
 
 
 def swap_column(sw: dict, i: int):

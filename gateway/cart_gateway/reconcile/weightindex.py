@@ -172,3 +172,28 @@ def special_units(vision: VisionSummary | None, cat: CatalogueIndex, known) -> n
     return np.array(sorted(ix), dtype=np.int64)
 
 
+def hidden_max(visv: np.ndarray, cat: CatalogueIndex, spec: np.ndarray) -> float:
+    """log of the largest vision factor among the packaged SKUs not in `spec` (-inf: none).
+    `spec` holds every SKU the camera scored, so the rest share one factor: the first of them
+    is read (O(spec), not O(catalogue))."""
+    if len(spec) < len(cat.units):
+        head = cat.units[: len(spec) + 1]
+        return math.log(float(visv[head[~member_sorted(head, spec)][0]]))
+    hid = np.ones(len(cat.units), dtype=bool)
+    hid[cat.unit_pos[spec]] = False
+    return math.log(float(visv[cat.units][hid].max())) if hid.any() else -np.inf
+
+
+def first_unit_not_in(cat: CatalogueIndex, spec: np.ndarray) -> int:
+    """The lowest-indexed packaged SKU not in `spec` (sorted), -1 if none: its factors are the base ones."""
+    head = cat.units[: len(spec) + 1]
+    rest = head[~member_sorted(head, spec)]
+    return int(rest[0]) if len(rest) else -1
+
+
+def member_sorted(x: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """np.isin(x, sorted_set) for a small sorted set, by binary search (np.isin sorts both)."""
+    if not len(sorted_set):
+        return np.zeros(len(x), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, x), len(sorted_set) - 1)
+    return sorted_set[at] == x
