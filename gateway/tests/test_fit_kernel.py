@@ -109,3 +109,62 @@ def test_the_background_warm_makes_the_kernel_ready():
     finally:
         fitkernel.warm()
     assert fitkernel.ready()
+
+
+def _scored_both_ways(fn, *args, **kw):
+    """fn(*args) with the compiled kernels and with the numpy paths (fitkernel not ready)."""
+    got = fn(*args, **kw)
+    fitkernel._READY.clear()
+    try:
+        ref = fn(*args, **kw)
+    finally:
+        fitkernel._READY.set()
+    return got, ref
+
+
+def _same_to_the_bit(got, ref) -> None:
+    assert got.hyps == ref.hyps and got.best_fit_z == ref.best_fit_z and got.evidence == ref.evidence
+    assert (got.arrays is None) == (ref.arrays is None) or not ref.arrays
+    for key, v in (ref.arrays or {}).items():
+        if isinstance(v, np.ndarray):
+            assert np.array_equal(got.arrays[key], v), key
+        elif isinstance(v, float):
+            assert got.arrays[key] == v, key
+
+
+def test_the_compiled_add_block_scores_what_the_numpy_block_scores():
+    """scoring's pruned k-unit add block from fitkernel.add_block: the same columns, the same
+    normaliser, the same top hypotheses to the bit as the numpy block, with the camera, with
+    barcodes, weight-only, and while learning moves means (the index's sorted copies follow)."""
+    from cart_gateway.reconcile import ReconcileConfig
+    from cart_gateway.reconcile.inputs import VisionSummary
+    from cart_gateway.reconcile.multi import score_multi
+    from cart_gateway.reconcile.scoring import score
+    rnd = random.Random(23)
+    cat = CatalogueIndex(STORE)
+    book = WeightBook.for_catalogue(STORE)
+    cfg = ReconcileConfig()
+    items = [s for s in STORE if not s.sold_by_weight]
+    with_code = [s for s in items if s.ean13]
+    kernel_adds = 0
+    for trial in range(60):
+        it = rnd.choice(items)
+        for s in rnd.sample(items, 3):          # learning between events: small moves and far ones
+            book.observe(s.sku, s.weight_mean_g * rnd.choice([1.0, 1.01, 1.3]))
+        vision = None
+        if rnd.random() < 0.7:
+            seen = [it.sku] + [s.sku for s in rnd.sample(items, rnd.randint(0, 3))]
+            vision = VisionSummary(0, {s: rnd.random() for s in sorted(set(seen))}, rnd.random() / 4,
+                                   [rnd.choice(with_code).ean13] if rnd.random() < 0.3 else [], ["f1"], None,
+                                   rnd.choice([1, 3]))
+        lines = [{"line_id": f"L{j}", "sku": s.sku, "qty": 1, "weight_g": s.weight_mean_g, "by_weight": False,
+                  "status": "accepted"} for j, s in enumerate(rnd.sample(items, rnd.choice([0, 2, 20])))]
+        delta = rnd.choice([1, 1, 2, 3]) * it.weight_mean_g + rnd.gauss(0, 3)
+        got, ref = _scored_both_ways(score, delta, rnd.choice([0.0, 1.5]), cat, book, lines, [], vision, cfg)
+        _same_to_the_bit(got, ref)
+        kernel_adds += got.arrays["adds"] is not None
+        got, ref = _scored_both_ways(score_multi, delta, 1.5, cat, book, lines, [], vision, cfg)
+        _same_to_the_bit(got, ref)
+    assert kernel_adds > 40          # the pruned block (the kernel's) ran, not only the full one
+    wi = WeightIndex.of(cat, book)
+    assert np.array_equal(wi.mean_p, book.mean[wi.perm]) and np.array_equal(wi.sd_p, book.sd[wi.perm])

@@ -1,4 +1,4 @@
-"""The camera's reductions read from its few scores (multi._top_units_of, scoring._hidden_max)
+"""The camera's reductions read from its few scores (pairblock._top_units_of, weightindex.hidden_max)
 give what the full O(catalogue) pass over the vision factor gives, on random bursts: scores
 that tie, zero scores, look-alike families smoothed in, barcodes, and a catalogue where the
 camera scored nearly everything (the full pass then runs)."""
@@ -14,9 +14,8 @@ from cart_bench.synth import store_catalogue, synthetic
 from cart_gateway.reconcile import CatalogueIndex, ReconcileConfig
 from cart_gateway.reconcile.factors import family_smoothed, vision_factor
 from cart_gateway.reconcile.inputs import VisionSummary
-from cart_gateway.reconcile.multi import _top_units, _top_units_of
-from cart_gateway.reconcile.scoring import _hidden_max
-from cart_gateway.reconcile.weightindex import special_units
+from cart_gateway.reconcile.pairblock import _top_units, _top_units_of
+from cart_gateway.reconcile.weightindex import hidden_max, special_units
 
 SMALL = CatalogueIndex(synthetic(40, seed=3, produce=4))
 BIG = CatalogueIndex(store_catalogue(3000, seed=5))
@@ -57,4 +56,29 @@ def test_hidden_max_from_the_first_unscored_sku_equals_the_full_max(cat):
         hid = np.ones(len(cat.units), dtype=bool)
         hid[cat.unit_pos[spec]] = False
         want = math.log(float(vis[cat.units][hid].max())) if hid.any() else -np.inf
-        assert _hidden_max(vis, cat, spec) == want, trial
+        assert hidden_max(vis, cat, spec) == want, trial
+
+
+@pytest.mark.parametrize("cat", [SMALL, BIG], ids=["small", "store3000"])
+def test_the_sparse_vision_factor_is_the_dense_one(cat, monkeypatch):
+    """vision_factor builds "base + the few SKUs the camera scored" (factors._vision_sparse) and
+    log_vision / units_sum read that form: the dense computation's values (the scores' sum is
+    taken over the few, not among zeros: equal to a rounding, which 1 - sum can enlarge when the
+    scores sum to nearly 1: 2e-14 relative seen, far inside scoring's 1e-9)."""
+    from cart_gateway.reconcile import factors
+    from cart_gateway.reconcile.factors import _vision_factor, log_vision, units_sum, vision_sparse
+    monkeypatch.setattr(factors, "SPARSE_MIN_SKUS", 0)       # the sparse form on these small catalogues too
+    rnd = random.Random(13)
+    cfg = ReconcileConfig()
+    for trial in range(150):
+        v = _burst(rnd, cat, most=trial % 10 == 0)
+        if trial % 2:
+            v = family_smoothed(v, cat, cfg.family_confusion)
+        dense = _vision_factor(v, cat, cfg)
+        vis = vision_factor(v, cat, cfg)
+        assert np.allclose(vis, dense, rtol=1e-13, atol=0), trial
+        assert np.allclose(log_vision(vis), np.log(dense), rtol=1e-13, atol=0), trial
+        assert math.isclose(units_sum(vis, cat), float(dense[cat.units].sum()), rel_tol=1e-12)
+        base, ix, val = vision_sparse(vis)
+        others = np.setdiff1d(np.arange(cat.n + 1), ix)
+        assert np.all(vis[others] == base) and len(ix) <= len(v.scores) + 1

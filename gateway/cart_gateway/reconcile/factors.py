@@ -9,7 +9,9 @@ from .catindex import CatalogueIndex
 from .config import ReconcileConfig
 from .inputs import VisionSummary
 
-_LAST_VISION: list = [None, None, None, None, None, {}]   # vision, cat, cfg -> vis, log(vis), derived
+# vision, cat, cfg -> vis, log(vis), derived, (base, ix, val) or None: the last vision_factor() result
+_LAST_VISION: list = [None, None, None, None, None, {}, None]
+SPARSE_MIN_SKUS = 5000      # smaller catalogues: the dense arithmetic is cheaper than the bookkeeping
 
 
 def vision_factor(vision: VisionSummary | None, cat: CatalogueIndex, cfg: ReconcileConfig) -> np.ndarray | None:
@@ -21,23 +23,53 @@ def vision_factor(vision: VisionSummary | None, cat: CatalogueIndex, cfg: Reconc
     lv = _LAST_VISION
     if lv[0] is vision and lv[1] is cat and lv[2] is cfg:
         return lv[3]
-    vis = _vision_factor(vision, cat, cfg)
-    lv[:] = [vision, cat, cfg, vis, None, {}]
+    if cat.n < SPARSE_MIN_SKUS:
+        vis, sparse = _vision_factor(vision, cat, cfg), None
+    else:
+        sparse = _vision_sparse(vision, cat, cfg)
+        base, ix, val = sparse
+        vis = np.full(cat.n + 1, base)
+        vis[ix] = val
+    lv[:] = [vision, cat, cfg, vis, None, {}, sparse]
     return vis
 
 
 def log_vision(vis: np.ndarray) -> np.ndarray:
-    """np.log(vis), kept for the last vision_factor() result (and for a read-only flat one)."""
+    """np.log(vis), kept for the last vision_factor() result (and for a read-only flat one).
+    From the sparse form: log of the base and of the few scored entries, not of every SKU."""
     lv = _LAST_VISION
     if not vis.flags.writeable:
         if lv[3] is not vis:
-            lv[:] = [None, None, None, vis, np.log(vis), {}]
+            lv[:] = [None, None, None, vis, np.log(vis), {}, None]
         return lv[4]
     if lv[3] is vis:
-        if lv[4] is None:
+        if lv[4] is None and lv[6] is None:
             lv[4] = np.log(vis)
+        elif lv[4] is None:
+            base, ix, val = lv[6]
+            logs = np.log(np.concatenate(([base], val)))     # the array log, as np.log(vis) computes it
+            lv[4] = np.full(len(vis), logs[0])
+            lv[4][ix] = logs[1:]
         return lv[4]
     return np.log(vis)
+
+
+def vision_sparse(vis: np.ndarray):
+    """(base, ix, val) of the last vision_factor() array `vis` (every SKU's factor is base but at
+    the sorted indices ix), None for any other array."""
+    lv = _LAST_VISION
+    return lv[6] if lv[3] is vis and vis.flags.writeable else None     # (None also below SPARSE_MIN_SKUS)
+
+
+def units_sum(vis: np.ndarray, cat: CatalogueIndex) -> float:
+    """The sum of `vis` over the packaged SKUs; O(scores) for a vision_factor() array."""
+    sp = vision_sparse(vis)
+    if sp is None:
+        return float(vis[cat.units].sum())
+    base, ix, val = sp
+    on_units = ix < cat.n
+    on_units[on_units] = cat.unit_pos[ix[on_units]] >= 0
+    return base * (len(cat.units) - int(on_units.sum())) + float(val[on_units].sum())
 
 
 def vision_derived(vis: np.ndarray, key, compute):
@@ -54,6 +86,7 @@ def vision_derived(vis: np.ndarray, key, compute):
 
 
 def _vision_factor(vision: VisionSummary, cat: CatalogueIndex, cfg: ReconcileConfig) -> np.ndarray:
+    """The dense computation (the reference the sparse form is tested against)."""
     n = cat.n
     agg = np.zeros(n + 1)
     for s, v in vision.scores.items():
@@ -64,6 +97,26 @@ def _vision_factor(vision: VisionSummary, cat: CatalogueIndex, cfg: ReconcileCon
     rest = max(0.0, 1.0 - float(agg.sum()))
     agg = agg / max(1.0, float(agg.sum())) + rest / (n + 1)
     return (1.0 - cfg.vision_floor) * agg + cfg.vision_floor / (n + 1)
+
+
+def _vision_sparse(vision: VisionSummary, cat: CatalogueIndex, cfg: ReconcileConfig):
+    """_vision_factor as (base, ix, val): the camera scores a few SKUs; every other SKU has the
+    same factor, `base`. The same expressions per entry as the dense one; the scores' sum is
+    taken over the few (the dense pass sums them among zeros: equal to a rounding)."""
+    n = cat.n
+    sc = {}
+    for s, v in vision.scores.items():
+        i = cat.idx.get(s)
+        if i is not None:
+            sc[i] = v
+    sc[n] = vision.none_score
+    ix = np.array(sorted(sc), dtype=np.int64)
+    agg = np.array([sc[i] for i in ix.tolist()], dtype=float)
+    total = float(agg.sum())
+    rest = max(0.0, 1.0 - total)
+    parts = np.concatenate(([0.0], agg)) / max(1.0, total) + rest / (n + 1)
+    parts = (1.0 - cfg.vision_floor) * parts + cfg.vision_floor / (n + 1)
+    return float(parts[0]), ix, parts[1:]
 
 
 def barcode_factor(vision: VisionSummary | None, cat: CatalogueIndex, cfg: ReconcileConfig):

@@ -10,6 +10,10 @@ later SKU can beat the row's k-th best: the same pairs, a few top_k SKUs looked 
 kept (ties included) are the same, and both give them in the same order (by row, then
 catalogue index): the sums downstream are the same to the bit whichever search ran.
 
+`add_block`: scoring's pruned k-unit add block (the adds inside the weight windows, then the
+camera's SKUs outside them) filled in one loop over the index's sorted figures, the same
+expressions in the same order as the numpy block (scoring.gauss): the same bits.
+
 Numba compiles on first use (cached next to this file); without numba, or with
 CART_FIT_KERNEL=0, weight_fit_pairs keeps its numpy path (the comparison test's reference).
 """
@@ -40,6 +44,7 @@ def _kernel():
             else:
                 # _best_fits calls _offer by its global name: the compiled one must be there first
                 globals()["_offer"] = numba.njit(cache=True, nogil=True)(_offer_py)
+                globals()["_ADD_FILL"] = numba.njit(cache=True, nogil=True)(_add_fill)
                 _KERNEL = numba.njit(cache=True, nogil=True)(_best_fits)
     return _KERNEL
 
@@ -59,6 +64,8 @@ def warm() -> bool:
     i1, f1 = np.zeros(1, dtype=np.int64), np.zeros(1)
     k(0.0, i1, i1, False, np.ones(1, dtype=np.bool_), i1, f1, i1, np.ones(1, dtype=np.int64), np.ones(1), 0.0,
       np.zeros(1, dtype=np.bool_), np.zeros(0, dtype=np.int64), f1, np.ones(1), i1, 1.0, 8.0, 1)
+    _ADD_FILL(0.0, 1.0, -1.0, i1, i1, i1, i1, f1, f1, i1, 1, f1, 0.0, 0.0, 0.0, i1[:0], np.zeros(1, dtype=np.bool_),
+              f1[:0], f1[:0], f1[:0], f1, f1, f1, f1, i1, i1, i1, f1, i1)
     _READY.set()
     return True
 
@@ -181,3 +188,71 @@ def _offer_py(b, a, kr, is_add, delta, mean, sd, sn2, zb, not_cand, unit_pos, ba
 
 
 _offer = _offer_py      # replaced by its compiled version in _kernel()
+_ADD_FILL = None        # _add_fill compiled, set in _kernel()
+
+
+def add_block(delta, sn2, floor, lo, hi, wi, ck, lv_base, lb_base, w_base, spec, spec_lv, spec_lb, spec_w,
+              er, ec, mu, s, z, lp, dk, ski, kk):
+    """scoring's pruned k-unit add block (the pairs in the windows [lo, hi) row by row, then the
+    extra pairs (er, ec)) written into the columns as the numpy block writes them, with the same
+    floating-point operations in the same order. The weight index's figures are read in sorted
+    order (wi.mean_p, wi.sd_p: the book's now). Returns (per k: kept adds, their summed vision x
+    barcode weight). Vision and barcode factors: the base ones, except for the `spec` SKUs (sorted)."""
+    K = lo.shape[0]
+    # one run of sorted positions per (k, band) window, then one per extra pair (its SKU's position)
+    p_ex = wi.pos_of[ec]
+    seg_k = np.concatenate((np.repeat(np.arange(K, dtype=np.int64), lo.shape[1]), er.astype(np.int64)))
+    seg_lo = np.concatenate((lo.ravel(), p_ex)).astype(np.int64)
+    seg_hi = np.concatenate((hi.ravel(), p_ex + 1)).astype(np.int64)
+    cnt = np.zeros(K, dtype=np.int64)
+    wsum = np.zeros(K)
+    mask_p = np.zeros(len(wi.perm), dtype=np.bool_)
+    mask_p[wi.pos_of[spec]] = True
+    _ADD_FILL(float(delta), float(sn2), float(floor), seg_k, seg_lo, seg_hi, wi.perm, wi.mean_p, wi.sd_p,
+              wi.unit_pos_p, len(wi.perm), ck.copy(), float(lv_base), float(lb_base), float(w_base), spec, mask_p,
+              spec_lv, spec_lb, spec_w, mu, s, z, lp, dk, ski, kk, wsum, cnt)
+    return cnt, wsum
+
+
+def _add_fill(delta, sn2, floor, seg_k, seg_lo, seg_hi, perm, mean_p, sd_p, unit_pos_p, nu, ck, lv_base, lb_base,
+              w_base, spec, mask_p, spec_lv, spec_lb, spec_w, mu, s, z, lp, dk, ski, kk, wsum, cnt):
+    j = 0
+    ns = spec.shape[0]
+    for g in range(seg_k.shape[0]):
+        k = seg_k[g]
+        kf = float(k + 1)
+        ckk = ck[k]
+        for p in range(seg_lo[g], seg_hi[g]):
+            # numpy's expressions (scoring.gauss and the add block), in their order
+            m_ = kf * mean_p[p]
+            sdp = sd_p[p]
+            s_ = np.sqrt(kf * (sdp * sdp) + sn2)
+            zz = (delta - m_) / s_
+            ll = -0.5 * zz * zz - np.log(s_) - 0.9189385332046727      # LOG_SQRT_2PI
+            if ll < floor:
+                ll = floor
+            lv = lv_base
+            lb = lb_base
+            w = w_base
+            i = perm[p]
+            if mask_p[p]:           # a SKU the camera or a barcode scored: its own factors
+                a, c = 0, ns
+                while a < c:
+                    h = (a + c) >> 1
+                    if spec[h] < i:
+                        a = h + 1
+                    else:
+                        c = h
+                lv = spec_lv[a]
+                lb = spec_lb[a]
+                w = spec_w[a]
+            mu[j] = m_
+            s[j] = s_
+            z[j] = zz
+            lp[j] = ckk + lv + lb + ll
+            dk[j] = k * nu + unit_pos_p[p]
+            ski[j] = i
+            kk[j] = k + 1
+            wsum[k] += w
+            cnt[k] += 1
+            j += 1

@@ -15,15 +15,16 @@ import math
 
 import numpy as np
 
+from . import fitkernel
 from .answerfit import best_with_sku
 from .catindex import KINDS, LOG_SQRT_2PI, CatalogueIndex, Scored, normal_logpdf, target_of
 from .config import ReconcileConfig
-from .factors import barcode_factor, log_vision, vision_derived, vision_factor
+from .factors import barcode_factor, log_vision, units_sum, vision_derived, vision_factor
 from .inputs import VisionSummary
 from .movescores import STATS, MovementScores
 from .swaps import camera_named_nothing, hidden_weight, swap_candidates, swap_fit_bound, weight_fit_pairs
 from .weightbook import WeightBook
-from .weightindex import WeightIndex, special_units, top_with_ties, z_bound
+from .weightindex import WeightIndex, first_unit_not_in, hidden_max, special_units, top_with_ties, z_bound
 
 __all__ = ["KINDS", "STATS", "CatalogueIndex", "MovementScores", "Scored", "best_with_sku", "score"]
 
@@ -105,16 +106,17 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
         s_lo_add = math.sqrt(book.min_sd(units) ** 2 + sn2)     # the smallest sd of any add
         zb_add = z_bound(floor, s_lo_add)
         lo, hi = sw.unit_windows(delta_g, K, sn2, sd, zb_add)
-        add_r, add_c = sw.pairs(lo, hi, n)
         # the SKUs the vision or a barcode scored are always kept: the hidden ones then all
         # have the same (base) vision and barcode factor; so are the ones learning moved far
         spec = np.union1d(special_units(vision, cat, known), sw.moved)   # moved: not in the windows
+        er = ec = np.zeros(0, dtype=np.int64)
         if len(spec):
             er, ec = np.repeat(np.arange(K), len(spec)), np.tile(spec, K)
             out = sw.outside(lo, hi, er, ec)
-            add_r, add_c = np.concatenate((add_r, er[out])), np.concatenate((add_c, ec[out]))
-        add_pruned = len(add_r) < n_add
-        n_add = len(add_r)
+            er, ec = er[out], ec[out]
+        n_kept = int((hi - lo).sum()) + len(er)
+        add_pruned = n_kept < n_add
+        n_add = n_kept
     n_rw = n_sw = n_pr = n_rk = n_pk = 0
     cand = np.zeros(0, dtype=np.int64)   # the SKUs a swap may add (swaps.py)
     fit_r = fit_c = np.zeros(0, dtype=np.int64)   # other swap pairs scored: the weight fallback
@@ -178,8 +180,33 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
         return np.maximum(-0.5 * zz * zz - np.log(s_) - LOG_SQRT_2PI, floor)
 
     ck_units = _unit_log_priors(cfg, K, n)
-    if n_add and add_pruned:
+    add_w = None                    # per k: the kept adds' summed vision x barcode weight (the kernel's)
+    if n_add and add_pruned and fitkernel.ready():
+        # the same columns from one compiled loop (fitkernel.add_block): the window pairs, then the
+        # special SKUs outside them; every SKU not in `spec` has the base factors
+        b0 = first_unit_not_in(cat, spec)
+        if barcode:     # a kept add's weight in the hidden adds' sum: vision x barcode factor
+            def w_of(ix):
+                return (u if uniform else vis[ix]) * np.where(logb[ix] == 0.0, 1.0, cfg.barcode_other)
+        else:
+            def w_of(ix):
+                return (u if uniform else vis[ix]) + np.zeros(len(ix))
+        at_b0 = np.array([max(b0, 0)])
+        cnt_k, add_w = fitkernel.add_block(
+            delta_g, sn2, floor, lo, hi, sw, ck_units, lv_at(at_b0)[0] if not uniform else logv,
+            lb_at(at_b0)[0] if barcode else 0.0, float(w_of(at_b0)[0]), spec,
+            lv_at(spec) + np.zeros(len(spec)), lb_at(spec) + np.zeros(len(spec)), w_of(spec),
+            er, ec, mu, s, z, lp, dk, ski, kk)
+        kind[:n_add] = KINDS.index("add")
+        line[:n_add] = -1
+        aux[:n_add] = -1
+        add_r = np.repeat(np.arange(K), cnt_k)          # (rows only: counted per k below)
+        at = n_add
+        dense_shift[0] = K * nu - n_add
+    elif n_add and add_pruned:
         # the k-unit adds that can fit (or that the camera named), in the full block's order
+        add_r, add_c = sw.pairs(lo, hi, n)
+        add_r, add_c = np.concatenate((add_r, er)), np.concatenate((add_c, ec))
         ix = add_c
         kf = (add_r + 1).astype(float)
         np.multiply(kf, mean[ix], out=mu[:n_add])
@@ -290,7 +317,7 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
         if visv is None:
             lv_h = math.log(u) if len(spec) < nu else -np.inf
         else:           # the best vision factor of a left-out add: once per burst and spec
-            lv_h = vision_derived(visv, ("hidden_max", tuple(spec.tolist())), lambda: _hidden_max(visv, cat, spec))
+            lv_h = vision_derived(visv, ("hidden_max", tuple(spec.tolist())), lambda: hidden_max(visv, cat, spec))
         lb_h = math.log(cfg.barcode_other) if barcode else 0.0
         lp_hidden = max(lp_hidden, float(ck_units.max()) + lv_h + lb_h + ll_max)
         zb_min = min(zb_min, zb_add)
@@ -301,11 +328,21 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
             if visv is None:          # no camera, no barcode: every factor is u
                 w_all = nu * u
                 w_kept = np.bincount(add_r, minlength=K) * u
-            else:
-                if barcode:
-                    w_all = float((visv[units] * np.where(logb[units] == 0.0, 1.0, cfg.barcode_other)).sum())
+            elif add_w is not None:   # summed by the kernel, in the pairs' order (as bincount does)
+                if barcode:     # every packaged SKU's factor times barcode_other, but the ones read
+                    ku = np.array([i for i in known if cat.unit_pos[i] >= 0], dtype=np.int64)
+                    w_all = (cfg.barcode_other * vision_derived(visv, "units_sum", lambda: units_sum(visv, cat))
+                             + (1.0 - cfg.barcode_other) * float(visv[ku].sum()))
                 else:
-                    w_all = vision_derived(visv, "units_sum", lambda: float(visv[units].sum()))
+                    w_all = vision_derived(visv, "units_sum", lambda: units_sum(visv, cat))
+                w_kept = add_w
+            else:
+                if barcode:     # every packaged SKU's factor times barcode_other, but the ones read
+                    ku = np.array([i for i in known if cat.unit_pos[i] >= 0], dtype=np.int64)
+                    w_all = (cfg.barcode_other * vision_derived(visv, "units_sum", lambda: units_sum(visv, cat))
+                             + (1.0 - cfg.barcode_other) * float(visv[ku].sum()))
+                else:
+                    w_all = vision_derived(visv, "units_sum", lambda: units_sum(visv, cat))
                 wk = visv[add_c] if not barcode else visv[add_c] * np.where(logb[add_c] == 0.0, 1.0, cfg.barcode_other)
                 w_kept = np.bincount(add_r, weights=wk, minlength=K)
             norm += float(np.sum(np.exp(ck_units + floor - top) * (w_all - w_kept)))
@@ -379,14 +416,3 @@ def _unit_log_priors(cfg: ReconcileConfig, K: int, m: int) -> np.ndarray:
         a.flags.writeable = False
     return a
 
-
-def _hidden_max(visv: np.ndarray, cat: CatalogueIndex, spec: np.ndarray) -> float:
-    """log of the largest vision factor among the packaged SKUs not in `spec` (-inf: none).
-    `spec` holds every SKU the camera scored, so the rest share one factor: the first of them
-    is read (O(spec), not O(catalogue))."""
-    if len(spec) < len(cat.units):
-        head = cat.units[: len(spec) + 1]
-        return math.log(float(visv[head[~np.isin(head, spec)][0]]))
-    hid = np.ones(len(cat.units), dtype=bool)
-    hid[cat.unit_pos[spec]] = False
-    return math.log(float(visv[cat.units][hid].max())) if hid.any() else -np.inf

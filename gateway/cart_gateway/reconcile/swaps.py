@@ -29,9 +29,9 @@ import numpy as np
 
 from . import fitkernel
 from .catindex import LOG_SQRT_2PI, CatalogueIndex
-from .factors import vision_derived
+from .factors import units_sum, vision_derived
 from .inputs import VisionSummary
-from .weightindex import WeightIndex, z_bound
+from .weightindex import WeightIndex, member_sorted, z_bound
 
 
 SMALL_WINDOWS = 4096     # fewer pairs than this in the lines' windows at zb: no narrowing first
@@ -200,7 +200,7 @@ def hidden_weight(a_i: np.ndarray, cand: np.ndarray, cat: CatalogueIndex, vis: n
     if vis is None:
         w = u * (n_hid - a_hid)
     else:
-        v_hid = vision_derived(vis, "units_sum", lambda: float(vis[units].sum())) - float(vis[cand].sum())
+        v_hid = vision_derived(vis, "units_sum", lambda: units_sum(vis, cat)) - float(vis[cand].sum())
         va = vis[a_i]
         w = 0.5 * ((v_hid - va * a_hid) + va * (n_hid - a_hid))
     if fit is not None and len(fit[0]):
@@ -210,14 +210,6 @@ def hidden_weight(a_i: np.ndarray, cand: np.ndarray, cat: CatalogueIndex, vis: n
     if known is not None:
         w = w * np.where(known[a_i], 1.0, barcode_other)
     return float(np.sum(w))
-
-
-def member_sorted(x: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    """np.isin(x, sorted_set) for a small sorted set, by binary search (np.isin sorts both)."""
-    if not len(sorted_set):
-        return np.zeros(len(x), dtype=bool)
-    at = np.minimum(np.searchsorted(sorted_set, x), len(sorted_set) - 1)
-    return sorted_set[at] == x
 
 
 def swap_column(sw: dict, i: int):

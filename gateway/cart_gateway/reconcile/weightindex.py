@@ -54,6 +54,10 @@ class WeightIndex:
         self.keys = m + np.repeat(self.base, np.diff(off))
         self.drift = 0.0
         self.sdmax2 = np.maximum.reduceat(sd[self.perm], self.band_starts) ** 2   # per band, now
+        # the figures now and the unit positions in sorted order: the compiled add block reads
+        # them in a row instead of gathering them (fitkernel.add_block); of() keeps them current
+        self.mean_p, self.sd_p = mean[self.perm], sd[self.perm]
+        self.unit_pos_p = cat.unit_pos[self.perm]
         self.seen = (-1, 0)         # (book.reset_count, len(book.changed)) already folded in
         # SKUs whose mean moved more than REBUILD_DRIFT_G since the sort: the windows do not
         # cover them, so every caller scores them one by one (sorted catalogue indices)
@@ -86,10 +90,13 @@ class WeightIndex:
                     ix = ix[sw.pos_of[ix] >= 0]
                     if len(ix):
                         sw._fold(ix, book)
+                        sw.mean_p[sw.pos_of[ix]] = book.mean[ix]
+                        sw.sd_p[sw.pos_of[ix]] = book.sd[ix]
             else:
                 sw.drift, sw.moved = 0.0, np.zeros(0, dtype=np.int64)
                 sw.sdmax2 = np.maximum.reduceat(book.sd[sw.perm], sw.band_starts) ** 2
                 sw._fold(sw.perm, book)
+                sw.mean_p, sw.sd_p = book.mean[sw.perm], book.sd[sw.perm]
             sw.seen = (book.reset_count, len(book.changed))
             if len(sw.moved) <= MOVED_MAX:
                 return sw
@@ -165,3 +172,28 @@ def special_units(vision: VisionSummary | None, cat: CatalogueIndex, known) -> n
     return np.array(sorted(ix), dtype=np.int64)
 
 
+def hidden_max(visv: np.ndarray, cat: CatalogueIndex, spec: np.ndarray) -> float:
+    """log of the largest vision factor among the packaged SKUs not in `spec` (-inf: none).
+    `spec` holds every SKU the camera scored, so the rest share one factor: the first of them
+    is read (O(spec), not O(catalogue))."""
+    if len(spec) < len(cat.units):
+        head = cat.units[: len(spec) + 1]
+        return math.log(float(visv[head[~member_sorted(head, spec)][0]]))
+    hid = np.ones(len(cat.units), dtype=bool)
+    hid[cat.unit_pos[spec]] = False
+    return math.log(float(visv[cat.units][hid].max())) if hid.any() else -np.inf
+
+
+def first_unit_not_in(cat: CatalogueIndex, spec: np.ndarray) -> int:
+    """The lowest-indexed packaged SKU not in `spec` (sorted), -1 if none: its factors are the base ones."""
+    head = cat.units[: len(spec) + 1]
+    rest = head[~member_sorted(head, spec)]
+    return int(rest[0]) if len(rest) else -1
+
+
+def member_sorted(x: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """np.isin(x, sorted_set) for a small sorted set, by binary search (np.isin sorts both)."""
+    if not len(sorted_set):
+        return np.zeros(len(x), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, x), len(sorted_set) - 1)
+    return sorted_set[at] == x
