@@ -16,8 +16,11 @@ from .calibrate import ece, fit_temperature
 def _tf(threads: int):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:        # TF already ran in this process: its thread pools are fixed
+        pass
     return tf
 
 

@@ -29,7 +29,7 @@ def _reference_loss(u, y, n_classes, scale, margin):
 
 
 def test_the_prototype_loss_scores_each_window_against_the_other_windows_means():
-    tf = _tf(1)
+    tf = _tf(2)
     rng = np.random.default_rng(3)
     y = np.array([0, 0, 1, 1, 1, 2, 3, 3], np.int32)          # label 2 has no other window: not scored
     u = _unit(rng.normal(size=(len(y), 16))).astype(np.float32)
@@ -38,7 +38,7 @@ def test_the_prototype_loss_scores_each_window_against_the_other_windows_means()
 
 
 def test_the_prototype_loss_is_low_when_each_label_is_its_own_direction_and_high_when_swapped():
-    tf = _tf(1)
+    tf = _tf(2)
     y = np.repeat(np.arange(4), 3).astype(np.int32)
     base = np.eye(4, 8, dtype=np.float32)
     tight = _unit(base[y] + 0.05 * np.random.default_rng(0).normal(size=(12, 8))).astype(np.float32)
@@ -59,7 +59,7 @@ def test_balanced_batches_are_groups_of_one_label_and_cover_every_label():
 
 
 def test_appearance_augmentation_keeps_the_window_shape_and_range():
-    tf = _tf(1)
+    tf = _tf(2)
     tf.random.set_seed(0)
     img = tf.constant(np.random.default_rng(0).integers(0, 256, (32, 32, 3)).astype(np.float32))
     outs = [appearance(tf, img).numpy() for _ in range(12)]
