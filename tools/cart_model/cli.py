@@ -94,7 +94,9 @@ def _train(args) -> int:
         train_still(tr, va, Path(args.out_dir), epochs=args.epochs, batch=args.batch, threads=args.threads,
                     width=args.width, seed=args.seed, budget_minutes=args.budget_minutes,
                     input_size=args.still_input, lr=args.lr, margin=args.margin,
-                    margin_warmup=args.margin_warmup, augment=not args.no_augment, init_from=args.init_from)
+                    margin_warmup=args.margin_warmup, augment=not args.no_augment, init_from=args.init_from,
+                    widen=args.widen, embed_dim=args.embed_dim, proto_weight=args.proto_weight,
+                    per_class=args.per_class, style_augment=args.style_augment)
         return 0
     from .train import train
     if args.photos:
@@ -244,6 +246,16 @@ def main(argv=None) -> int:
     t.add_argument("--margin-warmup", type=int, default=2,
                    help="still stage: epochs at margin 0 before it ramps to --margin over as many epochs")
     t.add_argument("--no-augment", action="store_true", help="still stage: no shift/brightness jitter")
+    t.add_argument("--widen", type=int, default=1,
+                   help="still stage with --init-from: copy every trunk channel this many times (Net2WiderNet)")
+    t.add_argument("--embed-dim", type=int, default=None,
+                   help="still stage: embedding units (default 128; with --init-from, more units start small)")
+    t.add_argument("--proto-weight", type=float, default=0.0,
+                   help="still stage: weight of the loss on the batch's view-mean prototypes (0: CosFace only)")
+    t.add_argument("--per-class", type=int, default=4,
+                   help="still stage, --proto-weight: windows per label in a batch (batch = labels x this)")
+    t.add_argument("--style-augment", action="store_true",
+                   help="still stage: appearance augmentation (colour cast, gamma, vignette, specular spot, blur)")
     t.add_argument("--budget-minutes", type=float, default=None,
                    help="fit the cosine schedule into this wall time (after timing epoch 1)")
     t.set_defaults(fn=_train)

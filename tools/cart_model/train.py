@@ -16,8 +16,11 @@ from .calibrate import ece, fit_temperature
 def _tf(threads: int):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:        # TF already ran in this process: its thread pools are fixed
+        pass
     return tf
 
 
@@ -251,32 +254,42 @@ def _margin_warmup(tf, var, margin: float, warmup_epochs: int):
     return CB()
 
 
-def _augmented(tf, x, y, batch: int, seed: int):
-    """Training batches with a few pixels of shift and some brightness/contrast jitter: ~15
-    windows per SKU is too few to learn looks rather than the exact renders. No flips (text)."""
-    side = x.shape[1]
+def _jitter(tf, side: int):
+    """A few pixels of shift and some brightness/contrast jitter on one window: ~15 windows
+    per SKU is too few to learn looks rather than the exact renders. No flips (text)."""
     pad = max(2, side // 16)
 
-    def aug(img, lab):
+    def aug(img):
         img = tf.cast(img, tf.float32)
         img = tf.image.resize_with_crop_or_pad(img, side + 2 * pad, side + 2 * pad)
         img = tf.image.random_crop(img, (side, side, 3))
         img = tf.image.random_brightness(img, 20.0)
         img = tf.image.random_contrast(img, 0.8, 1.2)
-        return tf.clip_by_value(img, 0.0, 255.0), lab
+        return tf.clip_by_value(img, 0.0, 255.0)
+    return aug
+
+
+def _augmented(tf, x, y, batch: int, seed: int):
+    """Shuffled training batches under `_jitter`."""
+    aug = _jitter(tf, x.shape[1])
     ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return ds.map(aug, num_parallel_calls=2).batch(batch).prefetch(2)
+    return ds.map(lambda img, lab: (aug(img), lab), num_parallel_calls=2).batch(batch).prefetch(2)
 
 
 def train_still(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 8, batch: int = 64,
                 threads: int = 2, width: float = 1.0, seed: int = 0, lr: float = 1e-3,
                 budget_minutes: float | None = None, input_size: int | None = None,
                 margin: float = STILL_MARGIN, margin_warmup: int = 2, augment: bool = True,
-                init_from: Path | None = None, log=print) -> dict:
+                init_from: Path | None = None, widen: int = 1, embed_dim: int | None = None,
+                proto_weight: float = 0.0, per_class: int = 4, style_augment: bool = False,
+                log=print) -> dict:
     """Still classifier: writes still.tflite (int8 in, embedding out), still_gallery.npz
     (the trained classes' head directions) and still.calib.json (temperature fitted on the
     validation windows with the int8 model; `cart-model calibrate --still` refits it on
-    real stills). init_from: fine-tune that directory's still.tflite + gallery (warmstart.py)."""
+    real stills). init_from: fine-tune that directory's still.tflite + gallery (warmstart.py),
+    `widen` times as wide and with `embed_dim` units if given. proto_weight > 0: also the
+    loss on the batch's view-mean prototypes (still_proto.py), batches of labels x per_class;
+    style_augment: appearance augmentation (still_proto.appearance)."""
     import hashlib
 
     from cart_gateway.detectors.api import softmax
@@ -291,19 +304,41 @@ def train_still(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 8
         val_data = dict(val_data, x=np.stack([fit_window(w, input_size) for w in val_data["x"]]))
     if init_from:
         from .warmstart import warm_still_model
-        model, embed = warm_still_model(tf, Path(init_from), x.shape[1:3], labels, seed)
+        model, embed = warm_still_model(tf, Path(init_from), x.shape[1:3], labels, seed,
+                                        widen=widen, embed_dim=embed_dim)
     else:
-        model, embed = build_still_model(tf, len(labels), x.shape[1:3], width)
+        model, embed = build_still_model(tf, len(labels), x.shape[1:3], width, dim=embed_dim or STILL_EMBED)
     m_var = tf.Variable(0.0, trainable=False, dtype=tf.float32)
-    model.compile(optimizer=tf.keras.optimizers.Adam(lr), loss=_cosface_loss(tf, len(labels), m=m_var),
-                  metrics=["accuracy"])
     budget = _TimeBudget(tf, lr, epochs, budget_minutes * 60 if budget_minutes else None, log)
     callbacks = budget.callbacks() + [_margin_warmup(tf, m_var, margin, margin_warmup)]
     t0 = time.time()
-    fit_x = _augmented(tf, x, y, batch, seed) if augment else x
-    hist = model.fit(fit_x, y if not augment else None, batch_size=None if augment else batch, epochs=epochs,
-                     validation_data=(val_data["x"], val_data["y"]), verbose=2, shuffle=True, callbacks=callbacks)
+    if proto_weight > 0:
+        from .still_proto import proto_dataset, proto_loss
+        fit_model = tf.keras.Model(model.input, {"cos": model.output, "unit": model.get_layer("unit").output})
+        fit_model.compile(optimizer=tf.keras.optimizers.Adam(lr),
+                          loss={"cos": _cosface_loss(tf, len(labels), m=m_var),
+                                "unit": proto_loss(tf, len(labels), STILL_SCALE, margin)},
+                          loss_weights={"cos": 1.0, "unit": proto_weight}, metrics={"cos": ["accuracy"]})
+        ds = proto_dataset(tf, x, y, batch, per_class, seed, _jitter(tf, x.shape[1]) if augment else None,
+                           style_augment)
+        hist = fit_model.fit(ds, steps_per_epoch=max(1, len(x) // batch), epochs=epochs, verbose=2,
+                             validation_data=(val_data["x"], {"cos": val_data["y"], "unit": val_data["y"]}),
+                             callbacks=callbacks)
+    else:
+        model.compile(optimizer=tf.keras.optimizers.Adam(lr), loss=_cosface_loss(tf, len(labels), m=m_var),
+                      metrics=["accuracy"])
+        if style_augment:
+            from .still_proto import appearance
+            jit = _jitter(tf, x.shape[1])
+            ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+            fit_x = ds.map(lambda i, lab: (appearance(tf, jit(i)), lab), num_parallel_calls=2).batch(batch).prefetch(2)
+        else:
+            fit_x = _augmented(tf, x, y, batch, seed) if augment else x
+        hist = model.fit(fit_x, y if fit_x is x else None, batch_size=batch if fit_x is x else None, epochs=epochs,
+                         validation_data=(val_data["x"], val_data["y"]), verbose=2, shuffle=True,
+                         callbacks=callbacks)
     train_s = time.time() - t0
+    hkey = lambda k: hist.history.get(k, hist.history.get(k.replace("accuracy", "cos_accuracy"), []))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "still.tflite"
@@ -328,8 +363,10 @@ def train_still(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 8
             "model_bytes": path.stat().st_size, "classes": len(labels),
             "lr": lr, "margin": margin, "margin_warmup_epochs": margin_warmup, "augment": augment,
             "init_from": Path(init_from).name if init_from else None, "input": int(x.shape[1]),
-            "keras_train_acc": [round(float(v), 4) for v in hist.history.get("accuracy", [])],
-            "keras_val_acc": [round(float(v), 4) for v in hist.history.get("val_accuracy", [])]}
+            "widen": widen, "embed_dim": int(w.shape[1]), "proto_weight": proto_weight,
+            "per_class": per_class if proto_weight > 0 else None, "style_augment": style_augment,
+            "keras_train_acc": [round(float(v), 4) for v in hkey("accuracy")],
+            "keras_val_acc": [round(float(v), 4) for v in hkey("val_accuracy")]}
     cal_path.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     log(json.dumps(info))
     return info

@@ -115,14 +115,46 @@ def warm_model(tf, model_dir: Path, stage: str, input_hw, new_labels: list[str],
                         centroid_head=stage == "frame", seed=seed)
 
 
-def warm_still_model(tf, model_dir: Path, input_hw, labels: list[str], seed: int = 0, dropout: float = 0.1):
+def widen_layers(layers: list[dict], factor: int = 2, embed_dim: int | None = None, seed: int = 0) -> list[dict]:
+    """Net2WiderNet (Chen et al. 2016) on the folded still trunk: every channel copied `factor`
+    times, the next layer's input weights split between the copies at random (shares summing
+    to 1, so the function is unchanged and the copies learn apart); `embed_dim` > the old
+    width appends embedding units with small weights. Exact up to those new units."""
+    rng = np.random.default_rng(seed)
+    out, widened = [], False               # widened: this layer's input channels were copied
+    for ly in layers:
+        w, b = ly["w"].astype(np.float32), ly["b"].astype(np.float32)
+        if ly["op"] == "DEPTHWISE_CONV_2D":                  # per channel: copy along the channel axis
+            w, b = np.concatenate([w] * factor, axis=2), np.concatenate([b] * factor)
+        else:
+            axis = 2 if ly["op"] == "CONV_2D" else 0
+            if widened:                                       # split the copied inputs' weights
+                shares = rng.dirichlet(np.ones(factor), size=w.shape[axis]).astype(np.float32)
+                w = np.concatenate([np.moveaxis(np.moveaxis(w, axis, -1) * shares[:, k], -1, axis)
+                                    for k in range(factor)], axis=axis)
+            if ly["op"] == "CONV_2D":                         # copy the output channels
+                w, b = np.concatenate([w] * factor, axis=3), np.concatenate([b] * factor)
+            elif embed_dim and embed_dim > w.shape[1]:        # the embedding: new units start small
+                extra = rng.normal(0, float(w.std()) * 0.05, (w.shape[0], embed_dim - w.shape[1]))
+                w = np.concatenate([w, extra.astype(np.float32)], axis=1)
+                b = np.concatenate([b, np.zeros(embed_dim - len(b), np.float32)])
+        widened = True
+        out.append(dict(ly, w=w, b=b))
+    return out
+
+
+def warm_still_model(tf, model_dir: Path, input_hw, labels: list[str], seed: int = 0, dropout: float = 0.1,
+                     widen: int = 1, embed_dim: int | None = None):
     """The committed still classifier (`still.tflite` + `still_gallery.npz`) as Keras: the folded
     trunk, the embedding layer, and a cosine head whose row for each label is that label's first
     gallery entry (its trained head row; a label the gallery lacks starts random). The trunk is
-    fully convolutional, so another input side (128, 160) reuses the same weights."""
+    fully convolutional, so another input side (128, 160) reuses the same weights. widen > 1 /
+    embed_dim: the same function in a wider trunk / embedding (`widen_layers`)."""
     from cart_gateway.detectors.still import Gallery
     model_dir = Path(model_dir)
     layers = read_layers(model_dir / "still.tflite")
+    if widen > 1 or embed_dim:
+        layers = widen_layers(layers, widen if widen > 1 else 1, embed_dim, seed)
     with np.load(model_dir / "still_gallery.npz") as z:
         gallery = Gallery([str(s) for s in z["labels"]], z["vectors"])
     L = tf.keras.layers
@@ -145,7 +177,8 @@ def warm_still_model(tf, model_dir: Path, input_hw, labels: list[str], seed: int
         first.setdefault(lb, v)
     for j, lb in enumerate(labels):
         if lb in first:
-            head[:, j] = first[lb]
+            head[:, j] = 0.0
+            head[:len(first[lb]), j] = first[lb]      # a wider embedding: the new units start at 0
     head /= np.linalg.norm(head, axis=0, keepdims=True)
     cos_layer = L.Dense(len(labels), use_bias=False, name="cos",
                         kernel_constraint=tf.keras.constraints.UnitNorm(axis=0))

@@ -48,7 +48,10 @@ def test_still_training_pipeline_end_to_end(tmp_path):
     assert list(tr["labels"]) == ["__none__", *trained]          # unseen SKUs never in a batch
     for f in ("detector.tflite", "detector_crop.tflite", "detector_labels.txt", "detector.calib.json"):
         shutil.copy(DATA_DIR / f, tmp_path / f)                  # stage 1 finds the item on the still
-    info = train_still(tr, va, tmp_path, epochs=1, batch=32, width=0.5, log=lambda s: None)
+    # The round-4 recipe: CosFace + the view-mean prototype loss, class-balanced batches, appearance augmentation.
+    info = train_still(tr, va, tmp_path, epochs=1, batch=32, width=0.5, embed_dim=64, proto_weight=1.0,
+                       per_class=4, style_augment=True, log=lambda s: None)
+    assert info["proto_weight"] == 1.0 and info["embed_dim"] == 64 and info["style_augment"]
     model = tmp_path / "still.tflite"
     assert info["model_bytes"] == model.stat().st_size <= 1_000_000
     clf = StillClassifier(model)
@@ -126,3 +129,34 @@ def test_warm_start_rebuilds_the_committed_still_model_and_fine_tunes_it(tmp_pat
     assert info["init_from"] == DATA_DIR.name and info["input"] == side
     clf = StillClassifier(tmp_path / "still.tflite")
     assert sorted(clf.gallery.labels) == sorted(labels)
+
+
+def test_a_widened_warm_start_embeds_as_the_committed_model_and_trains_on_prototypes(tmp_path):
+    """`--init-from DIR --widen 2 --embed-dim 192`: Net2WiderNet copies every trunk channel and
+    splits the next layer's weights, so the twice-as-wide Keras model embeds as the committed
+    int8 one (the new embedding units start small); a one-epoch fine-tune on prototypes from it
+    writes a wider model the gateway loads."""
+    from cart_gateway.detectors.still import _unit, fit_window
+    from cart_model.train import _tf
+    from cart_model.warmstart import warm_still_model
+    tf = _tf(2)
+    committed = StillClassifier(DATA_DIR / "still.tflite")
+    labels = ["__none__"] + [lb for lb in committed.gallery.labels if lb.startswith("SKU")][:9]
+    skus = labels[1:5]
+    wins = sc.render_windows(None, sc.enrol_specs(skus, 2), workers=1)
+    side = committed.model.input_size[0]
+    x = np.stack([fit_window(w, side) for w in wins]).astype(np.float32)
+    narrow, _ = warm_still_model(tf, DATA_DIR, (side, side), labels)
+    model, embed = warm_still_model(tf, DATA_DIR, (side, side), labels, widen=2, embed_dim=192)
+    assert embed.output_shape[-1] == 192 and embed.count_params() > 2.5 * narrow.count_params()
+    ek = _unit(embed.predict(x, verbose=0))
+    ei = np.stack([committed.embed_window(w) for w in wins])
+    assert (ek[:, :committed.gallery.dim] * ei).sum(1).min() > 0.99    # the same function, wider
+    tr = {"x": np.stack(wins), "y": np.array([labels.index(skus[i // 2]) for i in range(len(wins))], np.int32),
+          "labels": np.array(labels)}
+    info = train_still(tr, tr, tmp_path, epochs=1, batch=8, input_size=side, init_from=DATA_DIR, widen=2,
+                       embed_dim=192, proto_weight=1.0, per_class=2, style_augment=True, log=lambda s: None)
+    assert info["widen"] == 2 and info["embed_dim"] == 192
+    clf = StillClassifier(tmp_path / "still.tflite")
+    assert clf.gallery.dim == 192 and sorted(clf.gallery.labels) == sorted(labels)
+    assert np.isfinite(clf.embed_window(wins[0])).all()
