@@ -113,8 +113,8 @@ def units_seen_whole(h: dict, vision: VisionSummary | None, seen: Seen | None, l
     of a full burst: the weight only has to fit (|z| <= camera_fit_z). The scorer
     weighs k units' prior and spread against single unseen products of the same weight; a person
     looking at the burst would not. Not when A has a look-alike of its weight in its family (the
-    detector confuses them) that the burst scored above units_look_alike_max_score, or a line of A is
-    already in the basket (the camera may be looking at that one)."""
+    detector confuses them) that the burst scored above units_look_alike_max_score, or (k >= 2) a line
+    of A is already in the basket (the camera may be looking at that one)."""
     sku, k = h.get("sku"), h.get("k", 1)
     on = cfg.accept_units_seen_whole if k >= 2 else cfg.accept_one_seen_whole
     if (not on or h["kind"] != "add" or sku is None
@@ -128,8 +128,8 @@ def units_seen_whole(h: dict, vision: VisionSummary | None, seen: Seen | None, l
         return False
     if any(v >= cfg.pair_seen_min_score for s, v in seen.scores.items() if s != sku) or seen.personal >= cfg.personal_min_score:
         return False
-    if any(ln["sku"] == sku and ln["status"] == "accepted" for ln in lines):
-        return False
+    if k >= 2 and any(ln["sku"] == sku and ln["status"] == "accepted" for ln in lines):
+        return False    # (one unit: "that one out, an unseen product in" is a swap with an unseen side)
     sn = max(cfg.sensor_noise_g, cfg.min_sd_g)
     fam = getattr(cat.items[sku], "family", None)
     return not any(v > cfg.units_look_alike_max_score and s in cat.idx and not cat.items[s].sold_by_weight

@@ -164,7 +164,7 @@ class DecideMixin:
             holds.append("personal item (accept_personal off)")
         whole_units = (cfg.camera_led and not weight_only and set(holds) <= set(POSTERIOR_HOLDS)
                        and units_seen_whole(top, vis, seen, self.s["lines"], self.cat, self.book, cfg)
-                       and (top.get("k", 1) >= 2 or self._rivals_unseen(sc, top, seen, need)))
+                       and (top.get("k", 1) >= 2 or (bool(holds) and self._rivals_unseen(sc, top, seen, need))))
         if whole_units:
             holds = []      # k units of A, and only A, in every frame of a full burst
         scorer_ok = not holds
