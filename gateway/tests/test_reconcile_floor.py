@@ -241,3 +241,19 @@ def test_the_surest_frame_of_each_product_survives_the_state_round_trip():
     w = VisionSummary.of(Vision(mono_ms=6, frames=[[Cand("tea-b", 0.95)]], barcodes=[], ref=None, frame_ids=["f3"]))
     v.merge(w)
     assert v.top_score == {"tea-a": 0.99, "tea-b": 0.95}
+
+
+def test_a_tap_on_the_product_a_swap_put_in_is_read_at_once_though_it_has_a_look_alike():
+    # the floor: chips out (seen), tea-a in (its frame missed), +40 g; the shopper taps tea-a and the
+    # weight says "tea-a in for chips out" surely, but tea-a has a look-alike of its weight (tea-b) and
+    # the guard meant for "2 x A" vs "A + A'" asked again: a second prompt for a clear swap
+    def run(cfg=None):
+        c = Cart(cfg=cfg, skus=SKUS + BIG + TWINS)
+        _burst_move(c, 160.0, [("chips", 0.99)], 3)
+        _burst_move(c, 40.0, [("chips", 0.99)], 2)
+        return c, _answer(c, sku="tea-a")
+    c, fx = run()
+    assert not fx["prompts_opened"] and not fx["reviews_opened"], fx["decisions"]
+    assert _units(c) == {"tea-a": 1}
+    c, fx = run(ReconcileConfig(tap_swap_reading_clear=False))
+    assert len(fx["prompts_opened"]) == 1 and "not all that changed" in fx["decisions"][-1]["reason"], fx["decisions"]

@@ -238,6 +238,11 @@ class ReconcileConfig(BaseModel):
         "are asked, since the detector names the wrong member of a family half the time it errs "
         "(docs/model_card.md); above 1: always asked"))
 
+    tap_swap_reading_clear: bool = Field(True, description=(
+        "a tap or scan on A read as 'A in for X out' (a swap, taps.py) is clear on its posterior and fit; "
+        "off: also asked again whenever A has a family look-alike of its weight, a guard meant for "
+        "'2 x A' vs 'A + A'' (hard floor: scans of the product a swap put in asked a second time)"))
+
     @model_validator(mode="after")
     def _check(self) -> "ReconcileConfig":
         if not self.unit_prior or any(p <= 0 for p in self.unit_prior):
