@@ -121,15 +121,16 @@ def units_seen_whole(h: dict, vision: VisionSummary | None, seen: Seen | None, l
             or cat.items[sku].sold_by_weight or vision is None or seen is None):
         return False
     n = vision.n_frames
-    need = cfg.multi_unit_min_frames if k >= 2 else cfg.one_seen_min_frames
+    have = any(ln["sku"] == sku and ln["status"] == "accepted" for ln in lines)
+    need = cfg.multi_unit_min_frames if k >= 2 or have else cfg.one_seen_min_frames
     if n < max(1, need) or seen.top_frames.get(sku, 0) < n:
-        return False
+        return False    # (one unit, a line of it in: a swap "that one out, B in" with B's frame missed)
     if seen.scores.get(sku, 0.0) < cfg.camera_accept_score or abs(h["z"]) > cfg.camera_fit_z:
         return False
     if any(v >= cfg.pair_seen_min_score for s, v in seen.scores.items() if s != sku) or seen.personal >= cfg.personal_min_score:
         return False
-    if k >= 2 and any(ln["sku"] == sku and ln["status"] == "accepted" for ln in lines):
-        return False    # (one unit: "that one out, an unseen product in" is a swap with an unseen side)
+    if k >= 2 and have:
+        return False    # (one unit from a full burst: "that one out, B in" would show B in a frame)
     sn = max(cfg.sensor_noise_g, cfg.min_sd_g)
     fam = getattr(cat.items[sku], "family", None)
     return not any(v > cfg.units_look_alike_max_score and s in cat.idx and not cat.items[s].sold_by_weight

@@ -230,7 +230,8 @@ class ReconcileConfig(BaseModel):
         "over every hypothesis decides (swaps of unseen products kept it at 0.90-0.97)"))
     one_seen_min_frames: int = Field(2, ge=1, description=(
         "accept_one_seen_whole: frames the burst must deliver (one frame may be a swap's in-side, the "
-        "out-side's frames missed)"))
+        "out-side's frames missed); with a line of the product in the basket multi_unit_min_frames (two "
+        "frames of it may be that line going out, the frame of what went in missed)"))
 
     look_alikes_sure_score: float = Field(0.97, ge=0, le=1.01, description=(
         "two family look-alikes of one weight in one movement (a pair, a swap) are accepted on the camera "
