@@ -224,8 +224,9 @@ class ReconcileConfig(BaseModel):
     # --- the oracle floor, round 2 (issue 12, floor12e; measured effect in docs/reconciliation.md §4.4.3)
     accept_one_seen_whole: bool = Field(True, description=(
         "one unit of a packaged product the camera saw alone, surely (camera_accept_score), as the clear "
-        "best of each of one_seen_min_frames or more frames, fitting within camera_fit_z, none in the "
-        "basket yet, is accepted when its posterior among the hypotheses the camera does not contradict "
+        "best of each of one_seen_min_frames or more frames (multi_unit_min_frames with a line of it in the "
+        "basket), fitting within camera_fit_z, is accepted when its posterior among the hypotheses the camera "
+        "does not contradict "
         "(not pairs or swaps with a product no frame showed) reaches accept_posterior; off: the posterior "
         "over every hypothesis decides (swaps of unseen products kept it at 0.90-0.97)"))
     one_seen_min_frames: int = Field(2, ge=1, description=(
