@@ -35,6 +35,7 @@ class Seen:
     scores: dict[str, float] = field(default_factory=dict)   # every product the burst scored
     top_frames: dict[str, int] = field(default_factory=dict)  # frames in which it was the clear best
     frames: int = 0     # frames the burst delivered
+    top_score: dict[str, float] = field(default_factory=dict)  # its highest score as a frame's clear best
 
     def whole(self, sku: str, cfg: ReconcileConfig) -> bool:
         """`sku` was the clear best of every frame of a full burst (multi_unit_min_frames or more)."""
@@ -52,7 +53,8 @@ def seen_of(vision: VisionSummary | None, cat, cfg: ReconcileConfig) -> Seen | N
     prods = {k: v for k, v in vision.scores.items() if v >= cfg.seen_min_score and k in cat.idx}
     top = dict(sorted(prods.items(), key=lambda kv: (-kv[1], kv[0]))[: cfg.seen_max_products])
     pc = max(vision.personal_scores, key=lambda k: (vision.personal_scores[k], k)) if vision.personal_scores else None
-    return Seen(top, vision.personal_score, pc, dict(vision.scores), dict(vision.top_frames), vision.n_frames)
+    return Seen(top, vision.personal_score, pc, dict(vision.scores), dict(vision.top_frames), vision.n_frames,
+                dict(vision.top_score))
 
 
 def skus_in(h: dict) -> set[str]:
@@ -106,25 +108,29 @@ def hidden_pair(h: dict, vision: VisionSummary | None, cat, book, cfg: Reconcile
 
 def units_seen_whole(h: dict, vision: VisionSummary | None, seen: Seen | None, lines: list[dict], cat, book,
                      cfg: ReconcileConfig) -> bool:
-    """k >= 2 units of one packaged product A, and the camera saw A alone, surely, as the clear best
-    of every frame of a full burst: the weight only has to fit (|z| <= camera_fit_z). The scorer
+    """k >= 2 units of one packaged product A (one unit: accept_one_seen_whole, from
+    one_seen_min_frames frames), and the camera saw A alone, surely, as the clear best of every frame
+    of a full burst: the weight only has to fit (|z| <= camera_fit_z). The scorer
     weighs k units' prior and spread against single unseen products of the same weight; a person
     looking at the burst would not. Not when A has a look-alike of its weight in its family (the
-    detector confuses them) that the burst scored above units_look_alike_max_score, or a line of A is
-    already in the basket (the camera may be looking at that one)."""
-    sku = h.get("sku")
-    if (not cfg.accept_units_seen_whole or h["kind"] != "add" or h.get("k", 1) < 2 or sku is None
+    detector confuses them) that the burst scored above units_look_alike_max_score, or (k >= 2) a line
+    of A is already in the basket (the camera may be looking at that one)."""
+    sku, k = h.get("sku"), h.get("k", 1)
+    on = cfg.accept_units_seen_whole if k >= 2 else cfg.accept_one_seen_whole
+    if (not on or h["kind"] != "add" or sku is None
             or cat.items[sku].sold_by_weight or vision is None or seen is None):
         return False
     n = vision.n_frames
-    if n < max(1, cfg.multi_unit_min_frames) or seen.top_frames.get(sku, 0) < n:
-        return False
+    have = any(ln["sku"] == sku and ln["status"] == "accepted" for ln in lines)
+    need = cfg.multi_unit_min_frames if k >= 2 or have else cfg.one_seen_min_frames
+    if n < max(1, need) or seen.top_frames.get(sku, 0) < n:
+        return False    # (one unit, a line of it in: a swap "that one out, B in" with B's frame missed)
     if seen.scores.get(sku, 0.0) < cfg.camera_accept_score or abs(h["z"]) > cfg.camera_fit_z:
         return False
     if any(v >= cfg.pair_seen_min_score for s, v in seen.scores.items() if s != sku) or seen.personal >= cfg.personal_min_score:
         return False
-    if any(ln["sku"] == sku and ln["status"] == "accepted" for ln in lines):
-        return False
+    if k >= 2 and have:
+        return False    # (one unit from a full burst: "that one out, B in" would show B in a frame)
     sn = max(cfg.sensor_noise_g, cfg.min_sd_g)
     fam = getattr(cat.items[sku], "family", None)
     return not any(v > cfg.units_look_alike_max_score and s in cat.idx and not cat.items[s].sold_by_weight
@@ -282,9 +288,12 @@ def explain(delta_g: float, noise_g: float, seen: Seen | None, lines: list[dict]
         return None, "a product of the combination was never seen on its own in a frame", fits
     for i, a in enumerate(several):
         for b in several[i + 1:]:
-            if _look_alikes(a, b, cat, book, sn, cfg):
+            if _look_alikes(a, b, cat, book, sn, cfg) and not (
+                    seen.top_score.get(a, 0.0) >= cfg.look_alikes_sure_score
+                    and seen.top_score.get(b, 0.0) >= cfg.look_alikes_sure_score):
                 # the committed detector names the wrong member of a family half the time it errs
-                # (docs/model_card.md): two members of one weight are not split by the camera alone
+                # (docs/model_card.md): two members of one weight are not split by the camera alone,
+                # unless each was named surely in a frame of its own (look_alikes_sure_score)
                 return None, f"{a} and {b} are look-alikes of one weight", fits
     if h["kind"] in ("add", "remove") and not h.get("by_weight") and h.get("sku") \
             and not cat.items[h["sku"]].sold_by_weight:

@@ -221,6 +221,30 @@ class ReconcileConfig(BaseModel):
         "asked once with the readings of A ('A + B', '2 x A') as pictures, not 'which item?' or a scan "
         "and then those readings"))
 
+    # --- the oracle floor, round 2 (issue 12, floor12e; measured effect in docs/reconciliation.md §4.4.3)
+    accept_one_seen_whole: bool = Field(True, description=(
+        "one unit of a packaged product the camera saw alone, surely (camera_accept_score), as the clear "
+        "best of each of one_seen_min_frames or more frames (multi_unit_min_frames with a line of it in the "
+        "basket), fitting within camera_fit_z, is accepted when its posterior among the hypotheses the camera "
+        "does not contradict "
+        "(not pairs or swaps with a product no frame showed) reaches accept_posterior; off: the posterior "
+        "over every hypothesis decides (swaps of unseen products kept it at 0.90-0.97)"))
+    one_seen_min_frames: int = Field(2, ge=1, description=(
+        "accept_one_seen_whole: frames the burst must deliver (one frame may be a swap's in-side, the "
+        "out-side's frames missed); with a line of the product in the basket multi_unit_min_frames (two "
+        "frames of it may be that line going out, the frame of what went in missed)"))
+
+    look_alikes_sure_score: float = Field(0.97, ge=0, le=1.01, description=(
+        "two family look-alikes of one weight in one movement (a pair, a swap) are accepted on the camera "
+        "when each was a frame's clear best at this score or more (a frame of its own each); below it they "
+        "are asked, since the detector names the wrong member of a family half the time it errs "
+        "(docs/model_card.md); above 1: always asked"))
+
+    tap_swap_reading_clear: bool = Field(True, description=(
+        "a tap or scan on A read as 'A in for X out' (a swap, taps.py) is clear on its posterior and fit; "
+        "off: also asked again whenever A has a family look-alike of its weight, a guard meant for "
+        "'2 x A' vs 'A + A'' (hard floor: scans of the product a swap put in asked a second time)"))
+
     @model_validator(mode="after")
     def _check(self) -> "ReconcileConfig":
         if not self.unit_prior or any(p <= 0 for p in self.unit_prior):

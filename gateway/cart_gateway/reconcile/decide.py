@@ -163,7 +163,8 @@ class DecideMixin:
         if personal and not cfg.accept_personal:
             holds.append("personal item (accept_personal off)")
         whole_units = (cfg.camera_led and not weight_only and set(holds) <= set(POSTERIOR_HOLDS)
-                       and units_seen_whole(top, vis, seen, self.s["lines"], self.cat, self.book, cfg))
+                       and units_seen_whole(top, vis, seen, self.s["lines"], self.cat, self.book, cfg)
+                       and (top.get("k", 1) >= 2 or (bool(holds) and self._rivals_unseen(sc, top, seen, need))))
         if whole_units:
             holds = []      # k units of A, and only A, in every frame of a full burst
         scorer_ok = not holds
@@ -227,6 +228,14 @@ class DecideMixin:
             return
         self._open_review(mv, sc, "evidence does not single out an item"
                           if sc.best_fit_z <= cfg.accept_max_z else "weight change fits no item", cause=cause)
+
+    def _rivals_unseen(self, sc: Scored, top: dict, seen, need: float) -> bool:
+        """One unit of A seen whole: A's posterior among the hypotheses the camera does not
+        contradict reaches `need`. What keeps it lower is mostly swaps and pairs with a product no
+        frame showed (unseen_part: never accepted either); a single product of A's weight (a
+        look-alike the detector may have taken for A) still counts against it."""
+        rivals = sum(h["posterior"] for h in sc.hyps[1:] if not unseen_part(h, seen, self.cfg))
+        return top["posterior"] / (top["posterior"] + rivals) >= need
 
     def _readings_cfg(self):
         """The config a readings prompt is built with: room for units_readings pictures."""

@@ -146,6 +146,9 @@ class VisionSummary:
     # frames in which a product was the clear best (score >= TOP_MIN): a product seen on its own,
     # not a look-alike the detector hesitated over in the same frame
     top_frames: dict[str, int] = field(default_factory=dict)
+    # the highest score with which a product was a frame's clear best (two look-alikes each named
+    # surely in a frame of its own are two products, not one misnamed: camera.explain)
+    top_score: dict[str, float] = field(default_factory=dict)
     stills: int = 0   # still captures among the inputs (docs/camera.md), a barcode-only one too
     # issue 13: a still's classifier evidence is kept apart from the burst's and the fields above are
     # the two fused (still_fusion.py); both None while no still had candidates (the fields are the burst's)
@@ -159,6 +162,7 @@ class VisionSummary:
             raise ValueError(f"Vision.mono_ms must be an int >= 0, got {v.mono_ms!r}")
         burst, still = [], []       # per frame: label -> best score (a still's frames kept apart)
         tops: dict[str, int] = {}
+        top_score: dict[str, float] = {}
         for i, frame in enumerate(v.frames):
             best: dict[str | None, float] = {}
             for c in frame:
@@ -174,11 +178,13 @@ class VisionSummary:
                 k_top = max(best, key=lambda k: (best[k], str(k)))
                 if isinstance(k_top, str) and best[k_top] >= TOP_MIN:
                     tops[k_top] = tops.get(k_top, 0) + 1
+                    top_score[k_top] = max(top_score.get(k_top, 0.0), best[k_top])
             # a frame marked `still` (vision.StillFrame) is the still classifier's, wherever it came
             (still if v.still or getattr(frame, "still", False) else burst).append(best)
         r = parse_ref(v.ref)
         out = cls(mono_ms=v.mono_ms, barcodes=[str(b) for b in v.barcodes], frame_ids=[str(f) for f in v.frame_ids],
                   ref=list(r) if r else None, top_frames={k: tops[k] for k in sorted(tops)},
+                  top_score={k: top_score[k] for k in sorted(top_score)},
                   stills=int(bool(v.still or still)))
         out._set_parts(_frame_means(burst), _frame_means(still))
         return out
@@ -209,7 +215,7 @@ class VisionSummary:
              "barcodes": list(self.barcodes), "frame_ids": list(self.frame_ids),
              "ref": list(self.ref) if self.ref else None, "n_frames": self.n_frames,
              "personal_scores": dict(self.personal_scores), "top_frames": dict(self.top_frames),
-             "stills": self.stills}
+             "top_score": dict(self.top_score), "stills": self.stills}
         if self.still_part is not None:
             d.update(burst_part=(self.burst_part or FrameMeans()).to_dict(), still_part=self.still_part.to_dict(),
                      still_conflict=self.still_conflict)
@@ -223,6 +229,7 @@ class VisionSummary:
                    ref=list(d["ref"]) if d["ref"] else None, n_frames=d["n_frames"],
                    personal_scores=dict(d.get("personal_scores", {})),   # both absent in states before issue 12
                    top_frames=dict(d.get("top_frames", {})), stills=d.get("stills", 0),
+                   top_score=dict(d.get("top_score", {})),     # absent before floor12e
                    burst_part=FrameMeans.from_dict(d["burst_part"]) if sp is not None else None,
                    still_part=FrameMeans.from_dict(sp) if sp is not None else None,
                    still_conflict=d.get("still_conflict"))
@@ -234,6 +241,8 @@ class VisionSummary:
         self._set_parts(b0.merged(b1), s0.merged(s1))
         self.top_frames = {k: self.top_frames.get(k, 0) + other.top_frames.get(k, 0)
                            for k in sorted(set(self.top_frames) | set(other.top_frames))}
+        self.top_score = {k: max(self.top_score.get(k, 0.0), other.top_score.get(k, 0.0))
+                          for k in sorted(set(self.top_score) | set(other.top_score))}
         self.stills += other.stills
         self.barcodes += [b for b in other.barcodes if b not in self.barcodes]
         self.frame_ids += [f for f in other.frame_ids if f not in self.frame_ids]

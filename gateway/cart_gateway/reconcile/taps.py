@@ -135,7 +135,8 @@ def read_tap(sku: str, mv: dict, seen: Seen | None, vision, cat, book, lines: li
     p2 = readings[1]["posterior"] if len(readings) > 1 else 0.0
     clear = (top["posterior"] >= cfg.accept_posterior and top["posterior"] - p2 >= cfg.accept_margin
              and abs(top["z"]) <= cfg.accept_max_z and _all_seen(top, sku, seen, cfg)
-             and not (set(top["in"]) == {sku} and _has_look_alike(sku, cat, book, sn, cfg)))
+             and not (set(top["in"]) == {sku} and (not top["out"] or not cfg.tap_swap_reading_clear)
+                      and _has_look_alike(sku, cat, book, sn, cfg)))
     if clear:
         return TapReading(TapVerdict.ACCEPT, hypothesis=top, readings=readings, why="the rest is clear")
     return TapReading(TapVerdict.ASK, readings=readings[: cfg.ask_top_k], why="the rest is not clear")
@@ -156,7 +157,8 @@ def _all_seen(h: dict, sku: str, seen: Seen | None, cfg: ReconcileConfig) -> boo
 
 def _has_look_alike(sku: str, cat, book, sn: float, cfg: ReconcileConfig) -> bool:
     """Another product of `sku`'s family weighs the same: "2 x A" and "A and its look-alike" read
-    the same on the scale and, often, on the camera; only the shopper can say which."""
+    the same on the scale and, often, on the camera; only the shopper can say which. (Not asked of
+    "A in for X out": the shopper named A, and X's side is the ledger's: tap_swap_reading_clear.)"""
     import numpy as np
     i = cat.idx[sku]
     units = cat.units[cat.units != i]
