@@ -328,14 +328,6 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
             if visv is None:          # no camera, no barcode: every factor is u
                 w_all = nu * u
                 w_kept = np.bincount(add_r, minlength=K) * u
-            elif add_w is not None:   # summed by the kernel, in the pairs' order (as bincount does)
-                if barcode:     # every packaged SKU's factor times barcode_other, but the ones read
-                    ku = np.array([i for i in known if cat.unit_pos[i] >= 0], dtype=np.int64)
-                    w_all = (cfg.barcode_other * vision_derived(visv, "units_sum", lambda: units_sum(visv, cat))
-                             + (1.0 - cfg.barcode_other) * float(visv[ku].sum()))
-                else:
-                    w_all = vision_derived(visv, "units_sum", lambda: units_sum(visv, cat))
-                w_kept = add_w
             else:
                 if barcode:     # every packaged SKU's factor times barcode_other, but the ones read
                     ku = np.array([i for i in known if cat.unit_pos[i] >= 0], dtype=np.int64)
@@ -343,8 +335,12 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
                              + (1.0 - cfg.barcode_other) * float(visv[ku].sum()))
                 else:
                     w_all = vision_derived(visv, "units_sum", lambda: units_sum(visv, cat))
-                wk = visv[add_c] if not barcode else visv[add_c] * np.where(logb[add_c] == 0.0, 1.0, cfg.barcode_other)
-                w_kept = np.bincount(add_r, weights=wk, minlength=K)
+                if add_w is not None:   # summed by the kernel, in the pairs' order (as bincount does)
+                    w_kept = add_w
+                else:
+                    wk = visv[add_c] if not barcode else visv[add_c] * np.where(logb[add_c] == 0.0, 1.0,
+                                                                                 cfg.barcode_other)
+                    w_kept = np.bincount(add_r, weights=wk, minlength=K)
             norm += float(np.sum(np.exp(ck_units + floor - top) * (w_all - w_kept)))
         elif (K * nu - n_add) * math.exp(lp_hidden - top) > HIDDEN_MAX_MASS:
             return None
