@@ -138,12 +138,17 @@ def units_seen_whole(h: dict, vision: VisionSummary | None, seen: Seen | None, l
                    for s, v in seen.scores.items() if s != sku)
 
 
+def same_weight(a: str, b: str, book, sn: float, cfg: ReconcileConfig) -> bool:
+    """One unit of `a` and one of `b` are not told apart by the scale (within camera_fit_z)."""
+    (ma, sa), (mb, sb) = book.params(a), book.params(b)
+    return abs(ma - mb) <= cfg.camera_fit_z * math.sqrt(sa * sa + sb * sb + sn * sn)
+
+
 def _look_alikes(a: str, b: str, cat, book, sn: float, cfg: ReconcileConfig) -> bool:
     ia, ib = cat.items[a], cat.items[b]
     if ia.sold_by_weight or ib.sold_by_weight or getattr(ia, "family", None) != getattr(ib, "family", None):
         return False
-    (ma, sa), (mb, sb) = book.params(a), book.params(b)
-    return abs(ma - mb) <= cfg.camera_fit_z * math.sqrt(sa * sa + sb * sb + sn * sn)
+    return same_weight(a, b, book, sn, cfg)
 
 
 def _z(delta: float, mu: float, var: float) -> float:

@@ -11,7 +11,8 @@ from collections import Counter
 
 from .. import protocol as P
 from .answerfit import best_with_sku
-from .camera import explain, hidden_pair, left_out, seen_of, skus_in, units_seen_whole, unseen_part
+from .camera import (explain, hidden_pair, left_out, same_weight, seen_of, skus_in, units_seen_whole,
+                     unseen_part)
 from .inputs import VisionSummary
 from .multi import family_smoothed, score_multi, skus_of
 from .scoring import Scored
@@ -257,13 +258,11 @@ class DecideMixin:
             return False
         if any(ln["sku"] == a for ln in self.s["lines"]):
             return False    # the camera may be seeing the one in the basket: not proof that A went in
-        ma, sa = self.book.params(a)
-        sn2 = max(cfg.sensor_noise_g, float(mv["noise_g"])) ** 2
+        sn = max(cfg.sensor_noise_g, float(mv["noise_g"]))
         for o, v in seen.scores.items():
-            if o != a and v > 0 and o in self.cat.idx and not self.cat.items[o].sold_by_weight:
-                mo, so = self.book.params(o)
-                if abs(mo - ma) <= cfg.camera_fit_z * (sa * sa + so * so + sn2) ** 0.5:
-                    return False    # the camera hesitated between A and a product of A's weight
+            if o != a and v > 0 and o in self.cat.idx and not self.cat.items[o].sold_by_weight \
+                    and same_weight(a, o, self.book, sn, cfg):
+                return False    # the camera hesitated between A and a product of A's weight
         first = best_with_sku(sc, self.cat, a, removal=False, max_z=cfg.contradict_z)
         more = self._readings_cfg()
         tr = self._tap_reading(mv, a, first, more)
