@@ -46,7 +46,7 @@ class CartStates:
             clock = json.loads(ck)
             # join_state hands the decoded values to the engine, which changes them: keep a copy
             self._parts[c] = pickle.loads(pickle.dumps(parts, 5))
-            self._heads[c] = (sess, vb, ck, dict(clock))
+            self._heads[c] = (sess, vb, dict(clock))
             out.append((c, sess, vb, state, clock))
         return out
 
@@ -67,12 +67,10 @@ class CartStates:
         head = self._heads.get(cart)
         same_session = (head or (None,))[0] == session
         # the clock (board offsets) is compared as a dict: JSON only when the row is written
-        if head is None or head[0] != session or head[1] != version_base or head[3] != clock:
-            ck = json.dumps(clock, sort_keys=True)
-            if head is None or head[:3] != (session, version_base, ck):
-                self.db.execute("INSERT OR REPLACE INTO carts VALUES (?,?,?,?,?)",
-                                (cart, session, version_base, "", ck))
-            self._heads[cart] = (session, version_base, ck, dict(clock))
+        if head != (session, version_base, clock):
+            self.db.execute("INSERT OR REPLACE INTO carts VALUES (?,?,?,?,?)",
+                            (cart, session, version_base, "", json.dumps(clock, sort_keys=True)))
+            self._heads[cart] = (session, version_base, dict(clock))
         known = self._parts.get(cart)
         if known is None:     # not seen since the last load or rollback: ask the database what is stored
             known = self._parts[cart] = {

@@ -31,7 +31,7 @@ class Store(EventLog, CartStates, SessionRecords, Outbox):
         self._in_tx = False
         self._parts: dict[str, dict[str, object]] = {}  # cart -> part -> a private copy of the stored value
         self._final: dict[str, set[str]] = {}           # cart -> its stored parts that never change (_final_move)
-        self._heads: dict[str, tuple] = {}              # cart -> stored (session, version_base, clock JSON, clock)
+        self._heads: dict[str, tuple] = {}              # cart -> stored (session, version_base, clock)
         # stream (cart, board, inst, epoch) -> its `seqs.high` as this transaction sees it (None: no
         # row): an event read it twice (duplicate check, then note_seq). Dropped with a rollback.
         self._highs: dict[tuple, int | None] = {}
