@@ -176,9 +176,8 @@ def hidden_max(visv: np.ndarray, cat: CatalogueIndex, spec: np.ndarray) -> float
     """log of the largest vision factor among the packaged SKUs not in `spec` (-inf: none).
     `spec` holds every SKU the camera scored, so the rest share one factor: the first of them
     is read (O(spec), not O(catalogue))."""
-    if len(spec) < len(cat.units):
-        head = cat.units[: len(spec) + 1]
-        return math.log(float(visv[head[~member_sorted(head, spec)][0]]))
+    if len(spec) < len(cat.units):     # one of the first len(spec) + 1 units is not in spec
+        return math.log(float(visv[first_unit_not_in(cat, spec)]))
     hid = np.ones(len(cat.units), dtype=bool)
     hid[cat.unit_pos[spec]] = False
     return math.log(float(visv[cat.units][hid].max())) if hid.any() else -np.inf
