@@ -269,9 +269,15 @@ def _jitter(tf, side: int):
     return aug
 
 
-def _augmented(tf, x, y, batch: int, seed: int):
-    """Shuffled training batches under `_jitter`."""
+def _augmented(tf, x, y, batch: int, seed: int, style: bool = False):
+    """Shuffled training batches under `_jitter` (and, with `style`, still_proto.appearance)."""
     aug = _jitter(tf, x.shape[1])
+    if style:
+        from .still_proto import appearance
+        jit = aug
+
+        def aug(img):
+            return appearance(tf, jit(img))
     ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     return ds.map(lambda img, lab: (aug(img), lab), num_parallel_calls=2).batch(batch).prefetch(2)
 
@@ -327,13 +333,8 @@ def train_still(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 8
     else:
         model.compile(optimizer=tf.keras.optimizers.Adam(lr), loss=_cosface_loss(tf, len(labels), m=m_var),
                       metrics=["accuracy"])
-        if style_augment:
-            from .still_proto import appearance
-            jit = _jitter(tf, x.shape[1])
-            ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-            fit_x = ds.map(lambda i, lab: (appearance(tf, jit(i)), lab), num_parallel_calls=2).batch(batch).prefetch(2)
-        else:
-            fit_x = _augmented(tf, x, y, batch, seed) if augment else x
+        # appearance augmentation always goes with the jitter
+        fit_x = _augmented(tf, x, y, batch, seed, style_augment) if augment or style_augment else x
         hist = model.fit(fit_x, y if fit_x is x else None, batch_size=batch if fit_x is x else None, epochs=epochs,
                          validation_data=(val_data["x"], val_data["y"]), verbose=2, shuffle=True,
                          callbacks=callbacks)
