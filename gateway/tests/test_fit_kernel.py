@@ -122,19 +122,36 @@ def _scored_both_ways(fn, *args, **kw):
     return got, ref
 
 
-def _same_to_the_bit(got, ref) -> None:
-    assert got.hyps == ref.hyps and got.best_fit_z == ref.best_fit_z and got.evidence == ref.evidence
+# The kernel and numpy may round the last bit differently: LLVM contracts a*b+c into one FMA
+# and vectorises exp/log by the CPU's features (a 1-ulp posterior difference on AMD EPYC that
+# an Intel machine did not show). The issue's bar is 1e-9; 1e-12 still catches any real change.
+REL = 1e-12
+
+
+def _near(a, b) -> bool:
+    if isinstance(b, float) or isinstance(a, float):
+        return a == b or (math.isfinite(b) and abs(a - b) <= REL * max(1.0, abs(b)))
+    if isinstance(b, dict):
+        return isinstance(a, dict) and a.keys() == b.keys() and all(_near(a[k], b[k]) for k in b)
+    if isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_near(x, y) for x, y in zip(a, b))
+    if isinstance(b, np.ndarray):
+        return a.shape == b.shape and np.allclose(a, b, rtol=REL, atol=REL, equal_nan=True)
+    return a == b
+
+
+def _same_to_rounding(got, ref) -> None:
+    assert _near(got.hyps, ref.hyps), (got.hyps, ref.hyps)
+    assert _near(got.best_fit_z, ref.best_fit_z) and _near(got.evidence, ref.evidence)
     assert (got.arrays is None) == (ref.arrays is None) or not ref.arrays
     for key, v in (ref.arrays or {}).items():
-        if isinstance(v, np.ndarray):
-            assert np.array_equal(got.arrays[key], v), key
-        elif isinstance(v, float):
-            assert got.arrays[key] == v, key
+        if isinstance(v, (np.ndarray, float)):
+            assert _near(got.arrays[key], v), key
 
 
 def test_the_compiled_add_block_scores_what_the_numpy_block_scores():
     """scoring's pruned k-unit add block from fitkernel.add_block: the same columns, the same
-    normaliser, the same top hypotheses to the bit as the numpy block, with the camera, with
+    normaliser, the same top hypotheses as the numpy block (to 1e-12), with the camera, with
     barcodes, weight-only, and while learning moves means (the index's sorted copies follow)."""
     from cart_gateway.reconcile import ReconcileConfig
     from cart_gateway.reconcile.inputs import VisionSummary
@@ -161,10 +178,10 @@ def test_the_compiled_add_block_scores_what_the_numpy_block_scores():
                   "status": "accepted"} for j, s in enumerate(rnd.sample(items, rnd.choice([0, 2, 20])))]
         delta = rnd.choice([1, 1, 2, 3]) * it.weight_mean_g + rnd.gauss(0, 3)
         got, ref = _scored_both_ways(score, delta, rnd.choice([0.0, 1.5]), cat, book, lines, [], vision, cfg)
-        _same_to_the_bit(got, ref)
+        _same_to_rounding(got, ref)
         kernel_adds += got.arrays["adds"] is not None
         got, ref = _scored_both_ways(score_multi, delta, 1.5, cat, book, lines, [], vision, cfg)
-        _same_to_the_bit(got, ref)
+        _same_to_rounding(got, ref)
     assert kernel_adds > 40          # the pruned block (the kernel's) ran, not only the full one
     wi = WeightIndex.of(cat, book)
     assert np.array_equal(wi.mean_p, book.mean[wi.perm]) and np.array_equal(wi.sd_p, book.sd[wi.perm])
