@@ -6,6 +6,7 @@ import pytest
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(0)      # as long as the rig spec's soak_s (hours on a real bench)
 def test_heap_within_budget_over_soak(scale, rig, figures):
     lim = rig.spec.limits
     # A device keeps its code frozen in flash; the unix port loads it into the

@@ -53,5 +53,6 @@ def test_both_boards_soak_within_their_heap(mosquitto, virtual_boards):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_both_boards_soak_ten_minutes(mosquitto, virtual_boards):
     _soak(mosquitto, virtual_boards, 600)

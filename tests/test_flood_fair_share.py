@@ -12,6 +12,7 @@ import paho.mqtt.client as mqtt
 from cart_bench.testkit import Board
 from cart_testing.broker import free_port
 from cart_testing.gateway import GatewayProcess
+from cart_testing.procs import read_line
 from cart_testing.watch import Watcher
 
 FLOOD = 40_000
@@ -85,11 +86,11 @@ def test_one_carts_qos0_flood_does_not_delay_another_carts_basket(mosquitto, tmp
         shopper.connect("127.0.0.1", mosquitto.port)
         shopper.loop_start()
         reader = subprocess.Popen([sys.executable, "-c", READER, str(mosquitto.port)], stdout=subprocess.PIPE, text=True)
-        assert reader.stdout.readline().strip() == "ready"
+        assert read_line(reader.stdout, 30, "the reader").strip() == "ready"
         # the flood from its own process: this one's GIL is for the shopper and the watcher
         flooder = subprocess.Popen([sys.executable, "-c", FLOODER, str(mosquitto.port), str(FLOOD)],
                                    stdout=subprocess.PIPE, text=True, env={"PYTHONPATH": f"{ROOT / 'gateway'}:{ROOT / 'tools'}"})
-        assert flooder.stdout.readline().strip() == "started"     # 2,000 sent
+        assert read_line(flooder.stdout, 60, "the flooder").strip() == "started"     # 2,000 sent
         time.sleep(0.5)                                            # the flood is queued at the gateway now
         b = Board("c002")
         t0 = time.monotonic()
@@ -105,7 +106,7 @@ def test_one_carts_qos0_flood_does_not_delay_another_carts_basket(mosquitto, tmp
         # (9.5-12.5 s at load 36 on 2 cores, the fair queue working): then count instead. Behind
         # one FIFO every flood message ahead of c002's would be handled before its basket; with
         # its share of the core thread, c002's basket comes while most of them are not.
-        ahead = int(reader.stdout.readline())
+        ahead = int(read_line(reader.stdout, 60, "the reader (c002's weight event)"))
         print(f"flood messages ahead of c002's weight event {ahead}, of them handled before its basket {handled:.0f}")
         assert delay < 8.0 or handled < ahead / 2, (delay, handled, ahead)
         w.wait(lambda: _metric(mport, "cart_gateway_ingest_dropped_total", cart="c001") > 0, timeout=30,

@@ -85,5 +85,6 @@ def test_heap_scale_96k_one_minute(tmp_path, board_factory, subscriber_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_heap_scale_96k_five_minutes(tmp_path, board_factory, subscriber_factory):
     soak(tmp_path, board_factory, subscriber_factory, 300)

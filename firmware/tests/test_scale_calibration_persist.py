@@ -15,6 +15,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from cart_sim.virtual_board import VirtualBoard
+from cart_testing.procs import read_line
 from fwtest import FW, micropython_bin
 
 pytestmark = pytest.mark.micropython
@@ -165,7 +166,7 @@ def test_power_cut_during_the_config_write_leaves_old_or_new(tmp_path):
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         # once it is writing (its first 50 writes done: on a loaded machine the start alone can
         # outlast a fixed wait, and every kill then found the untouched first config), a random instant
-        assert p.stdout.readline().strip() == b"50", p.stderr.read()
+        assert read_line(p.stdout, 60, "the writer").strip() == b"50"
         time.sleep(rnd.uniform(0.0, 0.35))
         p.kill()
         p.wait()

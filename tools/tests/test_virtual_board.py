@@ -10,6 +10,7 @@ import pytest
 import serial
 
 from cart_sim.virtual_board import VirtualBoard
+from cart_testing.procs import read_line
 from cart_testing.watch import scale_settled
 
 
@@ -210,7 +211,7 @@ def test_board_on_an_existing_flash_applies_broker(tmp_path):
            "--fs", str(fs)]
     p = subprocess.Popen(cmd + ["--cart", "c001"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        first = p.stdout.readline()
+        first = read_line(p.stdout, 60, "cart-sim board")
         assert f"{fs}: broker 127.0.0.1:1883 -> 127.0.0.1:1 in config.json (code and journal kept)" in first
         assert json.loads((fs / "config.json").read_text())["broker"]["port"] == 1
         assert (fs / "journal.keep").exists()
