@@ -77,15 +77,15 @@ def appearance(tf, img):
 
 
 def proto_dataset(tf, x: np.ndarray, y: np.ndarray, batch: int, per_class: int, seed: int, augment,
-                  style: bool):
+                  style: bool, epochs: int = 1):
     """An endless class-balanced dataset of (window, {"cos": y, "unit": y}) batches; steps per
-    epoch = len(x) // batch. `augment`: the shift/brightness jitter map of train._augmented."""
+    epoch = len(x) // batch. `augment`: the shift/brightness jitter map of train._augmented.
+    The order of every epoch (and a spare) is drawn here, as a tensor: a Python generator
+    (Dataset.from_generator) runs as a py_func inside the input pipeline, which can deadlock
+    beside train._tf's single inter-op thread (tensorflow#48418, #10369)."""
     rng = np.random.default_rng(seed)
     xs, ys = tf.constant(x), tf.constant(y.astype(np.int32))
-
-    def indices():
-        while True:
-            yield from balanced_order(y, per_class, rng)
+    order = np.concatenate([balanced_order(y, per_class, rng) for _ in range(epochs + 1)])
 
     def one(i):
         img = tf.cast(tf.gather(xs, i), tf.float32)
@@ -95,5 +95,5 @@ def proto_dataset(tf, x: np.ndarray, y: np.ndarray, batch: int, per_class: int, 
             img = appearance(tf, img)
         lab = tf.gather(ys, i)
         return img, {"cos": lab, "unit": lab}
-    ds = tf.data.Dataset.from_generator(indices, output_signature=tf.TensorSpec((), tf.int64))
+    ds = tf.data.Dataset.from_tensor_slices(order.astype(np.int64)).repeat()
     return ds.map(one, num_parallel_calls=2).batch(batch - batch % per_class).prefetch(2)

@@ -326,7 +326,7 @@ def train_still(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 8
                                 "unit": proto_loss(tf, len(labels), STILL_SCALE, margin)},
                           loss_weights={"cos": 1.0, "unit": proto_weight}, metrics={"cos": ["accuracy"]})
         ds = proto_dataset(tf, x, y, batch, per_class, seed, _jitter(tf, x.shape[1]) if augment else None,
-                           style_augment)
+                           style_augment, epochs)
         hist = fit_model.fit(ds, steps_per_epoch=max(1, len(x) // batch), epochs=epochs, verbose=2,
                              validation_data=(val_data["x"], {"cos": val_data["y"], "unit": val_data["y"]}),
                              callbacks=callbacks)
