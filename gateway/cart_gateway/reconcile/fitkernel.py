@@ -66,6 +66,8 @@ def warm() -> bool:
       np.zeros(1, dtype=np.bool_), np.zeros(0, dtype=np.int64), f1, np.ones(1), i1, 1.0, 8.0, 1)
     _ADD_FILL(0.0, 1.0, -1.0, i1, i1, i1, i1, f1, f1, i1, 1, f1, 0.0, 0.0, 0.0, i1[:0], np.zeros(1, dtype=np.bool_),
               f1[:0], f1[:0], f1[:0], f1, f1, f1, f1, i1, i1, i1, f1, i1)
+    from . import pairkernel            # score_multi's pair loops: compiled with these
+    pairkernel.compile_all()
     _READY.set()
     return True
 
