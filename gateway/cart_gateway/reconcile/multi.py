@@ -26,6 +26,7 @@ import numpy as np
 
 from .catindex import CatalogueIndex, Scored
 from .config import ReconcileConfig
+from .context import BasketArrays
 from .factors import barcode_factor, family_smoothed, log_vision, vision_derived, vision_factors  # noqa: F401 (family_smoothed: decide, answers)
 from .inputs import VisionSummary
 from . import pairkernel
@@ -46,7 +47,8 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
     `recent_out`: packaged SKUs taken out of this basket moments ago; putting one
     back (`readd`) is far likelier than any other SKU of that weight. `prune=False`: the
     dense pair block (the comparison tests' reference)."""
-    sc = score(delta_g, noise_g, cat, book, lines, personal, vision, cfg, recent_out)
+    basket = BasketArrays.of(lines, cat)        # once, for score() and the removal pairs
+    sc = score(delta_g, noise_g, cat, book, lines, personal, vision, cfg, recent_out, basket)
     if cfg.prior_two <= 0 and cfg.prior_partial_produce <= 0 and not (recent_out and cfg.prior_readd > 0):
         return sc
     n = cat.n
@@ -58,7 +60,7 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
     seen = vision is not None and vision.n_frames > 0
     hyps: list[dict] = []
     lps: list[float] = []
-    pos = [p for p, ln in enumerate(lines) if ln["status"] == "accepted" and ln["sku"] in cat.idx]
+    pos = basket.pos.tolist()
     n_t = len(pos) + len(personal)
 
     extra_mass = []   # log-sums of every multi hypothesis scored (not only the ones kept)
@@ -101,9 +103,10 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
 
     if delta_g < 0 and n_t:
         log_nt = math.log(n_t)
-        pk = [p for p in pos if not lines[p]["by_weight"]]
+        packaged = ~basket.by_weight
+        pk = basket.pos[packaged].tolist()
         if cfg.prior_two > 0 and len(pk) >= 2:
-            li = np.array([cat.idx[lines[p]["sku"]] for p in pk])
+            li = basket.sku_ix[packaged]
             pairs = pairkernel.line_pairs if pairkernel.ready() else line_pairs
             mass, best = pairs(li, mean, sd, sn * sn, delta_g, floor, math.log(cfg.prior_two) - 2 * log_nt,
                                math.log(n + 1), logv, logb, keep)
