@@ -27,7 +27,11 @@ def compile_all() -> None:
         import numba
         _LINE_PAIRS = numba.njit(cache=True, nogil=True)(_line_pairs)
     i1, f1 = np.zeros(2, dtype=np.int64), np.ones(2)
-    _LINE_PAIRS(i1, f1, f1, 1.0, -1.0, -20.0, 0.0, 0.0, f1, f1, 1)
+    ro = np.ones(2)
+    ro.flags.writeable = False      # the flat factors are read-only: numba compiles that type apart
+    for logv in (f1, ro):
+        for logb in (f1, ro):
+            _LINE_PAIRS(i1, f1, f1, 1.0, -1.0, -20.0, 0.0, 0.0, logv, logb, 1)
 
 
 def ready() -> bool:
