@@ -149,6 +149,13 @@ def _same_to_rounding(got, ref) -> None:
             assert _near(got.arrays[key], v), key
 
 
+def _fresh_store(config_cls):
+    """A fresh index and book of STORE, the default config, its packaged items and those with a barcode."""
+    items = [s for s in STORE if not s.sold_by_weight]
+    return (CatalogueIndex(STORE), WeightBook.for_catalogue(STORE), config_cls(), items,
+            [s for s in items if s.ean13])
+
+
 def test_the_compiled_add_block_scores_what_the_numpy_block_scores():
     """scoring's pruned k-unit add block from fitkernel.add_block: the same columns, the same
     normaliser, the same top hypotheses as the numpy block (to 1e-12), with the camera, with
@@ -158,11 +165,7 @@ def test_the_compiled_add_block_scores_what_the_numpy_block_scores():
     from cart_gateway.reconcile.multi import score_multi
     from cart_gateway.reconcile.scoring import score
     rnd = random.Random(23)
-    cat = CatalogueIndex(STORE)
-    book = WeightBook.for_catalogue(STORE)
-    cfg = ReconcileConfig()
-    items = [s for s in STORE if not s.sold_by_weight]
-    with_code = [s for s in items if s.ean13]
+    cat, book, cfg, items, with_code = _fresh_store(ReconcileConfig)
     kernel_adds = 0
     for trial in range(60):
         it = rnd.choice(items)
@@ -196,12 +199,8 @@ def test_the_compiled_removal_pairs_score_what_the_numpy_pairs_score():
     from cart_gateway.reconcile.multi import score_multi
     assert pairkernel.ready()
     rnd = random.Random(31)
-    cat = CatalogueIndex(STORE)
-    book = WeightBook.for_catalogue(STORE)
-    cfg = ReconcileConfig()
-    items = [s for s in STORE if not s.sold_by_weight]
+    cat, book, cfg, items, with_code = _fresh_store(ReconcileConfig)
     loose = [s for s in STORE if s.sold_by_weight]
-    with_code = [s for s in items if s.ean13]
     pairs_seen = 0
     for trial in range(40):
         basket = rnd.sample(items, rnd.choice([2, 3, 20, 170]))
