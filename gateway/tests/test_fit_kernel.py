@@ -149,6 +149,13 @@ def _same_to_rounding(got, ref) -> None:
             assert _near(got.arrays[key], v), key
 
 
+def _fresh_store(config_cls):
+    """A fresh index and book of STORE, the default config, its packaged items and those with a barcode."""
+    items = [s for s in STORE if not s.sold_by_weight]
+    return (CatalogueIndex(STORE), WeightBook.for_catalogue(STORE), config_cls(), items,
+            [s for s in items if s.ean13])
+
+
 def test_the_compiled_add_block_scores_what_the_numpy_block_scores():
     """scoring's pruned k-unit add block from fitkernel.add_block: the same columns, the same
     normaliser, the same top hypotheses as the numpy block (to 1e-12), with the camera, with
@@ -158,11 +165,7 @@ def test_the_compiled_add_block_scores_what_the_numpy_block_scores():
     from cart_gateway.reconcile.multi import score_multi
     from cart_gateway.reconcile.scoring import score
     rnd = random.Random(23)
-    cat = CatalogueIndex(STORE)
-    book = WeightBook.for_catalogue(STORE)
-    cfg = ReconcileConfig()
-    items = [s for s in STORE if not s.sold_by_weight]
-    with_code = [s for s in items if s.ean13]
+    cat, book, cfg, items, with_code = _fresh_store(ReconcileConfig)
     kernel_adds = 0
     for trial in range(60):
         it = rnd.choice(items)
@@ -185,3 +188,35 @@ def test_the_compiled_add_block_scores_what_the_numpy_block_scores():
     assert kernel_adds > 40          # the pruned block (the kernel's) ran, not only the full one
     wi = WeightIndex.of(cat, book)
     assert np.array_equal(wi.mean_p, book.mean[wi.perm]) and np.array_equal(wi.sd_p, book.sd[wi.perm])
+
+
+def test_the_compiled_removal_pairs_score_what_the_numpy_pairs_score():
+    """score_multi's remove2 block from pairkernel.line_pairs: the same pairs kept (ties at the
+    floor to the lowest pair, as pairblock._pick), the same mass and posteriors (to 1e-12), on
+    baskets of 2 to 170 lines with repeated SKUs (no pair), produce lines, barcodes and the camera."""
+    from cart_gateway.reconcile import ReconcileConfig, pairkernel
+    from cart_gateway.reconcile.inputs import VisionSummary
+    from cart_gateway.reconcile.multi import score_multi
+    assert pairkernel.ready()
+    rnd = random.Random(31)
+    cat, book, cfg, items, with_code = _fresh_store(ReconcileConfig)
+    loose = [s for s in STORE if s.sold_by_weight]
+    pairs_seen = 0
+    for trial in range(40):
+        basket = rnd.sample(items, rnd.choice([2, 3, 20, 170]))
+        basket += rnd.sample(basket, min(len(basket), rnd.randint(0, 4)))       # repeated SKUs: not a pair
+        lines = [{"line_id": f"L{j}", "sku": s.sku, "qty": rnd.choice([1, 1, 2]), "weight_g": s.weight_mean_g,
+                  "by_weight": False, "status": "accepted"} for j, s in enumerate(basket)]
+        lines += [{"line_id": f"P{j}", "sku": s.sku, "qty": 1, "weight_g": 600.0, "by_weight": True,
+                   "status": "accepted"} for j, s in enumerate(rnd.sample(loose, rnd.randint(0, 2)))]
+        a, b = rnd.sample(basket, 2)
+        # two lines out (fits), or a weight no pair fits (every pair at the floor: all tied)
+        delta = -(a.weight_mean_g + b.weight_mean_g) + rnd.gauss(0, 2) if rnd.random() < 0.7 else -7000.0
+        vision = None
+        if rnd.random() < 0.5:
+            vision = VisionSummary(0, {s.sku: rnd.random() for s in (a, b)}, rnd.random() / 4,
+                                   [rnd.choice(with_code).ean13] if rnd.random() < 0.3 else [], ["f1"], None, 1)
+        got, ref = _scored_both_ways(score_multi, delta, rnd.choice([0.0, 1.5]), cat, book, lines, [], vision, cfg)
+        _same_to_rounding(got, ref)
+        pairs_seen += sum(h["kind"] == "remove2" for h in got.hyps)
+    assert pairs_seen > 20

@@ -43,7 +43,7 @@ def _kernel():
                 _KERNEL = False
             else:
                 # _best_fits calls _offer by its global name: the compiled one must be there first
-                globals()["_offer"] = numba.njit(cache=True, nogil=True)(_offer_py)
+                globals()["_offer"] = numba.njit(cache=True, nogil=True, inline="always")(_offer_py)
                 globals()["_ADD_FILL"] = numba.njit(cache=True, nogil=True)(_add_fill)
                 _KERNEL = numba.njit(cache=True, nogil=True)(_best_fits)
     return _KERNEL
@@ -63,9 +63,11 @@ def warm() -> bool:
         return True
     i1, f1 = np.zeros(1, dtype=np.int64), np.zeros(1)
     k(0.0, i1, i1, False, np.ones(1, dtype=np.bool_), i1, f1, i1, np.ones(1, dtype=np.int64), np.ones(1), 0.0,
-      np.zeros(1, dtype=np.bool_), np.zeros(0, dtype=np.int64), f1, np.ones(1), i1, 1.0, 8.0, 1)
+      np.zeros(1, dtype=np.bool_), np.zeros(0, dtype=np.int64), f1, np.ones(1), f1, np.ones(1), i1, 1.0, 8.0, 1)
     _ADD_FILL(0.0, 1.0, -1.0, i1, i1, i1, i1, f1, f1, i1, 1, f1, 0.0, 0.0, 0.0, i1[:0], np.zeros(1, dtype=np.bool_),
               f1[:0], f1[:0], f1[:0], f1, f1, f1, f1, i1, i1, i1, f1, i1)
+    from . import pairkernel            # score_multi's pair loops: compiled with these
+    pairkernel.compile_all()
     _READY.set()
     return True
 
@@ -86,23 +88,31 @@ def ready() -> bool:
     return _READY.is_set()
 
 
-def best_fits(delta: float, a_i: np.ndarray, add_k: np.ndarray | None, not_cand: np.ndarray, wi, mean: np.ndarray,
-              sd: np.ndarray, unit_pos: np.ndarray, sn2: float, zb: float, top_k: int):
-    """(rows, cols) as weight_fit_pairs returns them (by row, then catalogue index)."""
+def best_fits(delta: float, a_i: np.ndarray, add_k: np.ndarray | None, cand: np.ndarray, wi, mean: np.ndarray,
+              sd: np.ndarray, sn2: float, zb: float, top_k: int):
+    """(rows, cols) as weight_fit_pairs returns them (by row, then catalogue index). The walk reads
+    each SKU's figures, candidacy and unit position in the index's sorted order (wi.mean_p, wi.sd_p:
+    the book's now, the same values as mean[b], sd[b]): a gather by catalogue index there cost a
+    cache miss per SKU looked at."""
     k = _kernel()
     L = len(a_i)
     is_add = add_k is not None
     kk = np.asarray(add_k, dtype=np.int64) if is_add else np.zeros(L, dtype=np.int64)
     band_ends = np.append(wi.band_starts[1:], len(wi.perm)).astype(np.int64)
-    moved = np.zeros(len(mean), dtype=np.bool_)
-    moved[wi.moved] = True
-    return k(float(delta), np.asarray(a_i, dtype=np.int64), kk, is_add, not_cand, wi.perm, wi.mean_built,
-             wi.band_starts.astype(np.int64), band_ends, wi.sdmax2, float(wi.drift), moved,
-             np.asarray(wi.moved, dtype=np.int64), mean, sd, unit_pos, float(sn2), float(zb), int(top_k))
+    nu = len(wi.perm)
+    moved_pos = wi.pos_of[wi.moved]
+    moved_p = np.zeros(nu, dtype=np.bool_)
+    moved_p[moved_pos] = True
+    cand_pos = wi.pos_of[cand]
+    not_cand_p = np.ones(nu, dtype=np.bool_)
+    not_cand_p[cand_pos[cand_pos >= 0]] = False       # (a non-packaged candidate is never in the walk)
+    return k(float(delta), np.asarray(a_i, dtype=np.int64), kk, is_add, not_cand_p, wi.perm, wi.mean_built,
+             wi.band_starts.astype(np.int64), band_ends, wi.sdmax2, float(wi.drift), moved_p,
+             moved_pos.astype(np.int64), mean, sd, wi.mean_p, wi.sd_p, wi.unit_pos_p, float(sn2), float(zb), int(top_k))
 
 
-def _best_fits(delta, a_i, add_k, is_add, not_cand, perm, mean_built, band_starts, band_ends, sdmax2, drift,
-               moved, moved_ix, mean, sd, unit_pos, sn2, zb, top_k):
+def _best_fits(delta, a_i, add_k, is_add, not_cand_p, perm, mean_built, band_starts, band_ends, sdmax2, drift,
+               moved_p, moved_pos, mean, sd, mean_p, sd_p, unit_pos_p, sn2, zb, top_k):
     L = a_i.shape[0]
     out_r = np.empty(L * top_k, dtype=np.int64)
     out_c = np.empty(L * top_k, dtype=np.int64)
@@ -137,13 +147,13 @@ def _best_fits(delta, a_i, add_k, is_add, not_cand, perm, mean_built, band_start
                     thr = zb if cnt < top_k else baz[top_k - 1]
                     if lb > thr * (1.0 + 1e-9) + 1e-12:     # margin: rounding never drops a tie
                         break
-                    b = perm[p]
-                    if not moved[b]:
-                        cnt = _offer(b, a, kr, is_add, delta, mean, sd, sn2, zb, not_cand, unit_pos,
-                                     baz, bcol, bup, cnt, top_k)
+                    if not moved_p[p]:
+                        cnt = _offer(p, perm[p], a, kr, is_add, delta, mean, sd, mean_p, sd_p, sn2, zb, not_cand_p,
+                                     unit_pos_p, baz, bcol, bup, cnt, top_k)
                     p = p + 1 if direction == 0 else p - 1
-        for j in range(moved_ix.shape[0]):
-            cnt = _offer(moved_ix[j], a, kr, is_add, delta, mean, sd, sn2, zb, not_cand, unit_pos,
+        for j in range(moved_pos.shape[0]):
+            q = moved_pos[j]
+            cnt = _offer(q, perm[q], a, kr, is_add, delta, mean, sd, mean_p, sd_p, sn2, zb, not_cand_p, unit_pos_p,
                          baz, bcol, bup, cnt, top_k)
         for j in range(1, cnt):        # the row's SKUs in catalogue order (the order the caller sums in)
             c = bcol[j]
@@ -159,19 +169,21 @@ def _best_fits(delta, a_i, add_k, is_add, not_cand, perm, mean_built, band_start
     return out_r[:n_out], out_c[:n_out]
 
 
-def _offer_py(b, a, kr, is_add, delta, mean, sd, sn2, zb, not_cand, unit_pos, baz, bcol, bup, cnt, top_k):
-    """Insert b into the row's best list (sorted by |z|, then unit position) if it belongs."""
-    if not not_cand[b]:
+def _offer_py(p, b, a, kr, is_add, delta, mean, sd, mean_p, sd_p, sn2, zb, not_cand_p, unit_pos_p, baz, bcol, bup,
+              cnt, top_k):
+    """Insert b (sorted position p) into the row's best list (sorted by |z|, then unit position)
+    if it belongs. Compiled inline: as a call, its ~10 array arguments cost more than its work."""
+    if not not_cand_p[p]:
         return cnt
     if is_add:
-        az = abs((delta - (kr * mean[a] + mean[b])) / np.sqrt(kr * sd[a] ** 2 + sd[b] ** 2 + sn2))
+        az = abs((delta - (kr * mean[a] + mean_p[p])) / np.sqrt(kr * sd[a] ** 2 + sd_p[p] ** 2 + sn2))
     else:
         if b == a:
             return cnt
-        az = abs((delta - (mean[b] - mean[a])) / np.sqrt(sd[b] ** 2 + sd[a] ** 2 + sn2))
+        az = abs((delta - (mean_p[p] - mean[a])) / np.sqrt(sd_p[p] ** 2 + sd[a] ** 2 + sn2))
     if not az <= zb:
         return cnt
-    up = unit_pos[b]
+    up = unit_pos_p[p]
     if cnt == top_k and (az > baz[top_k - 1] or (az == baz[top_k - 1] and up > bup[top_k - 1])):
         return cnt
     i = cnt if cnt < top_k else top_k - 1

@@ -26,9 +26,12 @@ import numpy as np
 
 from .catindex import CatalogueIndex, Scored
 from .config import ReconcileConfig
+from .context import BasketArrays
 from .factors import barcode_factor, family_smoothed, log_vision, vision_derived, vision_factors  # noqa: F401 (family_smoothed: decide, answers)
 from .inputs import VisionSummary
-from .pairblock import PAIR_PRUNE_MIN_CELLS, _logpdf, _logsumexp, _pairs_dense, _pairs_indexed, _pick, _top_units_of
+from . import pairkernel
+from .pairblock import (PAIR_PRUNE_MIN_CELLS, _logpdf, _logsumexp, _pairs_dense, _pairs_indexed, _top_units_of,
+                        line_pairs)
 from .scoring import score
 from .weightindex import special_units
 from .weightbook import WeightBook
@@ -44,7 +47,8 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
     `recent_out`: packaged SKUs taken out of this basket moments ago; putting one
     back (`readd`) is far likelier than any other SKU of that weight. `prune=False`: the
     dense pair block (the comparison tests' reference)."""
-    sc = score(delta_g, noise_g, cat, book, lines, personal, vision, cfg, recent_out)
+    basket = BasketArrays.of(lines, cat)        # once, for score() and the removal pairs
+    sc = score(delta_g, noise_g, cat, book, lines, personal, vision, cfg, recent_out, basket)
     if cfg.prior_two <= 0 and cfg.prior_partial_produce <= 0 and not (recent_out and cfg.prior_readd > 0):
         return sc
     n = cat.n
@@ -56,7 +60,7 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
     seen = vision is not None and vision.n_frames > 0
     hyps: list[dict] = []
     lps: list[float] = []
-    pos = [p for p, ln in enumerate(lines) if ln["status"] == "accepted" and ln["sku"] in cat.idx]
+    pos = basket.pos.tolist()
     n_t = len(pos) + len(personal)
 
     extra_mass = []   # log-sums of every multi hypothesis scored (not only the ones kept)
@@ -99,26 +103,20 @@ def score_multi(delta_g: float, noise_g: float, cat: CatalogueIndex, book: Weigh
 
     if delta_g < 0 and n_t:
         log_nt = math.log(n_t)
-        pk = [p for p in pos if not lines[p]["by_weight"]]
+        packaged = ~basket.by_weight
+        pk = basket.pos[packaged].tolist()
         if cfg.prior_two > 0 and len(pk) >= 2:
-            li = np.array([cat.idx[lines[p]["sku"]] for p in pk])
-            ii, jj = np.triu_indices(len(pk), 1)
-            a_i, b_i = li[ii], li[jj]
-            diff = a_i != b_i   # two units of one line is a k=2 removal
-            mu = -(mean[a_i] + mean[b_i])
-            s = np.sqrt(sd[a_i] ** 2 + sd[b_i] ** 2 + sn * sn)
-            ll = np.maximum(_logpdf(delta_g, mu, s), floor)
-            lp = (math.log(cfg.prior_two) - 2 * log_nt + logv[a_i] + logv[b_i] + math.log(n + 1)
-                  + np.maximum(logb[a_i], logb[b_i]) + ll)
-            lp = np.where(diff, lp, -np.inf)
-            extra_mass.append(_logsumexp(lp))
-            for j in _pick(lp, keep):      # a partition, not a sort of every pair (~14,000 at 170 lines)
-                la, lb = lines[pk[int(ii[j])]], lines[pk[int(jj[j])]]
-                h = _h("remove2", [la["sku"], lb["sku"]], la["line_id"], float(mu[j]), float(s[j]), delta_g,
-                       la["sku"], 1)
+            li = basket.sku_ix[packaged]
+            pairs = pairkernel.line_pairs if pairkernel.ready() else line_pairs
+            mass, best = pairs(li, mean, sd, sn * sn, delta_g, floor, math.log(cfg.prior_two) - 2 * log_nt,
+                               math.log(n + 1), logv, logb, keep)
+            extra_mass.append(mass)
+            for i, j, mu_, s_, lp_ in best:
+                la, lb = lines[pk[i]], lines[pk[j]]
+                h = _h("remove2", [la["sku"], lb["sku"]], la["line_id"], mu_, s_, delta_g, la["sku"], 1)
                 h["target2"] = lb["line_id"]
                 hyps.append(h)
-                lps.append(float(lp[j]))
+                lps.append(lp_)
         if cfg.prior_partial_produce > 0:
             for p in pos:
                 ln = lines[p]

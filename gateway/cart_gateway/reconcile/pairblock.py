@@ -211,6 +211,21 @@ def _pairs_indexed(delta_g, sn, floor, cat, book, vision, cfg, a_r, k_r, c_r, to
     return float(mass), [(int(rows[j]), int(cols[j]), float(mu[j]), float(s[j]), float(lp[j])) for j in best]
 
 
+def line_pairs(li, mean, sd, sn2, delta, floor, c0, log_n1, logv, logb, keep):
+    """`remove2` over the pairs i < j of packaged basket lines (catalogue indices `li`): (log of
+    their total mass, the best `keep` as (i, j, mu, sd, lp)). Two lines of one SKU are no pair
+    (a k = 2 removal). pairkernel.line_pairs is this as one compiled loop."""
+    ii, jj = np.triu_indices(len(li), 1)
+    a_i, b_i = li[ii], li[jj]
+    mu = -(mean[a_i] + mean[b_i])
+    s = np.sqrt(sd[a_i] ** 2 + sd[b_i] ** 2 + sn2)
+    ll = np.maximum(_logpdf(delta, mu, s), floor)
+    lp = c0 + logv[a_i] + logv[b_i] + log_n1 + np.maximum(logb[a_i], logb[b_i]) + ll
+    lp = np.where(a_i != b_i, lp, -np.inf)
+    best = _pick(lp, keep)      # a partition, not a sort of every pair (~14,000 at 170 lines)
+    return _logsumexp(lp), [(int(ii[j]), int(jj[j]), float(mu[j]), float(s[j]), float(lp[j])) for j in best]
+
+
 def _cap_rows(delta_g, sn2, cat, book, zb, spec, top, a_r, k_r, cap):
     """add2_fit_top: per row the `cap` pairs of smallest |z| <= zb (ties to the lowest unit
     position), found by swaps.weight_fit_pairs' narrowed windows (not every window pair), not

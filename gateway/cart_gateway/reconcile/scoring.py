@@ -19,6 +19,7 @@ from . import fitkernel
 from .answerfit import best_with_sku
 from .catindex import KINDS, LOG_SQRT_2PI, CatalogueIndex, Scored, normal_logpdf, target_of
 from .config import ReconcileConfig
+from .context import BasketArrays, unit_log_priors
 from .factors import barcode_factor, log_vision, units_sum, vision_derived, vision_factor
 from .inputs import VisionSummary
 from .movescores import STATS, MovementScores
@@ -35,17 +36,19 @@ HIDDEN_MAX_MASS = 1e-16         # without a floor: all left-out adds together, r
 
 def score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
           lines: list[dict], personal: list[dict], vision: VisionSummary | None,
-          cfg: ReconcileConfig, recent_out: list[str] | None = None) -> Scored:
-    """`recent_out`: SKUs taken out of this basket moments ago (swap candidates)."""
-    sc = _score(delta_g, noise_g, cat, book, lines, personal, vision, cfg, recent_out, prune=True)
+          cfg: ReconcileConfig, recent_out: list[str] | None = None, basket: BasketArrays | None = None) -> Scored:
+    """`recent_out`: SKUs taken out of this basket moments ago (swap candidates). `basket`:
+    BasketArrays.of(lines, cat), when the caller has it already."""
+    basket = BasketArrays.of(lines, cat) if basket is None else basket
+    sc = _score(delta_g, noise_g, cat, book, lines, basket, personal, vision, cfg, recent_out, prune=True)
     if sc is None:       # leaving adds out could change this event's result: score every add
         STATS["fallback"] += 1
-        sc = _score(delta_g, noise_g, cat, book, lines, personal, vision, cfg, recent_out, prune=False)
+        sc = _score(delta_g, noise_g, cat, book, lines, basket, personal, vision, cfg, recent_out, prune=False)
     return sc
 
 
 def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook,
-           lines: list[dict], personal: list[dict], vision: VisionSummary | None,
+           lines: list[dict], basket: BasketArrays, personal: list[dict], vision: VisionSummary | None,
            cfg: ReconcileConfig, recent_out, prune: bool) -> Scored | None:
     # Speed notes (results are those of a dense computation of the same model to float
     # precision, see gateway/tests/test_scoring_identical.py): every hypothesis block is
@@ -95,8 +98,7 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
     log_n = math.log(n)
 
     # ---- block sizes, so every column is allocated once
-    pos = [p for p, ln in enumerate(lines) if ln["status"] == "accepted" and ln["sku"] in cat.idx]
-    n_t = len(pos) + len(personal)
+    n_t = len(basket) + len(personal)
     n_add = K * nu if delta_g > 0 else 0
     n_prod = npr if delta_g > 0 else 0
     n_pers = 1 if delta_g > 0 and cfg.prior_personal > 0 else 0
@@ -121,12 +123,8 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
     cand = np.zeros(0, dtype=np.int64)   # the SKUs a swap may add (swaps.py)
     fit_r = fit_c = np.zeros(0, dtype=np.int64)   # other swap pairs scored: the weight fallback
     if n_t:
-        lpos = np.array(pos, dtype=int)
-        li = np.array([cat.idx[lines[p]["sku"]] for p in pos], dtype=int)
-        lq = np.array([lines[p]["qty"] for p in pos], dtype=int)
-        lbw = np.array([bool(lines[p]["by_weight"]) for p in pos], dtype=bool)
-        lw = np.array([float(lines[p]["weight_g"]) for p in pos])
-        if len(pos):
+        lpos, li, lq, lbw, lw = basket.pos, basket.sku_ix, basket.qty, basket.by_weight, basket.weight_g
+        if len(basket):
             n_rw = int(lbw.sum())
             # (k, line) for k units out of a packaged line, k-major: the order of one block per k
             rk_k, rk_l = np.nonzero((lq[None, :] >= np.arange(1, K + 1)[:, None]) & ~lbw[None, :])
@@ -179,7 +177,7 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
         np.divide(zz, s_, out=zz)
         return np.maximum(-0.5 * zz * zz - np.log(s_) - LOG_SQRT_2PI, floor)
 
-    ck_units = _unit_log_priors(cfg, K, n)
+    ck_units = unit_log_priors(cfg, K, n)
     add_w = None                    # per k: the kept adds' summed vision x barcode weight (the kernel's)
     if n_add and add_pruned and fitkernel.ready():
         # the same columns from one compiled loop (fitkernel.add_block): the window pairs, then the
@@ -270,7 +268,7 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
             np.multiply(-kf, mean[ix], out=mu[a:b])
             np.sqrt(kf * sd[ix] ** 2 + sn2, out=s[a:b])
             ll = gauss(a, b, mu[a:b], s[a:b])
-            c_k = _unit_log_priors(cfg, K, n_t)
+            c_k = unit_log_priors(cfg, K, n_t)
             lp[a:b] = c_k[rk_k] + lv_at(ix) + lb_at(ix) + ll
             meta(a, b, "remove", ix, rk_k + 1, lpos[rk_l], -1)
             at = b
@@ -395,20 +393,4 @@ def _score(delta_g: float, noise_g: float, cat: CatalogueIndex, book: WeightBook
               "lines": lines, "personal": personal, "swap": swap, "log_z": top + math.log(norm),
               "hidden_post": hidden / norm}
     return Scored(hyps, evidence, best_fit, unknown, arrays)
-
-
-_UNIT_LOG_PRIORS: dict = {}
-
-
-def _unit_log_priors(cfg: ReconcileConfig, K: int, m: int) -> np.ndarray:
-    """log(unit_prior_of(k)) - log(m) for k = 1..K (read-only, kept per unit_prior, K and m)."""
-    key = (tuple(cfg.unit_prior), K, m)
-    a = _UNIT_LOG_PRIORS.get(key)
-    if a is None:
-        if len(_UNIT_LOG_PRIORS) > 4096:
-            _UNIT_LOG_PRIORS.clear()
-        lm = math.log(m)
-        a = _UNIT_LOG_PRIORS[key] = np.array([math.log(cfg.unit_prior_of(k)) - lm for k in range(1, K + 1)])
-        a.flags.writeable = False
-    return a
 

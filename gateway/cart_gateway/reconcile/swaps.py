@@ -102,10 +102,10 @@ def weight_fit_pairs(delta: float, a_i: np.ndarray, cand: np.ndarray, cat: Catal
     else:
         var_a = add_k * sd[a_i] ** 2 + sn2
         m_a = -(add_k * mean[a_i])
+    if kernel and fitkernel.ready():     # the same pairs, same order, from one compiled loop (fitkernel.py)
+        return fitkernel.best_fits(delta, a_i, add_k, cand, wi, mean, sd, sn2, zb, top_k)
     not_cand = np.ones(cat.n, dtype=bool)
     not_cand[cand] = False
-    if kernel and fitkernel.ready():     # the same pairs, same order, from one compiled loop (fitkernel.py)
-        return fitkernel.best_fits(delta, a_i, add_k, not_cand, wi, mean, sd, cat.unit_pos, sn2, zb, top_k)
     # per line, the narrowest of the bounds zb / 2^j whose windows (counted by binary search,
     # no pair enumerated) hold twice the pairs needed
     need = 2 * (top_k + 1 + len(cand))
