@@ -17,6 +17,11 @@ from cartfw.scale.measure import LevelMeter
 # and the cell's noise are far below it.
 _SPIKE = const(1 << 15)
 
+# calibrate's least span, counts: the HX711's input noise at 80 SPS, 90 nV
+# rms, is ~38 counts at gain 128 (figures.md); a "reference weight" under
+# ~26 times that is no weight on the scale (calibrate run before it was put on).
+_MIN_SPAN = const(1000)
+
 # window.unsettled_seq of a provisional's final that adds no change of its
 # own: ScaleLoop puts the provisional's unsettled_seq there.
 SAME_WINDOW = "same"
@@ -208,8 +213,9 @@ class ScalePipeline:
         `level`, counts)."""
         check_known_g(known_g)
         span = self._command_level("calibrate", level) - self.offset
-        if span == 0:
-            raise ValueError("calibrate: no load above the tare")
+        if -_MIN_SPAN < span < _MIN_SPAN:
+            raise ValueError("calibrate: the load is %d counts from the tare (at least %d):"
+                             " is the reference weight on the scale?" % (span, _MIN_SPAN))
         self.set_scale(span / known_g)
         return self.cpg
 
