@@ -68,7 +68,7 @@ def test_tare_and_calibrate_on_a_settled_load():
     assert p.tare() == 5000 and p.total_g == 0
     with pytest.raises(ValueError, match="0 counts from the tare .at least 1000.: is the reference"):
         p.calibrate(100.0)
-    _settle(p, 5000 + 500, 80)   # 500 counts: within the HX711's noise x 26, no reference weight
+    _settle(p, 5000 + 500, 80)   # 500 counts: under 17-26 x the HX711's noise, no reference weight
     with pytest.raises(ValueError, match="500 counts from the tare"):
         p.calibrate(100.0)
     with pytest.raises(ValueError, match="known_g"):

@@ -18,8 +18,9 @@ from cartfw.scale.measure import LevelMeter
 _SPIKE = const(1 << 15)
 
 # calibrate's least span, counts: the HX711's input noise at 80 SPS, 90 nV
-# rms, is ~38 counts at gain 128 (figures.md); a "reference weight" under
-# ~26 times that is no weight on the scale (calibrate run before it was put on).
+# rms, is 38-58 counts at gain 128 (AVDD 5-3.3 V, figures.md); a "reference
+# weight" under 17-26 times that is no weight on the scale (calibrate run
+# before it was put on).
 _MIN_SPAN = const(1000)
 
 # window.unsettled_seq of a provisional's final that adds no change of its
