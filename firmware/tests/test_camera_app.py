@@ -8,6 +8,10 @@ import json
 import pytest
 
 from camera_mpy import run_mpy
+from cartfw.camera.settings import SPEC
+
+N = SPEC["burst_frames"][0]   # the default burst's frames
+FRAMES = list(range(1, N + 1))
 
 pytestmark = pytest.mark.micropython
 
@@ -156,13 +160,13 @@ def test_unsettled_burst_journals_capture_with_ref(r):
     typ, f = r["unsettled"][0]
     assert typ == "capture"
     assert f["trigger"] == "unsettled" and f["ref"] == "c001/scale/3/17"
-    assert f["frames"] == [1, 2, 3] and len(f["frame_ms"]) == 3
+    assert f["frames"] == FRAMES and len(f["frame_ms"]) == N
     assert f["frame_ms"] == sorted(f["frame_ms"])
-    assert r["unsettled_frames"] == [1, 2, 3]
+    assert r["unsettled_frames"] == FRAMES
 
 
 def test_capture_command(r):
-    assert r["cmd"] == {"burst": [4, 5]}
+    assert r["cmd"] == {"burst": [N + 1, N + 2]}
     assert r["cmd_events"][0][0] == "capture"
     assert r["cmd_events"][0][1]["trigger"] == "command" and r["cmd_events"][0][1]["ref"] is None
     assert ["1..8" in b for b in r["bad"]] == [True, True, False]
@@ -173,7 +177,7 @@ def test_offline_burst_reports_error(r):
     assert r["offline"].startswith("no frame published")
     assert [e[0] for e in r["offline_events"]] == ["error"]
     assert r["offline_events"][0][1]["code"] == "frame_unsent"
-    assert r["tele"]["cam"]["frames_failed"] == 3
+    assert r["tele"]["cam"]["frames_failed"] == N
 
 
 def test_motion_trigger(r):

@@ -18,6 +18,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 from camera_mpy import ROOT, micropython_bin, stage
+from cartfw.camera.settings import SPEC
+
+N = SPEC["burst_frames"][0]   # the default burst's frames
+FRAMES = list(range(1, N + 1))
 
 paho = pytest.importorskip("paho.mqtt.client")
 
@@ -148,24 +152,24 @@ def test_unsettled_and_command_bursts_over_mosquitto(tmp_path, mosquitto):
                     raise
         ev = json.loads(p)
         assert ev["trigger"] == "unsettled" and ev["ref"] == "c001/scale/3/17"
-        assert ev["frames"] == [1, 2, 3] and len(ev["frame_ms"]) == 3
+        assert ev["frames"] == FRAMES and len(ev["frame_ms"]) == N
         epoch = ev["epoch"]
         cli.publish("carts/c001/cam/cmd", json.dumps(
             {"v": 1, "id": "cap-1", "cmd": "capture", "args": {"frames": 2}}), qos=1)
         t, p = wait_for(lambda m: m[0] == "carts/c001/cam/cmd/res" and b'"cap-1"' in m[1], 20)
         res = json.loads(p)
-        assert res["ok"] is True and res["result"] == {"burst": [4, 5]}
+        assert res["ok"] is True and res["result"] == {"burst": [N + 1, N + 2]}
         # §8 telemetry carries the camera counters and stays within 1024 bytes.
         t, p = wait_for(lambda m: m[0] == "carts/c001/cam/tele"
-                        and b'"frames_sent":5' in m[1], 10)
+                        and b'"frames_sent":%d' % (N + 2) in m[1], 10)
         assert len(p) <= 1024
         cam = json.loads(p)["cam"]
         assert cam["bursts"] == 2 and 1 <= cam["peak_in_flight"] <= 2 and cam["frames_failed"] == 0
         with got:
             chunks = [p for t, p in msgs if t == "carts/c001/cam/frame"]
         frames = reassemble(chunks)
-        assert sorted(frames) == [(epoch, n) for n in range(1, 6)]
-        for n, j in zip(range(1, 6), jpegs + [jpegs[-1]] * 2):
+        assert sorted(frames) == [(epoch, n) for n in range(1, N + 3)]
+        for n, j in zip(range(1, N + 3), jpegs + [jpegs[-1]] * (N + 2 - len(jpegs))):
             assert frames[(epoch, n)] == j, "frame %d differs" % n
     finally:
         board.kill()

@@ -10,6 +10,10 @@ import pytest
 
 from camera_mpy import run_mpy
 from cart_gateway import protocol as P
+from cartfw.camera.settings import SPEC
+
+N = SPEC["burst_frames"][0]   # the default burst's frames
+FRAMES = list(range(1, N + 1))
 
 pytestmark = pytest.mark.micropython
 
@@ -212,13 +216,13 @@ def test_settle_takes_one_still_marked_with_its_resolution(r):
     assert [c["trigger"] for c in caps] == ["unsettled", "settled"], r["settle"]
     st = caps[1]
     assert st["ref"] == "c001/scale/3/17"          # the movement's unsettled event, as its burst
-    assert st["frames"] == [4] and len(st["frame_ms"]) == 1
+    assert st["frames"] == [N + 1] and len(st["frame_ms"]) == 1
     assert st["still"] == {"w": 1600, "h": 1200}
     # the gateway's decoder reassembles the still from the chunks the app published
     chunks = [P.decode_frame_chunk(bytes.fromhex(h)) for h in r["chunks"]]
-    still = [c for c in chunks if c.frame == 4]
+    still = [c for c in chunks if c.frame == N + 1]
     assert all(c.still and (c.width, c.height) == (1600, 1200) for c in still)
-    assert not any(c.still for c in chunks if c.frame != 4)
+    assert not any(c.still for c in chunks if c.frame != N + 1)
     assert len(still) == -(-len(r["jpeg"]) // 4096)        # 4096-byte chunks
     asm = P.FrameAssembler(still[0], 0)
     out = [asm.add(c) for c in still]
@@ -231,7 +235,7 @@ def test_removal_and_replay_take_no_still(r):
 
 
 def test_still_command_and_bad_args(r):
-    assert r["cmd"] == {"still": 5}
+    assert r["cmd"] == {"still": N + 2}
     assert r["cmd_events"][0][1]["trigger"] == "command" and r["cmd_events"][0][1]["still"]["w"] == 1600
     assert r["bad"] == ["args.still: must be true, without args.frames"] * 2
 
@@ -242,7 +246,7 @@ def test_oversized_and_missing_still_refused_and_counted(r):
     assert [e[1]["code"] for e in r["fail_events"]] == ["camera_fail", "camera_fail"]
     st = r["tele"]["cam"]["stills"]
     assert st["stills_rejected"] == 1 and st["still_capture_fail"] == 1
-    assert r["after"] == {"still": 6}                  # the slot is usable again
+    assert r["after"] == {"still": N + 3}                  # the slot is usable again
     assert st["stills_sent"] == 3
 
 

@@ -65,7 +65,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "p_read_oov": (0.5, 0.0, 1.0),         # ... in a frame with half the pack out of view
     },
     "camera": {
-        "frames_per_burst": (3, 1, 8),
+        "frames_per_burst": (4, 1, 8),
         "p_missed_frame": (0.05, 0.0, 1.0),
         "occlusion_max": (0.3, 0.0, 1.0),   # hand over the item, share of its box
         "blur_max": (0.3, 0.0, 1.0),

@@ -7,7 +7,7 @@ except ImportError:  # pragma: no cover
 
 # key: (default, lo, hi, why)
 SPEC = {
-    "burst_frames": (3, 1, 8, "frames per burst (§6.3, §9)"),
+    "burst_frames": (4, 1, 8, "frames per burst (§6.3, §9)"),
     "burst_gap_ms": (100, 0, 2000, "time between the frames of a burst"),
     "chunk_size": (1024, 256, CHUNK_MAX, "bytes per frame chunk (§7)"),
     "frame_max": (65536, 1024, FRAME_MAX, "largest frame accepted, bytes (§7)"),
