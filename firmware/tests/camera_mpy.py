@@ -12,6 +12,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 from cart_testing.mpy import micropython_bin  # noqa: E402
+from cartfw.camera.settings import SPEC  # noqa: E402
+
+# the default burst (app.burst_frames): its frame numbers in a fresh boot epoch
+BURST_N = SPEC["burst_frames"][0]
+BURST_FRAMES = list(range(1, BURST_N + 1))
 
 
 def stage(dest):

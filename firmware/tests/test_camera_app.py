@@ -7,11 +7,7 @@ import json
 
 import pytest
 
-from camera_mpy import run_mpy
-from cartfw.camera.settings import SPEC
-
-N = SPEC["burst_frames"][0]   # the default burst's frames
-FRAMES = list(range(1, N + 1))
+from camera_mpy import BURST_FRAMES as FRAMES, BURST_N as N, run_mpy
 
 pytestmark = pytest.mark.micropython
 

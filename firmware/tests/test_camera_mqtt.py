@@ -17,11 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from camera_mpy import ROOT, micropython_bin, stage
-from cartfw.camera.settings import SPEC
-
-N = SPEC["burst_frames"][0]   # the default burst's frames
-FRAMES = list(range(1, N + 1))
+from camera_mpy import BURST_FRAMES as FRAMES, BURST_N as N, ROOT, micropython_bin, stage
 
 paho = pytest.importorskip("paho.mqtt.client")
 

@@ -8,12 +8,8 @@ import zlib
 
 import pytest
 
-from camera_mpy import run_mpy
+from camera_mpy import BURST_N as N, run_mpy
 from cart_gateway import protocol as P
-from cartfw.camera.settings import SPEC
-
-N = SPEC["burst_frames"][0]   # the default burst's frames
-FRAMES = list(range(1, N + 1))
 
 pytestmark = pytest.mark.micropython
 
