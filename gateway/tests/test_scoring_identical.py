@@ -18,7 +18,7 @@ from cart_bench.synth import store_catalogue
 from cart_gateway.catalogue import Catalogue
 from cart_gateway.reconcile import CatalogueIndex, ReconcileConfig, WeightBook
 from cart_gateway.reconcile.inputs import VisionSummary
-from cart_gateway.reconcile import scoring, weightindex
+from cart_gateway.reconcile import scoring, taps, weightindex
 from cart_gateway.reconcile.scoring import KINDS, best_with_sku, score
 
 CAT = Catalogue.load()
@@ -426,3 +426,39 @@ def test_indexed_pairs_match_the_dense_pair_block(ci):
     indexed = sum(calls)
     if cfg.weight_lik_floor > 0 and cfg.prior_two > 0:
         assert indexed > 40       # the indexed pairs were compared, not only dense fallbacks
+
+
+def test_weight_alikes_are_the_dense_scans_also_after_learning():
+    """weightindex.weight_alikes and any_weight_alike (camera.hidden_pair), and taps._has_look_alike
+    (the family only), give what a scan of the whole catalogue gives, on the 3,000-SKU store (pack sizes shared across brands: many
+    alikes), before and after learning moved some means a little and some far."""
+    cfg = ReconcileConfig()
+    rnd = random.Random(31)
+    book = WeightBook.for_catalogue(list(BIG), cfg.learn_prior_strength, cfg.min_sd_g)
+    units = BIG_INDEX.units
+    BIG_INDEX.weight_index = None
+
+    def dense(i, z, sn):
+        others = units[units != i]
+        tol = z * np.sqrt(book.sd[others] ** 2 + book.sd[i] ** 2 + sn * sn)
+        return others[np.abs(book.mean[others] - book.mean[i]) <= tol]
+
+    found = alike_in_family = none = 0
+    for learned in (False, True):
+        if learned:
+            for it in rnd.sample([s for s in BIG if not s.sold_by_weight], 60):
+                book.observe(it.sku, it.weight_mean_g + rnd.choice([-1, 1]) * rnd.choice([1.5, 4.0, 40.0]))
+            assert len(weightindex.WeightIndex.of(BIG_INDEX, book).moved) > 0
+        for i in rnd.sample(list(units), 200):
+            for z, sn in ((3.0, 1.5), (1.0, 0.5), (0.01, 0.0)):   # the last: few alikes
+                got = weightindex.weight_alikes(int(i), BIG_INDEX, book, z, sn)
+                assert got.tolist() == sorted(dense(i, z, sn).tolist())
+                assert weightindex.any_weight_alike(int(i), BIG_INDEX, book, z, sn) == (len(got) > 0)
+                fam = {BIG_INDEX.items[BIG_INDEX.skus[int(j)]].family for j in got}
+                cfg_z = ReconcileConfig(camera_fit_z=z)
+                assert taps._has_look_alike(BIG_INDEX.skus[int(i)], BIG_INDEX, book, sn, cfg_z) == (
+                    BIG_INDEX.items[BIG_INDEX.skus[int(i)]].family in fam)
+                found += len(got)
+                alike_in_family += BIG_INDEX.items[BIG_INDEX.skus[int(i)]].family in fam
+                none += not len(got)
+    assert found > 200 and alike_in_family > 20 and none > 20     # each answer seen both ways

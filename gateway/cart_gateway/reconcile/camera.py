@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from .config import ReconcileConfig
 from .inputs import VisionSummary
 from .produce import ProduceBook
+from .weightindex import any_weight_alike
 
 MULTI_KINDS = ("add2", "remove2", "add_multi", "remove_multi", "swap_multi", "swap")
 
@@ -98,12 +99,7 @@ def hidden_pair(h: dict, vision: VisionSummary | None, cat, book, cfg: Reconcile
         return False
     if vision is not None and vision.n_frames >= cfg.multi_unit_min_frames:
         return False
-    import numpy as np
-    i = cat.idx[h["sku"]]
-    mean, sd = book.mean, book.sd
-    units = cat.units[cat.units != i]
-    tol = cfg.camera_fit_z * np.sqrt(sd[units] ** 2 + sd[i] ** 2 + cfg.sensor_noise_g ** 2)
-    return bool(np.any(np.abs(mean[units] - mean[i]) <= tol))
+    return any_weight_alike(cat.idx[h["sku"]], cat, book, cfg.camera_fit_z, cfg.sensor_noise_g)
 
 
 def units_seen_whole(h: dict, vision: VisionSummary | None, seen: Seen | None, lines: list[dict], cat, book,

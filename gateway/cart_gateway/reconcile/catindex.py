@@ -30,6 +30,20 @@ class CatalogueIndex:
         self.unit_pos = np.full(self.n, -1, dtype=np.int64)
         self.unit_pos[self.units] = np.arange(len(self.units))
         self.weight_index = None    # weightindex.WeightIndex, built on first use per WeightBook figures
+        self._family_units: dict | None = None
+
+    def family_units(self, i: int) -> np.ndarray:
+        """The packaged SKUs (catalogue indices, sorted) of SKU i's look-alike family, i among
+        them; empty when it has none. Built once, on first use."""
+        if self._family_units is None:
+            fam: dict = {}
+            for j in self.units:
+                f = getattr(self.items[self.skus[j]], "family", None)
+                if f is not None:
+                    fam.setdefault(f, []).append(int(j))
+            self._family_units = {f: np.array(v, dtype=np.int64) for f, v in fam.items()}
+        f = getattr(self.items[self.skus[i]], "family", None)
+        return self._family_units.get(f, np.zeros(0, dtype=np.int64)) if f is not None else np.zeros(0, dtype=np.int64)
 
     def sku_of_barcode(self, code: str) -> str | None:
         return self.ean.get(code)

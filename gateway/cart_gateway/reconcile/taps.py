@@ -19,6 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
 
+import numpy as np
+
 from .camera import Seen
 from .config import ReconcileConfig
 from .multi import fit_skus, score_multi
@@ -159,10 +161,8 @@ def _has_look_alike(sku: str, cat, book, sn: float, cfg: ReconcileConfig) -> boo
     """Another product of `sku`'s family weighs the same: "2 x A" and "A and its look-alike" read
     the same on the scale and, often, on the camera; only the shopper can say which. (Not asked of
     "A in for X out": the shopper named A, and X's side is the ledger's: tap_swap_reading_clear.)"""
-    import numpy as np
     i = cat.idx[sku]
-    units = cat.units[cat.units != i]
-    tol = cfg.camera_fit_z * np.sqrt(book.sd[units] ** 2 + book.sd[i] ** 2 + sn * sn)
-    near = units[np.abs(book.mean[units] - book.mean[i]) <= tol]
-    fam = getattr(cat.items[sku], "family", None)
-    return fam is not None and any(getattr(cat.items[cat.skus[int(j)]], "family", None) == fam for j in near)
+    fam = cat.family_units(i)          # (the family, not the catalogue: a few SKUs)
+    fam = fam[fam != i]
+    sd = book.sd
+    return bool(np.any(np.abs(book.mean[fam] - book.mean[i]) <= cfg.camera_fit_z * np.sqrt(sd[fam] ** 2 + sd[i] ** 2 + sn * sn)))
