@@ -19,11 +19,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
 
-import numpy as np
-
 from .camera import Seen
 from .config import ReconcileConfig
 from .multi import fit_skus, score_multi
+from .weightindex import weighs_as
 
 
 class TapVerdict(Enum):
@@ -164,5 +163,4 @@ def _has_look_alike(sku: str, cat, book, sn: float, cfg: ReconcileConfig) -> boo
     i = cat.idx[sku]
     fam = cat.family_units(i)          # (the family, not the catalogue: a few SKUs)
     fam = fam[fam != i]
-    sd = book.sd
-    return bool(np.any(np.abs(book.mean[fam] - book.mean[i]) <= cfg.camera_fit_z * np.sqrt(sd[fam] ** 2 + sd[i] ** 2 + sn * sn)))
+    return bool(weighs_as(fam, i, book, cfg.camera_fit_z, sn).any())

@@ -138,6 +138,12 @@ class WeightIndex:
         return (p < lo[rows, b]) | (p >= hi[rows, b])
 
 
+def weighs_as(cols: np.ndarray, i: int, book: WeightBook, z: float, sn: float) -> np.ndarray:
+    """Per SKU in `cols`: |mean_j - mean_i| <= z x sqrt(sd_j^2 + sd_i^2 + sn^2), the book's figures now."""
+    mean, sd = book.mean, book.sd
+    return np.abs(mean[cols] - mean[i]) <= z * np.sqrt(sd[cols] ** 2 + sd[i] ** 2 + sn * sn)
+
+
 def weight_alikes(i: int, cat: CatalogueIndex, book: WeightBook, z: float, sn: float) -> np.ndarray:
     """The packaged SKUs j != i that weigh the same as SKU i: |mean_j - mean_i| <= z x
     sqrt(sd_j^2 + sd_i^2 + sn^2), with the book's figures now (sorted catalogue indices). From
@@ -145,13 +151,10 @@ def weight_alikes(i: int, cat: CatalogueIndex, book: WeightBook, z: float, sn: f
     catalogue a pack size is shared by thousands of SKUs (~2,300 at 30,000), so this costs
     about a dense scan: callers that need only whether there is one use any_weight_alike."""
     wi = WeightIndex.of(cat, book)
-    mean, sd = book.mean, book.sd
-    var_i = np.array([sd[i] ** 2 + sn * sn])
-    lo, hi = wi.windows(0.0, np.array([mean[i]]), var_i, sd, z)
+    lo, hi = wi.windows(0.0, np.array([book.mean[i]]), np.array([book.sd[i] ** 2 + sn * sn]), book.sd, z)
     cols = np.union1d(wi.pairs(lo, hi, cat.n)[1], wi.moved)
     cols = cols[cols != i]
-    fits = np.abs(mean[cols] - mean[i]) <= z * np.sqrt(sd[cols] ** 2 + var_i[0])
-    return cols[fits]
+    return cols[weighs_as(cols, i, book, z, sn)]
 
 
 def any_weight_alike(i: int, cat: CatalogueIndex, book: WeightBook, z: float, sn: float) -> bool:
@@ -159,14 +162,13 @@ def any_weight_alike(i: int, cat: CatalogueIndex, book: WeightBook, z: float, sn
     band (at 30,000 SKUs a pack size is shared by ~2,300: one of them fits), the full search only
     when none of those does."""
     wi = WeightIndex.of(cat, book)
-    mean, sd = book.mean, book.sd
-    m = float(np.clip(mean[i], *wi.lim))
+    m = float(np.clip(book.mean[i], *wi.lim))
     at = wi.keys.searchsorted(m + wi.base)                     # per band: the first mean >= i's
     ends = np.append(wi.band_starts[1:], len(wi.keys))
     probe = np.clip((at[:, None] + np.arange(-2, 2)).ravel(), np.repeat(wi.band_starts, 4), np.repeat(ends - 1, 4))
     cols = wi.perm[probe]
     cols = cols[cols != i]
-    if np.any(np.abs(mean[cols] - mean[i]) <= z * np.sqrt(sd[cols] ** 2 + sd[i] ** 2 + sn * sn)):
+    if weighs_as(cols, i, book, z, sn).any():
         return True
     return len(weight_alikes(i, cat, book, z, sn)) > 0
 
