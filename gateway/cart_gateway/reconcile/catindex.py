@@ -8,6 +8,8 @@ import numpy as np
 
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 KINDS = ("add", "remove", "swap", "personal", "personal_remove")
+_NO_UNITS = np.zeros(0, dtype=np.int64)     # family_units of a SKU without a family
+_NO_UNITS.flags.writeable = False
 
 
 class CatalogueIndex:
@@ -42,8 +44,7 @@ class CatalogueIndex:
                 if f is not None:
                     fam.setdefault(f, []).append(int(j))
             self._family_units = {f: np.array(v, dtype=np.int64) for f, v in fam.items()}
-        f = getattr(self.items[self.skus[i]], "family", None)
-        return self._family_units.get(f, np.zeros(0, dtype=np.int64)) if f is not None else np.zeros(0, dtype=np.int64)
+        return self._family_units.get(getattr(self.items[self.skus[i]], "family", None), _NO_UNITS)
 
     def sku_of_barcode(self, code: str) -> str | None:
         return self.ean.get(code)
