@@ -95,6 +95,18 @@ async def main():
             out.setdefault("bad", []).append("accepted")
         except ValueError as e:
             out.setdefault("bad", []).append(str(e))
+    # the gateway's retake: the capture event carries the movement's ref back
+    rt.events.clear()
+    out["cmd_ref"] = await rt.cmds["capture"]({"frames": 1, "ref": "c001/scale/0123456789abcdef/3/17"})
+    out["cmd_ref_events"] = rt.events[:]
+    rt.events.clear()
+    for bad in ({"frames": 1, "ref": ""}, {"frames": 1, "ref": 17}, {"frames": 1, "ref": "r" * 97}):
+        try:
+            await rt.cmds["capture"](bad)
+            out.setdefault("bad_ref", []).append("accepted")
+        except ValueError as e:
+            out.setdefault("bad_ref", []).append(str(e))
+    out["bad_ref_events"] = rt.events[:]
     # offline: frames captured, none published -> an error event, command fails
     rt.events.clear()
     rt.net_ok = False
@@ -167,6 +179,15 @@ def test_capture_command(r):
     assert r["cmd_events"][0][1]["trigger"] == "command" and r["cmd_events"][0][1]["ref"] is None
     assert ["1..8" in b for b in r["bad"]] == [True, True, False]
     assert r["bad"][2] == "args.n: unknown key"
+
+
+def test_capture_command_with_a_ref_carries_it_back(r):
+    """The gateway's retake (reconcile/retake.py) names the movement: its burst joins it."""
+    assert r["cmd_ref"] == {"burst": [N + 3]}
+    (typ, f), = r["cmd_ref_events"]
+    assert typ == "capture" and f["trigger"] == "command" and f["ref"] == "c001/scale/0123456789abcdef/3/17"
+    assert r["bad_ref"] == ["args.ref: must be a string of 1..96 characters"] * 3
+    assert r["bad_ref_events"] == []      # a refused command captures nothing
 
 
 def test_offline_burst_reports_error(r):

@@ -5,6 +5,11 @@
 # check going quiet after a motion burst) one high-resolution still (§7.1).
 import asyncio
 
+try:
+    from micropython import const
+except ImportError:   # CPython (the simulator's tools)
+    const = lambda x: x  # noqa: E731
+
 from cartfw.camera import settings
 from cartfw.camera.burst import Burster
 from cartfw.camera.change import ChangeDetector
@@ -12,6 +17,7 @@ from cartfw.camera.trigger import UnsettledFilter
 from cartfw.framing import RES_NAMES, RESOLUTIONS
 
 _PRIORITY = {"motion": 0, "unsettled": 1}
+_REF_MAX = const(96)   # a §6.3 ref: <cart 32>/scale/<inst 16>/<epoch>/<seq> is at most 79
 
 
 class CameraApp:
@@ -77,21 +83,26 @@ class CameraApp:
             if not isinstance(args, dict):
                 raise ValueError("args: must be an object")
             for k in args:
-                if k not in ("frames", "still"):
+                if k not in ("frames", "still", "ref"):
                     raise ValueError("args.%s: unknown key" % k)
+            # the gateway's retake names the movement's `unsettled` event: the capture event
+            # carries it back, so the frames join that movement (protocol §6.3, §9)
+            ref = args.get("ref")
+            if ref is not None and (not isinstance(ref, str) or not 1 <= len(ref) <= _REF_MAX):
+                raise ValueError("args.ref: must be a string of 1..%d characters" % _REF_MAX)
             if "still" in args:
                 if args["still"] is not True or "frames" in args:
                     raise ValueError("args.still: must be true, without args.frames")
                 if self.stiller is None:
                     raise ValueError("args.still: stills are off (config app.still)")
-                n = await self._still("command", None)
+                n = await self._still("command", ref)
                 if n is None:
                     raise RuntimeError("no still published: %s" % (self.stiller.last_error,))
                 return {"still": n}
             n = args.get("frames", n)
             if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 8:
                 raise ValueError("args.frames: must be an integer 1..8, got %r" % (n,))
-        sent = await self._burst("command", None, n)
+        sent = await self._burst("command", args.get("ref") if args else None, n)
         if not sent:
             raise RuntimeError("no frame published: %s" % (self.burster.last_error,))
         return {"burst": sent}
