@@ -19,6 +19,8 @@ class Metrics:
         self.late = Counter("cart_gateway_late_events", "events below the highest seq (out of order)", registry=r)
         self.bad = Counter("cart_gateway_bad_messages", "messages rejected", ["reason"], registry=r)
         self.decisions = Counter("cart_gateway_decisions", "reconciliation decisions", ["outcome"], registry=r)
+        self.board_commands = Counter("cart_gateway_board_commands", "commands the reconciler sent a board (§9), "
+                                      "e.g. a camera retake", ["cmd"], registry=r)
         self.frames = Counter("cart_gateway_frames", "frames", ["result"], registry=r)
         self.frames_dropped = Counter("cart_gateway_frames_dropped", "frames dropped before complete, per cart",
                                       ["cart", "reason"], registry=r)

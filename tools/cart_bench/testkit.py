@@ -19,8 +19,9 @@ def _j(obj) -> bytes:
 class Board:
     """One board's event stream: assigns seq, keeps mono_ms."""
 
-    def __init__(self, cart: str, board: str = "scale", epoch: int = 1, mono_ms: int = 1000):
+    def __init__(self, cart: str, board: str = "scale", epoch: int = 1, mono_ms: int = 1000, inst: str | None = None):
         self.cart, self.board, self.epoch, self.mono, self.seq = cart, board, epoch, mono_ms, 0
+        self.inst = inst          # §3 instance id (16 hex), or None as from older firmware
         self.total = 0.0
 
     @property
@@ -30,8 +31,11 @@ class Board:
     def _head(self, type_: str, dt_ms: int) -> dict:
         self.seq += 1
         self.mono += dt_ms
-        return {"v": 1, "cart": self.cart, "board": self.board, "epoch": self.epoch, "mono_ms": self.mono,
-                "wall_ms": None, "synced": False, "seq": self.seq, "type": type_}
+        d = {"v": 1, "cart": self.cart, "board": self.board, "epoch": self.epoch, "mono_ms": self.mono,
+             "wall_ms": None, "synced": False, "seq": self.seq, "type": type_}
+        if self.inst is not None:
+            d["inst"] = self.inst
+        return d
 
     def unsettled(self, dt_ms: int = 100) -> bytes:
         d = self._head("unsettled", dt_ms)

@@ -69,6 +69,17 @@ def skus_in(h: dict) -> set[str]:
     return {h["sku"]} if h.get("sku") else set()
 
 
+def skus_put_in(h: dict) -> set[str]:
+    """The products a scorer hypothesis puts into the basket (a swap's in-side, both of a pair)."""
+    if "in" in h:
+        return set(h["in"])
+    if h["kind"] == "swap":
+        return {h["sku"]}
+    if h["kind"].startswith("add"):
+        return set(h["skus"]) if "skus" in h else {h["sku"]} if h.get("sku") else set()
+    return set()
+
+
 def unseen_part(h: dict, seen: Seen | None, cfg: ReconcileConfig) -> list[str]:
     """Products of a multi-product hypothesis (a pair, a swap) the camera did not see: such a
     hypothesis is not accepted on weight and priors (issue 12: the unseen second item of a similar

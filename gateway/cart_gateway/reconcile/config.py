@@ -76,6 +76,16 @@ class ReconcileConfig(BaseModel):
     multi_unit_min_frames: int = Field(3, ge=0, description=(
         "k >= 2 units of one product are accepted from fewer frames only if no other product weighs the same "
         "(a missed frame may have shown a look-alike second product)"))
+    retake_frames: int = Field(4, ge=0, le=8, description=(
+        "a movement held back only by a burst that missed frames (multi_unit_min_frames) first asks the "
+        "camera for this many more (§9 capture with the movement's ref), once; 0 asks the shopper at once "
+        "(retake.py, docs/reconciliation.md §4.4)"))
+    retake_unseen_part: bool = Field(True, description=(
+        "a pair or swap held back because a short burst showed no frame of a product it puts in "
+        "is looked at again too (retake.py)"))
+    retake_wait_ms: int = Field(1500, ge=0, description=(
+        "a retake's frames are waited for this long after the command, then the movement is decided "
+        "with what there is"))
     ask_units_as_readings: bool = Field(True, description=(
         "k >= 2 units held back by multi_unit_min_frames are asked once with the readings as pictures "
         "('2 x A', 'A + B'), not 'which item?' and then the readings (docs/reconciliation.md §4.4)"))

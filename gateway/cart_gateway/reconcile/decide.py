@@ -27,6 +27,7 @@ PROMPT_TEXT = {PromptKind.PICK: "Which item did you just put in the cart?",
 UNITS_TEXT = "Which of these did you just put in? Not shown: scan the other item."
 # a hold on h1 (the log's cause) that the units prompt answers
 SHORT_BURST_UNITS = "k units from a short burst, a look-alike weighs the same"
+UNSEEN_PART = "a product of the pair or swap not seen"
 POSTERIOR_HOLDS = ("posterior below threshold", "margin below threshold")
 
 
@@ -67,7 +68,7 @@ class DecideMixin:
                          key=lambda m: (m["mono_ms"], m["id"]))
         for mv in waiting:
             missing = mv["vision"] is None or (self.cfg.wait_for_still and mv["delta_g"] > 0
-                                               and not mv["vision"].get("stills"))
+                                               and not mv["vision"].get("stills")) or self._retake_pending(mv)
             if missing and now < mv["deadline_ms"]:
                 break  # later movements wait for this one: removals need the adds before them
             if self._held(mv):
@@ -147,7 +148,7 @@ class DecideMixin:
         if mv.get("same_weight"):
             holds.append("no weight change")   # only the camera saw it (often a look-alike of what was lifted)
         if cfg.camera_led and unseen_part(top, seen, cfg):
-            holds.append("a product of the pair or swap not seen")
+            holds.append(UNSEEN_PART)
         vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None
         if cfg.camera_led and hidden_pair(top, vis, self.cat, self.book, cfg):
             holds.append(SHORT_BURST_UNITS)   # the missed frame may show B
@@ -179,6 +180,8 @@ class DecideMixin:
             if top["posterior"] >= cfg.learn_min_posterior:
                 self._learn(mv, top)
             return
+        if cam is None and self._retake(mv, top, holds, why, seen):
+            return      # the camera looks again (retake.py): decided when its frames come
         # why neither the scorer nor the camera accepted: the log's `cause` (cart-sim bench counts them)
         cause = "; ".join(holds) + (f" | camera: {why}" if why else "")
         if cam is not None:

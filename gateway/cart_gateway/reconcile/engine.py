@@ -10,6 +10,7 @@ JSON forms) round-trip the whole state through state.py. The work is done by:
   basket.py    the ledger: lines, personal items, effects, learning; the §10 payload
   answers.py   shopper answers and reviewer verdicts
   camera.py    what the camera saw, checked against the weight
+  retake.py    a burst that missed frames: the camera asked to look again before the shopper is
   state.py     the state's records and enums, checks and upgrades of stored states
 (docs/reconciliation.md)
 """
@@ -26,6 +27,7 @@ from .evidence import EvidenceMixin
 from .inputs import Answer, Unsettled, Vision, WeightChange, check_input
 from .produce import produce_book_for
 from .provisional import ProvisionalMixin
+from .retake import RetakeMixin
 from .scoring import CatalogueIndex, MovementScores
 from .state import Dirty, MoveState, ReconcileError, check_state, dumps, fresh_state, loads, move_order
 from .weightbook import WeightBook
@@ -33,7 +35,7 @@ from .weightbook import WeightBook
 __all__ = ["CartReconciler", "ReconcileError"]
 
 
-class CartReconciler(EvidenceMixin, ProvisionalMixin, DecideMixin, BasketMixin, AnswersMixin):
+class CartReconciler(EvidenceMixin, ProvisionalMixin, DecideMixin, RetakeMixin, BasketMixin, AnswersMixin):
     def __init__(self, cart: str, catalogue, config: ReconcileConfig | None = None,
                  book: WeightBook | None = None, *, index: CatalogueIndex | None = None):
         self.cart = cart
@@ -84,7 +86,7 @@ class CartReconciler(EvidenceMixin, ProvisionalMixin, DecideMixin, BasketMixin, 
     # ------------------------------------------------------------------ inputs
     def step(self, item) -> dict:
         fx = {"basket_changed": False, "prompts_opened": [], "prompts_closed": [],
-              "reviews_opened": [], "reviews_closed": [], "decisions": []}
+              "reviews_opened": [], "reviews_closed": [], "decisions": [], "commands": []}
         self._fx = fx
         vs = check_input(item, self.cat)      # before any change: bad input loses nothing
         if isinstance(item, WeightChange):
@@ -108,7 +110,7 @@ class CartReconciler(EvidenceMixin, ProvisionalMixin, DecideMixin, BasketMixin, 
     def advance(self, mono_ms: int) -> dict:
         """Event time has reached `mono_ms` (e.g. a later event of this cart)."""
         fx = {"basket_changed": False, "prompts_opened": [], "prompts_closed": [],
-              "reviews_opened": [], "reviews_closed": [], "decisions": []}
+              "reviews_opened": [], "reviews_closed": [], "decisions": [], "commands": []}
         self._fx = fx
         self._tick(mono_ms)
         self._flush()

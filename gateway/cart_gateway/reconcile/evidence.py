@@ -128,6 +128,8 @@ class EvidenceMixin:
         return took
 
     def _attach(self, mv: dict, v: VisionSummary) -> None:
+        if v.n_frames > v.stills:
+            self._retake_seen(mv)     # burst frames: a retake's, if one was asked (retake.py)
         if mv["vision"] is None:
             mv["vision"] = v.to_dict()
         else:

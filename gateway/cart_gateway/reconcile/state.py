@@ -31,6 +31,12 @@ class MoveState(str, Enum):
     DONE = "done"            # decided; kept a while for late vision
 
 
+class Retake(str, Enum):
+    """A movement's second look (retake.py): asked of the camera, then its frames came."""
+    ASKED = "asked"
+    SEEN = "seen"
+
+
 class PromptKind(str, Enum):
     PICK = "pick"
     SCAN = "scan"
@@ -48,6 +54,7 @@ class Outcome(str, Enum):
     NO_CHANGE = "no_change"
     LATE_VISION = "late_vision"
     SAME_WEIGHT_SWAP = "same_weight_swap"
+    RETAKE = "retake"           # the camera was asked to look again (retake.py); decided later
     MERGED = "merged"
     IGNORED = "ignored"
 
@@ -101,6 +108,7 @@ class Movement:
     tap_followup: bool = False     # a tap that named part of the movement was asked about once more (taps.py)
     scan_for_slips: bool = False   # a pick asked as a scan: a slip between its pictures would pass (decide.py)
     tapped: str | None = None      # the product a follow-up's pictures are readings of (answers.py)
+    retake: Retake | None = None   # the camera was asked to look again (retake.py)
     effect: dict = field(default_factory=dict)
     applied: dict | None = None
 
@@ -186,6 +194,9 @@ def check_state(d: Any) -> dict:
             except ValueError:
                 raise ReconcileError(f"reconciler state: {key}[{mid}].state {m.state!r} is not a movement state") \
                     from None
+            if m.retake is not None and m.retake not in tuple(Retake):
+                raise ReconcileError(f"reconciler state: {key}[{mid}].retake {m.retake!r} is not "
+                                     f"one of {[r.value for r in Retake]}")
             if key == "done" and m.state != MoveState.DONE:
                 raise ReconcileError(f"reconciler state: done[{mid}] is {m.state!r}, not decided")
     known = s["moves"].keys() | s["done"].keys()

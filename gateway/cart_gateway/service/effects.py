@@ -70,6 +70,29 @@ class Effects:
         if fx["basket_changed"] or fx["prompts_opened"] or fx["prompts_closed"] or fx["reviews_opened"] \
                 or fx["reviews_closed"]:
             self._publish_basket(rt)
+        for c in fx["commands"]:
+            self._board_command(rt, c)
+
+    def _board_command(self, rt: CartRt, c: dict) -> None:
+        """A command the reconciler asked a board for (§9; today the camera's retake, reconcile/retake.py),
+        published through the outbox like every output. Its ref names the movement's `unsettled`
+        event as the board sent it (§6.3), so the burst it triggers joins that movement."""
+        ref = self._board_ref(rt.cart, "scale", *c["ref"]) if c.get("ref") else None
+        args = dict(c["args"], ref=ref) if ref else dict(c["args"])
+        body = {"v": 1, "id": f"{c['cmd']}-{rt.session}-{c['move_id']}", "cmd": c["cmd"], "args": args}
+        self._emit(f"carts/{rt.cart}/{c['board']}/cmd", body)
+        self._label(self.metrics.board_commands, c["cmd"]).inc()
+        event(INFO, "board_command", f"{c['cmd']} asked of {rt.cart}/{c['board']}", cart=rt.cart,
+              board=c["board"], move=c["move_id"], ref=ref or "")
+
+    def _board_ref(self, cart: str, board: str, stream: int, seq: int) -> str | None:
+        """`<cart>/<board>/[<inst>/]<epoch>/<seq>` for an event the reconciler knows by its stream
+        number (store.stream), or None if the stream is not known."""
+        origin = self.store.stream_origin(cart, board, stream)
+        if origin is None:
+            return None
+        inst, epoch = origin
+        return f"{cart}/{board}/{inst}/{epoch}/{seq}" if inst else f"{cart}/{board}/{epoch}/{seq}"
 
     def _emit_queue(self) -> None:
         q = [{"review_id": r["review_id"], "cart": r["cart"], "created_ms": r["created_ms"]}

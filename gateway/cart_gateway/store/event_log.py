@@ -69,6 +69,15 @@ class EventLog:
         self._highs[(cart, board, inst, epoch)] = 0
         return stream
 
+    def stream_origin(self, cart, board, stream: int) -> tuple[str, int] | None:
+        """(inst, board epoch) of a stream number `stream` gave out; ('', epoch) below 2^32 (a board
+        without an instance id, whose epoch is its stream)."""
+        if stream < 2**32:
+            return "", stream
+        row = self.db.execute("SELECT inst, epoch FROM seqs WHERE cart=? AND board=? AND stream=?",
+                              (cart, board, stream)).fetchone()
+        return (row[0], row[1]) if row else None
+
     def note_board(self, cart, board, inst: str) -> None:
         """The instance now in this board slot (from its status and events)."""
         self.db.execute("INSERT OR REPLACE INTO boards VALUES (?,?,?)", (cart, board, inst))
