@@ -80,7 +80,8 @@ def reviewer_figures(results) -> dict:
             "reviewer_errors": sum(r.reviewer_errors for r in results),
             "reviewer_slips": sum(r.reviewer_slips for r in results),
             "reviews_cleared_at_cart": sum(r.reviews_at_cart for r in results),
-            "prompts_on_earlier_action": sum(r.prompts_on_earlier_action for r in results)}
+            "prompts_on_earlier_action": sum(r.prompts_on_earlier_action for r in results),
+            "camera_retakes": sum(r.camera_retakes for r in results)}
 
 
 def basket_figures(results) -> dict:
@@ -243,7 +244,8 @@ def main_bench(args) -> int:
         for r in res:
             if r.wrong or (r.dishonest and r.under_cents):
                 print(json.dumps({"cart": r.cart, "dishonest": r.dishonest, "cheats": r.cheats,
-                                  "over": r.over_cents, "under": r.under_cents, **r.detail}))
+                                  "over": r.over_cents, "under": r.under_cents, "causes": r.causes,
+                                  "camera_retakes": r.camera_retakes, **r.detail}))
     if not args.json:
         for line in figure_lines(out):
             print(line)

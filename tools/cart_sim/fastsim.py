@@ -56,6 +56,7 @@ WALL0 = 1_790_000_000_000     # trace t_ms of the first basket (Unix ms)
 BASKET_SPAN_MS = 10_000_000   # each basket starts this long after the one before (gateway time)
 CPG = 86.0                    # counts per gram, as LoadCellModel's default (docs/scale.md)
 FRAME_GAP_MS = (80, 200, 320, 440, 560, 680, 800, 920)  # burst frame times after `unsettled`
+CMD_MS = 50                   # a command published -> the camera's first frame of its burst
 STILL_MS = 800                # weight event -> still read at the gateway (docs/camera.md "Stills")
 STANDIN = b"cart-sim scene "  # JPEG comment of a stand-in frame: the pool scene it shows
 
@@ -102,6 +103,7 @@ class BasketResult:
     reviewer_slips: int = 0       # of which taps on a wrong row
     reviews_at_cart: int = 0      # the page could not tell: staff looked in the cart
     prompts_on_earlier_action: int = 0   # prompts about a movement before the shopper's latest action
+    camera_retakes: int = 0       # capture commands the gateway sent (reconcile/retake.py)
     unsettled_without_weight: int = 0   # windows the firmware opened and no weight event closed
     detail: dict = field(default_factory=dict)
     truth_units: dict = field(default_factory=dict)          # sku -> packed units really in the cart
@@ -312,6 +314,7 @@ class BasketRun:
         self.log: list = []
         self.reviewer = Reviewer(self.sc["reviewer"], self.cat, random.Random(f"{store.seed}|{index}|reviewer"))
         self.shown: dict[str, str] = {}   # frame id -> the scene it was taken of (what the review page shows)
+        self.retake_rng = random.Random(f"{store.seed}|{index}|retake")
         self.still_cam = store.stills and stills.StillCamera(store.stills, self.sc["camera"],
                                                               f"{store.seed}|{index}|still", scenes=store.send_frames)
 
@@ -397,18 +400,40 @@ class BasketRun:
             frames.append((self.frame_no, t, self._scene(a, j)))
         self._push(frames[-1][1] + 20, "capture", (useq, frames))
 
-    def _scene(self, a: Action | None, j: int) -> str | None:
-        """Pool key of what frame j of a burst shows; None: the frame is missed."""
-        if self.rng.random() < self.sc["camera"]["p_missed_frame"]:
+    def _command(self, cmd: dict, now: int) -> None:
+        """A §9 command the gateway sent the camera: a `capture` burst (the gateway's retake) is
+        taken CMD_MS later of the movement's action, the items it put in still in view (_scene);
+        its capture event carries the command's ref. Its draws come from their own RNG, so a
+        retake changes nothing else the basket draws."""
+        args = cmd.get("args") or {}
+        if cmd.get("cmd") != "capture" or "frames" not in args:
+            return
+        ref = args.get("ref")
+        useq = int(ref.rsplit("/", 1)[1]) if ref else None
+        a = self.by_useq.get(useq) if useq is not None else self.action
+        t0 = now + CMD_MS
+        frames = []
+        for j in range(args["frames"]):
+            self.frame_no += 1
+            frames.append((self.frame_no, t0 + FRAME_GAP_MS[j], self._scene(a, j, retake=True)))
+        self.res.camera_retakes += 1
+        self._push(frames[-1][1] + 20, "capture", (useq, frames, "command", ref))
+
+    def _scene(self, a: Action | None, j: int, retake: bool = False) -> str | None:
+        """Pool key of what frame j of a burst shows; None: the frame is missed. A retake's frames
+        (after the action) show only what it put in: what it took out is no longer in view."""
+        rng = self.retake_rng if retake else self.rng
+        if rng.random() < self.sc["camera"]["p_missed_frame"]:
             return None
-        i = self.rng.randrange(1 << 20)
+        i = rng.randrange(1 << 20)
         if a is None or a.kind == "lean":
             return self.st.pool.key(None, "hand", i)
         if a.personal_class and a.view == "hand" and a.cheat is None:
             # a personal item held in view: the pool draws it (cart_model.personal); the vision oracle
             # names it, the real detector says what its personal:<kind> classes make of it
             return self.st.pool.key(None, "hand", i) + "|" + a.personal_class
-        items = [x for x in (a.removes + a.adds if a.kind in ("swap", "put_back") else a.adds + a.removes)]
+        items = (a.adds if retake else a.removes + a.adds if a.kind in ("swap", "put_back")
+                 else a.adds + a.removes)
         sku = items[j % len(items)][0] if items else None
         if sku is None or a.view in ("hand", "covered"):
             return self.st.pool.key(None, "covered" if a.view == "covered" else "hand", i)
@@ -430,7 +455,7 @@ class BasketRun:
                 self._send(*data)
             self.now = max(saved, self.now)
 
-    def _capture(self, useq, frames):
+    def _capture(self, useq, frames, trigger="unsettled", ref=None):
         nos, mss = [], []
         for no, t, key in frames:
             nos.append(no)
@@ -442,7 +467,9 @@ class BasketRun:
             for ch in framing.encode(jpeg, 1, no):
                 self._send(f"carts/{self.cart}/cam/frame", ch, t=t)
         self.seq["cam"] += 1
-        fields = {"trigger": "unsettled", "ref": f"{self.cart}/scale/1/{useq}", "frames": nos, "frame_ms": mss}
+        if trigger == "unsettled":
+            ref = f"{self.cart}/scale/1/{useq}"
+        fields = {"trigger": trigger, "ref": ref, "frames": nos, "frame_ms": mss}
         self._send(f"carts/{self.cart}/cam/evt",
                    proto.encode_event(self.cart, "cam", 1, self.seq["cam"], "capture", fields, self._clock()))
 
@@ -472,6 +499,9 @@ class BasketRun:
                 f"gateway/{GW}/review/new")     # exact topics: e.g. the fleet's out/receipt is not the cart's
         for pub in pubs:
             topic = pub.topic
+            if topic == f"carts/{self.cart}/cam/cmd":
+                self._command(json.loads(pub.payload), now)
+                continue
             if topic not in mine:
                 continue
             obj = json.loads(pub.payload)
