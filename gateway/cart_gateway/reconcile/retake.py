@@ -42,7 +42,7 @@ class RetakeMixin:
         self._fx["commands"].append({"board": "cam", "cmd": "capture", "args": {"frames": cfg.retake_frames},
                                      "ref": [mv["epoch"], mv["unsettled_seq"]], "move_id": mv["id"]})
         self._log("retake", "the burst missed frames: the camera was asked to look again", move=mv["id"],
-                  evidence=["vision", "weight"] if mv["vision"] else ["weight"],
+                  evidence=["vision", "weight"],
                   extra={"frames": cfg.retake_frames, "wait_ms": cfg.retake_wait_ms})
         return True
 
