@@ -263,3 +263,18 @@ def test_a_tap_on_the_product_a_swap_put_in_is_read_at_once_though_it_has_a_look
     assert _units(c) == {"tea-a": 1}
     c, fx = run(ReconcileConfig(tap_swap_reading_clear=False))
     assert len(fx["prompts_opened"]) == 1 and "not all that changed" in fx["decisions"][-1]["reason"], fx["decisions"]
+
+
+def test_a_personal_item_out_that_fits_two_in_the_basket_is_taken_as_the_closest_without_a_prompt():
+    # the floor: two bags of 200 g and 196 g in, one seen going out at -199.5 g; both fit, the receipt
+    # is the same whichever it was, and the shopper was asked which
+    def run(cfg=None):
+        c = Cart(cfg=cfg, skus=SKUS + BIG)
+        for g in (200.0, 196.0):
+            assert _burst_move(c, g, [("personal:bag", 0.95)], 3)[-1]["outcome"] == "accept"
+        return c, _burst_move(c, -199.5, [("personal:bag", 0.95)], 3)
+    c, ds = run()
+    assert [d["outcome"] for d in ds] == ["accept"] and ds[0]["hypothesis"]["kind"] == "personal_remove", ds
+    assert [round(p["weight_g"]) for p in c.e.s["personal"]] == [196] and not c.e.open_prompts()
+    c, ds = run(ReconcileConfig(personal_out_best_fit=False))
+    assert ds[-1]["outcome"] == "ask" and "more than one way" in ds[-1]["cause"], ds

@@ -290,8 +290,11 @@ def explain(delta_g: float, noise_g: float, seen: Seen | None, lines: list[dict]
     cands = full
     if len(cands) > 1:
         cands.sort(key=lambda he: abs(he[0]["z"]))
-        if abs(cands[1][0]["z"]) - abs(cands[0][0]["z"]) < cfg.camera_margin_z:
+        close = [h for h, _ in cands if abs(h["z"]) - abs(cands[0][0]["z"]) < cfg.camera_margin_z]
+        if len(close) > 1 and not (cfg.personal_out_best_fit and all(h["kind"] == "personal_remove" for h in close)):
             return None, "what the camera saw fits the weight in more than one way", fits
+        # several personal items fit a personal item seen going out: the receipt is the same whichever
+        # it was, so the closest weight is taken (personal_out_best_fit)
     h, e = cands[0]
     several = [x for x in e if x != "personal"]
     if len(several) > 1 and any(seen.top_frames.get(x, 0) < 1 for x in several):

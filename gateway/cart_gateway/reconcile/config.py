@@ -113,6 +113,9 @@ class ReconcileConfig(BaseModel):
         "the camera recognised a personal item (bag, phone, wallet, keys, toy) this surely; 'no product' never counts"))
     personal_match_rel: float = Field(0.02, ge=0, description=(
         "a personal item out matches one put in within this share of its weight (plus the sensor noise)"))
+    personal_out_best_fit: bool = Field(True, description=(
+        "a personal item seen going out that the weight fits to several in the basket is taken as the closest "
+        "(the receipt is the same); off asks which (docs/reconciliation.md §4.4.4)"))
     # --- timing (event time)
     evidence_window_ms: int = Field(1500, ge=0, description="wait this long for vision after a weight event")
     vision_max_wait_ms: int = Field(10000, ge=0, description="drop unmatched vision after this")
