@@ -300,7 +300,9 @@ def test_units_the_camera_saw_alone_in_every_frame_are_accepted_against_unseen_p
     assert _units(c3) == {"tea-a": 3}
     _, unsure = run(dets=(("tea-a", 0.6),))                                # not sure enough
     assert unsure[-1]["outcome"] == "ask", unsure
-    c2, had = run(before=(200.0, [("tea-a", 0.95)]))                       # a line of tea-a in view already
+    c2, had = run(before=(200.0, [("tea-a", 0.95)]))                       # a line of tea-a in view already:
+    assert had[-1]["outcome"] == "accept" and _units(c2) == {"tea-a": 4}, had   # a full burst, only tea-a
+    _, had = run(ReconcileConfig(units_seen_whole_with_line=False), before=(200.0, [("tea-a", 0.95)]))
     assert had[-1]["outcome"] == "ask", had
     _, short = run(n=2)                                                    # a missed frame: §4.1's hold
     assert short[-1]["outcome"] == "ask", short

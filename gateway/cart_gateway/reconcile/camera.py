@@ -120,8 +120,9 @@ def units_seen_whole(h: dict, vision: VisionSummary | None, seen: Seen | None, l
     of a full burst: the weight only has to fit (|z| <= camera_fit_z). The scorer
     weighs k units' prior and spread against single unseen products of the same weight; a person
     looking at the burst would not. Not when A has a look-alike of its weight in its family (the
-    detector confuses them) that the burst scored above units_look_alike_max_score, or (k >= 2) a line
-    of A is already in the basket (the camera may be looking at that one)."""
+    detector confuses them) that the burst scored above units_look_alike_max_score, or (k >= 2, with
+    units_seen_whole_with_line off) a line of A is already in the basket (the camera may be looking
+    at that one)."""
     sku, k = h.get("sku"), h.get("k", 1)
     on = cfg.accept_units_seen_whole if k >= 2 else cfg.accept_one_seen_whole
     if (not on or h["kind"] != "add" or sku is None
@@ -136,7 +137,7 @@ def units_seen_whole(h: dict, vision: VisionSummary | None, seen: Seen | None, l
         return False
     if any(v >= cfg.pair_seen_min_score for s, v in seen.scores.items() if s != sku) or seen.personal >= cfg.personal_min_score:
         return False
-    if k >= 2 and have:
+    if k >= 2 and have and not cfg.units_seen_whole_with_line:
         return False    # (one unit from a full burst: "that one out, B in" would show B in a frame)
     sn = max(cfg.sensor_noise_g, cfg.min_sd_g)
     fam = getattr(cat.items[sku], "family", None)

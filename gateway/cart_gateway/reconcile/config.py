@@ -97,6 +97,9 @@ class ReconcileConfig(BaseModel):
         "frame of a full burst, fitting within camera_fit_z, no family look-alike of its weight scored above "
         "units_look_alike_max_score, none in the basket yet: accepted although single unseen products of that weight keep the posterior below "
         "accept_posterior (docs/reconciliation.md §4.4)"))
+    units_seen_whole_with_line: bool = Field(True, description=(
+        "k >= 2 units seen whole (accept_units_seen_whole) are accepted with a line of A in the basket too: a "
+        "full burst showing only A leaves no frame for another product (docs/reconciliation.md §4.4.4)"))
     units_look_alike_max_score: float = Field(0.05, ge=0, le=1, description=(
         "accept_units_seen_whole: a family look-alike of the same weight the burst scored above this may be "
         "one of the units"))
