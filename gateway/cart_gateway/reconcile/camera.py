@@ -103,6 +103,16 @@ def left_out(h: dict, seen: Seen | None, fits: list[dict], cfg: ReconcileConfig)
                   and any(s in m for m in multi))
 
 
+def personal_instead(h: dict, seen: Seen | None, cfg: ReconcileConfig) -> bool:
+    """The camera recognised a personal item and none of h's products: h, a product the weight and
+    the priors chose (e.g. one just taken out, "put back"), ignores what was seen (personal_seen_holds)."""
+    if not cfg.personal_seen_holds or seen is None or seen.personal < cfg.personal_min_score \
+            or h["kind"] in ("personal", "personal_remove"):
+        return False
+    prods = skus_in(h)
+    return bool(prods) and all(seen.scores.get(s, 0.0) < cfg.pair_seen_min_score for s in prods)
+
+
 def hidden_pair(h: dict, vision: VisionSummary | None, cat, book, cfg: ReconcileConfig) -> bool:
     """k >= 2 units of one product from a burst with missed frames, when another product weighs
     the same: the missed frame may have shown it (one A and one look-alike B in, not two A)."""

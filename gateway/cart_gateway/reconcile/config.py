@@ -116,6 +116,9 @@ class ReconcileConfig(BaseModel):
         "the camera recognised a personal item (bag, phone, wallet, keys, toy) this surely; 'no product' never counts"))
     personal_match_rel: float = Field(0.02, ge=0, description=(
         "a personal item out matches one put in within this share of its weight (plus the sensor noise)"))
+    personal_seen_holds: bool = Field(True, description=(
+        "a product the scorer would accept is held back when the camera recognised a personal item and not that "
+        "product (the camera's explanation decides, or the shopper is asked; docs/reconciliation.md §4.4.4)"))
     personal_out_best_fit: bool = Field(True, description=(
         "a personal item seen going out that the weight fits to several in the basket is taken as the closest "
         "(the receipt is the same); off asks which (docs/reconciliation.md §4.4.4)"))

@@ -11,8 +11,8 @@ from collections import Counter
 
 from .. import protocol as P
 from .answerfit import best_with_sku
-from .camera import (explain, hidden_pair, left_out, same_weight, seen_of, skus_in, units_seen_whole,
-                     unseen_part)
+from .camera import (explain, hidden_pair, left_out, personal_instead, same_weight, seen_of, skus_in,
+                     units_seen_whole, unseen_part)
 from .inputs import VisionSummary
 from .multi import family_smoothed, score_multi, skus_of
 from .scoring import Scored
@@ -156,6 +156,8 @@ class DecideMixin:
             cam, why = None, SHORT_BURST_UNITS
         if cfg.camera_led and cam is None and left_out(top, seen, fits, cfg):
             holds.append("a seen product left out")   # the camera saw a product the best hypothesis ignores
+        if cfg.camera_led and personal_instead(top, seen, cfg):
+            holds.append("a personal item seen, not the product")
         if top["posterior"] < need:
             holds.append(POSTERIOR_HOLDS[0] + (" (weight only)" if weight_only else ""))
         if top["posterior"] - p2 < cfg.accept_margin:
