@@ -10,6 +10,7 @@ JSON forms) round-trip the whole state through state.py. The work is done by:
   basket.py    the ledger: lines, personal items, effects, learning; the §10 payload
   answers.py   shopper answers and reviewer verdicts
   camera.py    what the camera saw, checked against the weight
+  readings.py  k units asked in one prompt with the readings as pictures
   retake.py    a burst that missed frames: the camera asked to look again before the shopper is
   state.py     the state's records and enums, checks and upgrades of stored states
 (docs/reconciliation.md)
@@ -27,6 +28,7 @@ from .evidence import EvidenceMixin
 from .inputs import Answer, Unsettled, Vision, WeightChange, check_input
 from .produce import produce_book_for
 from .provisional import ProvisionalMixin
+from .readings import ReadingsMixin
 from .retake import RetakeMixin
 from .scoring import CatalogueIndex, MovementScores
 from .state import Dirty, MoveState, ReconcileError, check_state, dumps, fresh_state, loads, move_order
@@ -35,7 +37,8 @@ from .weightbook import WeightBook
 __all__ = ["CartReconciler", "ReconcileError"]
 
 
-class CartReconciler(EvidenceMixin, ProvisionalMixin, DecideMixin, RetakeMixin, BasketMixin, AnswersMixin):
+class CartReconciler(EvidenceMixin, ProvisionalMixin, DecideMixin, ReadingsMixin, RetakeMixin, BasketMixin,
+                     AnswersMixin):
     def __init__(self, cart: str, catalogue, config: ReconcileConfig | None = None,
                  book: WeightBook | None = None, *, index: CatalogueIndex | None = None):
         self.cart = cart
