@@ -293,3 +293,19 @@ def test_a_personal_item_the_camera_recognised_is_not_taken_for_the_product_just
     assert _units(c) == {} and len(c.e.s["personal"]) == 1
     c, ds = run(ReconcileConfig(personal_seen_holds=False))
     assert ds[-1]["outcome"] == "accept" and _units(c) == {"cola": 1}, ds
+
+
+def test_one_unit_exchanged_for_another_of_the_same_product_changes_nothing_without_a_prompt():
+    # the floor (s00096): a 1,029 g pack out, another of the same product in, +7 g; only that product
+    # in every frame. Read as "a product of its weight + 7 g in for it out", the shopper's scan of the
+    # pack was charged as a swap with another line of the basket
+    def run(cfg=None):
+        c = Cart(cfg=cfg, skus=SKUS + BIG)
+        _burst_move(c, 1530.0, [("water", 0.99)], 3)
+        before = c.lines()
+        return c, before, _burst_move(c, 7.0, [("water", 0.99)], 4)
+    c, before, ds = run()
+    assert [d["outcome"] for d in ds] == ["accept"] and ds[0]["hypothesis"].get("exchange"), ds
+    assert c.lines() == before and not c.e.open_prompts()
+    c, before, ds = run(ReconcileConfig(exchange_seen_whole=False))
+    assert ds[-1]["outcome"] != "accept", ds

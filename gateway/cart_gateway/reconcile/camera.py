@@ -268,6 +268,10 @@ def explain(delta_g: float, noise_g: float, seen: Seen | None, lines: list[dict]
             for b in packaged:
                 if b != a:
                     mv("swap_multi", Counter({b: 1}), Counter({a: 1}))
+            if cfg.exchange_seen_whole and len(packaged) == 1 and seen.whole(a, cfg):
+                # one unit of A out, another A in (a shopper picking a better one): only A, in every
+                # frame of a full burst, and the weight barely changed; the receipt does not change
+                mv("swap_multi", Counter({a: 1}), Counter({a: 1}), {"exchange": True})
 
     # a produce line out for a packaged product in (the line's weight is known), or a packaged
     # unit out for a produce bag in (the bag weighs what is left: it must be plausible)

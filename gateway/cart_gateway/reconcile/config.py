@@ -116,6 +116,10 @@ class ReconcileConfig(BaseModel):
         "the camera recognised a personal item (bag, phone, wallet, keys, toy) this surely; 'no product' never counts"))
     personal_match_rel: float = Field(0.02, ge=0, description=(
         "a personal item out matches one put in within this share of its weight (plus the sensor noise)"))
+    exchange_seen_whole: bool = Field(True, description=(
+        "one unit of A out and another A in: the camera saw only A, the clear best of every frame of a full "
+        "burst, A is in the basket and the weight change fits 0 within camera_fit_z; nothing changes "
+        "(docs/reconciliation.md §4.4.5)"))
     personal_seen_holds: bool = Field(True, description=(
         "a product the scorer would accept is held back when the camera recognised a personal item and not that "
         "product (the camera's explanation decides, or the shopper is asked; docs/reconciliation.md §4.4.4)"))
