@@ -99,7 +99,7 @@ class ReconcileConfig(BaseModel):
         "accept_posterior (docs/reconciliation.md §4.4)"))
     units_seen_whole_with_line: bool = Field(True, description=(
         "k >= 2 units seen whole (accept_units_seen_whole) are accepted with a line of A in the basket too: a "
-        "full burst showing only A leaves no frame for another product (docs/reconciliation.md §4.4.4)"))
+        "full burst showing only A leaves no frame for another product (docs/reconciliation.md §4.4.5)"))
     units_look_alike_max_score: float = Field(0.05, ge=0, le=1, description=(
         "accept_units_seen_whole: a family look-alike of the same weight the burst scored above this may be "
         "one of the units"))
@@ -122,10 +122,10 @@ class ReconcileConfig(BaseModel):
         "(docs/reconciliation.md §4.4.5)"))
     personal_seen_holds: bool = Field(True, description=(
         "a product the scorer would accept is held back when the camera recognised a personal item and not that "
-        "product (the camera's explanation decides, or the shopper is asked; docs/reconciliation.md §4.4.4)"))
+        "product (the camera's explanation decides, or the shopper is asked; docs/reconciliation.md §4.4.5)"))
     personal_out_best_fit: bool = Field(True, description=(
         "a personal item seen going out that the weight fits to several in the basket is taken as the closest "
-        "(the receipt is the same); off asks which (docs/reconciliation.md §4.4.4)"))
+        "(the receipt is the same); off asks which (docs/reconciliation.md §4.4.5)"))
     # --- timing (event time)
     evidence_window_ms: int = Field(1500, ge=0, description="wait this long for vision after a weight event")
     vision_max_wait_ms: int = Field(10000, ge=0, description="drop unmatched vision after this")
