@@ -345,6 +345,72 @@ def test_a_swap_with_no_weight_change_the_camera_saw_both_sides_of_is_accepted()
     assert [d["outcome"] for d in ds] == ["same_weight_swap", "ask"] and _units(c) == {"soup": 1}, ds
 
 
+def _second_burst(c, skus, at_ms, score=0.95):
+    """A second unsettled window of the same action, with its own burst and no weight event."""
+    from cart_gateway.reconcile import Unsettled
+    from test_reconcile_cases import Cand
+    c.seq += 1
+    c.e.step(Unsettled(1, c.seq, at_ms, c.total))
+    c.frame += len(skus)
+    return c.e.step(Vision(mono_ms=at_ms + 200, frames=[[Cand(s, score)] for s in skus], barcodes=[],
+                           ref=f"c1/scale/1/{c.seq}", frame_ids=[f"c1/1/{c.frame - i}" for i in range(len(skus))][::-1]))
+
+
+def _two_window_swap(cfg=None):
+    """soup out, beans in, the scale back where it was; the hand's way in and out opened two
+    unsettled windows, each with a burst showing both products (hard's scale, cart-sim s00040)."""
+    from cart_gateway.reconcile import Unsettled
+    from test_reconcile_cases import Cand
+    c = Cart(cfg=cfg)
+    c.move(420.0, [("soup", 0.9)])
+    t0 = c.t
+    c.seq += 1
+    c.e.step(Unsettled(1, c.seq, t0, c.total))
+    c.frame += 2
+    c.e.step(Vision(mono_ms=t0 + 300, frames=[[Cand("beans", 0.95)], [Cand("soup", 0.95)]], barcodes=[],
+                    ref=f"c1/scale/1/{c.seq}", frame_ids=[f"c1/1/{c.frame - 1}", f"c1/1/{c.frame}"]))
+    _second_burst(c, ["soup", "beans"], t0 + 900)
+    ds = c.e.advance(t0 + 15000)["decisions"]
+    return c, ds
+
+
+def test_one_same_weight_swap_seen_by_two_bursts_is_one_swap():
+    # issue 12, vision oracle on hard: the second burst saw soup, which the first swap had just
+    # taken out ("not in the basket"), and swapped it back: a wrong receipt
+    c, ds = _two_window_swap()
+    # both bursts age out in one step: the second joins the open swap before it is decided
+    assert [d["outcome"] for d in ds] == ["same_weight_swap", "no_change", "accept"], ds
+    assert "beans of m2 again" in ds[1]["reason"] and _units(c) == {"beans": 1}
+    # off: the second burst swaps back (the behaviour this replaces)
+    c, ds = _two_window_swap(ReconcileConfig(same_weight_swap_repeat_ms=0))
+    assert [d["outcome"] for d in ds].count("same_weight_swap") == 2 and _units(c) == {"soup": 1}, ds
+
+
+def test_a_product_just_taken_out_seen_again_is_not_a_swap():
+    # a removal decided from its weight; the hand's second window shows the product leaving
+    c = Cart()
+    c.move(420.0, [("soup", 0.9)])
+    c.move(425.0, [("beans", 0.9)])
+    start = c.t
+    d = c.move(-420.0, [("soup", 0.9)], flush=False)
+    fx = c.e.advance(c.t + 1600)
+    assert [x["outcome"] for x in fx["decisions"]] == ["accept"] and _units(c) == {"beans": 1}, fx
+    _second_burst(c, ["soup"], start + 1200)
+    ds = c.e.advance(start + 20000)["decisions"]
+    assert [x["outcome"] for x in ds] == ["no_change"] and "soup of m3 again" in ds[0]["reason"], ds
+    assert _units(c) == {"beans": 1} and not c.e.open_prompts()
+
+
+def test_a_swap_back_later_is_a_second_swap():
+    # the rule is bounded in time: a shopper who changes their mind later swaps back
+    c = Cart()
+    c.move(420.0, [("soup", 0.9)])
+    assert [d["outcome"] for d in _same_weight_swap(c, "soup", "beans")] == ["same_weight_swap", "accept"]
+    c.t += 20000
+    ds = _same_weight_swap(c, "beans", "soup")
+    assert [d["outcome"] for d in ds] == ["same_weight_swap", "accept"] and _units(c) == {"soup": 1}, ds
+
+
 def test_none_of_the_pictures_asks_for_a_scan_before_a_human():
     # issue 12 floor: "none of these" (the product was not among the pictures, nothing useful in
     # view) went straight to a human; the pack's barcode says what it was

@@ -41,6 +41,10 @@ class ReconcileConfig(BaseModel):
     same_weight_swap_min_score: float = Field(0.25, ge=0, le=1, description=(
         "a product the camera scores this high, not in the basket, with no weight change, opens a "
         "movement (a swap for a product of the same weight); 0 turns it off"))
+    same_weight_swap_repeat_ms: int = Field(3000, ge=0, description=(
+        "a burst within this long of a same-weight swap's burst that names one of that swap's products is "
+        "the same swap seen again (one action's second unsettled window), not a second swap back; 0 turns "
+        "it off (docs/reconciliation.md §4.4.6)"))
     accept_same_weight_swap_seen: bool = Field(True, description=(
         "a swap with no weight change is accepted when the camera saw both products (the one out on a basket "
         "line), each the best of a frame, not look-alikes of one family, and their weights fit (§4.1); off: "

@@ -75,6 +75,9 @@ class DecideMixin:
             if abs(mv["delta_g"]) < self.cfg.min_delta_g and not mv.get("same_weight") \
                     and self.cfg.tiny_change_swap_seen and mv["vision"] \
                     and self._swapped_in(VisionSummary.from_dict(mv["vision"])) is not None:
+                v = VisionSummary.from_dict(mv["vision"])
+                if self._same_swap_again(v, self._swapped_in(v), mv):
+                    continue
                 # the scale barely moved but the camera saw a product the basket does not hold, and
                 # one of its weight could have come out: a swap of one weight, not a lift and put back
                 mv["same_weight"] = True
@@ -88,13 +91,7 @@ class DecideMixin:
                           extra={"delta_g": mv["delta_g"]})
                 continue
             self._decide(mv)
-        # a decided movement is kept (in `done`) only while late vision may still arrive for it
         self._retire_decided()
-        done, wait = s["done"], self.cfg.vision_max_wait_ms
-        if done and (self._done_oldest is None or now - self._done_oldest > wait):   # (not every step)
-            for mid in [k for k, m in done.items() if now - m["mono_ms"] > wait]:
-                del done[mid]
-            self._done_oldest = min((m["mono_ms"] for m in done.values()), default=None)
         keep = []
         for d in s["visions"]:
             age = now - d["mono_ms"]
@@ -113,6 +110,13 @@ class DecideMixin:
                          key=lambda m: (m["mono_ms"], m["id"])):
             self._decide(mv)     # opened just now from vision alone: nothing more to wait for
         self._retire_decided()
+        # decided movements leave `done` once late vision for them, or an unclaimed burst that may be their
+        # second look (evidence._same_swap_again, in the loop above), can no longer arrive
+        done, wait = s["done"], self.cfg.vision_max_wait_ms + self.cfg.same_weight_swap_repeat_ms
+        if done and (self._done_oldest is None or now - self._done_oldest > wait):   # (not every step)
+            for mid in [k for k, m in done.items() if now - m["mono_ms"] > wait]:
+                del done[mid]
+            self._done_oldest = min((m["mono_ms"] for m in done.values()), default=None)
 
     def _score(self, mv: dict) -> Scored:
         vis = VisionSummary.from_dict(mv["vision"]) if mv["vision"] else None

@@ -191,6 +191,34 @@ class EvidenceMixin:
                 <= 3.0 * math.hypot(self.book.params(ln["sku"])[1], sb) + cfg.min_delta_g]
         return sku if near else None
 
+    def _same_swap_again(self, v: VisionSummary, sku: str, mv: dict | None = None) -> bool:
+        """A burst within same_weight_swap_repeat_ms of a movement's start that names one of that
+        movement's products is that movement seen again: a hand's way in and out can open two
+        unsettled windows, each with its burst, and once the first is decided the product it took
+        out is "not in the basket" to the second burst, which would swap it back (or, while the first
+        is still open, swap in what it puts in). Its vision joins the movement while that waits;
+        otherwise it is logged and changes nothing. True: it was the same action."""
+        cfg = self.cfg
+        if cfg.same_weight_swap_repeat_ms <= 0:
+            return False
+        for prev in self._all_moves():
+            if prev is mv or abs(v.mono_ms - prev["start_ms"]) > cfg.same_weight_swap_repeat_ms:
+                continue
+            # one of its products: named by its burst, or put in or taken out by its decision
+            named = prev["vision"] is not None and \
+                prev["vision"]["scores"].get(sku, 0.0) >= cfg.same_weight_swap_min_score
+            if not named and sku not in (prev.get("effect") or {}):
+                continue
+            if mv is not None:      # a tiny weight change's movement: done, its burst is the other's
+                mv["state"] = MoveState.DONE
+            if prev["state"] == MoveState.WAITING:
+                self._attach(prev, v)
+            self._log("no_change", f"the camera saw {sku} of {prev['id']} again, with no weight change",
+                      move=mv["id"] if mv is not None else None, evidence=["vision", "weight", "context"],
+                      extra={"frames": v.frame_ids, "same_as": prev["id"]})
+            return True
+        return False
+
     def _same_weight_swap(self, v: VisionSummary, epoch, seq, useq, delta_g: float, total_g: float,
                           noise_g: float) -> bool:
         """The camera saw a product that is not in the basket but the weight did not change: a swap
@@ -199,6 +227,8 @@ class EvidenceMixin:
         sku = self._swapped_in(v)
         if sku is None:
             return False
+        if self._same_swap_again(v, sku):
+            return True
         s = self.s
         s["n"]["move"] += 1
         mid = f"m{s['n']['move']}"
