@@ -45,6 +45,10 @@ class ReconcileConfig(BaseModel):
         "a burst within this long of a same-weight swap's burst that names one of that swap's products is "
         "the same swap seen again (one action's second unsettled window), not a second swap back; 0 turns "
         "it off (docs/reconciliation.md §4.4.6)"))
+    same_weight_burst_to_weight: bool = Field(True, description=(
+        "a weight event for an unsettled window whose burst opened a same-weight swap (the scale settled "
+        "after the burst aged out) takes that burst; the swap, if it is still open, is withdrawn "
+        "(docs/reconciliation.md §4.4.6)"))
     accept_same_weight_swap_seen: bool = Field(True, description=(
         "a swap with no weight change is accepted when the camera saw both products (the one out on a basket "
         "line), each the best of a frame, not look-alikes of one family, and their weights fit (§4.1); off: "

@@ -68,8 +68,33 @@ class EvidenceMixin:
         vis = self._take_visions(w.epoch, w.unsettled_seq, start, w.mono_ms)
         for v in vis:
             self._attach(s["moves"][mid], v)
+        self._burst_of_same_weight(s["moves"][mid])
         self._fx["basket_changed"] = delta_g > 0   # a pending line shows until decided
         return s["moves"][mid]
+
+    def _burst_of_same_weight(self, mv: dict) -> None:
+        """A weight event for an unsettled window whose burst opened a same-weight swap: the scale
+        settled after the burst had aged out (a slow placement on a pushed cart), so the burst is
+        this movement's, not a swap's. A swap still waiting or asked is withdrawn; one that changed
+        nothing (the shopper said nothing was swapped) gives its burst; one applied or with a human
+        is left as it is (this weight then says what else changed)."""
+        if mv["unsettled_seq"] is None or not self.cfg.same_weight_burst_to_weight:
+            return
+        for prev in self._all_moves():
+            if prev is mv or not prev.get("same_weight") or not prev["vision"] \
+                    or prev["epoch"] != mv["epoch"] or prev["unsettled_seq"] != mv["unsettled_seq"]:
+                continue
+            if prev.get("effect") or prev["state"] in (MoveState.ANSWERED, MoveState.REVIEW):
+                return
+            if prev["state"] != MoveState.DONE:
+                if prev["prompt_id"]:
+                    self._close_prompt(prev["prompt_id"])
+                    prev["prompt_id"] = None
+                prev["state"] = MoveState.DONE
+                self._log("no_change", f"the weight changed after all: {mv['id']} takes this burst",
+                          move=prev["id"], evidence=["weight", "vision"], extra={"delta_g": mv["delta_g"]})
+            self._attach(mv, VisionSummary.from_dict(prev["vision"]))
+            return
 
     def _merge_host(self, epoch: int, start_ms: int) -> dict | None:
         """The undecided movement a settle starting at `start_ms` continues: one physical action
