@@ -225,6 +225,19 @@ def test_two_of_a_product_with_a_same_weight_look_alike_is_asked():
     assert r.verdict is TapVerdict.ACCEPT and r.hypothesis["in"] == {"water": 2}, r
 
 
+def test_units_tapped_against_products_seen_that_cannot_be_the_rest_are_accepted():
+    # issue 12, real hard run: "4 x A" tapped, asked again because the detector also named other
+    # products, none of which weighs what is left (tap_units_seen_misfit)
+    c = Cart()
+    r = _reading(c.e, "water", 3060.5, [("water", 0.6), ("cola", 0.35)])
+    assert r.verdict is TapVerdict.ACCEPT and r.hypothesis["in"] == {"water": 2}, r
+    off = Cart(cfg=ReconcileConfig(tap_units_seen_misfit=False))
+    assert _reading(off.e, "water", 3060.5, [("water", 0.6), ("cola", 0.35)]).verdict is TapVerdict.ASK
+    # a product seen that is part of a reading of the rest still asks: "2 x Soup" or "Soup + Beans"
+    r = _reading(c.e, "soup", 845.0, [("soup", 0.6), ("beans", 0.35)])
+    assert r.verdict is TapVerdict.ASK, r
+
+
 # --- hostile taps -------------------------------------------------------------------------------
 
 def test_a_tap_on_a_closed_prompt_changes_nothing():

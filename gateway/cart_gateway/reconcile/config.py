@@ -276,6 +276,11 @@ class ReconcileConfig(BaseModel):
         "off: also asked again whenever A has a family look-alike of its weight, a guard meant for "
         "'2 x A' vs 'A + A'' (hard floor: scans of the product a swap put in asked a second time)"))
 
+    tap_units_seen_misfit: bool = Field(True, description=(
+        "a tap on A read as 'k x A' is clear (posterior, margin and fit permitting) also when the camera saw "
+        "other products, if none of them is part of any reading of the rest of the weight (taps.py): they "
+        "cannot be what else went in; off: any other product seen asks again (docs/reconciliation.md §4.3)"))
+
     @model_validator(mode="after")
     def _check(self) -> "ReconcileConfig":
         if not self.unit_prior or any(p <= 0 for p in self.unit_prior):

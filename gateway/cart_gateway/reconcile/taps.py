@@ -135,12 +135,23 @@ def read_tap(sku: str, mv: dict, seen: Seen | None, vision, cat, book, lines: li
     top = readings[0]
     p2 = readings[1]["posterior"] if len(readings) > 1 else 0.0
     clear = (top["posterior"] >= cfg.accept_posterior and top["posterior"] - p2 >= cfg.accept_margin
-             and abs(top["z"]) <= cfg.accept_max_z and _all_seen(top, sku, seen, cfg)
+             and abs(top["z"]) <= cfg.accept_max_z
+             and (_all_seen(top, sku, seen, cfg) or _units_against_misfits(top, sku, seen, readings, cfg))
              and not (set(top["in"]) == {sku} and (not top["out"] or not cfg.tap_swap_reading_clear)
                       and _has_look_alike(sku, cat, book, sn, cfg)))
     if clear:
         return TapReading(TapVerdict.ACCEPT, hypothesis=top, readings=readings, why="the rest is clear")
     return TapReading(TapVerdict.ASK, readings=readings[: cfg.ask_top_k], why="the rest is not clear")
+
+
+def _units_against_misfits(h: dict, sku: str, seen: Seen | None, readings: list[dict],
+                           cfg: ReconcileConfig) -> bool:
+    """'k x A' against other products the camera saw, none of which is in any reading of the rest
+    of the weight: whatever else it saw cannot be what went in with A (tap_units_seen_misfit)."""
+    if not cfg.tap_units_seen_misfit or seen is None or set(h["in"]) != {sku} or h["out"]:
+        return False
+    others = {s for s, v in seen.scores.items() if s != sku and v >= cfg.pair_seen_min_score}
+    return not any(others & (set(r["in"]) | set(r["out"])) for r in readings)
 
 
 def _all_seen(h: dict, sku: str, seen: Seen | None, cfg: ReconcileConfig) -> bool:
