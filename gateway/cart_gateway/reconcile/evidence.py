@@ -80,7 +80,7 @@ class EvidenceMixin:
         is left as it is (this weight then says what else changed)."""
         if mv["unsettled_seq"] is None or not self.cfg.same_weight_burst_to_weight:
             return
-        for prev in self._all_moves():
+        for prev in (*self.s["moves"].values(), *self.s["done"].values()):   # (no order needed)
             if prev is mv or not prev.get("same_weight") or not prev["vision"] \
                     or prev["epoch"] != mv["epoch"] or prev["unsettled_seq"] != mv["unsettled_seq"]:
                 continue
@@ -226,7 +226,7 @@ class EvidenceMixin:
         cfg = self.cfg
         if cfg.same_weight_swap_repeat_ms <= 0:
             return False
-        for prev in self._all_moves():
+        for prev in (*self.s["moves"].values(), *self.s["done"].values()):   # (no order needed)
             if prev is mv or abs(v.mono_ms - prev["start_ms"]) > cfg.same_weight_swap_repeat_ms:
                 continue
             # one of its products: named by its burst, or put in or taken out by its decision
