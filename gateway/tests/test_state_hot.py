@@ -50,8 +50,9 @@ def test_decided_movements_leave_the_open_ones_and_late_vision_still_finds_them(
     fx = eng.step(Vision(s["now_ms"] + 1, [[]], (), ref, ("late-frame",)))
     [d] = [d for d in fx["decisions"] if d["outcome"] == "late_vision"]
     assert d["move_id"] == mv["id"] and d["movement"]["delta_g"] == round(mv["delta_g"], 1)
-    # and it is forgotten once late vision can no longer come
-    eng.advance(s["now_ms"] + eng.cfg.vision_max_wait_ms + 1)
+    # and it is forgotten once late vision, or a burst that may be its second look
+    # (same_weight_swap_repeat_ms, docs/reconciliation.md §4.4.6), can no longer come
+    eng.advance(s["now_ms"] + eng.cfg.vision_max_wait_ms + eng.cfg.same_weight_swap_repeat_ms + 1)
     assert not s["done"] and eng.movement(mv["id"]) is None
 
 
