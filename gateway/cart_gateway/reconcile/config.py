@@ -42,9 +42,9 @@ class ReconcileConfig(BaseModel):
         "a product the camera scores this high, not in the basket, with no weight change, opens a "
         "movement (a swap for a product of the same weight); 0 turns it off"))
     same_weight_swap_repeat_ms: int = Field(3000, ge=0, description=(
-        "a burst within this long of a same-weight swap's burst that names one of that swap's products is "
-        "the same swap seen again (one action's second unsettled window), not a second swap back; 0 turns "
-        "it off (docs/reconciliation.md §4.4.6)"))
+        "a burst within this long of a movement's start that names one of its products (scored by its burst, "
+        "or put in or taken out by its decision) is that action seen again (a second unsettled window of one "
+        "hand), not a same-weight swap; 0 turns it off (docs/reconciliation.md §4.4.6)"))
     same_weight_burst_to_weight: bool = Field(True, description=(
         "a weight event for an unsettled window whose burst opened a same-weight swap (the scale settled "
         "after the burst aged out) takes that burst; the swap, if it is still open, is withdrawn "

@@ -72,12 +72,14 @@ class DecideMixin:
                 break  # later movements wait for this one: removals need the adds before them
             if self._held(mv):
                 break  # the same action may settle again (merged, not decided twice)
+            swapped_in = None
             if abs(mv["delta_g"]) < self.cfg.min_delta_g and not mv.get("same_weight") \
-                    and self.cfg.tiny_change_swap_seen and mv["vision"] \
-                    and self._swapped_in(VisionSummary.from_dict(mv["vision"])) is not None:
+                    and self.cfg.tiny_change_swap_seen and mv["vision"]:
                 v = VisionSummary.from_dict(mv["vision"])
-                if self._same_swap_again(v, self._swapped_in(v), mv):
+                swapped_in = self._swapped_in(v)
+                if swapped_in is not None and self._same_swap_again(v, swapped_in, mv):
                     continue
+            if swapped_in is not None:
                 # the scale barely moved but the camera saw a product the basket does not hold, and
                 # one of its weight could have come out: a swap of one weight, not a lift and put back
                 mv["same_weight"] = True
