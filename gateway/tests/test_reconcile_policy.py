@@ -442,6 +442,28 @@ def test_a_burst_that_aged_out_before_a_slow_settle_is_the_weight_movements():
     assert c.e.open_prompts() and "vision" not in done["decisions"][-1]["evidence"], done["decisions"]
 
 
+def test_a_burst_seen_again_still_goes_to_its_own_windows_later_weight():
+    # the repeat rule keeps the burst it set aside: soup taken out, a second window's burst shows
+    # soup (not in the basket now), and later that window settles: soup put back, seen
+    from cart_gateway.reconcile import WeightChange
+    c = Cart()
+    c.move(420.0, [("soup", 0.9)])
+    c.move(425.0, [("beans", 0.9)])
+    start = c.t
+    c.move(-420.0, [("soup", 0.9)], flush=False)
+    c.e.advance(c.t + 1600)
+    _second_burst(c, ["soup"], start + 1200)
+    useq = c.seq
+    ds = c.e.advance(start + 14000)["decisions"]
+    assert [x["outcome"] for x in ds] == ["no_change"] and "again" in ds[0]["reason"], ds
+    c.seq += 1
+    c.total += 420.0
+    c.e.step(WeightChange(1, c.seq, start + 16000, 420.0, c.total, 0.8, useq))
+    (d,) = [x for x in c.e.advance(start + 19000)["decisions"] if x["outcome"] in ("accept", "ask", "review")]
+    assert d["outcome"] == "accept" and "vision" in d["evidence"], d
+    assert _units(c) == {"soup": 1, "beans": 1} and not c.e.open_prompts()
+
+
 def test_a_swap_back_later_is_a_second_swap():
     # the rule is bounded in time: a shopper who changes their mind later swaps back
     c = Cart()

@@ -97,11 +97,17 @@ class DecideMixin:
         keep = []
         for d in s["visions"]:
             age = now - d["mono_ms"]
+            if d.get("again"):      # seen again (evidence._same_swap_again): only for its own window's weight
+                if age <= 2 * self.cfg.vision_max_wait_ms:
+                    keep.append(d)
+                continue
             open_ref = d["ref"] is not None and f"{d['ref'][0]}/{d['ref'][1]}" in s["unsettled"]
             if age > self.cfg.vision_max_wait_ms or (age > self.cfg.evidence_window_ms and not open_ref):
                 v = VisionSummary.from_dict(d)
                 ref = v.ref or [None, None]
-                if self._same_weight_swap(v, ref[0], None, ref[1], 0.0, 0.0, 0.0):
+                if self._same_weight_swap(v, ref[0], None, ref[1], 0.0, 0.0, 0.0, held=d):
+                    if d.get("again"):
+                        keep.append(d)
                     continue
                 self._log("no_change", "vision without a weight change: item lifted and put back",
                           evidence=["vision"], extra={"frames": d["frame_ids"], "scores": d["scores"]})

@@ -216,13 +216,15 @@ class EvidenceMixin:
                 <= 3.0 * math.hypot(self.book.params(ln["sku"])[1], sb) + cfg.min_delta_g]
         return sku if near else None
 
-    def _same_swap_again(self, v: VisionSummary, sku: str, mv: dict | None = None) -> bool:
+    def _same_swap_again(self, v: VisionSummary, sku: str, mv: dict | None = None, held: dict | None = None) -> bool:
         """A burst within same_weight_swap_repeat_ms of a movement's start that names one of that
         movement's products is that movement seen again: a hand's way in and out can open two
         unsettled windows, each with its burst, and once the first is decided the product it took
         out is "not in the basket" to the second burst, which would swap it back (or, while the first
         is still open, swap in what it puts in). Its vision joins the movement while that waits;
-        otherwise it is logged and changes nothing. True: it was the same action."""
+        otherwise it is logged and changes nothing, and `held` (the buffered burst) is marked
+        `again` so that a weight event of its own window that comes later still takes it (the
+        flush keeps it another vision_max_wait_ms). True: it was the same action."""
         cfg = self.cfg
         if cfg.same_weight_swap_repeat_ms <= 0:
             return False
@@ -238,6 +240,8 @@ class EvidenceMixin:
                 mv["state"] = MoveState.DONE
             if prev["state"] == MoveState.WAITING:
                 self._attach(prev, v)
+            elif held is not None and v.ref is not None:
+                held["again"] = prev["id"]
             self._log("no_change", f"the camera saw {sku} of {prev['id']} again, with no weight change",
                       move=mv["id"] if mv is not None else None, evidence=["vision", "weight", "context"],
                       extra={"frames": v.frame_ids, "same_as": prev["id"]})
@@ -245,14 +249,14 @@ class EvidenceMixin:
         return False
 
     def _same_weight_swap(self, v: VisionSummary, epoch, seq, useq, delta_g: float, total_g: float,
-                          noise_g: float) -> bool:
+                          noise_g: float, held: dict | None = None) -> bool:
         """The camera saw a product that is not in the basket but the weight did not change: a swap
         for a product of the same weight (the scale cannot see it). Opens a movement for it, so the
         swap hypotheses (and, if unsure, the shopper) decide; returns True if it did."""
         sku = self._swapped_in(v)
         if sku is None:
             return False
-        if self._same_swap_again(v, sku):
+        if self._same_swap_again(v, sku, held=held):
             return True
         s = self.s
         s["n"]["move"] += 1
