@@ -96,7 +96,8 @@ def _train(args) -> int:
                     input_size=args.still_input, lr=args.lr, margin=args.margin,
                     margin_warmup=args.margin_warmup, augment=not args.no_augment, init_from=args.init_from,
                     widen=args.widen, embed_dim=args.embed_dim, proto_weight=args.proto_weight,
-                    per_class=args.per_class, style_augment=args.style_augment)
+                    per_class=args.per_class, style_augment=args.style_augment,
+                    family_batches=args.family_batches, catalogue_path=args.catalogue)
         return 0
     from .train import train
     if args.photos:
@@ -223,6 +224,7 @@ def main(argv=None) -> int:
     t.add_argument("--data", nargs="+", help="train .npz file(s) from `render` (concatenated)")
     t.add_argument("--val", help="validation .npz from `render --split val`")
     t.add_argument("--photos", help="instead: a folder per SKU of real photos")
+    t.add_argument("--catalogue", default=None, help="still stage, --family-batches: the families' catalogue")
     t.add_argument("--out-dir", default=str(DATA_DIR))
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--batch", type=int, default=64)
@@ -254,6 +256,8 @@ def main(argv=None) -> int:
                    help="still stage: weight of the loss on the batch's view-mean prototypes (0: CosFace only)")
     t.add_argument("--per-class", type=int, default=4,
                    help="still stage, --proto-weight: windows per label in a batch (batch = labels x this)")
+    t.add_argument("--family-batches", action="store_true",
+                   help="still stage, --proto-weight: each batch holds whole look-alike families (hard negatives)")
     t.add_argument("--style-augment", action="store_true",
                    help="still stage: appearance augmentation (colour cast, gamma, vignette, specular spot, blur)")
     t.add_argument("--budget-minutes", type=float, default=None,

@@ -288,14 +288,15 @@ def train_still(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 8
                 margin: float = STILL_MARGIN, margin_warmup: int = 2, augment: bool = True,
                 init_from: Path | None = None, widen: int = 1, embed_dim: int | None = None,
                 proto_weight: float = 0.0, per_class: int = 4, style_augment: bool = False,
-                log=print) -> dict:
+                family_batches: bool = False, catalogue_path=None, log=print) -> dict:
     """Still classifier: writes still.tflite (int8 in, embedding out), still_gallery.npz
     (the trained classes' head directions) and still.calib.json (temperature fitted on the
     validation windows with the int8 model; `cart-model calibrate --still` refits it on
     real stills). init_from: fine-tune that directory's still.tflite + gallery (warmstart.py),
     `widen` times as wide and with `embed_dim` units if given. proto_weight > 0: also the
     loss on the batch's view-mean prototypes (still_proto.py), batches of labels x per_class;
-    style_augment: appearance augmentation (still_proto.appearance)."""
+    style_augment: appearance augmentation (still_proto.appearance); family_batches: those
+    batches hold whole look-alike families of the catalogue (still_proto.balanced_order)."""
     import hashlib
 
     from cart_gateway.detectors.api import softmax
@@ -319,14 +320,18 @@ def train_still(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 8
     callbacks = budget.callbacks() + [_margin_warmup(tf, m_var, margin, margin_warmup)]
     t0 = time.time()
     if proto_weight > 0:
-        from .still_proto import proto_dataset, proto_loss
+        from .still_proto import families, proto_dataset, proto_loss
+        family_of = None
+        if family_batches:
+            from cart_gateway.catalogue import Catalogue
+            family_of = families(labels, Catalogue.load(catalogue_path))
         fit_model = tf.keras.Model(model.input, {"cos": model.output, "unit": model.get_layer("unit").output})
         fit_model.compile(optimizer=tf.keras.optimizers.Adam(lr),
                           loss={"cos": _cosface_loss(tf, len(labels), m=m_var),
                                 "unit": proto_loss(tf, len(labels), STILL_SCALE, margin)},
                           loss_weights={"cos": 1.0, "unit": proto_weight}, metrics={"cos": ["accuracy"]})
         ds = proto_dataset(tf, x, y, batch, per_class, seed, _jitter(tf, x.shape[1]) if augment else None,
-                           style_augment, epochs)
+                           style_augment, epochs, family_of)
         hist = fit_model.fit(ds, steps_per_epoch=max(1, len(x) // batch), epochs=epochs, verbose=2,
                              validation_data=(val_data["x"], {"cos": val_data["y"], "unit": val_data["y"]}),
                              callbacks=callbacks)
@@ -366,6 +371,7 @@ def train_still(train_data: dict, val_data: dict, out_dir: Path, epochs: int = 8
             "init_from": Path(init_from).name if init_from else None, "input": int(x.shape[1]),
             "widen": widen, "embed_dim": int(w.shape[1]), "proto_weight": proto_weight,
             "per_class": per_class if proto_weight > 0 else None, "style_augment": style_augment,
+            "family_batches": bool(family_batches and proto_weight > 0),
             "keras_train_acc": [round(float(v), 4) for v in hkey("accuracy")],
             "keras_val_acc": [round(float(v), 4) for v in hkey("val_accuracy")]}
     cal_path.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")

@@ -48,10 +48,12 @@ def test_still_training_pipeline_end_to_end(tmp_path):
     assert list(tr["labels"]) == ["__none__", *trained]          # unseen SKUs never in a batch
     for f in ("detector.tflite", "detector_crop.tflite", "detector_labels.txt", "detector.calib.json"):
         shutil.copy(DATA_DIR / f, tmp_path / f)                  # stage 1 finds the item on the still
-    # The round-4 recipe: CosFace + the view-mean prototype loss, class-balanced batches, appearance augmentation.
+    # The round-5 recipe: CosFace + the view-mean prototype loss, batches of whole look-alike
+    # families, appearance augmentation.
     info = train_still(tr, va, tmp_path, epochs=1, batch=32, width=0.5, embed_dim=64, proto_weight=1.0,
-                       per_class=4, style_augment=True, log=lambda s: None)
-    assert info["proto_weight"] == 1.0 and info["embed_dim"] == 64 and info["style_augment"]
+                       per_class=4, style_augment=True, family_batches=True, catalogue_path=cat_path,
+                       log=lambda s: None)
+    assert info["proto_weight"] == 1.0 and info["embed_dim"] == 64 and info["style_augment"] and info["family_batches"]
     model = tmp_path / "still.tflite"
     assert info["model_bytes"] == model.stat().st_size <= 1_000_000
     clf = StillClassifier(model)

@@ -1,7 +1,8 @@
 """The still embedding's prototype loss and class-balanced batches (cart_model.still_proto)."""
 import numpy as np
 
-from cart_model.still_proto import appearance, balanced_order, proto_loss
+from cart_gateway.catalogue import Catalogue
+from cart_model.still_proto import appearance, balanced_order, families, proto_loss
 from cart_model.train import _tf
 
 
@@ -56,6 +57,44 @@ def test_balanced_batches_are_groups_of_one_label_and_cover_every_label():
     assert set(groups[:, 0]) == {0, 1, 2, 3}                    # a label with 1-2 windows still appears
     assert abs(len(order) - len(y)) <= 4 * 4                    # about one epoch
     assert set(order) <= set(range(len(y)))
+
+
+def _family_runs(seq, family_of):
+    """Maximal runs of one family along a sequence of groups' labels: (family, length)."""
+    runs = []
+    for c in seq:
+        f = family_of[c]
+        if runs and runs[-1][0] == f:
+            runs[-1][1] += 1
+        else:
+            runs.append([f, 1])
+    return runs
+
+
+def test_family_batches_put_a_familys_labels_side_by_side():
+    family_of = ["none", "F1", "F1", "F1", "F2", "F2", "F3"]
+    y = np.concatenate([np.full(n, c) for c, n in enumerate([12, 8, 8, 9, 8, 7, 8])])
+    order = balanced_order(y, 4, np.random.default_rng(0), family_of)
+    groups = y[order].reshape(-1, 4)
+    assert (groups == groups[:, :1]).all()                      # still groups of one label
+    seq = [int(c) for c in groups[:, 0]]
+    assert sorted(set(seq)) == list(range(7))
+    runs = _family_runs(seq, family_of)
+    # a block is one group of each of a family's labels: F1 comes in runs of 3 labels, F2 of 2
+    assert all(n % 3 == 0 for f, n in runs if f == "F1") and all(n % 2 == 0 for f, n in runs if f == "F2")
+    assert len(runs) <= 9                                        # 9 blocks: none 3, F1 2, F2 2, F3 2
+    plain = balanced_order(y, 4, np.random.default_rng(0))       # without families: the same epoch length
+    assert len(plain) == len(order)
+    assert len(_family_runs([int(c) for c in y[plain].reshape(-1, 4)[:, 0]], family_of)) > 9
+
+
+def test_families_come_from_the_catalogue_and_personal_items_share_one():
+    cat = Catalogue.load()
+    first = next(iter(cat))
+    a, b = [s for s in cat if s.family == first.family][:2]
+    fam = families([a.sku, b.sku, "personal:bag", "personal:phone", "__none__"], cat)
+    assert fam[0] == fam[1] == f"sku:{a.family}"
+    assert fam[2] == fam[3] == "personal" and fam[4] == "__none__"
 
 
 def test_appearance_augmentation_keeps_the_window_shape_and_range():
