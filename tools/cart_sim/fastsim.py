@@ -38,6 +38,7 @@ from cartfw.apps.scale import build as build_scale
 from cart_gateway.catalogue import Catalogue
 from cart_gateway.config import parse_config
 from cart_gateway.detectors.api import Candidate
+from cart_gateway.vision import StillFrame
 from cart_gateway.replay import Replayer, ReplaySummary, collect_rejections
 from cart_gateway.store import Store as GatewayStore
 
@@ -168,6 +169,13 @@ class PoolDetector:
             return kind, None if key == NO_ITEM else key
         return self.real.get(hashlib.blake2b(jpeg, digest_size=16).digest())
 
+    def _still_frame(self, key: str) -> StillFrame:
+        """The still classifier's candidates for a still scene (the truth at 0.99 under the vision oracle)."""
+        if self.vision_oracle:
+            sku = key.split("|")[0]
+            return StillFrame([Candidate(sku=None if sku == "-" else sku, score=0.99, cx=0.5, cy=0.5)])
+        return StillFrame([Candidate(sku=s, score=sc, cx=x, cy=y) for s, sc, x, y in self.stills.classes(key)])
+
     def run(self, jpegs: list[bytes]) -> tuple[list[list], list[str]]:
         t0 = time.perf_counter()
         frames, codes = [], []
@@ -177,6 +185,8 @@ class PoolDetector:
                 for c in self.stills.codes(scene[1]):
                     if c not in codes:
                         codes.append(c)
+                if self.stills.classifies and scene[1] is not None:
+                    frames.append(self._still_frame(scene[1]))
                 continue
             c = [] if scene is None else self.candidates(scene[1])
             frames.append([Candidate(sku=s, score=sc, cx=x, cy=y) for s, sc, x, y in c])
@@ -316,7 +326,8 @@ class BasketRun:
         self.shown: dict[str, str] = {}   # frame id -> the scene it was taken of (what the review page shows)
         self.retake_rng = random.Random(f"{store.seed}|{index}|retake")
         self.still_cam = store.stills and stills.StillCamera(store.stills, self.sc["camera"],
-                                                              f"{store.seed}|{index}|still", scenes=store.send_frames)
+                                                              f"{store.seed}|{index}|still",
+                                                              scenes=store.send_frames or store.stills.classifies)
 
     # --- message plumbing -------------------------------------------------------
     def _clock(self):

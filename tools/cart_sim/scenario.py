@@ -78,6 +78,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "p_barcode_facing": (0.35, 0.0, 1.0),     # placements whose code faces the camera (estimate)
         "still_min_g": (5.0, 0.0, 1000.0),        # the camera board's app.still_min_g
         "still_pool": (1, 1, 20),                 # pre-rendered stills per SKU and condition
+        "still_classifier": (False, None, None),  # the gateway classifies each still too ([detector] still_classifier)
     },
     "sensor": {
         "noise_g": (1.0, 0.0, 5.0),         # HX711 rms at 80 SPS, 0.5-1.5 g for cart cells

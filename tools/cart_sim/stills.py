@@ -49,17 +49,23 @@ class StillPool:
         self.res = camera["still_res"]
         self.view_mm = float(camera["still_view_mm"])
         self.n = int(camera["still_pool"])
+        self.classifies = bool(camera["still_classifier"])   # the gateway's still classifier reads them too
         self.rendered = 0
         self.render_s = 0.0
         self.read_ms: list[float] = []
-        self.stats = {"stills": 0, "facing": 0, "right": 0, "wrong": 0}
+        self.stats = {"stills": 0, "facing": 0, "right": 0, "wrong": 0,
+                      "classified": 0, "class_right": 0, "class_sure": 0, "class_sure_wrong": 0}
         self._reader = None
+        self._burst = None        # the gateway's BurstDetector with the committed still classifier
         import cart_gateway.barcodes as rd
         import cart_model.render as rn
         h = hashlib.sha256(json.dumps({"res": self.res, "view": self.view_mm, "seed": seed,
                                        "occ": camera["occlusion_max"]}, sort_keys=True).encode())
         for mod in (rn, rd):
             h.update(Path(mod.__file__).read_bytes())
+        if self.classifies:       # the classes are the committed models' (burst stage 1 and still)
+            for f in still_model_files():
+                h.update(f.read_bytes())
         h.update(catalogue.to_json().encode())
         self.tag = h.hexdigest()[:16]
         self.path = cache_file("stills", self.tag, cache_dir)
@@ -107,7 +113,10 @@ class StillPool:
 
     def summary(self) -> dict:
         n = self.stats["stills"]
-        return {"res": self.res, "view_mm": self.view_mm, "stills": n, "facing": self.stats["facing"],
+        k = self.stats["classified"]
+        classes = {"classified": k, "top1": round(self.stats["class_right"] / k, 4) if k else None,
+                   "sure": self.stats["class_sure"], "sure_wrong": self.stats["class_sure_wrong"]}
+        return {"classifier": classes if self.classifies else None, "res": self.res, "view_mm": self.view_mm, "stills": n, "facing": self.stats["facing"],
                 "read_right": self.stats["right"], "read_wrong": self.stats["wrong"],
                 "read_rate": round(self.stats["right"] / n, 4) if n else None,
                 "read_rate_facing": round(self.stats["right"] / self.stats["facing"], 4) if self.stats["facing"] else None,
@@ -125,29 +134,83 @@ class StillPool:
         self.stats["wrong"] += any(c != want for c in got)
         return got
 
+    def classes(self, key: str) -> list[list]:
+        """The gateway's still classifier on that still: [[sku or None, score, cx, cy], ...]
+        (vision.BurstDetector.classify_still, the committed models), rendered and read once."""
+        c = self.cache.get(self.CLASS + key)
+        if c is None:
+            self._read(key)
+            c = self.cache[self.CLASS + key]
+        want = self._truth_label(key)
+        self.stats["classified"] += 1
+        top = c[0] if c else [None, 0.0]
+        self.stats["class_right"] += top[0] == want
+        self.stats["class_sure"] += top[1] >= SURE
+        self.stats["class_sure_wrong"] += top[1] >= SURE and top[0] != want
+        return [list(x) for x in c]
+
+    CLASS = "class|"   # cache prefix of a still's classifier candidates
+
+    def _truth_label(self, key: str) -> str | None:
+        sku = key.split("|")[0]
+        return None if sku == "-" else sku
+
     def _codes(self, key: str) -> list[str]:
         c = self.cache.get(key)
         if c is None:
-            from cart_gateway.barcodes import StillBarcodeReader
-            from cart_model.render import encode_jpeg
+            self._read(key)
+            c = self.cache[key]
+        return list(c)
+
+    def _read(self, key: str) -> None:
+        """Render the still of `key` once and keep what the gateway reads of it: its codes (none
+        on a still whose code the camera cannot see) and, with the classifier, its candidates."""
+        from cart_gateway.barcodes import StillBarcodeReader
+        from cart_model.render import encode_jpeg
+        t0 = time.perf_counter()
+        img, _ = self.render(key)
+        jpeg = encode_jpeg(img)
+        if key.endswith("|" + self.AWAY):
+            self.cache[key] = []
+        else:
             if self._reader is None:
                 self._reader = StillBarcodeReader()
-            t0 = time.perf_counter()
-            img, _ = self.render(key)
-            r = self._reader.read(encode_jpeg(img))
-            self.render_s += time.perf_counter() - t0
+            r = self._reader.read(jpeg)
             self.read_ms.append(r.ms)
-            c = self.cache[key] = list(r.codes)
-            self.rendered += 1
-            self._dirty = True
-            if self.rendered % 25 == 0:
-                self.save()   # renders are slow: keep them if the run is stopped
-        return list(c)
+            self.cache[key] = list(r.codes)
+        if self.classifies:
+            if self._burst is None:
+                self._burst = still_classifier_stage()
+            self.cache[self.CLASS + key] = [[c.sku, round(float(c.score), 6), round(float(c.cx), 4),
+                                             round(float(c.cy), 4)] for c in self._burst.classify_still(jpeg)]
+        self.render_s += time.perf_counter() - t0
+        self.rendered += 1
+        self._dirty = True
+        if self.rendered % 25 == 0:
+            self.save()   # renders are slow: keep them if the run is stopped
 
     def save(self) -> None:
         if self._dirty:
             write_cache(self.path, self.cache)
             self._dirty = False
+
+
+SURE = 0.97    # the engine's accept threshold: a still this sure would settle an item alone
+
+
+def still_model_files() -> list[Path]:
+    """The committed models fast mode's still classes come from (their bytes key the cache)."""
+    from cart_gateway.detectors.still import DEFAULT_STILL_MODEL
+    base = DEFAULT_STILL_MODEL.parent
+    return sorted([*base.glob("detector*"), *base.glob("still*")])
+
+
+def still_classifier_stage():
+    """The gateway's detector stage for a still, as `[detector] still_classifier = true` builds it."""
+    from cart_gateway.config import parse_config
+    from cart_gateway.vision import BurstDetector
+    section = parse_config({"gateway_id": "sim", "detector": {"still_classifier": True}}).detector
+    return BurstDetector.from_config(section)
 
 
 class StillCamera:

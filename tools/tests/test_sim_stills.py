@@ -4,6 +4,8 @@ read as barcode evidence."""
 import pytest
 
 from cart_gateway.catalogue import Catalogue
+from cart_gateway.detectors.api import Candidate
+from cart_gateway.vision import StillFrame
 from cart_sim.fastsim import Store
 from cart_sim.scenario import ScenarioError, validate
 from cart_sim.shoppers import Action
@@ -79,6 +81,41 @@ def test_fast_mode_reads_barcodes_from_stills_and_the_engine_uses_them(cat):
     # the gateway's decision log (what the simulator saw of it)
     ev = [d for run in runs for d in run.log if "barcode" in d.get("evidence", [])]
     assert ev, "no decision used a barcode"
+
+
+def test_fast_mode_classifies_every_still_with_the_gateways_still_classifier(cat):
+    """camera.still_classifier: each still (code facing or not) is rendered once and classified by
+    the gateway's own stage (vision.BurstDetector.classify_still, the committed models), and the
+    detector stage hands its candidates to the gateway as a still's frame (StillFrame), as
+    vision.BurstDetector.run does with a real still."""
+    from cart_sim.fastsim import BasketRun
+    sc = validate(dict(CALM, camera=dict(CALM["camera"], still_classifier=True, p_barcode_facing=0.5)), "t")
+    store = Store(sc, seed=3, catalogue=cat)
+    pool = store.stills
+    seen = []                        # what the detector stage hands the gateway for each still
+    run_stage = store.detector.run
+
+    def recording(jpegs):
+        frames, codes = run_stage(jpegs)
+        seen.extend(f for f in frames if isinstance(f, StillFrame))
+        return frames, codes
+    store.detector.run = recording
+    runs = [BasketRun(store, i) for i in range(2)]
+    for run in runs:
+        run.run()
+    store.close()
+    st = pool.summary()
+    assert st["classifier"]["classified"] == st["stills"] >= 4
+    assert st["facing"] < st["stills"]                       # the stills whose code faced away were classified too
+    away = [k for k in pool.cache if k.startswith(pool.CLASS) and k.endswith("|" + pool.AWAY)]
+    assert away and all(pool.cache[k[len(pool.CLASS):]] == [] for k in away)   # no code read on them
+    some = next(v for k, v in pool.cache.items() if k.startswith(pool.CLASS) and v)
+    assert all(0.0 <= score <= 1.0 and (sku is None or sku in cat or sku.startswith("personal:"))
+               for sku, score, _, _ in some)
+    assert len(seen) == st["stills"] and all(isinstance(c, Candidate) for f in seen for c in f)
+    # the same scenario without the classifier: no candidates from stills, a different cache
+    plain = StillPool(cat, validate(CALM, "t")["camera"])
+    assert plain.tag != pool.tag and not plain.classifies
 
 
 def test_still_scenario_keys_are_checked():
