@@ -7,7 +7,7 @@ import pytest
 from cart_gateway.detectors.api import Candidate
 from cart_gateway.reconcile import ReconcileConfig, Unsettled, Vision, WeightChange
 from cart_gateway.reconcile.inputs import PERSONAL_PREFIX, VisionSummary
-from cart_gateway.reconcile.still_fusion import PERSONAL, FrameMeans, fuse
+from cart_gateway.reconcile.still_fusion import PERSONAL, STILL_SURE, FrameMeans, fuse, pooled
 from cart_gateway.vision import StillFrame
 
 BURST_FRAMES = 8   # a burst's frames (docs/camera.md); the old merge weighed a still as 1 of 9
@@ -123,3 +123,26 @@ def test_fusion_of_personal_items_and_the_prefix():
     assert f.conflict["still"] == "personal:bag" and f.conflict["burst"] == "cola"
     assert f.means.personal_scores["bag"] == pytest.approx(0.495) and f.means.scores["cola"] == pytest.approx(0.405)
     assert fuse(FrameMeans(), still).means == still and fuse(burst, FrameMeans()).means == burst
+
+
+def test_a_still_that_is_not_sure_is_pooled_with_the_burst_not_put_in_its_place():
+    """A classifier right about half the time must not throw away the burst: below STILL_SURE
+    the two are pooled (burst^(1-w) x still^w, normalised): agreement keeps the label on top,
+    and a still that leans the other way only pulls it down."""
+    burst = FrameMeans(8, {"soup": 0.8, "beans": 0.1}, 0.1, {})
+    leaning_wrong = FrameMeans(1, {"soup": 0.35, "beans": 0.55}, 0.1, {})
+    f = fuse(burst, leaning_wrong)
+    assert f.means.scores["soup"] > f.means.scores["beans"]          # the burst's clear best survives
+    assert 0.35 < f.means.scores["soup"] < 0.8                       # ... less sure than the burst alone
+    assert f.conflict["still"] == "beans" and f.conflict["burst"] == "soup"
+    agreeing = FrameMeans(1, {"soup": 0.7, "beans": 0.2}, 0.1, {})
+    g = fuse(burst, agreeing).means
+    assert g.scores["soup"] > 0.7 and fuse(burst, agreeing).conflict is None
+    assert sum(g.scores.values()) + g.none_score == pytest.approx(1.0)   # the still's mass
+    # a label only the still named gets the floor from the burst, not zero
+    new = FrameMeans(1, {"cola": 0.6}, 0.4, {})
+    h = pooled(burst, new, 0.5)
+    assert 0 < h.scores["cola"] < 0.6 and set(h.scores) == {"soup", "beans", "cola"}
+    # a sure still is still the camera's evidence alone
+    sure = FrameMeans(1, {"soup": STILL_SURE + 0.01}, 0.0, {})
+    assert fuse(FrameMeans(8, {"beans": 0.3}, 0.2, {}), sure).means == sure
