@@ -127,21 +127,22 @@ def test_fusion_of_personal_items_and_the_prefix():
 
 def test_a_still_that_is_not_sure_is_pooled_with_the_burst_not_put_in_its_place():
     """A classifier right about half the time must not throw away the burst: below STILL_SURE
-    the two are pooled (burst^(1-w) x still^w, normalised): agreement keeps the label on top,
-    and a still that leans the other way only pulls it down."""
+    the two are pooled (burst x still^0.5, normalised): agreement raises the label, a still
+    that leans the other way pulls it below what agreement gives, and neither erases it."""
     burst = FrameMeans(8, {"soup": 0.8, "beans": 0.1}, 0.1, {})
     leaning_wrong = FrameMeans(1, {"soup": 0.35, "beans": 0.55}, 0.1, {})
     f = fuse(burst, leaning_wrong)
-    assert f.means.scores["soup"] > f.means.scores["beans"]          # the burst's clear best survives
-    assert 0.35 < f.means.scores["soup"] < 0.8                       # ... less sure than the burst alone
+    assert f.means.scores["soup"] > f.means.scores["beans"] > 0      # the burst's clear best survives
     assert f.conflict["still"] == "beans" and f.conflict["burst"] == "soup"
     agreeing = FrameMeans(1, {"soup": 0.7, "beans": 0.2}, 0.1, {})
     g = fuse(burst, agreeing).means
-    assert g.scores["soup"] > 0.7 and fuse(burst, agreeing).conflict is None
+    assert g.scores["soup"] > max(0.8, f.means.scores["soup"]) and fuse(burst, agreeing).conflict is None
     assert sum(g.scores.values()) + g.none_score == pytest.approx(1.0)   # the still's mass
+    # the old rule (the still in the burst's place) would have made beans the best
+    assert fuse(burst, leaning_wrong).means.scores != leaning_wrong.scores
     # a label only the still named gets the floor from the burst, not zero
     new = FrameMeans(1, {"cola": 0.6}, 0.4, {})
-    h = pooled(burst, new, 0.5)
+    h = pooled(burst, new, 1.0, 0.5)
     assert 0 < h.scores["cola"] < 0.6 and set(h.scores) == {"soup", "beans", "cola"}
     # a sure still is still the camera's evidence alone
     sure = FrameMeans(1, {"soup": STILL_SURE + 0.01}, 0.0, {})

@@ -14,10 +14,12 @@ sure still ~1/9. So the two are kept apart (`FrameMeans` each) and combined by `
   and the conflict is recorded (the weight, a barcode or the shopper decides).
 - a still whose best is below STILL_SURE (the engine's accept threshold) is not the whole
   evidence: a classifier that is right half the time would throw away a burst that is right
-  more often. Then the two are pooled, p(label) proportional to p_burst^(1-w) x p_still^w
-  (a logarithmic opinion pool, w = STILL_POOL_WEIGHT; a label a part did not name gets
-  POOL_FLOOR), normalised to the still's listed mass: where they agree the label keeps its
-  score, where they disagree both fall (docs/model_card.md "The still's evidence").
+  more often. Then the two are pooled, p(label) proportional to p_burst^a x p_still^b
+  (a = STILL_POOL_BURST, b = STILL_POOL_WEIGHT; a label a part did not name gets
+  POOL_FLOOR), normalised to the still's listed mass. With a = 1, b = 0.5 the still is more
+  evidence, tempered because it sees the view the burst saw; agreement raises the label,
+  disagreement lowers it. Chosen by measurement (docs/model_card.md "The still's evidence
+  in the engine": replace, and pools 0.5/0.5, 0.75/0.25, 1/0.5, on hard-stills).
 
 Barcodes are not fused here: a read from a still or a burst frame is near-certain either way.
 """
@@ -29,7 +31,8 @@ PERSONAL = "personal:"           # inputs.PERSONAL_PREFIX (inputs imports this m
 CONFLICT_MIN = 0.5               # the burst's mean score for its best label at which it clearly names it
 STILL_SHARE_ON_CONFLICT = 0.5    # the still's share of the average when the burst clearly disagrees
 STILL_SURE = 0.97                # a still this sure of its best label is the camera's evidence alone
-STILL_POOL_WEIGHT = 0.5          # the still's exponent in the pool of a still below STILL_SURE (0: off)
+STILL_POOL_BURST = 1.0           # the burst's exponent in the pool of a still below STILL_SURE
+STILL_POOL_WEIGHT = 0.5          # the still's exponent there (0: off, the still replaces the burst)
 POOL_FLOOR = 0.01                # a label one part did not name, in the pool (the vision factor's floor)
 
 
@@ -98,7 +101,7 @@ def fuse(burst: FrameMeans, still: FrameMeans) -> Fused:
     if s_score < STILL_SURE and STILL_POOL_WEIGHT > 0:
         conflict = None if agrees else {"still": s_label, "still_score": round(s_score, 6),
                                         "burst": b_label, "burst_score": round(b_score, 6)}
-        return Fused(pooled(burst, still, STILL_POOL_WEIGHT), conflict)
+        return Fused(pooled(burst, still, STILL_POOL_BURST, STILL_POOL_WEIGHT), conflict)
     if agrees:
         return Fused(still)
     w = STILL_SHARE_ON_CONFLICT
@@ -112,10 +115,10 @@ def fuse(burst: FrameMeans, still: FrameMeans) -> Fused:
                          "burst": b_label, "burst_score": round(b_score, 6)})
 
 
-def pooled(burst: FrameMeans, still: FrameMeans, w: float) -> FrameMeans:
-    """Logarithmic opinion pool of the two parts over every label either named: score
-    proportional to burst^(1-w) x still^w (POOL_FLOOR for a label a part did not name),
-    normalised so the labels hold the still's listed mass."""
+def pooled(burst: FrameMeans, still: FrameMeans, a: float, b: float) -> FrameMeans:
+    """The two parts pooled over every label either named: score proportional to
+    burst^a x still^b (POOL_FLOOR for a label a part did not name), normalised so the labels
+    hold the still's listed mass."""
     labels = [(k, None) for k in sorted(set(burst.scores) | set(still.scores))]
     labels += [(None, k) for k in sorted(set(burst.personal_scores) | set(still.personal_scores))]
     labels.append((None, None))          # "no product"
@@ -125,7 +128,7 @@ def pooled(burst: FrameMeans, still: FrameMeans, w: float) -> FrameMeans:
         v = m.scores.get(k, 0.0) if k is not None else (m.personal_scores.get(pc, 0.0) if pc is not None
                                                        else m.none_score)
         return max(v, POOL_FLOOR)
-    raw = [part(burst, lab) ** (1.0 - w) * part(still, lab) ** w for lab in labels]
+    raw = [part(burst, lab) ** a * part(still, lab) ** b for lab in labels]
     mass = sum(still.scores.values()) + sum(still.personal_scores.values()) + still.none_score
     z = sum(raw) or 1.0
     out = FrameMeans(still.n, {}, 0.0, {})
