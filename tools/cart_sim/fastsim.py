@@ -905,14 +905,9 @@ def run_baskets(scenario: dict, seed: int, n: int, oracles=(), workers: int | No
         tot.cpu_s += c.cpu_s
         if c.pool_new:   # a worker's renders: saved with the run's own
             pool.add(c.pool_new)
-        if sp is not None:
-            sp.stats.update(c.stills_stats)
-            sp.rendered += c.stills_rendered
-            sp.render_s += c.stills_render_s
-            sp.read_ms += c.stills_read_ms
-            if c.stills_new:
-                sp.cache.update(c.stills_new)
-                sp._dirty = True
+        if sp is not None and c.stills_new:
+            sp.cache.update(c.stills_new)
+            sp._dirty = True
         if progress:
             progress(len(results), n)
 
@@ -930,6 +925,12 @@ def run_baskets(scenario: dict, seed: int, n: int, oracles=(), workers: int | No
                     pool.rendered += len(c.pool_new)
                     pool.render_s += c.pool_render_s
                     pool.draw_s += c.pool_draw_s
+                    if sp is not None:        # a worker's still counts (one process counts them in place)
+                        for k, v in c.stills_stats.items():
+                            sp.stats[k] = sp.stats.get(k, 0) + v
+                        sp.rendered += c.stills_rendered
+                        sp.render_s += c.stills_render_s
+                        sp.read_ms += c.stills_read_ms
         finally:
             _WORK.clear()
     pool.save()

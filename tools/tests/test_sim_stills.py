@@ -118,6 +118,21 @@ def test_fast_mode_classifies_every_still_with_the_gateways_still_classifier(cat
     assert plain.tag != pool.tag and not plain.classifies
 
 
+def test_a_runs_still_counts_are_every_chunks_whatever_the_workers(cat):
+    """run_baskets' `stills` summary adds up every chunk's stills, in one process (the chunks
+    count in place) or across workers (their counts are added), and renders are not counted
+    twice: one chunk, two chunks and two workers give the same counts."""
+    from cart_sim.fastsim import run_baskets
+    sc = validate(CALM, "t")
+    one = run_baskets(sc, 5, 2, workers=1, catalogue=cat, chunk=2)[1].stills.summary()
+    assert one["stills"] >= 4
+    chunked = run_baskets(sc, 5, 2, workers=1, catalogue=cat, chunk=1)[1].stills
+    forked = run_baskets(sc, 5, 2, workers=2, catalogue=cat, chunk=1)[1].stills
+    for got in (chunked.summary(), forked.summary()):
+        assert (got["stills"], got["facing"], got["read_right"]) == (one["stills"], one["facing"], one["read_right"])
+    assert chunked.rendered == 0 == forked.rendered          # all from the first run's cache
+
+
 def test_still_scenario_keys_are_checked():
     with pytest.raises(ScenarioError, match="camera.still_res: must be one of SXGA, UXGA"):
         validate({"camera": {"still_res": "QXGA"}}, "t")
