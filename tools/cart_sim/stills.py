@@ -36,6 +36,8 @@ from cartfw.camera.settings import SPEC as CAMERA_SETTINGS
 # the camera board's still chunk (app.still_chunk): a UXGA JPEG needs it to fit §7.1's 128 chunks
 STILL_CHUNK = CAMERA_SETTINGS["still_chunk"][0]
 
+PERSONAL = "personal:"   # reconcile.inputs.PERSONAL_PREFIX: a still key of the shopper's own item
+
 # the burst's viewing condition (shoppers.Action.view) -> the still's
 STILL_CONDITIONS = {"clear": "clear", "hard": "hand", "oov": "oov"}
 
@@ -74,8 +76,11 @@ class StillPool:
 
     AWAY = "away"   # the last part of a trace-mode key whose still shows no code
 
-    def away_key(self, sku: str | None, view: str, i: int) -> str:
-        """Trace mode: the key of a still that shows no code (faces away, out of sight, no product)."""
+    def away_key(self, sku: str | None, view: str, i: int, personal: str | None = None) -> str:
+        """Trace mode: the key of a still that shows no code (faces away, out of sight, no product;
+        `personal`: the shopper's own item of that class put in, drawn on the basket)."""
+        if personal is not None:
+            return f"{PERSONAL}{personal}|hand|{i % self.n}|{self.AWAY}"
         cond = STILL_CONDITIONS.get(view)
         if sku is None or cond is None:
             sku, cond = "-", "hand"       # the item under a hand or out of sight: the basket as it is
@@ -105,6 +110,14 @@ class StillPool:
             oov = rng.uniform(0.4, 0.5)
         else:
             occ = rng.uniform(0, 0.3 * self.cam["occlusion_max"])
+        if sku.startswith(PERSONAL):   # the basket as it is, the shopper's item on it
+            from cart_model.render import CAMERA_SIZE
+            from cart_model.still_crops import _paste_personal
+            img, truth = render_still(self.cat, None, rs, self.res, facing=False, view_mm=self.view_mm)
+            rest = rng.uniform(0, 0.3 * self.cam["occlusion_max"])   # settled: a hand at most brushing it
+            img, truth["cx"], truth["cy"] = _paste_personal(img, sku[len(PERSONAL):], rng,
+                                                            img.width // CAMERA_SIZE[0], rest)
+            return img, truth
         if away:      # trace mode: no code the camera could see
             return render_still(self.cat, None if sku == "-" else sku, rs, self.res, occlusion=occ,
                                 out_of_view=oov, facing=False, view_mm=self.view_mm)
@@ -233,6 +246,8 @@ class StillCamera:
         i = self.rng.randrange(1 << 20)
         skus = [sku for sku, _, _ in action.adds if sku] if action is not None and action.kind != "lean" else []
         view = action.view if action is not None else "hand"
+        if self.scenes and not skus and action is not None and action.kind == "personal_in" and action.personal_class:
+            return self.pool.away_key(None, view, i, personal=action.personal_class)
         key = self.pool.key(skus[0], view, i) if skus and facing else None
         if key is None and self.scenes:
             return self.pool.away_key(skus[0] if skus else None, view, i)

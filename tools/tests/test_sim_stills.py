@@ -154,6 +154,29 @@ def test_trace_mode_away_keys_render_a_still_without_a_code(cat):
     assert pool.render("-|hand|0|away")[0].size == (1600, 1200)
 
 
+def test_a_personal_items_still_shows_it_on_the_basket(cat):
+    """With scene keys (trace mode, or the still classifier in fast mode) a personal item put
+    in gets a still of the basket with that item drawn on it, labelled as that class."""
+    import numpy as np
+    sc = validate(CALM, "t")
+    pool = StillPool(cat, sc["camera"])
+    cam = StillCamera(pool, sc["camera"], "x", scenes=True)
+    a = Action("personal_in", adds=[(None, 1, 300.0)], view="hand", personal_class="phone")
+    key = cam.still_key(a, 300.0)
+    assert key == "personal:phone|hand|0|away" and pool.codes(key) == [] and pool._truth_label(key) == "personal:phone"
+    import random
+    from cart_model.render import render_still
+    img, truth = pool.render(key)
+    rs = random.Random(f"{pool.seed}|still|{key}").randrange(1 << 30)
+    empty, _ = render_still(cat, None, rs, pool.res, facing=False, view_mm=pool.view_mm)   # the same basket
+    assert img.size == (1600, 1200) and 0 <= truth["cx"] <= 1 and 0 <= truth["cy"] <= 1
+    diff = np.abs(np.asarray(img, dtype=np.int16) - np.asarray(empty, dtype=np.int16)).max(axis=2) > 40
+    ys, xs = np.nonzero(diff)
+    assert 0.005 < diff.mean() < 0.5                             # something the size of a phone was drawn
+    assert xs.min() <= truth["cx"] * img.width <= xs.max() and ys.min() <= truth["cy"] * img.height <= ys.max()
+    assert StillCamera(pool, sc["camera"], "x").still_key(a, 300.0) is None   # fast mode, barcodes only
+
+
 def test_trace_mode_sends_rendered_stills_through_the_protocol(cat, tmp_path):
     """`cart-sim trace` with stills: each still is the renderer's, at the scenario's still_res,
     chunked as a §7.1 still; the in-process gateway reads its code, and `cart-gateway replay`
