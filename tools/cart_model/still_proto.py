@@ -18,6 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
+from cart_gateway.detectors.still import PERSONAL_PREFIX
+
 
 def proto_loss(tf, n_classes: int, scale: float, margin: float = 0.0):
     """Cross-entropy of each window against the batch's leave-one-out view means (unit inputs).
@@ -87,7 +89,7 @@ def families(labels: Sequence[str], catalogue) -> list[str]:
     for lb in labels:
         if lb in catalogue:
             out.append(f"sku:{catalogue[lb].family}")
-        elif lb.startswith("personal:"):
+        elif lb.startswith(PERSONAL_PREFIX):
             out.append("personal")
         else:
             out.append(lb)

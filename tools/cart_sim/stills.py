@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from cart_gateway.catalogue import Catalogue
+from cart_gateway.reconcile.inputs import PERSONAL_PREFIX
 
 from .world import cache_file, read_cache, write_cache
 
@@ -35,8 +36,6 @@ from cartfw.camera.settings import SPEC as CAMERA_SETTINGS
 
 # the camera board's still chunk (app.still_chunk): a UXGA JPEG needs it to fit §7.1's 128 chunks
 STILL_CHUNK = CAMERA_SETTINGS["still_chunk"][0]
-
-PERSONAL = "personal:"   # reconcile.inputs.PERSONAL_PREFIX: a still key of the shopper's own item
 
 # the burst's viewing condition (shoppers.Action.view) -> the still's
 STILL_CONDITIONS = {"clear": "clear", "hard": "hand", "oov": "oov"}
@@ -75,12 +74,13 @@ class StillPool:
         self._dirty = False
 
     AWAY = "away"   # the last part of a trace-mode key whose still shows no code
+    CLASS = "class|"   # cache prefix of a still's classifier candidates
 
     def away_key(self, sku: str | None, view: str, i: int, personal: str | None = None) -> str:
         """Trace mode: the key of a still that shows no code (faces away, out of sight, no product;
         `personal`: the shopper's own item of that class put in, drawn on the basket)."""
         if personal is not None:
-            return f"{PERSONAL}{personal}|hand|{i % self.n}|{self.AWAY}"
+            return f"{PERSONAL_PREFIX}{personal}|hand|{i % self.n}|{self.AWAY}"
         cond = STILL_CONDITIONS.get(view)
         if sku is None or cond is None:
             sku, cond = "-", "hand"       # the item under a hand or out of sight: the basket as it is
@@ -110,12 +110,12 @@ class StillPool:
             oov = rng.uniform(0.4, 0.5)
         else:
             occ = rng.uniform(0, 0.3 * self.cam["occlusion_max"])
-        if sku.startswith(PERSONAL):   # the basket as it is, the shopper's item on it
+        if sku.startswith(PERSONAL_PREFIX):   # the basket as it is, the shopper's item on it
             from cart_model.render import CAMERA_SIZE
             from cart_model.still_crops import _paste_personal
             img, truth = render_still(self.cat, None, rs, self.res, facing=False, view_mm=self.view_mm)
             rest = rng.uniform(0, 0.3 * self.cam["occlusion_max"])   # settled: a hand at most brushing it
-            img, truth["cx"], truth["cy"] = _paste_personal(img, sku[len(PERSONAL):], rng,
+            img, truth["cx"], truth["cy"] = _paste_personal(img, sku[len(PERSONAL_PREFIX):], rng,
                                                             img.width // CAMERA_SIZE[0], rest)
             return img, truth
         if away:      # trace mode: no code the camera could see
@@ -161,8 +161,6 @@ class StillPool:
         self.stats["class_sure"] += top[1] >= SURE
         self.stats["class_sure_wrong"] += top[1] >= SURE and top[0] != want
         return [list(x) for x in c]
-
-    CLASS = "class|"   # cache prefix of a still's classifier candidates
 
     def _truth_label(self, key: str) -> str | None:
         sku = key.split("|")[0]

@@ -119,25 +119,11 @@ def pooled(burst: FrameMeans, still: FrameMeans, a: float, b: float) -> FrameMea
     """The two parts pooled over every label either named: score proportional to
     burst^a x still^b (POOL_FLOOR for a label a part did not name), normalised so the labels
     hold the still's listed mass."""
-    labels = [(k, None) for k in sorted(set(burst.scores) | set(still.scores))]
-    labels += [(None, k) for k in sorted(set(burst.personal_scores) | set(still.personal_scores))]
-    labels.append((None, None))          # "no product"
-
-    def part(m: FrameMeans, lab) -> float:
-        k, pc = lab
-        v = m.scores.get(k, 0.0) if k is not None else (m.personal_scores.get(pc, 0.0) if pc is not None
-                                                       else m.none_score)
-        return max(v, POOL_FLOOR)
-    raw = [part(burst, lab) ** a * part(still, lab) ** b for lab in labels]
+    skus = sorted(set(burst.scores) | set(still.scores))
+    kinds = sorted(set(burst.personal_scores) | set(still.personal_scores))
+    labels = [*skus, *(PERSONAL + k for k in kinds), None]          # None: "no product"
+    raw = [max(burst.score_of(lb), POOL_FLOOR) ** a * max(still.score_of(lb), POOL_FLOOR) ** b for lb in labels]
     mass = sum(still.scores.values()) + sum(still.personal_scores.values()) + still.none_score
     z = sum(raw) or 1.0
-    out = FrameMeans(still.n, {}, 0.0, {})
-    for (k, pc), r in zip(labels, raw):
-        v = r / z * mass
-        if k is not None:
-            out.scores[k] = v
-        elif pc is not None:
-            out.personal_scores[pc] = v
-        else:
-            out.none_score = v
-    return out
+    v = [r / z * mass for r in raw]
+    return FrameMeans(still.n, dict(zip(skus, v)), v[-1], dict(zip(kinds, v[len(skus):-1])))
