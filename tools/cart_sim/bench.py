@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .fastsim import ORACLES, BasketResult, RunTotals, run_baskets
 from .judge import judge_receipt
-from .scenario import load_scenario
+from .scenario import gateway_overrides, load_scenario
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ def summarise(results, scenario: dict, seed: int, oracles=(), totals: RunTotals 
     return {
         "scenario": scenario["name"], "seed": seed, "oracles": sorted(oracles),
         **({"overrides": scenario["overrides"]} if scenario.get("overrides") else {}),
+        **({"gateway_overrides": scenario["gateway_overrides"]} if scenario.get("gateway_overrides") else {}),
         **basket_figures(results),
         "p50_decision_latency_ms": pct(0.5), "p95_decision_latency_ms": pct(0.95),
         "p50_movement_to_decision_ms": pct(0.5, mlat), "p95_movement_to_decision_ms": pct(0.95, mlat),
@@ -214,6 +215,9 @@ class _Progress:
 
 def main_bench(args) -> int:
     sc = load_scenario(args.scenario, getattr(args, "set", ()))
+    if getattr(args, "gateway", None):
+        sc["gateway"] = gateway_overrides(args.gateway)       # travels with the scenario to each worker
+        sc["gateway_overrides"] = list(args.gateway)
     oracles = [o.strip() for o in (getattr(args, "oracle", "") or "").split(",") if o.strip()]
     bad = sorted(set(oracles) - set(ORACLES))
     if bad:

@@ -19,6 +19,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--pool-seed", type=int, default=None, help="the scene pool's seed (default: --seed)")
     b.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help=(
         "override one scenario key for this run (repeatable), e.g. --set sensor.noise_g=2.0"))
+    b.add_argument("--gateway", action="append", default=[], metavar="SECTION.KEY=VALUE", help=(
+        "set one of the gateway's own settings for this run (repeatable), as in its config file, "
+        "e.g. --gateway reconcile.accept_posterior=0.9: a threshold's effect on the figures"))
     b.add_argument("--show-wrong", action="store_true", help="print each wrong basket before the figures")
     b.add_argument("--oracle", default="", metavar="LIST", help=(
         "comma-separated truth sources to measure the decision logic's floor: vision (the detector returns "

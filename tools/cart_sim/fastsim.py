@@ -112,10 +112,12 @@ class BasketResult:
     receipt: dict | None = None                              # the receipt the gateway published
 
 
-def gateway_config(state_dir: str, wait_for_still: bool = False):
-    """The gateway's own defaults (tick_ms, reconcile), for the simulator's cart ids."""
-    cfg = parse_config({"gateway_id": GW, "state_dir": state_dir, "carts": {"pattern": "s[0-9]+"}})
-    if wait_for_still:
+def gateway_config(state_dir: str, wait_for_still: bool = False, overrides: dict | None = None):
+    """The gateway's own defaults (tick_ms, reconcile), for the simulator's cart ids; `overrides`:
+    sections of its config file to set for the run (`cart-sim bench --gateway`)."""
+    cfg = parse_config({**(overrides or {}), "gateway_id": GW, "state_dir": state_dir,
+                        "carts": {"pattern": "s[0-9]+"}}, where="--gateway")
+    if wait_for_still and "wait_for_still" not in (overrides or {}).get("reconcile", {}):
         cfg = cfg.model_copy(update={"reconcile": cfg.reconcile.model_copy(update={"wait_for_still": True})})
     return cfg
 
@@ -249,7 +251,8 @@ class Store:
             self.stills = stills.attach(self, scenario["camera"])   # None unless camera.still
         self.detector = PoolDetector(self.pool, self.stills, "vision" in self.oracles)
         self._tmp = tempfile.TemporaryDirectory(prefix="cart-sim-gw-", dir=_scratch_dir())
-        cfg = gateway_config(self._tmp.name, wait_for_still=self.stills is not None)
+        cfg = gateway_config(self._tmp.name, wait_for_still=self.stills is not None,
+                             overrides=scenario.get("gateway"))
         self.gateway = Replayer(cfg, Path(self._tmp.name), detector=self.detector,
                                 store=GatewayStore(":memory:", "OFF"), catalogue=self.cat)
         self.gateway.keep_outputs = True

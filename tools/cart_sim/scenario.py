@@ -146,23 +146,52 @@ def validate(data: dict, name: str = "<scenario>") -> dict:
     return out
 
 
+def _parse_override(o: str, flag: str, example: str) -> tuple[str, str, object]:
+    """`section.key=VALUE` (VALUE in TOML syntax, e.g. 2.0, true, "x") -> (section, key, value)."""
+    key, eq, text = o.partition("=")
+    sec, dot, k = key.strip().partition(".")
+    if not eq or not dot or not sec or not k:
+        raise ScenarioError(f"{flag} {o!r}: expected section.key=VALUE, e.g. {example}")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()          # a bare word: a string
+    return sec, k, value
+
+
 def apply_overrides(data: dict, overrides=()) -> dict:
     """`cart-sim bench --set section.key=VALUE` (VALUE in TOML syntax, e.g. 2.0, true, "x"):
     the scenario's data with each override applied; validate() then checks it like any key."""
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
     for o in overrides:
-        key, eq, text = o.partition("=")
-        sec, dot, k = key.strip().partition(".")
-        if not eq or not dot or not sec or not k:
-            raise ScenarioError(f"--set {o!r}: expected section.key=VALUE, e.g. sensor.noise_g=2.0")
-        try:
-            value = tomllib.loads(f"v = {text.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = text.strip()          # a bare word: a string
+        sec, k, value = _parse_override(o, "--set", "sensor.noise_g=2.0")
         sect = out.setdefault(sec, {})
         if not isinstance(sect, dict):
             raise ScenarioError(f"--set {o!r}: {sec} is not a section")
         sect[k] = value
+    return out
+
+
+def gateway_overrides(overrides=()) -> dict:
+    """`cart-sim bench --gateway section.key=VALUE`: the gateway's own configuration for the run
+    (its config file's sections, e.g. reconcile.accept_posterior=0.9), to measure a threshold's
+    effect on the store's figures. Checked by the gateway's parse_config: a bad key or value is a
+    ScenarioError naming it."""
+    from cart_gateway.config import ConfigError, parse_config
+    out: dict = {}
+    for o in overrides:
+        sec, k, value = _parse_override(o, "--gateway", "reconcile.accept_posterior=0.9")
+        if sec in ("gateway_id", "state_dir", "carts"):
+            raise ScenarioError(f"--gateway {o!r}: {sec} is the simulator's own, not a setting to measure")
+        sect = out.setdefault(sec, {})
+        if not isinstance(sect, dict):
+            raise ScenarioError(f"--gateway {o!r}: {sec} is not a section")
+        sect[k] = value
+    if out:
+        try:
+            parse_config({"gateway_id": "sim", **out}, where="--gateway")
+        except ConfigError as e:
+            raise ScenarioError(str(e)) from None
     return out
 
 

@@ -2,7 +2,7 @@
 import pytest
 
 from cart_sim.cli import main as cli_main
-from cart_sim.scenario import SCHEMA, ScenarioError, load_scenario, validate
+from cart_sim.scenario import SCHEMA, ScenarioError, gateway_overrides, load_scenario, validate
 
 
 @pytest.mark.parametrize("name", ["default", "rush-hour", "hard"])
@@ -90,3 +90,34 @@ def test_cli_set_reaches_the_run_and_a_bad_one_exits_2(capsys, tmp_path, monkeyp
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["overrides"] == ["sensor.noise_g=2.0"]
     assert cli_main(["bench", "--scenario", "hard", "--baskets", "1", "--set", "sensor.noise_g=abc"]) == 2
     assert "sensor.noise_g" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override, names", [
+    ("accept_posterior=0.9", "section.key=VALUE"),              # no section
+    ("reconcile.accept_posteror=0.9", "accept_posteror"),       # unknown key: named
+    ("reconcile.accept_posterior=1.5", "accept_posterior"),     # out of range: named
+    ("reconcile.accept_posterior=nan", "accept_posterior"),     # NaN: named
+    ("state_dir.x=1", "state_dir"),                             # the simulator's own
+])
+def test_a_bad_gateway_setting_is_refused_naming_it(override, names):
+    with pytest.raises(ScenarioError, match=names):
+        gateway_overrides([override])
+
+
+def test_cli_gateway_setting_reaches_the_gateway_under_test(capsys, tmp_path, monkeypatch):
+    """--gateway sets the gateway's own config for the run: with the posterior and margin
+    thresholds at their most lenient, fewer shoppers are asked."""
+    import json
+    monkeypatch.setenv("CART_SIM_CACHE", str(tmp_path))
+    base = ["bench", "--scenario", "default", "--baskets", "3", "--workers", "1", "--json"]
+    assert cli_main(base) == 0
+    plain = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "gateway_overrides" not in plain
+    lax = ["reconcile.accept_posterior=0.01", "reconcile.accept_margin=0"]
+    assert cli_main(base + ["--gateway", lax[0], "--gateway", lax[1]]) == 0
+    lenient = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert lenient["gateway_overrides"] == lax
+    assert plain["shopper_prompts_per_100_items"] > 0
+    assert lenient["shopper_prompts_per_100_items"] < plain["shopper_prompts_per_100_items"]
+    assert cli_main(base + ["--gateway", "reconcile.nosuch=1"]) == 2
+    assert "reconcile.nosuch" in capsys.readouterr().err
