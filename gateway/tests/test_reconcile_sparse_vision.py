@@ -69,8 +69,8 @@ def test_the_sparse_vision_factor_is_the_dense_one(cat, monkeypatch):
     from cart_gateway.reconcile.factors import _vision_factor, log_vision, units_sum, vision_sparse
     monkeypatch.setattr(factors, "SPARSE_MIN_SKUS", 0)       # the sparse form on these small catalogues too
     rnd = random.Random(13)
-    cfg = ReconcileConfig()
     for trial in range(150):
+        cfg = ReconcileConfig(vision_power=(1.0, 1.5, 2.0)[trial % 3])    # sharpened too
         v = _burst(rnd, cat, most=trial % 10 == 0)
         if trial % 2:
             v = family_smoothed(v, cat, cfg.family_confusion)
@@ -82,3 +82,21 @@ def test_the_sparse_vision_factor_is_the_dense_one(cat, monkeypatch):
         base, ix, val = vision_sparse(vis)
         others = np.setdiff1d(np.arange(cat.n + 1), ix)
         assert np.all(vis[others] == base) and len(ix) <= len(v.scores) + 1
+
+
+def test_a_sharpened_burst_keeps_its_mass_and_favours_its_best_product():
+    """vision_power > 1: the labels the camera scored (products, "no product") share the same
+    mass (so every unscored SKU keeps its factor), the best of them gets more of it."""
+    cat = SMALL
+    a, b = cat.skus[0], cat.skus[1]
+    v = VisionSummary(0, {a: 0.6, b: 0.3}, 0.05, [], ["f1"], None, 5)
+    plain = vision_factor(v, cat, ReconcileConfig())
+    sharp = vision_factor(v, cat, ReconcileConfig(vision_power=2.0))
+    ia, ib = cat.idx[a], cat.idx[b]
+    assert plain[ia] / plain[ib] == pytest.approx(2.0, rel=0.05)
+    assert sharp[ia] / sharp[ib] > 1.8 * plain[ia] / plain[ib]
+    assert float(sharp.sum()) == pytest.approx(float(plain.sum()), rel=1e-12)
+    others = np.setdiff1d(np.arange(cat.n + 1), [ia, ib, cat.n])
+    assert np.allclose(sharp[others], plain[others], rtol=1e-12)
+    with pytest.raises(ValueError):
+        ReconcileConfig(vision_power=0.5)      # below 1 would flatten the camera: refused

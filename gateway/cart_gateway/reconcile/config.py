@@ -64,6 +64,9 @@ class ReconcileConfig(BaseModel):
         "a produce removal leaving less than this on the line takes the whole line"))
     # --- vision / barcode
     vision_floor: float = Field(0.01, ge=0, le=1, description="mixing weight of a uniform floor")
+    vision_power: float = Field(1.0, ge=1, le=4, description=(
+        "the burst's mean scores are raised to this power (their sum kept) before they weigh the "
+        "hypotheses: averaging frames that agree is underconfident (docs/reconciliation.md §2)"))
     family_confusion: float = Field(0.0, ge=0, le=1, description=(
         "share of the detector's doubt (1 - score) that goes to the look-alike family of its best SKU "
         "(51 % of the committed model's wrong answers named another SKU of the same family, "
