@@ -596,6 +596,27 @@ def test_look_alikes_a_slip_between_would_pass_are_asked_for_a_barcode_with_the_
     assert c.e.open_prompts()[0]["kind"] == "pick"
 
 
+def test_two_look_alikes_a_slip_between_would_pass_ask_for_the_barcode_beside_a_third_picture():
+    # issue 12 wrong baskets: a third, unlikely picture kept the prompt a pick (not *every* picture
+    # would pass), so a slip between the two likely ones was charged; scan_when_slips_pass_pictures 2
+    # asks for the barcode when two pictures would pass
+    tri = SKUS + [sku("stew", 423.0, 6.0, 259)]
+    seen = [("soup", 0.6), ("beans", 0.33), ("stew", 0.02)]
+    c = Cart(cfg=ReconcileConfig(scan_when_slips_pass_pictures=2), skus=tri)
+    d = c.move(422.0, seen)
+    (p,) = c.e.open_prompts()
+    assert p["kind"] == "scan" and [o["sku"] for o in p["options"]] == ["soup", "beans", "stew"], p
+    assert "a slip between these pictures would pass" in d[-1]["cause"]
+    # every picture must pass (0, the rule before): a pick
+    c = Cart(cfg=ReconcileConfig(scan_when_slips_pass_pictures=0), skus=tri)
+    c.move(422.0, seen)
+    assert c.e.open_prompts()[0]["kind"] == "pick"
+    # only one picture would pass (the camera separates soup from the rest): a pick either way
+    c = Cart(cfg=ReconcileConfig(scan_when_slips_pass_pictures=2), skus=tri)
+    c.move(422.0, [("soup", 0.93), ("beans", 0.02), ("stew", 0.02)])
+    assert c.e.open_prompts()[0]["kind"] == "pick"
+
+
 def test_a_tap_on_a_two_product_picture_the_evidence_doubts_is_asked_again_and_twice_stands():
     # issue 12 wrong baskets: a tap on "Chips + Beans" when the camera saw soup (0.9) was applied
     # unchecked; it now gets the slip check of a one-product tap

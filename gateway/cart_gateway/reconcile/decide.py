@@ -262,8 +262,10 @@ class DecideMixin:
         if e <= 0 or "vision" not in sc.evidence or len(pics) < 2 \
                 or any(len(names) != 1 or self.cat.items[names[0]].sold_by_weight for _, names in pics):
             return False    # weight only: kept a pick (§4.3.1); loose produce has no barcode to scan
-        return all(slip_posterior(sum(h["posterior"] for h in sc.hyps if h["sku"] == names[0]), e, len(pics))
-                   >= self.cfg.answer_min_posterior for _, names in pics)
+        passing = sum(slip_posterior(sum(h["posterior"] for h in sc.hyps if h["sku"] == names[0]), e, len(pics))
+                      >= self.cfg.answer_min_posterior for _, names in pics)
+        need = self.cfg.scan_when_slips_pass_pictures
+        return passing >= (min(need, len(pics)) if need else len(pics))
 
     def _camera_explanation(self, mv: dict, sc: Scored, weight_only: bool):
         """(hypothesis or None, reason, what was seen): the one combination of what the camera saw
