@@ -78,6 +78,11 @@ class ReconcileConfig(BaseModel):
         "accept what the camera saw when exactly one combination of it fits the weight (produce, pairs, "
         "swaps, personal items) and veto pairs/swaps with an unseen product"))
     seen_min_score: float = Field(0.25, ge=0, le=1, description="a product the burst scores this high (mean) was seen")
+    camera_led_sure_score: float = Field(0.5, ge=0, le=1, description=(
+        "a camera-led explanation is accepted only when each of its products has this mean over the "
+        "burst or was a frame's clear best at camera_accept_score: a product the camera only glimpsed "
+        "(mean 0.25-0.5) that fits the weight is often a weight-alike of the one put in "
+        "(docs/reconciliation.md §4.1); 0: any seen product"))
     seen_max_products: int = Field(4, ge=1, le=8, description="at most this many seen products are combined")
     pair_seen_min_score: float = Field(0.2, ge=0, le=1, description=(
         "a pair or a swap is accepted only if each of its products scored this high"))

@@ -25,6 +25,7 @@ PROMPT_TEXT = {PromptKind.PICK: "Which item did you just put in the cart?",
 
 UNITS_TEXT = "Which of these did you just put in? Not shown: scan the other item."
 # a hold on h1 (the log's cause) that the units prompt answers
+CAMERA_UNSURE = "a product the camera only glimpsed fits the weight"
 SHORT_BURST_UNITS = "k units from a short burst, a look-alike weighs the same"
 UNSEEN_PART = "a product of the pair or swap not seen"
 POSTERIOR_HOLDS = ("posterior below threshold", "margin below threshold")
@@ -50,6 +51,13 @@ def option_readings(hyps: list[dict]) -> list[tuple[dict, list[str]]]:
             shown.add(key)
             out.append((h, names))
     return out
+
+
+def _put_in(h: dict) -> set[str]:
+    """The products a camera explanation puts in the basket (not the ones it takes out)."""
+    if "in" in h or "out" in h:
+        return set(h.get("in", {}))
+    return {h["sku"]} if h.get("sku") and h["kind"] == "add" else set()
 
 
 def slip_posterior(p: float, error_rate: float, pictures: int, taps: int = 1) -> float:
@@ -280,6 +288,9 @@ class DecideMixin:
                                self.book, self.produce, cfg)
         if h is not None and mv.get("same_weight") and h["kind"] != "swap_multi":
             return None, "no weight change: only a swap both sides of which were seen is accepted", seen, fits
+        if h is not None and any(seen.products.get(p, 0.0) < cfg.camera_led_sure_score
+                                 and seen.top_score.get(p, 0.0) < cfg.camera_accept_score for p in _put_in(h)):
+            return None, CAMERA_UNSURE, seen, fits
         return h, why, seen, fits
 
     def _open_prompt(self, mv: dict, sc: Scored, kind: str, hyps: list[dict], confirm: str = "",
