@@ -116,7 +116,7 @@ def gateway_config(state_dir: str, wait_for_still: bool = False, overrides: dict
     """The gateway's own defaults (tick_ms, reconcile), for the simulator's cart ids; `overrides`:
     sections of its config file to set for the run (`cart-sim bench --gateway`)."""
     cfg = parse_config({**(overrides or {}), "gateway_id": GW, "state_dir": state_dir,
-                        "carts": {"pattern": "s[0-9]+"}}, where="--gateway")
+                        "carts": {"pattern": "s[0-9]+"}}, where="--gateway" if overrides else "<config>")
     if wait_for_still and "wait_for_still" not in (overrides or {}).get("reconcile", {}):
         cfg = cfg.model_copy(update={"reconcile": cfg.reconcile.model_copy(update={"wait_for_still": True})})
     return cfg

@@ -79,7 +79,7 @@ class ReconcileConfig(BaseModel):
         "swaps, personal items) and veto pairs/swaps with an unseen product"))
     seen_min_score: float = Field(0.25, ge=0, le=1, description="a product the burst scores this high (mean) was seen")
     camera_led_sure_score: float = Field(0.5, ge=0, le=1, description=(
-        "a camera-led explanation is accepted only when each of its products has this mean over the "
+        "a camera-led explanation is accepted only when each product it puts in has this mean over the "
         "burst or was a frame's clear best at camera_accept_score: a product the camera only glimpsed "
         "(mean 0.25-0.5) that fits the weight is often a weight-alike of the one put in "
         "(docs/reconciliation.md §4.1); 0: any seen product"))

@@ -102,7 +102,7 @@ def _vision_factor(vision: VisionSummary, cat: CatalogueIndex, cfg: ReconcileCon
 
 def sharpened(agg: np.ndarray, power: float) -> np.ndarray:
     """The burst's mean scores raised to `power` and scaled back to their sum: the same mass
-    for the products seen, shared more sharply. A mean of per-frame scores is underconfident when
+    for the labels scored (products and "no product"), shared more sharply. A mean of per-frame scores is underconfident when
     the frames agree (the per-frame calibration does not know there were several); power 1: as is."""
     if power == 1.0:
         return agg
